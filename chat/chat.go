@@ -1,0 +1,72 @@
+// Package chat defines the chat history store that the server persists
+// room chat to, and an in-memory implementation. Database-backed stores
+// live in their own packages (chat/postgres, chat/mysql, chat/sqlite) so an
+// import pulls only the driver it needs; chat/chattest is the conformance
+// suite every store passes.
+//
+// The contract every Store keeps:
+//   - Append assigns the message its ID and CreatedAt (Unix milliseconds)
+//     and returns only once the message is durable in that store.
+//   - A room's messages have one total order, by an increasing key that
+//     the store assigns (never by timestamp alone, which repeats within a
+//     millisecond). History returns them in that order.
+//   - History(room, limit, offset) skips the offset newest messages and
+//     returns the limit messages before them, oldest first, as the Node
+//     package's database adapters do: History(room, 20, 40) is the third
+//     page of 20 counted back from the newest; History(room, n, 0) is the
+//     n most recent messages.
+//   - Methods are safe for concurrent use.
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// Message is a chat message as it is handed to a store, before the store
+// assigns its ID and CreatedAt.
+type Message struct {
+	RoomID       string
+	ConnectionID string
+	UserID       string
+	Message      string
+	// Metadata is a JSON object or empty.
+	Metadata json.RawMessage
+}
+
+// Store persists room chat. See the package documentation for the
+// ordering and paging contract.
+type Store interface {
+	// Append stores msg and returns it as stored.
+	Append(ctx context.Context, msg Message) (protocol.StoredChatMessage, error)
+	// History returns up to limit messages of roomID, oldest first, after
+	// skipping the offset newest. A limit <= 0 means the store's default.
+	History(ctx context.Context, roomID string, limit, offset int) ([]protocol.StoredChatMessage, error)
+	// Close releases the store's resources. Calls after Close fail.
+	Close() error
+}
+
+// BatchAppender is implemented by stores that can store several messages
+// in one transaction (group commit). The server uses it, when present, to
+// store a burst of messages for one room at once. The returned messages
+// are in the order of msgs, and their order keys increase in that order.
+// On error none of the messages is stored.
+type BatchAppender interface {
+	AppendBatch(ctx context.Context, msgs []Message) ([]protocol.StoredChatMessage, error)
+}
+
+// Pinger is implemented by stores that can check they are reachable; the
+// server's readiness check uses it.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// ErrClosed is returned by a store's methods after Close.
+var ErrClosed = errors.New("chat: store closed")
+
+// DefaultHistoryLimit is the number of messages History returns when
+// called with limit <= 0 and the store was given no default of its own.
+const DefaultHistoryLimit = 100
