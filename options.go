@@ -1,0 +1,116 @@
+package livesync
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/openlivesync/livesync/chat"
+)
+
+// UserInfo is the identity that authentication attached to a connection.
+// Its UserID, Name, Email and Provider appear in the connection's presence
+// entry; UserID also in its events and chat messages.
+type UserInfo struct {
+	UserID   string
+	Name     string
+	Email    string
+	Provider string
+	// Rooms, when not nil, lists the rooms this user may join, as patterns
+	// where '*' matches any run of characters (e.g. "team-42/*"). Nil means
+	// every room; an empty non-nil slice means none.
+	Rooms []string
+}
+
+// Options configures a Server. A nil *Options, and every zero field, means
+// the documented default.
+type Options struct {
+	// Path is where Handler and ListenAndServe serve the WebSocket
+	// endpoint. Default "/live". ServeHTTP ignores it: a router decides
+	// what reaches it.
+	Path string
+
+	// OnAuth, when set, runs on every upgrade request before the upgrade.
+	// A nil user closes the connection with 4401; an error closes it with
+	// 4500. Nil OnAuth admits everyone anonymously.
+	OnAuth func(r *http.Request) (*UserInfo, error)
+
+	// VerifyToken, when set, verifies join_room's accessToken; a token
+	// that does not verify gets FORBIDDEN. When unset, an accessToken is
+	// ignored: an unverified token is never trusted.
+	VerifyToken func(token string) (*UserInfo, error)
+
+	// CanJoin, when set, decides whether user (nil when anonymous) may
+	// join roomID; false gets FORBIDDEN and the connection stays usable.
+	// It runs after the check of UserInfo.Rooms.
+	CanJoin func(user *UserInfo, roomID string) bool
+
+	// CheckOrigin decides whether a browser upgrade from r's Origin is
+	// allowed. Default: every origin (see AllowedOrigins for a list).
+	CheckOrigin func(r *http.Request) bool
+
+	// AllowedOrigins, when not empty and CheckOrigin is nil, is the list
+	// of Origins ("https://app.example.com", or "*" for any) whose browser
+	// upgrades are accepted; others get HTTP 403. Requests without an
+	// Origin header (non-browser clients) are accepted.
+	AllowedOrigins []string
+
+	// PresenceThrottle is the minimum interval between presence updates
+	// delivered per connection; updates inside the window are coalesced
+	// and the last one is delivered when it ends. Default 100ms; a
+	// negative value disables throttling.
+	PresenceThrottle time.Duration
+
+	// Store persists chat. Default: a chat.MemoryStore. The server closes
+	// it on Shutdown.
+	Store chat.Store
+	// HistoryLimit is how many recent messages a joiner receives.
+	// Default 100.
+	HistoryLimit int
+
+	// Logger receives lifecycle and fault logs. Default slog.Default().
+	Logger *slog.Logger
+
+	// Limits bounds what one client may do. Zero fields take defaults.
+	Limits Limits
+}
+
+// Limits bounds what one client may do. Every zero field takes its default.
+type Limits struct {
+	// MaxMessageBytes is the largest accepted frame; a larger one closes
+	// the connection with 1009. Default 65536.
+	MaxMessageBytes int64
+	// SendQueueBytes bounds the frames queued for one connection; a client
+	// that lets more pile up is closed with 1008. Default 1 MiB.
+	SendQueueBytes int
+	// PingInterval is how often the server pings. Default 25s.
+	PingInterval time.Duration
+	// PongTimeout drops a peer silent for this long. Default 60s.
+	PongTimeout time.Duration
+	// HandshakeTimeout bounds the HTTP upgrade. Default 10s.
+	HandshakeTimeout time.Duration
+	// WriteTimeout bounds one write to a socket. Default 10s.
+	WriteTimeout time.Duration
+	// ConnectionsPerIP caps concurrent connections from one address.
+	// Default 1000; negative means no cap.
+	ConnectionsPerIP int
+	// MaxConnections caps concurrent connections in all. Default 0: none.
+	MaxConnections int
+	// EventRate and EventBurst limit broadcast_event per connection.
+	// Default 100/s, burst 200.
+	EventRate  float64
+	EventBurst int
+	// ChatRate and ChatBurst limit send_chat per connection. Default 10/s,
+	// burst 20.
+	ChatRate  float64
+	ChatBurst int
+	// MaxViolations closes a connection with 1008 after this many
+	// rate-limit refusals in a row without a successful message. Default 100.
+	MaxViolations int
+	// MaxRoomIDBytes bounds a room id. Default 256.
+	MaxRoomIDBytes int
+	// MaxPresenceBytes bounds presence JSON and chat metadata. Default 8 KiB.
+	MaxPresenceBytes int
+	// MaxChatBytes bounds a chat message. Default 16 KiB.
+	MaxChatBytes int
+}
