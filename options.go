@@ -113,4 +113,6 @@ type Limits struct {
 	MaxPresenceBytes int
 	// MaxChatBytes bounds a chat message. Default 16 KiB.
 	MaxChatBytes int
+	// StoreTimeout bounds one call to the chat store. Default 5s.
+	StoreTimeout time.Duration
 }

@@ -64,6 +64,19 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
+// Pager is implemented by stores that page back through history by
+// message id, for clients scrolling back (get_chat_history).
+type Pager interface {
+	// HistoryBefore returns up to limit messages of roomID older than the
+	// message beforeID (the newest messages when beforeID is empty), oldest
+	// first, and whether older messages remain. A beforeID that is not one
+	// of this store's ids gets an error wrapping ErrBadCursor.
+	HistoryBefore(ctx context.Context, roomID, beforeID string, limit int) (msgs []protocol.StoredChatMessage, hasMore bool, err error)
+}
+
+// ErrBadCursor is returned by HistoryBefore for a malformed beforeID.
+var ErrBadCursor = errors.New("chat: not a message id of this store")
+
 // ErrClosed is returned by a store's methods after Close.
 var ErrClosed = errors.New("chat: store closed")
 

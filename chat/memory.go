@@ -2,6 +2,9 @@ package chat
 
 import (
 	"context"
+	"fmt"
+	"math"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -142,6 +145,44 @@ func (s *MemoryStore) History(ctx context.Context, roomID string, limit, offset 
 		out = append(out, r.ring[(r.start+i)%len(r.ring)])
 	}
 	return out, nil
+}
+
+// HistoryBefore implements Pager.
+func (s *MemoryStore) HistoryBefore(ctx context.Context, roomID, beforeID string, limit int) ([]protocol.StoredChatMessage, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	if limit <= 0 {
+		limit = s.historyLimit
+	}
+	before := uint64(math.MaxUint64)
+	if beforeID != "" {
+		n, err := strconv.ParseUint(beforeID, 10, 64)
+		if err != nil {
+			return nil, false, fmt.Errorf("memory chat store: before %q: %w", beforeID, ErrBadCursor)
+		}
+		before = n
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, false, ErrClosed
+	}
+	r := s.rooms[roomID]
+	if r == nil {
+		return []protocol.StoredChatMessage{}, false, nil
+	}
+	// Messages are in increasing id order: find the first not older than before.
+	end := sort.Search(r.n, func(i int) bool {
+		id, _ := strconv.ParseUint(r.ring[(r.start+i)%len(r.ring)].ID, 10, 64)
+		return id >= before
+	})
+	begin := max(end-limit, 0)
+	out := make([]protocol.StoredChatMessage, 0, end-begin)
+	for i := begin; i < end; i++ {
+		out = append(out, r.ring[(r.start+i)%len(r.ring)])
+	}
+	return out, begin > 0, nil
 }
 
 // Ping implements Pinger.

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/chat"
+)
+
+// config is the binary's flags.
+type config struct {
+	addr             string
+	path             string
+	presenceThrottle time.Duration
+	historyLimit     int
+	store            string
+	maxMessageBytes  int64
+	logFormat        string
+	logLevel         string
+}
+
+var errHelp = flag.ErrHelp
+
+// parseConfig reads flags from args, falling back to OPENLIVESYNC_* in
+// the environment for each flag not given on the command line.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("openlivesync", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.addr, "addr", ":3000", "listen address")
+	fs.StringVar(&c.path, "path", "/live", "WebSocket path")
+	fs.DurationVar(&c.presenceThrottle, "presence-throttle", 100*time.Millisecond, "min interval between delivered presence updates per connection")
+	fs.IntVar(&c.historyLimit, "history-limit", 100, "chat messages sent to a new joiner")
+	fs.StringVar(&c.store, "store", "memory", "chat store: memory")
+	fs.Int64Var(&c.maxMessageBytes, "max-message-bytes", 65536, "largest accepted frame in bytes")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	// Errors are reported by the caller in one line; keep flag's own
+	// message for -h only.
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: openlivesync [flags]  (each flag also as OPENLIVESYNC_<FLAG> in the environment)")
+		fs.PrintDefaults()
+	}
+	if err := parseQuietly(fs, args, stderr); err != nil {
+		return nil, err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || envErr != nil {
+			return
+		}
+		key := "OPENLIVESYNC_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(key); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("invalid value %q for %s: %v", v, key, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
+	}
+	return c, c.validate()
+}
+
+// parseQuietly parses args without flag's multi-line error output, so a
+// bad flag is reported in one line.
+func parseQuietly(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			fs.SetOutput(stderr)
+			return fs.Parse(args)
+		}
+	}
+	fs.SetOutput(io.Discard)
+	defer fs.SetOutput(stderr)
+	return fs.Parse(args)
+}
+
+func (c *config) validate() error {
+	switch {
+	case !strings.HasPrefix(c.path, "/"):
+		return fmt.Errorf("-path %q must start with /", c.path)
+	case c.presenceThrottle < 0:
+		return fmt.Errorf("-presence-throttle %v must not be negative", c.presenceThrottle)
+	case c.historyLimit < 0:
+		return fmt.Errorf("-history-limit %d must not be negative", c.historyLimit)
+	case c.maxMessageBytes < 1024:
+		return fmt.Errorf("-max-message-bytes %d is below the minimum of 1024", c.maxMessageBytes)
+	case c.logFormat != "text" && c.logFormat != "json":
+		return fmt.Errorf("-log-format %q: want text or json", c.logFormat)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return fmt.Errorf("-log-level %q: want debug, info, warn or error", c.logLevel)
+	}
+	if c.store != "memory" {
+		return fmt.Errorf("-store %q: want memory", c.store)
+	}
+	return nil
+}
+
+func (c *config) storeName() string { return c.store }
+
+// build makes the logger, the store and the server.
+func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server, *slog.Logger, error) {
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(c.logLevel))
+	hopts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
+	if c.logFormat == "json" {
+		h = slog.NewJSONHandler(stderr, hopts)
+	}
+	log := slog.New(h)
+	history := c.historyLimit
+	if history == 0 {
+		history = -1 // the flag's 0 means none; the library's 0 means the default
+	}
+	store := chat.NewMemoryStore(&chat.MemoryOptions{HistoryLimit: max(c.historyLimit, 1)})
+	throttle := c.presenceThrottle
+	if throttle == 0 {
+		throttle = -1
+	}
+	srv, err := livesync.New(&livesync.Options{
+		Path:             c.path,
+		PresenceThrottle: throttle,
+		Store:            store,
+		HistoryLimit:     history,
+		Logger:           log,
+		Limits:           livesync.Limits{MaxMessageBytes: c.maxMessageBytes},
+	})
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	_ = ctx
+	return srv, log, nil
+}

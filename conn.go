@@ -1,0 +1,244 @@
+package livesync
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/openlivesync/livesync/internal/ws"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// conn is one client connection. Its reading goroutine owns the fields
+// marked "reader": it handles messages one at a time, so joins, leaves and
+// updates from one client never race each other.
+type conn struct {
+	srv  *Server
+	ws   *ws.Conn
+	id   string
+	user *UserInfo // nil when anonymous
+	ip   string
+	log  *slog.Logger
+
+	lastRead atomic.Int64 // unix nanoseconds of the last frame or pong
+	lastPing atomic.Int64
+
+	room       *room // reader; the room joined or being joined
+	eventLimit *rate.Limiter
+	chatLimit  *rate.Limiter
+	violations int // reader: consecutive rate-limit refusals
+
+	// The presence throttle's state, guarded by the room's mutex.
+	lastPresence    time.Time
+	pendingPresence protocol.Presence
+	trailing        *time.Timer
+
+	mu      sync.Mutex // guards the send queue and closing
+	queue   [][]byte
+	spare   [][]byte // the other half of a double buffer, reused by the writer
+	queued  int      // bytes in queue
+	writing bool     // a writer goroutine is draining queue
+	closing bool     // no more frames are accepted
+	reason  string   // why the server closed the connection
+}
+
+func (c *conn) touch() { c.lastRead.Store(time.Now().UnixNano()) }
+
+// send queues a frame. It never blocks: a client whose queue would exceed
+// the limit is disconnected, so a slow reader never slows its room.
+func (c *conn) send(frame []byte) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	if c.queued+len(frame) > c.srv.limits.SendQueueBytes {
+		c.mu.Unlock()
+		c.srv.metrics.slowConsumer()
+		c.abort("slow consumer: send queue full")
+		return
+	}
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	if !c.writing {
+		c.writing = true
+		go c.writeLoop()
+	}
+	c.mu.Unlock()
+}
+
+// close sends a close frame after what is queued, then ends the
+// connection once the client answers or a grace period ends.
+func (c *conn) close(code int, reason string) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.queue = append(c.queue, ws.CloseFrame(code, reason))
+	c.closing = true
+	c.reason = reason
+	if !c.writing {
+		c.writing = true
+		go c.writeLoop()
+	}
+	c.mu.Unlock()
+}
+
+// abort drops the queue and closes the socket at once: for a peer that is
+// not reading, a close frame would never arrive anyway.
+func (c *conn) abort(reason string) {
+	c.mu.Lock()
+	if c.reason == "" {
+		c.reason = reason
+	}
+	c.closing = true
+	c.queue, c.queued = nil, 0
+	c.mu.Unlock()
+	c.ws.Close()
+}
+
+// writeLoop drains the queue, writing everything queued at once, and exits
+// when the queue is empty: idle connections hold no writer goroutine.
+func (c *conn) writeLoop() {
+	bufp := writeBufPool.Get().(*[]byte)
+	defer writeBufPool.Put(bufp)
+	for {
+		c.mu.Lock()
+		frames, closing := c.queue, c.closing
+		if len(frames) == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.queue, c.spare = c.spare[:0], nil
+		c.queued = 0
+		c.mu.Unlock()
+
+		var err error
+		*bufp, err = c.ws.WriteFrames(frames, *bufp, time.Now().Add(c.srv.limits.WriteTimeout))
+		c.srv.metrics.framesOut(len(frames))
+		clear(frames) // let the frames be collected
+		c.mu.Lock()
+		if c.spare == nil && cap(frames) <= 1024 {
+			c.spare = frames[:0]
+		}
+		c.mu.Unlock()
+		if err != nil {
+			c.abort("write failed: " + err.Error())
+			c.mu.Lock()
+			c.writing = false
+			c.queue = nil
+			c.mu.Unlock()
+			return
+		}
+		if closing {
+			// The close frame was the last one queued. Give the peer a moment
+			// to answer it; the reader ends on its reply or on the deadline.
+			c.ws.SetReadDeadline(time.Now().Add(closeGrace))
+		}
+	}
+}
+
+// closeGrace is how long a peer has to answer the server's close frame.
+const closeGrace = 2 * time.Second
+
+var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
+
+// sendError tells the client what was wrong with its message.
+func (c *conn) sendError(e *clientError) {
+	c.send(errorFrame(e.code, e.message))
+}
+
+// readLoop handles the client's messages until the connection ends.
+func (c *conn) readLoop() {
+	c.ws.SetReadLimit(c.srv.limits.MaxMessageBytes)
+	c.ws.OnPong(c.touch)
+	for {
+		text, data, err := c.ws.Read()
+		if err != nil {
+			c.ended(err)
+			return
+		}
+		c.touch()
+		c.srv.metrics.messageIn(len(data))
+		if !text {
+			c.sendError(&clientError{protocol.CodeInvalidMessage, "binary frames are not supported; send JSON text frames"})
+			continue
+		}
+		c.handle(data)
+	}
+}
+
+// ended records why the connection ended; the caller cleans up.
+func (c *conn) ended(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	reason := c.reason
+	c.closing = true
+	switch {
+	case reason != "":
+	case errors.Is(err, ws.ErrReadLimit):
+		reason = "frame too large"
+	case ws.CloseCode(err) != 0:
+		reason = "closed by client"
+	default:
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			reason = "read timeout"
+		} else {
+			reason = "connection lost"
+		}
+	}
+	c.reason = reason
+}
+
+// handle dispatches one client message.
+func (c *conn) handle(data []byte) {
+	env, cerr := decodeEnvelope(data)
+	if cerr == nil {
+		switch env.Type {
+		case protocol.MsgJoinRoom:
+			cerr = c.handleJoin(env.Payload)
+		case protocol.MsgLeaveRoom:
+			cerr = c.handleLeave(env.Payload)
+		case protocol.MsgUpdatePresence:
+			cerr = c.handlePresence(env.Payload)
+		case protocol.MsgBroadcastEvent:
+			cerr = c.handleEvent(env.Payload)
+		case protocol.MsgSendChat:
+			cerr = c.handleChat(env.Payload)
+		case protocol.MsgGetChatHistory:
+			cerr = c.handleHistory(env.Payload)
+		default:
+			cerr = &clientError{protocol.CodeInvalidMessage, "unknown message type " + quoteTrunc(env.Type)}
+		}
+	}
+	if cerr == nil {
+		c.violations = 0
+		return
+	}
+	c.sendError(cerr)
+	if cerr.code == protocol.CodeRateLimited {
+		c.srv.metrics.rateLimited()
+		c.violations++
+		if c.violations >= c.srv.limits.MaxViolations {
+			c.close(protocol.ClosePolicy, "rate limit exceeded repeatedly")
+		}
+	}
+}
+
+// quoteTrunc quotes a client-supplied string for an error message, cut
+// short so an error never echoes a large input back.
+func quoteTrunc(s string) string {
+	const max = 64
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return string(appendJSONString(nil, s))
+}

@@ -1,0 +1,168 @@
+package livesync
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// clientError is a refusal the client is told about with an error message;
+// the connection stays open.
+type clientError struct {
+	code, message string
+}
+
+func (e *clientError) Error() string { return e.code + ": " + e.message }
+
+func errPayload(format string, args ...any) *clientError {
+	return &clientError{protocol.CodeInvalidPayload, fmt.Sprintf(format, args...)}
+}
+
+// decodeEnvelope parses a frame into its type and raw payload.
+func decodeEnvelope(data []byte) (protocol.Envelope, *clientError) {
+	var env protocol.Envelope
+	if !json.Valid(data) {
+		return env, &clientError{protocol.CodeInvalidJSON, "message is not valid JSON"}
+	}
+	if err := json.Unmarshal(data, &env); err != nil {
+		return env, &clientError{protocol.CodeInvalidMessage, "message must be an object with a string \"type\""}
+	}
+	if env.Type == "" {
+		return env, &clientError{protocol.CodeInvalidMessage, "message has no \"type\""}
+	}
+	if bytes.Equal(env.Payload, []byte("null")) {
+		env.Payload = nil
+	}
+	return env, nil
+}
+
+// decodePayload unmarshals a message's payload into v, which must be a
+// pointer to a payload struct. A missing payload is an error unless
+// optional; a wrongly typed field is named in the error.
+func decodePayload(typ string, raw json.RawMessage, v any, optional bool) *clientError {
+	if len(raw) == 0 {
+		if optional {
+			return nil
+		}
+		return errPayload("%s needs a payload object", typ)
+	}
+	if !isObject(raw) {
+		return errPayload("%s payload must be an object", typ)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return errPayload("%s: field %q must be %s", typ, te.Field, jsonKind(te.Type.Kind().String()))
+		}
+		return errPayload("%s payload: %v", typ, err)
+	}
+	return nil
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "int", "int64":
+		return "a number"
+	default:
+		return "of another type"
+	}
+}
+
+// isObject reports whether raw is a JSON object.
+func isObject(raw json.RawMessage) bool {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	return len(raw) > 0 && raw[0] == '{'
+}
+
+// checkObject validates an optional JSON-object field and its size.
+func checkObject(typ, field string, raw json.RawMessage, maxBytes int) *clientError {
+	if len(raw) == 0 {
+		return nil
+	}
+	if bytes.Equal(raw, []byte("null")) {
+		return errPayload("%s: field %q must be an object, not null", typ, field)
+	}
+	if !isObject(raw) {
+		return errPayload("%s: field %q must be an object", typ, field)
+	}
+	if len(raw) > maxBytes {
+		return &clientError{protocol.CodeMessageTooLarge, fmt.Sprintf("%s: %s is %d bytes, the limit is %d", typ, field, len(raw), maxBytes)}
+	}
+	return nil
+}
+
+// compactObject returns raw without insignificant white space, so what is
+// stored and relayed is as small as it can be.
+func compactObject(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	b.Grow(len(raw))
+	if err := json.Compact(&b, raw); err != nil {
+		return raw
+	}
+	return b.Bytes()
+}
+
+// checkRoomID validates a room id: 1..max bytes of printable UTF-8.
+func checkRoomID(typ, id string, max int) *clientError {
+	switch {
+	case id == "":
+		return errPayload("%s: field \"roomId\" is required and must be a non-empty string", typ)
+	case len(id) > max:
+		return errPayload("%s: field \"roomId\" is %d bytes, the limit is %d", typ, len(id), max)
+	case !utf8.ValidString(id):
+		return errPayload("%s: field \"roomId\" must be valid UTF-8", typ)
+	}
+	for _, r := range id {
+		if !unicode.IsPrint(r) {
+			return errPayload("%s: field \"roomId\" must be printable (no control characters)", typ)
+		}
+	}
+	return nil
+}
+
+// roomAllowed reports whether roomID matches one of patterns, where '*'
+// matches any run of characters.
+func roomAllowed(patterns []string, roomID string) bool {
+	for _, p := range patterns {
+		if globMatch(p, roomID) {
+			return true
+		}
+	}
+	return false
+}
+
+func globMatch(pattern, s string) bool {
+	// Iterative wildcard match with single backtrack point: linear enough
+	// for short patterns and never exponential.
+	p, i, star, mark := 0, 0, -1, 0
+	for i < len(s) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, i
+			p++
+		case p < len(pattern) && pattern[p] == s[i]:
+			p++
+			i++
+		case star >= 0:
+			p = star + 1
+			mark++
+			i = mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
+}

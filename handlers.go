@@ -1,0 +1,202 @@
+package livesync
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"golang.org/x/time/rate"
+
+	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+var errNotInRoom = &clientError{protocol.CodeNotInRoom, "join a room first"}
+
+func (c *conn) handleJoin(raw []byte) *clientError {
+	var p protocol.JoinRoomPayload
+	if e := decodePayload(protocol.MsgJoinRoom, raw, &p, false); e != nil {
+		return e
+	}
+	lim := &c.srv.limits
+	if e := checkRoomID(protocol.MsgJoinRoom, p.RoomID, lim.MaxRoomIDBytes); e != nil {
+		return e
+	}
+	if e := checkObject(protocol.MsgJoinRoom, "presence", p.Presence, lim.MaxPresenceBytes); e != nil {
+		return e
+	}
+	if len(p.Name) > maxNameBytes || len(p.Email) > maxNameBytes {
+		return &clientError{protocol.CodeMessageTooLarge, fmt.Sprintf("join_room: name and email are limited to %d bytes", maxNameBytes)}
+	}
+	user := c.user
+	if p.AccessToken != "" && c.srv.opts.VerifyToken != nil {
+		u, err := c.srv.opts.VerifyToken(p.AccessToken)
+		if err != nil || u == nil {
+			c.srv.metrics.authFailed()
+			return &clientError{protocol.CodeForbidden, "join_room: accessToken did not verify"}
+		}
+		user = u
+	}
+	if !c.srv.mayJoin(user, p.RoomID) {
+		return &clientError{protocol.CodeForbidden, "join_room: not allowed to join room " + quoteTrunc(p.RoomID)}
+	}
+	c.user = user
+
+	entry := protocol.PresenceEntry{ConnectionID: c.id, Presence: compactObject(p.Presence), Name: p.Name, Email: p.Email}
+	if user != nil {
+		entry.UserID, entry.Provider = user.UserID, user.Provider
+		if user.Name != "" {
+			entry.Name = user.Name
+		}
+		if user.Email != "" {
+			entry.Email = user.Email
+		}
+	}
+	if c.room != nil {
+		c.room.leave(c)
+		c.room = nil
+	}
+	for {
+		r := c.srv.acquireRoom(p.RoomID)
+		r.ensureHistory()
+		if r.join(c, entry) {
+			c.room = r
+			return nil
+		}
+	}
+}
+
+// maxNameBytes bounds the name and email a client may give itself.
+const maxNameBytes = 256
+
+func (c *conn) handleLeave(raw []byte) *clientError {
+	var p protocol.LeaveRoomPayload
+	if e := decodePayload(protocol.MsgLeaveRoom, raw, &p, true); e != nil {
+		return e
+	}
+	if c.room == nil || (p.RoomID != "" && p.RoomID != c.room.id) {
+		return errNotInRoom
+	}
+	c.room.leave(c)
+	c.room = nil
+	return nil
+}
+
+func (c *conn) handlePresence(raw []byte) *clientError {
+	var p protocol.UpdatePresencePayload
+	if e := decodePayload(protocol.MsgUpdatePresence, raw, &p, false); e != nil {
+		return e
+	}
+	if len(p.Presence) == 0 {
+		return errPayload("update_presence: field \"presence\" is required")
+	}
+	if e := checkObject(protocol.MsgUpdatePresence, "presence", p.Presence, c.srv.limits.MaxPresenceBytes); e != nil {
+		return e
+	}
+	if c.room == nil {
+		return errNotInRoom
+	}
+	c.room.updatePresence(c, compactObject(p.Presence))
+	return nil
+}
+
+func (c *conn) handleEvent(raw []byte) *clientError {
+	var p protocol.BroadcastEventPayload
+	if e := decodePayload(protocol.MsgBroadcastEvent, raw, &p, false); e != nil {
+		return e
+	}
+	if p.Event == "" {
+		return errPayload("broadcast_event: field \"event\" is required and must be a non-empty string")
+	}
+	if c.room == nil {
+		return errNotInRoom
+	}
+	lim := &c.srv.limits
+	if !allow(&c.eventLimit, lim.EventRate, lim.EventBurst) {
+		return &clientError{protocol.CodeRateLimited, fmt.Sprintf("broadcast_event: more than %g events/s", lim.EventRate)}
+	}
+	f := newFrame(protocol.MsgBroadcastEventRelay, len(c.room.id)+len(c.id)+len(p.Event)+len(p.Payload)+64)
+	f.raw(`{"roomId":`)
+	f.str(c.room.id)
+	f.field("connectionId")
+	f.str(c.id)
+	if c.user != nil {
+		f.optStr("userId", c.user.UserID)
+	}
+	f.field("event")
+	f.str(p.Event)
+	f.optRaw("payload", p.Payload)
+	f.raw("}")
+	c.room.broadcast(f.done(), c)
+	c.srv.metrics.eventRelayed()
+	return nil
+}
+
+func (c *conn) handleChat(raw []byte) *clientError {
+	var p protocol.SendChatPayload
+	if e := decodePayload(protocol.MsgSendChat, raw, &p, false); e != nil {
+		return e
+	}
+	lim := &c.srv.limits
+	if len(p.Message) > lim.MaxChatBytes {
+		return &clientError{protocol.CodeMessageTooLarge, fmt.Sprintf("send_chat: message is %d bytes, the limit is %d", len(p.Message), lim.MaxChatBytes)}
+	}
+	if e := checkObject(protocol.MsgSendChat, "metadata", p.Metadata, lim.MaxPresenceBytes); e != nil {
+		return e
+	}
+	if c.room == nil {
+		return errNotInRoom
+	}
+	if !allow(&c.chatLimit, lim.ChatRate, lim.ChatBurst) {
+		return &clientError{protocol.CodeRateLimited, fmt.Sprintf("send_chat: more than %g messages/s", lim.ChatRate)}
+	}
+	msg := chat.Message{RoomID: c.room.id, ConnectionID: c.id, Message: p.Message, Metadata: compactObject(p.Metadata)}
+	if c.user != nil {
+		msg.UserID = c.user.UserID
+	}
+	return c.room.enqueueChat(c, msg)
+}
+
+func (c *conn) handleHistory(raw []byte) *clientError {
+	var p protocol.GetChatHistoryPayload
+	if e := decodePayload(protocol.MsgGetChatHistory, raw, &p, true); e != nil {
+		return e
+	}
+	if c.room == nil {
+		return errNotInRoom
+	}
+	if p.Limit < 0 {
+		return errPayload("get_chat_history: field \"limit\" must not be negative")
+	}
+	pager, ok := c.srv.store.(chat.Pager)
+	if !ok {
+		return &clientError{protocol.CodeServerError, "get_chat_history: this server's chat store cannot page history"}
+	}
+	limit := min(p.Limit, maxHistoryPage)
+	if limit == 0 {
+		limit = max(c.srv.opts.HistoryLimit, 1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.limits.StoreTimeout)
+	defer cancel()
+	msgs, more, err := pager.HistoryBefore(ctx, c.room.id, p.Before, limit)
+	if err != nil {
+		c.srv.log.Warn("chat history unavailable", "room", c.room.id, "err", err)
+		return &clientError{protocol.CodeChatUnavailable, "get_chat_history: chat storage is unavailable"}
+	}
+	c.send(encodeMessage(protocol.MsgChatHistory, protocol.ChatHistoryPayload{RoomID: c.room.id, Messages: msgs, HasMore: more}))
+	return nil
+}
+
+// maxHistoryPage bounds one get_chat_history answer.
+const maxHistoryPage = 500
+
+// allow takes a token from the limiter, creating it on first use so that
+// connections that never send hold none.
+func allow(l **rate.Limiter, r float64, burst int) bool {
+	if *l == nil {
+		*l = rate.NewLimiter(rate.Limit(r), burst)
+	}
+	return (*l).Allow()
+}
+
+func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }

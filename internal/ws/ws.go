@@ -1,0 +1,201 @@
+// Package ws is the server's seam over the WebSocket library. Reading goes
+// through gorilla/websocket, which parses frames, unmasks them and answers
+// pings; writing bypasses it: the server's writer encodes each outgoing
+// message once into a complete unmasked frame (Frame) that many
+// connections share, and writes a whole queue of such frames to the socket
+// in one call (WriteFrames).
+//
+// Concurrency: one goroutine reads (Read). Any goroutine may write, one
+// batch per call: a net.Conn Write is atomic with respect to other Writes
+// on the same socket, so the pongs and close replies gorilla sends from the
+// reading goroutine never split a batch.
+package ws
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Close codes and the errors Read returns.
+const (
+	CloseNormal   = websocket.CloseNormalClosure
+	CloseTooLarge = websocket.CloseMessageTooBig
+)
+
+// ErrReadLimit is returned by Read when a frame exceeds the read limit;
+// the close frame 1009 has already been sent.
+var ErrReadLimit = websocket.ErrReadLimit
+
+// UpgradeOptions configures Upgrade.
+type UpgradeOptions struct {
+	HandshakeTimeout time.Duration
+	CheckOrigin      func(r *http.Request) bool
+}
+
+// Upgrader turns HTTP requests into Conns. Create one per server.
+type Upgrader struct {
+	u websocket.Upgrader
+}
+
+// writeBufferPool lends gorilla the buffer it needs for the handshake and
+// control frames, so idle connections hold none.
+var writeBufferPool = &sync.Pool{}
+
+// NewUpgrader returns an Upgrader with opts.
+func NewUpgrader(opts UpgradeOptions) *Upgrader {
+	return &Upgrader{u: websocket.Upgrader{
+		HandshakeTimeout: opts.HandshakeTimeout,
+		CheckOrigin:      opts.CheckOrigin,
+		WriteBufferPool:  writeBufferPool,
+		// Read through the server's hijacked 4 KiB bufio.Reader rather
+		// than a second buffer of our own.
+		ReadBufferSize: 0,
+	}}
+}
+
+// Upgrade completes the WebSocket handshake. On failure it has already
+// answered the request with an HTTP error (403 for a refused origin).
+func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
+	c, err := u.u.Upgrade(w, r, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{c: c, nc: c.NetConn()}, nil
+}
+
+// Conn is one WebSocket connection.
+type Conn struct {
+	c  *websocket.Conn
+	nc net.Conn
+}
+
+// SetReadLimit sets the largest frame Read accepts.
+func (c *Conn) SetReadLimit(n int64) { c.c.SetReadLimit(n) }
+
+// OnPong sets a function called from Read for every pong received.
+func (c *Conn) OnPong(f func()) {
+	c.c.SetPongHandler(func(string) error { f(); return nil })
+}
+
+// Read returns the next data message. text is false for a binary frame.
+func (c *Conn) Read() (text bool, data []byte, err error) {
+	typ, r, err := c.c.NextReader()
+	if err != nil {
+		return false, nil, err
+	}
+	data, err = io.ReadAll(r)
+	return typ == websocket.TextMessage, data, err
+}
+
+// CloseCode returns the close code carried by err, a Read error, or 0.
+func CloseCode(err error) int {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return 0
+}
+
+// SetReadDeadline bounds the current and next reads.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
+
+// WriteFrames writes frames made by Frame, PingFrame or CloseFrame, in
+// order, in as few socket writes as buf allows. buf is scratch space the
+// caller may reuse; the possibly grown buffer is returned.
+func (c *Conn) WriteFrames(frames [][]byte, buf []byte, deadline time.Time) ([]byte, error) {
+	if err := c.nc.SetWriteDeadline(deadline); err != nil {
+		return buf, err
+	}
+	buf = buf[:0]
+	for _, f := range frames {
+		// A frame larger than the scratch buffer goes out on its own rather
+		// than being copied.
+		if len(f) > cap(buf)-len(buf) {
+			if len(buf) > 0 {
+				if _, err := c.nc.Write(buf); err != nil {
+					return buf, err
+				}
+				buf = buf[:0]
+			}
+			if len(f) >= cap(buf) {
+				if _, err := c.nc.Write(f); err != nil {
+					return buf, err
+				}
+				continue
+			}
+		}
+		buf = append(buf, f...)
+	}
+	if len(buf) > 0 {
+		if _, err := c.nc.Write(buf); err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
+}
+
+// Close closes the socket at once.
+func (c *Conn) Close() error { return c.nc.Close() }
+
+// RemoteAddr is the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPing  = 0x9
+	finBit  = 0x80
+)
+
+// FrameHeadroom is how many bytes Frame needs in front of a payload.
+const FrameHeadroom = 10
+
+// Frame turns buf into a final, unmasked text frame in place. The payload
+// is buf[FrameHeadroom:]; the first FrameHeadroom bytes are reserved for
+// the header, so a message is encoded and framed with one allocation. The
+// result is a subslice of buf.
+func Frame(buf []byte) []byte {
+	return frame(opText, buf)
+}
+
+func frame(op byte, buf []byte) []byte {
+	n := len(buf) - FrameHeadroom
+	var h int
+	switch {
+	case n < 126:
+		h = 2
+		buf[FrameHeadroom-1] = byte(n)
+	case n <= 0xffff:
+		h = 4
+		binary.BigEndian.PutUint16(buf[FrameHeadroom-2:], uint16(n))
+		buf[FrameHeadroom-3] = 126
+	default:
+		h = 10
+		binary.BigEndian.PutUint64(buf[FrameHeadroom-8:], uint64(n))
+		buf[FrameHeadroom-9] = 127
+	}
+	buf[FrameHeadroom-h] = finBit | op
+	return buf[FrameHeadroom-h:]
+}
+
+// PingFrame is a ping frame with an empty payload.
+var PingFrame = frame(opPing, make([]byte, FrameHeadroom))
+
+// CloseFrame returns a close frame carrying code and reason (truncated to
+// the 123 bytes a control frame allows).
+func CloseFrame(code int, reason string) []byte {
+	if len(reason) > 123 {
+		reason = reason[:123]
+	}
+	buf := make([]byte, FrameHeadroom+2, FrameHeadroom+2+len(reason))
+	binary.BigEndian.PutUint16(buf[FrameHeadroom:], uint16(code))
+	buf = append(buf, reason...)
+	return frame(opClose, buf)
+}

@@ -1,0 +1,524 @@
+package livesync
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// room is one room's state on this node.
+//
+// Presence changes are not sent as they happen: they mark the member dirty
+// and schedule a flush, which sends every member one presence_updated that
+// sums up all changes since the previous flush, and admits the joiners
+// waiting for it. While the flush goroutine waits for the lock, more
+// changes pile up, so a join storm costs a few messages per member instead
+// of one per joiner, with no timer and no added delay when the room is
+// quiet. Because each member id appears in at most one list of a flush, the
+// order in which a client applies the lists does not matter, and every
+// view converges to the true membership.
+type room struct {
+	id  string
+	srv *Server
+
+	mu          sync.Mutex
+	members     map[string]*member // by connection id
+	local       []*conn            // admitted local members, in no order: the fan-out list
+	joining     []*joinRequest     // local joiners waiting for the next flush
+	dirty       map[string]bool    // changed since the last flush → was a member then
+	flushQueued bool
+	dead        bool // emptied and removed from the server; acquire anew
+
+	// Recent chat, oldest first, at most HistoryLimit: what a joiner gets.
+	// Kept here so a join costs no store round trip, and updated in the
+	// same critical section that broadcasts a message, so history plus the
+	// messages that follow it never miss or repeat one.
+	history       []protocol.StoredChatMessage
+	historyJSON   []byte // encoding of history; nil when stale
+	historyLoaded bool
+
+	chatQueue   []chatRequest // guarded by mu
+	chatRunning bool          // a chat worker is draining chatQueue
+	// chatMu is held while a batch is stored and broadcast, and while the
+	// history is loaded from the store. Lock order: chatMu, then mu.
+	chatMu sync.Mutex
+}
+
+// member is one connection in a room.
+type member struct {
+	entry protocol.PresenceEntry
+	json  []byte // encoding of entry; nil when stale
+	conn  *conn  // nil for a member connected to another node
+	index int    // position in room.local
+}
+
+func (m *member) encoded() []byte {
+	if m.json == nil {
+		m.json = appendEntry(nil, &m.entry)
+	}
+	return m.json
+}
+
+type joinRequest struct {
+	conn     *conn
+	member   *member
+	admitted chan struct{}
+}
+
+type chatRequest struct {
+	conn *conn
+	msg  chat.Message
+}
+
+func newRoom(s *Server, id string) *room {
+	return &room{id: id, srv: s, members: make(map[string]*member), dirty: make(map[string]bool)}
+}
+
+// markDirty records that id's membership or presence changed. r.mu held.
+func (r *room) markDirty(id string, wasMember bool) {
+	if _, ok := r.dirty[id]; !ok {
+		r.dirty[id] = wasMember
+	}
+	if !r.flushQueued {
+		r.flushQueued = true
+		go r.flush()
+	}
+}
+
+// flush sends the pending presence changes and admits waiting joiners.
+func (r *room) flush() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.flushQueued = false
+	if r.dead {
+		return
+	}
+	joiners := r.joining
+	r.joining = nil
+	for _, j := range joiners {
+		r.members[j.conn.id] = j.member
+	}
+	if len(r.dirty) > 0 {
+		r.pendingDelta().send(r.local)
+	}
+	clear(r.dirty)
+	if len(joiners) == 0 {
+		return
+	}
+	snapshot := r.encodeSnapshot()
+	history := r.encodedHistory()
+	for _, j := range joiners {
+		j.conn.send(roomJoinedFrame(r.id, j.conn.id, snapshot, history))
+		j.member.index = len(r.local)
+		r.local = append(r.local, j.conn)
+		close(j.admitted)
+	}
+	r.srv.metrics.membersChanged(len(joiners))
+}
+
+// delta is the presence change since the last flush, as each member
+// sees it.
+type delta struct {
+	roomID          string
+	joined, updated []*member
+	left            []string
+	updatedBy       map[string]bool // connection ids with an entry in updated
+}
+
+// pendingDelta sums up the dirty set. r.mu held.
+func (r *room) pendingDelta() *delta {
+	d := &delta{roomID: r.id}
+	for id, was := range r.dirty {
+		m, is := r.members[id]
+		switch {
+		case is && !was:
+			d.joined = append(d.joined, m)
+		case is && was:
+			d.updated = append(d.updated, m)
+			if d.updatedBy == nil {
+				d.updatedBy = make(map[string]bool)
+			}
+			d.updatedBy[id] = true
+		case !is && was:
+			d.left = append(d.left, id)
+		}
+	}
+	return d
+}
+
+// send delivers the delta to the local members. Everyone gets the same
+// frame except members whose own update is in it: they get one without
+// it, since a client is never told about itself.
+func (d *delta) send(local []*conn) {
+	var common []byte
+	for _, c := range local {
+		if d.updatedBy[c.id] {
+			if f := d.encode(c.id); f != nil {
+				c.send(f)
+			}
+			continue
+		}
+		if common == nil {
+			if common = d.encode(""); common == nil {
+				return
+			}
+		}
+		c.send(common)
+	}
+}
+
+// encode frames the delta without the entry of except, or returns nil
+// when nothing is left to say.
+func (d *delta) encode(except string) []byte {
+	n := len(d.joined) + len(d.left) + len(d.updated)
+	if except != "" {
+		n--
+	}
+	if n <= 0 {
+		return nil
+	}
+	f := newFrame(protocol.MsgPresenceUpdated, 96*n)
+	f.raw(`{"roomId":`)
+	f.str(d.roomID)
+	list := func(name string, ms []*member) {
+		first := true
+		for _, m := range ms {
+			if m.entry.ConnectionID == except {
+				continue
+			}
+			if first {
+				f.field(name)
+				f.raw("[")
+				first = false
+			} else {
+				f.raw(",")
+			}
+			f.bytes(m.encoded())
+		}
+		if !first {
+			f.raw("]")
+		}
+	}
+	list("joined", d.joined)
+	if len(d.left) > 0 {
+		f.field("left")
+		f.raw("[")
+		for i, id := range d.left {
+			if i > 0 {
+				f.raw(",")
+			}
+			f.str(id)
+		}
+		f.raw("]")
+	}
+	list("updated", d.updated)
+	f.raw("}")
+	return f.done()
+}
+
+// encodeSnapshot encodes the presence map of room_joined. r.mu held.
+func (r *room) encodeSnapshot() []byte {
+	b := make([]byte, 0, 2+len(r.members)*96)
+	b = append(b, '{')
+	first := true
+	for id, m := range r.members {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendJSONString(b, id)
+		b = append(b, ':')
+		b = append(b, m.encoded()...)
+	}
+	return append(b, '}')
+}
+
+// encodedHistory is the chatHistory array of room_joined. r.mu held.
+func (r *room) encodedHistory() []byte {
+	if r.historyJSON == nil {
+		f := frameBuilder{}
+		f.json(r.history)
+		if len(r.history) == 0 {
+			f.b = []byte("[]")
+		}
+		r.historyJSON = f.b
+	}
+	return r.historyJSON
+}
+
+func roomJoinedFrame(roomID, connID string, snapshot, history []byte) []byte {
+	f := newFrame(protocol.MsgRoomJoined, len(snapshot)+len(history)+len(roomID)+64)
+	f.raw(`{"roomId":`)
+	f.str(roomID)
+	f.field("connectionId")
+	f.str(connID)
+	f.field("presence")
+	f.bytes(snapshot)
+	f.field("chatHistory")
+	f.bytes(history)
+	f.raw("}")
+	return f.done()
+}
+
+// join queues c to be admitted at the next flush and waits for it.
+// It reports false when the room died meanwhile; acquire it anew.
+func (r *room) join(c *conn, entry protocol.PresenceEntry) bool {
+	r.mu.Lock()
+	if r.dead {
+		r.mu.Unlock()
+		return false
+	}
+	j := &joinRequest{conn: c, member: &member{entry: entry, conn: c}, admitted: make(chan struct{})}
+	r.joining = append(r.joining, j)
+	_, was := r.members[c.id]
+	r.markDirty(c.id, was)
+	r.mu.Unlock()
+	<-j.admitted
+	return true
+}
+
+// leave removes c from the room, and the room from the server when it is
+// left empty.
+func (r *room) leave(c *conn) {
+	r.mu.Lock()
+	m, ok := r.members[c.id]
+	if !ok || m.conn != c {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.members, c.id)
+	last := len(r.local) - 1
+	if m.index != last {
+		moved := r.local[last]
+		r.local[m.index] = moved
+		r.members[moved.id].index = m.index
+	}
+	r.local[last] = nil
+	r.local = r.local[:last]
+	if c.trailing != nil {
+		c.trailing.Stop()
+		c.trailing = nil
+	}
+	c.pendingPresence = nil
+	empty := len(r.members) == 0 && len(r.joining) == 0
+	if empty {
+		r.dead = true
+	} else {
+		r.markDirty(c.id, true)
+	}
+	r.mu.Unlock()
+	r.srv.metrics.membersChanged(-1)
+	if empty {
+		r.srv.removeRoom(r)
+	}
+}
+
+// updatePresence applies p to c's entry, throttled: inside the window the
+// latest value waits and is applied when the window ends.
+func (r *room) updatePresence(c *conn, p protocol.Presence) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.members[c.id]
+	if !ok || m.conn != c {
+		return
+	}
+	throttle := r.srv.opts.PresenceThrottle
+	now := time.Now()
+	if wait := c.lastPresence.Add(throttle).Sub(now); throttle > 0 && wait > 0 {
+		c.pendingPresence = p
+		if c.trailing == nil {
+			var t *time.Timer
+			t = time.AfterFunc(wait, func() { r.trailingPresence(c, t) })
+			c.trailing = t
+		}
+		return
+	}
+	r.applyPresence(m, c, p, now)
+}
+
+func (r *room) applyPresence(m *member, c *conn, p protocol.Presence, now time.Time) {
+	m.entry.Presence = p
+	m.json = nil
+	c.lastPresence = now
+	r.markDirty(c.id, true)
+}
+
+// trailingPresence delivers the update held back by the throttle.
+func (r *room) trailingPresence(c *conn, t *time.Timer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.members[c.id]
+	if !ok || m.conn != c || c.trailing != t {
+		return
+	}
+	c.trailing = nil
+	if p := c.pendingPresence; p != nil {
+		c.pendingPresence = nil
+		r.applyPresence(m, c, p, time.Now())
+	}
+}
+
+// broadcast sends frame to every local member but except.
+func (r *room) broadcast(frame []byte, except *conn) {
+	r.mu.Lock()
+	for _, c := range r.local {
+		if c != except {
+			c.send(frame)
+		}
+	}
+	r.mu.Unlock()
+}
+
+// ensureHistory loads the recent chat from the store once per room life.
+// On failure the room starts with what it has and tries again at the next
+// join.
+func (r *room) ensureHistory() {
+	r.mu.Lock()
+	loaded := r.historyLoaded
+	r.mu.Unlock()
+	if loaded || r.srv.opts.HistoryLimit <= 0 {
+		return
+	}
+	r.chatMu.Lock()
+	defer r.chatMu.Unlock()
+	r.mu.Lock()
+	loaded = r.historyLoaded
+	r.mu.Unlock()
+	if loaded {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.srv.limits.StoreTimeout)
+	defer cancel()
+	msgs, err := r.srv.store.History(ctx, r.id, r.srv.opts.HistoryLimit, 0)
+	if err != nil {
+		r.srv.log.Warn("chat history unavailable", "room", r.id, "err", err)
+		return
+	}
+	r.mu.Lock()
+	r.history, r.historyJSON, r.historyLoaded = msgs, nil, true
+	r.mu.Unlock()
+}
+
+// enqueueChat queues a message to be stored and then broadcast, in order.
+func (r *room) enqueueChat(c *conn, msg chat.Message) *clientError {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.chatQueue) >= maxChatBacklog {
+		return &clientError{protocol.CodeChatUnavailable, "chat is backlogged; message not sent"}
+	}
+	r.chatQueue = append(r.chatQueue, chatRequest{conn: c, msg: msg})
+	if !r.chatRunning {
+		r.chatRunning = true
+		r.srv.wg.Add(1)
+		go r.chatWorker()
+	}
+	return nil
+}
+
+// maxChatBacklog bounds the messages waiting for the store in one room.
+const maxChatBacklog = 4096
+
+// maxChatBatch bounds the messages stored in one transaction.
+const maxChatBatch = 256
+
+// chatWorker stores queued messages in batches and broadcasts each batch,
+// in store order, once it is stored. One worker runs per room at a time,
+// so every member sees the room's messages in the order history returns.
+func (r *room) chatWorker() {
+	defer r.srv.wg.Done()
+	for {
+		r.mu.Lock()
+		n := min(len(r.chatQueue), maxChatBatch)
+		if n == 0 {
+			r.chatRunning = false
+			r.mu.Unlock()
+			return
+		}
+		batch := append([]chatRequest(nil), r.chatQueue[:n]...)
+		r.chatQueue = append(r.chatQueue[:0], r.chatQueue[n:]...)
+		r.mu.Unlock()
+
+		r.chatMu.Lock()
+		stored, err := r.store(batch)
+		r.deliverChat(stored)
+		r.chatMu.Unlock()
+		if err != nil {
+			r.srv.log.Warn("chat store failed", "room", r.id, "messages", len(batch)-len(stored), "err", err)
+			for _, req := range batch[len(stored):] {
+				req.conn.send(errorFrame(protocol.CodeChatUnavailable, "chat storage is unavailable; the message was not sent"))
+			}
+		}
+	}
+}
+
+// store appends the batch, in one transaction where the store can. It
+// returns the messages stored, a prefix of the batch, and why the rest
+// was not.
+func (r *room) store(batch []chatRequest) ([]protocol.StoredChatMessage, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.srv.limits.StoreTimeout)
+	defer cancel()
+	start := time.Now()
+	defer func() { r.srv.metrics.storeLatency(time.Since(start)) }()
+	msgs := make([]chat.Message, len(batch))
+	for i, req := range batch {
+		msgs[i] = req.msg
+	}
+	if ba, ok := r.srv.store.(chat.BatchAppender); ok && len(msgs) > 1 {
+		return ba.AppendBatch(ctx, msgs)
+	}
+	out := make([]protocol.StoredChatMessage, 0, len(msgs))
+	for _, m := range msgs {
+		s, err := r.srv.store.Append(ctx, m)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// deliverChat broadcasts stored messages to every member, the senders
+// included, and adds them to the recent history.
+func (r *room) deliverChat(stored []protocol.StoredChatMessage) {
+	if len(stored) == 0 {
+		return
+	}
+	frames := make([][]byte, len(stored))
+	for i := range stored {
+		frames[i] = chatFrame(&stored[i])
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.local {
+		for _, f := range frames {
+			c.send(f)
+		}
+	}
+	limit := max(r.srv.opts.HistoryLimit, 0)
+	r.history = append(r.history, stored...)
+	if over := len(r.history) - limit; over > 0 {
+		r.history = append(r.history[:0:0], r.history[over:]...)
+	}
+	r.historyJSON = nil
+}
+
+func chatFrame(m *protocol.StoredChatMessage) []byte {
+	f := newFrame(protocol.MsgChatMessage, len(m.Message)+len(m.Metadata)+128)
+	f.raw(`{"roomId":`)
+	f.str(m.RoomID)
+	f.field("connectionId")
+	f.str(m.ConnectionID)
+	f.optStr("userId", m.UserID)
+	f.field("message")
+	f.str(m.Message)
+	f.optRaw("metadata", m.Metadata)
+	f.field("id")
+	f.str(m.ID)
+	f.field("createdAt")
+	f.b = appendInt(f.b, m.CreatedAt)
+	f.raw("}")
+	return f.done()
+}

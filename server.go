@@ -1,0 +1,487 @@
+package livesync
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/internal/ws"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// Server is an OpenLiveSync server: rooms, presence, events and chat over
+// WebSocket. It is an http.Handler for the WebSocket endpoint; Handler
+// adds the rest of the site and ListenAndServe runs it standalone.
+type Server struct {
+	opts     Options
+	limits   Limits
+	store    chat.Store
+	log      *slog.Logger
+	upgrader *ws.Upgrader
+	nodeID   string
+	connSeq  atomic.Uint64
+	metrics  metrics
+
+	mu      sync.Mutex // guards conns, perIP, slots, closed, httpSrv
+	conns   map[*conn]struct{}
+	perIP   map[string]int
+	slots   int // connections admitted: upgrading or registered
+	closed  bool
+	httpSrv *http.Server
+
+	roomsMu sync.Mutex
+	rooms   map[string]*room
+
+	wg      sync.WaitGroup // connection readers and writers, chat workers
+	stop    chan struct{}  // closed by Shutdown
+	sweeper sync.WaitGroup
+}
+
+// New returns a server configured by opts (nil means every default).
+func New(opts *Options) (*Server, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Path == "" {
+		o.Path = "/live"
+	}
+	if !strings.HasPrefix(o.Path, "/") {
+		return nil, fmt.Errorf("livesync: Path %q must start with /", o.Path)
+	}
+	if o.PresenceThrottle == 0 {
+		o.PresenceThrottle = 100 * time.Millisecond
+	}
+	if o.HistoryLimit == 0 {
+		o.HistoryLimit = chat.DefaultHistoryLimit
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Store == nil {
+		o.Store = chat.NewMemoryStore(&chat.MemoryOptions{HistoryLimit: max(o.HistoryLimit, 1)})
+	}
+	lim, err := resolveLimits(o.Limits)
+	if err != nil {
+		return nil, err
+	}
+	o.Limits = lim
+	checkOrigin := o.CheckOrigin
+	if checkOrigin == nil {
+		checkOrigin = originChecker(o.AllowedOrigins)
+	}
+	s := &Server{
+		opts:   o,
+		limits: lim,
+		store:  o.Store,
+		log:    o.Logger,
+		upgrader: ws.NewUpgrader(ws.UpgradeOptions{
+			HandshakeTimeout: lim.HandshakeTimeout,
+			CheckOrigin:      checkOrigin,
+		}),
+		nodeID: randomID(4),
+		conns:  make(map[*conn]struct{}),
+		perIP:  make(map[string]int),
+		rooms:  make(map[string]*room),
+		stop:   make(chan struct{}),
+	}
+	s.sweeper.Add(1)
+	go s.sweep()
+	return s, nil
+}
+
+func resolveLimits(l Limits) (Limits, error) {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if l.MaxMessageBytes == 0 {
+		l.MaxMessageBytes = 64 << 10
+	}
+	def(&l.SendQueueBytes, 1<<20)
+	defDur(&l.PingInterval, 25*time.Second)
+	defDur(&l.PongTimeout, 60*time.Second)
+	defDur(&l.HandshakeTimeout, 10*time.Second)
+	defDur(&l.WriteTimeout, 10*time.Second)
+	defDur(&l.StoreTimeout, 5*time.Second)
+	def(&l.ConnectionsPerIP, 1000)
+	if l.EventRate == 0 {
+		l.EventRate = 100
+	}
+	def(&l.EventBurst, 200)
+	if l.ChatRate == 0 {
+		l.ChatRate = 10
+	}
+	def(&l.ChatBurst, 20)
+	def(&l.MaxViolations, 100)
+	def(&l.MaxRoomIDBytes, 256)
+	def(&l.MaxPresenceBytes, 8<<10)
+	def(&l.MaxChatBytes, 16<<10)
+	switch {
+	case l.MaxMessageBytes < 0, l.SendQueueBytes < 0, l.PingInterval < 0, l.PongTimeout < 0,
+		l.HandshakeTimeout < 0, l.WriteTimeout < 0, l.StoreTimeout < 0, l.EventRate < 0, l.ChatRate < 0,
+		l.EventBurst < 0, l.ChatBurst < 0, l.MaxViolations < 0, l.MaxRoomIDBytes < 0,
+		l.MaxPresenceBytes < 0, l.MaxChatBytes < 0, l.MaxConnections < 0:
+		return l, errors.New("livesync: limits must not be negative (ConnectionsPerIP excepted)")
+	case l.PongTimeout <= l.PingInterval:
+		return l, fmt.Errorf("livesync: PongTimeout %v must exceed PingInterval %v", l.PongTimeout, l.PingInterval)
+	}
+	return l, nil
+}
+
+// originChecker accepts requests without an Origin (non-browser clients)
+// and, when allowed is not empty, browser requests from a listed origin.
+func originChecker(allowed []string) func(*http.Request) bool {
+	if len(allowed) == 0 {
+		return func(*http.Request) bool { return true }
+	}
+	set := make(map[string]bool, len(allowed))
+	for _, o := range allowed {
+		set[strings.ToLower(strings.TrimRight(strings.TrimSpace(o), "/"))] = true
+	}
+	return func(r *http.Request) bool {
+		origin := r.Header.Get("Origin")
+		return origin == "" || set["*"] || set[strings.ToLower(origin)]
+	}
+}
+
+func randomID(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats { return s.metrics.snapshot() }
+
+// Handler returns the whole site of a standalone server: the WebSocket
+// endpoint at Options.Path and "openlivesync" at GET /.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(s.opts.Path, s)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("openlivesync"))
+	})
+	return mux
+}
+
+// ListenAndServe serves Handler on addr until Shutdown, then returns
+// http.ErrServerClosed.
+func (s *Server) ListenAndServe(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("livesync: listen: %w", err)
+	}
+	return s.Serve(ln)
+}
+
+// Serve serves Handler on ln until Shutdown, then returns
+// http.ErrServerClosed.
+func (s *Server) Serve(ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: s.limits.HandshakeTimeout,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	s.httpSrv = hs
+	s.mu.Unlock()
+	return hs.Serve(ln)
+}
+
+// ServeHTTP upgrades the request to a WebSocket connection and serves it
+// until it ends. Mount it on any router at the path of your choice.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !isUpgrade(r) {
+		w.Header().Set("Upgrade", "websocket")
+		http.Error(w, "openlivesync: this endpoint expects a WebSocket upgrade", http.StatusUpgradeRequired)
+		return
+	}
+	ip := clientIP(r)
+	if status, msg := s.admit(ip); status != 0 {
+		http.Error(w, msg, status)
+		return
+	}
+	registered := false
+	defer func() {
+		if !registered {
+			s.mu.Lock()
+			s.release(ip)
+			s.mu.Unlock()
+		}
+	}()
+
+	var user *UserInfo
+	var authErr error
+	if s.opts.OnAuth != nil {
+		user, authErr = s.opts.OnAuth(r)
+	}
+	wc, err := s.upgrader.Upgrade(w, r)
+	if err != nil {
+		s.log.Debug("upgrade failed", "ip", ip, "err", err)
+		return
+	}
+	c := &conn{srv: s, ws: wc, ip: ip, user: user}
+	c.touch()
+	switch {
+	case authErr != nil:
+		s.metrics.authFailed()
+		s.log.Warn("auth hook failed", "ip", ip, "err", authErr)
+		s.refuse(c, protocol.CloseAuthFailed, "authentication failed")
+		return
+	case s.opts.OnAuth != nil && user == nil:
+		s.metrics.authFailed()
+		s.log.Info("connection rejected by auth", "ip", ip)
+		s.refuse(c, protocol.CloseAuthRejected, "unauthorized")
+		return
+	}
+	c.id = s.nodeID + "-" + strconv.FormatUint(s.connSeq.Add(1), 36)
+	c.log = s.log.With("conn", c.id)
+	if !s.register(c) {
+		s.refuse(c, protocol.CloseGoingAway, "server shutting down")
+		return
+	}
+	registered = true
+	start := time.Now()
+	c.log.Info("connection opened", "ip", ip, "user", userID(user))
+	c.readLoop()
+	if c.room != nil {
+		c.room.leave(c)
+		c.room = nil
+	}
+	c.abort(c.reason)
+	s.unregister(c)
+	c.log.Info("connection closed", "reason", c.reason, "duration", time.Since(start).Round(time.Millisecond))
+}
+
+// refuse closes a connection that was never registered with code.
+func (s *Server) refuse(c *conn, code int, reason string) {
+	c.close(code, reason)
+	c.readLoop() // ends on the client's close reply or the grace deadline
+	c.abort(reason)
+}
+
+func userID(u *UserInfo) string {
+	if u == nil {
+		return ""
+	}
+	return u.UserID
+}
+
+func isUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// clientIP is the peer's address. Forwarded headers are not trusted: they
+// are the client's to forge.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// admit reserves a connection slot for ip, or says why it cannot.
+func (s *Server) admit(ip string) (status int, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return http.StatusServiceUnavailable, "openlivesync: server shutting down"
+	case s.limits.MaxConnections > 0 && s.slots >= s.limits.MaxConnections:
+		return http.StatusServiceUnavailable, "openlivesync: server at connection capacity"
+	case s.limits.ConnectionsPerIP > 0 && s.perIP[ip] >= s.limits.ConnectionsPerIP:
+		return http.StatusTooManyRequests, "openlivesync: too many connections from your address"
+	}
+	s.perIP[ip]++
+	s.slots++
+	return 0, ""
+}
+
+// release frees the slot admit reserved. s.mu held.
+func (s *Server) release(ip string) {
+	s.slots--
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+func (s *Server) register(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.metrics.connections.Add(1)
+	return true
+}
+
+func (s *Server) unregister(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.release(c.ip)
+	s.mu.Unlock()
+	s.metrics.connections.Add(-1)
+	s.wg.Done()
+}
+
+// mayJoin applies UserInfo.Rooms and the CanJoin hook.
+func (s *Server) mayJoin(u *UserInfo, roomID string) bool {
+	if u != nil && u.Rooms != nil && !roomAllowed(u.Rooms, roomID) {
+		return false
+	}
+	return s.opts.CanJoin == nil || s.opts.CanJoin(u, roomID)
+}
+
+// acquireRoom returns the live room id, creating it when needed.
+func (s *Server) acquireRoom(id string) *room {
+	s.roomsMu.Lock()
+	defer s.roomsMu.Unlock()
+	r := s.rooms[id]
+	if r == nil {
+		r = newRoom(s, id)
+		s.rooms[id] = r
+		s.metrics.rooms.Add(1)
+	}
+	return r
+}
+
+// removeRoom forgets r, which its last member left.
+func (s *Server) removeRoom(r *room) {
+	s.roomsMu.Lock()
+	if s.rooms[r.id] == r {
+		delete(s.rooms, r.id)
+		s.metrics.rooms.Add(-1)
+	}
+	s.roomsMu.Unlock()
+}
+
+// sweep pings quiet connections and drops those silent for too long.
+// One goroutine for the whole server instead of a timer per connection.
+func (s *Server) sweep() {
+	defer s.sweeper.Done()
+	tick := min(s.limits.PingInterval, s.limits.PongTimeout-s.limits.PingInterval) / 2
+	t := time.NewTicker(max(tick, 5*time.Millisecond))
+	defer t.Stop()
+	var batch []*conn
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now().UnixNano()
+		batch = batch[:0]
+		s.mu.Lock()
+		for c := range s.conns {
+			batch = append(batch, c)
+		}
+		s.mu.Unlock()
+		for _, c := range batch {
+			quiet := time.Duration(now - c.lastRead.Load())
+			switch {
+			case quiet > s.limits.PongTimeout:
+				c.abort("ping timeout")
+			case quiet >= s.limits.PingInterval && time.Duration(now-c.lastPing.Load()) >= s.limits.PingInterval:
+				c.lastPing.Store(now)
+				c.send(ws.PingFrame)
+			}
+		}
+		clear(batch)
+	}
+}
+
+// Shutdown stops accepting connections, closes every client with 1001,
+// waits for them to go and for pending chat to be stored, then closes the
+// store. When ctx ends first, the remaining connections are cut and
+// Shutdown returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("livesync: server already shut down")
+	}
+	s.closed = true
+	hs := s.httpSrv
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+
+	var errs []error
+	if hs != nil {
+		if err := hs.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, c := range conns {
+		c.close(protocol.CloseGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.abort("server shutting down")
+		}
+		s.mu.Unlock()
+		<-done
+		errs = append(errs, ctx.Err())
+	}
+	close(s.stop)
+	s.sweeper.Wait()
+	if err := s.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("livesync: closing chat store: %w", err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,232 @@
+package livesync
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/openlivesync/livesync/protocol"
+)
+
+func TestRootAndNonUpgrade(t *testing.T) {
+	s, url := startServer(t, nil)
+	base := "http" + strings.TrimSuffix(strings.TrimPrefix(url, "ws"), s.opts.Path)
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "openlivesync" {
+		t.Fatalf("GET / = %d %q", resp.StatusCode, body)
+	}
+	resp, err = http.Get(base + "/live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUpgradeRequired {
+		t.Fatalf("GET /live without upgrade = %d, want 426", resp.StatusCode)
+	}
+	resp, err = http.Get(base + "/nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("GET /nope = %d, want 404", resp.StatusCode)
+	}
+}
+
+func TestJoinSnapshotAndPresence(t *testing.T) {
+	_, url := startServer(t, nil)
+	a := dial(t, url)
+	rj := a.join("r1", map[string]any{"cursor": map[string]int{"x": 1}})
+	if rj.RoomID != "r1" || rj.ConnectionID == "" || len(rj.Presence) != 1 {
+		t.Fatalf("room_joined %+v", rj)
+	}
+	if got := string(rj.Presence[rj.ConnectionID].Presence); got != `{"cursor":{"x":1}}` {
+		t.Fatalf("own presence %s", got)
+	}
+
+	// chatHistory is always an array, never null or absent.
+	b := dial(t, url)
+	b.send(protocol.MsgJoinRoom, map[string]any{"roomId": "r1", "name": "Bea", "email": "bea@example.com"})
+	env := b.expect(protocol.MsgRoomJoined, nil)
+	if !strings.Contains(string(env.Payload), `"chatHistory":[]`) {
+		t.Fatalf("room_joined without an empty chatHistory array: %s", env.Payload)
+	}
+	var rjb protocol.RoomJoinedPayload
+	json.Unmarshal(env.Payload, &rjb)
+	if len(rjb.Presence) != 2 || rjb.Presence[rj.ConnectionID].ConnectionID != rj.ConnectionID {
+		t.Fatalf("b's snapshot %+v", rjb.Presence)
+	}
+
+	var pu protocol.PresenceUpdatedPayload
+	a.expect(protocol.MsgPresenceUpdated, &pu)
+	if len(pu.Joined) != 1 || pu.Joined[0].ConnectionID != rjb.ConnectionID || pu.Joined[0].Name != "Bea" ||
+		pu.Joined[0].Email != "bea@example.com" || string(pu.Joined[0].Presence) != "{}" {
+		t.Fatalf("joined delta %+v", pu)
+	}
+	// Optional fields are omitted, never null.
+	if strings.Contains(string(env.Payload), "null") {
+		t.Fatalf("null in %s", env.Payload)
+	}
+
+	b.send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]int{"x": 5}})
+	a.expect(protocol.MsgPresenceUpdated, &pu)
+	if len(pu.Updated) != 1 || string(pu.Updated[0].Presence) != `{"x":5}` || pu.Updated[0].Name != "Bea" {
+		t.Fatalf("updated delta %+v", pu)
+	}
+
+	b.send(protocol.MsgLeaveRoom, map[string]any{})
+	a.expect(protocol.MsgPresenceUpdated, &pu)
+	if len(pu.Left) != 1 || pu.Left[0] != rjb.ConnectionID {
+		t.Fatalf("left delta %+v", pu)
+	}
+	// After leaving, b is not in a room.
+	b.send(protocol.MsgBroadcastEvent, map[string]any{"event": "x"})
+	b.expectError(protocol.CodeNotInRoom)
+}
+
+func TestBroadcastEventGoesToOthersOnly(t *testing.T) {
+	_, url := startServer(t, &Options{OnAuth: func(r *http.Request) (*UserInfo, error) {
+		return &UserInfo{UserID: r.URL.Query().Get("u"), Name: "N", Provider: "test"}, nil
+	}})
+	a, b, c := dial(t, url+"?u=ua"), dial(t, url+"?u=ub"), dial(t, url+"?u=uc")
+	a.join("room", nil)
+	b.join("room", nil)
+	a.expect(protocol.MsgPresenceUpdated, nil)
+	c.join("other", nil)
+
+	a.send(protocol.MsgBroadcastEvent, map[string]any{"event": "draw", "payload": map[string]any{"x": 1, "s": "é\u2028"}})
+	var ev protocol.BroadcastEventRelayPayload
+	b.expect(protocol.MsgBroadcastEventRelay, &ev)
+	if ev.RoomID != "room" || ev.ConnectionID != a.id || ev.UserID != "ua" || ev.Event != "draw" {
+		t.Fatalf("relay %+v", ev)
+	}
+	var pl map[string]any
+	if err := json.Unmarshal(ev.Payload, &pl); err != nil || pl["s"] != "é\u2028" {
+		t.Fatalf("payload %s", ev.Payload)
+	}
+	// Neither the sender nor another room got it: the next thing each sees
+	// is a marker sent afterwards.
+	b.send(protocol.MsgBroadcastEvent, map[string]any{"event": "marker"})
+	a.expect(protocol.MsgBroadcastEventRelay, &ev)
+	if ev.Event != "marker" {
+		t.Fatalf("sender got %+v", ev)
+	}
+	c2 := dial(t, url+"?u=uc2")
+	c2.join("other", nil)
+	c.expect(protocol.MsgPresenceUpdated, nil) // the marker for c: nothing came before it
+
+	// The user's fields appear in presence entries.
+	rj := dial(t, url+"?u=ud").join("room", nil)
+	if e := rj.Presence[a.id]; e.UserID != "ua" || e.Name != "N" || e.Provider != "test" {
+		t.Fatalf("entry %+v", e)
+	}
+}
+
+func TestChatStoredThenBroadcastToEveryone(t *testing.T) {
+	_, url := startServer(t, &Options{HistoryLimit: 3})
+	a, b := dial(t, url), dial(t, url)
+	a.join("r", nil)
+	b.join("r", nil)
+	a.expect(protocol.MsgPresenceUpdated, nil)
+	for i := range 5 {
+		a.send(protocol.MsgSendChat, map[string]any{"message": "m" + string(rune('0'+i)), "metadata": map[string]any{"i": i}})
+	}
+	var got []protocol.StoredChatMessage
+	for _, c := range []*client{a, b} {
+		got = got[:0]
+		for range 5 {
+			var m protocol.StoredChatMessage
+			c.expect(protocol.MsgChatMessage, &m)
+			got = append(got, m)
+		}
+		for i, m := range got {
+			if m.Message != "m"+string(rune('0'+i)) || m.ID == "" || m.CreatedAt == 0 || m.ConnectionID != a.id || m.RoomID != "r" {
+				t.Fatalf("message %d: %+v", i, m)
+			}
+			if i > 0 && m.ID == got[i-1].ID {
+				t.Fatalf("duplicate id %s", m.ID)
+			}
+		}
+	}
+	// A new joiner gets the last HistoryLimit messages, oldest first.
+	rj := dial(t, url).join("r", nil)
+	if len(rj.ChatHistory) != 3 || rj.ChatHistory[0].Message != "m2" || rj.ChatHistory[2].Message != "m4" ||
+		rj.ChatHistory[2].ID != got[4].ID || string(rj.ChatHistory[0].Metadata) != `{"i":2}` {
+		t.Fatalf("history %+v", rj.ChatHistory)
+	}
+}
+
+func TestOneRoomPerConnection(t *testing.T) {
+	_, url := startServer(t, nil)
+	a, b := dial(t, url), dial(t, url)
+	a.join("one", nil)
+	b.join("one", nil)
+	a.expect(protocol.MsgPresenceUpdated, nil)
+	rj := b.join("two", nil)
+	if len(rj.Presence) != 1 {
+		t.Fatalf("two's snapshot %+v", rj.Presence)
+	}
+	var pu protocol.PresenceUpdatedPayload
+	a.expect(protocol.MsgPresenceUpdated, &pu)
+	if len(pu.Left) != 1 || pu.Left[0] != b.id {
+		t.Fatalf("a saw %+v", pu)
+	}
+	// A closed socket leaves its room.
+	b.ws.Close()
+	c := dial(t, url)
+	c.join("two", nil)
+	rj = dial(t, url).join("two", nil)
+	if _, ok := rj.Presence[b.id]; ok && len(rj.Presence) != 2 {
+		t.Fatalf("closed b still in two: %+v", rj.Presence)
+	}
+}
+
+func TestAuthCloseCodes(t *testing.T) {
+	_, url := startServer(t, &Options{OnAuth: func(r *http.Request) (*UserInfo, error) {
+		switch r.URL.Query().Get("t") {
+		case "ok":
+			return &UserInfo{UserID: "u1", Email: "u1@example.com"}, nil
+		case "fail":
+			return nil, errors.New("identity provider down")
+		}
+		return nil, nil
+	}})
+	if code := dial(t, url).waitClosed(); code != protocol.CloseAuthRejected {
+		t.Fatalf("no user: close %d, want 4401", code)
+	}
+	if code := dial(t, url+"?t=fail").waitClosed(); code != protocol.CloseAuthFailed {
+		t.Fatalf("auth error: close %d, want 4500", code)
+	}
+	c := dial(t, url+"?t=ok")
+	c.send(protocol.MsgJoinRoom, map[string]any{"roomId": "r", "name": "chosen", "email": "chosen@example.com"})
+	var rj protocol.RoomJoinedPayload
+	c.expect(protocol.MsgRoomJoined, &rj)
+	// Auth's email wins over the client's; the client's name fills the gap.
+	if e := rj.Presence[rj.ConnectionID]; e.UserID != "u1" || e.Email != "u1@example.com" || e.Name != "chosen" {
+		t.Fatalf("entry %+v", e)
+	}
+}
+
+func TestRoomPermissions(t *testing.T) {
+	_, url := startServer(t, &Options{
+		OnAuth: func(r *http.Request) (*UserInfo, error) {
+			return &UserInfo{UserID: "u", Rooms: []string{"team-1/*", "lobby"}}, nil
+		},
+		CanJoin: func(u *UserInfo, room string) bool { return room != "team-1/secret" },
+	})
+	c := dial(t, url)
+	for _, room := range []string{"team-2/a", "lobbyx", "team-1/secret"} {
+		c.send(protocol.MsgJoinRoom, map[string]any{"roomId": room})
+		c.expectError(protocol.CodeForbidden)
+	}
+	c.join("team-1/a", nil)
+	c.join("lobby", nil)
+}
