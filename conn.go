@@ -37,6 +37,7 @@ type conn struct {
 	lastPresence    time.Time
 	pendingPresence protocol.Presence
 	trailing        *time.Timer
+	trailingGen     uint64 // tells a stale timer's callback from the current one
 
 	mu      sync.Mutex // guards the send queue and closing
 	queue   [][]byte

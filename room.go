@@ -330,9 +330,9 @@ func (r *room) updatePresence(c *conn, p protocol.Presence) {
 	if wait := c.lastPresence.Add(throttle).Sub(now); throttle > 0 && wait > 0 {
 		c.pendingPresence = p
 		if c.trailing == nil {
-			var t *time.Timer
-			t = time.AfterFunc(wait, func() { r.trailingPresence(c, t) })
-			c.trailing = t
+			c.trailingGen++
+			gen := c.trailingGen
+			c.trailing = time.AfterFunc(wait, func() { r.trailingPresence(c, gen) })
 		}
 		return
 	}
@@ -347,11 +347,11 @@ func (r *room) applyPresence(m *member, c *conn, p protocol.Presence, now time.T
 }
 
 // trailingPresence delivers the update held back by the throttle.
-func (r *room) trailingPresence(c *conn, t *time.Timer) {
+func (r *room) trailingPresence(c *conn, gen uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m, ok := r.members[c.id]
-	if !ok || m.conn != c || c.trailing != t {
+	if !ok || m.conn != c || c.trailing == nil || c.trailingGen != gen {
 		return
 	}
 	c.trailing = nil

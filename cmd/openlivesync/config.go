@@ -82,8 +82,10 @@ func parseQuietly(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 			return fs.Parse(args)
 		}
 	}
+	usage := fs.Usage
+	fs.Usage = func() {}
 	fs.SetOutput(io.Discard)
-	defer fs.SetOutput(stderr)
+	defer func() { fs.SetOutput(stderr); fs.Usage = usage }()
 	return fs.Parse(args)
 }
 
