@@ -172,7 +172,8 @@ func randomID(n int) string {
 func (s *Server) Stats() Stats { return s.metrics.snapshot() }
 
 // Handler returns the whole site of a standalone server: the WebSocket
-// endpoint at Options.Path and "openlivesync" at GET /.
+// endpoint at Options.Path, "openlivesync" at GET /, and the operational
+// endpoints (see routes).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(s.opts.Path, s)
@@ -189,6 +190,7 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("openlivesync"))
 	})
+	s.routes(mux)
 	return mux
 }
 
