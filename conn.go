@@ -161,8 +161,12 @@ func (c *conn) readLoop() {
 	c.ws.SetReadLimit(c.srv.limits.MaxMessageBytes)
 	c.ws.OnPong(c.touch)
 	for {
-		text, data, err := c.ws.Read()
+		// The buffer is borrowed only while a message is handled, so an
+		// idle connection holds none; handlers copy what they keep.
+		bufp := readBufPool.Get().(*[]byte)
+		text, data, err := c.ws.Read((*bufp)[:0])
 		if err != nil {
+			readBufPool.Put(bufp)
 			c.ended(err)
 			return
 		}
@@ -170,11 +174,20 @@ func (c *conn) readLoop() {
 		c.srv.metrics.messageIn(len(data))
 		if !text {
 			c.sendError(&clientError{protocol.CodeInvalidMessage, "binary frames are not supported; send JSON text frames"})
-			continue
+		} else {
+			c.handle(data)
 		}
-		c.handle(data)
+		if cap(data) <= maxPooledReadBuf {
+			*bufp = data[:0]
+		}
+		readBufPool.Put(bufp)
 	}
 }
+
+// maxPooledReadBuf keeps one huge message from pinning a huge buffer.
+const maxPooledReadBuf = 64 << 10
+
+var readBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // ended records why the connection ended; the caller cleans up.
 func (c *conn) ended(err error) {

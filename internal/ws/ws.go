@@ -84,14 +84,27 @@ func (c *Conn) OnPong(f func()) {
 	c.c.SetPongHandler(func(string) error { f(); return nil })
 }
 
-// Read returns the next data message. text is false for a binary frame.
-func (c *Conn) Read() (text bool, data []byte, err error) {
+// Read appends the next data message to buf and returns it. text is false
+// for a binary frame. Passing a reused buf spares an allocation per
+// message; the caller must not keep the result past its next Read.
+func (c *Conn) Read(buf []byte) (text bool, data []byte, err error) {
 	typ, r, err := c.c.NextReader()
 	if err != nil {
-		return false, nil, err
+		return false, buf, err
 	}
-	data, err = io.ReadAll(r)
-	return typ == websocket.TextMessage, data, err
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return typ == websocket.TextMessage, buf, nil
+		}
+		if err != nil {
+			return false, buf, err
+		}
+	}
 }
 
 // CloseCode returns the close code carried by err, a Read error, or 0.
