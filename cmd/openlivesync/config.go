@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/auth"
 	"github.com/openlivesync/livesync/chat"
 )
 
@@ -23,6 +25,11 @@ type config struct {
 	maxMessageBytes  int64
 	logFormat        string
 	logLevel         string
+	jwtSecret        string
+	jwksURL          string
+	jwtIssuer        string
+	jwtAudience      string
+	allowedOrigins   string
 }
 
 var errHelp = flag.ErrHelp
@@ -41,6 +48,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Int64Var(&c.maxMessageBytes, "max-message-bytes", 65536, "largest accepted frame in bytes")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "verify HS256 tokens at connect with this secret (at least 32 bytes)")
+	fs.StringVar(&c.jwksURL, "jwks-url", "", "verify RS256/ES256/EdDSA tokens at connect against this JWKS")
+	fs.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required token issuer (iss)")
+	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "required token audience (aud)")
+	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin allowlist for browser upgrades (default: any)")
 	// Errors are reported by the caller in one line; keep flag's own
 	// message for -h only.
 	fs.Usage = func() {
@@ -106,6 +118,12 @@ func (c *config) validate() error {
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return fmt.Errorf("-log-level %q: want debug, info, warn or error", c.logLevel)
 	}
+	if c.jwtSecret != "" && c.jwksURL != "" {
+		return errors.New("-jwt-secret and -jwks-url are exclusive: choose one")
+	}
+	if (c.jwtIssuer != "" || c.jwtAudience != "") && c.jwtSecret == "" && c.jwksURL == "" {
+		return errors.New("-jwt-issuer and -jwt-audience need -jwt-secret or -jwks-url")
+	}
 	if c.store != "memory" {
 		return fmt.Errorf("-store %q: want memory", c.store)
 	}
@@ -133,18 +151,35 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 	if throttle == 0 {
 		throttle = -1
 	}
-	srv, err := livesync.New(&livesync.Options{
+	opts := &livesync.Options{
 		Path:             c.path,
 		PresenceThrottle: throttle,
 		Store:            store,
 		HistoryLimit:     history,
 		Logger:           log,
 		Limits:           livesync.Limits{MaxMessageBytes: c.maxMessageBytes},
-	})
+	}
+	if c.allowedOrigins != "" {
+		opts.AllowedOrigins = strings.Split(c.allowedOrigins, ",")
+	}
+	if c.jwtSecret != "" || c.jwksURL != "" {
+		v, err := auth.New(ctx, &auth.Options{
+			Secret:   []byte(c.jwtSecret),
+			JWKSURL:  c.jwksURL,
+			Issuer:   c.jwtIssuer,
+			Audience: c.jwtAudience,
+			Logger:   log,
+		})
+		if err != nil {
+			store.Close()
+			return nil, nil, err
+		}
+		opts.OnAuth, opts.VerifyToken = v.OnAuth, v.Verify
+	}
+	srv, err := livesync.New(opts)
 	if err != nil {
 		store.Close()
 		return nil, nil, err
 	}
-	_ = ctx
 	return srv, log, nil
 }

@@ -30,7 +30,9 @@ func TestParseConfig(t *testing.T) {
 				c.historyLimit == 100 && c.store == "memory" && c.maxMessageBytes == 65536 && c.logFormat == "text" && c.logLevel == "info"
 		}},
 		{name: "env fallback", env: map[string]string{"OPENLIVESYNC_ADDR": ":4000", "OPENLIVESYNC_PRESENCE_THROTTLE": "50ms", "OPENLIVESYNC_LOG_FORMAT": "json"},
-			check: func(c *config) bool { return c.addr == ":4000" && c.presenceThrottle == 50*time.Millisecond && c.logFormat == "json" }},
+			check: func(c *config) bool {
+				return c.addr == ":4000" && c.presenceThrottle == 50*time.Millisecond && c.logFormat == "json"
+			}},
 		{name: "flag beats env", args: []string{"-addr", ":5000"}, env: map[string]string{"OPENLIVESYNC_ADDR": ":4000"},
 			check: func(c *config) bool { return c.addr == ":5000" }},
 		{name: "unknown flag", args: []string{"-bogus"}, wantErr: "flag provided but not defined: -bogus"},

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/websocket"
+)
+
+func TestJWTSecretFlagGuardsConnections(t *testing.T) {
+	secret := strings.Repeat("s", 32)
+	cfg, err := parseConfig([]string{"-jwt-secret", secret, "-allowed-origins", "https://app.example.com"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _, err := cfg.build(context.Background(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	defer srv.Shutdown(context.Background())
+	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/live"
+
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "u1", "name": "Ada", "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No token: closed with 4401.
+	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, 4401) {
+		t.Fatalf("no token: %v, want close 4401", err)
+	}
+	ws.Close()
+	// A valid token in the query: served, and the identity shows.
+	ws, _, err = websocket.DefaultDialer.Dial(url+"?access_token="+token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"join_room","payload":{"roomId":"r"}}`))
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, msg, err := ws.ReadMessage()
+	if err != nil || !strings.Contains(string(msg), `"userId":"u1"`) || !strings.Contains(string(msg), `"name":"Ada"`) {
+		t.Fatalf("join with token: %s %v", msg, err)
+	}
+	// A browser from an origin not on the list is refused before upgrade.
+	_, resp, err := websocket.DefaultDialer.Dial(url+"?access_token="+token, map[string][]string{"Origin": {"https://evil.example.com"}})
+	if err == nil || resp == nil || resp.StatusCode != 403 {
+		t.Fatalf("foreign origin: %v, want HTTP 403", err)
+	}
+}
+
+func TestAuthFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"-jwt-secret", strings.Repeat("s", 32), "-jwks-url", "http://127.0.0.1:1/jwks"},
+		{"-jwt-issuer", "https://issuer"},
+	} {
+		if _, err := parseConfig(args, func(string) string { return "" }, io.Discard); err == nil {
+			t.Errorf("%v: accepted", args)
+		}
+	}
+	// A short secret or an unreachable JWKS fails at start-up.
+	for _, args := range [][]string{{"-jwt-secret", "short"}, {"-jwks-url", "http://127.0.0.1:1/jwks"}} {
+		cfg, err := parseConfig(args, func(string) string { return "" }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := cfg.build(context.Background(), io.Discard); err == nil {
+			t.Errorf("%v: built", args)
+		}
+	}
+}
