@@ -1,0 +1,129 @@
+package livesync
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+
+	"github.com/openlivesync/livesync/protocol"
+)
+
+var eventFrame = []byte(`{"type":"broadcast_event","payload":{"event":"cursor","payload":{"x":123,"y":456,"t":1795892988481123456,"pad":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}}}`)
+
+// BenchmarkDecodeEvent measures decoding and validating one client event.
+func BenchmarkDecodeEvent(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		env, cerr := decodeEnvelope(eventFrame)
+		if cerr != nil {
+			b.Fatal(cerr)
+		}
+		var p protocol.BroadcastEventPayload
+		if e := decodePayload(env.Type, env.Payload, &p, false); e != nil {
+			b.Fatal(e)
+		}
+	}
+}
+
+// BenchmarkEncodeRelay measures encoding one relayed event: done once per
+// room, not per recipient.
+func BenchmarkEncodeRelay(b *testing.B) {
+	payload := []byte(`{"x":123,"y":456,"t":1795892988481123456,"pad":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		f := newFrame(protocol.MsgBroadcastEventRelay, 200)
+		f.raw(`{"roomId":`)
+		f.str("room-42")
+		f.field("connectionId")
+		f.str("a1b2c3d4-1f")
+		f.field("event")
+		f.str("cursor")
+		f.optRaw("payload", payload)
+		f.raw("}")
+		f.done()
+	}
+}
+
+// BenchmarkPresenceDelta measures one flush's delta for a room of 500
+// where 50 members changed.
+func BenchmarkPresenceDelta(b *testing.B) {
+	r := newRoom(nil, "big")
+	for i := range 500 {
+		id := fmt.Sprintf("n-%d", i)
+		r.members[id] = &member{entry: protocol.PresenceEntry{ConnectionID: id, Name: "user", Presence: []byte(`{"cursor":{"x":1,"y":2}}`)}}
+	}
+	for i := range 50 {
+		r.dirty[fmt.Sprintf("n-%d", i*10)] = i%2 == 0
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range 50 {
+			r.members[fmt.Sprintf("n-%d", i*10)].json = nil
+		}
+		if r.pendingDelta().encode("") == nil {
+			b.Fatal("empty delta")
+		}
+	}
+}
+
+// BenchmarkFanout measures relaying one event to a room of N over real
+// loopback sockets, per delivery.
+func BenchmarkFanout(b *testing.B) {
+	for _, n := range []int{10, 100, 500} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			_, url := startServer(b, &Options{Limits: Limits{EventRate: 1e9, EventBurst: 1e9, ConnectionsPerIP: -1}})
+			sender := dial(b, url)
+			sender.join("fan", nil)
+			var received atomic.Int64
+			for range n {
+				rc := rawDial(b, url)
+				rc.writeText(b, `{"type":"join_room","payload":{"roomId":"fan"}}`)
+				go countFrames(rc, &received)
+			}
+			waitFor(b, "joins", func() bool { return received.Load() >= int64(n) })
+			b.ReportAllocs()
+			start := received.Load()
+			b.ResetTimer()
+			for range b.N {
+				sender.sendRaw(string(eventFrame))
+			}
+			want := start + int64(b.N*n)
+			waitFor(b, "deliveries", func() bool { return received.Load() >= want })
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
+		})
+	}
+}
+
+// countFrames counts the text frames the server sends on nc, roughly:
+// it parses frame headers and skips payloads.
+func countFrames(nc net.Conn, n *atomic.Int64) {
+	hdr := make([]byte, 10)
+	for {
+		if _, err := io.ReadFull(nc, hdr[:2]); err != nil {
+			return
+		}
+		size := int64(hdr[1] & 0x7f)
+		switch size {
+		case 126:
+			if _, err := io.ReadFull(nc, hdr[:2]); err != nil {
+				return
+			}
+			size = int64(hdr[0])<<8 | int64(hdr[1])
+		case 127:
+			if _, err := io.ReadFull(nc, hdr[:8]); err != nil {
+				return
+			}
+			size = 0
+			for _, c := range hdr[:8] {
+				size = size<<8 | int64(c)
+			}
+		}
+		if _, err := io.CopyN(io.Discard, nc, size); err != nil {
+			return
+		}
+		n.Add(1)
+	}
+}
