@@ -12,7 +12,8 @@ import (
 
 	"github.com/openlivesync/livesync"
 	"github.com/openlivesync/livesync/auth"
-	"github.com/openlivesync/livesync/chat"
+	redisbroker "github.com/openlivesync/livesync/broker/redis"
+	"github.com/openlivesync/livesync/internal/storedsn"
 )
 
 // config is the binary's flags.
@@ -30,6 +31,7 @@ type config struct {
 	jwtIssuer        string
 	jwtAudience      string
 	allowedOrigins   string
+	redis            string
 }
 
 var errHelp = flag.ErrHelp
@@ -44,7 +46,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.path, "path", "/live", "WebSocket path")
 	fs.DurationVar(&c.presenceThrottle, "presence-throttle", 100*time.Millisecond, "min interval between delivered presence updates per connection")
 	fs.IntVar(&c.historyLimit, "history-limit", 100, "chat messages sent to a new joiner")
-	fs.StringVar(&c.store, "store", "memory", "chat store: memory")
+	fs.StringVar(&c.store, "store", "memory", "chat store: memory, sqlite:PATH, postgres://…, mysql://user:pass@host:port/db")
 	fs.Int64Var(&c.maxMessageBytes, "max-message-bytes", 65536, "largest accepted frame in bytes")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -53,6 +55,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required token issuer (iss)")
 	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "required token audience (aud)")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin allowlist for browser upgrades (default: any)")
+	fs.StringVar(&c.redis, "redis", "", "redis://host:port/db: join a cluster of nodes sharing rooms")
 	// Errors are reported by the caller in one line; keep flag's own
 	// message for -h only.
 	fs.Usage = func() {
@@ -124,13 +127,11 @@ func (c *config) validate() error {
 	if (c.jwtIssuer != "" || c.jwtAudience != "") && c.jwtSecret == "" && c.jwksURL == "" {
 		return errors.New("-jwt-issuer and -jwt-audience need -jwt-secret or -jwks-url")
 	}
-	if c.store != "memory" {
-		return fmt.Errorf("-store %q: want memory", c.store)
-	}
 	return nil
 }
 
-func (c *config) storeName() string { return c.store }
+// storeName is the store DSN with any password masked, for logs.
+func (c *config) storeName() string { return storedsn.Redact(c.store) }
 
 // build makes the logger, the store and the server.
 func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server, *slog.Logger, error) {
@@ -146,7 +147,10 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 	if history == 0 {
 		history = -1 // the flag's 0 means none; the library's 0 means the default
 	}
-	store := chat.NewMemoryStore(&chat.MemoryOptions{HistoryLimit: max(c.historyLimit, 1)})
+	store, err := storedsn.Open(ctx, c.store, max(c.historyLimit, 1))
+	if err != nil {
+		return nil, nil, err
+	}
 	throttle := c.presenceThrottle
 	if throttle == 0 {
 		throttle = -1
@@ -176,8 +180,22 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 		}
 		opts.OnAuth, opts.VerifyToken = v.OnAuth, v.Verify
 	}
+	if c.redis != "" {
+		b, err := redisbroker.New(ctx, c.redis, &redisbroker.Options{Logger: log})
+		if err != nil {
+			store.Close()
+			return nil, nil, fmt.Errorf("-redis: %w", err)
+		}
+		opts.Broker = b // the server closes it on Shutdown
+		if kind := strings.ToLower(c.store); kind == "memory" || strings.HasPrefix(kind, "sqlite:") {
+			log.Warn("chat history is per node: each node of the cluster keeps its own; use a postgres:// or mysql:// -store to share it")
+		}
+	}
 	srv, err := livesync.New(opts)
 	if err != nil {
+		if opts.Broker != nil {
+			opts.Broker.Close()
+		}
 		store.Close()
 		return nil, nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -33,7 +34,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer, ready chan
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "openlivesync:", err)
+		fail(stderr, err)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -41,12 +42,12 @@ func run(args []string, getenv func(string) string, stderr io.Writer, ready chan
 
 	srv, log, err := cfg.build(ctx, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "openlivesync:", err)
+		fail(stderr, err)
 		return 2
 	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
-		fmt.Fprintln(stderr, "openlivesync:", err)
+		fail(stderr, err)
 		srv.Shutdown(context.Background())
 		return 2
 	}
@@ -75,4 +76,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer, ready chan
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// fail reports a start-up error in one line, however many lines the
+// error's text has (drivers like to list every address they tried).
+func fail(stderr io.Writer, err error) {
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	fmt.Fprintln(stderr, "openlivesync:", msg)
 }

@@ -1,0 +1,42 @@
+// Package postgres is a chat.Store that keeps room chat in PostgreSQL, so
+// history survives restarts and is shared by every node of a cluster.
+//
+// New creates the table and its index when they are missing. The schema,
+// with the default table name:
+//
+//	CREATE TABLE openlivesync_chat (
+//	    seq           BIGSERIAL PRIMARY KEY, -- the order key History sorts by
+//	    id            TEXT NOT NULL UNIQUE,  -- the message ID: seq as text
+//	    room_id       TEXT NOT NULL,
+//	    connection_id TEXT NOT NULL,
+//	    user_id       TEXT,                  -- NULL when anonymous
+//	    message       TEXT NOT NULL,
+//	    metadata      JSONB,                 -- NULL when absent
+//	    created_at    BIGINT NOT NULL        -- Unix milliseconds
+//	);
+//	CREATE INDEX openlivesync_chat_room_seq_idx ON openlivesync_chat (room_id, seq);
+//
+// Upgrading from the Node.js package: its table has the same columns but
+// no seq (id TEXT PRIMARY KEY, an index on (room_id, created_at)). New
+// migrates such a table in place, in one transaction: it adds seq, numbers
+// the existing rows in created_at order (ties by id), keeps their IDs,
+// and continues the sequence after the highest number used, also past any
+// purely numeric old ID, so new IDs never collide with old ones. A
+// metadata column of type JSON or TEXT is kept as it is. Schema changes
+// run under an advisory lock, so nodes starting together do not race.
+//
+// Appends from concurrent goroutines are group-committed: one committer
+// stores whatever queued while the previous commit ran, up to 256
+// messages, with a single INSERT statement (one round trip, one
+// transaction), so many appenders cost few commits. Order keys are drawn
+// from the sequence and handed out in the order of the batch.
+//
+// Messages from several nodes are totally ordered by seq. A transaction
+// that took its seq values earlier can commit later than another node's,
+// so a reader may briefly see a newer message before an older one that is
+// still committing; History never returns them in the wrong order.
+//
+// The store opens its own connections (pgx.Conn; see Options.MaxConns)
+// with the DSN given to New, which is anything pgx.ParseConfig accepts:
+// a postgres:// URL or key=value pairs.
+package postgres

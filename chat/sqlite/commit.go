@@ -1,0 +1,79 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/chat/internal/groupcommit"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// rowsPerInsert keeps one INSERT's parameters (8 a row) far below
+// SQLite's limit on host parameters.
+const rowsPerInsert = 100
+
+// commit is the groupcommit.CommitFunc: it stores msgs in one
+// transaction. BEGIN IMMEDIATE takes the write lock first, so the next
+// seq, read from sqlite_sequence and the table, cannot be taken by anyone
+// else, even another process, before this transaction commits; the
+// batch gets the values from there on, in its order.
+func (s *Store) commit(ctx context.Context, msgs []chat.Message) ([]protocol.StoredChatMessage, error) {
+	now := time.Now().UnixMilli()
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, groupcommit.RolledBack(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	var last int64
+	if err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT max(
+		COALESCE((SELECT seq FROM sqlite_sequence WHERE name = ?), 0),
+		COALESCE((SELECT max(seq) FROM %s), 0))`, quote(s.table)), s.table).Scan(&last); err != nil {
+		return nil, groupcommit.RolledBack(err)
+	}
+	out := make([]protocol.StoredChatMessage, len(msgs))
+	for start := 0; start < len(msgs); start += rowsPerInsert {
+		chunk := msgs[start:min(len(msgs), start+rowsPerInsert)]
+		var q strings.Builder
+		q.WriteString("INSERT INTO ")
+		q.WriteString(quote(s.table))
+		q.WriteString(" (seq, id, room_id, connection_id, user_id, message, metadata, created_at) VALUES ")
+		args := make([]any, 0, 8*len(chunk))
+		for i, m := range chunk {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString("(?,?,?,?,?,?,?,?)")
+			seq := last + int64(start+i) + 1
+			id := strconv.FormatInt(seq, 10)
+			var user, meta any
+			if m.UserID != "" {
+				user = m.UserID
+			}
+			if len(m.Metadata) > 0 {
+				meta = string(m.Metadata)
+			}
+			args = append(args, seq, id, m.RoomID, m.ConnectionID, user, m.Message, meta, now)
+			out[start+i] = protocol.StoredChatMessage{
+				ID:           id,
+				RoomID:       m.RoomID,
+				ConnectionID: m.ConnectionID,
+				UserID:       m.UserID,
+				Message:      m.Message,
+				Metadata:     m.Metadata,
+				CreatedAt:    now,
+			}
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			// Nothing is committed before COMMIT: the caller may retry.
+			return nil, groupcommit.RolledBack(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,165 @@
+// Package testsvc lets tests find the real services (PostgreSQL, MariaDB
+// or MySQL, Redis) they run against, and decides what happens when one is
+// missing: on a developer machine the test is skipped with a message
+// saying what to start; in CI, where OPENLIVESYNC_REQUIRE_SERVICES is set,
+// a missing service fails the test instead of silently skipping it.
+//
+// Each service's address can be overridden with an environment variable:
+// OPENLIVESYNC_TEST_POSTGRES_DSN, OPENLIVESYNC_TEST_MYSQL_DSN (in
+// go-sql-driver form) and OPENLIVESYNC_TEST_REDIS_ADDR.
+package testsvc
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
+)
+
+// RequireEnv is the environment variable that turns a missing service
+// from a skip into a failure, so CI cannot pass without testing anything.
+const RequireEnv = "OPENLIVESYNC_REQUIRE_SERVICES"
+
+// Default addresses of the local services.
+const (
+	DefaultPostgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	DefaultMySQLDSN    = "root@tcp(127.0.0.1:3306)/test"
+	DefaultRedisAddr   = "127.0.0.1:6379"
+)
+
+// probeTimeout bounds each reachability check so a missing service costs
+// a test run seconds, not minutes.
+const probeTimeout = 3 * time.Second
+
+// Require skips t (or fails it when RequireEnv is set) if err, the result
+// of reaching the service name, is not nil. Tests call it directly when
+// they probe a service in their own way.
+func Require(t testing.TB, name string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv(RequireEnv) != "" {
+		t.Fatalf("%s is required (%s is set) but not reachable: %v", name, RequireEnv, err)
+	}
+	t.Skipf("%s not reachable, skipping (start it, or set %s to make this a failure): %v", name, RequireEnv, err)
+}
+
+// probe remembers each service's reachability for the life of the test
+// binary: every test asks, but the answer does not change.
+type probe struct {
+	once sync.Once
+	err  error
+}
+
+var (
+	pgProbe, mysqlProbe, redisProbe probe
+)
+
+func (p *probe) check(f func() error) error {
+	p.once.Do(func() { p.err = f() })
+	return p.err
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// PostgresDSN returns the URL of a PostgreSQL database tests may create
+// and drop tables in, after checking it accepts connections.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
+	dsn := env("OPENLIVESYNC_TEST_POSTGRES_DSN", DefaultPostgresDSN)
+	Require(t, "PostgreSQL", pgProbe.check(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		return conn.Ping(ctx)
+	}))
+	return dsn
+}
+
+// MySQLDSN returns the go-sql-driver DSN of a MariaDB or MySQL database
+// tests may create and drop tables in, after checking it accepts
+// connections.
+func MySQLDSN(t testing.TB) string {
+	t.Helper()
+	dsn := env("OPENLIVESYNC_TEST_MYSQL_DSN", DefaultMySQLDSN)
+	Require(t, "MySQL/MariaDB", mysqlProbe.check(func() error {
+		cfg, err := mysql.ParseDSN(dsn)
+		if err != nil {
+			return err
+		}
+		cfg.Timeout = probeTimeout
+		conn, err := mysql.NewConnector(cfg)
+		if err != nil {
+			return err
+		}
+		db := sql.OpenDB(conn)
+		defer db.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		defer cancel()
+		return db.PingContext(ctx)
+	}))
+	return dsn
+}
+
+// RedisAddr returns the host:port of a Redis server, after checking that
+// it accepts TCP connections.
+func RedisAddr(t testing.TB) string {
+	t.Helper()
+	addr := env("OPENLIVESYNC_TEST_REDIS_ADDR", DefaultRedisAddr)
+	Require(t, "Redis", redisProbe.check(func() error {
+		c, err := net.DialTimeout("tcp", addr, probeTimeout)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}))
+	return addr
+}
+
+// TableName returns a table name no other test, in this run or a
+// concurrent one, uses: prefix, the test's name folded to identifier
+// characters, and a random suffix. It fits the 63-character identifier
+// limit of PostgreSQL.
+func TableName(t testing.TB, prefix string) string {
+	t.Helper()
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatalf("testsvc: random table suffix: %v", err)
+	}
+	var name strings.Builder
+	for _, r := range strings.ToLower(t.Name()) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			name.WriteRune(r)
+		default:
+			name.WriteByte('_')
+		}
+	}
+	middle := name.String()
+	const maxLen = 63
+	suffix := "_" + hex.EncodeToString(b[:])
+	if room := maxLen - len(prefix) - len(suffix) - 1; len(middle) > room {
+		middle = middle[len(middle)-max(room, 0):]
+	}
+	return fmt.Sprintf("%s_%s%s", prefix, middle, suffix)
+}

@@ -1,0 +1,57 @@
+package testsvc
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestTableName(t *testing.T) {
+	valid := regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+	seen := map[string]bool{}
+	for range 20 {
+		name := TableName(t, "olschat")
+		if !valid.MatchString(name) || !strings.HasPrefix(name, "olschat_") {
+			t.Fatalf("TableName = %q; want a lower-case identifier of at most 63 characters", name)
+		}
+		if seen[name] {
+			t.Fatalf("TableName returned %q twice", name)
+		}
+		seen[name] = true
+	}
+	t.Run(strings.Repeat("a very long subtest name ", 5), func(t *testing.T) {
+		if name := TableName(t, "olschat"); len(name) > 63 || !valid.MatchString(name) {
+			t.Fatalf("TableName = %q (%d characters)", name, len(name))
+		}
+	})
+}
+
+func TestRequire(t *testing.T) {
+	Require(t, "nothing", nil) // reachable: a no-op
+	t.Setenv(RequireEnv, "")
+	var skipped bool
+	t.Run("missing service", func(t *testing.T) {
+		defer func() { skipped = t.Skipped() }()
+		Require(t, "Imaginary DB", errors.New("connection refused"))
+		t.Error("Require returned for a missing service")
+	})
+	if !skipped {
+		t.Fatal("a missing service did not skip the test")
+	}
+}
+
+func TestServicesAnswerOrSkip(t *testing.T) {
+	// Each either returns an address or skips (fails under RequireEnv).
+	for name, get := range map[string]func(testing.TB) string{
+		"postgres": PostgresDSN,
+		"mysql":    MySQLDSN,
+		"redis":    RedisAddr,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if addr := get(t); addr == "" {
+				t.Fatal("empty address")
+			}
+		})
+	}
+}
