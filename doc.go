@@ -1,0 +1,35 @@
+// Package livesync is an OpenLiveSync server: clients join rooms over
+// WebSocket and get presence (who is here, with cursors and the like),
+// relayed collaboration events, and room chat with a durable history. It
+// speaks the wire protocol of the Node.js package @openlivesync/server
+// (see package protocol), so browser apps written for that package's
+// client work unchanged.
+//
+// A Server is an http.Handler for the WebSocket endpoint: mount it on any
+// router. Handler adds the rest of a standalone site, and ListenAndServe
+// runs one. Chat is stored through a chat.Store (in memory by default;
+// packages chat/postgres, chat/mysql and chat/sqlite persist it).
+//
+// # Concurrency
+//
+// All exported methods are safe for concurrent use. Each connection has
+// one goroutine reading and handling its messages in order, and a writer
+// goroutine that exists only while frames are queued for it: sending never
+// blocks on a socket. A client whose queue exceeds Limits.SendQueueBytes
+// is disconnected, so a slow reader never slows its room.
+//
+// A message sent to a room is encoded once, as a complete WebSocket frame,
+// and that frame is queued for every recipient. Presence changes are
+// batched per room (see room.flush) and chat goes through one worker per
+// room that stores a batch, then broadcasts it in store order.
+//
+// Lock order, outermost first; a goroutine holding one lock takes only
+// locks below it:
+//
+//	room.chatMu   storing and broadcasting a room's chat, loading its history
+//	room.mu       a room's members, presence batch and recent history
+//	Server.mu     connections and per-address counts (never held with room.mu)
+//	conn.mu       a connection's send queue
+//
+// Server.roomsMu guards the room table and is never held with another lock.
+package livesync
