@@ -122,8 +122,8 @@ func (c *conn) writeLoop() {
 		c.mu.Unlock()
 
 		var err error
-		*bufp, err = c.ws.WriteFrames(frames, *bufp, time.Now().Add(c.srv.limits.WriteTimeout))
-		c.srv.metrics.framesOut(len(frames))
+		*bufp, err = c.ws.WriteFrames(frames, *bufp, c.srv.limits.WriteTimeout)
+		c.srv.metrics.framesWritten(frames)
 		clear(frames) // let the frames be collected
 		c.mu.Lock()
 		if c.spare == nil && cap(frames) <= 1024 {
@@ -224,6 +224,7 @@ func (c *conn) ended(err error) {
 // handle dispatches one client message.
 func (c *conn) handle(data []byte) {
 	env, cerr := decodeEnvelope(data)
+	c.srv.metrics.messageType(env.Type)
 	if cerr == nil {
 		switch env.Type {
 		case protocol.MsgJoinRoom:

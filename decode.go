@@ -23,8 +23,17 @@ func errPayload(format string, args ...any) *clientError {
 	return &clientError{protocol.CodeInvalidPayload, fmt.Sprintf(format, args...)}
 }
 
-// decodeEnvelope parses a frame into its type and raw payload.
+// decodeEnvelope parses a frame into its type and raw payload. The payload
+// is not validated here: decodePayload does that as it decodes it.
 func decodeEnvelope(data []byte) (protocol.Envelope, *clientError) {
+	if env, ok := scanEnvelope(data); ok {
+		return env, nil
+	}
+	return decodeEnvelopeSlow(data)
+}
+
+// decodeEnvelopeSlow is decodeEnvelope by encoding/json, for any input.
+func decodeEnvelopeSlow(data []byte) (protocol.Envelope, *clientError) {
 	var env protocol.Envelope
 	if !json.Valid(data) {
 		return env, &clientError{protocol.CodeInvalidJSON, "message is not valid JSON"}
@@ -41,6 +50,153 @@ func decodeEnvelope(data []byte) (protocol.Envelope, *clientError) {
 	return env, nil
 }
 
+// scanEnvelope is decodeEnvelope's fast path for the frames clients
+// actually send: an object with a plain "type" string of a known message
+// type and an optional "payload", in either order. It reports false for
+// anything else (escapes, other keys, unknown types, trailing bytes), which
+// then takes the careful path with its exact error codes.
+func scanEnvelope(data []byte) (protocol.Envelope, bool) {
+	var env protocol.Envelope
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return env, false
+	}
+	i = skipSpace(data, i+1)
+	for seen := 0; ; seen++ {
+		if seen == 2 || i >= len(data) || data[i] != '"' {
+			return env, false
+		}
+		var key []byte
+		if key, i = scanPlainString(data, i); key == nil {
+			return env, false
+		}
+		if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
+			return env, false
+		}
+		i = skipSpace(data, i+1)
+		switch string(key) {
+		case "type":
+			var typ []byte
+			if env.Type != "" || i >= len(data) || data[i] != '"' {
+				return env, false
+			}
+			if typ, i = scanPlainString(data, i); typ == nil {
+				return env, false
+			}
+			if env.Type = knownType(typ); env.Type == "" {
+				return env, false
+			}
+		case "payload":
+			// Only an object (or null) is worth the fast path; anything else
+			// is an error whose exact code the careful path knows.
+			if env.Payload != nil || i >= len(data) || (data[i] != '{' && !bytes.HasPrefix(data[i:], []byte("null"))) {
+				return env, false
+			}
+			end := scanValue(data, i)
+			if end <= i {
+				return env, false
+			}
+			env.Payload = data[i:end]
+			i = end
+		default:
+			return env, false
+		}
+		if i = skipSpace(data, i); i >= len(data) {
+			return env, false
+		}
+		if data[i] == '}' {
+			if env.Type == "" || skipSpace(data, i+1) != len(data) {
+				return env, false
+			}
+			if string(env.Payload) == "null" {
+				env.Payload = nil
+			}
+			return env, true
+		}
+		if data[i] != ',' {
+			return env, false
+		}
+		i = skipSpace(data, i+1)
+	}
+}
+
+// knownType returns the constant for a client message type, or "".
+func knownType(b []byte) string {
+	switch string(b) {
+	case protocol.MsgJoinRoom:
+		return protocol.MsgJoinRoom
+	case protocol.MsgLeaveRoom:
+		return protocol.MsgLeaveRoom
+	case protocol.MsgUpdatePresence:
+		return protocol.MsgUpdatePresence
+	case protocol.MsgBroadcastEvent:
+		return protocol.MsgBroadcastEvent
+	case protocol.MsgSendChat:
+		return protocol.MsgSendChat
+	case protocol.MsgGetChatHistory:
+		return protocol.MsgGetChatHistory
+	}
+	return ""
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanPlainString returns the contents of the string starting at b[i] and
+// the index after it, or nil when it has escapes or is unterminated.
+func scanPlainString(b []byte, i int) ([]byte, int) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			return b[i+1 : j], j + 1
+		case '\\':
+			return nil, i
+		}
+	}
+	return nil, i
+}
+
+// scanValue returns the index after the JSON value starting at b[i], or
+// -1. It matches brackets and skips strings without validating the rest.
+func scanValue(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if i >= len(b) {
+				return -1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+		if depth == 0 && (b[i] == '}' || b[i] == ']' || b[i] == '"') {
+			return i + 1
+		}
+	}
+	if depth == 0 {
+		return i
+	}
+	return -1
+}
+
 // decodePayload unmarshals a message's payload into v, which must be a
 // pointer to a payload struct. A missing payload is an error unless
 // optional; a wrongly typed field is named in the error.
@@ -55,6 +211,10 @@ func decodePayload(typ string, raw json.RawMessage, v any, optional bool) *clien
 		return errPayload("%s payload must be an object", typ)
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return &clientError{protocol.CodeInvalidJSON, "message is not valid JSON"}
+		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
 			return errPayload("%s: field %q must be %s", typ, te.Field, jsonKind(te.Type.Kind().String()))

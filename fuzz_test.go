@@ -22,6 +22,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		checkFastPath(t, data)
 		env, cerr := decodeEnvelope(data)
 		if cerr != nil {
 			if cerr.code == "" || cerr.message == "" {
@@ -91,5 +92,29 @@ func unframe(t *testing.T, f []byte) []byte {
 		return f[10:]
 	default:
 		return f[2:]
+	}
+}
+
+// checkFastPath: whatever the envelope fast path accepts, the careful path
+// accepts the same way, or refuses as invalid JSON, which decodePayload
+// then reports too.
+func checkFastPath(t *testing.T, data []byte) {
+	fast, ok := scanEnvelope(data)
+	if !ok {
+		return
+	}
+	slow, serr := decodeEnvelopeSlow(data)
+	if serr == nil {
+		if fast.Type != slow.Type || string(fast.Payload) != string(slow.Payload) {
+			t.Fatalf("fast %q %q, slow %q %q", fast.Type, fast.Payload, slow.Type, slow.Payload)
+		}
+		return
+	}
+	if serr.code != protocol.CodeInvalidJSON {
+		t.Fatalf("fast path accepted what the careful path refuses with %s: %q", serr.code, data)
+	}
+	var v map[string]any
+	if e := decodePayload(fast.Type, fast.Payload, &v, true); e == nil || e.code != protocol.CodeInvalidJSON {
+		t.Fatalf("invalid JSON %q got through the fast path: %v", data, e)
 	}
 }

@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -179,6 +180,9 @@ func (c *conn) handleHistory(raw []byte) *clientError {
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.limits.StoreTimeout)
 	defer cancel()
 	msgs, more, err := pager.HistoryBefore(ctx, c.room.id, p.Before, limit)
+	if errors.Is(err, chat.ErrBadCursor) {
+		return errPayload("get_chat_history: field \"before\" is not the id of a message of this room")
+	}
 	if err != nil {
 		c.srv.log.Warn("chat history unavailable", "room", c.room.id, "err", err)
 		return &clientError{protocol.CodeChatUnavailable, "get_chat_history: chat storage is unavailable"}

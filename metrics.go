@@ -1,11 +1,18 @@
 package livesync
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/openlivesync/livesync/protocol"
 )
 
-// Stats is a snapshot of a server's counters, for monitoring.
+// Stats is a snapshot of a server's counters, for monitoring without
+// Prometheus (tests, an admin page, a log line).
 type Stats struct {
 	Connections        int64 // open now
 	Rooms              int64 // with at least one local member now
@@ -13,6 +20,7 @@ type Stats struct {
 	MessagesIn         int64 // frames received
 	BytesIn            int64
 	FramesOut          int64 // frames written
+	BytesOut           int64 // bytes of the frames written
 	EventsRelayed      int64 // broadcast_event messages accepted
 	SlowConsumers      int64 // connections closed for a full send queue
 	RateLimited        int64 // messages refused with RATE_LIMITED
@@ -21,14 +29,39 @@ type Stats struct {
 	StoreLatencyMicros int64 // summed over StoreCalls
 }
 
-// metrics counts what Stats reports. Counters are atomic: they are bumped
-// on hot paths without a lock.
+// metrics counts what Stats and /metrics report. Counters are atomic: they
+// are bumped on hot paths without a lock, and a Prometheus scrape reads
+// them (see collector) instead of the hot path calling into Prometheus.
 type metrics struct {
 	connections, rooms, members      atomic.Int64
 	messagesIn, bytesIn, frames      atomic.Int64
+	bytesOutN                        atomic.Int64
 	events, slow, limited, authFails atomic.Int64
 	storeCalls, storeMicros          atomic.Int64
+	inByType                         [numInTypes]atomic.Int64
+	storeHist, brokerHist            histogram
+	brokerOn                         atomic.Bool
+
+	// ops is the per-server state of the operational endpoints: the
+	// Prometheus registry, extra readiness checks and the API key. It
+	// lives beside the counters so that every Server has its own and two
+	// servers in one process never share any.
+	ops opsState
 }
+
+// opsState is the per-server state of /metrics, /readyz and /api/.
+type opsState struct {
+	regOnce sync.Once
+	reg     *prometheus.Registry
+
+	mu     sync.Mutex
+	checks []readinessCheck // beyond the store's; see addReadinessCheck
+
+	apiKey atomic.Pointer[string]
+}
+
+// The hooks below are called from the core's hot paths; each is one or
+// two atomic adds.
 
 func (m *metrics) messageIn(n int)      { m.messagesIn.Add(1); m.bytesIn.Add(int64(n)) }
 func (m *metrics) framesOut(n int)      { m.frames.Add(int64(n)) }
@@ -40,13 +73,216 @@ func (m *metrics) membersChanged(d int) { m.members.Add(int64(d)) }
 func (m *metrics) storeLatency(d time.Duration) {
 	m.storeCalls.Add(1)
 	m.storeMicros.Add(d.Microseconds())
+	m.storeHist.observe(d)
+}
+
+// framesWritten counts a batch of frames written to one socket: how many
+// (as framesOut does) and their bytes. The writer calls it, in place of
+// framesOut, with the batch it wrote.
+func (m *metrics) framesWritten(frames [][]byte) {
+	n := 0
+	for _, f := range frames {
+		n += len(f)
+	}
+	m.frames.Add(int64(len(frames)))
+	m.bytesOutN.Add(int64(n))
+}
+
+// messageType counts one text message received by its envelope type; ""
+// (a frame that did not decode) and unknown types count as "other". The
+// connection's dispatcher calls it once per message.
+func (m *metrics) messageType(typ string) { m.inByType[inTypeIndex(typ)].Add(1) }
+
+// enableBroker makes /metrics export the broker latency histogram. The
+// cluster code calls it once when a broker is configured, so a server
+// without one does not export an always-empty histogram.
+func (m *metrics) enableBroker() { m.brokerOn.Store(true) }
+
+// brokerLatency records one round trip to the cluster broker (a publish,
+// or whatever the cluster code times).
+func (m *metrics) brokerLatency(d time.Duration) { m.brokerHist.observe(d) }
+
+// Message types counted by messageType, in the order of inTypeNames.
+const (
+	inJoin = iota
+	inLeave
+	inPresence
+	inEvent
+	inChat
+	inHistory
+	inOther
+	numInTypes
+)
+
+var inTypeNames = [numInTypes]string{
+	inJoin:     protocol.MsgJoinRoom,
+	inLeave:    protocol.MsgLeaveRoom,
+	inPresence: protocol.MsgUpdatePresence,
+	inEvent:    protocol.MsgBroadcastEvent,
+	inChat:     protocol.MsgSendChat,
+	inHistory:  protocol.MsgGetChatHistory,
+	inOther:    "other",
+}
+
+// inTypeIndex maps a client message type to its counter without a map
+// lookup or an allocation; a client cannot grow the label set.
+func inTypeIndex(typ string) int {
+	switch typ {
+	case protocol.MsgJoinRoom:
+		return inJoin
+	case protocol.MsgLeaveRoom:
+		return inLeave
+	case protocol.MsgUpdatePresence:
+		return inPresence
+	case protocol.MsgBroadcastEvent:
+		return inEvent
+	case protocol.MsgSendChat:
+		return inChat
+	case protocol.MsgGetChatHistory:
+		return inHistory
+	}
+	return inOther
 }
 
 func (m *metrics) snapshot() Stats {
 	return Stats{
 		Connections: m.connections.Load(), Rooms: m.rooms.Load(), Members: m.members.Load(),
 		MessagesIn: m.messagesIn.Load(), BytesIn: m.bytesIn.Load(), FramesOut: m.frames.Load(),
-		EventsRelayed: m.events.Load(), SlowConsumers: m.slow.Load(), RateLimited: m.limited.Load(),
-		AuthFailures: m.authFails.Load(), StoreCalls: m.storeCalls.Load(), StoreLatencyMicros: m.storeMicros.Load(),
+		BytesOut: m.bytesOutN.Load(), EventsRelayed: m.events.Load(), SlowConsumers: m.slow.Load(),
+		RateLimited: m.limited.Load(), AuthFailures: m.authFails.Load(), StoreCalls: m.storeCalls.Load(),
+		StoreLatencyMicros: m.storeMicros.Load(),
 	}
+}
+
+// latencyBuckets are the upper bounds of the latency histograms: from
+// half a millisecond (an in-memory store) to the 5 s default store timeout
+// and beyond.
+var latencyBuckets = [...]time.Duration{
+	500 * time.Microsecond, time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+	250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2500 * time.Millisecond,
+	5 * time.Second, 10 * time.Second,
+}
+
+// histogram is a lock-free latency histogram: observe is an atomic add per
+// call, and a scrape turns the counts into a Prometheus histogram.
+type histogram struct {
+	counts   [len(latencyBuckets) + 1]atomic.Uint64 // per bucket, not cumulative; the last is +Inf
+	sumNanos atomic.Int64
+}
+
+func (h *histogram) observe(d time.Duration) {
+	i := 0
+	for i < len(latencyBuckets) && d > latencyBuckets[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sumNanos.Add(int64(d))
+}
+
+// metric returns the histogram as a Prometheus metric. The count is the
+// sum of the buckets read, so the two always agree even while observations
+// land during a scrape.
+func (h *histogram) metric(desc *prometheus.Desc) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(latencyBuckets))
+	var cum uint64
+	for i, b := range latencyBuckets {
+		cum += h.counts[i].Load()
+		buckets[b.Seconds()] = cum
+	}
+	cum += h.counts[len(latencyBuckets)].Load()
+	sum := time.Duration(h.sumNanos.Load()).Seconds()
+	return prometheus.MustNewConstHistogram(desc, cum, sum, buckets)
+}
+
+// collector exports a server's counters to Prometheus. It reads the
+// atomics at scrape time, so the hot paths never touch Prometheus.
+type collector struct {
+	m *metrics
+
+	connections, rooms, members   *prometheus.Desc
+	messagesIn, framesIn, bytesIn *prometheus.Desc
+	framesOut, bytesOut, events   *prometheus.Desc
+	slow, limited, authFails      *prometheus.Desc
+	storeLatency, brokerLatency   *prometheus.Desc
+}
+
+func newCollector(m *metrics) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("livesync_"+name, help, labels, nil)
+	}
+	return &collector{
+		m:             m,
+		connections:   d("connections", "WebSocket connections open now."),
+		rooms:         d("rooms", "Rooms with at least one member on this node now."),
+		members:       d("room_members", "Room members on this node now, summed over rooms."),
+		messagesIn:    d("messages_in_total", "Client text messages received, by message type (\"other\": unknown type or not a JSON envelope).", "type"),
+		framesIn:      d("frames_in_total", "WebSocket data frames received, of every kind."),
+		bytesIn:       d("bytes_in_total", "Payload bytes of the data frames received."),
+		framesOut:     d("messages_out_total", "Frames written to clients (messages, pings and closes)."),
+		bytesOut:      d("bytes_out_total", "Bytes of the frames written to clients, WebSocket headers included."),
+		events:        d("events_relayed_total", "broadcast_event messages accepted and relayed to a room."),
+		slow:          d("slow_consumer_disconnects_total", "Connections closed because their send queue overflowed."),
+		limited:       d("rate_limited_total", "Messages refused with RATE_LIMITED."),
+		authFails:     d("auth_failures_total", "Upgrades refused by OnAuth and join_room tokens that did not verify."),
+		storeLatency:  d("store_latency_seconds", "Time to store one batch of chat messages in the chat store."),
+		brokerLatency: d("broker_latency_seconds", "Time of one round trip to the cluster broker."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.connections, c.rooms, c.members, c.messagesIn, c.framesIn, c.bytesIn,
+		c.framesOut, c.bytesOut, c.events, c.slow, c.limited, c.authFails,
+		c.storeLatency, c.brokerLatency,
+	} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	m := c.m
+	gauge := func(d *prometheus.Desc, v int64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+	}
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(c.connections, m.connections.Load())
+	gauge(c.rooms, m.rooms.Load())
+	gauge(c.members, m.members.Load())
+	for i := range m.inByType {
+		counter(c.messagesIn, m.inByType[i].Load(), inTypeNames[i])
+	}
+	counter(c.framesIn, m.messagesIn.Load())
+	counter(c.bytesIn, m.bytesIn.Load())
+	counter(c.framesOut, m.frames.Load())
+	counter(c.bytesOut, m.bytesOutN.Load())
+	counter(c.events, m.events.Load())
+	counter(c.slow, m.slow.Load())
+	counter(c.limited, m.limited.Load())
+	counter(c.authFails, m.authFails.Load())
+	ch <- m.storeHist.metric(c.storeLatency)
+	if m.brokerOn.Load() {
+		ch <- m.brokerHist.metric(c.brokerLatency)
+	}
+}
+
+// registry returns the server's own Prometheus registry, created on first
+// use with the server's collector and the Go runtime and process
+// collectors. It is never the global default registry, so two servers in
+// one process each export their own numbers.
+func (m *metrics) registry() *prometheus.Registry {
+	m.ops.regOnce.Do(func() {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(
+			newCollector(m),
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		)
+		m.ops.reg = reg
+	})
+	return m.ops.reg
 }

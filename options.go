@@ -68,6 +68,13 @@ type Options struct {
 	// Default 100.
 	HistoryLimit int
 
+	// Broker, when set, makes the server a node of a cluster: rooms are
+	// shared with the other nodes using the same broker (presence, events
+	// and chat reach every member wherever it is connected). See
+	// broker/redis. The server starts it in New and closes it on Shutdown.
+	// Chat history is shared only if Store is shared too (a database).
+	Broker Broker
+
 	// Logger receives lifecycle and fault logs. Default slog.Default().
 	Logger *slog.Logger
 

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/openlivesync/livesync/broker"
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/protocol"
 )
@@ -20,6 +21,14 @@ import (
 // quiet. Because each member id appears in at most one list of a flush, the
 // order in which a client applies the lists does not matter, and every
 // view converges to the true membership.
+//
+// In a cluster (Options.Broker), members connected to other nodes are
+// members too, with a nil conn: their joins, updates and departures, as
+// other nodes announce them, mark them dirty like local changes, so the
+// same flush tells the local members and views converge cluster-wide.
+// Local changes are announced to the other nodes as they are applied,
+// under mu, so each node announces a member's changes in order. See
+// cluster.go.
 type room struct {
 	id  string
 	srv *Server
@@ -45,6 +54,21 @@ type room struct {
 	// chatMu is held while a batch is stored and broadcast, and while the
 	// history is loaded from the store. Lock order: chatMu, then mu.
 	chatMu sync.Mutex
+	// chatLock is the cluster chat lock taken by store and released by
+	// deliverChat, which callers pair under chatMu. Guarded by chatMu.
+	chatLock broker.ChatLock
+
+	// Cluster state; unused without a broker. Guarded by mu.
+	synced      bool           // remote members loaded; remote changes apply as they come
+	pending     []remoteChange // remote changes received while not synced, in order
+	pendingLost bool           // pending overflowed: synchronise again
+	retrying    bool           // a synchronisation is scheduled after a failure
+	chatSeq     uint64         // the room's chat sequence delivered here
+	chatSeqCh   chan struct{}  // closed when chatSeq advances; nil when nobody waits
+	// syncMu serialises subscribing, synchronising and unsubscribing; it
+	// guards subscribed. Lock order: syncMu, then mu.
+	syncMu     sync.Mutex
+	subscribed bool
 }
 
 // member is one connection in a room.
@@ -84,7 +108,7 @@ func (r *room) markDirty(id string, wasMember bool) {
 	}
 	if !r.flushQueued {
 		r.flushQueued = true
-		go r.flush()
+		r.scheduleFlush()
 	}
 }
 
@@ -100,6 +124,9 @@ func (r *room) flush() {
 	r.joining = nil
 	for _, j := range joiners {
 		r.members[j.conn.id] = j.member
+		if b := r.srv.broker; b != nil {
+			b.SetMember(r.id, j.conn.id, j.member.encoded())
+		}
 	}
 	if len(r.dirty) > 0 {
 		r.pendingDelta().send(r.local)
@@ -269,6 +296,7 @@ func (r *room) join(c *conn, entry protocol.PresenceEntry) bool {
 	r.mu.Lock()
 	if r.dead {
 		r.mu.Unlock()
+		r.unsubscribe() // in case this joiner's ensureHistory subscribed it
 		return false
 	}
 	j := &joinRequest{conn: c, member: &member{entry: entry, conn: c}, admitted: make(chan struct{})}
@@ -303,7 +331,12 @@ func (r *room) leave(c *conn) {
 		c.trailing = nil
 	}
 	c.pendingPresence = nil
-	empty := len(r.members) == 0 && len(r.joining) == 0
+	if b := r.srv.broker; b != nil {
+		b.RemoveMember(r.id, c.id)
+	}
+	// Members on other nodes do not keep the room alive here: it lives
+	// for its local members.
+	empty := len(r.local) == 0 && len(r.joining) == 0
 	if empty {
 		r.dead = true
 	} else {
@@ -313,6 +346,7 @@ func (r *room) leave(c *conn) {
 	r.srv.metrics.membersChanged(-1)
 	if empty {
 		r.srv.removeRoom(r)
+		r.unsubscribe()
 	}
 }
 
@@ -344,6 +378,9 @@ func (r *room) applyPresence(m *member, c *conn, p protocol.Presence, now time.T
 	m.json = nil
 	c.lastPresence = now
 	r.markDirty(c.id, true)
+	if b := r.srv.broker; b != nil {
+		b.SetMember(r.id, c.id, m.encoded())
+	}
 }
 
 // trailingPresence delivers the update held back by the throttle.
@@ -361,7 +398,8 @@ func (r *room) trailingPresence(c *conn, gen uint64) {
 	}
 }
 
-// broadcast sends frame to every local member but except.
+// broadcast sends frame to every local member but except, and relays it
+// to the members on other nodes.
 func (r *room) broadcast(frame []byte, except *conn) {
 	r.mu.Lock()
 	for _, c := range r.local {
@@ -369,13 +407,17 @@ func (r *room) broadcast(frame []byte, except *conn) {
 			c.send(frame)
 		}
 	}
+	r.srv.relayEvent(r.id, frame)
 	r.mu.Unlock()
 }
 
 // ensureHistory loads the recent chat from the store once per room life.
 // On failure the room starts with what it has and tries again at the next
-// join.
+// join. In a cluster it first joins the room to the cluster (see
+// ensureSynced), so that chat published after the history is read reaches
+// this node.
 func (r *room) ensureHistory() {
+	r.ensureSynced()
 	r.mu.Lock()
 	loaded := r.historyLoaded
 	r.mu.Unlock()
@@ -398,8 +440,27 @@ func (r *room) ensureHistory() {
 		return
 	}
 	r.mu.Lock()
+	// Keep what arrived while the history was read (chat from other nodes,
+	// or the HTTP API's) and the store did not return yet.
+	for i := range r.history {
+		if m := &r.history[i]; !containsMessage(msgs, m) {
+			msgs = append(msgs, *m)
+		}
+	}
+	if over := len(msgs) - max(r.srv.opts.HistoryLimit, 0); over > 0 {
+		msgs = msgs[over:]
+	}
 	r.history, r.historyJSON, r.historyLoaded = msgs, nil, true
 	r.mu.Unlock()
+}
+
+func containsMessage(msgs []protocol.StoredChatMessage, m *protocol.StoredChatMessage) bool {
+	for i := range msgs {
+		if msgs[i].ID == m.ID && msgs[i].ConnectionID == m.ConnectionID {
+			return true
+		}
+	}
+	return false
 }
 
 // enqueueChat queues a message to be stored and then broadcast, in order.
@@ -456,8 +517,14 @@ func (r *room) chatWorker() {
 
 // store appends the batch, in one transaction where the store can. It
 // returns the messages stored, a prefix of the batch, and why the rest
-// was not.
+// was not. In a cluster it first takes the room's chat lock, which the
+// deliverChat that must follow (under the same chatMu) releases: storing
+// and publishing under one cluster-wide lock makes every node deliver the
+// room's chat in store order.
 func (r *room) store(batch []chatRequest) ([]protocol.StoredChatMessage, error) {
+	if r.srv.broker != nil && r.chatLock == nil {
+		r.chatLock = r.lockChat()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.srv.limits.StoreTimeout)
 	defer cancel()
 	start := time.Now()
@@ -481,17 +548,37 @@ func (r *room) store(batch []chatRequest) ([]protocol.StoredChatMessage, error) 
 }
 
 // deliverChat broadcasts stored messages to every member, the senders
-// included, and adds them to the recent history.
+// included, and adds them to the recent history; in a cluster it then
+// publishes them to the other nodes and releases the chat lock that store
+// took. r.chatMu held.
 func (r *room) deliverChat(stored []protocol.StoredChatMessage) {
-	if len(stored) == 0 {
-		return
+	lock := r.chatLock
+	r.chatLock = nil
+	if len(stored) > 0 {
+		frames := chatFrames(stored)
+		r.mu.Lock()
+		r.appendChat(stored, frames)
+		r.mu.Unlock()
 	}
+	if lock != nil {
+		r.publishChatBatch(lock, stored)
+	}
+}
+
+func chatFrames(stored []protocol.StoredChatMessage) [][]byte {
 	frames := make([][]byte, len(stored))
 	for i := range stored {
 		frames[i] = chatFrame(&stored[i])
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	return frames
+}
+
+// appendChat sends messages, framed, to the local members and adds them
+// to the recent history. r.mu held.
+func (r *room) appendChat(stored []protocol.StoredChatMessage, frames [][]byte) {
+	if len(stored) == 0 {
+		return
+	}
 	for _, c := range r.local {
 		for _, f := range frames {
 			c.send(f)

@@ -43,6 +43,8 @@ type Server struct {
 	roomsMu sync.Mutex
 	rooms   map[string]*room
 
+	broker Broker // nil unless the server is a node of a cluster
+
 	wg      sync.WaitGroup // connection readers and writers, chat workers
 	stop    chan struct{}  // closed by Shutdown
 	sweeper sync.WaitGroup
@@ -95,6 +97,12 @@ func New(opts *Options) (*Server, error) {
 		perIP:  make(map[string]int),
 		rooms:  make(map[string]*room),
 		stop:   make(chan struct{}),
+		broker: o.Broker,
+	}
+	if s.broker != nil {
+		if err := s.startCluster(); err != nil {
+			return nil, err
+		}
 	}
 	s.sweeper.Add(1)
 	go s.sweep()
@@ -482,6 +490,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	close(s.stop)
 	s.sweeper.Wait()
+	if err := s.closeCluster(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("livesync: closing chat store: %w", err))
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/openlivesync/livesync"
 	"github.com/openlivesync/livesync/auth"
+	redisbroker "github.com/openlivesync/livesync/broker/redis"
 	"github.com/openlivesync/livesync/internal/storedsn"
 )
 
@@ -30,6 +31,7 @@ type config struct {
 	jwtIssuer        string
 	jwtAudience      string
 	allowedOrigins   string
+	redis            string
 }
 
 var errHelp = flag.ErrHelp
@@ -53,6 +55,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required token issuer (iss)")
 	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "required token audience (aud)")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin allowlist for browser upgrades (default: any)")
+	fs.StringVar(&c.redis, "redis", "", "redis://host:port/db: join a cluster of nodes sharing rooms")
 	// Errors are reported by the caller in one line; keep flag's own
 	// message for -h only.
 	fs.Usage = func() {
@@ -177,8 +180,22 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 		}
 		opts.OnAuth, opts.VerifyToken = v.OnAuth, v.Verify
 	}
+	if c.redis != "" {
+		b, err := redisbroker.New(ctx, c.redis, &redisbroker.Options{Logger: log})
+		if err != nil {
+			store.Close()
+			return nil, nil, fmt.Errorf("-redis: %w", err)
+		}
+		opts.Broker = b // the server closes it on Shutdown
+		if kind := strings.ToLower(c.store); kind == "memory" || strings.HasPrefix(kind, "sqlite:") {
+			log.Warn("chat history is per node: each node of the cluster keeps its own; use a postgres:// or mysql:// -store to share it")
+		}
+	}
 	srv, err := livesync.New(opts)
 	if err != nil {
+		if opts.Broker != nil {
+			opts.Broker.Close()
+		}
 		store.Close()
 		return nil, nil, err
 	}

@@ -74,6 +74,9 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 type Conn struct {
 	c  *websocket.Conn
 	nc net.Conn
+	// writeDeadline is the deadline last set on nc for writing; only the
+	// writer touches it.
+	writeDeadline time.Time
 }
 
 // SetReadLimit sets the largest frame Read accepts.
@@ -120,11 +123,17 @@ func CloseCode(err error) int {
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
 
 // WriteFrames writes frames made by Frame, PingFrame or CloseFrame, in
-// order, in as few socket writes as buf allows. buf is scratch space the
-// caller may reuse; the possibly grown buffer is returned.
-func (c *Conn) WriteFrames(frames [][]byte, buf []byte, deadline time.Time) ([]byte, error) {
-	if err := c.nc.SetWriteDeadline(deadline); err != nil {
-		return buf, err
+// order, in as few socket writes as buf allows, each within timeout. buf
+// is scratch space the caller may reuse; the possibly grown buffer is
+// returned. One goroutine at a time may call it.
+func (c *Conn) WriteFrames(frames [][]byte, buf []byte, timeout time.Duration) ([]byte, error) {
+	// Moving the deadline costs a timer update; do it only once the old
+	// one is half used up, so a busy connection pays it rarely.
+	if now := time.Now(); c.writeDeadline.Sub(now) < timeout/2 {
+		c.writeDeadline = now.Add(timeout)
+		if err := c.nc.SetWriteDeadline(c.writeDeadline); err != nil {
+			return buf, err
+		}
 	}
 	buf = buf[:0]
 	for _, f := range frames {

@@ -1,0 +1,198 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/openlivesync/livesync/broker"
+)
+
+// health tracks whether Redis answers commands and whether the pub/sub
+// connection is subscribed, and logs an outage once when it begins and
+// once when it ends.
+type health struct {
+	mu     sync.Mutex
+	cmd    error // the last command failure; nil once a heartbeat succeeds
+	sub    error // the pub/sub connection's failure; nil once resubscribed
+	down   bool  // an outage was logged
+	since  time.Time
+	logger *slog.Logger
+}
+
+// cmdDown returns, wrapping broker.ErrUnavailable, why commands cannot be
+// sent now: callers fail fast instead of waiting for timeouts.
+func (h *health) cmdDown() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cmd == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: redis unreachable since %s: %v", broker.ErrUnavailable, h.since.Format(time.RFC3339), h.cmd)
+}
+
+func (h *health) err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.cmd != nil:
+		return fmt.Errorf("%w: redis unreachable since %s: %v", broker.ErrUnavailable, h.since.Format(time.RFC3339), h.cmd)
+	case h.sub != nil:
+		return fmt.Errorf("%w: redis subscription down since %s: %v", broker.ErrUnavailable, h.since.Format(time.RFC3339), h.sub)
+	}
+	return nil
+}
+
+func (h *health) subDown() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sub != nil
+}
+
+// set records the state of one side (cmd or sub) and reports whether the
+// broker as a whole just recovered.
+func (h *health) set(side *error, err error) (recovered bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	*side = err
+	bad := h.cmd != nil || h.sub != nil
+	switch {
+	case bad && !h.down:
+		h.down, h.since = true, time.Now()
+		h.logger.Error("cluster: redis unreachable; serving this node's members only until it is back", "err", err)
+	case !bad && h.down:
+		h.down = false
+		h.logger.Info("cluster: redis reachable again; resynchronising presence", "outage", time.Since(h.since).Round(time.Millisecond))
+		return true
+	}
+	return false
+}
+
+func (b *Broker) setCmd(err error) bool { return b.health.set(&b.health.cmd, err) }
+func (b *Broker) setSub(err error) bool { return b.health.set(&b.health.sub, err) }
+
+// failed records a failed command. A connection failure makes the broker
+// unavailable until the next heartbeat succeeds, which then resynchronises;
+// an error reply from Redis is logged, and resynchronises too since a
+// change may have been lost.
+func (b *Broker) failed(err error) {
+	var reply goredis.Error
+	switch {
+	case b.ctx.Err() != nil, errors.Is(err, context.Canceled):
+		// Closing, or the caller gave up; that says nothing about Redis.
+	case errors.As(err, &reply) && !isConnReply(err):
+		if now := time.Now().UnixNano(); now-b.replyLogged.Load() > int64(10*time.Second) {
+			b.replyLogged.Store(now)
+			b.log.Warn("cluster: redis refused a command (logged once per 10s)", "err", err)
+		}
+		b.triggerResync()
+	default:
+		b.setCmd(err)
+	}
+}
+
+// isConnReply tells the replies of a Redis that is not serving (loading,
+// read-only replica after a failover) from errors in a command.
+func isConnReply(err error) bool {
+	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"} {
+		if goredis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// heartbeat refreshes the node's heartbeat key, and re-registers the
+// node's members when the key had expired (the node may have been swept
+// as dead, or Redis lost its data) or when Redis is back from an outage.
+func (b *Broker) heartbeat() {
+	ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
+	defer cancel()
+	was, err := heartbeatScript.Run(ctx, b.rdb, []string{b.k.alive(b.node), b.k.nodes()}, b.node, b.opts.NodeTTL.Milliseconds()).Int64()
+	if err != nil {
+		if b.ctx.Err() == nil {
+			b.setCmd(err)
+		}
+		return
+	}
+	recovered := b.setCmd(nil)
+	if was == 0 && b.registered && !recovered {
+		b.log.Warn("cluster: this node's heartbeat had expired (declared dead, or Redis lost its data); re-registering its members")
+	}
+	if recovered || (was == 0 && b.registered) {
+		b.triggerResync()
+	}
+	b.registered = true
+}
+
+// heartbeatLoop beats and sweeps dead nodes every Heartbeat.
+func (b *Broker) heartbeatLoop() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.opts.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		}
+		b.heartbeat()
+		if b.health.cmdDown() != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
+		n, err := sweepScript.Run(ctx, b.rdb, nil, b.opts.Prefix, b.node).Int()
+		cancel()
+		switch {
+		case err != nil:
+			b.failed(err)
+		case n > 0:
+			b.log.Info("cluster: removed the members of dead nodes", "members", n)
+		}
+	}
+}
+
+// resyncPause is the least time between two resynchronisations.
+const resyncPause = 200 * time.Millisecond
+
+// triggerResync asks the resync loop for a resynchronisation; requests
+// made while one is pending coalesce.
+func (b *Broker) triggerResync() {
+	select {
+	case b.resync <- struct{}{}:
+	default:
+	}
+}
+
+// resyncLoop re-registers this node's members and has the server reload
+// the other nodes' members, whenever announcements may have been lost.
+// It waits until both commands and the subscription work: the recovery of
+// the other triggers it again.
+func (b *Broker) resyncLoop() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.resync:
+		}
+		if b.health.cmdDown() != nil || b.health.subDown() {
+			continue
+		}
+		b.enqueueReplace()
+		b.sink.Resync()
+		// Pace resynchronisations: one that keeps failing must not spin.
+		t := time.NewTimer(resyncPause)
+		select {
+		case <-b.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,262 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/openlivesync/livesync/broker"
+)
+
+// opKind is what a queued operation does.
+type opKind uint8
+
+const (
+	opSet     opKind = iota // register a member and announce it
+	opRemove                // unregister a member and announce its departure
+	opEvent                 // relay an event
+	opChat                  // publish a chat batch and release the lock
+	opUnlock                // release a chat lock
+	opReplace               // re-register all of this node's members
+	opBarrier               // signal done: everything before it was sent
+)
+
+// op is one queued operation.
+type op struct {
+	kind opKind
+	room string
+	conn string
+	data []byte
+	chat *chatOp
+	reg  []string // opReplace: conn, room, entry for each member
+	done chan struct{}
+}
+
+// chatOp is a chat batch to publish, and its outcome.
+type chatOp struct {
+	token string
+	n     int
+	body  []byte
+	seq   uint64
+	err   error
+	done  chan struct{}
+}
+
+// maxBatch bounds the operations sent in one pipeline.
+const maxBatch = 1024
+
+func (b *Broker) enqueue(o op, essential bool) {
+	b.qmu.Lock()
+	b.enqueueLocked(o, essential)
+	b.qmu.Unlock()
+}
+
+// enqueueLocked queues o without blocking. Presence changes and events
+// are dropped while Redis is unreachable (the resynchronisation that
+// follows the outage restores presence; events are ephemeral) and when
+// the queue is full. Essential operations (chat, lock release,
+// re-registration, barriers) are always queued: their callers are few and
+// bounded. b.qmu held.
+func (b *Broker) enqueueLocked(o op, essential bool) {
+	if b.closing {
+		b.finish(&o, fmt.Errorf("redis broker: closed: %w", broker.ErrUnavailable))
+		return
+	}
+	if !essential {
+		if b.health.cmdDown() != nil {
+			return
+		}
+		if len(b.queue) >= b.opts.QueueSize {
+			if !b.dropping {
+				b.dropping = true
+				b.log.Warn("cluster: redis is not keeping up; dropping events and presence changes until it does (presence then resynchronises)", "queued", len(b.queue))
+			}
+			b.dropped++
+			b.lostMembers = b.lostMembers || o.kind != opEvent
+			return
+		}
+	}
+	b.queue = append(b.queue, o)
+	select {
+	case b.qwake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueueReplace queues the re-registration of every member of this node,
+// as they are now: queued after every change made before, and before
+// every change made after.
+func (b *Broker) enqueueReplace() {
+	b.qmu.Lock()
+	defer b.qmu.Unlock()
+	var reg []string
+	for room, m := range b.mirror {
+		for conn, entry := range m {
+			reg = append(reg, conn, room, string(entry))
+		}
+	}
+	b.enqueueLocked(op{kind: opReplace, reg: reg}, true)
+}
+
+// finish reports the outcome of an operation someone waits for.
+func (b *Broker) finish(o *op, err error) {
+	switch {
+	case o.kind == opChat:
+		o.chat.err = err
+		close(o.chat.done)
+	case o.done != nil:
+		close(o.done)
+	}
+}
+
+// sender sends queued operations in order, pipelined.
+func (b *Broker) sender() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.ctx.Done():
+			b.qmu.Lock()
+			for i := range b.queue {
+				b.finish(&b.queue[i], fmt.Errorf("redis broker: closed: %w", broker.ErrUnavailable))
+			}
+			b.queue = nil
+			b.qmu.Unlock()
+			return
+		case <-b.qwake:
+		}
+		for {
+			b.qmu.Lock()
+			n := min(len(b.queue), maxBatch)
+			batch := b.queue[:n:n]
+			b.queue = b.queue[n:]
+			if len(b.queue) == 0 {
+				b.queue = nil
+			}
+			if b.dropping && len(b.queue) < b.opts.QueueSize/2 {
+				b.log.Info("cluster: redis caught up", "dropped", b.dropped)
+				if b.lostMembers {
+					b.triggerResync()
+				}
+				b.dropping, b.dropped, b.lostMembers = false, 0, false
+			}
+			b.qmu.Unlock()
+			if n == 0 {
+				break
+			}
+			b.send(batch)
+		}
+	}
+}
+
+// send sends one batch: runs of plain operations in one MULTI/EXEC
+// pipeline each, scripts between them in order.
+func (b *Broker) send(batch []op) {
+	if err := b.health.cmdDown(); err != nil {
+		for i := range batch {
+			b.finish(&batch[i], err)
+		}
+		return
+	}
+	start := 0
+	for i := range batch {
+		switch batch[i].kind {
+		case opSet, opRemove, opEvent:
+			continue
+		}
+		if err := b.pipeline(batch[start:i]); err != nil {
+			for j := i; j < len(batch); j++ {
+				b.finish(&batch[j], err)
+			}
+			return
+		}
+		b.script(&batch[i])
+		start = i + 1
+		if err := b.health.cmdDown(); err != nil {
+			for j := start; j < len(batch); j++ {
+				b.finish(&batch[j], err)
+			}
+			return
+		}
+	}
+	b.pipeline(batch[start:])
+}
+
+// pipeline sends plain operations in one round trip, in a MULTI/EXEC when
+// the registry changes: each change is atomic with its announcement.
+func (b *Broker) pipeline(ops []op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
+	defer cancel()
+	members := false
+	for i := range ops {
+		members = members || ops[i].kind != opEvent
+	}
+	// Events alone need no transaction.
+	pipe := b.rdb.Pipeline()
+	if members {
+		pipe = b.rdb.TxPipeline()
+	}
+	head := b.node + "\n"
+	for i := range ops {
+		o := &ops[i]
+		switch o.kind {
+		case opSet:
+			pipe.HSet(ctx, b.k.members(o.room), o.conn, head+string(o.data))
+			pipe.SAdd(ctx, b.k.nodeSet(b.node), o.conn+"\n"+o.room)
+			pipe.Publish(ctx, b.k.channel(o.room), "S"+head+o.conn+"\n"+string(o.data))
+		case opRemove:
+			pipe.HDel(ctx, b.k.members(o.room), o.conn)
+			pipe.SRem(ctx, b.k.nodeSet(b.node), o.conn+"\n"+o.room)
+			pipe.Publish(ctx, b.k.channel(o.room), "L"+head+o.conn)
+		case opEvent:
+			pipe.Publish(ctx, b.k.channel(o.room), "E"+head+string(o.data))
+		}
+	}
+	if members {
+		// A node that dies before its first heartbeat is still swept.
+		pipe.SAdd(ctx, b.k.nodes(), b.node)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		b.failed(err)
+		return fmt.Errorf("redis broker: sending %d operations: %w", len(ops), err)
+	}
+	return nil
+}
+
+// script runs an operation that needs a script, or signals a barrier.
+func (b *Broker) script(o *op) {
+	ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
+	defer cancel()
+	var err error
+	switch o.kind {
+	case opChat:
+		c := o.chat
+		keys := []string{b.k.lock(o.room), b.k.seq(o.room), b.k.channel(o.room)}
+		var s string
+		s, err = chatScript.Run(ctx, b.rdb, keys, c.token, c.n, time.Now().UnixMicro(), "C"+b.node+"\n", c.body).Text()
+		if err == nil {
+			c.seq, err = strconv.ParseUint(s, 10, 64)
+		}
+	case opUnlock:
+		err = unlockScript.Run(ctx, b.rdb, []string{b.k.lock(o.room)}, o.chat.token).Err()
+	case opReplace:
+		args := make([]any, 0, 2+len(o.reg))
+		args = append(args, b.opts.Prefix, b.node)
+		for _, a := range o.reg {
+			args = append(args, a)
+		}
+		err = replaceScript.Run(ctx, b.rdb, []string{b.k.nodeSet(b.node)}, args...).Err()
+	}
+	if err != nil && err != goredis.Nil {
+		b.failed(err)
+		err = fmt.Errorf("redis broker: %w", err)
+	} else {
+		err = nil
+	}
+	b.finish(o, err)
+}

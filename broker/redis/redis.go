@@ -1,0 +1,416 @@
+// Package redis is a cluster broker on Redis (a livesync.Broker): several
+// OpenLiveSync nodes that use the same Redis share their rooms. Members
+// connected to any node see each other's presence, events and chat.
+//
+// It needs a single Redis (or a Sentinel-managed primary), version 5 or
+// later; Redis Cluster is not supported, since its scripts touch keys of
+// many rooms. Redis is a relay and a registry, not a store: a Redis
+// restart loses nothing that the nodes cannot re-register, and each node
+// keeps serving its own members while Redis is away.
+//
+// How it works: each room is a pub/sub channel, subscribed by the nodes
+// that have members in it; a presence registry (a hash per room) holds
+// every member with its node; each node refreshes a heartbeat key, and
+// every node regularly sweeps the members of nodes whose heartbeat
+// expired, announcing their departure. Changes are sent from one queue
+// per node, in order, pipelined; the queue is bounded and never blocks a
+// room. Chat order across nodes comes from a per-room lock held while a
+// batch is stored and until it is published (see broker.ChatLock).
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/openlivesync/livesync/broker"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// Options tunes a Broker. A nil *Options, and every zero field, means the
+// default.
+type Options struct {
+	// Prefix starts every key and channel, so that several clusters (or
+	// test runs) can share one Redis. Default "openlivesync"; the URL's
+	// "prefix" query parameter sets it too.
+	Prefix string
+	// Logger receives the broker's logs: an outage once when it starts and
+	// once when it ends, dropped traffic, dead nodes swept. Default
+	// slog.Default().
+	Logger *slog.Logger
+	// Heartbeat is how often the node refreshes its heartbeat and sweeps
+	// dead nodes. Default 1s.
+	Heartbeat time.Duration
+	// NodeTTL is how long a node's heartbeat lives: a node silent for
+	// NodeTTL is dead, and its members leave every room within NodeTTL
+	// plus Heartbeat. Default 5s; at least twice Heartbeat.
+	NodeTTL time.Duration
+	// OpTimeout bounds each call to Redis. Default 2s.
+	OpTimeout time.Duration
+	// QueueSize bounds the changes and events waiting to be sent; beyond
+	// it they are dropped (and presence resynchronised). Default 65536.
+	QueueSize int
+	// ChatLockTTL is how long a room's chat lock outlives a holder that
+	// died with it. Default 10s; it must exceed the chat store's timeout.
+	ChatLockTTL time.Duration
+}
+
+func (o *Options) resolve() error {
+	if o.Prefix == "" {
+		o.Prefix = "openlivesync"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.Heartbeat, time.Second)
+	def(&o.NodeTTL, 5*time.Second)
+	def(&o.OpTimeout, 2*time.Second)
+	def(&o.ChatLockTTL, 10*time.Second)
+	if o.QueueSize == 0 {
+		o.QueueSize = 1 << 16
+	}
+	switch {
+	case o.Heartbeat < 0, o.NodeTTL < 0, o.OpTimeout < 0, o.ChatLockTTL < 0, o.QueueSize < 0:
+		return errors.New("redis broker: options must not be negative")
+	case o.NodeTTL < 2*o.Heartbeat:
+		return fmt.Errorf("redis broker: NodeTTL %v must be at least twice Heartbeat %v", o.NodeTTL, o.Heartbeat)
+	}
+	return nil
+}
+
+// Broker is a livesync.Broker on Redis. Create it with New, hand it to
+// livesync.Options.Broker; the server starts and closes it.
+type Broker struct {
+	rdb  *goredis.Client
+	opts Options
+	log  *slog.Logger
+	k    keys
+
+	node string      // set by Start
+	sink broker.Sink // set by Start
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	start  sync.Once
+	close  sync.Once
+
+	health health
+
+	qmu         sync.Mutex
+	queue       []op
+	qwake       chan struct{}
+	mirror      map[string]map[string][]byte // room → conn → entry: this node's members
+	dropping    bool                         // dropping for a full queue; logged once
+	dropped     int                          // operations dropped since dropping began
+	lostMembers bool                         // presence changes among them: resynchronise
+	closing     bool
+
+	subMu sync.Mutex
+	ps    *goredis.PubSub // nil between connections
+	subs  map[string]*sub // by channel
+
+	resync      chan struct{}
+	replyLogged atomic.Int64 // unix ns of the last "refused a command" log
+	registered  bool         // heartbeat loop only: a heartbeat succeeded before
+}
+
+// sub is the state of one room channel.
+type sub struct {
+	refs    int           // Subscribe calls not yet matched by Unsubscribe
+	pending int           // SUBSCRIBE commands not yet confirmed
+	ready   chan struct{} // closed when subscribed
+	isReady bool
+}
+
+// New connects to the Redis at rawURL (redis://[user:pass@]host:port/db,
+// or rediss:// for TLS, with go-redis's query options and "prefix") and
+// checks that it answers, within ctx. It silences go-redis's internal
+// logger, a process-wide setting: the broker logs what matters itself.
+func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// Not the URL itself: it may hold a password.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("redis broker: invalid URL: %w", err)
+	}
+	q := u.Query()
+	if p := q.Get("prefix"); p != "" && o.Prefix == "" {
+		o.Prefix = p
+	}
+	q.Del("prefix")
+	u.RawQuery = q.Encode()
+	if err := o.resolve(); err != nil {
+		return nil, err
+	}
+	ro, err := goredis.ParseURL(u.String())
+	if err != nil {
+		return nil, fmt.Errorf("redis broker: %w", err)
+	}
+	for name, d := range map[string]*time.Duration{"dial_timeout": &ro.DialTimeout, "read_timeout": &ro.ReadTimeout, "write_timeout": &ro.WriteTimeout, "pool_timeout": &ro.PoolTimeout} {
+		if !q.Has(name) {
+			*d = o.OpTimeout
+		}
+	}
+	if !q.Has("max_retries") {
+		ro.MaxRetries = -1 // the broker resynchronises instead of retrying
+	}
+	if !q.Has("protocol") {
+		ro.Protocol = 2
+	}
+	if !q.Has("dialer_retries") {
+		ro.DialerRetries = 1 // fail fast: an outage is handled, not waited out
+	}
+	ro.DisableIdentity = true
+	quietGoRedis.Do(func() { goredis.SetLogger(discardLogging{}) })
+	rdb := goredis.NewClient(ro)
+	pctx, cancel := context.WithTimeout(ctx, o.OpTimeout)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis broker: %s unreachable: %w", ro.Addr, err)
+	}
+	b := &Broker{
+		rdb:    rdb,
+		opts:   o,
+		log:    o.Logger,
+		k:      keys{o.Prefix},
+		qwake:  make(chan struct{}, 1),
+		mirror: make(map[string]map[string][]byte),
+		subs:   make(map[string]*sub),
+		resync: make(chan struct{}, 1),
+	}
+	b.health.logger = b.log
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return b, nil
+}
+
+// quietGoRedis silences go-redis's own logging, which is process-wide and
+// would print a line per failed reconnection during an outage; the broker
+// reports the outage itself, once, with the error.
+var quietGoRedis sync.Once
+
+type discardLogging struct{}
+
+func (discardLogging) Printf(context.Context, string, ...any) {}
+
+// Start implements livesync.Broker: it registers the node and starts the
+// heartbeat, the sweep, the sender and the subscriber.
+func (b *Broker) Start(nodeID string, sink broker.Sink) error {
+	err := errors.New("redis broker: started twice")
+	b.start.Do(func() {
+		err = nil
+		b.node, b.sink = nodeID, sink
+		b.log = b.log.With("node", nodeID)
+		b.health.logger = b.log
+		b.heartbeat()
+		b.wg.Add(4)
+		go b.heartbeatLoop()
+		go b.sender()
+		go b.subscriber()
+		go b.resyncLoop()
+	})
+	return err
+}
+
+// Healthy implements livesync.Broker.
+func (b *Broker) Healthy() error { return b.health.err() }
+
+// Close implements livesync.Broker: it sends what is queued, withdraws
+// this node's members, and closes the connections.
+func (b *Broker) Close() error {
+	var err error
+	b.close.Do(func() {
+		if b.sink != nil && b.ctx.Err() == nil {
+			done := make(chan struct{})
+			b.enqueue(op{kind: opBarrier, done: done}, true)
+			select {
+			case <-done:
+			case <-time.After(2 * b.opts.OpTimeout):
+			}
+			if b.health.cmdDown() == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), b.opts.OpTimeout)
+				if e := deregisterScript.Run(ctx, b.rdb, nil, b.opts.Prefix, b.node).Err(); e != nil {
+					b.log.Warn("cluster: could not withdraw this node's members; they leave when its heartbeat expires", "err", e)
+				}
+				cancel()
+			}
+		}
+		b.qmu.Lock()
+		b.closing = true
+		b.qmu.Unlock()
+		b.cancel()
+		b.subMu.Lock()
+		if b.ps != nil {
+			b.ps.Close()
+		}
+		b.subMu.Unlock()
+		b.wg.Wait()
+		if e := b.rdb.Close(); e != nil {
+			err = fmt.Errorf("redis broker: close: %w", e)
+		}
+	})
+	return err
+}
+
+// keys names the broker's keys and channels (see scripts.go).
+type keys struct{ p string }
+
+func (k keys) channel(room string) string { return k.p + ":r:" + room }
+func (k keys) members(room string) string { return k.p + ":m:" + room }
+func (k keys) lock(room string) string    { return k.p + ":l:" + room }
+func (k keys) seq(room string) string     { return k.p + ":s:" + room }
+func (k keys) alive(node string) string   { return k.p + ":n:" + node + ":alive" }
+func (k keys) nodeSet(node string) string { return k.p + ":n:" + node + ":members" }
+func (k keys) control(node string) string { return k.p + ":c:" + node }
+func (k keys) nodes() string              { return k.p + ":nodes" }
+func (k keys) room(channel string) (string, bool) {
+	return strings.CutPrefix(channel, k.p+":r:")
+}
+
+// RoomState implements livesync.Broker.
+func (b *Broker) RoomState(ctx context.Context, roomID string) (broker.RoomState, error) {
+	if err := b.health.cmdDown(); err != nil {
+		return broker.RoomState{}, err
+	}
+	pipe := b.rdb.Pipeline()
+	all := pipe.HGetAll(ctx, b.k.members(roomID))
+	seq := pipe.Get(ctx, b.k.seq(roomID))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		b.failed(err)
+		return broker.RoomState{}, fmt.Errorf("redis broker: reading room %q: %w", roomID, err)
+	}
+	var st broker.RoomState
+	for conn, v := range all.Val() {
+		node, entry, ok := strings.Cut(v, "\n")
+		if !ok || node == b.node {
+			continue
+		}
+		st.Members = append(st.Members, broker.Member{ConnID: conn, Entry: []byte(entry)})
+	}
+	if s := seq.Val(); s != "" {
+		st.ChatSeq, _ = strconv.ParseUint(s, 10, 64)
+	}
+	return st, nil
+}
+
+// SetMember implements livesync.Broker.
+func (b *Broker) SetMember(roomID, connID string, entry []byte) {
+	b.qmu.Lock()
+	defer b.qmu.Unlock()
+	m := b.mirror[roomID]
+	if m == nil {
+		m = make(map[string][]byte)
+		b.mirror[roomID] = m
+	}
+	m[connID] = entry
+	b.enqueueLocked(op{kind: opSet, room: roomID, conn: connID, data: entry}, false)
+}
+
+// RemoveMember implements livesync.Broker.
+func (b *Broker) RemoveMember(roomID, connID string) {
+	b.qmu.Lock()
+	defer b.qmu.Unlock()
+	if m := b.mirror[roomID]; m != nil {
+		delete(m, connID)
+		if len(m) == 0 {
+			delete(b.mirror, roomID)
+		}
+	}
+	b.enqueueLocked(op{kind: opRemove, room: roomID, conn: connID}, false)
+}
+
+// PublishEvent implements livesync.Broker.
+func (b *Broker) PublishEvent(roomID string, msg []byte) {
+	b.enqueue(op{kind: opEvent, room: roomID, data: msg}, false)
+}
+
+// LockChat implements livesync.Broker.
+func (b *Broker) LockChat(ctx context.Context, roomID string) (broker.ChatLock, error) {
+	if err := b.health.cmdDown(); err != nil {
+		return nil, err
+	}
+	token := randomToken()
+	keys := []string{b.k.lock(roomID), b.k.seq(roomID)}
+	ttl := b.opts.ChatLockTTL.Milliseconds()
+	wait := time.Millisecond
+	for {
+		s, err := lockScript.Run(ctx, b.rdb, keys, token, ttl).Text()
+		if err == nil {
+			seq, _ := strconv.ParseUint(s, 10, 64)
+			return &chatLock{b: b, room: roomID, token: token, seq: seq}, nil
+		}
+		if !errors.Is(err, goredis.Nil) {
+			b.failed(err)
+			return nil, fmt.Errorf("redis broker: chat lock of room %q: %w", roomID, err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("redis broker: chat lock of room %q: held by another node: %w", roomID, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, 20*time.Millisecond)
+	}
+}
+
+// chatLock is a held chat lock.
+type chatLock struct {
+	b     *Broker
+	room  string
+	token string
+	seq   uint64
+}
+
+func (l *chatLock) Seq() uint64 { return l.seq }
+
+func (l *chatLock) Publish(msgs []protocol.StoredChatMessage) (uint64, error) {
+	body, err := json.Marshal(msgs)
+	if err != nil {
+		l.Release()
+		return 0, fmt.Errorf("redis broker: encoding chat: %w", err)
+	}
+	c := &chatOp{token: l.token, n: len(msgs), body: body, done: make(chan struct{})}
+	l.b.enqueue(op{kind: opChat, room: l.room, chat: c}, true)
+	select {
+	case <-c.done:
+		return c.seq, c.err
+	case <-time.After(2 * l.b.opts.OpTimeout):
+		return 0, fmt.Errorf("redis broker: publishing chat of room %q: no answer within %v", l.room, 2*l.b.opts.OpTimeout)
+	}
+}
+
+func (l *chatLock) Release() {
+	l.b.enqueue(op{kind: opUnlock, room: l.room, chat: &chatOp{token: l.token}}, true)
+}
+
+func randomToken() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,284 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/openlivesync/livesync/broker"
+	"github.com/openlivesync/livesync/internal/tcpproxy"
+	"github.com/openlivesync/livesync/internal/testsvc"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+const waitTimeout = 10 * time.Second
+
+// recorder is a sink that records what it receives as lines.
+type recorder struct {
+	mu      sync.Mutex
+	got     []string
+	resyncs int
+}
+
+func (r *recorder) add(s string) { r.mu.Lock(); r.got = append(r.got, s); r.mu.Unlock() }
+
+func (r *recorder) MemberSet(room, conn string, entry []byte) {
+	r.add(fmt.Sprintf("set %s %s %s", room, conn, entry))
+}
+func (r *recorder) MemberRemoved(room, conn string) { r.add(fmt.Sprintf("left %s %s", room, conn)) }
+func (r *recorder) Event(room string, msg []byte)   { r.add(fmt.Sprintf("event %s %s", room, msg)) }
+func (r *recorder) Chat(room string, seq uint64, msgs []protocol.StoredChatMessage) {
+	for _, m := range msgs {
+		r.add(fmt.Sprintf("chat %s %s", room, m.Message))
+	}
+}
+func (r *recorder) Resync() { r.mu.Lock(); r.resyncs++; r.mu.Unlock() }
+
+func (r *recorder) lines() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
+}
+
+func (r *recorder) waitFor(t *testing.T, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		got := r.lines()
+		ok := true
+		for _, w := range want {
+			ok = ok && slices.Contains(got, w)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %q; got %q", want, got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// testPrefix returns a key prefix of this test only, deleted at its end.
+func testPrefix(t *testing.T) (addr, prefix string) {
+	addr = testsvc.RedisAddr(t)
+	var b [6]byte
+	rand.Read(b[:])
+	prefix = "olstest-" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		rdb := goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2})
+		defer rdb.Close()
+		ctx := context.Background()
+		keys, _ := rdb.Keys(ctx, prefix+":*").Result()
+		if len(keys) > 0 {
+			rdb.Del(ctx, keys...)
+		}
+	})
+	return addr, prefix
+}
+
+func startBroker(t *testing.T, addr, prefix, node string) (*Broker, *recorder) {
+	t.Helper()
+	b, err := New(context.Background(), "redis://"+addr+"/0?prefix="+prefix, &Options{Heartbeat: 50 * time.Millisecond, NodeTTL: 300 * time.Millisecond, OpTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	if err := b.Start(node, rec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b, rec
+}
+
+func subscribe(t *testing.T, b *Broker, room string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := b.Subscribe(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBrokerRelaysToOthersOnly: announcements, events and chat reach the
+// other nodes subscribed to the room, never their sender; the registry
+// shows each node the others' members.
+func TestBrokerRelaysToOthersOnly(t *testing.T) {
+	addr, prefix := testPrefix(t)
+	a, ra := startBroker(t, addr, prefix, "na")
+	b, rb := startBroker(t, addr, prefix, "nb")
+	subscribe(t, a, "r")
+	subscribe(t, b, "r")
+	a.SetMember("r", "na-1", []byte(`{"connectionId":"na-1","presence":{}}`))
+	a.PublishEvent("r", []byte(`{"e":1}`))
+	a.SetMember("r", "na-1", []byte(`{"connectionId":"na-1","presence":{"x":1}}`))
+	rb.waitFor(t, `set r na-1 {"connectionId":"na-1","presence":{"x":1}}`)
+	want := []string{
+		`set r na-1 {"connectionId":"na-1","presence":{}}`,
+		`event r {"e":1}`,
+		`set r na-1 {"connectionId":"na-1","presence":{"x":1}}`,
+	}
+	if got := rb.lines(); !slices.Equal(got, want) {
+		t.Fatalf("b received %q, want %q in order", got, want)
+	}
+
+	ctx := context.Background()
+	st, err := b.RoomState(ctx, "r")
+	if err != nil || len(st.Members) != 1 || st.Members[0].ConnID != "na-1" {
+		t.Fatalf("b's registry view %+v %v", st, err)
+	}
+	if st, _ := a.RoomState(ctx, "r"); len(st.Members) != 0 {
+		t.Fatalf("a sees its own members in the registry: %+v", st)
+	}
+
+	lock, err := b.LockChat(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := lock.Publish([]protocol.StoredChatMessage{{ID: "1", RoomID: "r", Message: "hi"}})
+	if err != nil || seq <= lock.Seq() {
+		t.Fatalf("publish: seq %d after %d, %v", seq, lock.Seq(), err)
+	}
+	ra.waitFor(t, "chat r hi")
+
+	a.RemoveMember("r", "na-1")
+	rb.waitFor(t, "left r na-1")
+	if got := ra.lines(); slices.ContainsFunc(got, func(s string) bool { return s != "chat r hi" }) {
+		t.Fatalf("a received its own publications: %q", got)
+	}
+}
+
+// TestBrokerChatLockIsExclusive: a second node waits for the lock until
+// the first publishes, and sees its sequence.
+func TestBrokerChatLockIsExclusive(t *testing.T) {
+	addr, prefix := testPrefix(t)
+	a, _ := startBroker(t, addr, prefix, "na")
+	b, _ := startBroker(t, addr, prefix, "nb")
+	ctx := context.Background()
+	la, err := a.LockChat(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, err := b.LockChat(short, "r"); err == nil {
+		t.Fatal("b took a lock a holds")
+	}
+	got := make(chan uint64, 1)
+	go func() {
+		lb, err := b.LockChat(ctx, "r")
+		if err != nil {
+			t.Error(err)
+			got <- 0
+			return
+		}
+		got <- lb.Seq()
+		lb.Release()
+	}()
+	seq, err := la.Publish([]protocol.StoredChatMessage{{ID: "1", Message: "m"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if s != seq {
+			t.Fatalf("b's lock is after %d, want %d", s, seq)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("b never got the lock")
+	}
+}
+
+// TestBrokerSweepsDeadNode: a node that stops without a word (no
+// deregistration) has its members removed by the others once its
+// heartbeat expires; its next life is a new node.
+func TestBrokerSweepsDeadNode(t *testing.T) {
+	addr, prefix := testPrefix(t)
+	a, _ := startBroker(t, addr, prefix, "na")
+	b, rb := startBroker(t, addr, prefix, "nb")
+	subscribe(t, b, "r")
+	a.SetMember("r", "na-1", []byte(`{}`))
+	a.SetMember("s", "na-2", []byte(`{}`))
+	rb.waitFor(t, "set r na-1 {}")
+	// Die: stop every goroutine, leave the keys.
+	a.cancel()
+	a.subMu.Lock()
+	a.ps.Close()
+	a.subMu.Unlock()
+	a.wg.Wait()
+	rb.waitFor(t, "left r na-1")
+	if st, _ := b.RoomState(context.Background(), "s"); len(st.Members) != 0 {
+		t.Fatalf("dead node's member still registered: %+v", st)
+	}
+}
+
+// TestBrokerOutage: while Redis cannot be reached, calls fail fast,
+// nothing queues up, Healthy says why; when it is back, the node
+// re-registers its members (Redis lost them) and asks for a resync.
+func TestBrokerOutage(t *testing.T) {
+	addr, prefix := testPrefix(t)
+	proxy, err := tcpproxy.New(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	a, ra := startBroker(t, proxy.Addr(), prefix, "na")
+	b, rb := startBroker(t, addr, prefix, "nb")
+	subscribe(t, a, "r")
+	subscribe(t, b, "r")
+	a.SetMember("r", "na-1", []byte(`{}`))
+	rb.waitFor(t, "set r na-1 {}")
+
+	proxy.Cut()
+	deadline := time.Now().Add(waitTimeout)
+	for a.Healthy() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the outage went unnoticed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// b sweeps a's member once a's heartbeat expires.
+	rb.waitFor(t, "left r na-1")
+	for i := range 10000 {
+		a.PublishEvent("r", []byte(fmt.Sprint(i)))
+	}
+	a.qmu.Lock()
+	queued := len(a.queue)
+	a.qmu.Unlock()
+	if queued > 10 {
+		t.Fatalf("%d operations queued during the outage", queued)
+	}
+	start := time.Now()
+	if _, err := a.LockChat(context.Background(), "r"); err == nil || time.Since(start) > 100*time.Millisecond {
+		t.Fatalf("LockChat during the outage: %v after %v, want a fast failure", err, time.Since(start))
+	}
+	a.SetMember("r", "na-2", []byte(`{}`)) // a joins while cut off
+
+	ra.mu.Lock()
+	resyncs := ra.resyncs
+	ra.mu.Unlock()
+	proxy.Restore()
+	rb.waitFor(t, "set r na-1 {}", "set r na-2 {}")
+	deadline = time.Now().Add(waitTimeout)
+	for {
+		ra.mu.Lock()
+		n := ra.resyncs
+		ra.mu.Unlock()
+		if n > resyncs && a.Healthy() == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no resync after the outage (health %v)", a.Healthy())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+var _ broker.Sink = (*recorder)(nil)

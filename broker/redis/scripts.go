@@ -1,0 +1,148 @@
+package redis
+
+import goredis "github.com/redis/go-redis/v9"
+
+// The Lua scripts below run atomically in Redis. Each change to the
+// presence registry is made in the same atomic step as its announcement,
+// so a node that subscribes and then reads the registry sees every change
+// either in what it reads or in what it receives (see package broker).
+//
+// Keys (p is the prefix, room and node ids are used verbatim):
+//
+//	p:m:<room>          hash connId → "<node>\n<entry JSON>"  the registry
+//	p:r:<room>          pub/sub channel of the room
+//	p:l:<room>          chat lock (token, expires)
+//	p:s:<room>          chat sequence (expires a day after the last chat)
+//	p:n:<node>:alive    heartbeat (expires after NodeTTL)
+//	p:n:<node>:members  set of "<connId>\n<room>" the node registered
+//	p:nodes             set of node ids, for the dead-node sweep
+//	p:c:<node>          the node's control channel (reconnection detection)
+//
+// Messages on a room channel: a kind byte, the publishing node, '\n',
+// then "S" <conn>\n<entry>, "L" <conn>, "E" <message JSON>,
+// "C" <seq>\n<JSON array of stored messages>.
+
+// removeNodeLua removes node n's members from every room's registry and
+// announces their departure on the node's behalf (so that every live
+// node, the one running the script included, receives it).
+const removeNodeLua = `
+local function removeNode(prefix, n)
+  local set = prefix .. ':n:' .. n .. ':members'
+  local removed = 0
+  for _, m in ipairs(redis.call('SMEMBERS', set)) do
+    local nl = string.find(m, '\n', 1, true)
+    if nl then
+      local conn, room = string.sub(m, 1, nl - 1), string.sub(m, nl + 1)
+      local h = prefix .. ':m:' .. room
+      local v = redis.call('HGET', h, conn)
+      if v and string.sub(v, 1, #n + 1) == n .. '\n' then
+        redis.call('HDEL', h, conn)
+        redis.call('PUBLISH', prefix .. ':r:' .. room, 'L' .. n .. '\n' .. conn)
+        removed = removed + 1
+      end
+    end
+  end
+  redis.call('DEL', set)
+  redis.call('SREM', prefix .. ':nodes', n)
+  return removed
+end
+`
+
+// sweepScript removes the members of every node whose heartbeat expired.
+// ARGV: prefix, this node. Returns how many members it removed.
+var sweepScript = goredis.NewScript(removeNodeLua + `
+local prefix, self = ARGV[1], ARGV[2]
+local removed = 0
+for _, n in ipairs(redis.call('SMEMBERS', prefix .. ':nodes')) do
+  if n ~= self and redis.call('EXISTS', prefix .. ':n:' .. n .. ':alive') == 0 then
+    removed = removed + removeNode(prefix, n)
+  end
+end
+return removed
+`)
+
+// deregisterScript withdraws this node at a clean shutdown.
+// ARGV: prefix, this node.
+var deregisterScript = goredis.NewScript(removeNodeLua + `
+redis.call('DEL', ARGV[1] .. ':n:' .. ARGV[2] .. ':alive')
+return removeNode(ARGV[1], ARGV[2])
+`)
+
+// heartbeatScript refreshes the node's heartbeat and reports whether it
+// had expired (then the node may have been swept as dead: re-register).
+// KEYS: alive key, nodes set. ARGV: node, TTL in ms.
+var heartbeatScript = goredis.NewScript(`
+local was = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return was
+`)
+
+// replaceScript makes the registry hold exactly the node's members given:
+// departures for the others, announcements for the new or changed.
+// KEYS: the node's member set. ARGV: prefix, node, then conn, room, entry
+// for each member.
+var replaceScript = goredis.NewScript(`
+local prefix, node = ARGV[1], ARGV[2]
+local want = {}
+for i = 3, #ARGV, 3 do want[ARGV[i] .. '\n' .. ARGV[i + 1]] = true end
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not want[m] then
+    local nl = string.find(m, '\n', 1, true)
+    if nl then
+      local conn, room = string.sub(m, 1, nl - 1), string.sub(m, nl + 1)
+      local h = prefix .. ':m:' .. room
+      local v = redis.call('HGET', h, conn)
+      if v and string.sub(v, 1, #node + 1) == node .. '\n' then
+        redis.call('HDEL', h, conn)
+        redis.call('PUBLISH', prefix .. ':r:' .. room, 'L' .. node .. '\n' .. conn)
+      end
+    end
+    redis.call('SREM', KEYS[1], m)
+  end
+end
+for i = 3, #ARGV, 3 do
+  local conn, room, entry = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local h = prefix .. ':m:' .. room
+  local v = node .. '\n' .. entry
+  if redis.call('HGET', h, conn) ~= v then
+    redis.call('HSET', h, conn, v)
+    redis.call('PUBLISH', prefix .. ':r:' .. room, 'S' .. node .. '\n' .. conn .. '\n' .. entry)
+  end
+  redis.call('SADD', KEYS[1], conn .. '\n' .. room)
+end
+redis.call('SADD', prefix .. ':nodes', node)
+return 0
+`)
+
+// lockScript takes a room's chat lock and returns the room's chat
+// sequence, or false when another node holds the lock.
+// KEYS: lock, sequence. ARGV: token, TTL in ms.
+var lockScript = goredis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('GET', KEYS[2]) or '0'
+end
+return false
+`)
+
+// unlockScript releases the chat lock if this holder still has it.
+// KEYS: lock. ARGV: token.
+var unlockScript = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// chatScript publishes a stored batch and releases the lock in one step,
+// numbering the batch after the room's sequence. The sequence never goes
+// back, even when Redis lost it: it starts again from the current time in
+// microseconds. KEYS: lock, sequence, channel. ARGV: token, batch size,
+// now in µs, message header, JSON body. Returns the last number.
+var chatScript = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+local base = math.max(cur, tonumber(ARGV[3]))
+local last = string.format('%.0f', base + tonumber(ARGV[2]))
+redis.call('SET', KEYS[2], last, 'PX', 86400000)
+redis.call('PUBLISH', KEYS[3], ARGV[4] .. last .. '\n' .. ARGV[5])
+return last
+`)

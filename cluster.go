@@ -1,0 +1,515 @@
+package livesync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/openlivesync/livesync/broker"
+	"github.com/openlivesync/livesync/internal/ws"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// Broker connects the nodes of a cluster so that a room's members see each
+// other wherever they are connected. Set Options.Broker to one (for
+// example broker/redis) to make a server a node of a cluster; rooms only
+// use this interface, so another transport plugs in without touching them.
+// The guarantees a broker gives are listed in package broker.
+//
+// The server calls SetMember, RemoveMember and PublishEvent while holding
+// a room's lock, so they must not block: a broker queues them, in order,
+// and drops them (with a log line, and a later resynchronisation) rather
+// than wait when the cluster cannot keep up or cannot be reached.
+type Broker interface {
+	// Start attaches the broker to the server, once, from New: nodeID
+	// names this node (a new id each process life), sink receives what
+	// other nodes publish.
+	Start(nodeID string, sink broker.Sink) error
+
+	// Subscribe starts delivering roomID's traffic from other nodes to the
+	// sink; the server calls it when a room gets its first member on this
+	// node. When it returns nil, every publication made afterwards will be
+	// delivered. It registers the interest even when it fails (the broker
+	// subscribes as soon as it can and then calls Sink.Resync), so every
+	// call is matched by one Unsubscribe.
+	Subscribe(ctx context.Context, roomID string) error
+	// Unsubscribe withdraws one Subscribe: the room has no member left on
+	// this node.
+	Unsubscribe(roomID string)
+
+	// RoomState reads the presence registry: the members of roomID on the
+	// other nodes, and the room's chat position. Read after Subscribe, it
+	// is the base the announcements received since then apply to.
+	RoomState(ctx context.Context, roomID string) (broker.RoomState, error)
+	// SetMember registers this node's member connID of roomID with its
+	// presence entry (JSON) and announces it to the other nodes: a join,
+	// or an update.
+	SetMember(roomID, connID string, entry []byte)
+	// RemoveMember unregisters connID from roomID and announces it left.
+	RemoveMember(roomID, connID string)
+
+	// PublishEvent relays a broadcast_event (the complete JSON message) to
+	// the room's members on the other nodes.
+	PublishEvent(roomID string, msg []byte)
+
+	// LockChat takes roomID's cluster-wide chat lock (see
+	// broker.ChatLock), waiting at most until ctx ends. On error the
+	// server stores and delivers chat locally without publishing it.
+	LockChat(ctx context.Context, roomID string) (broker.ChatLock, error)
+
+	// Healthy reports why the cluster cannot be reached right now (nil
+	// when it can). Readiness checks use it; while it fails, the node
+	// serves its own members only.
+	Healthy() error
+	// Close withdraws this node's members from the cluster and releases
+	// the broker's connections. The server calls it at the end of
+	// Shutdown.
+	Close() error
+}
+
+// Timeouts of the cluster code's calls to the broker.
+const (
+	// syncTimeout bounds subscribing to a room and reading its registry.
+	syncTimeout = 5 * time.Second
+	// syncRetry is how long a room whose synchronisation failed waits
+	// before trying again.
+	syncRetry = time.Second
+	// chatLockWait bounds waiting for a room's chat lock. It exceeds the
+	// lock's own expiry in broker/redis, so a lock whose holder died is
+	// taken over rather than given up on.
+	chatLockWait = 12 * time.Second
+	// chatOrderWait bounds waiting to deliver, before a local batch, the
+	// batches other nodes published before it; it passes only when those
+	// were lost (an outage).
+	chatOrderWait = 2 * time.Second
+	// maxPendingRemote bounds the presence changes buffered for a room
+	// while it synchronises.
+	maxPendingRemote = 1 << 16
+)
+
+// startCluster attaches the broker; New calls it when Options.Broker is set.
+func (s *Server) startCluster() error {
+	if err := s.broker.Start(s.nodeID, clusterSink{s}); err != nil {
+		return fmt.Errorf("livesync: starting the cluster broker: %w", err)
+	}
+	s.metrics.enableBroker()
+	s.addReadinessCheck("broker", func(context.Context) error { return s.broker.Healthy() })
+	return nil
+}
+
+// closeCluster closes the broker at the end of Shutdown, once every
+// member has left and its departure is queued.
+func (s *Server) closeCluster() error {
+	if s.broker == nil {
+		return nil
+	}
+	if err := s.broker.Close(); err != nil {
+		return fmt.Errorf("livesync: closing the cluster broker: %w", err)
+	}
+	return nil
+}
+
+// relayEvent relays an event frame, as sent to local members, to the
+// room's members on other nodes. The room code does it for clients'
+// events; the HTTP API calls it for the server's own, whether or not the
+// room has members on this node.
+func (s *Server) relayEvent(roomID string, frame []byte) {
+	if s.broker != nil {
+		s.broker.PublishEvent(roomID, framePayload(frame))
+	}
+}
+
+// clusterSink delivers what other nodes publish to this server's rooms.
+type clusterSink struct{ s *Server }
+
+// clusterRoom returns the live room id, or nil when it has no members on
+// this node: other nodes' traffic for it concerns nobody here.
+func (s *Server) clusterRoom(id string) *room {
+	s.roomsMu.Lock()
+	defer s.roomsMu.Unlock()
+	return s.rooms[id]
+}
+
+func (k clusterSink) MemberSet(roomID, connID string, entry []byte) {
+	if r := k.s.clusterRoom(roomID); r != nil {
+		r.remoteChange(remoteChange{conn: connID, entry: entry})
+	}
+}
+
+func (k clusterSink) MemberRemoved(roomID, connID string) {
+	if r := k.s.clusterRoom(roomID); r != nil {
+		r.remoteChange(remoteChange{conn: connID})
+	}
+}
+
+func (k clusterSink) Event(roomID string, msg []byte) {
+	r := k.s.clusterRoom(roomID)
+	if r == nil {
+		return
+	}
+	buf := make([]byte, ws.FrameHeadroom+len(msg))
+	copy(buf[ws.FrameHeadroom:], msg)
+	frame := ws.Frame(buf)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.local {
+		c.send(frame)
+	}
+}
+
+func (k clusterSink) Chat(roomID string, seq uint64, msgs []protocol.StoredChatMessage) {
+	if r := k.s.clusterRoom(roomID); r != nil {
+		r.remoteChat(seq, msgs)
+	}
+}
+
+// Resync reloads the remote members of every room, a few rooms at a time.
+func (k clusterSink) Resync() {
+	k.s.roomsMu.Lock()
+	rooms := make([]*room, 0, len(k.s.rooms))
+	for _, r := range k.s.rooms {
+		rooms = append(rooms, r)
+	}
+	k.s.roomsMu.Unlock()
+	work := make(chan *room)
+	var wg sync.WaitGroup
+	for range min(len(rooms), 8) {
+		wg.Go(func() {
+			for r := range work {
+				r.sync()
+			}
+		})
+	}
+	for _, r := range rooms {
+		work <- r
+	}
+	close(work)
+	wg.Wait()
+}
+
+// remoteChange is a presence change of another node's member: entry is
+// nil when it left.
+type remoteChange struct {
+	conn  string
+	entry []byte
+}
+
+// remoteChange applies a change announced by another node, or keeps it
+// for after the synchronisation in progress.
+func (r *room) remoteChange(ch remoteChange) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dead {
+		return
+	}
+	if !r.synced {
+		if len(r.pending) >= maxPendingRemote {
+			// The next synchronisation reloads the registry, which holds
+			// the result of everything dropped here.
+			r.pending, r.pendingLost = nil, true
+			return
+		}
+		r.pending = append(r.pending, ch)
+		return
+	}
+	r.applyRemote(ch)
+}
+
+// applyRemote applies one remote change to the members, marking it dirty
+// so the next flush tells the local members, exactly as a local change
+// would. Repeats (an entry already known, a departure of a stranger) are
+// no-ops, which makes replaying changes over a registry snapshot safe.
+// r.mu held.
+func (r *room) applyRemote(ch remoteChange) {
+	m := r.members[ch.conn]
+	if m != nil && m.conn != nil {
+		return // a local member: only this node speaks for it
+	}
+	switch {
+	case ch.entry == nil && m != nil:
+		delete(r.members, ch.conn)
+		r.markDirty(ch.conn, true)
+	case ch.entry == nil:
+	case m == nil:
+		r.members[ch.conn] = &member{entry: protocol.PresenceEntry{ConnectionID: ch.conn}, json: ch.entry}
+		r.markDirty(ch.conn, false)
+	case !bytes.Equal(m.json, ch.entry):
+		m.json = ch.entry
+		r.markDirty(ch.conn, true)
+	}
+}
+
+// ensureSynced subscribes the room to the cluster and loads its remote
+// members, once per room life (again after a failure). Joiners call it
+// before loading the history, so that no chat published after the
+// history was read can be missed.
+func (r *room) ensureSynced() {
+	if r.srv.broker == nil {
+		return
+	}
+	r.mu.Lock()
+	synced := r.synced
+	r.mu.Unlock()
+	if !synced {
+		r.sync()
+	}
+}
+
+// sync subscribes the room if it is not yet, then replaces its remote
+// members with the registry's and applies the changes received meanwhile.
+// On failure the room keeps serving its local members and tries again
+// later.
+func (r *room) sync() {
+	b := r.srv.broker
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	for {
+		r.mu.Lock()
+		if r.dead {
+			r.mu.Unlock()
+			return
+		}
+		// From here on, changes from other nodes wait in r.pending.
+		r.synced, r.pendingLost = false, false
+		r.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+		err := r.subscribe(ctx, b)
+		var st broker.RoomState
+		if err == nil {
+			start := time.Now()
+			st, err = b.RoomState(ctx, r.id)
+			r.srv.metrics.brokerLatency(time.Since(start))
+		}
+		cancel()
+		if err != nil {
+			r.srv.log.Debug("cluster: room not synchronised; retrying", "room", r.id, "err", err)
+			r.retrySync()
+			return
+		}
+
+		r.mu.Lock()
+		if r.dead {
+			r.mu.Unlock()
+			return
+		}
+		if r.pendingLost {
+			r.mu.Unlock()
+			continue
+		}
+		in := make(map[string]bool, len(st.Members))
+		for _, m := range st.Members {
+			in[m.ConnID] = true
+		}
+		for id, m := range r.members {
+			if m.conn == nil && !in[id] {
+				r.applyRemote(remoteChange{conn: id})
+			}
+		}
+		for _, m := range st.Members {
+			r.applyRemote(remoteChange{conn: m.ConnID, entry: m.Entry})
+		}
+		for _, ch := range r.pending {
+			r.applyRemote(ch)
+		}
+		r.pending = nil
+		r.synced = true
+		r.advanceChatSeq(st.ChatSeq)
+		r.mu.Unlock()
+		return
+	}
+}
+
+// subscribe subscribes the room once per room life. r.syncMu held.
+func (r *room) subscribe(ctx context.Context, b Broker) error {
+	if r.subscribed {
+		return nil
+	}
+	// Subscribe registers the interest even when it fails; release
+	// withdraws it.
+	r.subscribed = true
+	start := time.Now()
+	err := b.Subscribe(ctx, r.id)
+	r.srv.metrics.brokerLatency(time.Since(start))
+	return err
+}
+
+// retrySync schedules another synchronisation after syncRetry, unless
+// one is scheduled already.
+func (r *room) retrySync() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.retrying || r.dead {
+		return
+	}
+	r.retrying = true
+	time.AfterFunc(syncRetry, func() {
+		r.mu.Lock()
+		r.retrying = false
+		dead := r.dead
+		r.mu.Unlock()
+		if !dead && !r.srv.shuttingDown() {
+			r.ensureSynced()
+		}
+	})
+}
+
+// unsubscribe withdraws the dead room's subscription, in the background:
+// the leaving client does not wait for the broker.
+func (r *room) unsubscribe() {
+	if r.srv.broker == nil {
+		return
+	}
+	r.srv.wg.Add(1)
+	go func() {
+		defer r.srv.wg.Done()
+		r.syncMu.Lock()
+		defer r.syncMu.Unlock()
+		if r.subscribed {
+			r.subscribed = false
+			r.srv.broker.Unsubscribe(r.id)
+		}
+	}()
+}
+
+// advanceChatSeq records that the chat up to seq was delivered here and
+// wakes a chat worker waiting for it. r.mu held.
+func (r *room) advanceChatSeq(seq uint64) {
+	if seq <= r.chatSeq {
+		return
+	}
+	r.chatSeq = seq
+	if r.chatSeqCh != nil {
+		close(r.chatSeqCh)
+		r.chatSeqCh = nil
+	}
+}
+
+// remoteChat delivers chat stored by another node, skipping messages the
+// history loaded from a shared store already holds.
+func (r *room) remoteChat(seq uint64, msgs []protocol.StoredChatMessage) {
+	frames := chatFrames(msgs)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dead {
+		return
+	}
+	n := 0
+	for i := range msgs {
+		if !r.inHistory(&msgs[i]) {
+			msgs[n], frames[n] = msgs[i], frames[i]
+			n++
+		}
+	}
+	r.appendChat(msgs[:n], frames[:n])
+	r.advanceChatSeq(seq)
+}
+
+// inHistory reports whether m is in the recent history. A message's id is
+// unique in its store, and the connection id tells apart stores that are
+// per node. r.mu held.
+func (r *room) inHistory(m *protocol.StoredChatMessage) bool {
+	for i := len(r.history) - 1; i >= 0; i-- {
+		if h := &r.history[i]; h.ID == m.ID && h.ConnectionID == m.ConnectionID {
+			return true
+		}
+	}
+	return false
+}
+
+// lockChat takes the room's cluster chat lock before a batch is stored,
+// and waits until the batches stored before it elsewhere are delivered
+// here. It returns nil when the lock cannot be had: the batch is then
+// stored and delivered on this node only. r.chatMu held.
+func (r *room) lockChat() broker.ChatLock {
+	ctx, cancel := context.WithTimeout(context.Background(), chatLockWait)
+	defer cancel()
+	start := time.Now()
+	lock, err := r.srv.broker.LockChat(ctx, r.id)
+	r.srv.metrics.brokerLatency(time.Since(start))
+	if err != nil {
+		level := slogLevelFor(err)
+		r.srv.log.Log(ctx, level, "cluster: chat lock unavailable; chat stays on this node", "room", r.id, "err", err)
+		return nil
+	}
+	r.waitChatSeq(lock.Seq())
+	return lock
+}
+
+// waitChatSeq waits until the chat up to seq is delivered here, at most
+// chatOrderWait, and not at all while the room is not synchronised (its
+// position is then unknown).
+func (r *room) waitChatSeq(seq uint64) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	r.mu.Lock()
+	for r.synced && !r.dead && r.chatSeq < seq {
+		if r.chatSeqCh == nil {
+			r.chatSeqCh = make(chan struct{})
+		}
+		ch := r.chatSeqCh
+		r.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(chatOrderWait)
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			r.srv.log.Warn("cluster: earlier chat from other nodes did not arrive; delivering anyway", "room", r.id)
+			return
+		}
+		r.mu.Lock()
+	}
+	r.mu.Unlock()
+}
+
+// publishChat publishes a locally stored batch under lock, or releases
+// the lock when nothing was stored. r.chatMu held, r.mu not.
+func (r *room) publishChatBatch(lock broker.ChatLock, stored []protocol.StoredChatMessage) {
+	if len(stored) == 0 {
+		lock.Release()
+		return
+	}
+	start := time.Now()
+	seq, err := lock.Publish(stored)
+	r.srv.metrics.brokerLatency(time.Since(start))
+	if err != nil {
+		r.srv.log.Log(context.Background(), slogLevelFor(err), "cluster: chat not published to other nodes", "room", r.id, "messages", len(stored), "err", err)
+		return
+	}
+	r.mu.Lock()
+	r.advanceChatSeq(seq)
+	r.mu.Unlock()
+}
+
+// slogLevelFor is the level of a log line about a consequence of err: an
+// outage the broker already reported once is not reported per message.
+func slogLevelFor(err error) slog.Level {
+	if errors.Is(err, broker.ErrUnavailable) {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
+}
+
+// framePayload returns the message in a server frame (unmasked, so the
+// header is 2, 4 or 10 bytes).
+func framePayload(frame []byte) []byte {
+	if len(frame) < 2 {
+		return nil
+	}
+	switch frame[1] & 0x7f {
+	case 126:
+		return frame[4:]
+	case 127:
+		return frame[10:]
+	}
+	return frame[2:]
+}

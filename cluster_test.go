@@ -1,0 +1,542 @@
+package livesync
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/openlivesync/livesync/broker/redis"
+	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/internal/tcpproxy"
+	"github.com/openlivesync/livesync/internal/testsvc"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+var _ Broker = (*redis.Broker)(nil)
+
+// clusterEnv is a Redis key space of one test: a prefix no other test
+// uses, deleted when the test ends.
+type clusterEnv struct {
+	t      testing.TB
+	addr   string // Redis
+	prefix string
+	rdb    *goredis.Client
+}
+
+func newClusterEnv(t testing.TB) *clusterEnv {
+	t.Helper()
+	addr := testsvc.RedisAddr(t)
+	var b [6]byte
+	rand.Read(b[:])
+	e := &clusterEnv{t: t, addr: addr, prefix: "olstest-" + hex.EncodeToString(b[:]), rdb: goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2})}
+	t.Cleanup(func() {
+		e.wipe()
+		e.rdb.Close()
+	})
+	return e
+}
+
+// wipe deletes the test's keys, as a Redis restart without persistence
+// would.
+func (e *clusterEnv) wipe() {
+	ctx := context.Background()
+	iter := e.rdb.Scan(ctx, 0, e.prefix+":*", 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if len(keys) > 0 {
+		e.rdb.Del(ctx, keys...)
+	}
+}
+
+// node starts a server that is a node of the test's cluster, reaching
+// Redis at addr (the real one, or a proxy), and returns its WebSocket URL.
+func (e *clusterEnv) node(addr string, store chat.Store, log *slog.Logger) (*Server, string) {
+	e.t.Helper()
+	if log == nil {
+		log = discardLogger()
+	}
+	b, err := redis.New(context.Background(), "redis://"+addr+"/0?prefix="+e.prefix, &redis.Options{
+		Logger:    log,
+		Heartbeat: 100 * time.Millisecond,
+		NodeTTL:   time.Second,
+		OpTimeout: time.Second,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return startServer(e.t, &Options{Broker: b, Store: store, Logger: log, Limits: Limits{EventRate: 1e6, EventBurst: 1e6, ChatRate: 1e6, ChatBurst: 1e6}})
+}
+
+// sharedStore is one chat store shared by the nodes of a test, as a
+// database is in production; the test closes it, not each node.
+type sharedStore struct{ *chat.MemoryStore }
+
+func (sharedStore) Close() error { return nil }
+
+func newSharedStore(t testing.TB) sharedStore {
+	s := chat.NewMemoryStore(nil)
+	t.Cleanup(func() { s.Close() })
+	return sharedStore{s}
+}
+
+// peer is a test client that keeps its view of the room and what it
+// received.
+type peer struct {
+	*client
+	view   view
+	events map[string][]int // by sender connection id: the "n" of each event, in order
+	chats  []protocol.StoredChatMessage
+}
+
+func newPeer(t testing.TB, url string) *peer {
+	return &peer{client: dial(t, url), events: map[string][]int{}}
+}
+
+func (p *peer) joinRoom(room string, presence any) {
+	p.t.Helper()
+	rj := p.join(room, presence)
+	p.view = view(rj.Presence)
+	p.chats = append(p.chats[:0], rj.ChatHistory...)
+}
+
+func (p *peer) handle(env protocol.Envelope) {
+	p.t.Helper()
+	switch env.Type {
+	case protocol.MsgPresenceUpdated:
+		var pu protocol.PresenceUpdatedPayload
+		json.Unmarshal(env.Payload, &pu)
+		p.view.apply(p.t, pu)
+	case protocol.MsgBroadcastEventRelay:
+		var ev protocol.BroadcastEventRelayPayload
+		json.Unmarshal(env.Payload, &ev)
+		var body struct{ N int }
+		json.Unmarshal(ev.Payload, &body)
+		p.events[ev.ConnectionID] = append(p.events[ev.ConnectionID], body.N)
+	case protocol.MsgChatMessage:
+		var m protocol.StoredChatMessage
+		json.Unmarshal(env.Payload, &m)
+		p.chats = append(p.chats, m)
+	default:
+		p.t.Errorf("%s got %s %s", p.id, env.Type, env.Payload)
+	}
+}
+
+// until handles messages until cond holds.
+func (p *peer) until(what string, cond func() bool) {
+	p.t.Helper()
+	deadline := time.NewTimer(waitTimeout)
+	defer deadline.Stop()
+	for !cond() {
+		select {
+		case env := <-p.in:
+			p.handle(env)
+		case <-p.closed:
+			p.t.Fatalf("%s: connection closed waiting for %s: %v", p.id, what, p.err)
+		case <-deadline.C:
+			p.t.Fatalf("%s: timed out waiting for %s; view %v", p.id, what, keysOf(p.view))
+		}
+	}
+}
+
+// sees waits until the peer's view holds exactly ids.
+func (p *peer) sees(ids ...string) {
+	p.t.Helper()
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	p.until(fmt.Sprintf("view %v", ids), func() bool { return sameKeys(p.view, want) })
+}
+
+func keysOf(v view) []string {
+	out := make([]string, 0, len(v))
+	for id := range v {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (p *peer) event(n int) {
+	p.send(protocol.MsgBroadcastEvent, map[string]any{"event": "e", "payload": map[string]int{"n": n}})
+}
+
+// TestClusterPresenceEventsChat: members of one room on three nodes see
+// each other join, update and leave, receive each other's events exactly
+// once, and all see the chat in the order of the shared history.
+func TestClusterPresenceEventsChat(t *testing.T) {
+	e := newClusterEnv(t)
+	store := newSharedStore(t)
+	var urls []string
+	for range 3 {
+		_, url := e.node(e.addr, store, nil)
+		urls = append(urls, url)
+	}
+	a, b, c := newPeer(t, urls[0]), newPeer(t, urls[1]), newPeer(t, urls[2])
+	a.joinRoom("room", map[string]int{"n": 1})
+	b.joinRoom("room", map[string]int{"n": 2})
+	c.joinRoom("room", map[string]int{"n": 3})
+	for _, p := range []*peer{a, b, c} {
+		p.sees(a.id, b.id, c.id)
+	}
+	if got := string(a.view[b.id].Presence); got != `{"n":2}` {
+		t.Fatalf("a sees b's presence %s", got)
+	}
+
+	// An update on one node reaches the others.
+	b.send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]string{"cursor": "moved"}})
+	for _, p := range []*peer{a, c} {
+		p.until("b's update", func() bool { return string(p.view[b.id].Presence) == `{"cursor":"moved"}` })
+	}
+
+	// Events: each peer sends 50; everyone else gets each exactly once, in
+	// order; nobody gets its own.
+	const events = 50
+	peers := []*peer{a, b, c}
+	for i := range events {
+		for _, p := range peers {
+			p.event(i)
+		}
+	}
+	for _, p := range peers {
+		p.until("every event", func() bool {
+			n := 0
+			for _, q := range peers {
+				n += len(p.events[q.id])
+			}
+			return n >= 2*events
+		})
+	}
+	// The chat that follows is a marker: anything duplicated would arrive
+	// before it.
+	chatsEach := 20
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Go(func() {
+			for i := range chatsEach {
+				p.send(protocol.MsgSendChat, map[string]any{"message": fmt.Sprintf("%s-%d", p.id, i)})
+			}
+		})
+	}
+	wg.Wait()
+	for _, p := range peers {
+		p.until("every chat", func() bool { return len(p.chats) >= 3*chatsEach })
+	}
+	for _, p := range peers {
+		if n := len(p.events[p.id]); n != 0 {
+			t.Errorf("%s received %d of its own events", p.id, n)
+		}
+		for _, q := range peers {
+			if q == p {
+				continue
+			}
+			want := make([]int, events)
+			for i := range want {
+				want[i] = i
+			}
+			if !slices.Equal(p.events[q.id], want) {
+				t.Errorf("%s received %s's events %v, want each of 0..%d once, in order", p.id, q.id, p.events[q.id], events-1)
+			}
+		}
+	}
+	history, err := store.History(context.Background(), "room", 1000, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peers {
+		if len(p.chats) != len(history) {
+			t.Fatalf("%s received %d chat messages, history has %d", p.id, len(p.chats), len(history))
+		}
+		for i := range history {
+			if p.chats[i].ID != history[i].ID {
+				t.Fatalf("%s: chat %d is %s (%q), history has %s (%q): not the store's order", p.id, i, p.chats[i].ID, p.chats[i].Message, history[i].ID, history[i].Message)
+			}
+		}
+	}
+
+	// A joiner anywhere gets every node's members and the shared history.
+	d := newPeer(t, urls[1])
+	d.joinRoom("room", nil)
+	d.sees(a.id, b.id, c.id, d.id)
+	if len(d.chats) != len(history) {
+		t.Fatalf("joiner's history has %d messages, want %d", len(d.chats), len(history))
+	}
+
+	// Leaving, by leave_room or by disconnecting, reaches every node.
+	c.send(protocol.MsgLeaveRoom, nil)
+	d.ws.Close()
+	a.sees(a.id, b.id)
+	b.sees(a.id, b.id)
+}
+
+// TestClusterConvergence: 300 clients spread over three nodes join one
+// room at once while a quarter leave and a quarter disconnect; every
+// remaining member's view (snapshot plus deltas) converges to the room's
+// true membership, with no member missing or announced twice.
+func TestClusterConvergence(t *testing.T) {
+	e := newClusterEnv(t)
+	store := newSharedStore(t)
+	var urls []string
+	for range 3 {
+		_, url := e.node(e.addr, store, nil)
+		urls = append(urls, url)
+	}
+	const n = 300
+	peers := make([]*peer, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			c, err := dialErr(t, urls[i%3], nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			c.send(protocol.MsgJoinRoom, map[string]any{"roomId": "storm", "presence": map[string]int{"i": i}})
+			peers[i] = &peer{client: c, events: map[string][]int{}}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for i, p := range peers {
+		switch i % 4 {
+		case 1:
+			p.send(protocol.MsgLeaveRoom, nil)
+		case 3:
+			go p.ws.Close()
+		}
+	}
+	var stay []*peer
+	want := map[string]bool{}
+	for i, p := range peers {
+		if i%2 == 1 {
+			continue
+		}
+		var rj protocol.RoomJoinedPayload
+		p.expect(protocol.MsgRoomJoined, &rj)
+		p.id = rj.ConnectionID
+		p.view = view(rj.Presence)
+		want[p.id] = true
+		stay = append(stay, p)
+	}
+	for _, p := range stay {
+		p.until("convergence", func() bool { return sameKeys(p.view, want) })
+	}
+	// No stray delta is still on its way: one member per node sends a
+	// marker event, published after every change that node announced;
+	// once a member has all three, its view is still the room.
+	markers := stay[:3]
+	for _, m := range markers {
+		m.event(-1)
+	}
+	for _, p := range stay {
+		p.until("the markers", func() bool {
+			got := 0
+			for _, m := range markers {
+				if m != p && len(p.events[m.id]) > 0 {
+					got++
+				}
+			}
+			return got == len(markers)-boolInt(slices.Contains(markers, p))
+		})
+		if !sameKeys(p.view, want) {
+			t.Fatalf("%s view changed after converging: %d members, want %d", p.id, len(p.view), len(want))
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// countingHandler counts log records by message, and passes them on.
+type countingHandler struct {
+	slog.Handler
+	mu    *sync.Mutex
+	count map[string]int
+}
+
+func newCountingLogger() (*slog.Logger, func(substr string) int) {
+	h := &countingHandler{Handler: discardLogger().Handler(), mu: &sync.Mutex{}, count: map[string]int{}}
+	return slog.New(h), func(substr string) int {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		n := 0
+		for msg, c := range h.count {
+			if strings.Contains(msg, substr) {
+				n += c
+			}
+		}
+		return n
+	}
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.count[r.Message]++
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *countingHandler) WithAttrs(as []slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler         { return h }
+
+// TestClusterRedisOutage: Redis goes away during traffic (a proxy between
+// the nodes and Redis cuts every connection) and comes back without its
+// data. Meanwhile every node keeps serving its own members, reports the
+// outage once and through Healthy, and piles up nothing; afterwards
+// presence is resynchronised and views converge cluster-wide again.
+func TestClusterRedisOutage(t *testing.T) {
+	e := newClusterEnv(t)
+	proxy, err := tcpproxy.New(e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	store := newSharedStore(t)
+	var (
+		srvs   []*Server
+		urls   []string
+		counts []func(string) int
+	)
+	for range 3 {
+		log, count := newCountingLogger()
+		s, url := e.node(proxy.Addr(), store, log)
+		srvs, urls, counts = append(srvs, s), append(urls, url), append(counts, count)
+	}
+	a, b, c := newPeer(t, urls[0]), newPeer(t, urls[1]), newPeer(t, urls[2])
+	a2 := newPeer(t, urls[0])
+	for _, p := range []*peer{a, a2, b, c} {
+		p.joinRoom("r", nil)
+	}
+	for _, p := range []*peer{a, a2, b, c} {
+		p.sees(a.id, a2.id, b.id, c.id)
+	}
+
+	proxy.Cut()
+	e.wipe() // and Redis lost everything
+	for i, s := range srvs {
+		waitFor(t, fmt.Sprintf("node %d to notice the outage", i), func() bool { return s.broker.Healthy() != nil })
+	}
+	if err := srvs[0].Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "broker") {
+		t.Errorf("Ready during the outage: %v, want the broker named", err)
+	}
+	goroutines := runtime.NumGoroutine()
+
+	// Local service goes on: events, chat and presence between members of
+	// one node; heavy traffic queues nothing up.
+	for i := range 2000 {
+		a.event(i)
+	}
+	a2.until("a's events", func() bool { return len(a2.events[a.id]) == 2000 })
+	a.send(protocol.MsgSendChat, map[string]any{"message": "during the outage"})
+	a.until("own chat", func() bool { return len(a.chats) == 1 })
+	a2.until("a's chat", func() bool { return len(a2.chats) == 1 })
+	if grown := runtime.NumGoroutine() - goroutines; grown > 50 {
+		t.Errorf("%d more goroutines after traffic during the outage", grown)
+	}
+	// Membership changes during the outage: one joins on node 0, one
+	// leaves on node 2... (b stays, c leaves), one joins on node 1.
+	a3 := newPeer(t, urls[0])
+	a3.joinRoom("r", nil)
+	c.send(protocol.MsgLeaveRoom, nil)
+	b2 := newPeer(t, urls[1])
+	b2.joinRoom("r", nil)
+
+	proxy.Restore()
+	for i, s := range srvs {
+		waitFor(t, fmt.Sprintf("node %d to recover", i), func() bool { return s.broker.Healthy() == nil })
+	}
+	if err := srvs[0].Ready(context.Background()); err != nil {
+		t.Errorf("Ready after the outage: %v", err)
+	}
+	members := []string{a.id, a2.id, a3.id, b.id, b2.id}
+	for _, p := range []*peer{a, a2, a3, b, b2} {
+		p.sees(members...)
+	}
+	for i, count := range counts {
+		if n := count("redis unreachable"); n != 1 {
+			t.Errorf("node %d logged the outage %d times, want once", i, n)
+		}
+	}
+
+	// The cluster works again: an event crosses nodes.
+	b2.event(7)
+	a3.until("b2's event", func() bool { return len(a3.events[b2.id]) == 1 })
+}
+
+// TestClusterPartitionedNode: one node loses Redis for longer than the
+// node TTL. The others declare it dead and its members leave their views;
+// it keeps serving its own members; when it is back it re-registers them
+// and everyone converges, including on what changed meanwhile.
+func TestClusterPartitionedNode(t *testing.T) {
+	e := newClusterEnv(t)
+	store := newSharedStore(t)
+	var urls []string
+	var cut *tcpproxy.Proxy
+	var lost *Server
+	for i := range 3 {
+		addr := e.addr
+		if i == 2 {
+			p, err := tcpproxy.New(e.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Close() })
+			cut, addr = p, p.Addr()
+		}
+		s, url := e.node(addr, store, nil)
+		urls = append(urls, url)
+		lost = s
+	}
+	a, a2, b, c, c2 := newPeer(t, urls[0]), newPeer(t, urls[0]), newPeer(t, urls[1]), newPeer(t, urls[2]), newPeer(t, urls[2])
+	all := []*peer{a, a2, b, c, c2}
+	for _, p := range all {
+		p.joinRoom("r", nil)
+	}
+	for _, p := range all {
+		p.sees(a.id, a2.id, b.id, c.id, c2.id)
+	}
+
+	cut.Cut()
+	waitFor(t, "the node to notice", func() bool { return lost.broker.Healthy() != nil })
+	// The others sweep its members once its heartbeat expires.
+	a.sees(a.id, a2.id, b.id)
+	b.sees(a.id, a2.id, b.id)
+	// It still serves its own members.
+	c.event(1)
+	c2.until("c's event", func() bool { return len(c2.events[c.id]) == 1 })
+	// Changes on both sides of the partition.
+	a2.send(protocol.MsgLeaveRoom, nil)
+	c2.send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]int{"during": 1}})
+	a.sees(a.id, b.id)
+	b.sees(a.id, b.id)
+
+	cut.Restore()
+	for _, p := range []*peer{a, b, c} {
+		p.sees(a.id, b.id, c.id, c2.id)
+	}
+	for _, p := range []*peer{a, b} {
+		p.until("c2's update", func() bool { return string(p.view[c2.id].Presence) == `{"during":1}` })
+	}
+	c2.sees(a.id, b.id, c.id, c2.id)
+}

@@ -1,0 +1,326 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Scenario names accepted by -scenario.
+const (
+	scenarioFanout    = "fanout"
+	scenarioIdle      = "idle"
+	scenarioJoinstorm = "joinstorm"
+	scenarioChat      = "chat"
+)
+
+// Upper bounds that keep every run finite and sane even with a typo in a
+// flag: the generator is a benchmark, not a stress test of its own machine.
+const (
+	maxConns    = 200_000
+	maxDuration = time.Hour
+	maxRate     = 1_000_000
+	maxPayload  = 60_000
+)
+
+// Config is a validated command line.
+type Config struct {
+	Scenario  string
+	URL       string // normalised ws:// or wss:// URL on a loopback host
+	ServerPID int
+	Label     string
+	Expect    []Expectation
+	ExpectRaw string
+
+	Rooms        int
+	Clients      int // fanout: per room; chat: in total
+	Interval     time.Duration
+	Warmup       time.Duration
+	Duration     time.Duration
+	Grace        time.Duration
+	PayloadBytes int
+
+	Conns    int
+	RoomSize int
+	Settle   time.Duration
+
+	Inflight         int
+	Rate             float64
+	Timeout          time.Duration
+	HandshakeTimeout time.Duration
+	PerIP            int
+
+	Report     string // path of JSON lines to turn into a Markdown table
+	CPUProfile string // write the generator's own CPU profile here
+
+	// Readers is "epoll" (default: a few goroutines read every socket
+	// through epoll) or "goroutine" (one reader goroutine per connection,
+	// the portable way, dearer per frame).
+	Readers string
+}
+
+// Flags each scenario accepts besides the common ones. Setting a flag a
+// scenario ignores is reported, because it is almost always a mistake
+// (e.g. -conns for fanout, whose size is -rooms × -clients).
+var (
+	commonFlags   = []string{"scenario", "url", "server-pid", "label", "expect", "inflight", "timeout", "handshake-timeout", "per-ip", "cpuprofile", "readers"}
+	scenarioFlags = map[string][]string{
+		scenarioFanout:    {"rooms", "clients", "interval", "warmup", "duration", "grace", "payload-bytes"},
+		scenarioIdle:      {"conns", "room-size", "settle"},
+		scenarioJoinstorm: {"conns"},
+		scenarioChat:      {"clients", "rooms", "rate", "warmup", "duration", "grace", "payload-bytes"},
+	}
+)
+
+// usageText heads the -h output.
+const usageText = `olsbench: load generator for an OpenLiveSync server on this machine.
+
+Usage:
+  olsbench -scenario fanout    [-rooms R] [-clients N] [-interval D] [-warmup D] [-duration D] [flags]
+  olsbench -scenario idle      [-conns N] [-room-size K] [-settle D] [flags]
+  olsbench -scenario joinstorm [-conns N] [-inflight K] [flags]
+  olsbench -scenario chat      [-clients N] [-rooms R] [-rate MSGS_PER_S] [-warmup D] [-duration D] [flags]
+  olsbench -report RESULTS.jsonl
+
+Each run prints one JSON line of results on stdout and progress on stderr.
+Exit codes: 0 done, 1 run failed, 2 bad flags, 3 a -expect target was missed.
+
+Flags:
+`
+
+// newFlagSet declares every flag on cfg.
+func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("olsbench", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageText)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.Scenario, "scenario", "", "fanout, idle, joinstorm or chat")
+	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:3000/live", "server WebSocket URL (loopback hosts only)")
+	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server process id, to read its CPU time and RSS from /proc")
+	fs.StringVar(&cfg.Label, "label", "", "name echoed in the result (e.g. S1), used by -report")
+	fs.StringVar(&cfg.ExpectRaw, "expect", "", "targets checked against the result, e.g. 'loss<=0,latency_p99_ms<=50'")
+
+	fs.IntVar(&cfg.Rooms, "rooms", 1, "number of rooms (fanout, chat)")
+	fs.IntVar(&cfg.Clients, "clients", 10, "fanout: clients per room; chat: clients in total")
+	fs.DurationVar(&cfg.Interval, "interval", 100*time.Millisecond, "fanout: each client sends one broadcast_event per interval")
+	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "sending time before the measurement window (fanout, chat)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measurement window (fanout, chat)")
+	fs.DurationVar(&cfg.Grace, "grace", 2*time.Second, "wait after the window for in-flight deliveries before counting loss")
+	fs.IntVar(&cfg.PayloadBytes, "payload-bytes", 100, "size of the event payload / chat metadata object in bytes")
+
+	fs.IntVar(&cfg.Conns, "conns", 1000, "connections (idle, joinstorm)")
+	fs.IntVar(&cfg.RoomSize, "room-size", 10, "idle: clients per room")
+	fs.DurationVar(&cfg.Settle, "settle", 5*time.Second, "idle: wait after the last join before reading RSS")
+
+	fs.IntVar(&cfg.Inflight, "inflight", 50, "most connection set-ups (dial, upgrade, join until room_joined) in flight at once")
+	fs.Float64Var(&cfg.Rate, "rate", 100, "chat: messages per second from all clients together")
+	fs.DurationVar(&cfg.Timeout, "timeout", 60*time.Second, "bound on connecting everyone, and on a join storm")
+	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 10*time.Second, "bound on one dial + WebSocket upgrade")
+	fs.IntVar(&cfg.PerIP, "per-ip", 900, "most connections per source address: spreads clients over 127.0.0.1, .2, ... to stay under the server's per-address cap; 0 = let the kernel choose")
+
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the generator's CPU profile to this file (to see whether the client is the bottleneck, and why)")
+	fs.StringVar(&cfg.Readers, "readers", "epoll", "how frames are read: epoll (cheapest; Linux, ws:// only, else falls back) or goroutine (one per connection)")
+	fs.StringVar(&cfg.Report, "report", "", "print a Markdown results table from a file of result JSON lines, then exit")
+	return fs
+}
+
+// parseConfig parses and validates the command line. Any error it returns is
+// a usage error (exit code 2), except flag.ErrHelp for -h.
+func parseConfig(args []string, out io.Writer) (*Config, error) {
+	cfg := &Config{}
+	fs := newFlagSet(cfg, out)
+	// Errors are reported by the caller in one line; the flag package's own
+	// message plus full usage would bury it.
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			fs.Usage()
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags only)", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	if set["report"] {
+		if len(set) > 1 {
+			return nil, errors.New("-report takes no other flag")
+		}
+		if cfg.Report == "" {
+			return nil, errors.New("-report needs a file name")
+		}
+		return cfg, nil
+	}
+	if cfg.Scenario == "" {
+		return nil, errors.New("-scenario is required (fanout, idle, joinstorm or chat)")
+	}
+	allowed, known := scenarioFlags[cfg.Scenario]
+	if !known {
+		return nil, fmt.Errorf("-scenario %q: want fanout, idle, joinstorm or chat", cfg.Scenario)
+	}
+	ok := map[string]bool{}
+	for _, f := range append(append([]string{}, commonFlags...), allowed...) {
+		ok[f] = true
+	}
+	var stray []string
+	for f := range set {
+		if !ok[f] {
+			stray = append(stray, "-"+f)
+		}
+	}
+	if len(stray) > 0 {
+		sort.Strings(stray)
+		return nil, fmt.Errorf("%s: not used by scenario %s", strings.Join(stray, ", "), cfg.Scenario)
+	}
+
+	u, err := checkURL(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	cfg.URL = u
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.ServerPID != 0 {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/stat", cfg.ServerPID)); err != nil {
+			return nil, fmt.Errorf("-server-pid %d: no such process readable in /proc", cfg.ServerPID)
+		}
+	}
+	if cfg.ExpectRaw != "" {
+		exp, err := parseExpect(cfg.ExpectRaw, numericResultFields(cfg.Scenario))
+		if err != nil {
+			return nil, fmt.Errorf("-expect: %w", err)
+		}
+		cfg.Expect = exp
+	}
+	return cfg, nil
+}
+
+// checkURL accepts only ws/wss URLs whose host is a loopback address: the
+// generator is built to saturate a server, and pointing it at another
+// machine by accident would be a denial of service. "localhost" becomes
+// 127.0.0.1 so that name resolution cannot pick a non-loopback address.
+func checkURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("-url: %v", err)
+	}
+	if u.Scheme != "ws" && u.Scheme != "wss" {
+		return "", fmt.Errorf("-url %q: scheme must be ws or wss", raw)
+	}
+	host := u.Hostname()
+	if host == "" {
+		return "", fmt.Errorf("-url %q: no host", raw)
+	}
+	port := u.Port()
+	if strings.EqualFold(host, "localhost") {
+		host = "127.0.0.1"
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return "", fmt.Errorf("-url %q: host must be a loopback address (127.0.0.0/8, ::1 or localhost)", raw)
+	}
+	if port != "" {
+		u.Host = net.JoinHostPort(host, port)
+	} else if ip.To4() == nil {
+		u.Host = "[" + host + "]"
+	} else {
+		u.Host = host
+	}
+	return u.String(), nil
+}
+
+// validate checks the numbers of the chosen scenario.
+func (c *Config) validate() error {
+	var errs []string
+	check := func(bad bool, format string, args ...any) {
+		if bad {
+			errs = append(errs, fmt.Sprintf(format, args...))
+		}
+	}
+	dur := func(name string, d, lo time.Duration) {
+		check(d < lo || d > maxDuration, "-%s %v: want %v..%v", name, d, lo, maxDuration)
+	}
+	check(c.ServerPID < 0, "-server-pid %d: want a process id", c.ServerPID)
+	check(c.Inflight < 1 || c.Inflight > 10_000, "-inflight %d: want 1..10000", c.Inflight)
+	dur("timeout", c.Timeout, time.Second)
+	dur("handshake-timeout", c.HandshakeTimeout, 100*time.Millisecond)
+	check(c.PerIP < 0, "-per-ip %d: want 0 (no spreading) or more", c.PerIP)
+	check(c.Readers != "epoll" && c.Readers != "goroutine", "-readers %q: want epoll or goroutine", c.Readers)
+
+	switch c.Scenario {
+	case scenarioFanout, scenarioChat:
+		check(c.Rooms < 1, "-rooms %d: want at least 1", c.Rooms)
+		dur("warmup", c.Warmup, 0)
+		dur("duration", c.Duration, 100*time.Millisecond)
+		dur("grace", c.Grace, 0)
+		check(c.PayloadBytes < 0 || c.PayloadBytes > maxPayload, "-payload-bytes %d: want 0..%d", c.PayloadBytes, maxPayload)
+		if c.Scenario == scenarioFanout {
+			// One sender alone in a room has no receivers to measure.
+			check(c.Clients < 2, "-clients %d: want at least 2 per room", c.Clients)
+			check(c.Rooms*c.Clients > maxConns, "-rooms × -clients = %d: at most %d connections", c.Rooms*c.Clients, maxConns)
+			dur("interval", c.Interval, time.Millisecond)
+		} else {
+			check(c.Clients < 1 || c.Clients > maxConns, "-clients %d: want 1..%d", c.Clients, maxConns)
+			check(c.Rooms > c.Clients, "-rooms %d: more rooms than -clients %d", c.Rooms, c.Clients)
+			check(!(c.Rate > 0) || c.Rate > maxRate, "-rate %v: want a rate in (0, %d] messages/s", c.Rate, maxRate)
+		}
+	case scenarioIdle:
+		check(c.Conns < 1 || c.Conns > maxConns, "-conns %d: want 1..%d", c.Conns, maxConns)
+		check(c.RoomSize < 1, "-room-size %d: want at least 1", c.RoomSize)
+		dur("settle", c.Settle, 0)
+	case scenarioJoinstorm:
+		check(c.Conns < 2 || c.Conns > maxConns, "-conns %d: want 2..%d", c.Conns, maxConns)
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// totalConns is how many connections the scenario opens.
+func (c *Config) totalConns() int {
+	switch c.Scenario {
+	case scenarioFanout:
+		return c.Rooms * c.Clients
+	case scenarioChat:
+		return c.Clients
+	default:
+		return c.Conns
+	}
+}
+
+// params describes the scenario's size in one short line for the report.
+func (c *Config) params() string {
+	switch c.Scenario {
+	case scenarioFanout:
+		return fmt.Sprintf("%s × %d clients, every %v", plural(c.Rooms, "room"), c.Clients, c.Interval)
+	case scenarioIdle:
+		return fmt.Sprintf("%s, rooms of %d", plural(c.Conns, "conn"), c.RoomSize)
+	case scenarioJoinstorm:
+		return fmt.Sprintf("%s, %d in flight", plural(c.Conns, "conn"), c.Inflight)
+	case scenarioChat:
+		return fmt.Sprintf("%s in %s, %g msgs/s", plural(c.Clients, "client"), plural(c.Rooms, "room"), c.Rate)
+	}
+	return ""
+}
+
+// plural renders "1 room", "2 rooms".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

@@ -1,0 +1,338 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/openlivesync/livesync/internal/testsvc"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// clusterURL returns a -redis URL with a key prefix of this test only,
+// whose keys are deleted when the test ends.
+func clusterURL(t *testing.T) string {
+	t.Helper()
+	addr := testsvc.RedisAddr(t)
+	var b [6]byte
+	rand.Read(b[:])
+	prefix := "olstest-" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		rdb := goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2})
+		defer rdb.Close()
+		ctx := context.Background()
+		keys, _ := rdb.Keys(ctx, prefix+":*").Result()
+		if len(keys) > 0 {
+			rdb.Del(ctx, keys...)
+		}
+	})
+	return "redis://" + addr + "/0?prefix=" + prefix
+}
+
+// viewer is a room member that keeps its view of the room up to date.
+type viewer struct {
+	t    *testing.T
+	ws   *websocket.Conn
+	id   string
+	view map[string]bool
+	in   chan protocol.Envelope
+}
+
+func joinAs(t *testing.T, url, room string) *viewer {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	v := &viewer{t: t, ws: ws, view: map[string]bool{}, in: make(chan protocol.Envelope, 1024)}
+	go func() {
+		defer close(v.in)
+		for {
+			_, data, err := ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			var env protocol.Envelope
+			if json.Unmarshal(data, &env) == nil {
+				v.in <- env
+			}
+		}
+	}()
+	ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"join_room","payload":{"roomId":"`+room+`"}}`))
+	env := v.next()
+	var rj protocol.RoomJoinedPayload
+	if env.Type != protocol.MsgRoomJoined || json.Unmarshal(env.Payload, &rj) != nil {
+		t.Fatalf("join: got %s %s", env.Type, env.Payload)
+	}
+	v.id = rj.ConnectionID
+	for id := range rj.Presence {
+		v.view[id] = true
+	}
+	return v
+}
+
+func (v *viewer) next() protocol.Envelope {
+	v.t.Helper()
+	select {
+	case env, ok := <-v.in:
+		if !ok {
+			v.t.Fatal("connection closed")
+		}
+		return env
+	case <-time.After(20 * time.Second):
+		v.t.Fatal("timed out waiting for a message")
+	}
+	return protocol.Envelope{}
+}
+
+// sees waits, at most until deadline, for the view to be exactly ids.
+func (v *viewer) sees(deadline time.Time, ids ...string) {
+	v.t.Helper()
+	for {
+		got := make([]string, 0, len(v.view))
+		for id := range v.view {
+			got = append(got, id)
+		}
+		slices.Sort(got)
+		want := slices.Sorted(slices.Values(ids))
+		if slices.Equal(got, want) {
+			return
+		}
+		select {
+		case env, ok := <-v.in:
+			if !ok {
+				v.t.Fatal("connection closed")
+			}
+			if env.Type != protocol.MsgPresenceUpdated {
+				continue
+			}
+			var pu protocol.PresenceUpdatedPayload
+			json.Unmarshal(env.Payload, &pu)
+			for _, e := range pu.Joined {
+				v.view[e.ConnectionID] = true
+			}
+			for _, id := range pu.Left {
+				delete(v.view, id)
+			}
+		case <-time.After(time.Until(deadline)):
+			v.t.Fatalf("%s sees %v, want %v", v.id, got, want)
+		}
+	}
+}
+
+// TestClusterKilledNodeLeaves: three binaries share a room through Redis;
+// one is killed with SIGKILL, so it says goodbye to nobody, and its
+// members leave every other member's view within 15 seconds.
+func TestClusterKilledNodeLeaves(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	url := clusterURL(t)
+	bin := buildBinary(t)
+	var nodes []string
+	var victim interface{ Kill() error }
+	for i := range 3 {
+		cmd, ws := startBinary(t, bin, "-redis", url)
+		nodes = append(nodes, ws)
+		if i == 2 {
+			victim = cmd.Process
+		}
+	}
+	var vs []*viewer
+	for i := range 6 {
+		vs = append(vs, joinAs(t, nodes[i%3], "room"))
+	}
+	var all, survivors []string
+	for i, v := range vs {
+		all = append(all, v.id)
+		if i%3 != 2 {
+			survivors = append(survivors, v.id)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, v := range vs {
+		v.sees(deadline, all...)
+	}
+
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	deadline = killed.Add(15 * time.Second)
+	for i, v := range vs {
+		if i%3 != 2 {
+			v.sees(deadline, survivors...)
+		}
+	}
+	t.Logf("the killed node's members left every view %v after SIGKILL", time.Since(killed).Round(10*time.Millisecond))
+	// And the survivors still share the room.
+	joiner := joinAs(t, nodes[0], "room")
+	joiner.sees(time.Now().Add(10*time.Second), append(survivors, joiner.id)...)
+}
+
+// TestClusterDeliveryBenchmark measures event delivery within one node
+// against delivery across nodes: latency percentiles and deliveries per
+// second of server CPU (both nodes' processes; Redis's CPU reported
+// beside). It runs only when OPENLIVESYNC_CLUSTER_BENCH is set:
+//
+//	OPENLIVESYNC_CLUSTER_BENCH=1 go test -run ClusterDeliveryBenchmark -v ./cmd/openlivesync
+func TestClusterDeliveryBenchmark(t *testing.T) {
+	if os.Getenv("OPENLIVESYNC_CLUSTER_BENCH") == "" {
+		t.Skip("a benchmark: set OPENLIVESYNC_CLUSTER_BENCH=1 to run it")
+	}
+	const (
+		receivers = 50              // per room
+		duration  = 6 * time.Second // measured
+		warmup    = time.Second     // not measured
+	)
+	// light shows latency when nothing queues; load shows CPU efficiency.
+	// Rates stay under the default limit of 100 events/s per sender.
+	profiles := []struct {
+		name        string
+		rooms, rate int
+	}{{"light", 1, 20}, {"load", 10, 90}}
+	url := clusterURL(t)
+	bin := buildBinary(t)
+	rdb := goredis.NewClient(&goredis.Options{Addr: testsvc.RedisAddr(t), Protocol: 2})
+	defer rdb.Close()
+	for _, prof := range profiles {
+		for _, mode := range []string{"standalone", "cluster-local", "cluster-cross"} {
+			t.Run(prof.name+"/"+mode, func(t *testing.T) {
+				benchDelivery(t, bin, url, rdb, mode, prof.rooms, prof.rate, receivers, warmup, duration)
+			})
+		}
+	}
+}
+
+// benchDelivery runs one measurement of TestClusterDeliveryBenchmark.
+func benchDelivery(t *testing.T, bin, url string, rdb *goredis.Client, mode string, rooms, rate, receivers int, warmup, duration time.Duration) {
+	var procs []*os.Process
+	var senderNode, receiverNode string
+	if mode == "standalone" {
+		cmd, ws := startBinary(t, bin)
+		procs, senderNode, receiverNode = []*os.Process{cmd.Process}, ws, ws
+	} else {
+		a, wsA := startBinary(t, bin, "-redis", url)
+		b, wsB := startBinary(t, bin, "-redis", url)
+		procs, senderNode, receiverNode = []*os.Process{a.Process, b.Process}, wsB, wsB
+		if mode == "cluster-cross" {
+			senderNode = wsA
+		}
+	}
+	var mu sync.Mutex
+	var lat []time.Duration
+	var measuring atomic.Bool
+	var delivered atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var senders []*websocket.Conn
+	for r := range rooms {
+		room := fmt.Sprintf("bench-%d", r)
+		for range receivers {
+			v := joinAs(t, receiverNode, room)
+			wg.Go(func() {
+				var mine []time.Duration
+				defer func() { mu.Lock(); lat = append(lat, mine...); mu.Unlock() }()
+				for env := range v.in {
+					if env.Type != protocol.MsgBroadcastEventRelay || !measuring.Load() {
+						continue
+					}
+					var ev struct{ Payload struct{ T int64 } }
+					json.Unmarshal(env.Payload, &ev)
+					mine = append(mine, time.Duration(time.Now().UnixNano()-ev.Payload.T))
+					delivered.Add(1)
+				}
+			})
+		}
+		s := joinAs(t, senderNode, room)
+		senders = append(senders, s.ws)
+		go func() {
+			for range s.in {
+			}
+		}()
+	}
+	for _, s := range senders {
+		wg.Go(func() {
+			tick := time.NewTicker(time.Second / time.Duration(rate))
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				msg := fmt.Sprintf(`{"type":"broadcast_event","payload":{"event":"b","payload":{"t":%d}}}`, time.Now().UnixNano())
+				if s.WriteMessage(websocket.TextMessage, []byte(msg)) != nil {
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(warmup) // a measurement window, not a synchronisation
+	cpu0, redis0 := procCPU(t, procs), redisCPU(rdb)
+	measuring.Store(true)
+	time.Sleep(duration)
+	measuring.Store(false)
+	cpu1, redis1 := procCPU(t, procs), redisCPU(rdb)
+	close(stop)
+	for _, p := range procs {
+		p.Kill()
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		t.Fatal("nothing delivered")
+	}
+	n := delivered.Load()
+	cpu := cpu1 - cpu0
+	t.Logf("%d rooms × %d receivers, %d events/s per room, %s: %d deliveries in %v (%.0f/s), latency p50 %v p99 %v max %v; server CPU %.2fs → %.0f deliveries per server CPU-second; redis CPU %.2fs",
+		rooms, receivers, rate, mode, n, duration, float64(n)/duration.Seconds(), lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond),
+		lat[len(lat)-1].Round(time.Microsecond), cpu, float64(n)/cpu, redis1-redis0)
+}
+
+// procCPU sums the user and system CPU seconds of procs (Linux /proc).
+func procCPU(t *testing.T, procs []*os.Process) float64 {
+	var sum float64
+	for _, p := range procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid))
+		if err != nil {
+			t.Skipf("no /proc: %v", err)
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		utime, _ := strconv.ParseFloat(f[11], 64)
+		stime, _ := strconv.ParseFloat(f[12], 64)
+		sum += (utime + stime) / 100 // USER_HZ
+	}
+	return sum
+}
+
+// redisCPU is the CPU seconds Redis used so far.
+func redisCPU(rdb *goredis.Client) float64 {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, _ := strconv.ParseFloat(v, 64)
+			sum += f
+		}
+	}
+	return sum
+}

@@ -1,0 +1,135 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"image/png"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	livesync "github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/internal/testsvc"
+)
+
+var updateScreenshot = flag.Bool("update-screenshot", false, "write the browser test's screenshot to docs/demo.png")
+
+// chromiumPath is Debian's chromium, which the browser test drives.
+const chromiumPath = "/usr/bin/chromium"
+
+// TestDemoInBrowser runs e2e/demo.e2e.mjs against a real server: two
+// Chromium pages in one room must see each other's cursor and chat, and
+// page back through seeded history. It needs Debian's chromium and
+// `npm ci` in e2e/; without them it skips, or fails when
+// OPENLIVESYNC_REQUIRE_SERVICES is set.
+func TestDemoInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test skipped in -short mode")
+	}
+	node, err := exec.LookPath("node")
+	requireTool(t, "Node.js", "apt-get install -y nodejs npm", err)
+	_, err = os.Stat(chromiumPath)
+	requireTool(t, "Chromium", "apt-get install -y chromium", err)
+	_, err = os.Stat(filepath.Join("e2e", "node_modules", "playwright-core", "package.json"))
+	requireTool(t, "playwright-core", "cd internal/demo/e2e && npm ci", err)
+
+	const historyLimit, seeded = 20, 30
+	s, err := livesync.New(&livesync.Options{
+		HistoryLimit: historyLimit,
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "browser-test-api-key-0123456789"
+	s.EnableAPI(key)
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		ts.Close()
+	})
+
+	room := "team/design-review" // a "/" to percent-encode in API paths
+	for i := 1; i <= seeded; i++ {
+		postChat(t, ts.URL, key, room, fmt.Sprintf("history message %d", i))
+	}
+
+	shot := filepath.Join(t.TempDir(), "demo.png")
+	if *updateScreenshot {
+		shot, err = filepath.Abs(filepath.Join("..", "..", "docs", "demo.png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, filepath.Join("e2e", "demo.e2e.mjs"), ts.URL, room, shot, strconv.Itoa(seeded))
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromiumPath)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("browser test failed: %v\n%s", err, out.String())
+	}
+	t.Logf("%s", strings.TrimSpace(out.String()))
+
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatalf("no screenshot: %v", err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("screenshot is not a PNG: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() < 800 || b.Dy() < 500 {
+		t.Fatalf("screenshot is %v, want the whole 1280x720 page", b)
+	}
+}
+
+// requireTool skips the test when a tool it needs is missing (err is not
+// nil), saying how to install it, or fails it where the environment
+// promises every tool (testsvc.RequireEnv, set in CI).
+func requireTool(t *testing.T, name, install string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv(testsvc.RequireEnv) != "" {
+		t.Fatalf("%s is required (%s is set) but missing: %v; install it with: %s", name, testsvc.RequireEnv, err, install)
+	}
+	t.Skipf("%s is missing, skipping the browser test (install it with: %s; set %s to make this a failure): %v", name, install, testsvc.RequireEnv, err)
+}
+
+func postChat(t *testing.T, base, key, room, message string) {
+	t.Helper()
+	body := strings.NewReader(fmt.Sprintf(`{"message":%q,"name":"Ops bot"}`, message))
+	req, err := http.NewRequest(http.MethodPost, base+"/api/rooms/"+url.PathEscape(room)+"/chat", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatal(errors.New("seeding chat: " + resp.Status + " " + string(b)))
+	}
+}

@@ -1,0 +1,51 @@
+package demo
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func get(t *testing.T, h http.Handler) *httptest.ResponseRecorder {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/demo?room=x", nil))
+	if rec.Code != 200 {
+		t.Fatalf("GET /demo = %d", rec.Code)
+	}
+	return rec
+}
+
+var nonceInCSP = regexp.MustCompile(`script-src 'nonce-([A-Za-z0-9+/=]+)'`)
+
+func TestPageIsSelfContainedWithAFreshNonce(t *testing.T) {
+	h := Handler(`/live"><script>alert(1)</script>`)
+	rec := get(t, h)
+	body := rec.Body.String()
+	if ct := rec.Header().Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	m := nonceInCSP.FindStringSubmatch(rec.Header().Get("Content-Security-Policy"))
+	if m == nil {
+		t.Fatalf("no script nonce in CSP %q", rec.Header().Get("Content-Security-Policy"))
+	}
+	if !strings.Contains(body, `<script nonce="`+m[1]+`">`) || !strings.Contains(body, `<style nonce="`+m[1]+`">`) {
+		t.Fatal("the page's script and style do not carry the CSP nonce")
+	}
+	if strings.Contains(body, "__NONCE__") || strings.Contains(body, "__WS_PATH__") {
+		t.Fatal("placeholders left in the page")
+	}
+	// The WebSocket path is escaped into its attribute.
+	if !strings.Contains(body, `content="/live&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"`) {
+		t.Fatal("WebSocket path not escaped into the meta tag")
+	}
+	// No external assets: nothing loaded from another origin.
+	if regexp.MustCompile(`(src|href)="(https?:)?//`).MatchString(body) {
+		t.Fatal("the page loads an external asset")
+	}
+	if again := nonceInCSP.FindStringSubmatch(get(t, h).Header().Get("Content-Security-Policy")); again[1] == m[1] {
+		t.Fatal("the nonce is the same for two requests")
+	}
+}

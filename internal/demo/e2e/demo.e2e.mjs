@@ -1,0 +1,150 @@
+// Browser test of the /demo page: two pages join one room; Ada moves her
+// mouse, Grace moves hers and sends a chat message; each page must show
+// the other's cursor and the message. Then Ada loads older chat, and a
+// screenshot of her page is saved.
+//
+//   node demo.e2e.mjs BASE_URL [ROOM] [SCREENSHOT] [SEEDED]
+//
+// BASE_URL is a running server (http://127.0.0.1:PORT); ROOM defaults to a
+// fresh one; SCREENSHOT defaults to docs/demo.png of the repository;
+// SEEDED, when given, is how many chat messages the room already holds,
+// and the test checks that "Load older" brings them all. Every wait is a
+// condition with a deadline; the script exits non-zero on the first
+// failure.
+import { chromium } from "playwright-core";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const [base, roomArg, shotArg, seededArg] = process.argv.slice(2);
+if (!base) {
+  console.error("usage: node demo.e2e.mjs BASE_URL [ROOM] [SCREENSHOT] [SEEDED]");
+  process.exit(2);
+}
+const room = roomArg || "e2e-" + Math.random().toString(36).slice(2, 8);
+const shot = shotArg || fileURLToPath(new URL("../../../docs/demo.png", import.meta.url));
+const seeded = seededArg ? Number(seededArg) : 0;
+const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
+const timeout = 20000;
+
+const userDataDir = mkdtempSync(join(tmpdir(), "livesync-e2e-"));
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: chromiumPath,
+  headless: true,
+  viewport: { width: 1280, height: 720 },
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+context.setDefaultTimeout(timeout);
+
+const problems = [];
+function watch(page, who) {
+  page.on("pageerror", (err) => problems.push(`${who}: page error: ${err.message}`));
+  page.on("console", (msg) => {
+    if (msg.type() === "error") problems.push(`${who}: console error: ${msg.text()}`);
+  });
+}
+
+async function open(name) {
+  const page = await context.newPage();
+  watch(page, name);
+  const url = `${base}/demo?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`;
+  await page.goto(url);
+  await page.waitForSelector("#status.ok");
+  return page;
+}
+
+// moveOnBoard moves the mouse across the board, ending at (fx, fy) as
+// fractions of its size.
+async function moveOnBoard(page, fx, fy) {
+  await page.bringToFront();
+  const box = await page.locator("#board").boundingBox();
+  await page.mouse.move(box.x + box.width * 0.1, box.y + box.height * 0.1);
+  await page.mouse.move(box.x + box.width * fx, box.y + box.height * fy, { steps: 8 });
+}
+
+// seesCursor waits until page shows name's cursor.
+async function seesCursor(page, name) {
+  await page.waitForFunction(
+    (n) => [...document.querySelectorAll('[data-testid="cursor"]')].some((el) => el.dataset.name === n && el.style.transform !== ""),
+    name,
+    { polling: 50 },
+  );
+}
+
+async function seesMessage(page, text) {
+  await page.waitForFunction(
+    (t) => [...document.querySelectorAll("#log .msg .text")].some((el) => el.textContent === t),
+    text,
+    { polling: 50 },
+  );
+}
+
+let failed = false;
+try {
+  const ada = await open("Ada");
+  const grace = await open("Grace");
+
+  // Both see both members.
+  for (const page of [ada, grace]) {
+    await page.waitForFunction(() => {
+      const names = [...document.querySelectorAll("#members .member-name")].map((el) => el.textContent);
+      return names.includes("Ada") && names.includes("Grace");
+    }, null, { polling: 50 });
+  }
+
+  await moveOnBoard(ada, 0.35, 0.45);
+  await seesCursor(grace, "Ada");
+  await moveOnBoard(grace, 0.62, 0.3);
+  await seesCursor(ada, "Grace");
+
+  const text = "Hello from Grace — ça va?";
+  await grace.bringToFront();
+  await grace.fill("#text", text);
+  await grace.press("#text", "Enter");
+  await seesMessage(ada, text);
+  await seesMessage(grace, text);
+  await ada.bringToFront();
+  await ada.fill("#text", "Hi Grace! I can see your cursor.");
+  await ada.click("#send button");
+  await seesMessage(grace, "Hi Grace! I can see your cursor.");
+  await seesMessage(ada, "Hi Grace! I can see your cursor.");
+
+  if (seeded > 0) {
+    // room_joined brought the most recent history; "Load older" pages back
+    // with get_chat_history until the server says there is no more.
+    const want = seeded + 2;
+    for (let i = 0; i < 20; i++) {
+      const older = ada.locator("#older");
+      if (await older.isHidden()) break;
+      // The button is disabled from the click until the answer (or an
+      // error) arrives.
+      await older.click();
+      await ada.waitForFunction(() => !document.getElementById("older").disabled, null, { polling: 50 });
+    }
+    const got = await ada.locator("#log .msg").count();
+    if (got !== want) throw new Error(`after loading older chat Ada shows ${got} messages, want ${want}`);
+    const first = await ada.locator("#log .msg .text").first().textContent();
+    if (first !== "history message 1") throw new Error(`oldest message shown is ${JSON.stringify(first)}, want "history message 1"`);
+    await ada.locator("#log").evaluate((el) => { el.scrollTop = el.scrollHeight; });
+  }
+
+  // Grace's cursor stays put for the picture; Ada's pointer is over the
+  // board too.
+  await moveOnBoard(ada, 0.25, 0.6);
+  await seesCursor(grace, "Ada");
+  await ada.screenshot({ path: shot });
+  console.log(`ok: room ${room}; screenshot ${shot}`);
+  if (problems.length) throw new Error("the page reported errors:\n" + problems.join("\n"));
+} catch (err) {
+  failed = true;
+  console.error("FAIL:", err && err.stack ? err.stack : err);
+  if (problems.length) console.error(problems.join("\n"));
+} finally {
+  await context.close();
+  rmSync(userDataDir, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,140 @@
+package livesync
+
+import (
+	"cmp"
+	"context"
+	"net/http"
+	"slices"
+
+	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// This file reaches into rooms for the HTTP API: read-only views, and the
+// two ways the server itself speaks in a room (an event, a chat message).
+
+// serverConnectionID is the connectionId of what the server says in a
+// room through the HTTP API: no client connection has it, since client
+// ids are "<node>-<n>".
+const serverConnectionID = "server"
+
+// lookupRoom returns the live room id, or nil when it has no members on
+// this node.
+func (s *Server) lookupRoom(id string) *room {
+	s.roomsMu.Lock()
+	defer s.roomsMu.Unlock()
+	return s.rooms[id]
+}
+
+// roomSummary is one active room as the HTTP API lists it.
+type roomSummary struct {
+	RoomID  string `json:"roomId"`
+	Members int    `json:"members"`
+}
+
+// roomSummaries lists the rooms with members on this node, by id. In a
+// cluster a room's count includes its members on other nodes.
+func (s *Server) roomSummaries() []roomSummary {
+	s.roomsMu.Lock()
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.roomsMu.Unlock()
+	out := make([]roomSummary, 0, len(rooms))
+	for _, r := range rooms {
+		r.mu.Lock()
+		local, n := len(r.local), len(r.members)
+		r.mu.Unlock()
+		if local > 0 {
+			out = append(out, roomSummary{r.id, n})
+		}
+	}
+	slices.SortFunc(out, func(a, b roomSummary) int { return cmp.Compare(a.RoomID, b.RoomID) })
+	return out
+}
+
+// roomSnapshot is the encoded presence map of room id, as room_joined
+// carries it: "{}" when the room has no members.
+func (s *Server) roomSnapshot(id string) []byte {
+	r := s.lookupRoom(id)
+	if r == nil {
+		return []byte("{}")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.encodeSnapshot()
+}
+
+// broadcastToRoom sends frame to every member of room id, on this node
+// and, in a cluster, on the others, and returns how many members on this
+// node it was sent to.
+func (s *Server) broadcastToRoom(id string, frame []byte) int {
+	r := s.lookupRoom(id)
+	if r == nil {
+		if s.broker != nil {
+			s.broker.PublishEvent(id, framePayload(frame))
+		}
+		return 0
+	}
+	r.mu.Lock()
+	n := len(r.local)
+	r.mu.Unlock()
+	r.broadcast(frame, nil)
+	return n
+}
+
+// publishChat stores msg and then broadcasts it to the room, in the
+// room's one order, as the chat worker does for a client's message: it
+// holds the room's chatMu while storing and delivering, so the message
+// lands between two of the worker's batches, and a joiner loading the
+// history waits for it. When the room has no members the room is created
+// for the duration (so a concurrent join cannot load a history that
+// misses the message) and released after.
+//
+// It does not go through room.enqueueChat because a chatRequest has no
+// way to report the outcome to a caller that is not a connection.
+func (s *Server) publishChat(msg chat.Message) (protocol.StoredChatMessage, error) {
+	for {
+		r := s.acquireRoom(msg.RoomID)
+		r.chatMu.Lock()
+		r.mu.Lock()
+		dead := r.dead
+		r.mu.Unlock()
+		if dead {
+			// Emptied and removed since acquireRoom: acquire anew.
+			r.chatMu.Unlock()
+			continue
+		}
+		stored, err := r.store([]chatRequest{{msg: msg}})
+		r.deliverChat(stored)
+		r.chatMu.Unlock()
+		s.releaseIfEmpty(r)
+		if err != nil {
+			return protocol.StoredChatMessage{}, err
+		}
+		return stored[0], nil
+	}
+}
+
+// releaseIfEmpty removes r from the server when it has no local members
+// and no joiners, as the last leave would have: a joiner that acquired r
+// meanwhile sees it dead and acquires a new room.
+func (s *Server) releaseIfEmpty(r *room) {
+	r.mu.Lock()
+	empty := !r.dead && len(r.local) == 0 && len(r.joining) == 0
+	if empty {
+		r.dead = true
+	}
+	r.mu.Unlock()
+	if empty {
+		s.removeRoom(r)
+		r.unsubscribe()
+	}
+}
+
+// contextWithStoreTimeout bounds a store call made for request r by the
+// server's StoreTimeout, and ends it early when the client goes away.
+func contextWithStoreTimeout(r *http.Request, s *Server) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), s.limits.StoreTimeout)
+}

@@ -1,0 +1,25 @@
+package livesync
+
+import "time"
+
+// In a room of largeRoom members or more, presence changes wait before
+// they are flushed, so that a join storm or a crowd of moving cursors costs
+// each member one presence_updated per window instead of one per change.
+// The window grows with the room, because a flush costs a write to every
+// member: flushWindowPerMember per member, at most maxFlushWindow. Small
+// rooms flush at once; there a window would only add latency.
+const (
+	largeRoom            = 16
+	flushWindowPerMember = 20 * time.Microsecond
+	maxFlushWindow       = 50 * time.Millisecond
+)
+
+// scheduleFlush arranges for flush to run. r.mu held.
+func (r *room) scheduleFlush() {
+	n := len(r.members)
+	if n < largeRoom {
+		go r.flush()
+		return
+	}
+	time.AfterFunc(min(time.Duration(n)*flushWindowPerMember, maxFlushWindow), r.flush)
+}
