@@ -16,36 +16,12 @@ import (
 	"github.com/openlivesync/livesync/protocol"
 )
 
-// EnableAPI turns on the server-side HTTP API (see APIHandler), which
-// Handler then mounts under /api/, guarded by key. Call it before Handler,
-// Serve or ListenAndServe: a handler already built keeps what it had. An
-// empty key turns the API off. Without a call, there is no API: a server
-// never exposes one by default.
-func (s *Server) EnableAPI(key string) {
-	if key == "" {
-		s.metrics.ops.apiKey.Store(nil)
-		return
-	}
-	if len(key) < 16 {
-		s.log.Warn("the API key is short; use at least 16 random bytes")
-	}
-	s.metrics.ops.apiKey.Store(&key)
-}
-
-// apiKey is the key EnableAPI set, or "".
-func (s *Server) apiKey() string {
-	if k := s.metrics.ops.apiKey.Load(); k != nil {
-		return *k
-	}
-	return ""
-}
-
 // APIHandler returns the server-side HTTP API, for a backend that needs
 // to speak in rooms without holding a WebSocket: publish an event or a
 // chat message, read presence, list rooms, page through history. Every
 // request must carry "Authorization: Bearer <key>"; an empty key refuses
 // every request. Mount it at "/api/" without stripping the prefix (Handler
-// does so when EnableAPI was called). Bodies are JSON; errors are
+// does so when Options.APIKey is set). Bodies are JSON; errors are
 // {"code", "message"} with the WebSocket protocol's codes. See
 // docs/operations.md for the endpoints.
 func (s *Server) APIHandler(key string) http.Handler {

@@ -11,12 +11,11 @@ import (
 // A standalone server with the HTTP API on: a backend can then post to
 // rooms with curl -H "Authorization: Bearer $OPENLIVESYNC_API_KEY"
 // http://localhost:3000/api/rooms/lobby/chat -d '{"message":"hi"}'.
-func ExampleServer_EnableAPI() {
-	srv, err := livesync.New(nil)
+func ExampleServer_APIHandler() {
+	srv, err := livesync.New(&livesync.Options{APIKey: os.Getenv("OPENLIVESYNC_API_KEY")})
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv.EnableAPI(os.Getenv("OPENLIVESYNC_API_KEY")) // before ListenAndServe
 	log.Fatal(srv.ListenAndServe(":3000"))
 }
 

@@ -27,7 +27,7 @@ func roomPath(room, rest string) string { return "/api/rooms/" + url.PathEscape(
 func TestAPIDisabledByDefault(t *testing.T) {
 	o := startOpsServer(t, nil, "")
 	if r := o.api(t, http.MethodGet, "/api/rooms", ""); r.status != http.StatusNotFound {
-		t.Fatalf("GET /api/rooms without EnableAPI = %d, want 404", r.status)
+		t.Fatalf("GET /api/rooms without an APIKey = %d, want 404", r.status)
 	}
 	// An APIHandler built with an empty key refuses everything.
 	s := o.s

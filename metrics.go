@@ -43,21 +43,19 @@ type metrics struct {
 	brokerOn                         atomic.Bool
 
 	// ops is the per-server state of the operational endpoints: the
-	// Prometheus registry, extra readiness checks and the API key. It
+	// Prometheus registry and extra readiness checks. It
 	// lives beside the counters so that every Server has its own and two
 	// servers in one process never share any.
 	ops opsState
 }
 
-// opsState is the per-server state of /metrics, /readyz and /api/.
+// opsState is the per-server state of /metrics and /readyz.
 type opsState struct {
 	regOnce sync.Once
 	reg     *prometheus.Registry
 
 	mu     sync.Mutex
 	checks []readinessCheck // beyond the store's; see addReadinessCheck
-
-	apiKey atomic.Pointer[string]
 }
 
 // The hooks below are called from the core's hot paths; each is one or

@@ -26,7 +26,7 @@ type opsServer struct {
 }
 
 // startOpsServer is startServer with the API enabled when apiKey is not
-// empty (EnableAPI must come before Handler).
+// empty.
 func startOpsServer(t testing.TB, opts *Options, apiKey string) *opsServer {
 	t.Helper()
 	if opts == nil {
@@ -35,11 +35,11 @@ func startOpsServer(t testing.TB, opts *Options, apiKey string) *opsServer {
 	if opts.Logger == nil {
 		opts.Logger = discardLogger()
 	}
+	opts.APIKey = apiKey
 	s, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.EnableAPI(apiKey)
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)

@@ -22,11 +22,10 @@ func TestDemoIsMounted(t *testing.T) {
 // operational route keeps working; the route is left out.
 func TestRoutesNeverShadowTheWebSocketPath(t *testing.T) {
 	for _, path := range []string{"/metrics", "/healthz", "/api/live"} {
-		s, err := New(&Options{Path: path, Logger: discardLogger()})
+		s, err := New(&Options{Path: path, Logger: discardLogger(), APIKey: testAPIKey})
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.EnableAPI(testAPIKey)
 		h := s.Handler() // must not panic on a duplicate pattern
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))

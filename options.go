@@ -75,6 +75,11 @@ type Options struct {
 	// Chat history is shared only if Store is shared too (a database).
 	Broker Broker
 
+	// APIKey, when set, mounts the server-side HTTP API under /api/ in
+	// Handler, for requests carrying "Authorization: Bearer <APIKey>" (see
+	// APIHandler). Empty: no API; a server never exposes one by default.
+	APIKey string
+
 	// Logger receives lifecycle and fault logs. Default slog.Default().
 	Logger *slog.Logger
 

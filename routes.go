@@ -13,7 +13,7 @@ import (
 //	GET /readyz   200 when ready, 503 with a JSON reason (see Ready)
 //	GET /metrics  Prometheus metrics from the server's own registry
 //	GET /demo     a collaborative demo page (cursors, members, chat)
-//	/api/         the HTTP API, only after EnableAPI
+//	/api/         the HTTP API, only with Options.APIKey
 //
 // A route that would shadow the WebSocket path is left out.
 func (s *Server) routes(mux *http.ServeMux) {
@@ -28,7 +28,10 @@ func (s *Server) routes(mux *http.ServeMux) {
 	add("/readyz", getOnly(http.HandlerFunc(s.serveReadyz)))
 	add("/metrics", getOnly(s.MetricsHandler()))
 	add("/demo", getOnly(demo.Handler(s.opts.Path)))
-	if key := s.apiKey(); key != "" {
+	if key := s.opts.APIKey; key != "" {
+		if len(key) < 16 {
+			s.log.Warn("the API key is short; use at least 16 random bytes")
+		}
 		add("/api/", s.APIHandler(key))
 	}
 }

@@ -82,3 +82,28 @@ func TestAuthFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestAPIKeyFlagMountsTheAPI(t *testing.T) {
+	for _, key := range []string{"", "0123456789abcdef0123"} {
+		cfg, err := parseConfig([]string{"-api-key", key}, func(string) string { return "" }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, _, err := cfg.build(context.Background(), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/api/rooms", nil)
+		req.Header.Set("Authorization", "Bearer 0123456789abcdef0123")
+		srv.Handler().ServeHTTP(rec, req)
+		want := 200
+		if key == "" {
+			want = 404
+		}
+		if rec.Code != want {
+			t.Errorf("-api-key %q: GET /api/rooms = %d, want %d", key, rec.Code, want)
+		}
+		srv.Shutdown(context.Background())
+	}
+}

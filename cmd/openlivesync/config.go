@@ -31,6 +31,7 @@ type config struct {
 	jwtIssuer        string
 	jwtAudience      string
 	allowedOrigins   string
+	apiKey           string
 	redis            string
 }
 
@@ -54,6 +55,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.jwksURL, "jwks-url", "", "verify RS256/ES256/EdDSA tokens at connect against this JWKS")
 	fs.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required token issuer (iss)")
 	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "required token audience (aud)")
+	fs.StringVar(&c.apiKey, "api-key", "", "enables the server-side HTTP API under /api/ for requests with Authorization: Bearer <key>")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin allowlist for browser upgrades (default: any)")
 	fs.StringVar(&c.redis, "redis", "", "redis://host:port/db: join a cluster of nodes sharing rooms")
 	// Errors are reported by the caller in one line; keep flag's own
@@ -162,6 +164,7 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 		HistoryLimit:     history,
 		Logger:           log,
 		Limits:           livesync.Limits{MaxMessageBytes: c.maxMessageBytes},
+		APIKey:           c.apiKey,
 	}
 	if c.allowedOrigins != "" {
 		opts.AllowedOrigins = strings.Split(c.allowedOrigins, ",")

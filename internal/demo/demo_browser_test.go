@@ -46,15 +46,15 @@ func TestDemoInBrowser(t *testing.T) {
 	requireTool(t, "playwright-core", "cd internal/demo/e2e && npm ci", err)
 
 	const historyLimit, seeded = 20, 30
+	const key = "browser-test-api-key-0123456789"
 	s, err := livesync.New(&livesync.Options{
+		APIKey:       key,
 		HistoryLimit: historyLimit,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	const key = "browser-test-api-key-0123456789"
-	s.EnableAPI(key)
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
