@@ -46,6 +46,8 @@ type conn struct {
 	writing bool     // a writer goroutine is draining queue
 	closing bool     // no more frames are accepted
 	reason  string   // why the server closed the connection
+
+	lastWrite time.Time // writer only: when the last batch went out
 }
 
 func (c *conn) touch() { c.lastRead.Store(time.Now().UnixNano()) }
@@ -144,9 +146,14 @@ func (c *conn) writeLoop() {
 			c.ws.SetReadDeadline(time.Now().Add(closeGrace))
 			continue
 		}
-		// The first frame after a quiet spell went out at once; while more
-		// keep coming, let them gather so each write carries several.
-		time.Sleep(writeCoalesce)
+		// The first frame after a quiet spell goes out at once. When writes
+		// follow each other closely, let the next frames gather so that each
+		// write carries several.
+		now := time.Now()
+		if now.Sub(c.lastWrite) < 2*writeCoalesce {
+			time.Sleep(writeCoalesce)
+		}
+		c.lastWrite = now
 	}
 }
 

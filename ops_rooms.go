@@ -72,9 +72,7 @@ func (s *Server) roomSnapshot(id string) []byte {
 func (s *Server) broadcastToRoom(id string, frame []byte) int {
 	r := s.lookupRoom(id)
 	if r == nil {
-		if s.broker != nil {
-			s.broker.PublishEvent(id, framePayload(frame))
-		}
+		s.relayEvent(id, frame)
 		return 0
 	}
 	r.mu.Lock()

@@ -71,7 +71,8 @@ type Options struct {
 	// Broker, when set, makes the server a node of a cluster: rooms are
 	// shared with the other nodes using the same broker (presence, events
 	// and chat reach every member wherever it is connected). See
-	// broker/redis. The server starts it in New and closes it on Shutdown.
+	// broker/redis. The server starts it in New and closes it on Shutdown
+	// (when New fails, closing it is the caller's).
 	// Chat history is shared only if Store is shared too (a database).
 	Broker Broker
 

@@ -285,15 +285,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	registered = true
-	start := time.Now()
 	c.log.Info("connection opened", "ip", ip, "user", userID(user))
+	// Serve the connection on a goroutine of its own and let this one
+	// return: net/http's goroutine has a grown stack and keeps the request
+	// and response alive, kilobytes an idle connection should not hold.
+	go c.serve(time.Now())
+}
+
+// serve reads the connection's messages until it ends, then cleans up.
+func (c *conn) serve(start time.Time) {
 	c.readLoop()
 	if c.room != nil {
 		c.room.leave(c)
 		c.room = nil
 	}
 	c.abort(c.reason)
-	s.unregister(c)
+	c.srv.unregister(c)
 	c.log.Info("connection closed", "reason", c.reason, "duration", time.Since(start).Round(time.Millisecond))
 }
 

@@ -29,6 +29,8 @@ type fakeServer struct {
 	// as a server stuck on one client would.
 	stallID string
 	stopped chan struct{}
+	resume  chan struct{} // closing it makes the stalled connection read again
+	events  map[string]int
 	// discardEvents drops broadcast_event unparsed, to keep the fake
 	// server cheap when a test only pushes bytes at it.
 	discardEvents bool
@@ -52,7 +54,8 @@ type fakeConn struct {
 
 func newFakeServer(t *testing.T) *fakeServer {
 	t.Helper()
-	f := &fakeServer{t: t, rooms: map[string]map[*fakeConn]bool{}, remotes: map[string]int{}, stopped: make(chan struct{})}
+	f := &fakeServer{t: t, rooms: map[string]map[*fakeConn]bool{}, remotes: map[string]int{},
+		stopped: make(chan struct{}), resume: make(chan struct{}), events: map[string]int{}}
 	up := websocket.Upgrader{}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := up.Upgrade(w, r, nil)
@@ -98,6 +101,9 @@ func (f *fakeServer) serve(c *fakeConn) {
 			return
 		}
 		if f.discardEvents && bytes.Contains(b, []byte(`"broadcast_event"`)) {
+			f.mu.Lock()
+			f.events[c.id]++
+			f.mu.Unlock()
 			continue
 		}
 		var env struct {
@@ -117,12 +123,11 @@ func (f *fakeServer) serve(c *fakeConn) {
 			_ = json.Unmarshal(env.Payload, &p)
 			f.join(c, p.RoomID, p.Presence)
 			if c.id == f.stallID {
-				// A small, fixed receive buffer (no autotuning) fills fast.
-				if tc, ok := c.ws.NetConn().(*net.TCPConn); ok {
-					_ = tc.SetReadBuffer(4096)
+				select {
+				case <-f.stopped:
+					return
+				case <-f.resume:
 				}
-				<-f.stopped
-				return
 			}
 		case "broadcast_event":
 			var p struct {
@@ -219,4 +224,12 @@ func (f *fakeServer) remoteIPs() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// eventsFrom returns how many broadcast_event frames the server read from
+// connection id (discardEvents mode).
+func (f *fakeServer) eventsFrom(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.events[id]
 }

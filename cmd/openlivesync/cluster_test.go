@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -335,4 +338,53 @@ func redisCPU(rdb *goredis.Client) float64 {
 		}
 	}
 	return sum
+}
+
+// TestRedisFlag: -redis comes from the flag or OPENLIVESYNC_REDIS; an
+// unreachable Redis at start-up is one line on stderr and exit code 2.
+func TestRedisFlag(t *testing.T) {
+	c, err := parseConfig(nil, func(k string) string {
+		if k == "OPENLIVESYNC_REDIS" {
+			return "redis://10.0.0.1:6379/2"
+		}
+		return ""
+	}, io.Discard)
+	if err != nil || c.redis != "redis://10.0.0.1:6379/2" {
+		t.Fatalf("redis from the environment: %q, %v", c.redis, err)
+	}
+
+	// A port nobody listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var stderr bytes.Buffer
+	if code := run([]string{"-addr", "127.0.0.1:0", "-redis", "redis://" + addr + "/0"}, func(string) string { return "" }, &stderr, nil); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "openlivesync: -redis: ") || !strings.Contains(lines[0], "unreachable") {
+		t.Fatalf("stderr %q, want one line saying Redis is unreachable", stderr.String())
+	}
+}
+
+// TestPerNodeHistoryIsSaidAtStartUp: with -redis and a store that is not
+// shared, the binary says plainly that history is per node.
+func TestPerNodeHistoryIsSaidAtStartUp(t *testing.T) {
+	url := clusterURL(t)
+	c, err := parseConfig([]string{"-redis", url, "-addr", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	srv, _, err := c.build(context.Background(), &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	if !strings.Contains(log.String(), "chat history is per node") {
+		t.Fatalf("start-up log %q does not say history is per node", log.String())
+	}
 }

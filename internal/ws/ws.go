@@ -54,9 +54,9 @@ func NewUpgrader(opts UpgradeOptions) *Upgrader {
 		HandshakeTimeout: opts.HandshakeTimeout,
 		CheckOrigin:      opts.CheckOrigin,
 		WriteBufferPool:  writeBufferPool,
-		// Read through the server's hijacked 4 KiB bufio.Reader rather
-		// than a second buffer of our own.
-		ReadBufferSize: 0,
+		// A small read buffer of its own rather than net/http's 4 KiB one:
+		// client messages are small, and an idle connection keeps it.
+		ReadBufferSize: 1024,
 	}}
 }
 
