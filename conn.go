@@ -2,7 +2,6 @@ package livesync
 
 import (
 	"errors"
-	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -23,7 +22,6 @@ type conn struct {
 	id   string
 	user *UserInfo // nil when anonymous
 	ip   string
-	log  *slog.Logger
 
 	lastRead atomic.Int64 // unix nanoseconds of the last frame or pong
 	lastPing atomic.Int64
@@ -109,8 +107,6 @@ func (c *conn) abort(reason string) {
 // writeLoop drains the queue, writing everything queued at once, and exits
 // when the queue is empty: idle connections hold no writer goroutine.
 func (c *conn) writeLoop() {
-	bufp := writeBufPool.Get().(*[]byte)
-	defer writeBufPool.Put(bufp)
 	for {
 		c.mu.Lock()
 		frames, closing := c.queue, c.closing
@@ -123,9 +119,8 @@ func (c *conn) writeLoop() {
 		c.queued = 0
 		c.mu.Unlock()
 
-		var err error
-		*bufp, err = c.ws.WriteFrames(frames, *bufp, c.srv.limits.WriteTimeout)
 		c.srv.metrics.framesWritten(frames)
+		err := c.ws.WriteFrames(frames, c.srv.limits.WriteTimeout)
 		clear(frames) // let the frames be collected
 		c.mu.Lock()
 		if c.spare == nil && cap(frames) <= 1024 {
@@ -165,7 +160,6 @@ const writeCoalesce = 4 * time.Millisecond
 // closeGrace is how long a peer has to answer the server's close frame.
 const closeGrace = 2 * time.Second
 
-var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
 
 // sendError tells the client what was wrong with its message.
 func (c *conn) sendError(e *clientError) {

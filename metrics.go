@@ -62,7 +62,6 @@ type opsState struct {
 // two atomic adds.
 
 func (m *metrics) messageIn(n int)      { m.messagesIn.Add(1); m.bytesIn.Add(int64(n)) }
-func (m *metrics) framesOut(n int)      { m.frames.Add(int64(n)) }
 func (m *metrics) eventRelayed()        { m.events.Add(1) }
 func (m *metrics) slowConsumer()        { m.slow.Add(1) }
 func (m *metrics) rateLimited()         { m.limited.Add(1) }
@@ -74,9 +73,8 @@ func (m *metrics) storeLatency(d time.Duration) {
 	m.storeHist.observe(d)
 }
 
-// framesWritten counts a batch of frames written to one socket: how many
-// (as framesOut does) and their bytes. The writer calls it, in place of
-// framesOut, with the batch it wrote.
+// framesWritten counts a batch of frames written to one socket, and their
+// bytes. The writer calls it with each batch.
 func (m *metrics) framesWritten(frames [][]byte) {
 	n := 0
 	for _, f := range frames {

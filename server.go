@@ -279,13 +279,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.id = s.nodeID + "-" + strconv.FormatUint(s.connSeq.Add(1), 36)
-	c.log = s.log.With("conn", c.id)
 	if !s.register(c) {
 		s.refuse(c, protocol.CloseGoingAway, "server shutting down")
 		return
 	}
 	registered = true
-	c.log.Info("connection opened", "ip", ip, "user", userID(user))
+	s.log.Info("connection opened", "conn", c.id, "ip", ip, "user", userID(user))
 	// Serve the connection on a goroutine of its own and let this one
 	// return: net/http's goroutine has a grown stack and keeps the request
 	// and response alive, kilobytes an idle connection should not hold.
@@ -301,7 +300,7 @@ func (c *conn) serve(start time.Time) {
 	}
 	c.abort(c.reason)
 	c.srv.unregister(c)
-	c.log.Info("connection closed", "reason", c.reason, "duration", time.Since(start).Round(time.Millisecond))
+	c.srv.log.Info("connection closed", "conn", c.id, "reason", c.reason, "duration", time.Since(start).Round(time.Millisecond))
 }
 
 // refuse closes a connection that was never registered with code.

@@ -56,7 +56,7 @@ func NewUpgrader(opts UpgradeOptions) *Upgrader {
 		WriteBufferPool:  writeBufferPool,
 		// A small read buffer of its own rather than net/http's 4 KiB one:
 		// client messages are small, and an idle connection keeps it.
-		ReadBufferSize: 1024,
+		ReadBufferSize: 512,
 	}}
 }
 
@@ -123,45 +123,40 @@ func CloseCode(err error) int {
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
 
 // WriteFrames writes frames made by Frame, PingFrame or CloseFrame, in
-// order, in as few socket writes as buf allows, each within timeout. buf
-// is scratch space the caller may reuse; the possibly grown buffer is
-// returned. One goroutine at a time may call it.
-func (c *Conn) WriteFrames(frames [][]byte, buf []byte, timeout time.Duration) ([]byte, error) {
+// order, each within timeout. On a TCP socket they go out with one writev:
+// many frames in one system call and no copying; on anything else (TLS)
+// they are copied into one buffer so they still make one write. WriteFrames
+// reslices frames' elements. One goroutine at a time may call it.
+func (c *Conn) WriteFrames(frames [][]byte, timeout time.Duration) error {
 	// Moving the deadline costs a timer update; do it only once the old
 	// one is half used up, so a busy connection pays it rarely.
 	if now := time.Now(); c.writeDeadline.Sub(now) < timeout/2 {
 		c.writeDeadline = now.Add(timeout)
 		if err := c.nc.SetWriteDeadline(c.writeDeadline); err != nil {
-			return buf, err
+			return err
 		}
 	}
-	buf = buf[:0]
+	if _, ok := c.nc.(*net.TCPConn); ok || len(frames) == 1 {
+		bufs := net.Buffers(frames)
+		_, err := bufs.WriteTo(c.nc)
+		return err
+	}
+	bufp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bufp)
+	buf := (*bufp)[:0]
 	for _, f := range frames {
-		// A frame larger than the scratch buffer goes out on its own rather
-		// than being copied.
-		if len(f) > cap(buf)-len(buf) {
-			if len(buf) > 0 {
-				if _, err := c.nc.Write(buf); err != nil {
-					return buf, err
-				}
-				buf = buf[:0]
-			}
-			if len(f) >= cap(buf) {
-				if _, err := c.nc.Write(f); err != nil {
-					return buf, err
-				}
-				continue
-			}
-		}
 		buf = append(buf, f...)
 	}
-	if len(buf) > 0 {
-		if _, err := c.nc.Write(buf); err != nil {
-			return buf, err
-		}
+	if cap(buf) <= 64<<10 {
+		*bufp = buf
 	}
-	return buf, nil
+	_, err := c.nc.Write(buf)
+	return err
 }
+
+// copyBufPool holds the buffers WriteFrames gathers frames in for sockets
+// without writev.
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 // Close closes the socket at once.
 func (c *Conn) Close() error { return c.nc.Close() }
