@@ -141,25 +141,32 @@ func (c *conn) writeLoop() {
 			c.ws.SetReadDeadline(time.Now().Add(closeGrace))
 			continue
 		}
-		// The first frame after a quiet spell goes out at once. When writes
-		// follow each other closely, let the next frames gather so that each
-		// write carries several.
+		// A connection that receives a steady stream waits a little before
+		// its next write, so that each write carries several frames: on a
+		// busy server the system call per write costs more than everything
+		// else. The wait grows with the stream's rate and stays short enough
+		// to go unnoticed; a connection receiving now and then (a chat, a
+		// small room) gets every frame at once.
 		now := time.Now()
-		if now.Sub(c.lastWrite) < 2*writeCoalesce {
-			time.Sleep(writeCoalesce)
-		}
+		gap := now.Sub(c.lastWrite) / time.Duration(len(frames))
 		c.lastWrite = now
+		if gap < busyGap {
+			time.Sleep(min(coalesceFrames*gap, maxCoalesce))
+		}
 	}
 }
 
-// writeCoalesce is how long a busy connection's writer waits for more
-// frames before the next write: a syscall per frame would cost more than
-// the fan-out itself, while a few milliseconds are invisible to people.
-const writeCoalesce = 4 * time.Millisecond
+// A connection whose frames arrive less than busyGap apart on average is
+// busy: its writer waits for about coalesceFrames frames, at most
+// maxCoalesce, before writing again.
+const (
+	busyGap        = 5 * time.Millisecond
+	coalesceFrames = 8
+	maxCoalesce    = 15 * time.Millisecond
+)
 
 // closeGrace is how long a peer has to answer the server's close frame.
 const closeGrace = 2 * time.Second
-
 
 // sendError tells the client what was wrong with its message.
 func (c *conn) sendError(e *clientError) {
