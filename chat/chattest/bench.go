@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/protocol"
 )
 
 // benchMessage is a typical chat line: short text, a little metadata.
@@ -63,27 +64,40 @@ func BenchAppendParallel(b *testing.B, s chat.Store) {
 	reportRate(b)
 }
 
+// benchRoom fills room with n messages for the read benchmarks and
+// returns them as stored.
+func benchRoom(b *testing.B, s chat.Store, room string, n int) []protocol.StoredChatMessage {
+	ctx := context.Background()
+	var out []protocol.StoredChatMessage
+	for start := 0; start < n; start += 100 {
+		msgs := make([]chat.Message, min(100, n-start))
+		for i := range msgs {
+			msgs[i] = benchMessage(room, start+i)
+		}
+		if ba, ok := s.(chat.BatchAppender); ok {
+			got, err := ba.AppendBatch(ctx, msgs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			out = append(out, got...)
+			continue
+		}
+		for _, m := range msgs {
+			got, err := s.Append(ctx, m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			out = append(out, got)
+		}
+	}
+	return out
+}
+
 // BenchHistory100 measures reading a page of 100 from a room of 1,000,
 // what every join costs.
 func BenchHistory100(b *testing.B, s chat.Store) {
 	ctx := context.Background()
-	msgs := make([]chat.Message, 100)
-	for range 10 {
-		for i := range msgs {
-			msgs[i] = benchMessage("bench-history", i)
-		}
-		if ba, ok := s.(chat.BatchAppender); ok {
-			if _, err := ba.AppendBatch(ctx, msgs); err != nil {
-				b.Fatal(err)
-			}
-			continue
-		}
-		for _, m := range msgs {
-			if _, err := s.Append(ctx, m); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	benchRoom(b, s, "bench-history", 1000)
 	for b.Loop() {
 		got, err := s.History(ctx, "bench-history", 100, 0)
 		if err != nil {
@@ -91,6 +105,30 @@ func BenchHistory100(b *testing.B, s chat.Store) {
 		}
 		if len(got) != 100 {
 			b.Fatalf("History returned %d messages", len(got))
+		}
+	}
+	if s := b.Elapsed().Seconds(); s > 0 {
+		b.ReportMetric(float64(b.N)*100/s, "msgs/s")
+	}
+}
+
+// BenchHistoryBefore100 measures a client scrolling back: the page of 100
+// before a message half way up a room of 1,000. It skips stores that are
+// not a chat.Pager.
+func BenchHistoryBefore100(b *testing.B, s chat.Store) {
+	p, ok := s.(chat.Pager)
+	if !ok {
+		b.Skip("store does not implement chat.Pager")
+	}
+	ctx := context.Background()
+	cursor := benchRoom(b, s, "bench-before", 1000)[500].ID
+	for b.Loop() {
+		got, more, err := p.HistoryBefore(ctx, "bench-before", cursor, 100)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(got) != 100 || !more {
+			b.Fatalf("HistoryBefore returned %d messages, hasMore %v", len(got), more)
 		}
 	}
 	if s := b.Elapsed().Seconds(); s > 0 {

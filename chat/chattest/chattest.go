@@ -2,7 +2,9 @@
 // implementations. Every store, in memory or in a database, runs the same
 // cases, so the server can swap stores without noticing: the ordering and
 // paging contract of package chat, field and metadata round trips, large
-// messages, concurrency, batches, and behaviour after Close.
+// messages, concurrency, batches, and behaviour after Close. Cases for the
+// optional interfaces (chat.BatchAppender, chat.Pinger, chat.Pager) are
+// skipped for stores that do not implement them.
 //
 // A store package's test calls Run with a factory:
 //
@@ -53,6 +55,9 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 		{"ConcurrentAppends", testConcurrentAppends},
 		{"AppendBatch", testAppendBatch},
 		{"ConcurrentBatches", testConcurrentBatches},
+		{"HistoryBefore", testHistoryBefore},
+		{"HistoryBeforeBadCursor", testHistoryBeforeBadCursor},
+		{"HistoryBeforeRoomIsolation", testHistoryBeforeRoomIsolation},
 		{"CanceledContext", testCanceledContext},
 		{"Ping", testPing},
 		{"Close", testClose},

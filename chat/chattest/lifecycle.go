@@ -19,6 +19,11 @@ func testCanceledContext(t *testing.T, s chat.Store) {
 	if _, err := s.History(canceled, "canceled", 0, 0); err == nil {
 		t.Fatal("History with a canceled context succeeded")
 	}
+	if p, ok := s.(chat.Pager); ok {
+		if _, _, err := p.HistoryBefore(canceled, "canceled", "", 0); err == nil {
+			t.Fatal("HistoryBefore with a canceled context succeeded")
+		}
+	}
 }
 
 func testPing(t *testing.T, s chat.Store) {
@@ -47,6 +52,10 @@ func testClose(t *testing.T, s chat.Store) {
 	}
 	if p, ok := s.(chat.Pinger); ok {
 		requireErrClosed(t, "Ping", p.Ping(c))
+	}
+	if p, ok := s.(chat.Pager); ok {
+		_, _, err = p.HistoryBefore(c, "closing", "", 0)
+		requireErrClosed(t, "HistoryBefore", err)
 	}
 	_ = s.Close() // a second Close must not panic or hang
 }

@@ -20,3 +20,8 @@ func BenchmarkHistory100(b *testing.B) {
 	s, _ := newTestStore(b, nil)
 	chattest.BenchHistory100(b, s)
 }
+
+func BenchmarkHistoryBefore100(b *testing.B) {
+	s, _ := newTestStore(b, nil)
+	chattest.BenchHistoryBefore100(b, s)
+}

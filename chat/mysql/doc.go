@@ -44,6 +44,18 @@
 // batch rather than mislabel a message. auto_increment_increment other
 // than 1 (e.g. Galera) is supported.
 //
+// HistoryBefore (chat.Pager) pages back by message id: it looks the
+// cursor's seq up by id, comparing byte for byte, so migrated rows, whose
+// IDs are not their seq, page like new ones.
+//
+// The driver's own log lines ("[mysql] ... closing bad idle connection:
+// EOF" when the server or a proxy closed a pooled connection, which the
+// driver then replaces without an error reaching the store) go to slog's
+// default logger at debug level instead of stderr. Only the store's
+// connector is changed, not the driver's process-wide default
+// (mysql.SetLogger), and a logger set in the Config given to
+// NewFromConfig is kept.
+//
 // The DSN given to New is go-sql-driver/mysql's, e.g.
 // "user:password@tcp(127.0.0.1:3306)/dbname". The store turns on
 // interpolateParams (one round trip per statement) unless the connection

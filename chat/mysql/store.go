@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -30,8 +31,8 @@ type Options struct {
 	// share a database. It must match ^[A-Za-z_][A-Za-z0-9_]{0,62}$.
 	// Default DefaultTableName.
 	TableName string
-	// HistoryLimit is how many messages History returns when called with
-	// limit <= 0. Default chat.DefaultHistoryLimit.
+	// HistoryLimit is how many messages History and HistoryBefore return
+	// when called with limit <= 0. Default chat.DefaultHistoryLimit.
 	HistoryLimit int
 	// MaxConns caps the connections the store opens, for History, Ping
 	// and the one committer together, so that many nodes fit the
@@ -41,8 +42,12 @@ type Options struct {
 
 var tableNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 
-// Store is a chat.Store, chat.BatchAppender and chat.Pinger backed by
-// MySQL or MariaDB. It is safe for concurrent use.
+// maxPageLimit caps a page so that limit+1, the rows HistoryBefore reads
+// to learn whether more remain, cannot overflow.
+const maxPageLimit = math.MaxInt32 - 1
+
+// Store is a chat.Store, chat.BatchAppender, chat.Pinger and chat.Pager
+// backed by MySQL or MariaDB. It is safe for concurrent use.
 type Store struct {
 	db           *sql.DB
 	table        string
@@ -50,6 +55,8 @@ type Store struct {
 	autoIncStep  int64
 	committer    *groupcommit.Committer
 	historySQL   string
+	beforeSQL    string
+	cursorSQL    string
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -59,6 +66,7 @@ var (
 	_ chat.Store         = (*Store)(nil)
 	_ chat.BatchAppender = (*Store)(nil)
 	_ chat.Pinger        = (*Store)(nil)
+	_ chat.Pager         = (*Store)(nil)
 )
 
 // New connects to the database at dsn (go-sql-driver/mysql's format),
@@ -94,6 +102,9 @@ func NewFromConfig(ctx context.Context, cfg *mysql.Config, opts *Options) (*Stor
 		o.MaxConns = 8
 	}
 	cfg = cfg.Clone()
+	if isDriverDefaultLogger(cfg.Logger) {
+		cfg.Logger = slogDriverLogger{} // see log.go
+	}
 	cfg.InterpolateParams = true
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
@@ -111,9 +122,24 @@ func NewFromConfig(ctx context.Context, cfg *mysql.Config, opts *Options) (*Stor
 		db.Close()
 		return nil, fmt.Errorf("mysql chat store: %w", err)
 	}
-	s.historySQL = fmt.Sprintf("SELECT id, room_id, COALESCE(connection_id, ''), COALESCE(user_id, ''), COALESCE(message, ''),"+
-		" COALESCE(metadata, ''), COALESCE(created_at, 0) FROM %s"+
-		" WHERE room_id = ? AND CAST(room_id AS BINARY) = CAST(? AS BINARY) ORDER BY seq DESC LIMIT ? OFFSET ?", quote(o.TableName))
+	const columns = "SELECT id, room_id, COALESCE(connection_id, ''), COALESCE(user_id, ''), COALESCE(message, '')," +
+		" COALESCE(metadata, ''), COALESCE(created_at, 0)"
+	t := quote(o.TableName)
+	s.historySQL = fmt.Sprintf(columns+" FROM %s"+
+		" WHERE room_id = ? AND CAST(room_id AS BINARY) = CAST(? AS BINARY) ORDER BY seq DESC LIMIT ? OFFSET ?", t)
+	// The cursor's seq is looked up by id (its unique index) rather than
+	// parsed from it: a row migrated from the Node.js package may have a
+	// numeric id that is not its seq. IDs, like room IDs, are compared
+	// byte for byte: a Node.js table's id column may have a
+	// case-insensitive, space-padding collation. FORCE INDEX makes the
+	// seq bound a range on (room_id, seq): left to itself, MariaDB may
+	// prefer ref access on room_id, reading every newer message of the
+	// room before the page it wants, which costs a deep scroll-back dearly.
+	// ensureRoomIndex gives every table, new or migrated, that index.
+	const cursor = "SELECT seq FROM %[1]s WHERE id = ? AND CAST(id AS BINARY) = CAST(? AS BINARY)"
+	s.beforeSQL = fmt.Sprintf(columns+" FROM %[1]s FORCE INDEX (room_seq)"+
+		" WHERE room_id = ? AND CAST(room_id AS BINARY) = CAST(? AS BINARY) AND seq < ("+cursor+") ORDER BY seq DESC LIMIT ?", t)
+	s.cursorSQL = fmt.Sprintf("SELECT EXISTS ("+cursor+")", t)
 	s.committer = groupcommit.New(s.commit, groupcommit.Options{})
 	return s, nil
 }
@@ -155,33 +181,86 @@ func (s *Store) appendBatch(ctx context.Context, op string, msgs []chat.Message)
 
 // History implements chat.Store.
 func (s *Store) History(ctx context.Context, roomID string, limit, offset int) ([]protocol.StoredChatMessage, error) {
-	if s.closed.Load() {
-		return nil, fmt.Errorf("mysql chat store: history: %w", chat.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := s.readable(ctx); err != nil {
 		return nil, fmt.Errorf("mysql chat store: history: %w", err)
 	}
 	if limit <= 0 {
 		limit = s.historyLimit
 	}
 	offset = max(offset, 0)
-	out, err := s.history(ctx, roomID, limit, offset)
+	out, err := s.query(ctx, limit, s.historySQL, roomID, roomID, limit, offset)
 	if err != nil {
-		if s.closed.Load() {
-			err = chat.ErrClosed
-		}
-		return nil, fmt.Errorf("mysql chat store: history: %w", err)
+		return nil, fmt.Errorf("mysql chat store: history: %w", s.closedOr(err))
 	}
+	// The query reads newest first so LIMIT/OFFSET count from the newest;
+	// History returns oldest first.
+	reverse(out)
 	return out, nil
 }
 
-func (s *Store) history(ctx context.Context, roomID string, limit, offset int) ([]protocol.StoredChatMessage, error) {
-	rows, err := s.db.QueryContext(ctx, s.historySQL, roomID, roomID, limit, offset)
+// HistoryBefore implements chat.Pager. beforeID is looked up by id, so
+// the IDs of rows migrated from the Node.js package page like new ones;
+// one that names no row gets an error wrapping chat.ErrBadCursor.
+func (s *Store) HistoryBefore(ctx context.Context, roomID, beforeID string, limit int) ([]protocol.StoredChatMessage, bool, error) {
+	if err := s.readable(ctx); err != nil {
+		return nil, false, fmt.Errorf("mysql chat store: history before: %w", err)
+	}
+	if limit <= 0 {
+		limit = s.historyLimit
+	}
+	limit = min(limit, maxPageLimit)
+	var out []protocol.StoredChatMessage
+	var err error
+	if beforeID == "" {
+		out, err = s.query(ctx, limit+1, s.historySQL, roomID, roomID, limit+1, 0)
+	} else {
+		out, err = s.query(ctx, limit+1, s.beforeSQL, roomID, roomID, beforeID, beforeID, limit+1)
+		if err == nil && len(out) == 0 {
+			// No older message, or no such cursor: only the latter is an error.
+			var known bool
+			if err = s.db.QueryRowContext(ctx, s.cursorSQL, beforeID, beforeID).Scan(&known); err == nil && !known {
+				err = fmt.Errorf("before %q: %w", beforeID, chat.ErrBadCursor)
+			}
+		}
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("mysql chat store: history before: %w", s.closedOr(err))
+	}
+	// Read newest first, one more than limit to learn whether more remain.
+	more := len(out) > limit
+	if more {
+		out = out[:limit]
+	}
+	reverse(out)
+	return out, more, nil
+}
+
+// readable is the check before a read: the store is open and ctx alive.
+func (s *Store) readable(ctx context.Context) error {
+	if s.closed.Load() {
+		return chat.ErrClosed
+	}
+	return ctx.Err()
+}
+
+// closedOr returns chat.ErrClosed for a read that failed because Close
+// closed the connections under it, else err.
+func (s *Store) closedOr(err error) error {
+	if s.closed.Load() {
+		return chat.ErrClosed
+	}
+	return err
+}
+
+// query runs a query of historySQL's or beforeSQL's columns and returns
+// the messages in the order read.
+func (s *Store) query(ctx context.Context, capHint int, query string, args ...any) ([]protocol.StoredChatMessage, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := make([]protocol.StoredChatMessage, 0, min(limit, 256))
+	out := make([]protocol.StoredChatMessage, 0, min(capHint, 256))
 	for rows.Next() {
 		var m protocol.StoredChatMessage
 		var meta []byte
@@ -196,12 +275,13 @@ func (s *Store) history(ctx context.Context, roomID string, limit, offset int) (
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	// The query reads newest first so LIMIT/OFFSET count from the newest;
-	// History returns oldest first.
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
 	return out, nil
+}
+
+func reverse(ms []protocol.StoredChatMessage) {
+	for i, j := 0, len(ms)-1; i < j; i, j = i+1, j-1 {
+		ms[i], ms[j] = ms[j], ms[i]
+	}
 }
 
 // Ping implements chat.Pinger.

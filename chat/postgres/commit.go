@@ -41,10 +41,26 @@ func historySQL(table string) string {
 FROM %s WHERE room_id = $1 ORDER BY seq DESC LIMIT $2 OFFSET $3`, quote(table))
 }
 
+// beforeSQL reads, newest first, up to $3 messages of room $1 older than
+// the message whose id is $2. The cursor's seq is looked up by id (the
+// id's unique index) rather than parsed from it: a row migrated from the
+// Node.js package may have a numeric id that is not its seq.
+func beforeSQL(table string) string {
+	return fmt.Sprintf(`SELECT id, room_id, COALESCE(connection_id, ''), COALESCE(user_id, ''), COALESCE(message, ''),
+	COALESCE(metadata::text, ''), COALESCE(created_at, 0)
+FROM %[1]s WHERE room_id = $1 AND seq < (SELECT seq FROM %[1]s WHERE id = $2) ORDER BY seq DESC LIMIT $3`, quote(table))
+}
+
+// cursorSQL tells whether $1 is the id of a message.
+func cursorSQL(table string) string {
+	return fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE id = $1)`, quote(table))
+}
+
 // commit is the groupcommit.CommitFunc: it stores msgs with one
 // statement. When the statement failed before any of it reached the
-// server (a connection found dead), nothing can have been stored, so it
-// tries once more on a fresh connection.
+// server (a connection found dead while writing it), nothing can have
+// been stored, so it tries once more on a fresh connection. Connections
+// already known dead never get the statement: acquire discards them.
 func (s *Store) commit(ctx context.Context, msgs []chat.Message) ([]protocol.StoredChatMessage, error) {
 	for attempt := 0; ; attempt++ {
 		out, err := s.commitOnce(ctx, msgs)
@@ -56,11 +72,11 @@ func (s *Store) commit(ctx context.Context, msgs []chat.Message) ([]protocol.Sto
 }
 
 func (s *Store) commitOnce(ctx context.Context, msgs []chat.Message) ([]protocol.StoredChatMessage, error) {
-	conn, err := s.pool.acquire(ctx)
+	conn, err := s.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer s.pool.release(conn)
+	defer conn.Release()
 
 	n := len(msgs)
 	rooms, conns, users, texts, metas := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)

@@ -36,7 +36,20 @@
 // so a reader may briefly see a newer message before an older one that is
 // still committing; History never returns them in the wrong order.
 //
-// The store opens its own connections (pgx.Conn; see Options.MaxConns)
-// with the DSN given to New, which is anything pgx.ParseConfig accepts:
-// a postgres:// URL or key=value pairs.
+// HistoryBefore (chat.Pager) pages back by message id: it looks the
+// cursor's seq up by id, so migrated rows, whose IDs are not their seq,
+// page like new ones.
+//
+// Connections: New creates a pgxpool.Pool from its DSN (anything
+// pgxpool.ParseConfig accepts: a postgres:// URL or key=value pairs, with
+// pool_* settings), which the store owns and Close closes; NewFromPool
+// uses a pool the caller already has and leaves it open. Either way
+// connections are checked before use: pgxpool pings one that sat idle
+// for over a second, and the store also looks at the socket of every
+// connection it takes (no round trip), discarding one the server or a
+// proxy has closed, so a restart or a proxy cutting connections does not
+// make the next append fail. An append whose statement failed before
+// reaching the server is retried once on a fresh connection; one whose
+// connection broke after the statement was sent fails, since it may have
+// committed. Reads are retried once on a broken connection.
 package postgres

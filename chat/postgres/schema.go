@@ -39,11 +39,11 @@ type schemaInfo struct {
 // table of the Node.js package, all in one transaction under an advisory
 // lock, so nodes starting together do not race.
 func (s *Store) ensureSchema(ctx context.Context, table string) (schemaInfo, error) {
-	conn, err := s.pool.acquire(ctx)
+	conn, err := s.acquire(ctx)
 	if err != nil {
 		return schemaInfo{}, fmt.Errorf("connect: %w", err)
 	}
-	defer s.pool.release(conn)
+	defer conn.Release()
 	var info schemaInfo
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('openlivesync chat schema ' || $1))`, table); err != nil {

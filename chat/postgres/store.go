@@ -6,11 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/chat/internal/groupcommit"
@@ -21,6 +25,28 @@ import (
 // pointed at the same database picks up the existing history.
 const DefaultTableName = "openlivesync_chat"
 
+// Pool settings New uses where neither Options nor the DSN sets them.
+const (
+	// defaultMaxConns fits many nodes into the server's max_connections.
+	defaultMaxConns = 8
+	// defaultMaxConnIdleTime, with the health check every
+	// defaultHealthCheckPeriod, closes an idle connection within 2.5
+	// minutes: before the idle timeouts of common load balancers and NAT
+	// gateways (Azure 4 min, AWS NLB 350 s) silently cut it.
+	defaultMaxConnIdleTime   = 2 * time.Minute
+	defaultHealthCheckPeriod = 30 * time.Second
+	// defaultPingTimeout bounds pgxpool's ping of a connection idle for
+	// over a second, so one that a network silently dropped is replaced
+	// instead of holding the append until the commit timeout.
+	defaultPingTimeout = 5 * time.Second
+	// defaultConnectTimeout bounds one connection attempt. pgxpool lets an
+	// attempt run on after the Acquire that started it gave up, holding a
+	// slot of the pool (2 minutes by default); while the database is
+	// unreachable that would keep the store from reconnecting soon after
+	// it is back.
+	defaultConnectTimeout = 10 * time.Second
+)
+
 // Options configures a Store. A nil *Options, and every zero field, means
 // the default.
 type Options struct {
@@ -29,28 +55,39 @@ type Options struct {
 	// is used exactly (quoted, so case-sensitive). Default
 	// DefaultTableName.
 	TableName string
-	// HistoryLimit is how many messages History returns when called with
-	// limit <= 0. Default chat.DefaultHistoryLimit.
+	// HistoryLimit is how many messages History and HistoryBefore return
+	// when called with limit <= 0. Default chat.DefaultHistoryLimit.
 	HistoryLimit int
-	// MaxConns caps the connections the store opens, for History, Ping
-	// and the one committer together, so that many nodes fit the
-	// server's max_connections. Default 8.
+	// MaxConns caps the connections of the pool New creates, for History,
+	// Ping and the one committer together, so that many nodes fit the
+	// server's max_connections. Default: the DSN's pool_max_conns, else
+	// 8. NewFromPool ignores it: the caller's pool has its own cap.
 	MaxConns int
 }
 
 var tableNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 
-// Store is a chat.Store, chat.BatchAppender and chat.Pinger backed by
-// PostgreSQL. It is safe for concurrent use.
+// maxPageLimit caps a page so that limit+1, the rows HistoryBefore reads
+// to learn whether more remain, cannot overflow.
+const maxPageLimit = math.MaxInt32 - 1
+
+// Store is a chat.Store, chat.BatchAppender, chat.Pinger and chat.Pager
+// backed by PostgreSQL. It is safe for concurrent use.
 type Store struct {
-	pool         *connPool
-	table        string
-	historyLimit int
-	committer    *groupcommit.Committer
+	pool     *pgxpool.Pool
+	ownsPool bool // New made the pool, so Close closes it
+	// acquireAttempts is how many connections acquire may find dead
+	// before it gives up: every pooled one, plus a new one.
+	acquireAttempts int
+	table           string
+	historyLimit    int
+	committer       *groupcommit.Committer
 
 	sequence   string // regclass text of the seq column's sequence
 	insertSQL  string
 	historySQL string
+	beforeSQL  string
+	cursorSQL  string
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -60,13 +97,66 @@ var (
 	_ chat.Store         = (*Store)(nil)
 	_ chat.BatchAppender = (*Store)(nil)
 	_ chat.Pinger        = (*Store)(nil)
+	_ chat.Pager         = (*Store)(nil)
 )
 
-// New connects to the database at dsn (a postgres:// URL or key=value
-// pairs, as pgx.ParseConfig takes), creates or migrates the table (see
-// the package documentation), and returns the store. It fails, without
-// leaving connections open, when the database is unreachable within ctx.
+// New connects to the database at dsn, creates or migrates the table (see
+// the package documentation), and returns the store. dsn is anything
+// pgxpool.ParseConfig takes: a postgres:// URL or key=value pairs,
+// including its pool_* settings. It fails, without leaving connections
+// open, when the database is unreachable within ctx.
+//
+// The store keeps its connections in a pgxpool.Pool of its own, which
+// Close closes. Where neither opts nor the DSN says otherwise, the pool
+// has at most 8 connections, closes connections idle for 2 minutes
+// (checked every 30 s), gives a connection attempt 10 s (connect_timeout)
+// and a health-check ping 5 s, and connects with application_name
+// "openlivesync chat".
 func New(ctx context.Context, dsn string, opts *Options) (*Store, error) {
+	o, err := withDefaults(opts)
+	if err != nil {
+		return nil, err
+	}
+	config, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres chat store: parse DSN: %w", err)
+	}
+	if err := applyPoolDefaults(config, dsn, o.MaxConns); err != nil {
+		return nil, fmt.Errorf("postgres chat store: parse DSN: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, config)
+	if err != nil {
+		return nil, fmt.Errorf("postgres chat store: %w", err)
+	}
+	s, err := newStore(ctx, pool, true, o)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewFromPool is New for a caller that already has a pgxpool.Pool: the
+// store uses pool's connections (its size, timeouts and health checks)
+// alongside the caller's other work. It creates or migrates the table
+// like New.
+//
+// The caller keeps ownership of pool: the store's Close waits for the
+// appends already queued and stops using pool but does not close it.
+// Close the store before closing pool, or the store's pending appends
+// fail.
+func NewFromPool(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error) {
+	if pool == nil {
+		return nil, errors.New("postgres chat store: nil pool")
+	}
+	o, err := withDefaults(opts)
+	if err != nil {
+		return nil, err
+	}
+	return newStore(ctx, pool, false, o)
+}
+
+func withDefaults(opts *Options) (Options, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -75,30 +165,68 @@ func New(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 		o.TableName = DefaultTableName
 	}
 	if !tableNameRE.MatchString(o.TableName) {
-		return nil, fmt.Errorf("postgres chat store: invalid table name %q: want ^[A-Za-z_][A-Za-z0-9_]{0,62}$", o.TableName)
+		return o, fmt.Errorf("postgres chat store: invalid table name %q: want ^[A-Za-z_][A-Za-z0-9_]{0,62}$", o.TableName)
 	}
 	if o.HistoryLimit <= 0 {
 		o.HistoryLimit = chat.DefaultHistoryLimit
 	}
-	if o.MaxConns <= 0 {
-		o.MaxConns = 8
-	}
-	config, err := pgx.ParseConfig(dsn)
+	return o, nil
+}
+
+// applyPoolDefaults gives config the store's pool settings except those
+// the DSN sets: pgxpool.ParseConfig has already read its pool_* keys,
+// and replaced the ones missing by pgxpool's own defaults, so the DSN is
+// parsed again to tell which were given.
+func applyPoolDefaults(config *pgxpool.Config, dsn string, maxConns int) error {
+	raw, err := pgconn.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("postgres chat store: parse DSN: %w", err)
+		return err
 	}
-	if config.RuntimeParams["application_name"] == "" {
-		config.RuntimeParams["application_name"] = "openlivesync chat"
+	given := func(key string) bool {
+		_, ok := raw.RuntimeParams[key]
+		return ok
 	}
-	s := &Store{pool: newConnPool(config, o.MaxConns), table: o.TableName, historyLimit: o.HistoryLimit}
+	switch {
+	case maxConns > 0:
+		config.MaxConns = int32(min(maxConns, math.MaxInt32))
+	case !given("pool_max_conns"):
+		config.MaxConns = defaultMaxConns
+	}
+	if !given("pool_max_conn_idle_time") {
+		config.MaxConnIdleTime = defaultMaxConnIdleTime
+	}
+	if !given("pool_health_check_period") {
+		config.HealthCheckPeriod = defaultHealthCheckPeriod
+	}
+	if !given("pool_ping_timeout") {
+		config.PingTimeout = defaultPingTimeout
+	}
+	if config.ConnConfig.ConnectTimeout == 0 {
+		config.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	if config.ConnConfig.RuntimeParams["application_name"] == "" {
+		config.ConnConfig.RuntimeParams["application_name"] = "openlivesync chat"
+	}
+	return nil
+}
+
+func newStore(ctx context.Context, pool *pgxpool.Pool, owns bool, o Options) (*Store, error) {
+	s := &Store{
+		pool:            pool,
+		ownsPool:        owns,
+		acquireAttempts: int(pool.Config().MaxConns) + 1,
+		table:           o.TableName,
+		historyLimit:    o.HistoryLimit,
+	}
 	schema, err := s.ensureSchema(ctx, o.TableName)
 	if err != nil {
-		s.pool.close()
 		return nil, fmt.Errorf("postgres chat store: %w", err)
 	}
 	s.sequence = schema.sequence
 	s.insertSQL = insertSQL(o.TableName, schema.metadataCast)
 	s.historySQL = historySQL(o.TableName)
+	s.beforeSQL = beforeSQL(o.TableName)
+	s.cursorSQL = cursorSQL(o.TableName)
 	s.committer = groupcommit.New(s.commit, groupcommit.Options{})
 	return s, nil
 }
@@ -137,63 +265,123 @@ func (s *Store) appendBatch(ctx context.Context, op string, msgs []chat.Message)
 
 // History implements chat.Store.
 func (s *Store) History(ctx context.Context, roomID string, limit, offset int) ([]protocol.StoredChatMessage, error) {
-	if s.closed.Load() {
-		return nil, fmt.Errorf("postgres chat store: history: %w", chat.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("postgres chat store: history: %w", err)
-	}
 	if limit <= 0 {
 		limit = s.historyLimit
 	}
 	offset = max(offset, 0)
-	for attempt := 0; ; attempt++ {
-		out, broken, err := s.history(ctx, roomID, limit, offset)
-		if err != nil && broken && attempt == 0 && ctx.Err() == nil {
-			continue // a pooled connection died (e.g. a server restart); a read is safe to repeat
+	var out []protocol.StoredChatMessage
+	err := s.read(ctx, func(conn *pgxpool.Conn) error {
+		rows, err := conn.Query(ctx, s.historySQL, roomID, limit, offset)
+		if err != nil {
+			return err
+		}
+		out, err = scanMessages(rows, limit)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres chat store: history: %w", err)
+	}
+	// The query reads newest first so LIMIT/OFFSET count from the newest;
+	// History returns oldest first.
+	reverse(out)
+	return out, nil
+}
+
+// HistoryBefore implements chat.Pager. beforeID is looked up by id, so
+// the IDs of rows migrated from the Node.js package page like new ones;
+// one that names no row gets an error wrapping chat.ErrBadCursor.
+func (s *Store) HistoryBefore(ctx context.Context, roomID, beforeID string, limit int) ([]protocol.StoredChatMessage, bool, error) {
+	if limit <= 0 {
+		limit = s.historyLimit
+	}
+	limit = min(limit, maxPageLimit)
+	var out []protocol.StoredChatMessage
+	err := s.read(ctx, func(conn *pgxpool.Conn) error {
+		var rows pgx.Rows
+		var err error
+		if beforeID == "" {
+			rows, err = conn.Query(ctx, s.historySQL, roomID, limit+1, 0)
+		} else {
+			rows, err = conn.Query(ctx, s.beforeSQL, roomID, beforeID, limit+1)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("postgres chat store: history: %w", err)
+			return err
 		}
-		return out, nil
+		if out, err = scanMessages(rows, limit+1); err != nil || len(out) > 0 || beforeID == "" {
+			return err
+		}
+		// No older message, or no such cursor: only the latter is an error.
+		var known bool
+		if err := conn.QueryRow(ctx, s.cursorSQL, beforeID).Scan(&known); err != nil {
+			return err
+		}
+		if !known {
+			return fmt.Errorf("before %q: %w", beforeID, chat.ErrBadCursor)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("postgres chat store: history before: %w", err)
+	}
+	// Read newest first, one more than limit to learn whether more remain.
+	more := len(out) > limit
+	if more {
+		out = out[:limit]
+	}
+	reverse(out)
+	return out, more, nil
+}
+
+// read runs f on a connection of the pool. If the connection broke under
+// it (e.g. the server restarted, or a proxy cut it, in a way acquire could
+// not see), f runs once more on another: a read is safe to repeat.
+func (s *Store) read(ctx context.Context, f func(*pgxpool.Conn) error) error {
+	if s.closed.Load() {
+		return chat.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		conn, err := s.acquire(ctx)
+		if err == nil {
+			err = f(conn)
+			broken := err != nil && conn.Conn().IsClosed()
+			conn.Release()
+			if broken && attempt == 0 && ctx.Err() == nil {
+				continue
+			}
+		}
+		if err != nil && s.closed.Load() {
+			err = chat.ErrClosed // Close closed the pool under us
+		}
+		return err
 	}
 }
 
-// history runs the query once; broken reports that the connection failed
-// under it.
-func (s *Store) history(ctx context.Context, roomID string, limit, offset int) (_ []protocol.StoredChatMessage, broken bool, err error) {
-	conn, err := s.pool.acquire(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	defer func() {
-		broken = conn.IsClosed()
-		s.pool.release(conn)
-	}()
-	rows, err := conn.Query(ctx, s.historySQL, roomID, limit, offset)
-	if err != nil {
-		return nil, false, err
-	}
+// scanMessages reads the rows of historySQL or beforeSQL, in their order.
+func scanMessages(rows pgx.Rows, capHint int) ([]protocol.StoredChatMessage, error) {
 	defer rows.Close()
-	out := make([]protocol.StoredChatMessage, 0, min(limit, 256))
+	out := make([]protocol.StoredChatMessage, 0, min(capHint, 256))
 	for rows.Next() {
 		var m protocol.StoredChatMessage
 		var meta string
 		if err := rows.Scan(&m.ID, &m.RoomID, &m.ConnectionID, &m.UserID, &m.Message, &meta, &m.CreatedAt); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		m.Metadata = compactJSON(meta)
 		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	// The query reads newest first so LIMIT/OFFSET count from the newest;
-	// History returns oldest first.
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
+	return out, nil
+}
+
+func reverse(ms []protocol.StoredChatMessage) {
+	for i, j := 0, len(ms)-1; i < j; i, j = i+1, j-1 {
+		ms[i], ms[j] = ms[j], ms[i]
 	}
-	return out, false, nil
 }
 
 // compactJSON undoes JSONB's output spacing, which clients would otherwise
@@ -209,37 +397,44 @@ func compactJSON(s string) json.RawMessage {
 	return b.Bytes()
 }
 
-// Ping implements chat.Pinger.
+// Ping implements chat.Pinger: a round trip on a pooled connection.
 func (s *Store) Ping(ctx context.Context) error {
-	if s.closed.Load() {
-		return fmt.Errorf("postgres chat store: ping: %w", chat.ErrClosed)
-	}
-	conn, err := s.pool.acquire(ctx)
+	err := s.read(ctx, func(conn *pgxpool.Conn) error { return conn.Ping(ctx) })
 	if err != nil {
-		return fmt.Errorf("postgres chat store: ping: %w", err)
-	}
-	defer s.pool.release(conn)
-	if err := conn.Ping(ctx); err != nil {
 		return fmt.Errorf("postgres chat store: ping: %w", err)
 	}
 	return nil
 }
 
 // Close implements chat.Store: it refuses new calls, waits for the
-// appends already queued to commit, then closes the connections. Calling
-// it again does nothing.
+// appends already queued to commit, then closes the pool if New created
+// it; a pool given to NewFromPool stays open. Calling it again does
+// nothing.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.committer.Close()
-		s.pool.close()
+		if s.ownsPool {
+			s.pool.Close()
+		}
 	})
 	return nil
 }
 
 // isStatementError reports whether the server rejected a statement, which
-// aborts the transaction: nothing of it is committed.
+// aborts the transaction: nothing of it is committed. A FATAL or PANIC
+// error is not one: the server ends the session with it, possibly after
+// the transaction committed (the implicit transaction of the extended
+// protocol commits at Sync, after the rows were sent), so the outcome is
+// unknown.
 func isStatementError(err error) bool {
-	var pgErr interface{ SQLState() string }
-	return errors.As(err, &pgErr)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	severity := pgErr.SeverityUnlocalized
+	if severity == "" {
+		severity = pgErr.Severity // servers before 9.6
+	}
+	return severity != "FATAL" && severity != "PANIC"
 }

@@ -35,6 +35,10 @@
 // and continues the numbering past both those numbers and any purely
 // numeric old ID, so new IDs never collide with old ones.
 //
+// HistoryBefore (chat.Pager) pages back by message id: it looks the
+// cursor's seq up by id, so migrated rows, whose IDs are not their seq,
+// page like new ones.
+//
 // Appends from concurrent goroutines are group-committed: the committer
 // stores whatever queued while the previous transaction ran, up to 256
 // messages, in one transaction. seq values are assigned explicitly under

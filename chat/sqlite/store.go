@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"regexp"
 	"strings"
@@ -30,8 +31,8 @@ type Options struct {
 	// share a file. It must match ^[A-Za-z_][A-Za-z0-9_]{0,62}$; SQLite
 	// compares table names case-insensitively. Default DefaultTableName.
 	TableName string
-	// HistoryLimit is how many messages History returns when called with
-	// limit <= 0. Default chat.DefaultHistoryLimit.
+	// HistoryLimit is how many messages History and HistoryBefore return
+	// when called with limit <= 0. Default chat.DefaultHistoryLimit.
 	HistoryLimit int
 	// MaxReaders caps the read-only connections History and Ping use, on
 	// top of the one writer connection. Default 4.
@@ -40,18 +41,24 @@ type Options struct {
 
 var tableNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 
+// maxPageLimit caps a page so that limit+1, the rows HistoryBefore reads
+// to learn whether more remain, cannot overflow.
+const maxPageLimit = math.MaxInt32 - 1
+
 // busyTimeoutMS is how long a connection waits for another process's
 // lock on the file before failing.
 const busyTimeoutMS = "10000"
 
-// Store is a chat.Store, chat.BatchAppender and chat.Pinger backed by a
-// SQLite file. It is safe for concurrent use.
+// Store is a chat.Store, chat.BatchAppender, chat.Pinger and chat.Pager
+// backed by a SQLite file. It is safe for concurrent use.
 type Store struct {
 	writer, reader *sql.DB
 	table          string
 	historyLimit   int
 	committer      *groupcommit.Committer
 	historySQL     string
+	beforeSQL      string
+	cursorSQL      string
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -61,6 +68,7 @@ var (
 	_ chat.Store         = (*Store)(nil)
 	_ chat.BatchAppender = (*Store)(nil)
 	_ chat.Pinger        = (*Store)(nil)
+	_ chat.Pager         = (*Store)(nil)
 )
 
 // New opens (creating it if needed) the SQLite database at path, a file
@@ -127,8 +135,16 @@ func New(ctx context.Context, path string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite chat store: open readers: %w", err)
 	}
 	s.reader = reader
-	s.historySQL = fmt.Sprintf(`SELECT id, room_id, COALESCE(connection_id, ''), COALESCE(user_id, ''), COALESCE(message, ''),
-	COALESCE(metadata, ''), COALESCE(created_at, 0) FROM %s WHERE room_id = ? ORDER BY seq DESC LIMIT ? OFFSET ?`, quote(o.TableName))
+	const columns = `SELECT id, room_id, COALESCE(connection_id, ''), COALESCE(user_id, ''), COALESCE(message, ''),
+	COALESCE(metadata, ''), COALESCE(created_at, 0)`
+	t := quote(o.TableName)
+	s.historySQL = fmt.Sprintf(columns+` FROM %s WHERE room_id = ? ORDER BY seq DESC LIMIT ? OFFSET ?`, t)
+	// The cursor's seq is looked up by id (its unique index) rather than
+	// parsed from it: a row migrated from the Node.js package may have a
+	// numeric id that is not its seq.
+	s.beforeSQL = fmt.Sprintf(columns+` FROM %[1]s WHERE room_id = ? AND seq < (SELECT seq FROM %[1]s WHERE id = ?)
+	ORDER BY seq DESC LIMIT ?`, t)
+	s.cursorSQL = fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE id = ?)`, t)
 	s.committer = groupcommit.New(s.commit, groupcommit.Options{})
 	return s, nil
 }
@@ -192,33 +208,86 @@ func (s *Store) appendBatch(ctx context.Context, op string, msgs []chat.Message)
 
 // History implements chat.Store.
 func (s *Store) History(ctx context.Context, roomID string, limit, offset int) ([]protocol.StoredChatMessage, error) {
-	if s.closed.Load() {
-		return nil, fmt.Errorf("sqlite chat store: history: %w", chat.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := s.readable(ctx); err != nil {
 		return nil, fmt.Errorf("sqlite chat store: history: %w", err)
 	}
 	if limit <= 0 {
 		limit = s.historyLimit
 	}
 	offset = max(offset, 0)
-	out, err := s.history(ctx, roomID, limit, offset)
+	out, err := s.query(ctx, limit, s.historySQL, roomID, limit, offset)
 	if err != nil {
-		if s.closed.Load() {
-			err = chat.ErrClosed
-		}
-		return nil, fmt.Errorf("sqlite chat store: history: %w", err)
+		return nil, fmt.Errorf("sqlite chat store: history: %w", s.closedOr(err))
 	}
+	// The query reads newest first so LIMIT/OFFSET count from the newest;
+	// History returns oldest first.
+	reverse(out)
 	return out, nil
 }
 
-func (s *Store) history(ctx context.Context, roomID string, limit, offset int) ([]protocol.StoredChatMessage, error) {
-	rows, err := s.reader.QueryContext(ctx, s.historySQL, roomID, limit, offset)
+// HistoryBefore implements chat.Pager. beforeID is looked up by id, so
+// the IDs of rows migrated from the Node.js package page like new ones;
+// one that names no row gets an error wrapping chat.ErrBadCursor.
+func (s *Store) HistoryBefore(ctx context.Context, roomID, beforeID string, limit int) ([]protocol.StoredChatMessage, bool, error) {
+	if err := s.readable(ctx); err != nil {
+		return nil, false, fmt.Errorf("sqlite chat store: history before: %w", err)
+	}
+	if limit <= 0 {
+		limit = s.historyLimit
+	}
+	limit = min(limit, maxPageLimit)
+	var out []protocol.StoredChatMessage
+	var err error
+	if beforeID == "" {
+		out, err = s.query(ctx, limit+1, s.historySQL, roomID, limit+1, 0)
+	} else {
+		out, err = s.query(ctx, limit+1, s.beforeSQL, roomID, beforeID, limit+1)
+		if err == nil && len(out) == 0 {
+			// No older message, or no such cursor: only the latter is an error.
+			var known bool
+			if err = s.reader.QueryRowContext(ctx, s.cursorSQL, beforeID).Scan(&known); err == nil && !known {
+				err = fmt.Errorf("before %q: %w", beforeID, chat.ErrBadCursor)
+			}
+		}
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("sqlite chat store: history before: %w", s.closedOr(err))
+	}
+	// Read newest first, one more than limit to learn whether more remain.
+	more := len(out) > limit
+	if more {
+		out = out[:limit]
+	}
+	reverse(out)
+	return out, more, nil
+}
+
+// readable is the check before a read: the store is open and ctx alive.
+func (s *Store) readable(ctx context.Context) error {
+	if s.closed.Load() {
+		return chat.ErrClosed
+	}
+	return ctx.Err()
+}
+
+// closedOr returns chat.ErrClosed for a read that failed because Close
+// closed the connections under it, else err.
+func (s *Store) closedOr(err error) error {
+	if s.closed.Load() {
+		return chat.ErrClosed
+	}
+	return err
+}
+
+// query runs a query of historySQL's or beforeSQL's columns on a reader
+// connection and returns the messages in the order read.
+func (s *Store) query(ctx context.Context, capHint int, query string, args ...any) ([]protocol.StoredChatMessage, error) {
+	rows, err := s.reader.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := make([]protocol.StoredChatMessage, 0, min(limit, 256))
+	out := make([]protocol.StoredChatMessage, 0, min(capHint, 256))
 	for rows.Next() {
 		var m protocol.StoredChatMessage
 		var meta string
@@ -233,12 +302,13 @@ func (s *Store) history(ctx context.Context, roomID string, limit, offset int) (
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	// The query reads newest first so LIMIT/OFFSET count from the newest;
-	// History returns oldest first.
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
 	return out, nil
+}
+
+func reverse(ms []protocol.StoredChatMessage) {
+	for i, j := 0, len(ms)-1; i < j; i, j = i+1, j-1 {
+		ms[i], ms[j] = ms[j], ms[i]
+	}
 }
 
 // Ping implements chat.Pinger: it reads the schema, which fails when the

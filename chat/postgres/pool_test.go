@@ -1,0 +1,494 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/chat/chattest"
+	"github.com/openlivesync/livesync/internal/testsvc"
+)
+
+// dsnWith returns dsn with extra settings, in URL or key=value form.
+func dsnWith(t testing.TB, dsn string, params map[string]string) string {
+	t.Helper()
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		for k, v := range params {
+			q.Set(k, v)
+		}
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	for k, v := range params {
+		dsn += " " + k + "='" + v + "'" // later keywords override earlier ones
+	}
+	return dsn
+}
+
+// proxyMode is what a proxy does with new connections.
+type proxyMode int32
+
+const (
+	forward   proxyMode = iota // pass them through to the database
+	refuse                     // close them at once, as a proxy with no backend does
+	blackhole                  // hold them open and pass nothing, as a dead network does
+)
+
+// proxy is a TCP proxy in front of the database that a test can cut
+// connections through, as a load balancer or pooler restarting would.
+type proxy struct {
+	ln     net.Listener
+	target string
+	mode   atomic.Int32
+
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+}
+
+func startProxy(t testing.TB, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target, conns: make(map[net.Conn]bool)}
+	go p.serve()
+	t.Cleanup(func() {
+		ln.Close()
+		p.cut()
+	})
+	return p
+}
+
+func (p *proxy) port() string {
+	_, port, _ := net.SplitHostPort(p.ln.Addr().String())
+	return port
+}
+
+func (p *proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conns == nil {
+		return false
+	}
+	p.conns[c] = true
+	return true
+}
+
+func (p *proxy) serve() {
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		switch proxyMode(p.mode.Load()) {
+		case refuse:
+			client.Close()
+			continue
+		case blackhole:
+			p.track(client)
+			continue
+		}
+		server, err := net.Dial("tcp", p.target)
+		if err != nil {
+			client.Close()
+			continue
+		}
+		if !p.track(client) || !p.track(server) {
+			client.Close()
+			server.Close()
+			continue
+		}
+		pipe := func(dst, src net.Conn) {
+			_, _ = io.Copy(dst, src)
+			dst.Close()
+			src.Close()
+		}
+		go pipe(server, client)
+		go pipe(client, server)
+	}
+}
+
+// cut closes every connection through the proxy, both ends.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = make(map[net.Conn]bool)
+	p.mu.Unlock()
+	for c := range conns {
+		c.Close()
+	}
+}
+
+// proxiedDSN returns the test database's DSN with host and port replaced
+// by the proxy's, plus params.
+func proxiedDSN(t testing.TB, p *proxy, params map[string]string) string {
+	t.Helper()
+	all := map[string]string{"host": "127.0.0.1", "port": p.port()}
+	for k, v := range params {
+		all[k] = v
+	}
+	return dsnWith(t, testsvc.PostgresDSN(t), all)
+}
+
+// databaseAddr is the host:port of the test database.
+func databaseAddr(t testing.TB) string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(testsvc.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasPrefix(cfg.Host, "/") {
+		t.Skip("the test database is reached through a Unix socket; the proxy tests need TCP")
+	}
+	return net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port))
+}
+
+func TestProxyCutDoesNotFailTheNextAppend(t *testing.T) {
+	p := startProxy(t, databaseAddr(t))
+	dsn := testsvc.PostgresDSN(t)
+	table := testsvc.TableName(t, "olscut")
+	dropOnCleanup(t, dsn, table)
+	s, err := New(testCtx(t), proxiedDSN(t, p, nil), &Options{TableName: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := testCtx(t)
+
+	stored := 0
+	appendNow := func(what string) {
+		t.Helper()
+		if _, err := s.Append(ctx, chat.Message{RoomID: "r", ConnectionID: "c", Message: what}); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		stored++
+	}
+	for round := range 5 {
+		// Open several connections, so several dead ones wait in the pool.
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.History(ctx, "r", 0, 0); err != nil {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("round %d: History: %v", round, err)
+		}
+		appendNow(fmt.Sprintf("round %d before the cut", round))
+
+		p.cut() // no pause: the append comes right after
+		appendNow(fmt.Sprintf("round %d after the cut", round))
+
+		p.cut()
+		if got, err := s.History(ctx, "r", 0, 0); err != nil || len(got) != stored {
+			t.Fatalf("round %d: History after a cut = %d messages, %v; want %d", round, len(got), err, stored)
+		}
+		p.cut()
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("round %d: Ping after a cut: %v", round, err)
+		}
+		p.cut()
+		if _, more, err := s.HistoryBefore(ctx, "r", "", 1); err != nil || !more {
+			t.Fatalf("round %d: HistoryBefore after a cut: %v, %v", round, more, err)
+		}
+	}
+}
+
+func TestRecoversWhenTheDatabaseIsBack(t *testing.T) {
+	p := startProxy(t, databaseAddr(t))
+	dsn := testsvc.PostgresDSN(t)
+	table := testsvc.TableName(t, "olsout")
+	dropOnCleanup(t, dsn, table)
+	s, err := New(testCtx(t), proxiedDSN(t, p, nil), &Options{TableName: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := testCtx(t)
+	msg := chat.Message{RoomID: "r", ConnectionID: "c", Message: "m"}
+	if _, err := s.Append(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+
+	// The database goes away: appends fail, and fail fast.
+	p.mode.Store(int32(refuse))
+	p.cut()
+	start := time.Now()
+	if _, err := s.Append(ctx, msg); err == nil {
+		t.Fatal("Append succeeded with the database unreachable")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Append took %v to fail with the database refusing connections", d)
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Error("Ping succeeded with the database unreachable")
+	}
+
+	// It is back: the very next append succeeds.
+	p.mode.Store(int32(forward))
+	start = time.Now()
+	if _, err := s.Append(ctx, msg); err != nil {
+		t.Fatalf("Append once the database was back: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the first Append after the outage took %v", d)
+	}
+	if got, err := s.History(ctx, "r", 0, 0); err != nil || len(got) != 2 {
+		t.Fatalf("History = %d messages, %v; want 2", len(got), err)
+	}
+}
+
+func TestRecoversAfterABlackhole(t *testing.T) {
+	// Connection attempts into a dead network hang. pgxpool lets them run
+	// on after the append that started them gave up, each holding a slot
+	// of the pool; connect_timeout (10 s unless the DSN says otherwise)
+	// bounds how long, so that the store reconnects soon after the
+	// network is back instead of after pgxpool's default of 2 minutes.
+	p := startProxy(t, databaseAddr(t))
+	dsn := testsvc.PostgresDSN(t)
+	table := testsvc.TableName(t, "olshole")
+	dropOnCleanup(t, dsn, table)
+	s, err := New(testCtx(t), proxiedDSN(t, p, map[string]string{"connect_timeout": "1"}), &Options{TableName: table, MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := testCtx(t)
+	msg := chat.Message{RoomID: "r", ConnectionID: "c", Message: "m"}
+	if _, err := s.Append(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+
+	p.mode.Store(int32(blackhole))
+	p.cut()
+	// Fill both slots of the pool with hanging connection attempts.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			defer cancel()
+			_, _ = s.History(short, "r", 0, 0)
+		}()
+	}
+	wg.Wait()
+
+	p.mode.Store(int32(forward))
+	start := time.Now()
+	if _, err := s.Append(ctx, msg); err != nil {
+		t.Fatalf("Append once the network was back: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the first Append after the blackhole took %v", d)
+	}
+}
+
+func TestPoolSettings(t *testing.T) {
+	dsn := testsvc.PostgresDSN(t)
+	table := testsvc.TableName(t, "olspool")
+	dropOnCleanup(t, dsn, table)
+	open := func(dsn string, opts Options) *pgxpool.Config {
+		t.Helper()
+		opts.TableName = table
+		s, err := New(testCtx(t), dsn, &opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if !s.ownsPool {
+			t.Error("New's store does not own its pool")
+		}
+		return s.pool.Config()
+	}
+
+	c := open(dsn, Options{})
+	if c.MaxConns != defaultMaxConns || c.MaxConnIdleTime != defaultMaxConnIdleTime ||
+		c.HealthCheckPeriod != defaultHealthCheckPeriod || c.PingTimeout != defaultPingTimeout ||
+		c.ConnConfig.ConnectTimeout != defaultConnectTimeout || c.ConnConfig.RuntimeParams["application_name"] != "openlivesync chat" {
+		t.Errorf("defaults: MaxConns %d, MaxConnIdleTime %v, HealthCheckPeriod %v, PingTimeout %v, ConnectTimeout %v, application_name %q",
+			c.MaxConns, c.MaxConnIdleTime, c.HealthCheckPeriod, c.PingTimeout, c.ConnConfig.ConnectTimeout, c.ConnConfig.RuntimeParams["application_name"])
+	}
+
+	fromDSN := dsnWith(t, dsn, map[string]string{
+		"pool_max_conns": "3", "pool_max_conn_idle_time": "1m", "pool_health_check_period": "15s",
+		"pool_ping_timeout": "2s", "connect_timeout": "4", "application_name": "mine",
+	})
+	c = open(fromDSN, Options{})
+	if c.MaxConns != 3 || c.MaxConnIdleTime != time.Minute || c.HealthCheckPeriod != 15*time.Second ||
+		c.PingTimeout != 2*time.Second || c.ConnConfig.ConnectTimeout != 4*time.Second || c.ConnConfig.RuntimeParams["application_name"] != "mine" {
+		t.Errorf("DSN settings not kept: MaxConns %d, MaxConnIdleTime %v, HealthCheckPeriod %v, PingTimeout %v, ConnectTimeout %v, application_name %q",
+			c.MaxConns, c.MaxConnIdleTime, c.HealthCheckPeriod, c.PingTimeout, c.ConnConfig.ConnectTimeout, c.ConnConfig.RuntimeParams["application_name"])
+	}
+	if _, ok := c.ConnConfig.RuntimeParams["pool_max_conns"]; ok {
+		t.Error("pool_max_conns would be sent to the server as a setting")
+	}
+
+	if c = open(fromDSN, Options{MaxConns: 5}); c.MaxConns != 5 {
+		t.Errorf("Options.MaxConns 5 with pool_max_conns=3: MaxConns %d, want 5", c.MaxConns)
+	}
+}
+
+// newPool returns a pool of the test's own, closed when the test ends.
+func newPool(t testing.TB, mutate func(*pgxpool.Config)) *pgxpool.Pool {
+	t.Helper()
+	config, err := pgxpool.ParseConfig(testsvc.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mutate != nil {
+		mutate(config)
+	}
+	pool, err := pgxpool.NewWithConfig(testCtx(t), config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func TestConformanceFromPool(t *testing.T) {
+	// A caller's pool may be set up for PgBouncer's transaction pooling,
+	// which rules out prepared statements: the store's statements must
+	// work with the simple protocol too.
+	chattest.Run(t, func(t *testing.T) chat.Store {
+		pool := newPool(t, func(c *pgxpool.Config) {
+			c.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		})
+		table := testsvc.TableName(t, "olspool")
+		dropOnCleanup(t, testsvc.PostgresDSN(t), table)
+		s, err := NewFromPool(testCtx(t), pool, &Options{TableName: table})
+		if err != nil {
+			t.Fatalf("NewFromPool: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestNewFromPoolLeavesThePoolOpen(t *testing.T) {
+	pool := newPool(t, nil)
+	table := testsvc.TableName(t, "olspool")
+	dropOnCleanup(t, testsvc.PostgresDSN(t), table)
+	ctx := testCtx(t)
+	s, err := NewFromPool(ctx, pool, &Options{TableName: table, MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ownsPool {
+		t.Error("the store claims the caller's pool")
+	}
+	m, err := s.Append(ctx, chat.Message{RoomID: "r", ConnectionID: "c", Message: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, chat.Message{RoomID: "r", ConnectionID: "c", Message: "late"}); !errors.Is(err, chat.ErrClosed) {
+		t.Errorf("Append after Close: %v; want chat.ErrClosed", err)
+	}
+	// The caller's pool still works, and sees what the store wrote.
+	var id string
+	if err := pool.QueryRow(ctx, `SELECT id FROM `+quote(table)).Scan(&id); err != nil || id != m.ID {
+		t.Fatalf("the caller's pool after the store's Close: id %q, %v; want %q", id, err, m.ID)
+	}
+
+	// A second store on the same pool and table sees the history.
+	s2, err := NewFromPool(ctx, pool, &Options{TableName: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got, err := s2.History(ctx, "r", 0, 0); err != nil || len(got) != 1 || got[0].ID != m.ID {
+		t.Fatalf("History through a second store = %v, %v", got, err)
+	}
+
+	if _, err := NewFromPool(ctx, nil, nil); err == nil {
+		t.Error("NewFromPool(nil) succeeded")
+	}
+	if _, err := NewFromPool(ctx, pool, &Options{TableName: "bad-name"}); err == nil || !strings.Contains(err.Error(), "invalid table name") {
+		t.Errorf("NewFromPool with a bad table name: %v", err)
+	}
+}
+
+func TestHistoryBeforeMigratedIDs(t *testing.T) {
+	dsn := testsvc.PostgresDSN(t)
+	table := testsvc.TableName(t, "olsmig")
+	dropOnCleanup(t, dsn, table)
+	q := quote(table)
+	// Node.js IDs, one numeric ('500') that is not its row's seq.
+	exec(t, dsn,
+		`CREATE TABLE `+q+` (id TEXT PRIMARY KEY, room_id TEXT NOT NULL, connection_id TEXT NOT NULL,
+			user_id TEXT, message TEXT NOT NULL, metadata JSONB, created_at BIGINT NOT NULL)`,
+		`INSERT INTO `+q+` VALUES
+			('node-c', 'lobby', 'c', NULL, 'third', NULL, 3000),
+			('node-a', 'lobby', 'c', NULL, 'first', NULL, 1000),
+			('500', 'lobby', 'c', NULL, 'second-a', NULL, 2000),
+			('node-b', 'lobby', 'c', NULL, 'second-b', NULL, 2000),
+			('node-x', 'other', 'c', NULL, 'elsewhere', NULL, 1500)`,
+	)
+	s, err := New(testCtx(t), dsn, &Options{TableName: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := testCtx(t)
+	for _, text := range []string{"fourth", "fifth"} {
+		if _, err := s.Append(ctx, chat.Message{RoomID: "lobby", ConnectionID: "c", Message: text}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		before string
+		limit  int
+		want   string
+		more   bool
+	}{
+		{"", 2, "[fourth fifth]", true},
+		{"501", 2, "[second-b third]", true},
+		{"node-b", 2, "[first second-a]", false},
+		{"500", 2, "[first]", false}, // looked up by id, not read as seq 500
+		{"node-a", 2, "[]", false},
+		{"node-x", 10, "[first]", false}, // another room's message bounds by order
+	}
+	for _, c := range cases {
+		got, more, err := s.HistoryBefore(ctx, "lobby", c.before, c.limit)
+		if err != nil {
+			t.Fatalf("HistoryBefore(%q): %v", c.before, err)
+		}
+		var texts []string
+		for _, m := range got {
+			texts = append(texts, m.Message)
+		}
+		if fmt.Sprint(texts) != c.want || more != c.more {
+			t.Errorf("HistoryBefore(%q, %d) = %v, %v; want %s, %v", c.before, c.limit, texts, more, c.want, c.more)
+		}
+	}
+	for _, bad := range []string{"999", "0", "-1", "NODE-A", "node-a ", " 501", "501.0"} {
+		if _, _, err := s.HistoryBefore(ctx, "lobby", bad, 2); !errors.Is(err, chat.ErrBadCursor) {
+			t.Errorf("HistoryBefore(%q): %v; want chat.ErrBadCursor", bad, err)
+		}
+	}
+}
