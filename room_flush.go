@@ -10,7 +10,7 @@ import "time"
 // rooms flush at once; there a window would only add latency.
 const (
 	largeRoom            = 16
-	flushWindowPerMember = 20 * time.Microsecond
+	flushWindowPerMember = 10 * time.Microsecond
 	maxFlushWindow       = 50 * time.Millisecond
 )
 
