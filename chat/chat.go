@@ -29,11 +29,19 @@ import (
 // Message is a chat message as it is handed to a store, before the store
 // assigns its ID and CreatedAt.
 type Message struct {
-	RoomID       string
+	// RoomID is the room whose history the message joins; rooms are
+	// compared byte for byte by every store.
+	RoomID string
+	// ConnectionID is the sending connection, so clients can tell their
+	// own echo from others' messages.
 	ConnectionID string
-	UserID       string
-	Message      string
-	// Metadata is a JSON object or empty.
+	// UserID is the authenticated sender; empty for an anonymous one,
+	// which stores keep as absent rather than as "".
+	UserID string
+	// Message is the text, stored as given.
+	Message string
+	// Metadata is a JSON object or empty. Stores refuse invalid JSON and
+	// may return it re-spaced (compacted).
 	Metadata json.RawMessage
 }
 

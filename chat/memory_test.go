@@ -17,6 +17,14 @@ func TestMemoryStoreConformance(t *testing.T) {
 	})
 }
 
+func BenchmarkMemoryStore(b *testing.B) {
+	chattest.Bench(b, func(b *testing.B) chat.Store {
+		s := chat.NewMemoryStore(&chat.MemoryOptions{MaxPerRoom: 5000})
+		b.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
 func TestMemoryStoreKeepsLastMaxPerRoom(t *testing.T) {
 	const keep = 10
 	ctx := context.Background()

@@ -26,6 +26,32 @@ func reportRate(b *testing.B) {
 	}
 }
 
+// Bench runs this package's benchmarks as sub-benchmarks (Append,
+// AppendParallel, History100, HistoryBefore100), each on a fresh store
+// from newStore, so a store package needs a single Benchmark function:
+//
+//	func BenchmarkStore(b *testing.B) {
+//		chattest.Bench(b, func(b *testing.B) chat.Store { return newTestStore(b) })
+//	}
+//
+// newStore is called again whenever the testing package reruns a
+// benchmark with a larger b.N, so it must return an empty store each
+// time and arrange its cleanup with b.Cleanup.
+func Bench(b *testing.B, newStore func(b *testing.B) chat.Store) {
+	benches := []struct {
+		name string
+		run  func(*testing.B, chat.Store)
+	}{
+		{"Append", BenchAppend},
+		{"AppendParallel", BenchAppendParallel},
+		{"History100", BenchHistory100},
+		{"HistoryBefore100", BenchHistoryBefore100},
+	}
+	for _, bench := range benches {
+		b.Run(bench.name, func(b *testing.B) { bench.run(b, newStore(b)) })
+	}
+}
+
 // BenchAppend measures one appender: each Append waits for its own
 // commit, so this is the store's commit latency.
 func BenchAppend(b *testing.B, s chat.Store) {

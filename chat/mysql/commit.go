@@ -11,6 +11,7 @@ import (
 
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/chat/internal/groupcommit"
+	"github.com/openlivesync/livesync/chat/internal/sqlstore"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -75,7 +76,7 @@ func (s *Store) commitOnce(ctx context.Context, msgs []chat.Message) (_ []protoc
 	}
 	first, err := res.LastInsertId()
 	if err != nil {
-		return nil, false, groupcommit.RolledBack(err)
+		return nil, false, groupcommit.RolledBack(fmt.Errorf("read the first AUTO_INCREMENT value: %w", err))
 	}
 	last := first + int64(n-1)*s.autoIncStep
 	res, err = tx.ExecContext(ctx, "UPDATE "+quote(s.table)+" SET id = CAST(seq AS CHAR) WHERE seq BETWEEN ? AND ? AND id LIKE ?",
@@ -83,7 +84,11 @@ func (s *Store) commitOnce(ctx context.Context, msgs []chat.Message) (_ []protoc
 	if err != nil {
 		return nil, isBrokenConn(err), rolledBackIf(err)
 	}
-	if changed, err := res.RowsAffected(); err != nil || changed != int64(n) {
+	changed, err := res.RowsAffected()
+	if err != nil {
+		return nil, false, groupcommit.RolledBack(fmt.Errorf("count the rows given IDs: %w", err))
+	}
+	if changed != int64(n) {
 		return nil, false, groupcommit.RolledBack(fmt.Errorf(
 			"the batch's %d AUTO_INCREMENT values were not consecutive from %d (innodb_autoinc_lock_mode 2 with a concurrent bulk insert?)", n, first))
 	}
@@ -92,15 +97,7 @@ func (s *Store) commitOnce(ctx context.Context, msgs []chat.Message) (_ []protoc
 	}
 	out := make([]protocol.StoredChatMessage, n)
 	for i, m := range msgs {
-		out[i] = protocol.StoredChatMessage{
-			ID:           strconv.FormatInt(first+int64(i)*s.autoIncStep, 10),
-			RoomID:       m.RoomID,
-			ConnectionID: m.ConnectionID,
-			UserID:       m.UserID,
-			Message:      m.Message,
-			Metadata:     m.Metadata,
-			CreatedAt:    now,
-		}
+		out[i] = sqlstore.Stored(m, strconv.FormatInt(first+int64(i)*s.autoIncStep, 10), now)
 	}
 	return out, false, nil
 }

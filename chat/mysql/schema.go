@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"time"
 )
 
 func createTableSQL(table string) string {
@@ -52,7 +53,14 @@ func (s *Store) ensureSchema(ctx context.Context, dbName string) error {
 	if got.Int64 != 1 {
 		return errors.New("lock schema: another node held the schema lock for 30 s")
 	}
-	defer conn.ExecContext(context.Background(), "SELECT RELEASE_LOCK(?)", lock) //nolint:errcheck // released with the session anyway
+	defer func() {
+		// Not under ctx, which may have ended: the lock must go even when
+		// the schema work failed. Bounded, so a dead connection cannot hang
+		// New; the server releases the lock with the session anyway.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, _ = conn.ExecContext(rctx, "SELECT RELEASE_LOCK(?)", lock)
+	}()
 
 	cols, err := s.columns(ctx, conn)
 	if err != nil {

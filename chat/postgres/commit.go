@@ -12,6 +12,7 @@ import (
 
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/chat/internal/groupcommit"
+	"github.com/openlivesync/livesync/chat/internal/sqlstore"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -99,15 +100,7 @@ func (s *Store) commitOnce(ctx context.Context, msgs []chat.Message) ([]protocol
 	slices.Sort(seqs)
 	out := make([]protocol.StoredChatMessage, n)
 	for i, m := range msgs {
-		out[i] = protocol.StoredChatMessage{
-			ID:           strconv.FormatInt(seqs[i], 10),
-			RoomID:       m.RoomID,
-			ConnectionID: m.ConnectionID,
-			UserID:       m.UserID,
-			Message:      m.Message,
-			Metadata:     m.Metadata,
-			CreatedAt:    now,
-		}
+		out[i] = sqlstore.Stored(m, strconv.FormatInt(seqs[i], 10), now)
 	}
 	return out, nil
 }

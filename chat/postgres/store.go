@@ -1,23 +1,17 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/openlivesync/livesync/chat"
-	"github.com/openlivesync/livesync/chat/internal/groupcommit"
+	"github.com/openlivesync/livesync/chat/internal/sqlstore"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -65,12 +59,6 @@ type Options struct {
 	MaxConns int
 }
 
-var tableNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
-
-// maxPageLimit caps a page so that limit+1, the rows HistoryBefore reads
-// to learn whether more remain, cannot overflow.
-const maxPageLimit = math.MaxInt32 - 1
-
 // Store is a chat.Store, chat.BatchAppender, chat.Pinger and chat.Pager
 // backed by PostgreSQL. It is safe for concurrent use.
 type Store struct {
@@ -79,18 +67,13 @@ type Store struct {
 	// acquireAttempts is how many connections acquire may find dead
 	// before it gives up: every pooled one, plus a new one.
 	acquireAttempts int
-	table           string
-	historyLimit    int
-	committer       *groupcommit.Committer
+	core            *sqlstore.Core
 
 	sequence   string // regclass text of the seq column's sequence
 	insertSQL  string
 	historySQL string
 	beforeSQL  string
 	cursorSQL  string
-
-	closed    atomic.Bool
-	closeOnce sync.Once
 }
 
 var (
@@ -126,7 +109,7 @@ func New(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, config)
 	if err != nil {
-		return nil, fmt.Errorf("postgres chat store: %w", err)
+		return nil, fmt.Errorf("postgres chat store: create pool: %w", err)
 	}
 	s, err := newStore(ctx, pool, true, o)
 	if err != nil {
@@ -164,11 +147,8 @@ func withDefaults(opts *Options) (Options, error) {
 	if o.TableName == "" {
 		o.TableName = DefaultTableName
 	}
-	if !tableNameRE.MatchString(o.TableName) {
-		return o, fmt.Errorf("postgres chat store: invalid table name %q: want ^[A-Za-z_][A-Za-z0-9_]{0,62}$", o.TableName)
-	}
-	if o.HistoryLimit <= 0 {
-		o.HistoryLimit = chat.DefaultHistoryLimit
+	if err := sqlstore.CheckTableName(o.TableName); err != nil {
+		return o, fmt.Errorf("postgres chat store: %w", err)
 	}
 	return o, nil
 }
@@ -215,8 +195,6 @@ func newStore(ctx context.Context, pool *pgxpool.Pool, owns bool, o Options) (*S
 		pool:            pool,
 		ownsPool:        owns,
 		acquireAttempts: int(pool.Config().MaxConns) + 1,
-		table:           o.TableName,
-		historyLimit:    o.HistoryLimit,
 	}
 	schema, err := s.ensureSchema(ctx, o.TableName)
 	if err != nil {
@@ -227,183 +205,91 @@ func newStore(ctx context.Context, pool *pgxpool.Pool, owns bool, o Options) (*S
 	s.historySQL = historySQL(o.TableName)
 	s.beforeSQL = beforeSQL(o.TableName)
 	s.cursorSQL = cursorSQL(o.TableName)
-	s.committer = groupcommit.New(s.commit, groupcommit.Options{})
+	s.core = sqlstore.NewCore("postgres chat store", o.HistoryLimit,
+		sqlstore.Reads{Newest: s.newest, Before: s.before, Exists: s.exists}, s.commit)
 	return s, nil
 }
 
 // Append implements chat.Store. It returns once the transaction holding
 // msg, possibly with other goroutines' messages, has committed.
 func (s *Store) Append(ctx context.Context, msg chat.Message) (protocol.StoredChatMessage, error) {
-	out, err := s.appendBatch(ctx, "append", []chat.Message{msg})
-	if err != nil {
-		return protocol.StoredChatMessage{}, err
-	}
-	return out[0], nil
+	return s.core.Append(ctx, msg)
 }
 
 // AppendBatch implements chat.BatchAppender: msgs are stored in one
 // transaction, in order, or not at all.
 func (s *Store) AppendBatch(ctx context.Context, msgs []chat.Message) ([]protocol.StoredChatMessage, error) {
-	return s.appendBatch(ctx, "append batch", msgs)
-}
-
-func (s *Store) appendBatch(ctx context.Context, op string, msgs []chat.Message) ([]protocol.StoredChatMessage, error) {
-	if s.closed.Load() {
-		return nil, fmt.Errorf("postgres chat store: %s: %w", op, chat.ErrClosed)
-	}
-	for _, m := range msgs {
-		if len(m.Metadata) > 0 && !json.Valid(m.Metadata) {
-			return nil, fmt.Errorf("postgres chat store: %s: metadata is not valid JSON", op)
-		}
-	}
-	out, err := s.committer.Append(ctx, msgs)
-	if err != nil {
-		return nil, fmt.Errorf("postgres chat store: %s: %w", op, err)
-	}
-	return out, nil
+	return s.core.AppendBatch(ctx, msgs)
 }
 
 // History implements chat.Store.
 func (s *Store) History(ctx context.Context, roomID string, limit, offset int) ([]protocol.StoredChatMessage, error) {
-	if limit <= 0 {
-		limit = s.historyLimit
-	}
-	offset = max(offset, 0)
-	var out []protocol.StoredChatMessage
-	err := s.read(ctx, func(conn *pgxpool.Conn) error {
-		rows, err := conn.Query(ctx, s.historySQL, roomID, limit, offset)
-		if err != nil {
-			return err
-		}
-		out, err = scanMessages(rows, limit)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("postgres chat store: history: %w", err)
-	}
-	// The query reads newest first so LIMIT/OFFSET count from the newest;
-	// History returns oldest first.
-	reverse(out)
-	return out, nil
+	return s.core.History(ctx, roomID, limit, offset)
 }
 
 // HistoryBefore implements chat.Pager. beforeID is looked up by id, so
 // the IDs of rows migrated from the Node.js package page like new ones;
 // one that names no row gets an error wrapping chat.ErrBadCursor.
 func (s *Store) HistoryBefore(ctx context.Context, roomID, beforeID string, limit int) ([]protocol.StoredChatMessage, bool, error) {
-	if limit <= 0 {
-		limit = s.historyLimit
-	}
-	limit = min(limit, maxPageLimit)
+	return s.core.HistoryBefore(ctx, roomID, beforeID, limit)
+}
+
+// newest, before and exists are the store's sqlstore.Reads.
+func (s *Store) newest(ctx context.Context, roomID string, n, offset int) ([]protocol.StoredChatMessage, error) {
+	return s.readMessages(ctx, n, s.historySQL, roomID, n, offset)
+}
+
+func (s *Store) before(ctx context.Context, roomID, beforeID string, n int) ([]protocol.StoredChatMessage, error) {
+	return s.readMessages(ctx, n, s.beforeSQL, roomID, beforeID, n)
+}
+
+func (s *Store) exists(ctx context.Context, id string) (bool, error) {
+	var known bool
+	err := s.read(ctx, func(conn *pgxpool.Conn) error {
+		return conn.QueryRow(ctx, s.cursorSQL, id).Scan(&known)
+	})
+	return known, err
+}
+
+// readMessages runs a query of historySQL's or beforeSQL's columns.
+func (s *Store) readMessages(ctx context.Context, capHint int, query string, args ...any) ([]protocol.StoredChatMessage, error) {
 	var out []protocol.StoredChatMessage
 	err := s.read(ctx, func(conn *pgxpool.Conn) error {
-		var rows pgx.Rows
-		var err error
-		if beforeID == "" {
-			rows, err = conn.Query(ctx, s.historySQL, roomID, limit+1, 0)
-		} else {
-			rows, err = conn.Query(ctx, s.beforeSQL, roomID, beforeID, limit+1)
-		}
+		rows, err := conn.Query(ctx, query, args...)
 		if err != nil {
 			return err
 		}
-		if out, err = scanMessages(rows, limit+1); err != nil || len(out) > 0 || beforeID == "" {
-			return err
-		}
-		// No older message, or no such cursor: only the latter is an error.
-		var known bool
-		if err := conn.QueryRow(ctx, s.cursorSQL, beforeID).Scan(&known); err != nil {
-			return err
-		}
-		if !known {
-			return fmt.Errorf("before %q: %w", beforeID, chat.ErrBadCursor)
-		}
-		return nil
+		defer rows.Close()
+		out, err = sqlstore.ScanMessages(rows, capHint)
+		return err
 	})
-	if err != nil {
-		return nil, false, fmt.Errorf("postgres chat store: history before: %w", err)
-	}
-	// Read newest first, one more than limit to learn whether more remain.
-	more := len(out) > limit
-	if more {
-		out = out[:limit]
-	}
-	reverse(out)
-	return out, more, nil
+	return out, err
 }
 
 // read runs f on a connection of the pool. If the connection broke under
 // it (e.g. the server restarted, or a proxy cut it, in a way acquire could
 // not see), f runs once more on another: a read is safe to repeat.
 func (s *Store) read(ctx context.Context, f func(*pgxpool.Conn) error) error {
-	if s.closed.Load() {
-		return chat.ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	for attempt := 0; ; attempt++ {
 		conn, err := s.acquire(ctx)
-		if err == nil {
-			err = f(conn)
-			broken := err != nil && conn.Conn().IsClosed()
-			conn.Release()
-			if broken && attempt == 0 && ctx.Err() == nil {
-				continue
-			}
+		if err != nil {
+			return err
 		}
-		if err != nil && s.closed.Load() {
-			err = chat.ErrClosed // Close closed the pool under us
+		err = f(conn)
+		broken := err != nil && conn.Conn().IsClosed()
+		conn.Release()
+		if broken && attempt == 0 && ctx.Err() == nil {
+			continue
 		}
 		return err
 	}
-}
-
-// scanMessages reads the rows of historySQL or beforeSQL, in their order.
-func scanMessages(rows pgx.Rows, capHint int) ([]protocol.StoredChatMessage, error) {
-	defer rows.Close()
-	out := make([]protocol.StoredChatMessage, 0, min(capHint, 256))
-	for rows.Next() {
-		var m protocol.StoredChatMessage
-		var meta string
-		if err := rows.Scan(&m.ID, &m.RoomID, &m.ConnectionID, &m.UserID, &m.Message, &meta, &m.CreatedAt); err != nil {
-			return nil, err
-		}
-		m.Metadata = compactJSON(meta)
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func reverse(ms []protocol.StoredChatMessage) {
-	for i, j := 0, len(ms)-1; i < j; i, j = i+1, j-1 {
-		ms[i], ms[j] = ms[j], ms[i]
-	}
-}
-
-// compactJSON undoes JSONB's output spacing, which clients would otherwise
-// receive in every message.
-func compactJSON(s string) json.RawMessage {
-	if s == "" {
-		return nil
-	}
-	var b bytes.Buffer
-	if err := json.Compact(&b, []byte(s)); err != nil {
-		return json.RawMessage(s)
-	}
-	return b.Bytes()
 }
 
 // Ping implements chat.Pinger: a round trip on a pooled connection.
 func (s *Store) Ping(ctx context.Context) error {
-	err := s.read(ctx, func(conn *pgxpool.Conn) error { return conn.Ping(ctx) })
-	if err != nil {
-		return fmt.Errorf("postgres chat store: ping: %w", err)
-	}
-	return nil
+	return s.core.Ping(ctx, func(ctx context.Context) error {
+		return s.read(ctx, func(conn *pgxpool.Conn) error { return conn.Ping(ctx) })
+	})
 }
 
 // Close implements chat.Store: it refuses new calls, waits for the
@@ -411,14 +297,12 @@ func (s *Store) Ping(ctx context.Context) error {
 // it; a pool given to NewFromPool stays open. Calling it again does
 // nothing.
 func (s *Store) Close() error {
-	s.closeOnce.Do(func() {
-		s.closed.Store(true)
-		s.committer.Close()
+	return s.core.Close(func() error {
 		if s.ownsPool {
 			s.pool.Close()
 		}
+		return nil
 	})
-	return nil
 }
 
 // isStatementError reports whether the server rejected a statement, which

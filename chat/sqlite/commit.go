@@ -9,6 +9,7 @@ import (
 
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/chat/internal/groupcommit"
+	"github.com/openlivesync/livesync/chat/internal/sqlstore"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -57,15 +58,7 @@ func (s *Store) commit(ctx context.Context, msgs []chat.Message) ([]protocol.Sto
 				meta = string(m.Metadata)
 			}
 			args = append(args, seq, id, m.RoomID, m.ConnectionID, user, m.Message, meta, now)
-			out[start+i] = protocol.StoredChatMessage{
-				ID:           id,
-				RoomID:       m.RoomID,
-				ConnectionID: m.ConnectionID,
-				UserID:       m.UserID,
-				Message:      m.Message,
-				Metadata:     m.Metadata,
-				CreatedAt:    now,
-			}
+			out[start+i] = sqlstore.Stored(m, id, now)
 		}
 		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 			// Nothing is committed before COMMIT: the caller may retry.

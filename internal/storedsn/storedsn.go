@@ -123,6 +123,14 @@ func mysqlConfig(dsn string) (*drivermysql.Config, error) {
 	if db == "" || strings.Contains(db, "/") {
 		return nil, errors.New("no database name in URL; want mysql://user:pass@host:port/db")
 	}
+	// The driver sends unknown parameters to the server as SET name =
+	// value on every connection: ?password='x' would change the account's
+	// password, and an unquoted one would come back in a syntax error.
+	for key := range u.Query() {
+		if secretKeys[strings.ToLower(key)] {
+			return nil, errors.New("password in a query parameter; put it in the URL: mysql://user:pass@host:port/db")
+		}
+	}
 	cfg, err := drivermysql.ParseDSN("/?" + u.RawQuery)
 	if err != nil {
 		return nil, errors.New("bad query parameters: " + err.Error())

@@ -71,6 +71,8 @@ func TestOpenErrors(t *testing.T) {
 		{"mysql://u:" + secret + "@127.0.0.1:3306/", "no database name"},
 		{"mysql://u:" + secret + "@127.0.0.1:3306/db?timeout=soon", "bad query parameters"},
 		{"mysql://u:" + secret + "%zz@127.0.0.1:3306/db", "malformed"},
+		{"mysql://u@127.0.0.1:3306/db?password=%27" + secret + "%27", "password in a query parameter"},
+		{"mysql://u@127.0.0.1:3306/db?PWD=" + secret + "&tls=false", "password in a query parameter"},
 	}
 	for _, c := range cases {
 		t.Run(c.dsn, func(t *testing.T) {
