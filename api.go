@@ -1,6 +1,8 @@
 package livesync
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -23,7 +25,8 @@ import (
 // every request. Mount it at "/api/" without stripping the prefix (Handler
 // does so when Options.APIKey is set). Bodies are JSON; errors are
 // {"code", "message"} with the WebSocket protocol's codes. See
-// docs/operations.md for the endpoints.
+// docs/operations.md for the endpoints. Each handler it returns remembers
+// its own Idempotency-Keys: mount one per server.
 func (s *Server) APIHandler(key string) http.Handler {
 	return &apiHandler{s: s, key: sha256.Sum256([]byte(key)), enabled: key != "", idem: newIdempotencyCache()}
 }
@@ -85,6 +88,8 @@ func (a *apiHandler) authorized(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(got[:], a.key[:]) == 1
 }
 
+// ServeHTTP answers one API request as JSON and logs it: writes at info,
+// reads at debug, so a polling backend does not flood the log.
 func (a *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	res, replayed, room := a.serve(w, r)
 	h := w.Header()
@@ -150,6 +155,10 @@ func (a *apiHandler) serve(w http.ResponseWriter, r *http.Request) (res apiResul
 	if get != nil {
 		return get(), false, room
 	}
+	if a.s.shuttingDown() {
+		// The store may be closed already, and the members are leaving.
+		return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the server is shutting down"), false, room
+	}
 
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.s.limits.MaxMessageBytes))
 	if err != nil {
@@ -209,7 +218,7 @@ func printableASCII(s string) bool {
 // decodeBody checks that body is one JSON object and decodes it into v,
 // with the WebSocket side's messages (the wrongly typed field is named).
 func decodeBody(what string, body []byte, v any) *clientError {
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if len(bytes.TrimSpace(body)) == 0 {
 		return errPayload("%s: the request body must be a JSON object", what)
 	}
 	if !json.Valid(body) {
@@ -236,7 +245,7 @@ func (a *apiHandler) postEvent(room string, body []byte) apiResult {
 	f.raw(`{"roomId":`)
 	f.str(room)
 	f.field("connectionId")
-	f.str(serverConnectionID)
+	f.str(a.s.apiConnectionID())
 	f.field("event")
 	f.str(p.Event)
 	f.optRaw("payload", payload)
@@ -295,7 +304,7 @@ func (a *apiHandler) postChat(room string, body []byte) apiResult {
 	if p.UserID == "" {
 		p.UserID = defaultAPIUserID
 	}
-	stored, err := a.s.publishChat(chat.Message{RoomID: room, ConnectionID: serverConnectionID, UserID: p.UserID, Message: p.Message, Metadata: meta})
+	stored, err := a.s.publishChat(chat.Message{RoomID: room, ConnectionID: a.s.apiConnectionID(), UserID: p.UserID, Message: p.Message, Metadata: meta})
 	if err != nil {
 		a.s.log.Warn("chat store failed", "room", room, "messages", 1, "err", err, "via", "api")
 		return apiError(http.StatusServiceUnavailable, protocol.CodeChatUnavailable, "chat storage is unavailable; the message was not sent")
@@ -348,7 +357,7 @@ func (a *apiHandler) listRooms() apiResult {
 // get_chat_history with {roomId, messages, hasMore}.
 func (a *apiHandler) history(r *http.Request, room string) apiResult {
 	q := r.URL.Query()
-	limit := max(a.s.opts.HistoryLimit, 1)
+	limit := min(max(a.s.opts.HistoryLimit, 1), maxHistoryPage)
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -360,7 +369,8 @@ func (a *apiHandler) history(r *http.Request, room string) apiResult {
 	if !ok {
 		return apiError(http.StatusNotImplemented, protocol.CodeServerError, "this server's chat store cannot page history")
 	}
-	ctx, cancel := contextWithStoreTimeout(r, a.s)
+	// The request's context: a client that goes away ends the store call.
+	ctx, cancel := context.WithTimeout(r.Context(), a.s.limits.StoreTimeout)
 	defer cancel()
 	msgs, more, err := pager.HistoryBefore(ctx, room, q.Get("before"), limit)
 	switch {

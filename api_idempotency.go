@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/openlivesync/livesync/protocol"
 )
 
 // Idempotency bounds. A retry within idempotencyTTL gets the first
@@ -62,7 +64,7 @@ func newIdempotencyCache() *idempotencyCache {
 
 // errIdempotencyMismatch is the answer to a key reused for a different
 // request.
-var errIdempotencyMismatch = apiError(http.StatusUnprocessableEntity, "INVALID_PAYLOAD",
+var errIdempotencyMismatch = apiError(http.StatusUnprocessableEntity, protocol.CodeInvalidPayload,
 	"Idempotency-Key was already used for a different request")
 
 // do runs f once per key: a later call with the same key and fingerprint
@@ -88,7 +90,7 @@ func (c *idempotencyCache) do(ctx context.Context, key string, fp [32]byte, f fu
 		select {
 		case <-e.done:
 		case <-ctx.Done():
-			return apiError(http.StatusServiceUnavailable, "SERVER_ERROR", "request canceled while an earlier request with the same Idempotency-Key was in flight"), false
+			return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "request canceled while an earlier request with the same Idempotency-Key was in flight"), false
 		}
 		if e.ok {
 			return e.res, true
@@ -139,11 +141,4 @@ func (c *idempotencyCache) evict() {
 		clear(c.order[n:])
 		c.order, c.head = c.order[:n], 0
 	}
-}
-
-// len is the number of keys remembered or in flight.
-func (c *idempotencyCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
 }

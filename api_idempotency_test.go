@@ -34,6 +34,13 @@ func newTestCache() (*idempotencyCache, *fakeClock) {
 	return c, clock
 }
 
+// len is the number of keys remembered or in flight.
+func (c *idempotencyCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}
+
 // counted returns a request body function that counts its runs.
 func counted(runs *int, status int) func() apiResult {
 	return func() apiResult {

@@ -81,7 +81,7 @@ func TestAPIEventReachesMembers(t *testing.T) {
 	for _, c := range []*client{a, b} {
 		var ev protocol.BroadcastEventRelayPayload
 		c.expect(protocol.MsgBroadcastEventRelay, &ev)
-		if ev.RoomID != "team/42" || ev.ConnectionID != "server" || ev.Event != "deploy" || string(ev.Payload) != `{"version":"1.2.3"}` || ev.UserID != "" {
+		if ev.RoomID != "team/42" || ev.ConnectionID != o.s.apiConnectionID() || !strings.HasPrefix(ev.ConnectionID, "server-") || ev.Event != "deploy" || string(ev.Payload) != `{"version":"1.2.3"}` || ev.UserID != "" {
 			t.Fatalf("relayed %+v", ev)
 		}
 	}
@@ -123,13 +123,14 @@ func TestAPIEventIdempotency(t *testing.T) {
 		wantError(t, http.StatusUnprocessableEntity, protocol.CodeInvalidPayload)
 	o.api(t, http.MethodPost, roomPath("elsewhere", "/events"), `{"event":"once"}`, "Idempotency-Key", "k-1").
 		wantError(t, http.StatusUnprocessableEntity, protocol.CodeInvalidPayload)
-	// A failed request is not remembered: fixed and retried, it runs.
+	// A failed request is not remembered: fixed and retried with the same
+	// key, it runs (a remembered failure would answer 422 to the new body).
 	o.api(t, http.MethodPost, path, `{"event":""}`, "Idempotency-Key", "k-3").
 		wantError(t, http.StatusBadRequest, protocol.CodeInvalidPayload)
-	o.api(t, http.MethodPost, path, `{"event":""}`, "Idempotency-Key", "k-3").
-		wantError(t, http.StatusBadRequest, protocol.CodeInvalidPayload)
-	o.api(t, http.MethodPost, path, `{"event":"marker-2"}`)
-	expectEvent(t, a, "marker-2")
+	if r := o.api(t, http.MethodPost, path, `{"event":"fixed"}`, "Idempotency-Key", "k-3"); r.status != 200 || r.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("fixed retry = %d %s (replayed %q)", r.status, r.body, r.header.Get("Idempotent-Replayed"))
+	}
+	expectEvent(t, a, "fixed")
 	// Bad keys.
 	o.api(t, http.MethodPost, path, `{"event":"x"}`, "Idempotency-Key", strings.Repeat("k", 256)).
 		wantError(t, http.StatusBadRequest, protocol.CodeInvalidPayload)
@@ -179,6 +180,19 @@ func expectEvent(t *testing.T, c *client, name string) {
 	}
 }
 
+// expectChats checks that c's next messages are chat_messages with these
+// texts, in order.
+func expectChats(t *testing.T, c *client, texts ...string) {
+	t.Helper()
+	for _, want := range texts {
+		var m protocol.StoredChatMessage
+		c.expect(protocol.MsgChatMessage, &m)
+		if m.Message != want {
+			t.Fatalf("chat %q, want %q", m.Message, want)
+		}
+	}
+}
+
 func TestAPIChatStoredThenBroadcast(t *testing.T) {
 	o := startOpsServer(t, nil, testAPIKey)
 	a := dial(t, o.ws)
@@ -193,7 +207,7 @@ func TestAPIChatStoredThenBroadcast(t *testing.T) {
 	}
 	var stored protocol.StoredChatMessage
 	r.decode(t, &stored)
-	if stored.ID == "" || stored.CreatedAt == 0 || stored.ConnectionID != "server" || stored.UserID != "system" ||
+	if stored.ID == "" || stored.CreatedAt == 0 || stored.ConnectionID != o.s.apiConnectionID() || stored.UserID != "system" ||
 		stored.RoomID != "r" || stored.Message != "Build #7 passed" {
 		t.Fatalf("stored %+v", stored)
 	}
@@ -252,25 +266,19 @@ func TestAPIChatStoreFailure(t *testing.T) {
 	o := startOpsServer(t, &Options{Store: store}, testAPIKey)
 	a := dial(t, o.ws)
 	a.join("r", nil)
-	store.set(func(s *opsStore) { s.failAppend = true })
+	store.set(func(s *opsStore) { s.broken = true })
 	o.api(t, http.MethodPost, roomPath("r", "/chat"), `{"message":"lost"}`, "Idempotency-Key", "c-1").
 		wantError(t, http.StatusServiceUnavailable, protocol.CodeChatUnavailable)
 	// Nothing was broadcast; once the store is back, the retry with the
 	// same key goes through (a failure is not remembered).
-	store.set(func(s *opsStore) { s.failAppend = false })
+	store.set(func(s *opsStore) { s.broken = false })
 	if r := o.api(t, http.MethodPost, roomPath("r", "/chat"), `{"message":"retried"}`, "Idempotency-Key", "c-2"); r.status != http.StatusCreated {
 		t.Fatalf("after the store recovered: %d %s", r.status, r.body)
 	}
 	if r := o.api(t, http.MethodPost, roomPath("r", "/chat"), `{"message":"lost"}`, "Idempotency-Key", "c-1"); r.status != http.StatusCreated {
 		t.Fatalf("retry = %d %s", r.status, r.body)
 	}
-	for _, want := range []string{"retried", "lost"} {
-		var m protocol.StoredChatMessage
-		a.expect(protocol.MsgChatMessage, &m)
-		if m.Message != want {
-			t.Fatalf("chat %q, want %q", m.Message, want)
-		}
-	}
+	expectChats(t, a, "retried", "lost")
 }
 
 func TestAPIPresenceAndRooms(t *testing.T) {
@@ -327,16 +335,26 @@ func seedHistory(t *testing.T, store chat.Store, room string, n int) {
 	}
 }
 
-// checkPages checks that pages, fetched newest first, cover m1..mn once,
-// oldest first within each page.
-func checkPages(t *testing.T, pages [][]protocol.StoredChatMessage, n int) {
+// pageBack pages back through the 250 messages seedHistory stored, 100 at
+// a time: fetch(before) returns the page before the message id before
+// ("" for the newest). The pages must hold 100, 100 and 50 messages, say
+// whether more remain, and cover m1..m250 once, oldest first.
+func pageBack(t *testing.T, fetch func(before string) protocol.ChatHistoryPayload) {
 	t.Helper()
 	var all []protocol.StoredChatMessage
-	for i := len(pages) - 1; i >= 0; i-- {
-		all = append(all, pages[i]...)
+	var shape []string
+	before := ""
+	for range 3 {
+		p := fetch(before)
+		if p.RoomID != "h" || len(p.Messages) == 0 {
+			t.Fatalf("page before %q: %+v", before, p)
+		}
+		shape = append(shape, fmt.Sprintf("%d/%v", len(p.Messages), p.HasMore))
+		all = append(p.Messages, all...)
+		before = p.Messages[0].ID
 	}
-	if len(all) != n {
-		t.Fatalf("%d messages over the pages, want %d", len(all), n)
+	if got := strings.Join(shape, " "); got != "100/true 100/true 50/false" {
+		t.Fatalf("pages (size/hasMore) %s, want 100/true 100/true 50/false", got)
 	}
 	for i, m := range all {
 		if m.Message != fmt.Sprintf("m%d", i+1) {
@@ -349,31 +367,14 @@ func TestAPIHistoryPaging(t *testing.T) {
 	store := chat.NewMemoryStore(nil)
 	seedHistory(t, store, "h", 250)
 	o := startOpsServer(t, &Options{Store: store}, testAPIKey)
-
-	var pages [][]protocol.StoredChatMessage
-	var more []bool
-	before := ""
-	for range 3 {
-		var p protocol.ChatHistoryPayload
+	pageBack(t, func(before string) (p protocol.ChatHistoryPayload) {
 		r := o.api(t, http.MethodGet, roomPath("h", "/history?limit=100&before="+url.QueryEscape(before)), "")
 		if r.status != 200 {
 			t.Fatalf("history = %d %s", r.status, r.body)
 		}
 		r.decode(t, &p)
-		if p.RoomID != "h" {
-			t.Fatalf("roomId %q", p.RoomID)
-		}
-		pages = append(pages, p.Messages)
-		more = append(more, p.HasMore)
-		before = p.Messages[0].ID
-	}
-	if fmt.Sprint(more) != "[true true false]" {
-		t.Fatalf("hasMore %v, want [true true false]", more)
-	}
-	if len(pages[0]) != 100 || len(pages[1]) != 100 || len(pages[2]) != 50 {
-		t.Fatalf("page sizes %d %d %d", len(pages[0]), len(pages[1]), len(pages[2]))
-	}
-	checkPages(t, pages, 250)
+		return p
+	})
 
 	// Defaults and bounds.
 	var p protocol.ChatHistoryPayload
@@ -390,6 +391,15 @@ func TestAPIHistoryPaging(t *testing.T) {
 	for _, lim := range []string{"0", "-1", "ten"} {
 		o.api(t, http.MethodGet, roomPath("h", "/history?limit="+lim), "").
 			wantError(t, http.StatusBadRequest, protocol.CodeInvalidPayload)
+	}
+
+	// The default page is the server's HistoryLimit, capped like limit.
+	big := chat.NewMemoryStore(nil)
+	seedHistory(t, big, "h", maxHistoryPage+10)
+	o3 := startOpsServer(t, &Options{Store: big, HistoryLimit: 2 * maxHistoryPage}, testAPIKey)
+	o3.api(t, http.MethodGet, roomPath("h", "/history"), "").decode(t, &p)
+	if len(p.Messages) != maxHistoryPage || !p.HasMore {
+		t.Fatalf("default page with HistoryLimit %d: %d messages, hasMore %v", 2*maxHistoryPage, len(p.Messages), p.HasMore)
 	}
 
 	// A store that cannot page says so.
@@ -439,5 +449,92 @@ func TestAPIValidation(t *testing.T) {
 	}
 	if r := o.api(t, "GET", roomPath("r", "/events"), ""); r.header.Get("Allow") != "POST" {
 		t.Errorf("405 without Allow: POST")
+	}
+}
+
+// TestAPIRefusesWritesWhileShuttingDown: once Shutdown has begun (the
+// store may be closed), a write is refused without touching a room; reads
+// still answer.
+func TestAPIRefusesWritesWhileShuttingDown(t *testing.T) {
+	s, err := New(&Options{Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.APIHandler(testAPIKey)
+	ctxShutdown(t, s)
+	for _, c := range []struct{ method, path, body string }{
+		{http.MethodPost, roomPath("r", "/chat"), `{"message":"late"}`},
+		{http.MethodPost, roomPath("r", "/events"), `{"event":"late"}`},
+		{http.MethodGet, "/api/rooms", ""},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
+		req.Header.Set("Authorization", "Bearer "+testAPIKey)
+		h.ServeHTTP(rec, req)
+		want := http.StatusServiceUnavailable
+		if c.method == http.MethodGet {
+			want = http.StatusOK
+		}
+		if rec.Code != want {
+			t.Errorf("%s %s after Shutdown = %d %s, want %d", c.method, c.path, rec.Code, rec.Body, want)
+		}
+	}
+	if st := s.Stats(); st.Rooms != 0 {
+		t.Fatalf("%d rooms created after Shutdown", st.Rooms)
+	}
+}
+
+// TestAPIChatKeepsTheRoomsOrder: chat posted through the API while
+// clients chat lands in the room's one order: every member sees the
+// messages in store order (the memory store's ids increase), and a joiner's
+// history is that same order.
+func TestAPIChatKeepsTheRoomsOrder(t *testing.T) {
+	o := startOpsServer(t, nil, testAPIKey)
+	a, b := dial(t, o.ws), dial(t, o.ws)
+	a.join("r", nil)
+	b.join("r", nil)
+	a.expect(protocol.MsgPresenceUpdated, nil)
+
+	const each = 15 // within the default chat burst of 20
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range each {
+			if r := o.api(t, http.MethodPost, roomPath("r", "/chat"), fmt.Sprintf(`{"message":"api %d"}`, i)); r.status != http.StatusCreated {
+				t.Errorf("POST chat = %d %s", r.status, r.body)
+			}
+		}
+	})
+	for i := range each {
+		a.send(protocol.MsgSendChat, map[string]any{"message": fmt.Sprintf("client %d", i)})
+	}
+	wg.Wait()
+
+	seen := func(c *client) []string {
+		var ids []string
+		for range 2 * each {
+			var m protocol.StoredChatMessage
+			c.expect(protocol.MsgChatMessage, &m)
+			ids = append(ids, m.ID+" "+m.Message)
+		}
+		return ids
+	}
+	orderA, orderB := seen(a), seen(b)
+	if fmt.Sprint(orderA) != fmt.Sprint(orderB) {
+		t.Fatalf("members saw different orders:\n%v\n%v", orderA, orderB)
+	}
+	for i := 1; i < len(orderA); i++ {
+		var prev, cur int
+		fmt.Sscan(orderA[i-1], &prev)
+		fmt.Sscan(orderA[i], &cur)
+		if cur <= prev {
+			t.Fatalf("delivered out of store order: %q after %q", orderA[i], orderA[i-1])
+		}
+	}
+	var history []string
+	for _, m := range dial(t, o.ws).join("r", nil).ChatHistory {
+		history = append(history, m.ID+" "+m.Message)
+	}
+	if fmt.Sprint(history) != fmt.Sprint(orderA) {
+		t.Fatalf("history differs from what members saw:\n%v\n%v", history, orderA)
 	}
 }

@@ -25,7 +25,7 @@ type Stats struct {
 	SlowConsumers      int64 // connections closed for a full send queue
 	RateLimited        int64 // messages refused with RATE_LIMITED
 	AuthFailures       int64 // upgrades or tokens refused
-	StoreCalls         int64 // chat store appends
+	StoreCalls         int64 // chat store calls, one per stored batch
 	StoreLatencyMicros int64 // summed over StoreCalls
 }
 
@@ -34,18 +34,17 @@ type Stats struct {
 // them (see collector) instead of the hot path calling into Prometheus.
 type metrics struct {
 	connections, rooms, members      atomic.Int64
-	messagesIn, bytesIn, frames      atomic.Int64
-	bytesOutN                        atomic.Int64
+	framesIn, bytesIn                atomic.Int64
+	framesOut, bytesOut              atomic.Int64
 	events, slow, limited, authFails atomic.Int64
 	storeCalls, storeMicros          atomic.Int64
 	inByType                         [numInTypes]atomic.Int64
 	storeHist, brokerHist            histogram
 	brokerOn                         atomic.Bool
 
-	// ops is the per-server state of the operational endpoints: the
-	// Prometheus registry and extra readiness checks. It
-	// lives beside the counters so that every Server has its own and two
-	// servers in one process never share any.
+	// ops lives beside the counters so that every Server has its own
+	// registry and readiness checks: two servers in one process share
+	// nothing.
 	ops opsState
 }
 
@@ -54,14 +53,14 @@ type opsState struct {
 	regOnce sync.Once
 	reg     *prometheus.Registry
 
-	mu     sync.Mutex
+	mu     sync.Mutex       // guards checks
 	checks []readinessCheck // beyond the store's; see addReadinessCheck
 }
 
 // The hooks below are called from the core's hot paths; each is one or
 // two atomic adds.
 
-func (m *metrics) messageIn(n int)      { m.messagesIn.Add(1); m.bytesIn.Add(int64(n)) }
+func (m *metrics) messageIn(n int)      { m.framesIn.Add(1); m.bytesIn.Add(int64(n)) }
 func (m *metrics) eventRelayed()        { m.events.Add(1) }
 func (m *metrics) slowConsumer()        { m.slow.Add(1) }
 func (m *metrics) rateLimited()         { m.limited.Add(1) }
@@ -80,8 +79,8 @@ func (m *metrics) framesWritten(frames [][]byte) {
 	for _, f := range frames {
 		n += len(f)
 	}
-	m.frames.Add(int64(len(frames)))
-	m.bytesOutN.Add(int64(n))
+	m.framesOut.Add(int64(len(frames)))
+	m.bytesOut.Add(int64(n))
 }
 
 // messageType counts one text message received by its envelope type; ""
@@ -140,11 +139,13 @@ func inTypeIndex(typ string) int {
 	return inOther
 }
 
+// snapshot reads every counter, each atomically: a snapshot taken under
+// load may mix counts from either side of a message.
 func (m *metrics) snapshot() Stats {
 	return Stats{
 		Connections: m.connections.Load(), Rooms: m.rooms.Load(), Members: m.members.Load(),
-		MessagesIn: m.messagesIn.Load(), BytesIn: m.bytesIn.Load(), FramesOut: m.frames.Load(),
-		BytesOut: m.bytesOutN.Load(), EventsRelayed: m.events.Load(), SlowConsumers: m.slow.Load(),
+		MessagesIn: m.framesIn.Load(), BytesIn: m.bytesIn.Load(), FramesOut: m.framesOut.Load(),
+		BytesOut: m.bytesOut.Load(), EventsRelayed: m.events.Load(), SlowConsumers: m.slow.Load(),
 		RateLimited: m.limited.Load(), AuthFailures: m.authFails.Load(), StoreCalls: m.storeCalls.Load(),
 		StoreLatencyMicros: m.storeMicros.Load(),
 	}
@@ -252,10 +253,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for i := range m.inByType {
 		counter(c.messagesIn, m.inByType[i].Load(), inTypeNames[i])
 	}
-	counter(c.framesIn, m.messagesIn.Load())
+	counter(c.framesIn, m.framesIn.Load())
 	counter(c.bytesIn, m.bytesIn.Load())
-	counter(c.framesOut, m.frames.Load())
-	counter(c.bytesOut, m.bytesOutN.Load())
+	counter(c.framesOut, m.framesOut.Load())
+	counter(c.bytesOut, m.bytesOut.Load())
 	counter(c.events, m.events.Load())
 	counter(c.slow, m.slow.Load())
 	counter(c.limited, m.limited.Load())

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -32,24 +30,10 @@ func startOpsServer(t testing.TB, opts *Options, apiKey string) *opsServer {
 	if opts == nil {
 		opts = &Options{}
 	}
-	if opts.Logger == nil {
-		opts.Logger = discardLogger()
-	}
 	opts.APIKey = apiKey
-	s, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(s.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		ts.Close()
-	})
-	return &opsServer{s: s, base: ts.URL, ws: "ws" + strings.TrimPrefix(ts.URL, "http") + s.opts.Path}
+	s, wsURL := startServer(t, opts)
+	base := "http" + strings.TrimSuffix(strings.TrimPrefix(wsURL, "ws"), s.opts.Path)
+	return &opsServer{s: s, base: base, ws: wsURL}
 }
 
 // httpResult is a response read whole.
@@ -170,34 +154,23 @@ func waitMetric(t testing.TB, s *Server, want float64, name string, labels ...st
 	})
 }
 
-// opsStore is a chat store whose appends and pings fail on demand, and
-// whose ping can hang: the server's reaction to store faults without a
-// database.
+// opsStore is robust_test.go's failingStore (appends fail while broken),
+// whose batch appends fail too and whose pings fail or hang on demand.
 type opsStore struct {
-	*chat.MemoryStore
-	mu         sync.Mutex
-	failAppend bool
-	pingErr    error
-	pingHang   chan struct{} // when not nil, Ping blocks until it is closed, ignoring ctx
+	failingStore
+	pingErr  error
+	pingHang chan struct{} // when not nil, Ping blocks until it is closed, ignoring ctx
 }
 
-func newOpsStore() *opsStore { return &opsStore{MemoryStore: chat.NewMemoryStore(nil)} }
-
-func (f *opsStore) Append(ctx context.Context, m chat.Message) (protocol.StoredChatMessage, error) {
-	f.mu.Lock()
-	fail := f.failAppend
-	f.mu.Unlock()
-	if fail {
-		return protocol.StoredChatMessage{}, errors.New("disk on fire")
-	}
-	return f.MemoryStore.Append(ctx, m)
+func newOpsStore() *opsStore {
+	return &opsStore{failingStore: failingStore{MemoryStore: chat.NewMemoryStore(nil)}}
 }
 
 func (f *opsStore) AppendBatch(ctx context.Context, msgs []chat.Message) ([]protocol.StoredChatMessage, error) {
 	f.mu.Lock()
-	fail := f.failAppend
+	broken := f.broken
 	f.mu.Unlock()
-	if fail {
+	if broken {
 		return nil, errors.New("disk on fire")
 	}
 	return f.MemoryStore.AppendBatch(ctx, msgs)
@@ -232,6 +205,3 @@ func (n noPingStore) History(ctx context.Context, room string, limit, offset int
 	return n.inner.History(ctx, room, limit, offset)
 }
 func (n noPingStore) Close() error { return n.inner.Close() }
-
-// dtoMetric is a decoded Prometheus sample.
-type dtoMetric = dto.Metric

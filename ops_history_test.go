@@ -1,7 +1,6 @@
 package livesync
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/openlivesync/livesync/chat"
@@ -20,27 +19,11 @@ func TestGetChatHistoryPaging(t *testing.T) {
 		t.Fatalf("room_joined history: %d messages", len(rj.ChatHistory))
 	}
 
-	var pages [][]protocol.StoredChatMessage
-	var more []bool
-	before := ""
-	for range 3 {
+	pageBack(t, func(before string) (p protocol.ChatHistoryPayload) {
 		c.send(protocol.MsgGetChatHistory, protocol.GetChatHistoryPayload{Limit: 100, Before: before})
-		var p protocol.ChatHistoryPayload
 		c.expect(protocol.MsgChatHistory, &p)
-		if p.RoomID != "h" || p.Messages == nil {
-			t.Fatalf("chat_history %+v", p)
-		}
-		pages = append(pages, p.Messages)
-		more = append(more, p.HasMore)
-		before = p.Messages[0].ID
-	}
-	if fmt.Sprint(more) != "[true true false]" {
-		t.Fatalf("hasMore %v, want [true true false]", more)
-	}
-	if len(pages[0]) != 100 || len(pages[1]) != 100 || len(pages[2]) != 50 {
-		t.Fatalf("page sizes %d %d %d", len(pages[0]), len(pages[1]), len(pages[2]))
-	}
-	checkPages(t, pages, 250)
+		return p
+	})
 
 	// Paging back from the oldest message of room_joined continues where
 	// the join's history ends.

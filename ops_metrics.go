@@ -1,7 +1,9 @@
 package livesync
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -29,4 +31,7 @@ func (s *Server) Collector() prometheus.Collector { return newCollector(&s.metri
 // promErrorLog sends promhttp's gathering errors to the server's logger.
 type promErrorLog struct{ s *Server }
 
-func (l promErrorLog) Println(v ...any) { l.s.log.Warn("metrics: gathering failed", "err", v) }
+// Println implements promhttp.Logger.
+func (l promErrorLog) Println(v ...any) {
+	l.s.log.Warn("metrics: gathering failed", "err", strings.TrimSpace(fmt.Sprintln(v...)))
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/openlivesync/livesync/protocol"
 )
@@ -41,16 +42,19 @@ func TestMetricsEndpointCountsTraffic(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	// Frames received: 2 joins, 2 events, 1 chat. The writer may still be
-	// counting its last frames, so wait for the ones both clients read.
+	// Frames received: 2 joins, 2 events, 1 chat, each counted before it
+	// was handled, so before the answers the clients read.
 	if got := mustMetric(t, s, "livesync_frames_in_total"); got != 5 {
 		t.Errorf("frames in = %v, want 5", got)
 	}
 	if got := mustMetric(t, s, "livesync_bytes_in_total"); got < 5*20 {
 		t.Errorf("bytes in = %v, want the bytes of 5 messages", got)
 	}
-	// room_joined ×2, presence_updated, relayed event, error, chat ×2.
-	waitFor(t, "frames out to be counted", func() bool { return mustMetric(t, s, "livesync_messages_out_total") >= 7 })
+	// room_joined ×2, presence_updated, relayed event, error, chat ×2: a
+	// writer counts its frames before writing them.
+	if got := mustMetric(t, s, "livesync_messages_out_total"); got != 7 {
+		t.Errorf("frames out = %v, want 7", got)
+	}
 	if _, ok := metricValue(t, s, "livesync_broker_latency_seconds"); ok {
 		t.Error("broker latency exported by a server without a broker")
 	}
@@ -168,7 +172,7 @@ func TestHistogramBuckets(t *testing.T) {
 		h.observe(d)
 	}
 	desc := prometheus.NewDesc("x_seconds", "test", nil, nil)
-	var out dtoMetric
+	var out dto.Metric
 	if err := h.metric(desc).Write(&out); err != nil {
 		t.Fatal(err)
 	}
@@ -177,10 +181,17 @@ func TestHistogramBuckets(t *testing.T) {
 		t.Fatalf("count %d, want 5", hist.GetSampleCount())
 	}
 	want := map[float64]uint64{0.0005: 2, 0.001: 3, 0.025: 3, 0.05: 4, 10: 4}
+	checked := 0
 	for _, b := range hist.GetBucket() {
-		if w, ok := want[b.GetUpperBound()]; ok && b.GetCumulativeCount() != w {
-			t.Errorf("bucket le=%v has %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), w)
+		if w, ok := want[b.GetUpperBound()]; ok {
+			checked++
+			if b.GetCumulativeCount() != w {
+				t.Errorf("bucket le=%v has %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), w)
+			}
 		}
+	}
+	if checked != len(want) {
+		t.Errorf("%d of the %d expected bucket bounds exported", checked, len(want))
 	}
 	if sum := hist.GetSampleSum(); sum < 60.03 || sum > 60.04 {
 		t.Errorf("sum %v, want about 60.031", sum)
@@ -240,9 +251,9 @@ func TestMetricsCountMessagesByTypeAndBytesOut(t *testing.T) {
 			t.Errorf(`livesync_messages_in_total{type=%q} = %v, want %v (is conn.handle calling metrics.messageType?)`, typ, got, want)
 		}
 	}
-	// room_joined, chat_message and two errors: at least 4 frames and
-	// their bytes.
-	waitFor(t, "bytes out to be counted (is conn.writeLoop calling metrics.framesWritten?)", func() bool {
-		return mustMetric(t, s, "livesync_bytes_out_total") >= 4*20 && s.Stats().BytesOut >= 4*20
-	})
+	// room_joined, chat_message and two errors, counted before they were
+	// written: at least 4 frames and their bytes.
+	if got := mustMetric(t, s, "livesync_bytes_out_total"); got < 4*20 || s.Stats().BytesOut != int64(got) {
+		t.Errorf("bytes out = %v (Stats %d), want those of 4 frames (is conn.writeLoop calling metrics.framesWritten?)", got, s.Stats().BytesOut)
+	}
 }

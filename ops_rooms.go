@@ -2,8 +2,6 @@ package livesync
 
 import (
 	"cmp"
-	"context"
-	"net/http"
 	"slices"
 
 	"github.com/openlivesync/livesync/chat"
@@ -13,10 +11,12 @@ import (
 // This file reaches into rooms for the HTTP API: read-only views, and the
 // two ways the server itself speaks in a room (an event, a chat message).
 
-// serverConnectionID is the connectionId of what the server says in a
-// room through the HTTP API: no client connection has it, since client
-// ids are "<node>-<n>".
-const serverConnectionID = "server"
+// apiConnectionID is the connectionId of what the server says in a room
+// through the HTTP API: "server-<node>". No client has it (client ids are
+// "<node>-<n>", node in hex), and it differs between the nodes of a
+// cluster, which tell chat messages apart by id and connection id: with a
+// store per node, two nodes' API messages may share an id.
+func (s *Server) apiConnectionID() string { return "server-" + s.nodeID }
 
 // lookupRoom returns the live room id, or nil when it has no members on
 // this node.
@@ -129,10 +129,4 @@ func (s *Server) releaseIfEmpty(r *room) {
 		s.removeRoom(r)
 		r.unsubscribe()
 	}
-}
-
-// contextWithStoreTimeout bounds a store call made for request r by the
-// server's StoreTimeout, and ends it early when the client goes away.
-func contextWithStoreTimeout(r *http.Request, s *Server) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(r.Context(), s.limits.StoreTimeout)
 }

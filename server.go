@@ -45,7 +45,7 @@ type Server struct {
 
 	broker Broker // nil unless the server is a node of a cluster
 
-	wg      sync.WaitGroup // connection readers and writers, chat workers
+	wg      sync.WaitGroup // connection readers and chat workers
 	stop    chan struct{}  // closed by Shutdown
 	sweeper sync.WaitGroup
 }

@@ -16,16 +16,12 @@ func runChat(ctx context.Context, g *gen) (*ChatResult, error) {
 	n := cfg.Clients
 	res := &ChatResult{Clients: n, Rooms: cfg.Rooms, Rate: cfg.Rate}
 	// Each client sends every n/rate seconds, so the total is the rate.
-	interval := time.Duration(float64(time.Second) * float64(n) / cfg.Rate)
-	if interval <= 0 {
-		interval = 1
-	}
+	interval := max(time.Duration(float64(time.Second)*float64(n)/cfg.Rate), 1)
 	if perClient := cfg.Rate / float64(n); perClient > 10 {
 		g.warn("%.1f chats/s per client exceeds the server's default limit of 10/s: expect RATE_LIMITED", perClient)
 	}
 
-	var win window
-	win.start.Store(math.MaxInt64)
+	win := newWindow()
 	hist := NewShardedHistogram(min(n, histShards))
 	var missingIDs atomic.Int64
 
@@ -63,70 +59,39 @@ func runChat(ctx context.Context, g *gen) (*ChatResult, error) {
 		}
 	}
 
-	g.log.Printf("chat: connecting %d clients in %d rooms", n, cfg.Rooms)
+	g.log.Printf("chat: connecting %d clients in %d rooms, %g msgs/s", n, cfg.Rooms, cfg.Rate)
 	clients, err := g.connectAll(ctx, n)
 	if err != nil {
 		return res, err
 	}
 	defer g.closeAll(clients)
 
-	start := time.Now().Add(startDelay)
-	winStart := start.Add(cfg.Warmup)
-	winEnd := winStart.Add(cfg.Duration)
-	win.end.Store(winEnd.UnixNano())
-	win.start.Store(winStart.UnixNano())
-
-	var sent, sendErrs, backpressure int64
-	schedDone := make(chan int64, 1)
-	go func() {
-		ws, we := winStart.UnixNano(), winEnd.UnixNano()
-		schedDone <- schedule(ctx, n, interval, start, winEnd, func(k int, now time.Time) {
-			c := clients[k]
-			c.seq++
-			t := now.UnixNano()
-			c.sbuf = appendChatFrame(c.sbuf[:0], t, c.idx, c.seq, cfg.PayloadBytes)
-			switch ok, err := c.send(c.sbuf, now); {
-			case err != nil:
-				sendErrs++
-				return
-			case !ok:
-				backpressure++
-				return
-			}
-			if t >= ws && t < we {
-				sent++
-			}
-		})
-	}()
-
-	g.log.Printf("chat: %g msgs/s, warm-up %v, window %v", cfg.Rate, cfg.Warmup, cfg.Duration)
-	if err := sleepUntil(ctx, winStart); err != nil {
-		<-schedDone
-		return res, errInterrupted
+	run, err := g.runLoad(ctx, win, clients, interval, func(k int) *client { return clients[k] }, appendChatFrame)
+	if err != nil {
+		return res, err
 	}
-	a := g.mark()
-	if err := sleepUntil(ctx, winEnd); err != nil {
-		<-schedDone
-		return res, errInterrupted
-	}
-	b := g.mark()
-	skipped := <-schedDone
-
-	echoedNow := func() int64 {
-		var e int64
-		for _, c := range clients {
-			e += c.delivered.Load()
-		}
-		return e
-	}
-	waitFor(ctx, time.Now().Add(cfg.Grace), gracePoll, func() bool { return echoedNow() >= sent })
-
-	g.fillCommon(&res.Common, a, b)
-	res.Sent, res.Echoed = sent, echoedNow()
+	// Every member of a room gets each message sent in it: its sender as
+	// the echo counted in delivered, the others in others.
+	size := make([]int64, cfg.Rooms)
 	for _, c := range clients {
-		res.OthersDelivered += c.others.Load()
+		size[c.room]++
 	}
-	res.Lost = res.Sent - res.Echoed
+	var wantOthers int64
+	for _, c := range clients {
+		wantOthers += c.inWin * (size[c.room] - 1)
+	}
+	othersNow := func() int64 {
+		var n int64
+		for _, c := range clients {
+			n += c.others.Load()
+		}
+		return n
+	}
+	echoed := g.awaitDelivered(ctx, clients, run.sent, func() bool { return othersNow() >= wantOthers })
+
+	g.fillCommon(&res.Common, run.a, run.b)
+	res.Sent, res.Echoed, res.Lost = run.sent, echoed, run.sent-echoed
+	res.OthersDelivered = othersNow()
 	if res.Sent > 0 {
 		res.Loss = float64(res.Lost) / float64(res.Sent)
 	}
@@ -135,15 +100,7 @@ func runChat(ctx context.Context, g *gen) (*ChatResult, error) {
 		res.PersistedPerS = math.Round(float64(res.Echoed) / res.WindowS)
 	}
 	res.MissingIDs = missingIDs.Load()
-	res.SendErrors, res.SendBackpressure = sendErrs, backpressure
-	if backpressure > 0 {
-		g.warn("%d sends skipped because the server was not reading (socket buffer full)", backpressure)
-	}
-	res.SentFractionOfNominal = round3(float64(sent) / (cfg.Rate * cfg.Duration.Seconds()))
-	if res.SentFractionOfNominal < 0.99 {
-		g.warn("sent only %.1f%% of the nominal rate (%d sends late, %d refused by a full socket, %d failed)",
-			100*res.SentFractionOfNominal, skipped, backpressure, sendErrs)
-	}
+	res.SendStats = g.sendStats(run)
 	if res.MissingIDs > 0 {
 		g.warn("%d chat_message frames lacked an id or createdAt", res.MissingIDs)
 	}

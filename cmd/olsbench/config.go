@@ -270,7 +270,7 @@ func (c *Config) validate() error {
 		if c.Scenario == scenarioFanout {
 			// One sender alone in a room has no receivers to measure.
 			check(c.Clients < 2, "-clients %d: want at least 2 per room", c.Clients)
-			check(c.Rooms*c.Clients > maxConns, "-rooms × -clients = %d: at most %d connections", c.Rooms*c.Clients, maxConns)
+			check(c.totalConns() > maxConns, "-rooms × -clients = %d: at most %d connections", c.totalConns(), maxConns)
 			dur("interval", c.Interval, time.Millisecond)
 		} else {
 			check(c.Clients < 1 || c.Clients > maxConns, "-clients %d: want 1..%d", c.Clients, maxConns)

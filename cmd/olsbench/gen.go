@@ -98,6 +98,7 @@ type client struct {
 	killed    bool            // epoll reader: reading stopped
 
 	seq     int64  // sender: last sequence number sent
+	inWin   int64  // sender: sends accepted inside the window
 	sbuf    []byte // sender: message being built
 	wbuf    []byte // under wmu: raw frame being written
 	wpend   []byte // under wmu: unwritten tail of a torn raw frame
@@ -299,6 +300,7 @@ func (g *gen) connect(ctx context.Context, i int) (*client, error) {
 	case <-c.joined:
 		return c, nil
 	case <-c.dead:
+		ws.Close() // the server closed its end; release ours
 		return nil, fmt.Errorf("connection %d: closed before room_joined: %v", i, c.readErr)
 	case <-hctx.Done():
 		ws.Close()

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -157,7 +157,7 @@ func runJoinstorm(ctx context.Context, g *gen) (*JoinstormResult, error) {
 					if !ok {
 						return true
 					}
-					if !c.view.add(ids.id(raw)) && !bytesEqual(raw, c.connID) {
+					if !c.view.add(ids.id(raw)) && !bytes.Equal(raw, c.connID) {
 						dupJoins.Add(1)
 					}
 					return true
@@ -205,12 +205,9 @@ func runJoinstorm(ctx context.Context, g *gen) (*JoinstormResult, error) {
 	res.DuplicateJoins, res.UnknownLeaves = dupJoins.Load(), unknownLeaves.Load()
 	res.ForeignIDs = int64(max(ids.size()-n, 0))
 	h := joinHist.Snapshot()
-	ms := func(ns int64) float64 { return math.Round(float64(ns)/1e3) / 1e3 }
-	res.JoinP50MS, res.JoinP99MS, res.JoinMaxMS = ms(h.Quantile(0.5)), ms(h.Quantile(0.99)), ms(h.Max())
+	res.JoinP50MS, res.JoinP99MS, res.JoinMaxMS = nsToMS(h.Quantile(0.5)), nsToMS(h.Quantile(0.99)), nsToMS(h.Max())
 	if res.DuplicateJoins+res.UnknownLeaves+res.ForeignIDs > 0 {
 		g.warn("inconsistent views: %d duplicate joins, %d unknown leaves, %d foreign ids", res.DuplicateJoins, res.UnknownLeaves, res.ForeignIDs)
 	}
 	return res, nil
 }
-
-func bytesEqual(a, b []byte) bool { return string(a) == string(b) }

@@ -70,8 +70,15 @@ type FanoutResult struct {
 	DeliveredPerS  float64 `json:"delivered_per_s"`
 	LatencySummary
 	DeliveriesPerServerCPUS *float64 `json:"deliveries_per_server_cpu_s"`
-	SentFractionOfNominal   float64  `json:"sent_fraction_of_nominal"`
-	SendErrors              int64    `json:"send_errors"`
+	SendStats
+}
+
+// SendStats is the sending side of a timed load (fanout, chat).
+type SendStats struct {
+	// SentFractionOfNominal is Sent over the sends the window holds at the
+	// configured rate: below 1, the generator did not keep up.
+	SentFractionOfNominal float64 `json:"sent_fraction_of_nominal"`
+	SendErrors            int64   `json:"send_errors"`
 	// SendBackpressure counts sends skipped because the server had let the
 	// connection's socket buffer fill up.
 	SendBackpressure int64 `json:"send_backpressure"`
@@ -131,11 +138,9 @@ type ChatResult struct {
 	LatencySummary
 	PersistedPerS float64 `json:"persisted_per_s"`
 	// OthersDelivered counts the same chats delivered to the other members.
-	OthersDelivered       int64   `json:"others_delivered"`
-	MissingIDs            int64   `json:"missing_ids"`
-	SentFractionOfNominal float64 `json:"sent_fraction_of_nominal"`
-	SendErrors            int64   `json:"send_errors"`
-	SendBackpressure      int64   `json:"send_backpressure"`
+	OthersDelivered int64 `json:"others_delivered"`
+	MissingIDs      int64 `json:"missing_ids"`
+	SendStats
 }
 
 // resultTypes maps each scenario to its result type, for -expect checking.

@@ -72,11 +72,14 @@ func runMode(t *testing.T, goroutines bool, url string, args ...string) result {
 	return res
 }
 
-func TestFanoutAgainstFakeServer(t *testing.T) {
+// inEachReaderMode runs test once per reader mode, as a subtest.
+func inEachReaderMode(t *testing.T, test func(t *testing.T, goroutines bool)) {
 	for _, mode := range readerModes {
-		t.Run(mode.name, func(t *testing.T) { testFanout(t, mode.goroutines) })
+		t.Run(mode.name, func(t *testing.T) { test(t, mode.goroutines) })
 	}
 }
+
+func TestFanoutAgainstFakeServer(t *testing.T) { inEachReaderMode(t, testFanout) }
 
 func testFanout(t *testing.T, goroutines bool) {
 	f := newFakeServer(t)
@@ -125,11 +128,7 @@ func TestFanoutCountsLoss(t *testing.T) {
 	}
 }
 
-func TestChatAgainstFakeServer(t *testing.T) {
-	for _, mode := range readerModes {
-		t.Run(mode.name, func(t *testing.T) { testChat(t, mode.goroutines) })
-	}
-}
+func TestChatAgainstFakeServer(t *testing.T) { inEachReaderMode(t, testChat) }
 
 func testChat(t *testing.T, goroutines bool) {
 	f := newFakeServer(t)
@@ -147,11 +146,7 @@ func testChat(t *testing.T, goroutines bool) {
 	}
 }
 
-func TestJoinstormAgainstFakeServer(t *testing.T) {
-	for _, mode := range readerModes {
-		t.Run(mode.name, func(t *testing.T) { testJoinstorm(t, mode.goroutines) })
-	}
-}
+func TestJoinstormAgainstFakeServer(t *testing.T) { inEachReaderMode(t, testJoinstorm) }
 
 func testJoinstorm(t *testing.T, goroutines bool) {
 	f := newFakeServer(t)
@@ -301,12 +296,12 @@ func TestBackpressureSkipsInsteadOfBlocking(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the socket never drained after the server resumed reading")
 		}
-		runtime.Gosched()
+		time.Sleep(time.Millisecond)
 	}
 	for f.eventsFrom("conn-1") != accepted {
 		if time.Now().After(deadline) {
 			t.Fatalf("server read %d frames, want %d", f.eventsFrom("conn-1"), accepted)
 		}
-		runtime.Gosched()
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -148,14 +148,20 @@ type LatencySummary struct {
 
 // SummaryMS summarises a histogram of nanosecond samples in milliseconds.
 func (h *Histogram) SummaryMS() LatencySummary {
-	ms := func(ns int64) float64 { return math.Round(float64(ns)/1e3) / 1e3 }
 	return LatencySummary{
-		P50MS: ms(h.Quantile(0.50)),
-		P95MS: ms(h.Quantile(0.95)),
-		P99MS: ms(h.Quantile(0.99)),
-		MaxMS: ms(h.Max()),
+		P50MS: nsToMS(h.Quantile(0.50)),
+		P95MS: nsToMS(h.Quantile(0.95)),
+		P99MS: nsToMS(h.Quantile(0.99)),
+		MaxMS: nsToMS(h.Max()),
 	}
 }
+
+// nsToMS turns nanoseconds into milliseconds, to the microsecond.
+func nsToMS(ns int64) float64 { return math.Round(float64(ns)/1e3) / 1e3 }
+
+// histShards bounds the shards of the latency histograms: enough that
+// readers on different cores rarely meet, few enough to stay small.
+const histShards = 64
 
 // ShardedHistogram lets many reader goroutines record at once: each records
 // into the shard its caller picks (the connection index), so a lock is rarely

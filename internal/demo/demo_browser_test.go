@@ -3,7 +3,6 @@ package demo_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"image/png"
@@ -30,8 +29,8 @@ var updateScreenshot = flag.Bool("update-screenshot", false, "write the browser 
 const chromiumPath = "/usr/bin/chromium"
 
 // TestDemoInBrowser runs e2e/demo.e2e.mjs against a real server: two
-// Chromium pages in one room must see each other's cursor and chat, and
-// page back through seeded history. It needs Debian's chromium and
+// Chromium pages in one room must see each other's cursor and chat, page
+// back through seeded history, and show an event the API published. It needs Debian's chromium and
 // `npm ci` in e2e/; without them it skips, or fails when
 // OPENLIVESYNC_REQUIRE_SERVICES is set.
 func TestDemoInBrowser(t *testing.T) {
@@ -78,7 +77,7 @@ func TestDemoInBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, filepath.Join("e2e", "demo.e2e.mjs"), ts.URL, room, shot, strconv.Itoa(seeded))
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromiumPath)
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromiumPath, "API_KEY="+key)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -123,13 +122,13 @@ func postChat(t *testing.T, base, key, room, message string) {
 	}
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
 		b, _ := io.ReadAll(resp.Body)
-		t.Fatal(errors.New("seeding chat: " + resp.Status + " " + string(b)))
+		t.Fatalf("seeding chat: %s %s", resp.Status, b)
 	}
 }

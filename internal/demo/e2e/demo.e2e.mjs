@@ -8,8 +8,10 @@
 // BASE_URL is a running server (http://127.0.0.1:PORT); ROOM defaults to a
 // fresh one; SCREENSHOT defaults to docs/demo.png of the repository;
 // SEEDED, when given, is how many chat messages the room already holds,
-// and the test checks that "Load older" brings them all. Every wait is a
-// condition with a deadline; the script exits non-zero on the first
+// and the test checks that "Load older" brings them all. With API_KEY in
+// the environment, it also publishes an event through the server's HTTP
+// API, which both pages must show as coming from the server. Every wait
+// is a condition with a deadline; the script exits non-zero on the first
 // failure.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -26,6 +28,7 @@ const room = roomArg || "e2e-" + Math.random().toString(36).slice(2, 8);
 const shot = shotArg || fileURLToPath(new URL("../../../docs/demo.png", import.meta.url));
 const seeded = seededArg ? Number(seededArg) : 0;
 const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
+const apiKey = process.env.API_KEY || "";
 const timeout = 20000;
 
 const userDataDir = mkdtempSync(join(tmpdir(), "livesync-e2e-"));
@@ -83,6 +86,14 @@ async function seesMessage(page, text) {
   );
 }
 
+async function seesSystemLine(page, text) {
+  await page.waitForFunction(
+    (t) => [...document.querySelectorAll("#log .msg.system")].some((el) => el.textContent === t),
+    text,
+    { polling: 50 },
+  );
+}
+
 let failed = false;
 try {
   const ada = await open("Ada");
@@ -132,10 +143,21 @@ try {
     await ada.locator("#log").evaluate((el) => { el.scrollTop = el.scrollHeight; });
   }
 
-  // Grace's cursor stays put for the picture; Ada's pointer is over the
-  // board too.
+  if (apiKey) {
+    // After the history check: the event's line counts as a .msg too.
+    const res = await fetch(`${base}/api/rooms/${encodeURIComponent(room)}/events`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${apiKey}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ event: "deploy", payload: { version: "1.4.2" } }),
+      signal: AbortSignal.timeout(timeout),
+    });
+    if (res.status !== 200) throw new Error(`POST events: ${res.status} ${await res.text()}`);
+    for (const page of [ada, grace]) await seesSystemLine(page, "event “deploy” from the server");
+  }
+
+  // Ada's pointer is over the board for the picture, with Grace's cursor
+  // where she left it.
   await moveOnBoard(ada, 0.25, 0.6);
-  await seesCursor(grace, "Ada");
   await ada.screenshot({ path: shot });
   console.log(`ok: room ${room}; screenshot ${shot}`);
   if (problems.length) throw new Error("the page reported errors:\n" + problems.join("\n"));
