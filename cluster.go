@@ -86,8 +86,8 @@ const (
 	// batches other nodes published before it; it passes only when those
 	// were lost (an outage).
 	chatOrderWait = 2 * time.Second
-	// maxPendingRemote bounds the presence changes buffered for a room
-	// while it synchronises.
+	// maxPendingRemote bounds the remote members whose changes a room
+	// keeps while it synchronises (see room.pending).
 	maxPendingRemote = 1 << 16
 )
 
@@ -124,30 +124,24 @@ func (s *Server) relayEvent(roomID string, frame []byte) {
 }
 
 // clusterSink delivers what other nodes publish to this server's rooms.
+// Traffic for a room with no members on this node concerns nobody here
+// and is dropped.
 type clusterSink struct{ s *Server }
 
-// clusterRoom returns the live room id, or nil when it has no members on
-// this node: other nodes' traffic for it concerns nobody here.
-func (s *Server) clusterRoom(id string) *room {
-	s.roomsMu.Lock()
-	defer s.roomsMu.Unlock()
-	return s.rooms[id]
-}
-
 func (k clusterSink) MemberSet(roomID, connID string, entry []byte) {
-	if r := k.s.clusterRoom(roomID); r != nil {
-		r.remoteChange(remoteChange{conn: connID, entry: entry})
+	if r := k.s.lookupRoom(roomID); r != nil {
+		r.remoteChange(connID, entry)
 	}
 }
 
 func (k clusterSink) MemberRemoved(roomID, connID string) {
-	if r := k.s.clusterRoom(roomID); r != nil {
-		r.remoteChange(remoteChange{conn: connID})
+	if r := k.s.lookupRoom(roomID); r != nil {
+		r.remoteChange(connID, nil)
 	}
 }
 
 func (k clusterSink) Event(roomID string, msg []byte) {
-	r := k.s.clusterRoom(roomID)
+	r := k.s.lookupRoom(roomID)
 	if r == nil {
 		return
 	}
@@ -156,13 +150,11 @@ func (k clusterSink) Event(roomID string, msg []byte) {
 	frame := ws.Frame(buf)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, c := range r.local {
-		c.send(frame)
-	}
+	r.sendLocal(frame, nil)
 }
 
 func (k clusterSink) Chat(roomID string, seq uint64, msgs []protocol.StoredChatMessage) {
-	if r := k.s.clusterRoom(roomID); r != nil {
+	if r := k.s.lookupRoom(roomID); r != nil {
 		r.remoteChat(seq, msgs)
 	}
 }
@@ -180,7 +172,7 @@ func (k clusterSink) Resync() {
 	for range min(len(rooms), 8) {
 		wg.Go(func() {
 			for r := range work {
-				r.sync()
+				r.sync(true)
 			}
 		})
 	}
@@ -191,32 +183,28 @@ func (k clusterSink) Resync() {
 	wg.Wait()
 }
 
-// remoteChange is a presence change of another node's member: entry is
-// nil when it left.
-type remoteChange struct {
-	conn  string
-	entry []byte
-}
-
-// remoteChange applies a change announced by another node, or keeps it
-// for after the synchronisation in progress.
-func (r *room) remoteChange(ch remoteChange) {
+// remoteChange applies a change of another node's member conn (entry
+// nil: it left), or keeps it for after the synchronisation in progress.
+func (r *room) remoteChange(conn string, entry []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.dead {
+	if r.dead || r.pendingLost {
 		return
 	}
-	if !r.synced {
-		if len(r.pending) >= maxPendingRemote {
-			// The next synchronisation reloads the registry, which holds
-			// the result of everything dropped here.
-			r.pending, r.pendingLost = nil, true
-			return
-		}
-		r.pending = append(r.pending, ch)
+	if r.synced {
+		r.applyRemote(conn, entry)
 		return
 	}
-	r.applyRemote(ch)
+	if _, known := r.pending[conn]; !known && len(r.pending) >= maxPendingRemote {
+		// The synchronisation starts over: the registry it reloads holds
+		// the result of everything dropped here.
+		r.pending, r.pendingLost = nil, true
+		return
+	}
+	if r.pending == nil {
+		r.pending = make(map[string][]byte)
+	}
+	r.pending[conn] = entry
 }
 
 // applyRemote applies one remote change to the members, marking it dirty
@@ -224,22 +212,22 @@ func (r *room) remoteChange(ch remoteChange) {
 // would. Repeats (an entry already known, a departure of a stranger) are
 // no-ops, which makes replaying changes over a registry snapshot safe.
 // r.mu held.
-func (r *room) applyRemote(ch remoteChange) {
-	m := r.members[ch.conn]
+func (r *room) applyRemote(conn string, entry []byte) {
+	m := r.members[conn]
 	if m != nil && m.conn != nil {
 		return // a local member: only this node speaks for it
 	}
 	switch {
-	case ch.entry == nil && m != nil:
-		delete(r.members, ch.conn)
-		r.markDirty(ch.conn, true)
-	case ch.entry == nil:
+	case entry == nil && m != nil:
+		delete(r.members, conn)
+		r.markDirty(conn, true)
+	case entry == nil:
 	case m == nil:
-		r.members[ch.conn] = &member{entry: protocol.PresenceEntry{ConnectionID: ch.conn}, json: ch.entry}
-		r.markDirty(ch.conn, false)
-	case !bytes.Equal(m.json, ch.entry):
-		m.json = ch.entry
-		r.markDirty(ch.conn, true)
+		r.members[conn] = &member{entry: protocol.PresenceEntry{ConnectionID: conn}, json: entry}
+		r.markDirty(conn, false)
+	case !bytes.Equal(m.json, entry):
+		m.json = entry
+		r.markDirty(conn, true)
 	}
 }
 
@@ -255,26 +243,32 @@ func (r *room) ensureSynced() {
 	synced := r.synced
 	r.mu.Unlock()
 	if !synced {
-		r.sync()
+		r.sync(false)
 	}
 }
 
 // sync subscribes the room if it is not yet, then replaces its remote
 // members with the registry's and applies the changes received meanwhile.
-// On failure the room keeps serving its local members and tries again
-// later.
-func (r *room) sync() {
+// Unless force is set (announcements may have been lost), it does nothing
+// when the room is synchronised already: the joiners of a new room all
+// call it, and the first one's synchronisation serves the others. On
+// failure the room keeps serving its local members and tries again later.
+func (r *room) sync(force bool) {
 	b := r.srv.broker
 	r.syncMu.Lock()
 	defer r.syncMu.Unlock()
 	for {
 		r.mu.Lock()
-		if r.dead {
+		if r.dead || (r.synced && !force) {
 			r.mu.Unlock()
 			return
 		}
-		// From here on, changes from other nodes wait in r.pending.
-		r.synced, r.pendingLost = false, false
+		// From here on, changes from other nodes wait in r.pending. What
+		// an earlier, failed attempt left there is dropped: it was received,
+		// so it is in Redis already and the registry read below holds it or
+		// a later change, while applied after that read it could bring back
+		// a member whose departure was lost in an outage.
+		r.synced, r.pending, r.pendingLost = false, nil, false
 		r.mu.Unlock()
 
 		ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
@@ -307,14 +301,14 @@ func (r *room) sync() {
 		}
 		for id, m := range r.members {
 			if m.conn == nil && !in[id] {
-				r.applyRemote(remoteChange{conn: id})
+				r.applyRemote(id, nil)
 			}
 		}
 		for _, m := range st.Members {
-			r.applyRemote(remoteChange{conn: m.ConnID, entry: m.Entry})
+			r.applyRemote(m.ConnID, m.Entry)
 		}
-		for _, ch := range r.pending {
-			r.applyRemote(ch)
+		for conn, entry := range r.pending {
+			r.applyRemote(conn, entry)
 		}
 		r.pending = nil
 		r.synced = true
@@ -329,7 +323,7 @@ func (r *room) subscribe(ctx context.Context, b Broker) error {
 	if r.subscribed {
 		return nil
 	}
-	// Subscribe registers the interest even when it fails; release
+	// Subscribe registers the interest even when it fails; unsubscribe
 	// withdraws it.
 	r.subscribed = true
 	start := time.Now()
@@ -400,25 +394,13 @@ func (r *room) remoteChat(seq uint64, msgs []protocol.StoredChatMessage) {
 	}
 	n := 0
 	for i := range msgs {
-		if !r.inHistory(&msgs[i]) {
+		if !containsMessage(r.history, &msgs[i]) {
 			msgs[n], frames[n] = msgs[i], frames[i]
 			n++
 		}
 	}
 	r.appendChat(msgs[:n], frames[:n])
 	r.advanceChatSeq(seq)
-}
-
-// inHistory reports whether m is in the recent history. A message's id is
-// unique in its store, and the connection id tells apart stores that are
-// per node. r.mu held.
-func (r *room) inHistory(m *protocol.StoredChatMessage) bool {
-	for i := len(r.history) - 1; i >= 0; i-- {
-		if h := &r.history[i]; h.ID == m.ID && h.ConnectionID == m.ConnectionID {
-			return true
-		}
-	}
-	return false
 }
 
 // lockChat takes the room's cluster chat lock before a batch is stored,
@@ -471,8 +453,9 @@ func (r *room) waitChatSeq(seq uint64) {
 	r.mu.Unlock()
 }
 
-// publishChat publishes a locally stored batch under lock, or releases
-// the lock when nothing was stored. r.chatMu held, r.mu not.
+// publishChatBatch publishes a locally stored batch and releases the
+// lock, or only releases it when nothing was stored. r.chatMu held, r.mu
+// not.
 func (r *room) publishChatBatch(lock broker.ChatLock, stored []protocol.StoredChatMessage) {
 	if len(stored) == 0 {
 		lock.Release()

@@ -5,8 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net/http/httptest"
 	"runtime"
 	"slices"
 	"strings"
@@ -16,6 +19,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/openlivesync/livesync/broker"
 	"github.com/openlivesync/livesync/broker/redis"
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/internal/tcpproxy"
@@ -65,6 +69,22 @@ func (e *clusterEnv) wipe() {
 // Redis at addr (the real one, or a proxy), and returns its WebSocket URL.
 func (e *clusterEnv) node(addr string, store chat.Store, log *slog.Logger) (*Server, string) {
 	e.t.Helper()
+	return startServer(e.t, e.nodeOptions(addr, store, log))
+}
+
+// nodes starts n nodes sharing store and returns their WebSocket URLs.
+func (e *clusterEnv) nodes(n int, store chat.Store) []string {
+	e.t.Helper()
+	urls := make([]string, n)
+	for i := range urls {
+		_, urls[i] = e.node(e.addr, store, nil)
+	}
+	return urls
+}
+
+// nodeOptions are the options of a node of the test's cluster.
+func (e *clusterEnv) nodeOptions(addr string, store chat.Store, log *slog.Logger) *Options {
+	e.t.Helper()
 	if log == nil {
 		log = discardLogger()
 	}
@@ -77,7 +97,7 @@ func (e *clusterEnv) node(addr string, store chat.Store, log *slog.Logger) (*Ser
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return startServer(e.t, &Options{Broker: b, Store: store, Logger: log, Limits: Limits{EventRate: 1e6, EventBurst: 1e6, ChatRate: 1e6, ChatBurst: 1e6}})
+	return &Options{Broker: b, Store: store, Logger: log, Limits: Limits{EventRate: 1e6, EventBurst: 1e6, ChatRate: 1e6, ChatBurst: 1e6}}
 }
 
 // sharedStore is one chat store shared by the nodes of a test, as a
@@ -180,11 +200,7 @@ func (p *peer) event(n int) {
 func TestClusterPresenceEventsChat(t *testing.T) {
 	e := newClusterEnv(t)
 	store := newSharedStore(t)
-	var urls []string
-	for range 3 {
-		_, url := e.node(e.addr, store, nil)
-		urls = append(urls, url)
-	}
+	urls := e.nodes(3, store)
 	// a and a2 share a node: they get each other's traffic once, not once
 	// more through Redis.
 	a, a2, b, c := newPeer(t, urls[0]), newPeer(t, urls[0]), newPeer(t, urls[1]), newPeer(t, urls[2])
@@ -292,11 +308,7 @@ func TestClusterPresenceEventsChat(t *testing.T) {
 func TestClusterConvergence(t *testing.T) {
 	e := newClusterEnv(t)
 	store := newSharedStore(t)
-	var urls []string
-	for range 3 {
-		_, url := e.node(e.addr, store, nil)
-		urls = append(urls, url)
-	}
+	urls := e.nodes(3, store)
 	const n = 300
 	peers := make([]*peer, n)
 	var wg sync.WaitGroup
@@ -542,4 +554,185 @@ func TestClusterPartitionedNode(t *testing.T) {
 		p.until("c2's update", func() bool { return string(p.view[c2.id].Presence) == `{"during":1}` })
 	}
 	c2.sees(a.id, b.id, c.id, c2.id)
+}
+
+// TestClusterShutdownLeavesNoGoroutines: two nodes serve a room (joins,
+// presence, events, chat across nodes), then their clients go and they
+// shut down; every goroutine they started ends.
+func TestClusterShutdownLeavesNoGoroutines(t *testing.T) {
+	e := newClusterEnv(t)
+	store := newSharedStore(t)
+	before := runtime.NumGoroutine()
+	var (
+		srvs  []*Server
+		https []*httptest.Server
+		peers []*peer
+	)
+	for range 2 {
+		s, err := New(e.nodeOptions(e.addr, store, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := httptest.NewServer(s.Handler())
+		srvs, https = append(srvs, s), append(https, ts)
+		url := "ws" + strings.TrimPrefix(ts.URL, "http") + s.opts.Path
+		for range 2 {
+			peers = append(peers, newPeer(t, url))
+		}
+	}
+	ids := make([]string, len(peers))
+	for i, p := range peers {
+		p.joinRoom("r", nil)
+		ids[i] = p.id
+	}
+	for _, p := range peers {
+		p.sees(ids...)
+	}
+	peers[0].event(1)
+	peers[3].send(protocol.MsgSendChat, map[string]any{"message": "bye"})
+	for _, p := range peers {
+		p.until("the chat", func() bool { return len(p.chats) == 1 })
+	}
+	for _, p := range peers {
+		p.ws.Close()
+	}
+	for i, s := range srvs {
+		ctxShutdown(t, s)
+		https[i].Close()
+	}
+	waitFor(t, "the nodes' goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// fakeBroker is a Broker whose registry the test sets, to drive a room's
+// synchronisation step by step.
+type fakeBroker struct {
+	mu         sync.Mutex
+	sink       broker.Sink
+	members    []broker.Member
+	fail       error         // RoomState's answer when not nil
+	gate       chan struct{} // when not nil, RoomState waits for it to close
+	entered    chan struct{} // RoomState signals each call here when not nil
+	roomStates int
+}
+
+func (f *fakeBroker) Start(_ string, sink broker.Sink) error {
+	f.sink = sink
+	return nil
+}
+func (f *fakeBroker) Subscribe(context.Context, string) error { return nil }
+func (f *fakeBroker) Unsubscribe(string)                      {}
+func (f *fakeBroker) RoomState(context.Context, string) (broker.RoomState, error) {
+	f.mu.Lock()
+	f.roomStates++
+	gate, entered, fail, members := f.gate, f.entered, f.fail, slices.Clone(f.members)
+	f.mu.Unlock()
+	if entered != nil {
+		entered <- struct{}{}
+	}
+	if gate != nil {
+		<-gate
+	}
+	return broker.RoomState{Members: members}, fail
+}
+func (f *fakeBroker) SetMember(string, string, []byte) {}
+func (f *fakeBroker) RemoveMember(string, string)      {}
+func (f *fakeBroker) PublishEvent(string, []byte)      {}
+func (f *fakeBroker) LockChat(context.Context, string) (broker.ChatLock, error) {
+	return nil, broker.ErrUnavailable
+}
+func (f *fakeBroker) Healthy() error { return nil }
+func (f *fakeBroker) Close() error   { return nil }
+
+func (f *fakeBroker) set(fn func(*fakeBroker)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+// remoteMembers lists the room's members connected to other nodes, with
+// their entries.
+func (r *room) remoteMembers() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]string{}
+	for id, m := range r.members {
+		if m.conn == nil {
+			out[id] = string(m.json)
+		}
+	}
+	return out
+}
+
+// TestClusterSyncDropsStalePending: a change received before a failed
+// synchronisation is not replayed over the registry read by the next one,
+// where it could resurrect a member whose departure was lost meanwhile.
+func TestClusterSyncDropsStalePending(t *testing.T) {
+	f := &fakeBroker{fail: errors.New("redis is away")}
+	s, _ := startServer(t, &Options{Broker: f})
+	r := s.acquireRoom("r")
+	r.ensureSynced() // fails: the room waits for a retry
+	f.sink.MemberSet("r", "gone", []byte(`{"connectionId":"gone"}`))
+	// Its departure is lost (an outage); the registry no longer has it.
+	f.set(func(f *fakeBroker) {
+		f.fail = nil
+		f.members = []broker.Member{{ConnID: "stays", Entry: []byte(`{"connectionId":"stays"}`)}}
+	})
+	f.sink.Resync()
+	if got := r.remoteMembers(); len(got) != 1 || got["stays"] == "" {
+		t.Fatalf("remote members after the resync: %v, want only the registry's", got)
+	}
+}
+
+// TestClusterPendingKeepsLatestPerMember: while a room synchronises, a
+// storm of remote updates keeps one change per member, not one per
+// update, and the latest wins.
+func TestClusterPendingKeepsLatestPerMember(t *testing.T) {
+	f := &fakeBroker{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	s, _ := startServer(t, &Options{Broker: f})
+	r := s.acquireRoom("r")
+	done := make(chan struct{})
+	go func() { r.ensureSynced(); close(done) }()
+	<-f.entered // subscribed, reading the registry
+	// More than pending ever holds, and a multiple of 3.
+	const updates = (maxPendingRemote/3 + 1) * 3
+	for i := range updates {
+		f.sink.MemberSet("r", fmt.Sprint("m", i%3), []byte(fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	f.sink.MemberRemoved("r", "m2")
+	r.mu.Lock()
+	pending, lost := len(r.pending), r.pendingLost
+	r.mu.Unlock()
+	if pending != 3 || lost {
+		t.Errorf("pending holds %d changes (lost %v) for 3 members", pending, lost)
+	}
+	close(f.gate)
+	<-done
+	want := map[string]string{"m0": fmt.Sprintf(`{"n":%d}`, updates-3), "m1": fmt.Sprintf(`{"n":%d}`, updates-2)}
+	if got := r.remoteMembers(); !maps.Equal(got, want) {
+		t.Fatalf("remote members %v, want %v", got, want)
+	}
+}
+
+// TestClusterJoinStormSyncsOnce: the joiners of a new room that all find
+// it unsynchronised read the registry once between them, not once each.
+func TestClusterJoinStormSyncsOnce(t *testing.T) {
+	f := &fakeBroker{gate: make(chan struct{}), entered: make(chan struct{}, 64)}
+	s, _ := startServer(t, &Options{Broker: f})
+	r := s.acquireRoom("r")
+	const joiners = 20
+	var started, done sync.WaitGroup
+	started.Add(joiners)
+	for range joiners {
+		done.Go(func() {
+			started.Done()
+			r.ensureSynced()
+		})
+	}
+	started.Wait()
+	<-f.entered
+	close(f.gate)
+	done.Wait()
+	if f.roomStates != 1 {
+		t.Fatalf("%d joiners read the registry %d times, want once", joiners, f.roomStates)
+	}
 }

@@ -59,12 +59,17 @@ type room struct {
 	chatLock broker.ChatLock
 
 	// Cluster state; unused without a broker. Guarded by mu.
-	synced      bool           // remote members loaded; remote changes apply as they come
-	pending     []remoteChange // remote changes received while not synced, in order
-	pendingLost bool           // pending overflowed: synchronise again
-	retrying    bool           // a synchronisation is scheduled after a failure
-	chatSeq     uint64         // the room's chat sequence delivered here
-	chatSeqCh   chan struct{}  // closed when chatSeq advances; nil when nobody waits
+	synced bool // remote members loaded; remote changes apply as they come
+	// pending holds, while not synced, the latest change announced for each
+	// remote member (a nil entry: it left). Only the latest matters, since
+	// applying a member's changes in order leaves it as the last one says;
+	// keeping one per member bounds pending by the room's size, not by its
+	// traffic, so a cursor storm cannot overflow it during a sync.
+	pending     map[string][]byte
+	pendingLost bool          // pending overflowed: synchronise again
+	retrying    bool          // a synchronisation is scheduled after a failure
+	chatSeq     uint64        // the room's chat sequence delivered here
+	chatSeqCh   chan struct{} // closed when chatSeq advances; nil when nobody waits
 	// syncMu serialises subscribing, synchronising and unsubscribing; it
 	// guards subscribed. Lock order: syncMu, then mu.
 	syncMu     sync.Mutex
@@ -295,8 +300,9 @@ func roomJoinedFrame(roomID, connID string, snapshot, history []byte) []byte {
 func (r *room) join(c *conn, entry protocol.PresenceEntry) bool {
 	r.mu.Lock()
 	if r.dead {
+		// No need to unsubscribe here: whatever death made r dead also
+		// unsubscribes it, after any synchronisation this joiner started.
 		r.mu.Unlock()
-		r.unsubscribe() // in case this joiner's ensureHistory subscribed it
 		return false
 	}
 	j := &joinRequest{conn: c, member: &member{entry: entry, conn: c}, admitted: make(chan struct{})}
@@ -402,13 +408,21 @@ func (r *room) trailingPresence(c *conn, gen uint64) {
 // to the members on other nodes.
 func (r *room) broadcast(frame []byte, except *conn) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sendLocal(frame, except)
+	// Relayed under mu, so that other nodes get this node's events and
+	// presence changes in the order its members saw them.
+	r.srv.relayEvent(r.id, frame)
+}
+
+// sendLocal sends frame to every local member but except (nil for none).
+// r.mu held.
+func (r *room) sendLocal(frame []byte, except *conn) {
 	for _, c := range r.local {
 		if c != except {
 			c.send(frame)
 		}
 	}
-	r.srv.relayEvent(r.id, frame)
-	r.mu.Unlock()
 }
 
 // ensureHistory loads the recent chat from the store once per room life.
@@ -454,8 +468,11 @@ func (r *room) ensureHistory() {
 	r.mu.Unlock()
 }
 
+// containsMessage reports whether msgs holds m. A message's id is unique
+// in its store, and the connection id tells apart stores that are per
+// node. It looks from the end, where a repeat is likeliest.
 func containsMessage(msgs []protocol.StoredChatMessage, m *protocol.StoredChatMessage) bool {
-	for i := range msgs {
+	for i := len(msgs) - 1; i >= 0; i-- {
 		if msgs[i].ID == m.ID && msgs[i].ConnectionID == m.ConnectionID {
 			return true
 		}

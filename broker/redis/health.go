@@ -27,25 +27,22 @@ type health struct {
 
 // cmdDown returns, wrapping broker.ErrUnavailable, why commands cannot be
 // sent now: callers fail fast instead of waiting for timeouts.
-func (h *health) cmdDown() error {
+func (h *health) cmdDown() error { return h.report(false) }
+
+// err is cmdDown, or why the subscription is down: what Healthy reports.
+func (h *health) err() error { return h.report(true) }
+
+func (h *health) report(withSub bool) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.cmd == nil {
+	what, cause := "redis unreachable", h.cmd
+	if cause == nil && withSub {
+		what, cause = "redis subscription down", h.sub
+	}
+	if cause == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: redis unreachable since %s: %v", broker.ErrUnavailable, h.since.Format(time.RFC3339), h.cmd)
-}
-
-func (h *health) err() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	switch {
-	case h.cmd != nil:
-		return fmt.Errorf("%w: redis unreachable since %s: %v", broker.ErrUnavailable, h.since.Format(time.RFC3339), h.cmd)
-	case h.sub != nil:
-		return fmt.Errorf("%w: redis subscription down since %s: %v", broker.ErrUnavailable, h.since.Format(time.RFC3339), h.sub)
-	}
-	return nil
+	return fmt.Errorf("%w: %s since %s: %v", broker.ErrUnavailable, what, h.since.Format(time.RFC3339), cause)
 }
 
 func (h *health) subDown() bool {

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -252,7 +253,7 @@ func (b *Broker) script(o *op) {
 		}
 		err = replaceScript.Run(ctx, b.rdb, []string{b.k.nodeSet(b.node)}, args...).Err()
 	}
-	if err != nil && err != goredis.Nil {
+	if err != nil && !errors.Is(err, goredis.Nil) {
 		b.failed(err)
 		err = fmt.Errorf("redis broker: %w", err)
 	} else {

@@ -63,7 +63,12 @@ type Options struct {
 	// it they are dropped (and presence resynchronised). Default 65536.
 	QueueSize int
 	// ChatLockTTL is how long a room's chat lock outlives a holder that
-	// died with it. Default 10s; it must exceed the chat store's timeout.
+	// died with it. Default 10s. It must exceed the longest a live holder
+	// keeps it (the chat store's timeout, plus a few seconds to wait for
+	// earlier chat and to publish), or two nodes' batches may be delivered
+	// in different orders; and it should stay under the 12s a livesync
+	// server waits for a lock, or a lock whose holder died makes that
+	// room's chat node-local until it expires.
 	ChatLockTTL time.Duration
 }
 
@@ -260,21 +265,27 @@ func (b *Broker) Close() error {
 				cancel()
 			}
 		}
-		b.qmu.Lock()
-		b.closing = true
-		b.qmu.Unlock()
-		b.cancel()
-		b.subMu.Lock()
-		if b.ps != nil {
-			b.ps.Close()
-		}
-		b.subMu.Unlock()
-		b.wg.Wait()
+		b.stop()
 		if e := b.rdb.Close(); e != nil {
 			err = fmt.Errorf("redis broker: close: %w", e)
 		}
 	})
 	return err
+}
+
+// stop ends the broker's goroutines and fails whatever is queued or
+// enqueued later, without a word to Redis.
+func (b *Broker) stop() {
+	b.qmu.Lock()
+	b.closing = true
+	b.qmu.Unlock()
+	b.cancel()
+	b.subMu.Lock()
+	if b.ps != nil {
+		b.ps.Close()
+	}
+	b.subMu.Unlock()
+	b.wg.Wait()
 }
 
 // keys names the broker's keys and channels (see scripts.go).
@@ -387,8 +398,11 @@ type chatLock struct {
 	seq   uint64
 }
 
+// Seq implements broker.ChatLock.
 func (l *chatLock) Seq() uint64 { return l.seq }
 
+// Publish implements broker.ChatLock. It waits at most twice OpTimeout
+// for the batch to be sent; the batch may still go out after that.
 func (l *chatLock) Publish(msgs []protocol.StoredChatMessage) (uint64, error) {
 	body, err := json.Marshal(msgs)
 	if err != nil {
@@ -405,6 +419,7 @@ func (l *chatLock) Publish(msgs []protocol.StoredChatMessage) (uint64, error) {
 	}
 }
 
+// Release implements broker.ChatLock.
 func (l *chatLock) Release() {
 	l.b.enqueue(op{kind: opUnlock, room: l.room, chat: &chatOp{token: l.token}}, true)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -47,20 +48,28 @@ func (r *recorder) lines() []string {
 	return slices.Clone(r.got)
 }
 
+func (r *recorder) resyncCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.resyncs
+}
+
+// waitFor waits until the recorder has every line of want.
 func (r *recorder) waitFor(t *testing.T, want ...string) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
+	eventually(t, fmt.Sprintf("%q", want), func() bool {
 		got := r.lines()
-		ok := true
-		for _, w := range want {
-			ok = ok && slices.Contains(got, w)
-		}
-		if ok {
-			return
-		}
+		return !slices.ContainsFunc(want, func(w string) bool { return !slices.Contains(got, w) })
+	})
+}
+
+// eventually polls cond until it holds, failing t after waitTimeout.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %q; got %q", want, got)
+			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -84,9 +93,15 @@ func testPrefix(t *testing.T) (addr, prefix string) {
 	return addr, prefix
 }
 
-func startBroker(t *testing.T, addr, prefix, node string) (*Broker, *recorder) {
+// startBroker starts a broker as node, with fast heartbeats, adjusted by
+// tune when it is not nil; it is closed when the test ends.
+func startBroker(t *testing.T, addr, prefix, node string, tune ...func(*Options)) (*Broker, *recorder) {
 	t.Helper()
-	b, err := New(context.Background(), "redis://"+addr+"/0?prefix="+prefix, &Options{Heartbeat: 50 * time.Millisecond, NodeTTL: 300 * time.Millisecond, OpTimeout: time.Second})
+	o := &Options{Heartbeat: 50 * time.Millisecond, NodeTTL: 300 * time.Millisecond, OpTimeout: time.Second}
+	for _, f := range tune {
+		f(o)
+	}
+	b, err := New(context.Background(), "redis://"+addr+"/0?prefix="+prefix, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,8 +165,13 @@ func TestBrokerRelaysToOthersOnly(t *testing.T) {
 
 	a.RemoveMember("r", "na-1")
 	rb.waitFor(t, "left r na-1")
-	if got := ra.lines(); slices.ContainsFunc(got, func(s string) bool { return s != "chat r hi" }) {
-		t.Fatalf("a received its own publications: %q", got)
+	// Redis delivers a channel's messages in publication order, so once a
+	// has b's marker, published after all of a's own, a would have had
+	// those too.
+	b.PublishEvent("r", []byte("marker"))
+	ra.waitFor(t, "event r marker")
+	if got, want := ra.lines(), []string{"chat r hi", "event r marker"}; !slices.Equal(got, want) {
+		t.Fatalf("a received %q, want only %q: not its own publications", got, want)
 	}
 }
 
@@ -197,8 +217,8 @@ func TestBrokerChatLockIsExclusive(t *testing.T) {
 }
 
 // TestBrokerSweepsDeadNode: a node that stops without a word (no
-// deregistration) has its members removed by the others once its
-// heartbeat expires; its next life is a new node.
+// deregistration) has its members removed by the others, in every room,
+// once its heartbeat expires.
 func TestBrokerSweepsDeadNode(t *testing.T) {
 	addr, prefix := testPrefix(t)
 	a, _ := startBroker(t, addr, prefix, "na")
@@ -207,12 +227,7 @@ func TestBrokerSweepsDeadNode(t *testing.T) {
 	a.SetMember("r", "na-1", []byte(`{}`))
 	a.SetMember("s", "na-2", []byte(`{}`))
 	rb.waitFor(t, "set r na-1 {}")
-	// Die: stop every goroutine, leave the keys.
-	a.cancel()
-	a.subMu.Lock()
-	a.ps.Close()
-	a.subMu.Unlock()
-	a.wg.Wait()
+	a.stop() // a crash: no goodbye, its keys stay
 	rb.waitFor(t, "left r na-1")
 	if st, _ := b.RoomState(context.Background(), "s"); len(st.Members) != 0 {
 		t.Fatalf("dead node's member still registered: %+v", st)
@@ -237,13 +252,7 @@ func TestBrokerOutage(t *testing.T) {
 	rb.waitFor(t, "set r na-1 {}")
 
 	proxy.Cut()
-	deadline := time.Now().Add(waitTimeout)
-	for a.Healthy() == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the outage went unnoticed")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually(t, "the outage to be noticed", func() bool { return a.Healthy() != nil })
 	// b sweeps a's member once a's heartbeat expires.
 	rb.waitFor(t, "left r na-1")
 	for i := range 10000 {
@@ -261,24 +270,111 @@ func TestBrokerOutage(t *testing.T) {
 	}
 	a.SetMember("r", "na-2", []byte(`{}`)) // a joins while cut off
 
-	ra.mu.Lock()
-	resyncs := ra.resyncs
-	ra.mu.Unlock()
+	resyncs := ra.resyncCount()
 	proxy.Restore()
 	rb.waitFor(t, "set r na-1 {}", "set r na-2 {}")
-	deadline = time.Now().Add(waitTimeout)
-	for {
-		ra.mu.Lock()
-		n := ra.resyncs
-		ra.mu.Unlock()
-		if n > resyncs && a.Healthy() == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no resync after the outage (health %v)", a.Healthy())
-		}
-		time.Sleep(5 * time.Millisecond)
+	eventually(t, "a resync after the outage", func() bool { return ra.resyncCount() > resyncs && a.Healthy() == nil })
+}
+
+// TestBrokerChatLockOfDeadHolder: a node that dies holding a room's chat
+// lock (it stored a batch and never published it) holds up the room's
+// chat only until the lock expires; the next holder sees the sequence of
+// the last batch that was published.
+func TestBrokerChatLockOfDeadHolder(t *testing.T) {
+	addr, prefix := testPrefix(t)
+	ttl := func(o *Options) { o.ChatLockTTL = 300 * time.Millisecond }
+	a, _ := startBroker(t, addr, prefix, "na", ttl)
+	b, rb := startBroker(t, addr, prefix, "nb", ttl)
+	subscribe(t, b, "r")
+	ctx := context.Background()
+	la, err := a.LockChat(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
 	}
+	seq, err := la.Publish([]protocol.StoredChatMessage{{ID: "1", Message: "before"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb.waitFor(t, "chat r before")
+	if _, err := a.LockChat(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	a.stop() // a crash: no goodbye, its keys stay
+	start := time.Now()
+	wait, cancel := context.WithTimeout(ctx, waitTimeout)
+	defer cancel()
+	lb, err := b.LockChat(wait, "r")
+	if err != nil {
+		t.Fatalf("the dead holder's lock was never released: %v", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("took the lock after %v, want about its TTL", took)
+	}
+	if lb.Seq() != seq {
+		t.Errorf("lock after sequence %d, want %d: the last published batch", lb.Seq(), seq)
+	}
+	if next, err := lb.Publish([]protocol.StoredChatMessage{{ID: "2", Message: "after"}}); err != nil || next <= seq {
+		t.Fatalf("publishing after the takeover: sequence %d after %d, %v", next, seq, err)
+	}
+}
+
+// TestBrokerSubscribeDuringReconnection: a Subscribe made while the
+// subscription connection is being replaced returns only once the new
+// connection has the channel, so a publication made right after it
+// returns is delivered.
+func TestBrokerSubscribeDuringReconnection(t *testing.T) {
+	addr, prefix := testPrefix(t)
+	a, ra := startBroker(t, addr, prefix, "na")
+	b, _ := startBroker(t, addr, prefix, "nb")
+	subscribe(t, a, "r")
+	a.subMu.Lock()
+	old := a.ps
+	old.Close()
+	a.subMu.Unlock()
+	eventually(t, "the lost connection to be noticed", func() bool {
+		a.subMu.Lock()
+		defer a.subMu.Unlock()
+		return a.ps != old
+	})
+	subscribe(t, a, "r") // a second interest in the room, as a room's next life has
+	b.PublishEvent("r", []byte("after"))
+	ra.waitFor(t, "event r after")
+}
+
+// TestBrokerCloseLeavesNoGoroutines: two nodes exchange traffic and
+// close; every goroutine they started ends.
+func TestBrokerCloseLeavesNoGoroutines(t *testing.T) {
+	addr, prefix := testPrefix(t)
+	before := runtime.NumGoroutine()
+	var brokers []*Broker
+	for _, node := range []string{"na", "nb"} {
+		b, err := New(context.Background(), "redis://"+addr+"/0?prefix="+prefix, &Options{Heartbeat: 50 * time.Millisecond, NodeTTL: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Start(node, &recorder{}); err != nil {
+			t.Fatal(err)
+		}
+		brokers = append(brokers, b)
+	}
+	a, b := brokers[0], brokers[1]
+	subscribe(t, b, "r")
+	a.SetMember("r", "na-1", []byte(`{}`))
+	a.PublishEvent("r", []byte(`{}`))
+	lock, err := a.LockChat(context.Background(), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Publish([]protocol.StoredChatMessage{{ID: "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	b.sink.(*recorder).waitFor(t, "chat r ")
+	for _, x := range brokers {
+		if err := x.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the brokers' goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 var _ broker.Sink = (*recorder)(nil)

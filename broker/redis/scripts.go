@@ -22,25 +22,33 @@ import goredis "github.com/redis/go-redis/v9"
 // then "S" <conn>\n<entry>, "L" <conn>, "E" <message JSON>,
 // "C" <seq>\n<JSON array of stored messages>.
 
-// removeNodeLua removes node n's members from every room's registry and
-// announces their departure on the node's behalf (so that every live
-// node, the one running the script included, receives it).
-const removeNodeLua = `
+// dropMemberLua defines dropMember, which removes the registry entry m
+// ("<conn>\n<room>", as in a node's member set) if node n still owns it,
+// and announces the departure on n's behalf so that every live node, the
+// one running the script included, receives it. It returns 1 when it
+// removed the entry.
+const dropMemberLua = `
+local function dropMember(prefix, n, m)
+  local nl = string.find(m, '\n', 1, true)
+  if not nl then return 0 end
+  local conn, room = string.sub(m, 1, nl - 1), string.sub(m, nl + 1)
+  local h = prefix .. ':m:' .. room
+  local v = redis.call('HGET', h, conn)
+  if not v or string.sub(v, 1, #n + 1) ~= n .. '\n' then return 0 end
+  redis.call('HDEL', h, conn)
+  redis.call('PUBLISH', prefix .. ':r:' .. room, 'L' .. n .. '\n' .. conn)
+  return 1
+end
+`
+
+// removeNodeLua defines removeNode, which removes node n's members from
+// every room's registry, announcing their departure, and forgets n.
+const removeNodeLua = dropMemberLua + `
 local function removeNode(prefix, n)
   local set = prefix .. ':n:' .. n .. ':members'
   local removed = 0
   for _, m in ipairs(redis.call('SMEMBERS', set)) do
-    local nl = string.find(m, '\n', 1, true)
-    if nl then
-      local conn, room = string.sub(m, 1, nl - 1), string.sub(m, nl + 1)
-      local h = prefix .. ':m:' .. room
-      local v = redis.call('HGET', h, conn)
-      if v and string.sub(v, 1, #n + 1) == n .. '\n' then
-        redis.call('HDEL', h, conn)
-        redis.call('PUBLISH', prefix .. ':r:' .. room, 'L' .. n .. '\n' .. conn)
-        removed = removed + 1
-      end
-    end
+    removed = removed + dropMember(prefix, n, m)
   end
   redis.call('DEL', set)
   redis.call('SREM', prefix .. ':nodes', n)
@@ -82,22 +90,13 @@ return was
 // departures for the others, announcements for the new or changed.
 // KEYS: the node's member set. ARGV: prefix, node, then conn, room, entry
 // for each member.
-var replaceScript = goredis.NewScript(`
+var replaceScript = goredis.NewScript(dropMemberLua + `
 local prefix, node = ARGV[1], ARGV[2]
 local want = {}
 for i = 3, #ARGV, 3 do want[ARGV[i] .. '\n' .. ARGV[i + 1]] = true end
 for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if not want[m] then
-    local nl = string.find(m, '\n', 1, true)
-    if nl then
-      local conn, room = string.sub(m, 1, nl - 1), string.sub(m, nl + 1)
-      local h = prefix .. ':m:' .. room
-      local v = redis.call('HGET', h, conn)
-      if v and string.sub(v, 1, #node + 1) == node .. '\n' then
-        redis.call('HDEL', h, conn)
-        redis.call('PUBLISH', prefix .. ':r:' .. room, 'L' .. node .. '\n' .. conn)
-      end
-    end
+    dropMember(prefix, node, m)
     redis.call('SREM', KEYS[1], m)
   end
 end
@@ -135,8 +134,11 @@ return 0
 // chatScript publishes a stored batch and releases the lock in one step,
 // numbering the batch after the room's sequence. The sequence never goes
 // back, even when Redis lost it: it starts again from the current time in
-// microseconds. KEYS: lock, sequence, channel. ARGV: token, batch size,
-// now in µs, message header, JSON body. Returns the last number.
+// microseconds. It publishes even when the lock expired meanwhile: the
+// batch is stored and its sender's node delivered it already, so other
+// nodes are better off getting it late than never. KEYS: lock, sequence,
+// channel. ARGV: token, batch size, now in µs, message header, JSON body.
+// Returns the last number.
 var chatScript = goredis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 local cur = tonumber(redis.call('GET', KEYS[2]) or '0')

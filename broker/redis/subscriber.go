@@ -103,6 +103,13 @@ func (b *Broker) subscriber() {
 			if b.ps == ps {
 				b.ps = nil
 			}
+			// Until the next connection confirms them, no channel is
+			// subscribed: a Subscribe meanwhile must wait for that.
+			for _, st := range b.subs {
+				if st.isReady {
+					st.ready, st.isReady = make(chan struct{}), false
+				}
+			}
 			b.subMu.Unlock()
 			ps.Close()
 		} else if b.ctx.Err() == nil {
