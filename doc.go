@@ -27,9 +27,12 @@
 // locks below it:
 //
 //	room.chatMu   storing and broadcasting a room's chat, loading its history
+//	room.syncMu   loading a room's members from the cluster (never held with chatMu)
 //	room.mu       a room's members, presence batch and recent history
 //	Server.mu     connections and per-address counts (never held with room.mu)
 //	conn.mu       a connection's send queue
 //
 // Server.roomsMu guards the room table and is never held with another lock.
+// Under room.mu the cluster broker is only handed work through a queue,
+// never waited on.
 package livesync

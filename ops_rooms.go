@@ -107,26 +107,15 @@ func (s *Server) publishChat(msg chat.Message) (protocol.StoredChatMessage, erro
 		stored, err := r.store([]chatRequest{{msg: msg}})
 		r.deliverChat(stored)
 		r.chatMu.Unlock()
-		s.releaseIfEmpty(r)
+		r.mu.Lock()
+		retire := r.idleLocked()
+		r.mu.Unlock()
+		if retire {
+			r.retire()
+		}
 		if err != nil {
 			return protocol.StoredChatMessage{}, err
 		}
 		return stored[0], nil
-	}
-}
-
-// releaseIfEmpty removes r from the server when it has no local members
-// and no joiners, as the last leave would have: a joiner that acquired r
-// meanwhile sees it dead and acquires a new room.
-func (s *Server) releaseIfEmpty(r *room) {
-	r.mu.Lock()
-	empty := !r.dead && len(r.local) == 0 && len(r.joining) == 0
-	if empty {
-		r.dead = true
-	}
-	r.mu.Unlock()
-	if empty {
-		s.removeRoom(r)
-		r.unsubscribe()
 	}
 }

@@ -447,3 +447,48 @@ func TestChatUnavailableBroadcastsNothing(t *testing.T) {
 		t.Fatalf("got %+v", m)
 	}
 }
+
+// gateStore holds every append until its gate opens.
+type gateStore struct {
+	*chat.MemoryStore
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gateStore) Append(ctx context.Context, m chat.Message) (protocol.StoredChatMessage, error) {
+	g.entered <- struct{}{}
+	<-g.gate
+	return g.MemoryStore.Append(ctx, m)
+}
+
+func (g *gateStore) AppendBatch(ctx context.Context, ms []chat.Message) ([]protocol.StoredChatMessage, error) {
+	g.entered <- struct{}{}
+	<-g.gate
+	return g.MemoryStore.AppendBatch(ctx, ms)
+}
+
+// TestChatOutlivesItsSender: a sender that leaves while its message is
+// still being stored does not take the message with it; whoever joins
+// the room next gets it, live or in the history.
+func TestChatOutlivesItsSender(t *testing.T) {
+	gs := &gateStore{MemoryStore: chat.NewMemoryStore(nil), entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	s, url := startServer(t, &Options{Store: gs})
+	a := dial(t, url)
+	a.join("r", nil)
+	a.send(protocol.MsgSendChat, map[string]any{"message": "in flight"})
+	<-gs.entered
+	a.ws.Close()
+	waitFor(t, "the sender to be gone", func() bool { return s.Stats().Connections == 0 })
+
+	b := dial(t, url)
+	rj := b.join("r", nil)
+	close(gs.gate)
+	if len(rj.ChatHistory) == 1 && rj.ChatHistory[0].Message == "in flight" {
+		return
+	}
+	var m protocol.StoredChatMessage
+	b.expect(protocol.MsgChatMessage, &m)
+	if m.Message != "in flight" {
+		t.Fatalf("got %+v", m)
+	}
+}

@@ -340,20 +340,36 @@ func (r *room) leave(c *conn) {
 	if b := r.srv.broker; b != nil {
 		b.RemoveMember(r.id, c.id)
 	}
-	// Members on other nodes do not keep the room alive here: it lives
-	// for its local members.
-	empty := len(r.local) == 0 && len(r.joining) == 0
-	if empty {
-		r.dead = true
-	} else {
+	if len(r.local) > 0 || len(r.joining) > 0 {
 		r.markDirty(c.id, true)
 	}
+	retire := r.idleLocked()
 	r.mu.Unlock()
 	r.srv.metrics.membersChanged(-1)
-	if empty {
-		r.srv.removeRoom(r)
-		r.unsubscribe()
+	if retire {
+		r.retire()
 	}
+}
+
+// idleLocked marks the room dead when nothing keeps it alive any more: no
+// local member, no joiner, no chat still to be stored and delivered (a new
+// room for the same id would load its history without that chat).
+// Members on other nodes do not keep it: it lives for its local members.
+// It reports whether the caller must retire the room, after unlocking.
+// r.mu held.
+func (r *room) idleLocked() bool {
+	if r.dead || len(r.local) > 0 || len(r.joining) > 0 || r.chatRunning {
+		return false
+	}
+	r.dead = true
+	return true
+}
+
+// retire removes a room idleLocked marked dead from the server and from
+// the cluster.
+func (r *room) retire() {
+	r.srv.removeRoom(r)
+	r.unsubscribe()
 }
 
 // updatePresence applies p to c's entry, throttled: inside the window the
@@ -512,7 +528,11 @@ func (r *room) chatWorker() {
 		n := min(len(r.chatQueue), maxChatBatch)
 		if n == 0 {
 			r.chatRunning = false
+			retire := r.idleLocked()
 			r.mu.Unlock()
+			if retire {
+				r.retire()
+			}
 			return
 		}
 		batch := append([]chatRequest(nil), r.chatQueue[:n]...)
