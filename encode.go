@@ -48,26 +48,43 @@ func (f *frameBuilder) optRaw(name string, value json.RawMessage) {
 	}
 }
 
-// json appends v encoded by encoding/json; only for values that cannot fail.
-func (f *frameBuilder) json(v any) {
-	p, err := json.Marshal(v)
-	if err != nil {
-		panic("livesync: encoding " + err.Error())
+// message appends a stored chat message. With checkMetadata, metadata
+// that is not a JSON object (what a store returned, not what this server
+// validated) is left out rather than breaking the frame.
+func (f *frameBuilder) message(m *protocol.StoredChatMessage, checkMetadata bool) {
+	f.raw(`{"id":`)
+	f.str(m.ID)
+	f.field("roomId")
+	f.str(m.RoomID)
+	f.field("connectionId")
+	f.str(m.ConnectionID)
+	f.optStr("userId", m.UserID)
+	f.field("message")
+	f.str(m.Message)
+	if !checkMetadata || (isObject(m.Metadata) && json.Valid(m.Metadata)) {
+		f.optRaw("metadata", m.Metadata)
 	}
-	f.bytes(p)
+	f.field("createdAt")
+	f.b = appendInt(f.b, m.CreatedAt)
+	f.raw("}")
+}
+
+// messages appends a JSON array of stored messages, checking metadata.
+func (f *frameBuilder) messages(ms []protocol.StoredChatMessage) {
+	f.raw("[")
+	for i := range ms {
+		if i > 0 {
+			f.raw(",")
+		}
+		f.message(&ms[i], true)
+	}
+	f.raw("]")
 }
 
 // done closes the envelope and returns the frame.
 func (f *frameBuilder) done() []byte {
 	f.b = append(f.b, '}')
 	return ws.Frame(f.b)
-}
-
-// encodeMessage frames a message whose payload encoding/json can encode.
-func encodeMessage(typ string, payload any) []byte {
-	f := newFrame(typ, 128)
-	f.json(payload)
-	return f.done()
 }
 
 func errorFrame(code, message string) []byte {

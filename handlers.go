@@ -187,7 +187,15 @@ func (c *conn) handleHistory(raw []byte) *clientError {
 		c.srv.log.Warn("chat history unavailable", "room", c.room.id, "err", err)
 		return &clientError{protocol.CodeChatUnavailable, "get_chat_history: chat storage is unavailable"}
 	}
-	c.send(encodeMessage(protocol.MsgChatHistory, protocol.ChatHistoryPayload{RoomID: c.room.id, Messages: msgs, HasMore: more}))
+	f := newFrame(protocol.MsgChatHistory, 200*len(msgs)+64)
+	f.raw(`{"roomId":`)
+	f.str(c.room.id)
+	f.field("messages")
+	f.messages(msgs)
+	f.field("hasMore")
+	f.b = strconv.AppendBool(f.b, more)
+	f.raw("}")
+	c.send(f.done())
 	return nil
 }
 

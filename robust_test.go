@@ -492,3 +492,24 @@ func TestChatOutlivesItsSender(t *testing.T) {
 		t.Fatalf("got %+v", m)
 	}
 }
+
+// corruptStore returns history whose metadata is not JSON, as a damaged
+// database row might.
+type corruptStore struct{ *chat.MemoryStore }
+
+func (c corruptStore) History(ctx context.Context, room string, limit, offset int) ([]protocol.StoredChatMessage, error) {
+	return []protocol.StoredChatMessage{
+		{ID: "1", RoomID: room, ConnectionID: "x", Message: "ok", Metadata: []byte(`{"a":1}`), CreatedAt: 1},
+		{ID: "2", RoomID: room, ConnectionID: "x", Message: "bad", Metadata: []byte(`{not json`), CreatedAt: 2},
+		{ID: "3", RoomID: room, ConnectionID: "x", Message: "array", Metadata: []byte(`[1]`), CreatedAt: 3},
+	}, nil
+}
+
+func TestCorruptStoredMetadataDoesNotBreakJoins(t *testing.T) {
+	_, url := startServer(t, &Options{Store: corruptStore{chat.NewMemoryStore(nil)}})
+	rj := dial(t, url).join("r", nil)
+	if len(rj.ChatHistory) != 3 || string(rj.ChatHistory[0].Metadata) != `{"a":1}` ||
+		rj.ChatHistory[1].Metadata != nil || rj.ChatHistory[2].Metadata != nil || rj.ChatHistory[1].Message != "bad" {
+		t.Fatalf("history %+v", rj.ChatHistory)
+	}
+}

@@ -272,10 +272,7 @@ func (r *room) encodeSnapshot() []byte {
 func (r *room) encodedHistory() []byte {
 	if r.historyJSON == nil {
 		f := frameBuilder{}
-		f.json(r.history)
-		if len(r.history) == 0 {
-			f.b = []byte("[]")
-		}
+		f.messages(r.history)
 		r.historyJSON = f.b
 	}
 	return r.historyJSON
@@ -631,18 +628,6 @@ func (r *room) appendChat(stored []protocol.StoredChatMessage, frames [][]byte) 
 
 func chatFrame(m *protocol.StoredChatMessage) []byte {
 	f := newFrame(protocol.MsgChatMessage, len(m.Message)+len(m.Metadata)+128)
-	f.raw(`{"roomId":`)
-	f.str(m.RoomID)
-	f.field("connectionId")
-	f.str(m.ConnectionID)
-	f.optStr("userId", m.UserID)
-	f.field("message")
-	f.str(m.Message)
-	f.optRaw("metadata", m.Metadata)
-	f.field("id")
-	f.str(m.ID)
-	f.field("createdAt")
-	f.b = appendInt(f.b, m.CreatedAt)
-	f.raw("}")
+	f.message(m, false)
 	return f.done()
 }
