@@ -15,12 +15,12 @@ import (
 // Presence changes are not sent as they happen: they mark the member dirty
 // and schedule a flush, which sends every member one presence_updated that
 // sums up all changes since the previous flush, and admits the joiners
-// waiting for it. While the flush goroutine waits for the lock, more
-// changes pile up, so a join storm costs a few messages per member instead
-// of one per joiner, with no timer and no added delay when the room is
-// quiet. Because each member id appears in at most one list of a flush, the
-// order in which a client applies the lists does not matter, and every
-// view converges to the true membership.
+// waiting for it. Changes that come while a flush is pending join it, so a
+// join storm costs a few messages per member instead of one per joiner; a
+// small room flushes at once, a large one after a short window that grows
+// with its size (see scheduleFlush). Because each member id appears in at
+// most one list of a flush, the order in which a client applies the lists
+// does not matter, and every view converges to the true membership.
 //
 // In a cluster (Options.Broker), members connected to other nodes are
 // members too, with a nil conn: their joins, updates and departures, as
