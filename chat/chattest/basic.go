@@ -182,6 +182,8 @@ func unicodeText(n int) string {
 	return b.String()
 }
 
+// testLargeMessage stores the largest message, metadata and room id the
+// server accepts.
 func testLargeMessage(t *testing.T, s chat.Store) {
 	text := unicodeText(16 << 10)
 	meta, err := json.Marshal(map[string]string{"blob": unicodeText(8<<10 - 12)})
@@ -191,8 +193,10 @@ func testLargeMessage(t *testing.T, s chat.Store) {
 	if len(meta) < 8<<10-4 || len(meta) > 8<<10+4 {
 		t.Fatalf("test bug: metadata is %d bytes", len(meta))
 	}
-	m := appendOne(t, s, chat.Message{RoomID: "large", ConnectionID: "c", UserID: "u", Message: text, Metadata: meta})
-	got := history(t, s, "large", 0, 0)
+	// The largest room id the protocol allows: 256 bytes.
+	room := "large-" + strings.Repeat("r", 250)
+	m := appendOne(t, s, chat.Message{RoomID: room, ConnectionID: "c", UserID: "u", Message: text, Metadata: meta})
+	got := history(t, s, room, 0, 0)
 	if len(got) != 1 {
 		t.Fatalf("History has %d messages, want 1", len(got))
 	}

@@ -8,7 +8,7 @@
 //	CREATE TABLE openlivesync_chat (
 //	    seq           BIGINT NOT NULL AUTO_INCREMENT, -- the order key History sorts by
 //	    id            VARCHAR(64) NOT NULL,           -- the message ID: seq as text
-//	    room_id       VARCHAR(255) NOT NULL,
+//	    room_id       VARCHAR(256) NOT NULL,          -- the protocol allows 256 bytes
 //	    connection_id TEXT NOT NULL,
 //	    user_id       TEXT NULL,                      -- NULL when anonymous
 //	    message       MEDIUMTEXT NOT NULL,
@@ -21,7 +21,8 @@
 //
 // Room IDs are compared byte for byte whatever the column's collation, so
 // "Room", "room" and "room " are different rooms, as in every other store.
-// Room IDs longer than 255 characters are refused by the new schema.
+// Room IDs longer than 256 characters are refused by the new schema, as
+// the server refuses them anyway.
 //
 // Upgrading from the Node.js package: its table has the same columns but
 // no seq (id as PRIMARY KEY, an index on (room_id, created_at)). New

@@ -14,7 +14,7 @@ func createTableSQL(table string) string {
 	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 	seq BIGINT NOT NULL AUTO_INCREMENT,
 	id VARCHAR(64) NOT NULL,
-	room_id VARCHAR(255) NOT NULL,
+	room_id VARCHAR(256) NOT NULL,
 	connection_id TEXT NOT NULL,
 	user_id TEXT NULL,
 	message MEDIUMTEXT NOT NULL,

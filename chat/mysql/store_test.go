@@ -165,7 +165,7 @@ func TestNotAChatTable(t *testing.T) {
 }
 
 func TestBadMessageFailsOnlyItsCaller(t *testing.T) {
-	// The schema refuses room IDs over 255 characters.
+	// The schema refuses room IDs over 256 characters.
 	storetest.CheckBadMessageFailsOnlyItsCaller(t, newTestStore(t, nil),
 		chat.Message{RoomID: strings.Repeat("r", 300), ConnectionID: "c", Message: "bad"})
 }
