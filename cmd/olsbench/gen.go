@@ -296,6 +296,13 @@ func (g *gen) connect(ctx context.Context, i int) (*client, error) {
 		ws.Close()
 		return nil, fmt.Errorf("connection %d: join_room: %w", i, err)
 	}
+	// The deadline stays on the socket, where the raw sends would meet it
+	// once it passes: every send would then fail. Lift it; raw sends never
+	// block, and write sets its own.
+	if err := ws.NetConn().SetWriteDeadline(time.Time{}); err != nil {
+		ws.Close()
+		return nil, fmt.Errorf("connection %d: %w", i, err)
+	}
 	select {
 	case <-c.joined:
 		return c, nil

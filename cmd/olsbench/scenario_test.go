@@ -112,6 +112,18 @@ func testFanout(t *testing.T, goroutines bool) {
 	}
 }
 
+// TestSendsOutliveTheHandshakeTimeout: sends keep working once the
+// handshake's time limit has passed; a deadline left on the socket once
+// failed every send after it.
+func TestSendsOutliveTheHandshakeTimeout(t *testing.T) {
+	f := newFakeServer(t)
+	res := runWith(t, f.url(), "-scenario", "fanout", "-rooms", "1", "-clients", "3",
+		"-interval", "50ms", "-warmup", "100ms", "-duration", "1s", "-handshake-timeout", "300ms").(*FanoutResult)
+	if res.SendErrors != 0 || res.SentFractionOfNominal < 0.9 {
+		t.Fatalf("%d sends failed, %.0f%% of nominal sent", res.SendErrors, 100*res.SentFractionOfNominal)
+	}
+}
+
 func TestFanoutCountsLoss(t *testing.T) {
 	f := newFakeServer(t)
 	f.dropEvery = 10
