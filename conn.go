@@ -161,8 +161,8 @@ func (c *conn) writeLoop() {
 // maxCoalesce, before writing again.
 const (
 	busyGap        = 5 * time.Millisecond
-	coalesceFrames = 8
-	maxCoalesce    = 15 * time.Millisecond
+	coalesceFrames = 12
+	maxCoalesce    = 25 * time.Millisecond
 )
 
 // closeGrace is how long a peer has to answer the server's close frame.
