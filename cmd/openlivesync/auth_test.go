@@ -14,18 +14,7 @@ import (
 
 func TestJWTSecretFlagGuardsConnections(t *testing.T) {
 	secret := strings.Repeat("s", 32)
-	cfg, err := parseConfig([]string{"-jwt-secret", secret, "-allowed-origins", "https://app.example.com"}, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, _, err := cfg.build(context.Background(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	defer ts.Close()
-	defer srv.Shutdown(context.Background())
-	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/live"
+	url := serveConfigured(t, "-jwt-secret", secret, "-allowed-origins", "https://app.example.com")
 
 	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 		"sub": "u1", "name": "Ada", "exp": time.Now().Add(time.Hour).Unix(),
@@ -67,13 +56,13 @@ func TestAuthFlagErrors(t *testing.T) {
 		{"-jwt-secret", strings.Repeat("s", 32), "-jwks-url", "http://127.0.0.1:1/jwks"},
 		{"-jwt-issuer", "https://issuer"},
 	} {
-		if _, err := parseConfig(args, func(string) string { return "" }, io.Discard); err == nil {
+		if _, err := parseConfig(args, noEnv, io.Discard); err == nil {
 			t.Errorf("%v: accepted", args)
 		}
 	}
 	// A short secret or an unreachable JWKS fails at start-up.
 	for _, args := range [][]string{{"-jwt-secret", "short"}, {"-jwks-url", "http://127.0.0.1:1/jwks"}} {
-		cfg, err := parseConfig(args, func(string) string { return "" }, io.Discard)
+		cfg, err := parseConfig(args, noEnv, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,14 +74,7 @@ func TestAuthFlagErrors(t *testing.T) {
 
 func TestAPIKeyFlagMountsTheAPI(t *testing.T) {
 	for _, key := range []string{"", "0123456789abcdef0123"} {
-		cfg, err := parseConfig([]string{"-api-key", key}, func(string) string { return "" }, io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv, _, err := cfg.build(context.Background(), io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
+		srv := buildServer(t, "-api-key", key)
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest("GET", "/api/rooms", nil)
 		req.Header.Set("Authorization", "Bearer 0123456789abcdef0123")

@@ -361,7 +361,7 @@ func TestRedisFlag(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	var stderr bytes.Buffer
-	if code := run([]string{"-addr", "127.0.0.1:0", "-redis", "redis://" + addr + "/0"}, func(string) string { return "" }, &stderr, nil); code != 2 {
+	if code := run([]string{"-addr", "127.0.0.1:0", "-redis", "redis://" + addr + "/0"}, noEnv, &stderr, nil); code != 2 {
 		t.Fatalf("exit %d, want 2", code)
 	}
 	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
@@ -374,7 +374,7 @@ func TestRedisFlag(t *testing.T) {
 // shared, the binary says plainly that history is per node.
 func TestPerNodeHistoryIsSaidAtStartUp(t *testing.T) {
 	url := clusterURL(t)
-	c, err := parseConfig([]string{"-redis", url, "-addr", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard)
+	c, err := parseConfig([]string{"-redis", url, "-addr", "127.0.0.1:0"}, noEnv, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

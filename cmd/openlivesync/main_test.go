@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/openlivesync/livesync"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -66,7 +70,7 @@ func TestParseConfig(t *testing.T) {
 
 func TestBadFlagExits2WithOneLine(t *testing.T) {
 	var stderr bytes.Buffer
-	if code := run([]string{"-history-limit", "many"}, func(string) string { return "" }, &stderr, nil); code != 2 {
+	if code := run([]string{"-history-limit", "many"}, noEnv, &stderr, nil); code != 2 {
 		t.Fatalf("exit %d, want 2", code)
 	}
 	if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "openlivesync: ") {
@@ -143,4 +147,35 @@ func TestSIGTERMClosesClientsWith1001AndExits0(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit: %v, want 0", err)
 	}
+}
+
+// noEnv is an environment with nothing set.
+func noEnv(string) string { return "" }
+
+// buildServer builds the binary's server from args, as run would, without
+// the environment.
+func buildServer(t *testing.T, args ...string) *livesync.Server {
+	t.Helper()
+	cfg, err := parseConfig(args, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _, err := cfg.build(context.Background(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+// serveConfigured serves the binary's server, built from args, on an
+// httptest server and returns its WebSocket URL; both stop with the test.
+func serveConfigured(t *testing.T, args ...string) string {
+	t.Helper()
+	srv := buildServer(t, args...)
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		ts.Close()
+	})
+	return "ws" + strings.TrimPrefix(ts.URL, "http") + "/live"
 }

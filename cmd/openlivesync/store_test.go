@@ -2,13 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -143,7 +140,7 @@ func TestUnusableStoreExits2(t *testing.T) {
 		"nonsense",
 	} {
 		var stderr bytes.Buffer
-		code := run([]string{"-addr", "127.0.0.1:0", "-store", store}, func(string) string { return "" }, &stderr, nil)
+		code := run([]string{"-addr", "127.0.0.1:0", "-store", store}, noEnv, &stderr, nil)
 		out := strings.TrimSpace(stderr.String())
 		if code != 2 || strings.Count(out, "\n") != 0 || !strings.HasPrefix(out, "openlivesync: ") {
 			t.Errorf("-store %s: exit %d, stderr %q; want 2 and one line", store, code, out)
@@ -175,18 +172,7 @@ func TestStoreFaultAndRecovery(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer proxy.Close()
-			cfg, err := parseConfig([]string{"-store", db.dsn(proxy.Addr())}, func(string) string { return "" }, io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv, _, err := cfg.build(context.Background(), io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ts := httptest.NewServer(srv.Handler())
-			defer ts.Close()
-			defer srv.Shutdown(context.Background())
-			url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/live"
+			url := serveConfigured(t, "-store", db.dsn(proxy.Addr()))
 
 			room := randomRoom("fault")
 			a, b := dialWS(t, url), dialWS(t, url)
