@@ -19,7 +19,10 @@
 // is disconnected, so a slow reader never slows its room.
 //
 // A message sent to a room is encoded once, as a complete WebSocket frame,
-// and that frame is queued for every recipient. Presence changes are
+// and that frame is queued for every recipient. A writer sends everything
+// queued with one writev; on a connection that receives a steady stream it
+// waits a few milliseconds between writes (at most 25), so that each write
+// carries several frames, while a quiet connection's frames go out at once. Presence changes are
 // batched per room (see room.flush) and chat goes through one worker per
 // room that stores a batch, then broadcasts it in store order.
 //
