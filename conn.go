@@ -178,10 +178,16 @@ func (c *conn) readLoop() {
 	c.ws.SetReadLimit(c.srv.limits.MaxMessageBytes)
 	c.ws.OnPong(c.touch)
 	for {
-		// The buffer is borrowed only while a message is handled, so an
-		// idle connection holds none; handlers copy what they keep.
+		text, r, err := c.ws.Next()
+		if err != nil {
+			c.ended(err)
+			return
+		}
+		// The buffer is borrowed only once a message has come and while it
+		// is handled, so an idle connection holds none; handlers copy what
+		// they keep.
 		bufp := readBufPool.Get().(*[]byte)
-		text, data, err := c.ws.Read((*bufp)[:0])
+		data, err := ws.ReadMessage(r, (*bufp)[:0])
 		if err != nil {
 			readBufPool.Put(bufp)
 			c.ended(err)
@@ -236,7 +242,7 @@ func (c *conn) handle(data []byte) {
 	if cerr == nil {
 		switch env.Type {
 		case protocol.MsgJoinRoom:
-			cerr = c.handleJoin(env.Payload)
+			cerr = onOwnStack(func() *clientError { return c.handleJoin(env.Payload) })
 		case protocol.MsgLeaveRoom:
 			cerr = c.handleLeave(env.Payload)
 		case protocol.MsgUpdatePresence:
@@ -273,4 +279,14 @@ func quoteTrunc(s string) string {
 		s = s[:max] + "…"
 	}
 	return string(appendJSONString(nil, s))
+}
+
+// onOwnStack runs f on a goroutine of its own and waits for it. Joining
+// a room runs deep (decoding, the store, the room) and happens rarely;
+// run there, it leaves the reading goroutine's stack, which an idle
+// connection keeps for its whole life, at its small starting size.
+func onOwnStack(f func() *clientError) *clientError {
+	done := make(chan *clientError, 1)
+	go func() { done <- f() }()
+	return <-done
 }

@@ -87,14 +87,17 @@ func (c *Conn) OnPong(f func()) {
 	c.c.SetPongHandler(func(string) error { f(); return nil })
 }
 
-// Read appends the next data message to buf and returns it. text is false
-// for a binary frame. Passing a reused buf spares an allocation per
-// message; the caller must not keep the result past its next Read.
-func (c *Conn) Read(buf []byte) (text bool, data []byte, err error) {
+// Next waits for the next data message and returns a reader of it; text
+// is false for a binary frame. Waiting holds no buffer: the caller takes
+// one only once a message has come, and reads it with ReadMessage.
+func (c *Conn) Next() (text bool, r io.Reader, err error) {
 	typ, r, err := c.c.NextReader()
-	if err != nil {
-		return false, buf, err
-	}
+	return typ == websocket.TextMessage, r, err
+}
+
+// ReadMessage appends the rest of the message r (from Next) to buf and
+// returns it.
+func ReadMessage(r io.Reader, buf []byte) ([]byte, error) {
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
@@ -102,10 +105,10 @@ func (c *Conn) Read(buf []byte) (text bool, data []byte, err error) {
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
-			return typ == websocket.TextMessage, buf, nil
+			return buf, nil
 		}
 		if err != nil {
-			return false, buf, err
+			return buf, err
 		}
 	}
 }
@@ -123,9 +126,9 @@ func CloseCode(err error) int {
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
 
 // WriteFrames writes frames made by Frame, PingFrame or CloseFrame, in
-// order, each within timeout. On a TCP socket they go out with one writev:
-// many frames in one system call and no copying; on anything else (TLS)
-// they are copied into one buffer so they still make one write. WriteFrames
+// order, each within timeout. Several frames go out with one writev on a
+// TCP socket: one system call and no copying; on anything else (TLS) they
+// are copied into one buffer so they still make one write. WriteFrames
 // reslices frames' elements. One goroutine at a time may call it.
 func (c *Conn) WriteFrames(frames [][]byte, timeout time.Duration) error {
 	// Moving the deadline costs a timer update; do it only once the old
@@ -136,7 +139,13 @@ func (c *Conn) WriteFrames(frames [][]byte, timeout time.Duration) error {
 			return err
 		}
 	}
-	if _, ok := c.nc.(*net.TCPConn); ok || len(frames) == 1 {
+	if len(frames) == 1 {
+		// A plain write: writev would make the socket keep an iovec array
+		// from then on, which most connections, written to rarely, need not.
+		_, err := c.nc.Write(frames[0])
+		return err
+	}
+	if _, ok := c.nc.(*net.TCPConn); ok {
 		bufs := net.Buffers(frames)
 		_, err := bufs.WriteTo(c.nc)
 		return err
