@@ -2,8 +2,6 @@ package livesync
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,30 +38,15 @@ type clusterEnv struct {
 
 func newClusterEnv(t testing.TB) *clusterEnv {
 	t.Helper()
-	addr := testsvc.RedisAddr(t)
-	var b [6]byte
-	rand.Read(b[:])
-	e := &clusterEnv{t: t, addr: addr, prefix: "olstest-" + hex.EncodeToString(b[:]), rdb: goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2})}
-	t.Cleanup(func() {
-		e.wipe()
-		e.rdb.Close()
-	})
+	addr, prefix := testsvc.RedisPrefix(t)
+	e := &clusterEnv{t: t, addr: addr, prefix: prefix, rdb: goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2})}
+	t.Cleanup(func() { e.rdb.Close() })
 	return e
 }
 
 // wipe deletes the test's keys, as a Redis restart without persistence
 // would.
-func (e *clusterEnv) wipe() {
-	ctx := context.Background()
-	iter := e.rdb.Scan(ctx, 0, e.prefix+":*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if len(keys) > 0 {
-		e.rdb.Del(ctx, keys...)
-	}
-}
+func (e *clusterEnv) wipe() { testsvc.DeleteKeys(e.rdb, e.prefix) }
 
 // node starts a server that is a node of the test's cluster, reaching
 // Redis at addr (the real one, or a proxy), and returns its WebSocket URL.

@@ -24,6 +24,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/openlivesync/livesync/auth"
+	"github.com/openlivesync/livesync/internal/testsvc"
 )
 
 // testKey is a signing key and the JWK metadata it is published with.
@@ -149,18 +150,6 @@ func signWith(t testing.TB, method jwt.SigningMethod, kid string, c jwt.MapClaim
 	t.Helper()
 	k := testKeys(t)[kid]
 	return sign(t, method, k.priv, c, append([]any{"kid", kid}, hdr...)...)
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestJWKSAccepts(t *testing.T) {
@@ -312,7 +301,7 @@ func TestJWKSUnknownKIDRateLimited(t *testing.T) {
 	}
 	// Once the interval is over, the new key gets fetched, exactly once.
 	ecTok := signWith(t, jwt.SigningMethodES256, "ec1", claims())
-	waitFor(t, "the new key to be accepted", 10*time.Second, func() bool {
+	testsvc.WaitFor(t, "the new key to be accepted", 10*time.Second, func() bool {
 		_, err := v.Verify(ecTok)
 		return err == nil
 	})
@@ -458,7 +447,7 @@ func TestJWKSBackgroundRefresh(t *testing.T) {
 	}
 	// The provider revokes rsa1: a background refresh drops it.
 	srv.setKeys(t, "ed1")
-	waitFor(t, "the revoked key to be refused", 10*time.Second, func() bool {
+	testsvc.WaitFor(t, "the revoked key to be refused", 10*time.Second, func() bool {
 		_, err := v.Verify(tok)
 		return errors.Is(err, auth.ErrInvalidToken)
 	})
@@ -466,7 +455,7 @@ func TestJWKSBackgroundRefresh(t *testing.T) {
 	edTok := signWith(t, jwt.SigningMethodEdDSA, "ed1", claims())
 	srv.setBody(http.StatusBadGateway, nil)
 	before := srv.hits.Load()
-	waitFor(t, "failing refreshes", 10*time.Second, func() bool { return srv.hits.Load() >= before+2 })
+	testsvc.WaitFor(t, "failing refreshes", 10*time.Second, func() bool { return srv.hits.Load() >= before+2 })
 	if _, err := v.Verify(edTok); err != nil {
 		t.Fatalf("cached key after failed refreshes: %v", err)
 	}

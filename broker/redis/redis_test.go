@@ -2,16 +2,12 @@ package redis
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
-
-	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/openlivesync/livesync/broker"
 	"github.com/openlivesync/livesync/internal/tcpproxy"
@@ -66,31 +62,7 @@ func (r *recorder) waitFor(t *testing.T, want ...string) {
 // eventually polls cond until it holds, failing t after waitTimeout.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// testPrefix returns a key prefix of this test only, deleted at its end.
-func testPrefix(t *testing.T) (addr, prefix string) {
-	addr = testsvc.RedisAddr(t)
-	var b [6]byte
-	rand.Read(b[:])
-	prefix = "olstest-" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		rdb := goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2})
-		defer rdb.Close()
-		ctx := context.Background()
-		keys, _ := rdb.Keys(ctx, prefix+":*").Result()
-		if len(keys) > 0 {
-			rdb.Del(ctx, keys...)
-		}
-	})
-	return addr, prefix
+	testsvc.WaitFor(t, what, waitTimeout, cond)
 }
 
 // startBroker starts a broker as node, with fast heartbeats, adjusted by
@@ -126,7 +98,7 @@ func subscribe(t *testing.T, b *Broker, room string) {
 // other nodes subscribed to the room, never their sender; the registry
 // shows each node the others' members.
 func TestBrokerRelaysToOthersOnly(t *testing.T) {
-	addr, prefix := testPrefix(t)
+	addr, prefix := testsvc.RedisPrefix(t)
 	a, ra := startBroker(t, addr, prefix, "na")
 	b, rb := startBroker(t, addr, prefix, "nb")
 	subscribe(t, a, "r")
@@ -178,7 +150,7 @@ func TestBrokerRelaysToOthersOnly(t *testing.T) {
 // TestBrokerChatLockIsExclusive: a second node waits for the lock until
 // the first publishes, and sees its sequence.
 func TestBrokerChatLockIsExclusive(t *testing.T) {
-	addr, prefix := testPrefix(t)
+	addr, prefix := testsvc.RedisPrefix(t)
 	a, _ := startBroker(t, addr, prefix, "na")
 	b, _ := startBroker(t, addr, prefix, "nb")
 	ctx := context.Background()
@@ -220,7 +192,7 @@ func TestBrokerChatLockIsExclusive(t *testing.T) {
 // deregistration) has its members removed by the others, in every room,
 // once its heartbeat expires.
 func TestBrokerSweepsDeadNode(t *testing.T) {
-	addr, prefix := testPrefix(t)
+	addr, prefix := testsvc.RedisPrefix(t)
 	a, _ := startBroker(t, addr, prefix, "na")
 	b, rb := startBroker(t, addr, prefix, "nb")
 	subscribe(t, b, "r")
@@ -238,7 +210,7 @@ func TestBrokerSweepsDeadNode(t *testing.T) {
 // nothing queues up, Healthy says why; when it is back, the node
 // re-registers its members (Redis lost them) and asks for a resync.
 func TestBrokerOutage(t *testing.T) {
-	addr, prefix := testPrefix(t)
+	addr, prefix := testsvc.RedisPrefix(t)
 	proxy, err := tcpproxy.New(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -281,7 +253,7 @@ func TestBrokerOutage(t *testing.T) {
 // chat only until the lock expires; the next holder sees the sequence of
 // the last batch that was published.
 func TestBrokerChatLockOfDeadHolder(t *testing.T) {
-	addr, prefix := testPrefix(t)
+	addr, prefix := testsvc.RedisPrefix(t)
 	ttl := func(o *Options) { o.ChatLockTTL = 300 * time.Millisecond }
 	a, _ := startBroker(t, addr, prefix, "na", ttl)
 	b, rb := startBroker(t, addr, prefix, "nb", ttl)
@@ -323,7 +295,7 @@ func TestBrokerChatLockOfDeadHolder(t *testing.T) {
 // connection has the channel, so a publication made right after it
 // returns is delivered.
 func TestBrokerSubscribeDuringReconnection(t *testing.T) {
-	addr, prefix := testPrefix(t)
+	addr, prefix := testsvc.RedisPrefix(t)
 	a, ra := startBroker(t, addr, prefix, "na")
 	b, _ := startBroker(t, addr, prefix, "nb")
 	subscribe(t, a, "r")
@@ -344,7 +316,7 @@ func TestBrokerSubscribeDuringReconnection(t *testing.T) {
 // TestBrokerCloseLeavesNoGoroutines: two nodes exchange traffic and
 // close; every goroutine they started ends.
 func TestBrokerCloseLeavesNoGoroutines(t *testing.T) {
-	addr, prefix := testPrefix(t)
+	addr, prefix := testsvc.RedisPrefix(t)
 	before := runtime.NumGoroutine()
 	var brokers []*Broker
 	for _, node := range []string{"na", "nb"} {

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,19 +27,7 @@ import (
 // whose keys are deleted when the test ends.
 func clusterURL(t *testing.T) string {
 	t.Helper()
-	addr := testsvc.RedisAddr(t)
-	var b [6]byte
-	rand.Read(b[:])
-	prefix := "olstest-" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		rdb := goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2})
-		defer rdb.Close()
-		ctx := context.Background()
-		keys, _ := rdb.Keys(ctx, prefix+":*").Result()
-		if len(keys) > 0 {
-			rdb.Del(ctx, keys...)
-		}
-	})
+	addr, prefix := testsvc.RedisPrefix(t)
 	return "redis://" + addr + "/0?prefix=" + prefix
 }
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // RequireEnv is the environment variable that turns a missing service
@@ -162,4 +163,50 @@ func TableName(t testing.TB, prefix string) string {
 		middle = middle[len(middle)-max(room, 0):]
 	}
 	return fmt.Sprintf("%s_%s%s", prefix, middle, suffix)
+}
+
+// RedisPrefix returns the address of the Redis server (see RedisAddr) and
+// a key prefix no other test uses; the prefix's keys are deleted when the
+// test ends.
+func RedisPrefix(t testing.TB) (addr, prefix string) {
+	t.Helper()
+	addr = RedisAddr(t)
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatalf("testsvc: random key prefix: %v", err)
+	}
+	prefix = "olstest-" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		rdb := goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2})
+		defer rdb.Close()
+		DeleteKeys(rdb, prefix)
+	})
+	return addr, prefix
+}
+
+// DeleteKeys deletes the keys under prefix, as a Redis restart without
+// persistence would.
+func DeleteKeys(rdb *goredis.Client, prefix string) {
+	ctx := context.Background()
+	iter := rdb.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if len(keys) > 0 {
+		rdb.Del(ctx, keys...)
+	}
+}
+
+// WaitFor polls cond until it holds, failing t when timeout passes first:
+// tests wait for a condition, never for a fixed time.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
