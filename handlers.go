@@ -155,7 +155,8 @@ func (c *conn) handleChat(raw []byte) *clientError {
 	if c.user != nil {
 		msg.UserID = c.user.UserID
 	}
-	return c.room.enqueueChat(c, msg)
+	_, e := c.room.enqueueChat(chatRequest{conn: c, msg: msg})
+	return e
 }
 
 func (c *conn) handleHistory(raw []byte) *clientError {

@@ -82,40 +82,27 @@ func (s *Server) broadcastToRoom(id string, frame []byte) int {
 	return n
 }
 
-// publishChat stores msg and then broadcasts it to the room, in the
-// room's one order, as the chat worker does for a client's message: it
-// holds the room's chatMu while storing and delivering, so the message
-// lands between two of the worker's batches, and a joiner loading the
-// history waits for it. When the room has no members the room is created
-// for the duration (so a concurrent join cannot load a history that
-// misses the message) and released after.
-//
-// It does not go through room.enqueueChat because a chatRequest has no
-// way to report the outcome to a caller that is not a connection.
+// publishChat stores msg and then broadcasts it to the room through the
+// room's chat worker, as a client's message goes, so it takes its place
+// in the room's one order. A room without members is created for the
+// message and lives until it is delivered, so a concurrent join cannot
+// load a history that misses it.
 func (s *Server) publishChat(msg chat.Message) (protocol.StoredChatMessage, error) {
+	type outcome struct {
+		msg protocol.StoredChatMessage
+		err error
+	}
+	done := make(chan outcome, 1)
+	req := chatRequest{msg: msg, done: func(m protocol.StoredChatMessage, err error) { done <- outcome{m, err} }}
 	for {
-		r := s.acquireRoom(msg.RoomID)
-		r.chatMu.Lock()
-		r.mu.Lock()
-		dead := r.dead
-		r.mu.Unlock()
-		if dead {
-			// Emptied and removed since acquireRoom: acquire anew.
-			r.chatMu.Unlock()
-			continue
+		queued, cerr := s.acquireRoom(msg.RoomID).enqueueChat(req)
+		if cerr != nil {
+			return protocol.StoredChatMessage{}, cerr
 		}
-		stored, err := r.store([]chatRequest{{msg: msg}})
-		r.deliverChat(stored)
-		r.chatMu.Unlock()
-		r.mu.Lock()
-		retire := r.idleLocked()
-		r.mu.Unlock()
-		if retire {
-			r.retire()
+		if queued {
+			o := <-done
+			return o.msg, o.err
 		}
-		if err != nil {
-			return protocol.StoredChatMessage{}, err
-		}
-		return stored[0], nil
+		// The room died since acquireRoom: acquire it anew.
 	}
 }

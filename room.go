@@ -97,9 +97,13 @@ type joinRequest struct {
 	admitted chan struct{}
 }
 
+// chatRequest is a message waiting to be stored. A client's message
+// comes with its conn, which is told when storing fails; the HTTP API's
+// with done, which is told the outcome either way.
 type chatRequest struct {
 	conn *conn
 	msg  chat.Message
+	done func(protocol.StoredChatMessage, error)
 }
 
 func newRoom(s *Server, id string) *room {
@@ -494,19 +498,24 @@ func containsMessage(msgs []protocol.StoredChatMessage, m *protocol.StoredChatMe
 }
 
 // enqueueChat queues a message to be stored and then broadcast, in order.
-func (r *room) enqueueChat(c *conn, msg chat.Message) *clientError {
+// It reports false when the room died meanwhile (never for a member's
+// message: a member keeps its room alive); acquire it anew.
+func (r *room) enqueueChat(req chatRequest) (bool, *clientError) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.chatQueue) >= maxChatBacklog {
-		return &clientError{protocol.CodeChatUnavailable, "chat is backlogged; message not sent"}
+	if r.dead {
+		return false, nil
 	}
-	r.chatQueue = append(r.chatQueue, chatRequest{conn: c, msg: msg})
+	if len(r.chatQueue) >= maxChatBacklog {
+		return true, &clientError{protocol.CodeChatUnavailable, "chat is backlogged; message not sent"}
+	}
+	r.chatQueue = append(r.chatQueue, req)
 	if !r.chatRunning {
 		r.chatRunning = true
 		r.srv.wg.Add(1)
 		go r.chatWorker()
 	}
-	return nil
+	return true, nil
 }
 
 // maxChatBacklog bounds the messages waiting for the store in one room.
@@ -540,10 +549,19 @@ func (r *room) chatWorker() {
 		stored, err := r.store(batch)
 		r.deliverChat(stored)
 		r.chatMu.Unlock()
+		for i, m := range stored {
+			if done := batch[i].done; done != nil {
+				done(m, nil)
+			}
+		}
 		if err != nil {
 			r.srv.log.Warn("chat store failed", "room", r.id, "messages", len(batch)-len(stored), "err", err)
 			for _, req := range batch[len(stored):] {
-				req.conn.send(errorFrame(protocol.CodeChatUnavailable, "chat storage is unavailable; the message was not sent"))
+				if req.done != nil {
+					req.done(protocol.StoredChatMessage{}, err)
+				} else {
+					req.conn.send(errorFrame(protocol.CodeChatUnavailable, "chat storage is unavailable; the message was not sent"))
+				}
 			}
 		}
 	}
