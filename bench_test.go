@@ -55,14 +55,14 @@ func BenchmarkPresenceDelta(b *testing.B) {
 		r.members[id] = &member{entry: protocol.PresenceEntry{ConnectionID: id, Name: "user", Presence: []byte(`{"cursor":{"x":1,"y":2}}`)}}
 	}
 	for i := range 50 {
-		r.dirty[fmt.Sprintf("n-%d", i*10)] = i%2 == 0
+		r.dirty[fmt.Sprintf("n-%d", i*10)] = dirtyMark{was: i%2 == 0}
 	}
 	b.ReportAllocs()
 	for b.Loop() {
 		for i := range 50 {
 			r.members[fmt.Sprintf("n-%d", i*10)].json = nil
 		}
-		if r.pendingDelta().encode("") == nil {
+		if r.pendingDelta(nil).encode("") == nil {
 			b.Fatal("empty delta")
 		}
 	}

@@ -36,6 +36,9 @@ type conn struct {
 	pendingPresence protocol.Presence
 	trailing        *time.Timer
 	trailingGen     uint64 // tells a stale timer's callback from the current one
+	// fresh is set while the member joined since the room's last presence
+	// flush; guarded by the room's mutex.
+	fresh *freshView
 
 	mu      sync.Mutex // guards the send queue and closing
 	queue   [][]byte

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -511,5 +512,123 @@ func TestCorruptStoredMetadataDoesNotBreakJoins(t *testing.T) {
 	if len(rj.ChatHistory) != 3 || string(rj.ChatHistory[0].Metadata) != `{"a":1}` ||
 		rj.ChatHistory[1].Metadata != nil || rj.ChatHistory[2].Metadata != nil || rj.ChatHistory[1].Message != "bad" {
 		t.Fatalf("history %+v", rj.ChatHistory)
+	}
+}
+
+// TestJoinersDuringAFlushWindow: in a room large enough that presence is
+// flushed after a window, members join while others update their presence,
+// leave, or leave and come back on the same connection. A joiner is
+// admitted at once with a snapshot that includes changes not yet flushed,
+// so the next flush must tell it only what changed after that snapshot:
+// every view ends equal to the room, presence included, and no delta repeats
+// a join, names a member the view lacks, or is about the client itself.
+func TestJoinersDuringAFlushWindow(t *testing.T) {
+	_, url := startServer(t, &Options{PresenceThrottle: -1})
+	type peer struct {
+		c    *client
+		v    view
+		pres int  // the latest presence {"i": pres} it sent
+		in   bool // a member, as far as the test has asked
+	}
+	var peers []*peer
+	add := func() *peer {
+		p := &peer{c: dial(t, url), pres: len(peers) * 1000}
+		peers = append(peers, p)
+		return p
+	}
+	joinMsg := func(p *peer) map[string]any {
+		return map[string]any{"roomId": "window", "presence": map[string]int{"i": p.pres}}
+	}
+	// 20 members settle first: the room is above largeRoom from then on.
+	for range 20 {
+		p := add()
+		p.c.send(protocol.MsgJoinRoom, joinMsg(p))
+		p.in = true
+	}
+	for round := range 3 {
+		for i, p := range peers {
+			switch {
+			case !p.in:
+			case i%7 == 3:
+				p.c.send(protocol.MsgLeaveRoom, nil)
+				p.pres++
+				p.c.send(protocol.MsgJoinRoom, joinMsg(p))
+			case i%5 == round:
+				p.c.send(protocol.MsgLeaveRoom, nil)
+				p.in = false
+			default:
+				for range 3 {
+					p.pres++
+					p.c.send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]int{"i": p.pres}})
+				}
+			}
+			if i%3 == 0 {
+				q := add()
+				q.c.send(protocol.MsgJoinRoom, joinMsg(q))
+				q.in = true
+			}
+		}
+	}
+
+	members := func() []*peer {
+		var in []*peer
+		for _, p := range peers {
+			if p.in {
+				in = append(in, p)
+			}
+		}
+		return in
+	}()
+	// Each member reads until its view holds every member with its latest
+	// presence; a room_joined starts its view afresh.
+	ids := map[*peer]string{}
+	read := func(p *peer) {
+		env := p.c.next()
+		switch env.Type {
+		case protocol.MsgRoomJoined:
+			var rj protocol.RoomJoinedPayload
+			json.Unmarshal(env.Payload, &rj)
+			p.c.id, p.v = rj.ConnectionID, view(rj.Presence)
+			ids[p] = rj.ConnectionID
+		case protocol.MsgPresenceUpdated:
+			var pu protocol.PresenceUpdatedPayload
+			json.Unmarshal(env.Payload, &pu)
+			for _, e := range append(pu.Joined, pu.Updated...) {
+				if e.ConnectionID == p.c.id {
+					t.Errorf("%s told about itself: %s", p.c.id, env.Payload)
+				}
+			}
+			if slices.Contains(pu.Left, p.c.id) {
+				t.Errorf("%s told it left: %s", p.c.id, env.Payload)
+			}
+			p.v.apply(t, pu)
+		}
+	}
+	for _, p := range members {
+		for p.v == nil {
+			read(p)
+		}
+	}
+	converged := func(p *peer) bool {
+		if len(p.v) != len(members) {
+			return false
+		}
+		for _, q := range members {
+			// A client is not told of its own updates: its own entry
+			// stays as its snapshot had it.
+			if e, ok := p.v[ids[q]]; !ok || (q != p && string(e.Presence) != fmt.Sprintf(`{"i":%d}`, q.pres)) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, p := range members {
+		deadline := time.Now().Add(waitTimeout)
+		for !converged(p) {
+			if time.Now().After(deadline) || t.Failed() {
+				t.Fatalf("%s: view of %d members does not match the room of %d", p.c.id, len(p.v), len(members))
+			}
+			read(p)
+		}
 	}
 }

@@ -14,13 +14,19 @@ import (
 //
 // Presence changes are not sent as they happen: they mark the member dirty
 // and schedule a flush, which sends every member one presence_updated that
-// sums up all changes since the previous flush, and admits the joiners
-// waiting for it. Changes that come while a flush is pending join it, so a
-// join storm costs a few messages per member instead of one per joiner; a
-// small room flushes at once, a large one after a short window that grows
-// with its size (see scheduleFlush). Because each member id appears in at
-// most one list of a flush, the order in which a client applies the lists
-// does not matter, and every view converges to the true membership.
+// sums up all changes since the previous flush. Changes that come while a
+// flush is pending join it, so a join storm costs a few messages per member
+// instead of one per joiner; a small room flushes at once, a large one after
+// a short window that grows with its size (see scheduleFlush). Because each
+// member id appears in at most one list of a flush, the order in which a
+// client applies the lists does not matter, and every view converges to the
+// true membership.
+//
+// A joiner does not wait for the flush: it is admitted at once, with a
+// snapshot of the room as it is then, pending changes included. Until the
+// next flush it is fresh: that flush sends it, instead of the delta since
+// the previous flush, only the changes made after its snapshot (see
+// freshView), so it is told nothing twice.
 //
 // In a cluster (Options.Broker), members connected to other nodes are
 // members too, with a nil conn: their joins, updates and departures, as
@@ -34,10 +40,10 @@ type room struct {
 	srv *Server
 
 	mu          sync.Mutex
-	members     map[string]*member // by connection id
-	local       []*conn            // admitted local members, in no order: the fan-out list
-	joining     []*joinRequest     // local joiners waiting for the next flush
-	dirty       map[string]bool    // changed since the last flush → was a member then
+	members     map[string]*member   // by connection id
+	local       []*conn              // local members, in no order: the fan-out list
+	dirty       map[string]dirtyMark // members changed since the last flush
+	changes     uint64               // counts calls to markDirty
 	flushQueued bool
 	dead        bool // emptied and removed from the server; acquire anew
 
@@ -91,10 +97,20 @@ func (m *member) encoded() []byte {
 	return m.json
 }
 
-type joinRequest struct {
-	conn     *conn
-	member   *member
-	admitted chan struct{}
+// dirtyMark is what a flush needs to know of a member that changed.
+type dirtyMark struct {
+	was bool   // a member at the last flush
+	seq uint64 // room.changes at its latest change
+}
+
+// freshView is what a member admitted since the last flush was shown: its
+// room_joined snapshot holds every change up to seq. For the members that
+// had joined or left since the last flush by then, wasIn says whether the
+// snapshot listed them; any other member is in it if it was a member at the
+// last flush.
+type freshView struct {
+	seq   uint64
+	wasIn map[string]bool
 }
 
 // chatRequest is a message waiting to be stored. A client's message
@@ -107,52 +123,57 @@ type chatRequest struct {
 }
 
 func newRoom(s *Server, id string) *room {
-	return &room{id: id, srv: s, members: make(map[string]*member), dirty: make(map[string]bool)}
+	return &room{id: id, srv: s, members: make(map[string]*member), dirty: make(map[string]dirtyMark)}
 }
 
-// markDirty records that id's membership or presence changed. r.mu held.
+// markDirty records that id's membership or presence changed; wasMember
+// tells whether it was a member just before. r.mu held.
 func (r *room) markDirty(id string, wasMember bool) {
-	if _, ok := r.dirty[id]; !ok {
-		r.dirty[id] = wasMember
+	r.changes++
+	mk, ok := r.dirty[id]
+	if !ok {
+		mk.was = wasMember
 	}
+	mk.seq = r.changes
+	r.dirty[id] = mk
 	if !r.flushQueued {
 		r.flushQueued = true
 		r.scheduleFlush()
 	}
 }
 
-// flush sends the pending presence changes and admits waiting joiners.
+// flush sends the pending presence changes.
 func (r *room) flush() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.flushQueued = false
-	if r.dead {
+	if r.dead || len(r.dirty) == 0 {
 		return
 	}
-	joiners := r.joining
-	r.joining = nil
-	for _, j := range joiners {
-		r.members[j.conn.id] = j.member
-		if b := r.srv.broker; b != nil {
-			b.SetMember(r.id, j.conn.id, j.member.encoded())
+	d := r.pendingDelta(nil)
+	var common []byte
+	for _, c := range r.local {
+		switch {
+		case c.fresh != nil:
+			if f := r.pendingDelta(c.fresh).encodeFor(c.id); f != nil {
+				c.send(f)
+			}
+			c.fresh = nil
+		case d.updatedBy[c.id]:
+			// A client is never told about itself.
+			if f := d.encode(c.id); f != nil {
+				c.send(f)
+			}
+		default:
+			if common == nil {
+				if common = d.encode(""); common == nil {
+					continue
+				}
+			}
+			c.send(common)
 		}
 	}
-	if len(r.dirty) > 0 {
-		r.pendingDelta().send(r.local)
-	}
 	clear(r.dirty)
-	if len(joiners) == 0 {
-		return
-	}
-	snapshot := r.encodeSnapshot()
-	history := r.encodedHistory()
-	for _, j := range joiners {
-		j.conn.send(roomJoinedFrame(r.id, j.conn.id, snapshot, history))
-		j.member.index = len(r.local)
-		r.local = append(r.local, j.conn)
-		close(j.admitted)
-	}
-	r.srv.metrics.membersChanged(len(joiners))
 }
 
 // delta is the presence change since the last flush, as each member
@@ -164,10 +185,20 @@ type delta struct {
 	updatedBy       map[string]bool // connection ids with an entry in updated
 }
 
-// pendingDelta sums up the dirty set. r.mu held.
-func (r *room) pendingDelta() *delta {
+// pendingDelta sums up the dirty set for a member that saw the room as it
+// was at the last flush (v nil) or as v says. r.mu held.
+func (r *room) pendingDelta(v *freshView) *delta {
 	d := &delta{roomID: r.id}
-	for id, was := range r.dirty {
+	for id, mk := range r.dirty {
+		was := mk.was
+		if v != nil {
+			if mk.seq <= v.seq {
+				continue // the snapshot showed its latest state
+			}
+			if in, ok := v.wasIn[id]; ok {
+				was = in
+			}
+		}
 		m, is := r.members[id]
 		switch {
 		case is && !was:
@@ -185,25 +216,13 @@ func (r *room) pendingDelta() *delta {
 	return d
 }
 
-// send delivers the delta to the local members. Everyone gets the same
-// frame except members whose own update is in it: they get one without
-// it, since a client is never told about itself.
-func (d *delta) send(local []*conn) {
-	var common []byte
-	for _, c := range local {
-		if d.updatedBy[c.id] {
-			if f := d.encode(c.id); f != nil {
-				c.send(f)
-			}
-			continue
-		}
-		if common == nil {
-			if common = d.encode(""); common == nil {
-				return
-			}
-		}
-		c.send(common)
+// encodeFor frames the delta as the member id sees it: without its own
+// update.
+func (d *delta) encodeFor(id string) []byte {
+	if d.updatedBy[id] {
+		return d.encode(id)
 	}
+	return d.encode("")
 }
 
 // encode frames the delta without the entry of except, or returns nil
@@ -255,9 +274,8 @@ func (d *delta) encode(except string) []byte {
 	return f.done()
 }
 
-// encodeSnapshot encodes the presence map of room_joined. r.mu held.
-func (r *room) encodeSnapshot() []byte {
-	b := make([]byte, 0, 2+len(r.members)*96)
+// appendSnapshot appends the presence map of room_joined to b. r.mu held.
+func (r *room) appendSnapshot(b []byte) []byte {
 	b = append(b, '{')
 	first := true
 	for id, m := range r.members {
@@ -282,22 +300,24 @@ func (r *room) encodedHistory() []byte {
 	return r.historyJSON
 }
 
-func roomJoinedFrame(roomID, connID string, snapshot, history []byte) []byte {
-	f := newFrame(protocol.MsgRoomJoined, len(snapshot)+len(history)+len(roomID)+64)
+// roomJoinedFrame frames c's room_joined: the room as it is now. r.mu held.
+func (r *room) roomJoinedFrame(c *conn) []byte {
+	history := r.encodedHistory()
+	f := newFrame(protocol.MsgRoomJoined, len(r.members)*96+len(history)+len(r.id)+64)
 	f.raw(`{"roomId":`)
-	f.str(roomID)
+	f.str(r.id)
 	f.field("connectionId")
-	f.str(connID)
+	f.str(c.id)
 	f.field("presence")
-	f.bytes(snapshot)
+	f.b = r.appendSnapshot(f.b)
 	f.field("chatHistory")
 	f.bytes(history)
 	f.raw("}")
 	return f.done()
 }
 
-// join queues c to be admitted at the next flush and waits for it.
-// It reports false when the room died meanwhile; acquire it anew.
+// join admits c with entry and sends it room_joined. It reports false
+// when the room died meanwhile; acquire it anew.
 func (r *room) join(c *conn, entry protocol.PresenceEntry) bool {
 	r.mu.Lock()
 	if r.dead {
@@ -306,13 +326,33 @@ func (r *room) join(c *conn, entry protocol.PresenceEntry) bool {
 		r.mu.Unlock()
 		return false
 	}
-	j := &joinRequest{conn: c, member: &member{entry: entry, conn: c}, admitted: make(chan struct{})}
-	r.joining = append(r.joining, j)
 	_, was := r.members[c.id]
+	m := &member{entry: entry, conn: c, index: len(r.local)}
+	r.members[c.id] = m
+	r.local = append(r.local, c)
+	if b := r.srv.broker; b != nil {
+		b.SetMember(r.id, c.id, m.encoded())
+	}
 	r.markDirty(c.id, was)
+	c.fresh = r.freshView()
+	c.send(r.roomJoinedFrame(c))
 	r.mu.Unlock()
-	<-j.admitted
+	r.srv.metrics.membersChanged(1)
 	return true
+}
+
+// freshView records what a snapshot taken now shows. r.mu held.
+func (r *room) freshView() *freshView {
+	v := &freshView{seq: r.changes}
+	for id, mk := range r.dirty {
+		if _, is := r.members[id]; is != mk.was {
+			if v.wasIn == nil {
+				v.wasIn = make(map[string]bool)
+			}
+			v.wasIn[id] = is
+		}
+	}
+	return v
 }
 
 // leave removes c from the room, and the room from the server when it is
@@ -338,10 +378,11 @@ func (r *room) leave(c *conn) {
 		c.trailing = nil
 	}
 	c.pendingPresence = nil
+	c.fresh = nil
 	if b := r.srv.broker; b != nil {
 		b.RemoveMember(r.id, c.id)
 	}
-	if len(r.local) > 0 || len(r.joining) > 0 {
+	if len(r.local) > 0 {
 		r.markDirty(c.id, true)
 	}
 	retire := r.idleLocked()
@@ -353,13 +394,13 @@ func (r *room) leave(c *conn) {
 }
 
 // idleLocked marks the room dead when nothing keeps it alive any more: no
-// local member, no joiner, no chat still to be stored and delivered (a new
+// local member, no chat still to be stored and delivered (a new
 // room for the same id would load its history without that chat).
 // Members on other nodes do not keep it: it lives for its local members.
 // It reports whether the caller must retire the room, after unlocking.
 // r.mu held.
 func (r *room) idleLocked() bool {
-	if r.dead || len(r.local) > 0 || len(r.joining) > 0 || r.chatRunning {
+	if r.dead || len(r.local) > 0 || r.chatRunning {
 		return false
 	}
 	r.dead = true

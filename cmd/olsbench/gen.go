@@ -390,7 +390,10 @@ func (g *gen) dispatch(c *client, frame []byte, now time.Time) {
 			return
 		}
 	}
-	typ, payload, ok := splitEnvelope(frame)
+	typ, payload, ok := quickEnvelope(frame)
+	if !ok {
+		typ, payload, ok = splitEnvelope(frame)
+	}
 	if !ok {
 		g.countError("UNPARSABLE_FRAME")
 		return

@@ -238,6 +238,28 @@ func parseInt(val []byte) (int64, bool) {
 	return n, true
 }
 
+// quickEnvelope splits a frame laid out {"type":"T","payload":P}, type
+// first and nothing after the payload, as both servers encode every message,
+// without walking P: a join storm's snapshots and deltas run to hundreds of
+// kilobytes. P is not checked here; whoever reads it does. ok is false for
+// any other layout, which splitEnvelope then walks.
+func quickEnvelope(frame []byte) (typ, payload []byte, ok bool) {
+	const head, mid = `{"type":"`, `","payload":`
+	if !bytes.HasPrefix(frame, []byte(head)) || frame[len(frame)-1] != '}' {
+		return nil, nil, false
+	}
+	rest := frame[len(head) : len(frame)-1]
+	q := bytes.IndexByte(rest, '"')
+	if q <= 0 || bytes.IndexByte(rest[:q], '\\') >= 0 || !bytes.HasPrefix(rest[q:], []byte(mid)) {
+		return nil, nil, false
+	}
+	payload = rest[q+len(mid):]
+	if len(payload) == 0 {
+		return nil, nil, false
+	}
+	return rest[:q], payload, true
+}
+
 // splitEnvelope returns the type string and raw payload of a frame
 // {"type": ..., "payload": ...}; payload is nil when absent.
 func splitEnvelope(frame []byte) (typ, payload []byte, ok bool) {

@@ -175,3 +175,29 @@ func BenchmarkQuickStamp(b *testing.B) {
 		}
 	}
 }
+
+func TestQuickEnvelope(t *testing.T) {
+	for _, tc := range []struct {
+		frame, typ, payload string
+		ok                  bool
+	}{
+		{`{"type":"presence_updated","payload":{"roomId":"r","joined":[]}}`, "presence_updated", `{"roomId":"r","joined":[]}`, true},
+		{`{"type":"room_joined","payload":{"presence":{"a":{"p":"}"}}}}`, "room_joined", `{"presence":{"a":{"p":"}"}}}`, true},
+		// Other layouts are left to splitEnvelope.
+		{`{"payload":{},"type":"x"}`, "", "", false},
+		{` {"type":"x","payload":{}}`, "", "", false},
+		{`{"type":"x","payload":{}} `, "", "", false},
+		{`{"type":"x\"y","payload":{}}`, "", "", false},
+		{`{"type":"","payload":{}}`, "", "", false},
+		{`{"type":"x","payload":}`, "", "", false},
+		{`{"type":"x"}`, "", "", false},
+		{`{"type":"`, "", "", false},
+		{`{`, "", "", false},
+		{``, "", "", false},
+	} {
+		typ, payload, ok := quickEnvelope([]byte(tc.frame))
+		if ok != tc.ok || string(typ) != tc.typ || string(payload) != tc.payload {
+			t.Errorf("quickEnvelope(%q) = %q, %q, %v; want %q, %q, %v", tc.frame, typ, payload, ok, tc.typ, tc.payload, tc.ok)
+		}
+	}
+}

@@ -112,8 +112,9 @@ type JoinstormResult struct {
 	PresenceEntries  int64   `json:"presence_entries"`
 	SnapshotEntries  int64   `json:"snapshot_entries"`
 	// DuplicateJoins counts joined entries for members already in a view;
-	// UnknownLeaves counts left ids not in the view; ForeignIDs counts ids
-	// that belong to none of this run's connections. All should be 0.
+	// UnknownLeaves counts left ids not in the view; ForeignIDs counts
+	// presence entries that belong to none of this run's connections. All
+	// should be 0.
 	DuplicateJoins int64 `json:"duplicate_joins"`
 	UnknownLeaves  int64 `json:"unknown_leaves"`
 	ForeignIDs     int64 `json:"foreign_ids"`
