@@ -44,6 +44,7 @@ type conn struct {
 	queue   [][]byte
 	spare   [][]byte // the other half of a double buffer, reused by the writer
 	queued  int      // bytes in queue
+	frames  int      // frames in queue; a frame may take several elements
 	writing bool     // a writer goroutine is draining queue
 	closing bool     // no more frames are accepted
 	reason  string   // why the server closed the connection
@@ -53,22 +54,28 @@ type conn struct {
 
 func (c *conn) touch() { c.lastRead.Store(time.Now().UnixNano()) }
 
-// send queues a frame. It never blocks: a client whose queue would exceed
-// the limit is disconnected, so a slow reader never slows its room.
-func (c *conn) send(frame []byte) {
+// send queues a frame, given whole or as the parts to write one after the
+// other (see ws.FrameHead). It never blocks: a client whose queue would
+// exceed the limit is disconnected, so a slow reader never slows its room.
+func (c *conn) send(frame ...[]byte) {
+	n := 0
+	for _, part := range frame {
+		n += len(part)
+	}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return
 	}
-	if c.queued+len(frame) > c.srv.limits.SendQueueBytes {
+	if c.queued+n > c.srv.limits.SendQueueBytes {
 		c.mu.Unlock()
 		c.srv.metrics.slowConsumer()
 		c.abort("slow consumer: send queue full")
 		return
 	}
-	c.queue = append(c.queue, frame)
-	c.queued += len(frame)
+	c.queue = append(c.queue, frame...)
+	c.queued += n
+	c.frames++
 	if !c.writing {
 		c.writing = true
 		go c.writeLoop()
@@ -85,6 +92,7 @@ func (c *conn) close(code int, reason string) {
 		return
 	}
 	c.queue = append(c.queue, ws.CloseFrame(code, reason))
+	c.frames++
 	c.closing = true
 	c.reason = reason
 	if !c.writing {
@@ -102,7 +110,7 @@ func (c *conn) abort(reason string) {
 		c.reason = reason
 	}
 	c.closing = true
-	c.queue, c.queued = nil, 0
+	c.queue, c.queued, c.frames = nil, 0, 0
 	c.mu.Unlock()
 	c.ws.Close()
 }
@@ -112,17 +120,17 @@ func (c *conn) abort(reason string) {
 func (c *conn) writeLoop() {
 	for {
 		c.mu.Lock()
-		frames, closing := c.queue, c.closing
+		frames, n, closing := c.queue, c.frames, c.closing
 		if len(frames) == 0 {
 			c.writing = false
 			c.mu.Unlock()
 			return
 		}
 		c.queue, c.spare = c.spare[:0], nil
-		c.queued = 0
+		c.queued, c.frames = 0, 0
 		c.mu.Unlock()
 
-		c.srv.metrics.framesWritten(frames)
+		c.srv.metrics.framesWritten(frames, n)
 		err := c.ws.WriteFrames(frames, c.srv.limits.WriteTimeout)
 		clear(frames) // let the frames be collected
 		c.mu.Lock()
@@ -134,7 +142,7 @@ func (c *conn) writeLoop() {
 			c.abort("write failed: " + err.Error())
 			c.mu.Lock()
 			c.writing = false
-			c.queue = nil
+			c.queue, c.frames = nil, 0
 			c.mu.Unlock()
 			return
 		}
@@ -151,7 +159,7 @@ func (c *conn) writeLoop() {
 		// to go unnoticed; a connection receiving now and then (a chat, a
 		// small room) gets every frame at once.
 		now := time.Now()
-		gap := now.Sub(c.lastWrite) / time.Duration(len(frames))
+		gap := now.Sub(c.lastWrite) / time.Duration(n)
 		c.lastWrite = now
 		if gap < busyGap {
 			time.Sleep(min(coalesceFrames*gap, maxCoalesce))

@@ -74,12 +74,12 @@ func (m *metrics) storeLatency(d time.Duration) {
 
 // framesWritten counts a batch of frames written to one socket, and their
 // bytes. The writer calls it with each batch.
-func (m *metrics) framesWritten(frames [][]byte) {
+func (m *metrics) framesWritten(parts [][]byte, frames int) {
 	n := 0
-	for _, f := range frames {
-		n += len(f)
+	for _, p := range parts {
+		n += len(p)
 	}
-	m.framesOut.Add(int64(len(frames)))
+	m.framesOut.Add(int64(frames))
 	m.bytesOut.Add(int64(n))
 }
 

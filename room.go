@@ -7,6 +7,7 @@ import (
 
 	"github.com/openlivesync/livesync/broker"
 	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/internal/ws"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -45,7 +46,12 @@ type room struct {
 	dirty       map[string]dirtyMark // members changed since the last flush
 	changes     uint64               // counts calls to markDirty
 	flushQueued bool
-	dead        bool // emptied and removed from the server; acquire anew
+	// snapshot caches the members of a large room's presence map, each as
+	// ,"id":entry, while snapValid: a join storm appends to it instead of
+	// encoding every member for every joiner.
+	snapshot  []byte
+	snapValid bool
+	dead      bool // emptied and removed from the server; acquire anew
 
 	// Recent chat, oldest first, at most HistoryLimit: what a joiner gets.
 	// Kept here so a join costs no store round trip, and updated in the
@@ -136,6 +142,11 @@ func (r *room) markDirty(id string, wasMember bool) {
 	}
 	mk.seq = r.changes
 	r.dirty[id] = mk
+	if m, is := r.members[id]; is && !wasMember && r.snapValid {
+		r.snapshot = appendMember(r.snapshot, id, m)
+	} else {
+		r.snapshot, r.snapValid = nil, false
+	}
 	if !r.flushQueued {
 		r.flushQueued = true
 		r.scheduleFlush()
@@ -277,17 +288,36 @@ func (d *delta) encode(except string) []byte {
 // appendSnapshot appends the presence map of room_joined to b. r.mu held.
 func (r *room) appendSnapshot(b []byte) []byte {
 	b = append(b, '{')
-	first := true
-	for id, m := range r.members {
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = appendJSONString(b, id)
-		b = append(b, ':')
-		b = append(b, m.encoded()...)
-	}
+	b = append(b, r.snapshotMembers()...)
 	return append(b, '}')
+}
+
+// snapshotMembers is the inside of the presence map: "id":entry,...
+// In a large room it is the cached snapshot itself, which later joins
+// append to but never overwrite. r.mu held.
+func (r *room) snapshotMembers() []byte {
+	members := r.snapshot
+	if !r.snapValid {
+		members = nil
+		for id, m := range r.members {
+			members = appendMember(members, id, m)
+		}
+		if len(r.members) >= largeRoom {
+			r.snapshot, r.snapValid = members, true
+		}
+	}
+	if len(members) == 0 {
+		return nil
+	}
+	return members[1:] // without the leading comma
+}
+
+// appendMember appends ,"id":entry to b.
+func appendMember(b []byte, id string, m *member) []byte {
+	b = append(b, ',')
+	b = appendJSONString(b, id)
+	b = append(b, ':')
+	return append(b, m.encoded()...)
 }
 
 // encodedHistory is the chatHistory array of room_joined. r.mu held.
@@ -300,21 +330,46 @@ func (r *room) encodedHistory() []byte {
 	return r.historyJSON
 }
 
-// roomJoinedFrame frames c's room_joined: the room as it is now. r.mu held.
-func (r *room) roomJoinedFrame(c *conn) []byte {
-	history := r.encodedHistory()
-	f := newFrame(protocol.MsgRoomJoined, len(r.members)*96+len(history)+len(r.id)+64)
+// roomJoinedFrame frames c's room_joined, the room as it is now, as the
+// parts to write one after the other: the presence map's members and the
+// chat history are the room's cached encodings themselves, shared by every
+// joiner until they change, so a join storm does not copy an ever larger
+// snapshot for each joiner. r.mu held.
+func (r *room) roomJoinedFrame(c *conn) [][]byte {
+	members, history := r.snapshotMembers(), r.encodedHistory()
+	inline := len(members)+len(history) < sharedJoinBytes
+	hint := len(r.id) + len(c.id) + 64
+	if inline {
+		hint += len(members) + len(history)
+	}
+	f := newFrame(protocol.MsgRoomJoined, hint)
 	f.raw(`{"roomId":`)
 	f.str(r.id)
 	f.field("connectionId")
 	f.str(c.id)
 	f.field("presence")
-	f.b = r.appendSnapshot(f.b)
-	f.field("chatHistory")
-	f.bytes(history)
-	f.raw("}")
-	return f.done()
+	f.raw("{")
+	if inline {
+		f.bytes(members)
+		f.bytes(presenceToHistory)
+		f.bytes(history)
+		f.bytes(endRoomJoined)
+		return [][]byte{ws.Frame(f.b)}
+	}
+	more := len(members) + len(presenceToHistory) + len(history) + len(endRoomJoined)
+	return [][]byte{ws.FrameHead(f.b, more), members, presenceToHistory, history, endRoomJoined}
 }
+
+// sharedJoinBytes is the size from which room_joined shares the room's
+// encodings rather than copying them: below it one contiguous frame, one
+// plain write, costs less.
+const sharedJoinBytes = 16 << 10
+
+// The constant parts of room_joined after the presence map's members.
+var (
+	presenceToHistory = []byte(`},"chatHistory":`)
+	endRoomJoined     = []byte(`}}`)
+)
 
 // join admits c with entry and sends it room_joined. It reports false
 // when the room died meanwhile; acquire it anew.
@@ -335,7 +390,7 @@ func (r *room) join(c *conn, entry protocol.PresenceEntry) bool {
 	}
 	r.markDirty(c.id, was)
 	c.fresh = r.freshView()
-	c.send(r.roomJoinedFrame(c))
+	c.send(r.roomJoinedFrame(c)...)
 	r.mu.Unlock()
 	r.srv.metrics.membersChanged(1)
 	return true

@@ -10,8 +10,8 @@ import "time"
 // rooms flush at once; there a window would only add latency.
 const (
 	largeRoom            = 16
-	flushWindowPerMember = 10 * time.Microsecond
-	maxFlushWindow       = 50 * time.Millisecond
+	flushWindowPerMember = 40 * time.Microsecond
+	maxFlushWindow       = 200 * time.Millisecond
 )
 
 // scheduleFlush arranges for flush to run. r.mu held.

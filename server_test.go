@@ -230,3 +230,52 @@ func TestRoomPermissions(t *testing.T) {
 	c.join("team-1/a", nil)
 	c.join("lobby", nil)
 }
+
+// TestLargeSnapshotJoin: a room_joined whose snapshot is large goes out as
+// the room's cached encoding plus a frame head. Joiners that come one after
+// another (each appending to that cache) and one that comes after a change
+// (a fresh encoding) must each get one well-formed message with every member
+// and the chat history.
+func TestLargeSnapshotJoin(t *testing.T) {
+	_, url := startServer(t, &Options{PresenceThrottle: -1})
+	pad := strings.Repeat("x", 1200) // 20 members: more than sharedJoinBytes
+	var members []*client
+	for i := range 20 {
+		c := dial(t, url)
+		c.join("big", map[string]any{"i": i, "pad": pad})
+		members = append(members, c)
+	}
+	// skipUntil reads c's messages until one has type typ and satisfies ok.
+	skipUntil := func(c *client, typ string, ok func(json.RawMessage) bool) {
+		t.Helper()
+		for {
+			if env := c.next(); env.Type == typ && ok(env.Payload) {
+				return
+			}
+		}
+	}
+	members[0].send(protocol.MsgSendChat, map[string]any{"message": "hello"})
+	skipUntil(members[0], protocol.MsgChatMessage, func(json.RawMessage) bool { return true })
+	check := func(c *client, want int) {
+		t.Helper()
+		rj := c.join("big", map[string]any{"i": want - 1, "pad": pad})
+		if len(rj.Presence) != want || len(rj.ChatHistory) != 1 || rj.ChatHistory[0].Message != "hello" {
+			t.Fatalf("room_joined with %d members (want %d), history %+v", len(rj.Presence), want, rj.ChatHistory)
+		}
+		for _, m := range members {
+			if e, ok := rj.Presence[m.id]; !ok || !strings.Contains(string(e.Presence), pad) {
+				t.Fatalf("snapshot lacks %s or its presence: %+v", m.id, e)
+			}
+		}
+		members = append(members, c)
+	}
+	check(dial(t, url), 21)
+	check(dial(t, url), 22)
+	members[3].send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]any{"i": 3, "pad": pad + "y"}})
+	skipUntil(members[4], protocol.MsgPresenceUpdated, func(p json.RawMessage) bool {
+		var pu protocol.PresenceUpdatedPayload
+		json.Unmarshal(p, &pu)
+		return len(pu.Updated) == 1
+	})
+	check(dial(t, url), 23)
+}

@@ -125,8 +125,8 @@ func CloseCode(err error) int {
 // SetReadDeadline bounds the current and next reads.
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
 
-// WriteFrames writes frames made by Frame, PingFrame or CloseFrame, in
-// order, each within timeout. Several frames go out with one writev on a
+// WriteFrames writes frames made by Frame, PingFrame or CloseFrame (or by
+// FrameHead and the parts that follow it), in order, each within timeout. Several frames go out with one writev on a
 // TCP socket: one system call and no copying; on anything else (TLS) they
 // are copied into one buffer so they still make one write. WriteFrames
 // reslices frames' elements. One goroutine at a time may call it.
@@ -188,11 +188,18 @@ const FrameHeadroom = 10
 // the header, so a message is encoded and framed with one allocation. The
 // result is a subslice of buf.
 func Frame(buf []byte) []byte {
-	return frame(opText, buf)
+	return frame(opText, buf, 0)
 }
 
-func frame(op byte, buf []byte) []byte {
-	n := len(buf) - FrameHeadroom
+// FrameHead is Frame for a frame whose payload goes on, after
+// buf[FrameHeadroom:], with more bytes written right after the result: a
+// large shared part of a message need not be copied into each frame.
+func FrameHead(buf []byte, more int) []byte {
+	return frame(opText, buf, more)
+}
+
+func frame(op byte, buf []byte, more int) []byte {
+	n := len(buf) - FrameHeadroom + more
 	var h int
 	switch {
 	case n < 126:
@@ -212,7 +219,7 @@ func frame(op byte, buf []byte) []byte {
 }
 
 // PingFrame is a ping frame with an empty payload.
-var PingFrame = frame(opPing, make([]byte, FrameHeadroom))
+var PingFrame = frame(opPing, make([]byte, FrameHeadroom), 0)
 
 // CloseFrame returns a close frame carrying code and reason (truncated to
 // the 123 bytes a control frame allows).
@@ -223,5 +230,5 @@ func CloseFrame(code int, reason string) []byte {
 	buf := make([]byte, FrameHeadroom+2, FrameHeadroom+2+len(reason))
 	binary.BigEndian.PutUint16(buf[FrameHeadroom:], uint16(code))
 	buf = append(buf, reason...)
-	return frame(opClose, buf)
+	return frame(opClose, buf, 0)
 }
