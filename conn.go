@@ -13,15 +13,17 @@ import (
 	"github.com/openlivesync/livesync/protocol"
 )
 
-// conn is one client connection. Its reading goroutine owns the fields
-// marked "reader": it handles messages one at a time, so joins, leaves and
-// updates from one client never race each other.
+// conn is one client connection. Whatever reads it owns the fields marked
+// "reader": it handles messages one at a time (see ws.Handler), so joins,
+// leaves and updates from one client never race each other.
 type conn struct {
-	srv  *Server
-	ws   *ws.Conn
-	id   string
-	user *UserInfo // nil when anonymous
-	ip   string
+	srv        *Server
+	ws         *ws.Conn
+	id         string
+	user       *UserInfo // nil when anonymous
+	ip         string
+	opened     time.Time
+	registered bool // counted in Server.conns; set before reading starts
 
 	lastRead atomic.Int64 // unix nanoseconds of the last frame or pong
 	lastPing atomic.Int64
@@ -184,44 +186,33 @@ func (c *conn) sendError(e *clientError) {
 	c.send(errorFrame(e.code, e.message))
 }
 
-// readLoop handles the client's messages until the connection ends.
-func (c *conn) readLoop() {
-	c.ws.SetReadLimit(c.srv.limits.MaxMessageBytes)
-	c.ws.OnPong(c.touch)
-	for {
-		text, r, err := c.ws.Next()
-		if err != nil {
-			c.ended(err)
-			return
-		}
-		// The buffer is borrowed only once a message has come and while it
-		// is handled, so an idle connection holds none; handlers copy what
-		// they keep.
-		bufp := readBufPool.Get().(*[]byte)
-		data, err := ws.ReadMessage(r, (*bufp)[:0])
-		if err != nil {
-			readBufPool.Put(bufp)
-			c.ended(err)
-			return
-		}
-		c.touch()
-		c.srv.metrics.messageIn(len(data))
-		if !text {
-			c.sendError(&clientError{protocol.CodeInvalidMessage, "binary frames are not supported; send JSON text frames"})
-		} else {
-			c.handle(data)
-		}
-		if cap(data) <= maxPooledReadBuf {
-			*bufp = data[:0]
-		}
-		readBufPool.Put(bufp)
+// Message handles one message of the client (ws.Handler).
+func (c *conn) Message(text bool, data []byte) {
+	c.touch()
+	c.srv.metrics.messageIn(len(data))
+	if !text {
+		c.sendError(&clientError{protocol.CodeInvalidMessage, "binary frames are not supported; send JSON text frames"})
+		return
 	}
+	c.handle(data)
 }
 
-// maxPooledReadBuf keeps one huge message from pinning a huge buffer.
-const maxPooledReadBuf = 64 << 10
+// Pong records that the client is alive (ws.Handler).
+func (c *conn) Pong() { c.touch() }
 
-var readBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+// Closed cleans up after the connection ended (ws.Handler).
+func (c *conn) Closed(err error) {
+	c.ended(err)
+	if c.room != nil {
+		c.room.leave(c)
+		c.room = nil
+	}
+	c.abort(c.reason)
+	if c.registered {
+		c.srv.unregister(c)
+		c.srv.log.Info("connection closed", "conn", c.id, "reason", c.reason, "duration", time.Since(c.opened).Round(time.Millisecond))
+	}
+}
 
 // ended records why the connection ended; the caller cleans up.
 func (c *conn) ended(err error) {
@@ -233,6 +224,8 @@ func (c *conn) ended(err error) {
 	case reason != "":
 	case errors.Is(err, ws.ErrReadLimit):
 		reason = "frame too large"
+	case errors.Is(err, ws.ErrProtocol):
+		reason = "protocol error"
 	case ws.CloseCode(err) != 0:
 		reason = "closed by client"
 	default:

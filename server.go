@@ -284,30 +284,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	registered = true
+	c.registered, c.opened = true, time.Now()
 	s.log.Info("connection opened", "conn", c.id, "ip", ip, "user", userID(user))
-	// Serve the connection on a goroutine of its own and let this one
-	// return: net/http's goroutine keeps the request, its headers and two
-	// 4 KiB buffers alive, some 10 KiB an idle connection should not hold.
-	go c.serve(time.Now())
+	// Reading is the ws package's; this goroutine returns, and with it
+	// net/http's request, headers and buffers.
+	c.ws.Serve(c, s.limits.MaxMessageBytes)
 }
 
-// serve reads the connection's messages until it ends, then cleans up.
-func (c *conn) serve(start time.Time) {
-	c.readLoop()
-	if c.room != nil {
-		c.room.leave(c)
-		c.room = nil
-	}
-	c.abort(c.reason)
-	c.srv.unregister(c)
-	c.srv.log.Info("connection closed", "conn", c.id, "reason", c.reason, "duration", time.Since(start).Round(time.Millisecond))
-}
-
-// refuse closes a connection that was never registered with code.
+// refuse closes a connection that was never registered with code. It
+// ends on the client's close reply or after the grace period.
 func (s *Server) refuse(c *conn, code int, reason string) {
 	c.close(code, reason)
-	c.readLoop() // ends on the client's close reply or the grace deadline
-	c.abort(reason)
+	c.ws.Serve(c, s.limits.MaxMessageBytes)
 }
 
 func userID(u *UserInfo) string {
@@ -496,6 +484,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	close(s.stop)
 	s.sweeper.Wait()
+	s.upgrader.Close()
 	if err := s.closeCluster(); err != nil {
 		errs = append(errs, err)
 	}

@@ -1,63 +1,72 @@
-// Package ws is the server's seam over the WebSocket library. Reading goes
-// through gorilla/websocket, which parses frames, unmasks them and answers
-// pings; writing bypasses it: the server's writer encodes each outgoing
-// message once into a complete unmasked frame (Frame) that many
-// connections share, and writes a whole queue of such frames to the socket
-// in one call (WriteFrames).
+// Package ws is the server's seam over WebSocket. The handshake goes
+// through gorilla/websocket; after it the connection is this package's.
+// Reading parses the client's frames itself (read.go): on Linux a poller
+// (epoll) watches every idle connection, so that none holds a goroutine or
+// a buffer while it waits, and a goroutine reads a connection only while
+// it has something to read. Writing bypasses any library too: the server
+// encodes each outgoing message once into a complete unmasked frame (Frame)
+// that many connections share, and writes a whole queue of such frames to
+// the socket in one call (WriteFrames).
 //
-// Concurrency: one goroutine reads (Read). Any goroutine may write, one
-// batch per call: a net.Conn Write is atomic with respect to other Writes
-// on the same socket, so the pongs and close replies gorilla sends from the
-// reading goroutine never split a batch.
+// Concurrency: what a connection reads is handled one message at a time
+// (see Handler). One goroutine at a time writes batches with WriteFrames;
+// the reader's pongs and close replies are written between batches.
 package ws
 
 import (
 	"encoding/binary"
-	"errors"
-	"io"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
 )
 
-// Close codes and the errors Read returns.
-const (
-	CloseNormal   = websocket.CloseNormalClosure
-	CloseTooLarge = websocket.CloseMessageTooBig
-)
-
-// ErrReadLimit is returned by Read when a frame exceeds the read limit;
-// the close frame 1009 has already been sent.
-var ErrReadLimit = websocket.ErrReadLimit
-
 // UpgradeOptions configures Upgrade.
 type UpgradeOptions struct {
 	HandshakeTimeout time.Duration
 	CheckOrigin      func(r *http.Request) bool
+	// NoPoller reads every connection with a goroutine of its own, as
+	// where there is no poller; for tests of that path.
+	NoPoller bool
 }
 
-// Upgrader turns HTTP requests into Conns. Create one per server.
+// Upgrader turns HTTP requests into Conns. Create one per server, and
+// Close it once its connections have ended.
 type Upgrader struct {
 	u websocket.Upgrader
+	p *poller // nil where there is no poller: connections get goroutines
 }
 
-// writeBufferPool lends gorilla the buffer it needs for the handshake and
-// control frames, so idle connections hold none.
+// writeBufferPool lends gorilla the buffer it needs for the handshake, so
+// idle connections hold none.
 var writeBufferPool = &sync.Pool{}
 
 // NewUpgrader returns an Upgrader with opts.
 func NewUpgrader(opts UpgradeOptions) *Upgrader {
-	return &Upgrader{u: websocket.Upgrader{
+	u := &Upgrader{u: websocket.Upgrader{
 		HandshakeTimeout: opts.HandshakeTimeout,
 		CheckOrigin:      opts.CheckOrigin,
 		WriteBufferPool:  writeBufferPool,
-		// A small read buffer of its own rather than net/http's 4 KiB one:
-		// client messages are small, and an idle connection keeps it.
-		ReadBufferSize: 512,
+		// gorilla's reader is dropped after the handshake: lend it the
+		// smallest buffer it takes.
+		ReadBufferSize: 64,
 	}}
+	if !opts.NoPoller {
+		u.p = newPoller()
+	}
+	return u
+}
+
+// Close stops the poller. Connections it was reading are read no more;
+// close them first.
+func (u *Upgrader) Close() {
+	if u.p != nil {
+		u.p.close()
+	}
 }
 
 // Upgrade completes the WebSocket handshake. On failure it has already
@@ -67,63 +76,37 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{c: c, nc: c.NetConn()}, nil
+	// gorilla refuses a client that sends before the handshake ends, and
+	// has read nothing since: every byte still to come is on the socket.
+	return &Conn{nc: c.NetConn(), p: u.p}, nil
 }
 
 // Conn is one WebSocket connection.
 type Conn struct {
-	c  *websocket.Conn
 	nc net.Conn
-	// writeDeadline is the deadline last set on nc for writing; only the
-	// writer touches it.
+	p  *poller // reads the connection, when it can
+
+	// The reader's state, used by one goroutine at a time.
+	h       Handler
+	limit   int64
+	pending []byte // a partly read frame, between two turns of the poller
+	frag    []byte // the data of a fragmented message so far
+	fragOp  byte   // its opcode; 0 when no message is fragmented
+	rc      syscall.RawConn
+	fd      int
+
+	closed   atomic.Bool // reading ended or Close was called
+	mu       sync.Mutex  // guards what follows
+	started  bool        // Serve was called
+	serving  bool        // a goroutine is reading
+	again    bool        // data came while it was: it must read again
+	notified bool        // Closed was called or is on its way
+	deadline *time.Timer // SetReadDeadline's, under the poller
+
+	wmu sync.Mutex // serialises writes and guards writeDeadline
+	// writeDeadline is the deadline last set on nc for writing.
 	writeDeadline time.Time
 }
-
-// SetReadLimit sets the largest frame Read accepts.
-func (c *Conn) SetReadLimit(n int64) { c.c.SetReadLimit(n) }
-
-// OnPong sets a function called from Read for every pong received.
-func (c *Conn) OnPong(f func()) {
-	c.c.SetPongHandler(func(string) error { f(); return nil })
-}
-
-// Next waits for the next data message and returns a reader of it; text
-// is false for a binary frame. Waiting holds no buffer: the caller takes
-// one only once a message has come, and reads it with ReadMessage.
-func (c *Conn) Next() (text bool, r io.Reader, err error) {
-	typ, r, err := c.c.NextReader()
-	return typ == websocket.TextMessage, r, err
-}
-
-// ReadMessage appends the rest of the message r (from Next) to buf and
-// returns it.
-func ReadMessage(r io.Reader, buf []byte) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
-// CloseCode returns the close code carried by err, a Read error, or 0.
-func CloseCode(err error) int {
-	var ce *websocket.CloseError
-	if errors.As(err, &ce) {
-		return ce.Code
-	}
-	return 0
-}
-
-// SetReadDeadline bounds the current and next reads.
-func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
 
 // WriteFrames writes frames made by Frame, PingFrame or CloseFrame (or by
 // FrameHead and the parts that follow it), in order, each within timeout. Several frames go out with one writev on a
@@ -131,6 +114,8 @@ func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(
 // are copied into one buffer so they still make one write. WriteFrames
 // reslices frames' elements. One goroutine at a time may call it.
 func (c *Conn) WriteFrames(frames [][]byte, timeout time.Duration) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	// Moving the deadline costs a timer update; do it only once the old
 	// one is half used up, so a busy connection pays it rarely.
 	if now := time.Now(); c.writeDeadline.Sub(now) < timeout/2 {
@@ -166,9 +151,6 @@ func (c *Conn) WriteFrames(frames [][]byte, timeout time.Duration) error {
 // copyBufPool holds the buffers WriteFrames gathers frames in for sockets
 // without writev.
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
-
-// Close closes the socket at once.
-func (c *Conn) Close() error { return c.nc.Close() }
 
 // RemoteAddr is the peer's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }

@@ -1,0 +1,16 @@
+//go:build !linux
+
+package ws
+
+import "errors"
+
+// poller is absent off Linux: every connection is read by a goroutine.
+type poller struct{}
+
+func newPoller() *poller            { return nil }
+func (p *poller) add(c *Conn) error { return errNoPoller }
+func (p *poller) remove(c *Conn)    {}
+func (p *poller) close()            {}
+func (c *Conn) service()            {}
+
+var errNoPoller = errors.New("ws: no poller on this system")

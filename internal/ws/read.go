@@ -1,0 +1,372 @@
+package ws
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Handler receives what a connection reads. Message and Pong are called
+// one at a time, in order; Closed is called once, after the last of them,
+// when the connection has ended. None is called with a lock of the
+// connection held, so each may block or call any method of the Conn.
+type Handler interface {
+	// Message is one whole data message; text is false for binary. data
+	// is valid only during the call.
+	Message(text bool, data []byte)
+	// Pong is called for every pong the peer sends.
+	Pong()
+	// Closed tells why the connection ended: a *CloseError when the peer
+	// closed it, ErrReadLimit, a protocol error, or the read error.
+	Closed(err error)
+}
+
+// CloseError is how a connection ends when the peer sends a close frame.
+type CloseError struct {
+	Code int
+	Text string
+}
+
+func (e *CloseError) Error() string {
+	return "ws: closed by the peer with code " + strconv.Itoa(e.Code)
+}
+
+// ErrReadLimit ends a connection whose peer sent a message over the read
+// limit; the close frame 1009 has been sent.
+var ErrReadLimit = errors.New("ws: message exceeds the read limit")
+
+// ErrProtocol ends a connection whose peer broke the framing rules of
+// RFC 6455; the close frame 1002 has been sent. The error Closed gets
+// wraps it with what was wrong.
+var ErrProtocol = errors.New("ws: protocol error")
+
+type protocolError string
+
+func (e protocolError) Error() string { return ErrProtocol.Error() + ": " + string(e) }
+func (e protocolError) Unwrap() error { return ErrProtocol }
+
+// Errors a read can end with besides the socket's own.
+var (
+	errEOF                = io.EOF
+	errClosedWhileReading = net.ErrClosed
+)
+
+// CloseCode returns the close code carried by err, as passed to
+// Handler.Closed, or 0.
+func CloseCode(err error) int {
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return 0
+}
+
+// Close codes the reader sends or reports.
+const (
+	CloseNormal        = 1000
+	closeProtocolError = 1002
+	closeNoStatus      = 1005
+	CloseTooLarge      = 1009
+)
+
+const (
+	opContinuation = 0x0
+	opBinary       = 0x2
+	opPong         = 0xa
+)
+
+// Serve starts reading the connection, calling h for what comes, with
+// messages of at most limit bytes. On Linux a plain TCP connection is read
+// by the Upgrader's poller: no goroutine waits on it while it is idle, and
+// it holds a read buffer only while a frame is partly read. Any other
+// connection (TLS) is read by a goroutine of its own. Call Serve once.
+func (c *Conn) Serve(h Handler, limit int64) {
+	c.mu.Lock()
+	c.h, c.limit, c.started = h, limit, true
+	closed := c.closed.Load()
+	if closed {
+		c.notified = true
+	}
+	c.mu.Unlock()
+	if closed {
+		go h.Closed(net.ErrClosed)
+		return
+	}
+	if c.p != nil && c.p.add(c) == nil {
+		return
+	}
+	c.mu.Lock()
+	c.serving = true
+	c.mu.Unlock()
+	go c.readLoop()
+}
+
+// readLoop reads a connection that the poller does not.
+func (c *Conn) readLoop() {
+	buf := getReadBuf()
+	for {
+		if len(buf) == cap(buf) {
+			buf = c.grow(buf)
+		}
+		n, err := c.nc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if n > 0 {
+			var perr error
+			if buf, perr = c.consume(buf); perr != nil {
+				err = perr
+			}
+		}
+		if err != nil {
+			putReadBuf(buf)
+			c.end(err)
+			return
+		}
+	}
+}
+
+// Close closes the socket at once. Reading ends; Closed follows, with
+// net.ErrClosed unless reading ended first for a reason of its own.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	already := c.closed.Swap(true)
+	notify := !already && c.started && !c.serving && !c.notified
+	if notify {
+		c.notified = true
+	}
+	c.mu.Unlock()
+	if !already && c.p != nil {
+		c.p.remove(c)
+	}
+	err := c.nc.Close()
+	if notify {
+		c.stopDeadline()
+		// Close may be called with the caller's locks held; Closed must
+		// not run under them.
+		go c.h.Closed(net.ErrClosed)
+	}
+	return err
+}
+
+// SetReadDeadline ends reading at t: the connection is closed then, unless
+// it ended before.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.deadline != nil {
+		c.deadline.Stop()
+	}
+	c.deadline = time.AfterFunc(time.Until(t), func() { c.Close() })
+	return nil
+}
+
+func (c *Conn) stopDeadline() {
+	c.mu.Lock()
+	if c.deadline != nil {
+		c.deadline.Stop()
+	}
+	c.mu.Unlock()
+}
+
+// end finishes reading with err and tells the handler, once.
+func (c *Conn) end(err error) {
+	c.mu.Lock()
+	c.closed.Store(true)
+	c.serving = false
+	notify := !c.notified
+	c.notified = true
+	c.mu.Unlock()
+	if c.p != nil {
+		c.p.remove(c)
+	}
+	if notify {
+		c.stopDeadline()
+		c.h.Closed(err)
+	}
+}
+
+// consume delivers every whole frame at the front of buf and returns the
+// rest, moved to the front of buf.
+func (c *Conn) consume(buf []byte) ([]byte, error) {
+	off := 0
+	for !c.closed.Load() {
+		n, err := c.frame(buf[off:])
+		if err != nil {
+			var ce *CloseError
+			if !errors.As(err, &ce) {
+				c.writeControl(CloseFrame(closeCodeOf(err), err.Error()))
+			}
+			return buf[:0], err
+		}
+		if n == 0 {
+			break
+		}
+		off += n
+	}
+	return buf[:copy(buf, buf[off:])], nil
+}
+
+func closeCodeOf(err error) int {
+	if errors.Is(err, ErrReadLimit) {
+		return CloseTooLarge
+	}
+	return closeProtocolError
+}
+
+// frameHeader parses the header at the start of b: the payload's length
+// and where it starts, or hdr 0 when b does not hold the whole header.
+func (c *Conn) frameHeader(b []byte) (length int64, hdr int, err error) {
+	if len(b) < 2 {
+		return 0, 0, nil
+	}
+	if b[0]&0x70 != 0 {
+		return 0, 0, protocolError("reserved bits set; no extension was negotiated")
+	}
+	if b[1]&0x80 == 0 {
+		return 0, 0, protocolError("client frame not masked")
+	}
+	op := b[0] & 0x0f
+	length, hdr = int64(b[1]&0x7f), 2
+	switch length {
+	case 126:
+		if len(b) < 4 {
+			return 0, 0, nil
+		}
+		length, hdr = int64(binary.BigEndian.Uint16(b[2:])), 4
+	case 127:
+		if len(b) < 10 {
+			return 0, 0, nil
+		}
+		u := binary.BigEndian.Uint64(b[2:])
+		if u > 1<<62 {
+			return 0, 0, protocolError("frame length out of range")
+		}
+		length, hdr = int64(u), 10
+	}
+	switch {
+	case op >= 0x8 && (b[0]&0x80 == 0 || length > 125):
+		return 0, 0, protocolError("control frame fragmented or longer than 125 bytes")
+	case op < 0x8 && length > c.limit-int64(len(c.frag)):
+		return 0, 0, ErrReadLimit
+	}
+	return length, hdr + 4, nil
+}
+
+// frame handles the frame at the start of b and returns its length, or 0
+// when b does not hold it all yet.
+func (c *Conn) frame(b []byte) (int, error) {
+	length, hdr, err := c.frameHeader(b)
+	if err != nil || hdr == 0 || int64(len(b)-hdr) < length {
+		return 0, err
+	}
+	total := hdr + int(length)
+	payload := b[hdr:total]
+	unmask(payload, b[hdr-4:hdr])
+	fin, op := b[0]&0x80 != 0, b[0]&0x0f
+	switch op {
+	case opContinuation:
+		if c.fragOp == 0 {
+			return 0, protocolError("continuation frame without a message to continue")
+		}
+		c.frag = append(c.frag, payload...)
+		if fin {
+			text := c.fragOp == opText
+			c.fragOp = 0
+			c.h.Message(text, c.frag)
+			c.frag = nil
+		}
+	case opText, opBinary:
+		switch {
+		case c.fragOp != 0:
+			return 0, protocolError("new message before the fragmented one ended")
+		case fin:
+			c.h.Message(op == opText, payload)
+		default:
+			c.fragOp = op
+			c.frag = append([]byte(nil), payload...)
+		}
+	case opPing:
+		c.writeControl(frame(opPong, append(make([]byte, FrameHeadroom, FrameHeadroom+len(payload)), payload...), 0))
+	case opPong:
+		c.h.Pong()
+	case opClose:
+		ce := &CloseError{Code: closeNoStatus}
+		reply := frame(opClose, make([]byte, FrameHeadroom), 0) // an empty close frame
+		switch {
+		case len(payload) == 1:
+			return 0, protocolError("close frame with a one-byte payload")
+		case len(payload) >= 2:
+			ce.Code, ce.Text = int(binary.BigEndian.Uint16(payload)), string(payload[2:])
+			reply = CloseFrame(ce.Code, "")
+		}
+		c.writeControl(reply)
+		return total, ce
+	default:
+		return 0, protocolError("unknown opcode " + strconv.Itoa(int(op)))
+	}
+	return total, nil
+}
+
+// writeControl writes a control frame the reader owes the peer (a pong, a
+// close) straight to the socket: a net.Conn Write is atomic with respect to
+// the writer's. It is best effort: a failed write ends the connection
+// anyway.
+func (c *Conn) writeControl(frame []byte) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.writeDeadline = time.Now().Add(controlWriteTimeout)
+	if c.nc.SetWriteDeadline(c.writeDeadline) == nil {
+		_, _ = c.nc.Write(frame)
+	}
+}
+
+// controlWriteTimeout bounds writing a pong or a close reply.
+const controlWriteTimeout = time.Second
+
+// unmask XORs p with the 4-byte mask key, eight bytes at a time.
+func unmask(p, key []byte) {
+	k4 := binary.LittleEndian.Uint32(key)
+	k8 := uint64(k4) | uint64(k4)<<32
+	i := 0
+	for ; i+8 <= len(p); i += 8 {
+		binary.LittleEndian.PutUint64(p[i:], binary.LittleEndian.Uint64(p[i:])^k8)
+	}
+	for ; i < len(p); i++ {
+		p[i] ^= key[i&3]
+	}
+}
+
+// grow makes room in a full buffer: for the whole frame at its front when
+// its header says how long it is, else twice as much.
+func (c *Conn) grow(buf []byte) []byte {
+	want := 2 * cap(buf)
+	if length, hdr, err := c.frameHeader(buf); err == nil && hdr > 0 {
+		want = max(want, hdr+int(length))
+	}
+	nb := make([]byte, len(buf), want)
+	copy(nb, buf)
+	putReadBuf(buf)
+	return nb
+}
+
+// Read buffers are lent while a frame is being read and taken back once
+// none is partly read, so an idle connection holds none.
+var readBufPool = sync.Pool{New: func() any { b := make([]byte, 0, readBufSize); return &b }}
+
+const (
+	readBufSize      = 1 << 10
+	maxPooledReadBuf = 64 << 10
+)
+
+func getReadBuf() []byte { return (*readBufPool.Get().(*[]byte))[:0] }
+
+func putReadBuf(b []byte) {
+	if cap(b) < readBufSize || cap(b) > maxPooledReadBuf {
+		return
+	}
+	b = b[:0]
+	readBufPool.Put(&b)
+}

@@ -1,0 +1,321 @@
+package ws
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+const testTimeout = 10 * time.Second
+
+// recorder is a Handler that records what it is told.
+type recorder struct {
+	msgs   chan string // "t:" or "b:" and the data
+	pongs  chan struct{}
+	closed chan error
+	once   sync.Once
+	double chan struct{} // closed when Closed is called twice
+}
+
+func newRecorder() *recorder {
+	return &recorder{msgs: make(chan string, 64), pongs: make(chan struct{}, 8), closed: make(chan error, 2), double: make(chan struct{})}
+}
+
+func (r *recorder) Message(text bool, data []byte) {
+	kind := "b:"
+	if text {
+		kind = "t:"
+	}
+	r.msgs <- kind + string(data)
+}
+func (r *recorder) Pong() { r.pongs <- struct{}{} }
+func (r *recorder) Closed(err error) {
+	select {
+	case r.closed <- err:
+	default:
+		r.once.Do(func() { close(r.double) })
+	}
+}
+
+// peer is the client side: a raw socket after a real handshake.
+type peer struct {
+	t  *testing.T
+	nc net.Conn
+	sc *Conn     // the server side
+	h  *recorder // its handler
+}
+
+// eachMode runs f with the poller and with a goroutine per connection.
+func eachMode(t *testing.T, f func(t *testing.T, dial func(limit int64) *peer)) {
+	for _, mode := range []struct {
+		name     string
+		noPoller bool
+	}{{"poller", false}, {"goroutine", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			u := NewUpgrader(UpgradeOptions{NoPoller: mode.noPoller})
+			if !mode.noPoller && u.p == nil {
+				t.Skip("no poller on this system")
+			}
+			conns := make(chan *Conn, 1)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c, err := u.Upgrade(w, r)
+				if err == nil {
+					conns <- c
+				}
+			}))
+			var peers []*peer
+			t.Cleanup(func() {
+				for _, p := range peers {
+					p.nc.Close()
+					p.sc.Close()
+				}
+				srv.Close()
+				u.Close()
+			})
+			dial := func(limit int64) *peer {
+				wc, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p := &peer{t: t, nc: wc.NetConn(), sc: <-conns, h: newRecorder()}
+				p.sc.Serve(p.h, limit)
+				peers = append(peers, p)
+				return p
+			}
+			f(t, dial)
+		})
+	}
+}
+
+// clientFrame encodes a masked client frame with the raw first byte b0.
+func clientFrame(b0 byte, payload []byte) []byte {
+	f := []byte{b0}
+	switch n := len(payload); {
+	case n < 126:
+		f = append(f, 0x80|byte(n))
+	case n <= 0xffff:
+		f = append(f, 0x80|126, byte(n>>8), byte(n))
+	default:
+		f = append(f, 0x80|127)
+		f = binary.BigEndian.AppendUint64(f, uint64(n))
+	}
+	key := []byte{0x12, 0x34, 0x56, 0x78}
+	f = append(f, key...)
+	for i, c := range payload {
+		f = append(f, c^key[i&3])
+	}
+	return f
+}
+
+const fin = 0x80
+
+func (p *peer) write(b []byte) {
+	p.t.Helper()
+	if _, err := p.nc.Write(b); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// readFrame reads one server frame: its opcode and payload.
+func (p *peer) readFrame() (byte, []byte) {
+	p.t.Helper()
+	p.nc.SetReadDeadline(time.Now().Add(testTimeout))
+	var h [10]byte
+	if _, err := io.ReadFull(p.nc, h[:2]); err != nil {
+		p.t.Fatalf("reading a frame: %v", err)
+	}
+	n := int(h[1] & 0x7f)
+	switch n {
+	case 126:
+		io.ReadFull(p.nc, h[2:4])
+		n = int(binary.BigEndian.Uint16(h[2:4]))
+	case 127:
+		io.ReadFull(p.nc, h[2:10])
+		n = int(binary.BigEndian.Uint64(h[2:10]))
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(p.nc, b); err != nil {
+		p.t.Fatal(err)
+	}
+	return h[0] & 0x0f, b
+}
+
+// expectClose reads the server's close frame and checks its code.
+func (p *peer) expectClose(code int) {
+	p.t.Helper()
+	op, b := p.readFrame()
+	if op != opClose || len(b) < 2 || int(binary.BigEndian.Uint16(b)) != code {
+		p.t.Fatalf("got opcode %d payload %q, want close %d", op, b, code)
+	}
+}
+
+func (p *peer) expectMsg(want string) {
+	p.t.Helper()
+	select {
+	case got := <-p.h.msgs:
+		if got != want {
+			p.t.Fatalf("message %.60q, want %.60q", got, want)
+		}
+	case <-time.After(testTimeout):
+		p.t.Fatalf("no message; want %.60q", want)
+	}
+}
+
+func (p *peer) expectClosed(is func(error) bool) error {
+	p.t.Helper()
+	select {
+	case err := <-p.h.closed:
+		if !is(err) {
+			p.t.Fatalf("Closed(%v)", err)
+		}
+		return err
+	case <-time.After(testTimeout):
+		p.t.Fatal("Closed not called")
+	}
+	return nil
+}
+
+func TestReadMessages(t *testing.T) {
+	eachMode(t, func(t *testing.T, dial func(int64) *peer) {
+		p := dial(1 << 20)
+		p.write(clientFrame(fin|opText, []byte(`{"type":"a"}`)))
+		p.expectMsg(`t:{"type":"a"}`)
+		p.write(clientFrame(fin|opBinary, []byte{0, 1, 2}))
+		p.expectMsg("b:\x00\x01\x02")
+
+		// Several in one write, then one a byte at a time.
+		var batch []byte
+		for _, s := range []string{"one", "two", "three"} {
+			batch = append(batch, clientFrame(fin|opText, []byte(s))...)
+		}
+		p.write(batch)
+		p.expectMsg("t:one")
+		p.expectMsg("t:two")
+		p.expectMsg("t:three")
+		for _, b := range clientFrame(fin|opText, []byte("slowly")) {
+			p.write([]byte{b})
+			time.Sleep(time.Millisecond)
+		}
+		p.expectMsg("t:slowly")
+
+		// Larger than any read buffer, with both extended lengths.
+		for _, n := range []int{300, 200 << 10} {
+			big := bytes.Repeat([]byte("x"), n)
+			p.write(clientFrame(fin|opText, big))
+			p.expectMsg("t:" + string(big))
+		}
+
+		// A fragmented message with a ping between its fragments.
+		p.write(clientFrame(opText, []byte("frag")))
+		p.write(clientFrame(fin|opPing, []byte("hi")))
+		p.write(clientFrame(opContinuation, []byte("men")))
+		p.write(clientFrame(fin|opContinuation, []byte("ted")))
+		p.expectMsg("t:fragmented")
+		if op, b := p.readFrame(); op != opPong || string(b) != "hi" {
+			t.Fatalf("reply to ping: opcode %d %q", op, b)
+		}
+		p.write(clientFrame(fin|opPong, nil))
+		select {
+		case <-p.h.pongs:
+		case <-time.After(testTimeout):
+			t.Fatal("pong not reported")
+		}
+
+		// The peer closes: the close is answered and reported, once.
+		p.write(clientFrame(fin|opClose, append(binary.BigEndian.AppendUint16(nil, 4000), "bye"...)))
+		p.expectClose(4000)
+		err := p.expectClosed(func(err error) bool { return CloseCode(err) == 4000 })
+		if ce := err.(*CloseError); ce.Text != "bye" {
+			t.Fatalf("close text %q", ce.Text)
+		}
+		p.sc.Close()
+		select {
+		case <-p.h.double:
+			t.Fatal("Closed called twice")
+		case <-time.After(50 * time.Millisecond):
+		}
+	})
+}
+
+func TestReadRejectsBadFrames(t *testing.T) {
+	unmasked := []byte{fin | opText, 2, 'h', 'i'}
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		code  int
+		is    error
+	}{
+		{"unmasked", unmasked, closeProtocolError, ErrProtocol},
+		{"reserved bit", clientFrame(fin|0x40|opText, []byte("x")), closeProtocolError, ErrProtocol},
+		{"unknown opcode", clientFrame(fin|0x3, []byte("x")), closeProtocolError, ErrProtocol},
+		{"lone continuation", clientFrame(fin|opContinuation, []byte("x")), closeProtocolError, ErrProtocol},
+		{"long ping", clientFrame(fin|opPing, make([]byte, 126)), closeProtocolError, ErrProtocol},
+		{"fragmented ping", clientFrame(opPing, []byte("x")), closeProtocolError, ErrProtocol},
+		{"one-byte close", clientFrame(fin|opClose, []byte{3}), closeProtocolError, ErrProtocol},
+		{"message in a message", append(clientFrame(opText, []byte("a")), clientFrame(fin|opText, []byte("b"))...), closeProtocolError, ErrProtocol},
+		{"over the limit", clientFrame(fin|opText, make([]byte, 101)), CloseTooLarge, ErrReadLimit},
+		{"fragments over the limit", append(clientFrame(opText, make([]byte, 60)), clientFrame(fin|opContinuation, make([]byte, 60))...), CloseTooLarge, ErrReadLimit},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eachMode(t, func(t *testing.T, dial func(int64) *peer) {
+				p := dial(100)
+				p.write(clientFrame(fin|opText, []byte("before")))
+				p.expectMsg("t:before")
+				p.write(tc.frame)
+				p.expectClose(tc.code)
+				p.expectClosed(func(err error) bool { return errors.Is(err, tc.is) })
+				select {
+				case m := <-p.h.msgs:
+					t.Fatalf("message %q delivered from a bad frame", m)
+				default:
+				}
+			})
+		})
+	}
+}
+
+func TestCloseAndDeadline(t *testing.T) {
+	eachMode(t, func(t *testing.T, dial func(int64) *peer) {
+		// Closed by the server: reported once, and the client sees the end.
+		p := dial(100)
+		p.sc.Close()
+		p.expectClosed(func(err error) bool { return errors.Is(err, net.ErrClosed) })
+		p.nc.SetReadDeadline(time.Now().Add(testTimeout))
+		if _, err := p.nc.Read(make([]byte, 1)); err == nil {
+			t.Fatal("client read after the server closed")
+		}
+
+		// A read deadline ends an idle connection.
+		q := dial(100)
+		q.sc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		q.expectClosed(func(err error) bool { return err != nil })
+	})
+}
+
+func TestUnmask(t *testing.T) {
+	key := []byte{1, 2, 3, 4}
+	for n := range 20 {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(i * 7)
+		}
+		want := make([]byte, n)
+		for i := range p {
+			want[i] = p[i] ^ key[i%4]
+		}
+		unmask(p, key)
+		if !bytes.Equal(p, want) {
+			t.Fatalf("unmask %d bytes: %v, want %v", n, p, want)
+		}
+	}
+}
