@@ -1,19 +1,25 @@
 package ws
 
 import (
+	"errors"
 	"net"
 	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // poller reads every idle connection of an Upgrader with one epoll
-// descriptor, edge-triggered: when data comes to a connection the poller
-// starts a goroutine that reads and handles everything it holds and ends
-// when the socket is dry. Data that comes while that goroutine runs only
-// tells it to read once more (Conn.again). So no goroutine waits on an idle
-// connection, at most one reads a connection at a time, and a busy one
-// costs no epoll_ctl per message.
+// descriptor. A connection is armed one-shot: when data comes, the poller
+// starts a goroutine that reads and handles it. If the connection was read
+// less than lingerTime before, it is busy: the goroutine keeps reading,
+// waiting in Go's own netpoller between messages as a plain reader would,
+// until the connection has been quiet for lingerTime. Otherwise, and then,
+// the goroutine arms the connection again and ends. So an idle connection
+// holds no goroutine and no buffer (a storm of joins that then fall quiet
+// does not leave a goroutine per connection for lingerTime), at most one
+// goroutine reads a connection at a time, and a busy one costs no more than
+// with a goroutine of its own.
 type poller struct {
 	epfd int
 	file *os.File // epfd, parked in Go's netpoller while nothing is ready
@@ -47,9 +53,11 @@ func newPoller() *poller {
 	return p
 }
 
-// armEvents watches for data and for the peer's end, edge-triggered
-// (EPOLLET, which package syscall declares as a negative int).
-const armEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | 1<<31
+const armEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+
+// lingerTime is how long a reading goroutine waits for more data before it
+// hands its connection back to the poller.
+var lingerTime = 3 * time.Second
 
 // add has the poller read c; it fails for a connection without a
 // descriptor (TLS), which then needs a goroutine.
@@ -83,6 +91,13 @@ func (p *poller) add(c *Conn) error {
 
 var errNoDescriptor = &net.OpError{Op: "poll", Err: syscall.ENOTSOCK}
 
+// rearm has the poller watch c again. Armed level-triggered, c is reported
+// at once if data came after its reader last looked.
+func (p *poller) rearm(c *Conn) error {
+	ev := syscall.EpollEvent{Events: armEvents, Fd: int32(c.fd)}
+	return syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, c.fd, &ev)
+}
+
 // remove stops watching c. c's descriptor is still open, so it cannot
 // belong to another connection yet.
 func (p *poller) remove(c *Conn) {
@@ -113,7 +128,6 @@ func (p *poller) run() {
 				if c := p.conns[int(ev.Fd)]; c != nil {
 					c.mu.Lock()
 					start := !c.serving && !c.closed.Load()
-					c.again = c.serving
 					c.serving = c.serving || start
 					c.mu.Unlock()
 					if start {
@@ -130,37 +144,40 @@ func (p *poller) run() {
 	}
 }
 
-// service reads what c holds, handles it, and arms c again.
+// service reads and handles what comes to c until c has been quiet for
+// lingerTime, then hands it back to the poller.
 func (c *Conn) service() {
 	buf := c.pending
 	c.pending = nil
 	if buf == nil {
 		buf = getReadBuf()
 	}
+	// Linger only on a connection read a short while ago.
+	linger := time.Since(c.parkedAt) < lingerTime
+	var quietAt time.Time // the linger deadline set on the socket
 	for {
 		if len(buf) == cap(buf) {
 			buf = c.grow(buf)
 		}
+		if now := time.Now(); linger && quietAt.Sub(now) < lingerTime/2 {
+			quietAt = now.Add(lingerTime)
+			_ = c.nc.SetReadDeadline(quietAt)
+		}
 		var n int
 		var rerr error
-		if err := c.rc.Read(func(fd uintptr) bool {
+		// The read is made inside RawConn.Read, which waits for data when
+		// it finds none (EAGAIN), up to the deadline.
+		err := c.rc.Read(func(fd uintptr) bool {
 			n, rerr = syscall.Read(int(fd), buf[len(buf):cap(buf)])
-			return true
-		}); err != nil {
-			rerr = err
-		}
+			return rerr != syscall.EAGAIN || !linger
+		})
 		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded), err == nil && rerr == syscall.EAGAIN:
+			c.park(buf, linger)
+			return
+		case err != nil:
+			rerr = err
 		case rerr == syscall.EINTR:
-			continue
-		case rerr == syscall.EAGAIN:
-			if c.park(buf) {
-				return
-			}
-			buf = c.pending
-			c.pending = nil
-			if buf == nil {
-				buf = getReadBuf()
-			}
 			continue
 		case rerr == nil && n == 0:
 			rerr = errEOF
@@ -180,26 +197,24 @@ func (c *Conn) service() {
 	}
 }
 
-// park keeps a partly read frame and gives back an empty buffer once the
-// socket is dry. It reports false when data came meanwhile: read again.
-// When c was closed meanwhile it tells the handler.
-func (c *Conn) park(buf []byte) bool {
+// park keeps a partly read frame, gives back an empty buffer, and has the
+// poller watch c again; or, when c was closed meanwhile, tells the handler.
+func (c *Conn) park(buf []byte, lingered bool) {
 	if len(buf) > 0 {
 		c.pending = buf
 	} else {
 		putReadBuf(buf)
 	}
+	c.parkedAt = time.Now()
+	if lingered {
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
 	c.mu.Lock()
-	if c.again && !c.closed.Load() {
-		c.again = false
-		c.mu.Unlock()
-		return false
-	}
 	c.serving = false
-	closed := c.closed.Load()
-	c.mu.Unlock()
-	if closed {
-		c.end(errClosedWhileReading)
+	if !c.closed.Load() && c.p.rearm(c) == nil {
+		c.mu.Unlock()
+		return
 	}
-	return true
+	c.mu.Unlock()
+	c.end(errClosedWhileReading)
 }

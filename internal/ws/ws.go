@@ -87,19 +87,19 @@ type Conn struct {
 	p  *poller // reads the connection, when it can
 
 	// The reader's state, used by one goroutine at a time.
-	h       Handler
-	limit   int64
-	pending []byte // a partly read frame, between two turns of the poller
-	frag    []byte // the data of a fragmented message so far
-	fragOp  byte   // its opcode; 0 when no message is fragmented
-	rc      syscall.RawConn
-	fd      int
+	h        Handler
+	limit    int64
+	pending  []byte // a partly read frame, between two turns of the poller
+	frag     []byte // the data of a fragmented message so far
+	fragOp   byte   // its opcode; 0 when no message is fragmented
+	rc       syscall.RawConn
+	fd       int
+	parkedAt time.Time // when the poller last took the connection back
 
 	closed   atomic.Bool // reading ended or Close was called
 	mu       sync.Mutex  // guards what follows
 	started  bool        // Serve was called
 	serving  bool        // a goroutine is reading
-	again    bool        // data came while it was: it must read again
 	notified bool        // Closed was called or is on its way
 	deadline *time.Timer // SetReadDeadline's, under the poller
 
