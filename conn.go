@@ -287,8 +287,9 @@ func quoteTrunc(s string) string {
 
 // onOwnStack runs f on a goroutine of its own and waits for it. Joining
 // a room runs deep (decoding, the store, the room) and happens rarely;
-// run there, it leaves the reading goroutine's stack, which an idle
-// connection keeps for its whole life, at its small starting size.
+// run there, it leaves the reading goroutine's stack at its small starting
+// size, which matters where a goroutine waits on each idle connection for
+// its whole life (without the poller: TLS, other systems).
 func onOwnStack(f func() *clientError) *clientError {
 	done := make(chan *clientError, 1)
 	go func() { done <- f() }()

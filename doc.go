@@ -12,19 +12,26 @@
 //
 // # Concurrency
 //
-// All exported methods are safe for concurrent use. Each connection has
-// one goroutine reading and handling its messages in order, and a writer
-// goroutine that exists only while frames are queued for it: sending never
-// blocks on a socket. A client whose queue exceeds Limits.SendQueueBytes
-// is disconnected, so a slow reader never slows its room.
+// All exported methods are safe for concurrent use. A connection's
+// messages are handled one at a time, in order, by whatever reads it: on
+// Linux a poller watches idle connections and a goroutine reads one only
+// while it is busy, so an idle connection holds no goroutine and no buffer
+// (see internal/ws); elsewhere, and over TLS, a goroutine per connection.
+// A writer goroutine exists only while frames are queued for a connection:
+// sending never blocks on a socket. A client whose queue exceeds
+// Limits.SendQueueBytes is disconnected, so a slow reader never slows its
+// room.
 //
 // A message sent to a room is encoded once, as a complete WebSocket frame,
 // and that frame is queued for every recipient. A writer sends everything
 // queued with one writev; on a connection that receives a steady stream it
 // waits a few milliseconds between writes (at most 25), so that each write
-// carries several frames, while a quiet connection's frames go out at once. Presence changes are
-// batched per room (see room.flush) and chat goes through one worker per
-// room that stores a batch, then broadcasts it in store order.
+// carries several frames, while a quiet connection's frames go out at
+// once. Presence changes are batched per room (see room.flush), and a
+// joiner is admitted at once with a snapshot that the room's next flush
+// completes; a large room's snapshot is encoded once and shared by its
+// joiners. Chat goes through one worker per room that stores a batch, then
+// broadcasts it in store order.
 //
 // Lock order, outermost first; a goroutine holding one lock takes only
 // locks below it:
