@@ -67,10 +67,9 @@ func CloseCode(err error) int {
 
 // Close codes the reader sends or reports.
 const (
-	CloseNormal        = 1000
 	closeProtocolError = 1002
 	closeNoStatus      = 1005
-	CloseTooLarge      = 1009
+	closeTooLarge      = 1009
 )
 
 const (
@@ -211,7 +210,7 @@ func (c *Conn) consume(buf []byte) ([]byte, error) {
 
 func closeCodeOf(err error) int {
 	if errors.Is(err, ErrReadLimit) {
-		return CloseTooLarge
+		return closeTooLarge
 	}
 	return closeProtocolError
 }

@@ -263,8 +263,8 @@ func TestReadRejectsBadFrames(t *testing.T) {
 		{"fragmented ping", clientFrame(opPing, []byte("x")), closeProtocolError, ErrProtocol},
 		{"one-byte close", clientFrame(fin|opClose, []byte{3}), closeProtocolError, ErrProtocol},
 		{"message in a message", append(clientFrame(opText, []byte("a")), clientFrame(fin|opText, []byte("b"))...), closeProtocolError, ErrProtocol},
-		{"over the limit", clientFrame(fin|opText, make([]byte, 101)), CloseTooLarge, ErrReadLimit},
-		{"fragments over the limit", append(clientFrame(opText, make([]byte, 60)), clientFrame(fin|opContinuation, make([]byte, 60))...), CloseTooLarge, ErrReadLimit},
+		{"over the limit", clientFrame(fin|opText, make([]byte, 101)), closeTooLarge, ErrReadLimit},
+		{"fragments over the limit", append(clientFrame(opText, make([]byte, 60)), clientFrame(fin|opContinuation, make([]byte, 60))...), closeTooLarge, ErrReadLimit},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			eachMode(t, func(t *testing.T, dial func(int64) *peer) {
