@@ -439,6 +439,10 @@ func (r *room) leave(c *conn) {
 	}
 	if len(r.local) > 0 {
 		r.markDirty(c.id, true)
+	} else {
+		// Nobody to tell, but the room may live on (chat still to deliver)
+		// and a later joiner must not find c in the cached snapshot.
+		r.snapshot, r.snapValid = nil, false
 	}
 	retire := r.idleLocked()
 	r.mu.Unlock()
