@@ -57,66 +57,112 @@ func decodeEnvelopeSlow(data []byte) (protocol.Envelope, *clientError) {
 // then takes the careful path with its exact error codes.
 func scanEnvelope(data []byte) (protocol.Envelope, bool) {
 	var env protocol.Envelope
-	i := skipSpace(data, 0)
-	if i >= len(data) || data[i] != '{' {
-		return env, false
-	}
-	i = skipSpace(data, i+1)
-	for seen := 0; ; seen++ {
-		if seen == 2 || i >= len(data) || data[i] != '"' {
-			return env, false
-		}
-		var key []byte
-		if key, i = scanPlainString(data, i); key == nil {
-			return env, false
-		}
-		if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
-			return env, false
-		}
-		i = skipSpace(data, i+1)
+	ok := eachPlainMember(data, func(key, val []byte) bool {
 		switch string(key) {
 		case "type":
-			var typ []byte
-			if env.Type != "" || i >= len(data) || data[i] != '"' {
-				return env, false
+			typ, end := scanPlainString(val, 0)
+			if env.Type != "" || typ == nil || end != len(val) {
+				return false
 			}
-			if typ, i = scanPlainString(data, i); typ == nil {
-				return env, false
-			}
-			if env.Type = knownType(typ); env.Type == "" {
-				return env, false
-			}
+			env.Type = knownType(typ)
+			return env.Type != ""
 		case "payload":
 			// Only an object (or null) is worth the fast path; anything else
 			// is an error whose exact code the careful path knows.
-			if env.Payload != nil || i >= len(data) || (data[i] != '{' && !bytes.HasPrefix(data[i:], []byte("null"))) {
-				return env, false
+			if env.Payload != nil || (val[0] != '{' && string(val) != "null") {
+				return false
 			}
-			end := scanValue(data, i)
-			if end <= i {
-				return env, false
-			}
-			env.Payload = data[i:end]
-			i = end
-		default:
-			return env, false
+			env.Payload = val
+			return true
 		}
-		if i = skipSpace(data, i); i >= len(data) {
-			return env, false
-		}
-		if data[i] == '}' {
-			if env.Type == "" || skipSpace(data, i+1) != len(data) {
-				return env, false
+		return false
+	})
+	if !ok || env.Type == "" {
+		return env, false
+	}
+	if string(env.Payload) == "null" {
+		env.Payload = nil
+	}
+	return env, true
+}
+
+// scanEvent is handleEvent's fast path for the payload clients send: an
+// object with a plain ASCII "event" string and an optional "payload", in
+// either order, the payload checked with json.Valid rather than decoded. It
+// reports false for anything else, which encoding/json then decodes with
+// its exact errors. The result's Payload shares raw's memory.
+func scanEvent(raw []byte) (protocol.BroadcastEventPayload, bool) {
+	var p protocol.BroadcastEventPayload
+	ok := eachPlainMember(raw, func(key, val []byte) bool {
+		switch string(key) {
+		case "event":
+			ev, end := scanPlainString(val, 0)
+			if p.Event != "" || len(ev) == 0 || end != len(val) {
+				return false
 			}
-			if string(env.Payload) == "null" {
-				env.Payload = nil
+			for _, c := range ev {
+				if c < 0x20 || c >= 0x80 {
+					return false // control characters and UTF-8: the careful path
+				}
 			}
-			return env, true
+			p.Event = string(ev)
+			return true
+		case "payload":
+			if p.Payload != nil || !json.Valid(val) {
+				return false
+			}
+			p.Payload = val
+			return true
 		}
-		if data[i] != ',' {
-			return env, false
+		return false
+	})
+	return p, ok && p.Event != ""
+}
+
+// eachPlainMember calls f with every member of the JSON object data: its
+// key, which must be a string without escapes, and its value, delimited by
+// scanValue and not validated (f does that), trimmed of white space. It
+// reports false when data is not such an object, has bytes after it, or f
+// returns false.
+func eachPlainMember(data []byte, f func(key, val []byte) bool) bool {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return false
+	}
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return skipSpace(data, i+1) == len(data)
+	}
+	for {
+		if i >= len(data) || data[i] != '"' {
+			return false
+		}
+		var key []byte
+		if key, i = scanPlainString(data, i); key == nil {
+			return false
+		}
+		if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
+			return false
 		}
 		i = skipSpace(data, i+1)
+		end := scanValue(data, i)
+		if end <= i {
+			return false
+		}
+		if !f(key, bytes.TrimRight(data[i:end], " \t\r\n")) {
+			return false
+		}
+		if i = skipSpace(data, end); i >= len(data) {
+			return false
+		}
+		switch data[i] {
+		case '}':
+			return skipSpace(data, i+1) == len(data)
+		case ',':
+			i = skipSpace(data, i+1)
+		default:
+			return false
+		}
 	}
 }
 

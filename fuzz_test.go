@@ -17,6 +17,11 @@ func FuzzDecode(f *testing.F) {
 		`{"type":"broadcast_event","payload":{"event":"e","payload":[1,"\u2028",null]}}`,
 		`{"type":"send_chat","payload":{"message":"hi \ud83d\ude00","metadata":{"a":{}}}}`,
 		`{"type":"leave_room"}`, `{"type":"get_chat_history","payload":{"limit":5,"before":"9"}}`,
+		`{"type":"broadcast_event","payload":{ "payload" : {"x":[1,2.5e3,true]} , "event":"cursor" }}`,
+		`{"type":"broadcast_event","payload":{"event":"a\tb","payload":null}}`,
+		`{"type":"broadcast_event","payload":{"event":"é","payload":"x"}}`,
+		`{"type":"broadcast_event","payload":{"event":"e","payload":{"a":}}}`,
+		`{"type":"broadcast_event","payload":{"event":"e","event":"f"}}`,
 		`{"type":1}`, `[]`, `{"type":"join_room","payload":{"roomId":"\u0000"}}`, "\xff\xfe",
 	} {
 		f.Add([]byte(s))
@@ -41,6 +46,9 @@ func FuzzDecode(f *testing.F) {
 		v, ok := targets[env.Type]
 		if !ok {
 			return
+		}
+		if env.Type == protocol.MsgBroadcastEvent {
+			checkEventFastPath(t, env.Payload)
 		}
 		if e := decodePayload(env.Type, env.Payload, v, true); e != nil {
 			if e.code == "" {
@@ -116,5 +124,21 @@ func checkFastPath(t *testing.T, data []byte) {
 	var v map[string]any
 	if e := decodePayload(fast.Type, fast.Payload, &v, true); e == nil || e.code != protocol.CodeInvalidJSON {
 		t.Fatalf("invalid JSON %q got through the fast path: %v", data, e)
+	}
+}
+
+// checkEventFastPath: whatever scanEvent accepts, encoding/json decodes to
+// the same event and payload.
+func checkEventFastPath(t *testing.T, raw []byte) {
+	fast, ok := scanEvent(raw)
+	if !ok {
+		return
+	}
+	var slow protocol.BroadcastEventPayload
+	if e := decodePayload(protocol.MsgBroadcastEvent, raw, &slow, false); e != nil {
+		t.Fatalf("fast path accepted %q, which the careful path refuses: %v", raw, e)
+	}
+	if fast.Event != slow.Event || string(fast.Payload) != string(slow.Payload) {
+		t.Fatalf("fast %q %q, slow %q %q", fast.Event, fast.Payload, slow.Event, slow.Payload)
 	}
 }

@@ -102,9 +102,11 @@ func (c *conn) handlePresence(raw []byte) *clientError {
 }
 
 func (c *conn) handleEvent(raw []byte) *clientError {
-	var p protocol.BroadcastEventPayload
-	if e := decodePayload(protocol.MsgBroadcastEvent, raw, &p, false); e != nil {
-		return e
+	p, ok := scanEvent(raw)
+	if !ok {
+		if e := decodePayload(protocol.MsgBroadcastEvent, raw, &p, false); e != nil {
+			return e
+		}
 	}
 	if p.Event == "" {
 		return errPayload("broadcast_event: field \"event\" is required and must be a non-empty string")
