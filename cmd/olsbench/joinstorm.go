@@ -31,15 +31,15 @@ func eachPresenceIndex(b []byte, fn func(i int64)) (bad int64) {
 			continue
 		}
 		b = b[len(presenceMark):]
-		e := 0
-		for e < len(b) && e < 19 && b[e] >= '0' && b[e] <= '9' {
+		e, v := 0, int64(0)
+		for e < len(b) && e < 18 && b[e] >= '0' && b[e] <= '9' {
+			v = v*10 + int64(b[e]-'0')
 			e++
 		}
 		if e == 0 || e >= len(b) || b[e] != '}' {
 			bad++
 			continue
 		}
-		v, _ := parseInt(b[:e])
 		fn(v)
 		b = b[e:]
 	}

@@ -175,10 +175,15 @@ func (r *reactor) service(c *client) {
 	if c.killed {
 		return
 	}
+	dst := r.scratch
+	direct := c.fr.spare(len(r.scratch))
+	if direct != nil {
+		dst = direct
+	}
 	var n int
 	var rerr error
 	err := c.rc.Read(func(fd uintptr) bool {
-		n, rerr = syscall.Read(int(fd), r.scratch)
+		n, rerr = syscall.Read(int(fd), dst)
 		return true
 	})
 	if err != nil {
@@ -195,7 +200,12 @@ func (r *reactor) service(c *client) {
 		return
 	}
 	r.cur, r.now = c, time.Now()
-	if err := c.fr.feed(r.scratch[:n], r); err != nil {
+	if direct != nil {
+		err = c.fr.filled(n, r)
+	} else {
+		err = c.fr.feed(r.scratch[:n], r)
+	}
+	if err != nil {
 		r.kill(c, err)
 	}
 	r.cur = nil

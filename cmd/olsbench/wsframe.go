@@ -73,6 +73,57 @@ func (fr *frameReader) feed(data []byte, sink frameSink) error {
 	return nil
 }
 
+// spare returns where the next read can go straight into the pending tail:
+// the rest of the frame it starts, the buffer grown to hold it, when that
+// frame is larger than small; else nil. Reading there spares copying a
+// snapshot of hundreds of kilobytes out of the scratch buffer piece by piece.
+func (fr *frameReader) spare(small int) []byte {
+	total := frameSize(fr.pending)
+	if total <= small || total > maxFrameBytes+14 {
+		return nil
+	}
+	if cap(fr.pending) < total {
+		b := make([]byte, len(fr.pending), total)
+		copy(b, fr.pending)
+		fr.pending = b
+	}
+	return fr.pending[len(fr.pending):total]
+}
+
+// filled takes n bytes read into spare and delivers what is now complete.
+func (fr *frameReader) filled(n int, sink frameSink) error {
+	fr.pending = fr.pending[:len(fr.pending)+n]
+	return fr.feed(nil, sink)
+}
+
+// frameSize is the length of the frame b starts, header included, or 0
+// while b does not hold the whole header.
+func frameSize(b []byte) int {
+	if len(b) < 2 {
+		return 0
+	}
+	length, hdr := uint64(b[1]&0x7f), 2
+	switch length {
+	case 126:
+		if len(b) < 4 {
+			return 0
+		}
+		length, hdr = uint64(binary.BigEndian.Uint16(b[2:])), 4
+	case 127:
+		if len(b) < 10 {
+			return 0
+		}
+		length, hdr = binary.BigEndian.Uint64(b[2:]), 10
+	}
+	if b[1]&0x80 != 0 {
+		hdr += 4
+	}
+	if length > maxFrameBytes {
+		return 0
+	}
+	return hdr + int(length)
+}
+
 // next parses one frame at the start of b and returns its length, or 0 when
 // b does not yet hold a whole frame.
 func (fr *frameReader) next(b []byte, sink frameSink) (int, error) {

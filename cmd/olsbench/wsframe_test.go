@@ -178,3 +178,32 @@ func TestClientFrameRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestFrameReaderSpare: a frame larger than the scratch buffer is read
+// straight into the pending tail, in pieces of any size, and delivered
+// whole; what follows it goes the usual way.
+func TestFrameReaderSpare(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789"), 20_000)
+	stream := append(wsFrame(true, opText, big, false), wsFrame(true, opText, []byte("next"), false)...)
+	for _, chunk := range []int{1 << 10, 7_777, 64 << 10} {
+		var fr frameReader
+		rec := &recorder{}
+		off := 0
+		read := func(dst []byte) int { n := copy(dst, stream[off:]); off += n; return n }
+		scratch := make([]byte, chunk)
+		for off < len(stream) {
+			if dst := fr.spare(len(scratch)); dst != nil {
+				if err := fr.filled(read(dst[:min(len(dst), chunk)]), rec); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			if err := fr.feed(scratch[:read(scratch)], rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(rec.msgs) != 2 || rec.msgs[0] != string(big) || rec.msgs[1] != "next" || len(fr.pending) != 0 {
+			t.Fatalf("chunk %d: %d messages, pending %d", chunk, len(rec.msgs), len(fr.pending))
+		}
+	}
+}
