@@ -338,12 +338,14 @@ func unmask(p, key []byte) {
 	}
 }
 
-// grow makes room in a full buffer: for the whole frame at its front when
-// its header says how long it is, else twice as much.
+// grow makes room in a full buffer holding the start of a frame: twice
+// as much, or just enough for the frame when that is less. It grows with
+// what has come, never to what a header claims: a client that sends the
+// header of a 1 MiB message and nothing more gets no 1 MiB buffer.
 func (c *Conn) grow(buf []byte) []byte {
 	want := 2 * cap(buf)
-	if length, hdr, err := c.frameHeader(buf); err == nil && hdr > 0 {
-		want = max(want, hdr+int(length))
+	if length, hdr, err := c.frameHeader(buf); err == nil && hdr > 0 && hdr+int(length) > len(buf) {
+		want = min(want, hdr+int(length))
 	}
 	nb := make([]byte, len(buf), want)
 	copy(nb, buf)

@@ -319,3 +319,18 @@ func TestUnmask(t *testing.T) {
 		}
 	}
 }
+
+// TestGrowFollowsTheData: a header claiming a large message does not make
+// the reader allocate it before the bytes come.
+func TestGrowFollowsTheData(t *testing.T) {
+	c := &Conn{limit: 1 << 20}
+	head := clientFrame(fin|opText, make([]byte, 1<<20))[:readBufSize]
+	buf := append(make([]byte, 0, readBufSize), head...)
+	if got := cap(c.grow(buf)); got != 2*readBufSize {
+		t.Fatalf("grew to %d bytes, want %d", got, 2*readBufSize)
+	}
+	small := append(make([]byte, 0, readBufSize), clientFrame(fin|opText, make([]byte, readBufSize))[:readBufSize]...)
+	if got, want := cap(c.grow(small)), readBufSize+8; got != want {
+		t.Fatalf("grew to %d bytes for a frame of %d", got, want)
+	}
+}
