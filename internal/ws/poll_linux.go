@@ -26,8 +26,12 @@ type poller struct {
 	rc   syscall.RawConn
 	done chan struct{}
 
-	mu    sync.Mutex
-	conns map[int]*Conn // by descriptor
+	// mu guards conns and closed, and is held around every epoll_ctl, so
+	// none can reach epfd once it is closed (and its number perhaps
+	// reused). Lock order: Conn.mu, then mu.
+	mu     sync.Mutex
+	conns  map[int]*Conn // by descriptor
+	closed bool
 }
 
 // newPoller returns a running poller, or nil when epoll is unavailable.
@@ -75,8 +79,12 @@ func (p *poller) add(c *Conn) error {
 	err = rc.Control(func(fd uintptr) {
 		c.fd = int(fd)
 		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.closed {
+			ctlErr = net.ErrClosed
+			return
+		}
 		p.conns[c.fd] = c
-		p.mu.Unlock()
 		ev := syscall.EpollEvent{Events: armEvents, Fd: int32(fd)}
 		ctlErr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 	})
@@ -94,6 +102,11 @@ var errNoDescriptor = &net.OpError{Op: "poll", Err: syscall.ENOTSOCK}
 // rearm has the poller watch c again. Armed level-triggered, c is reported
 // at once if data came after its reader last looked.
 func (p *poller) rearm(c *Conn) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return net.ErrClosed
+	}
 	ev := syscall.EpollEvent{Events: armEvents, Fd: int32(c.fd)}
 	return syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, c.fd, &ev)
 }
@@ -104,12 +117,17 @@ func (p *poller) remove(c *Conn) {
 	p.mu.Lock()
 	if p.conns[c.fd] == c {
 		delete(p.conns, c.fd)
-		_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+		if !p.closed {
+			_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+		}
 	}
 	p.mu.Unlock()
 }
 
 func (p *poller) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
 	p.file.Close() // wakes run with an error
 	<-p.done
 }
@@ -117,25 +135,31 @@ func (p *poller) close() {
 func (p *poller) run() {
 	defer close(p.done)
 	events := make([]syscall.EpollEvent, 128)
+	ready := make([]*Conn, 0, len(events))
 	for {
 		err := p.rc.Read(func(uintptr) bool {
 			n, err := syscall.EpollWait(p.epfd, events, 0)
 			if err != nil || n == 0 {
 				return err != nil && err != syscall.EINTR // else park until ready
 			}
+			ready = ready[:0]
 			p.mu.Lock()
 			for _, ev := range events[:n] {
 				if c := p.conns[int(ev.Fd)]; c != nil {
-					c.mu.Lock()
-					start := !c.serving && !c.closed.Load()
-					c.serving = c.serving || start
-					c.mu.Unlock()
-					if start {
-						go c.service()
-					}
+					ready = append(ready, c)
 				}
 			}
 			p.mu.Unlock()
+			for i, c := range ready {
+				c.mu.Lock()
+				start := !c.serving && !c.closed.Load()
+				c.serving = c.serving || start
+				c.mu.Unlock()
+				if start {
+					go c.service()
+				}
+				ready[i] = nil
+			}
 			return true
 		})
 		if err != nil {
