@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -631,4 +632,27 @@ func TestJoinersDuringAFlushWindow(t *testing.T) {
 			read(p)
 		}
 	}
+}
+
+// TestIdleConnectionsHoldNoGoroutine: on Linux a connection that joined and
+// went quiet is watched by the poller, not by a goroutine of its own.
+func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the poller is Linux's")
+	}
+	_, url := startServer(t, nil)
+	before := runtime.NumGoroutine()
+	const n = 100
+	for i := range n {
+		rc := rawDial(t, url)
+		rc.writeText(t, fmt.Sprintf(`{"type":"join_room","payload":{"roomId":"idle-%d"}}`, i%10))
+		// Wait for room_joined: the join has been handled.
+		rc.SetReadDeadline(time.Now().Add(waitTimeout))
+		if _, err := rc.Read(make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the readers of idle connections to end", func() bool {
+		return runtime.NumGoroutine()-before < n/4
+	})
 }

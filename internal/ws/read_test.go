@@ -63,7 +63,7 @@ func eachMode(t *testing.T, f func(t *testing.T, dial func(limit int64) *peer)) 
 	}{{"poller", false}, {"goroutine", true}} {
 		t.Run(mode.name, func(t *testing.T) {
 			u := NewUpgrader(UpgradeOptions{NoPoller: mode.noPoller})
-			if !mode.noPoller && u.p == nil {
+			if !mode.noPoller && u.poller() == nil {
 				t.Skip("no poller on this system")
 			}
 			conns := make(chan *Conn, 1)

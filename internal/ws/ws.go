@@ -38,7 +38,10 @@ type UpgradeOptions struct {
 // Close it once its connections have ended.
 type Upgrader struct {
 	u websocket.Upgrader
-	p *poller // nil where there is no poller: connections get goroutines
+
+	mu    sync.Mutex
+	p     *poller // started by the first Upgrade; nil: connections get goroutines
+	tried bool    // no more tries to start one: done, failed, closed or NoPoller
 }
 
 // writeBufferPool lends gorilla the buffer it needs for the handshake, so
@@ -47,25 +50,37 @@ var writeBufferPool = &sync.Pool{}
 
 // NewUpgrader returns an Upgrader with opts.
 func NewUpgrader(opts UpgradeOptions) *Upgrader {
-	u := &Upgrader{u: websocket.Upgrader{
+	return &Upgrader{u: websocket.Upgrader{
 		HandshakeTimeout: opts.HandshakeTimeout,
 		CheckOrigin:      opts.CheckOrigin,
 		WriteBufferPool:  writeBufferPool,
 		// gorilla's reader is dropped after the handshake: lend it the
 		// smallest buffer it takes.
 		ReadBufferSize: 64,
-	}}
-	if !opts.NoPoller {
+	}, tried: opts.NoPoller}
+}
+
+// poller returns the Upgrader's poller, starting it the first time: an
+// Upgrader that never upgrades holds no descriptor and no goroutine.
+func (u *Upgrader) poller() *poller {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.tried {
+		u.tried = true
 		u.p = newPoller()
 	}
-	return u
+	return u.p
 }
 
 // Close stops the poller. Connections it was reading are read no more;
-// close them first.
+// close them first. Connections upgraded later get goroutines.
 func (u *Upgrader) Close() {
-	if u.p != nil {
-		u.p.close()
+	u.mu.Lock()
+	p := u.p
+	u.p, u.tried = nil, true
+	u.mu.Unlock()
+	if p != nil {
+		p.close()
 	}
 }
 
@@ -78,7 +93,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 	}
 	// gorilla refuses a client that sends before the handshake ends, and
 	// has read nothing since: every byte still to come is on the socket.
-	return &Conn{nc: c.NetConn(), p: u.p}, nil
+	return &Conn{nc: c.NetConn(), p: u.poller()}, nil
 }
 
 // Conn is one WebSocket connection.
