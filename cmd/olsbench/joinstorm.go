@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,55 +15,34 @@ import (
 // measured.
 const presenceMark = `{"i":`
 
-// eachPresenceIndex calls fn with N for every {"i":N} in b and returns how
-// many marks were not followed by an integer and "}".
-func eachPresenceIndex(b []byte, fn func(i int64)) (bad int64) {
-	for {
-		k := indexBrace(b)
+// eachPresenceIndex calls fn with N for every {"i":N} in b (N of at most
+// 18 digits). It looks for the closing '}' with the vectorised IndexByte and
+// checks the digits and the mark before it: an entry ends in two '}' in a
+// row, so that is one call per entry. A presence of another shape is not
+// counted, so a view holding one never completes.
+func eachPresenceIndex(b []byte, fn func(i int64)) {
+	const mark = presenceMark
+	for off := 0; ; {
+		k := bytes.IndexByte(b[off:], '}')
 		if k < 0 {
-			return bad
+			return
 		}
-		b = b[k:]
-		if len(b) < len(presenceMark) || string(b[:len(presenceMark)]) != presenceMark {
-			b = b[1:]
+		k += off
+		off = k + 1
+		j := k - 1
+		for j >= 0 && k-j <= 18 && b[j] >= '0' && b[j] <= '9' {
+			j--
+		}
+		if j == k-1 || j+1 < len(mark) || string(b[j+1-len(mark):j+1]) != mark {
 			continue
 		}
-		b = b[len(presenceMark):]
-		e, v := 0, int64(0)
-		for e < len(b) && e < 18 && b[e] >= '0' && b[e] <= '9' {
-			v = v*10 + int64(b[e]-'0')
-			e++
-		}
-		if e == 0 || e >= len(b) || b[e] != '}' {
-			bad++
-			continue
+		var v int64
+		for _, c := range b[j+1 : k] {
+			v = v*10 + int64(c-'0')
 		}
 		fn(v)
-		b = b[e:]
+		off++ // the entry's own '}' follows
 	}
-}
-
-// indexBrace is bytes.IndexByte(b, '{') eight bytes at a time in plain Go.
-// Every presence entry holds two '{' some 30 bytes apart, and at that
-// density the call into the vectorised IndexByte costs more than the search:
-// this is about three times faster on snapshots.
-func indexBrace(b []byte) int {
-	const ones, highs, braces = 0x0101010101010101, 0x8080808080808080, 0x7b7b7b7b7b7b7b7b
-	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		x := binary.LittleEndian.Uint64(b[i:]) ^ braces
-		// The lowest set high bit marks the first zero byte of x, the
-		// first '{' (higher bits may be false hits; they are not used).
-		if t := (x - ones) &^ x & highs; t != 0 {
-			return i + bits.TrailingZeros64(t)>>3
-		}
-	}
-	for ; i < len(b); i++ {
-		if b[i] == '{' {
-			return i
-		}
-	}
-	return -1
 }
 
 // section returns obj from just after the first "key": up to the first of
@@ -190,14 +167,14 @@ func runJoinstorm(ctx context.Context, g *gen) (*JoinstormResult, error) {
 	// addMembers adds the members whose presence appears in b to c's view
 	// and returns how many there were and how many were already in it.
 	addMembers := func(c *client, b []byte) (entries, dups int64) {
-		foreign.Add(eachPresenceIndex(b, func(i int64) {
+		eachPresenceIndex(b, func(i int64) {
 			entries++
 			if i < 0 || i >= int64(n) {
 				foreign.Add(1)
 			} else if !c.view.add(int32(i)) && i != int64(c.idx) {
 				dups++
 			}
-		}))
+		})
 		return entries, dups
 	}
 
