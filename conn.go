@@ -85,6 +85,46 @@ func (c *conn) send(frame ...[]byte) {
 	c.mu.Unlock()
 }
 
+// sendNow is send for a frame that may go out on the calling goroutine:
+// when c has no writer and nothing queued, it writes the frame to the
+// socket without waiting and queues only what the socket would not take.
+func (c *conn) sendNow(frame []byte) {
+	c.mu.Lock()
+	if c.closing || c.writing || len(c.queue) > 0 {
+		c.mu.Unlock()
+		c.send(frame)
+		return
+	}
+	c.writing = true // this goroutine is the writer until it is done
+	c.mu.Unlock()
+	n, err := c.ws.TryWrite(frame)
+	if err != nil && !errors.Is(err, ws.ErrWouldBlock) {
+		c.abort("write failed: " + err.Error())
+		c.mu.Lock()
+		c.writing = false
+		c.mu.Unlock()
+		return
+	}
+	if n == len(frame) {
+		c.srv.metrics.framesWritten([][]byte{frame}, 1)
+	}
+	c.mu.Lock()
+	if n < len(frame) && !c.closing {
+		// The rest goes first, before what was queued meanwhile.
+		c.queue = append(c.queue, nil)
+		copy(c.queue[1:], c.queue)
+		c.queue[0] = frame[n:]
+		c.queued += len(frame) - n
+		c.frames++
+	}
+	if len(c.queue) > 0 {
+		go c.writeLoop()
+	} else {
+		c.writing = false
+	}
+	c.mu.Unlock()
+}
+
 // close sends a close frame after what is queued, then ends the
 // connection once the client answers or a grace period ends.
 func (c *conn) close(code int, reason string) {

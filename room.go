@@ -40,6 +40,12 @@ type room struct {
 	id  string
 	srv *Server
 
+	// flushMu is held by a flush from its start to its last write, so that
+	// each member gets the deltas in order although they are written after
+	// mu is released, and by leave, so that no delta reaches a member after
+	// it left. Lock order: flushMu, then mu.
+	flushMu sync.Mutex
+
 	mu          sync.Mutex
 	members     map[string]*member   // by connection id
 	local       []*conn              // local members, in no order: the fan-out list
@@ -153,38 +159,54 @@ func (r *room) markDirty(id string, wasMember bool) {
 	}
 }
 
-// flush sends the pending presence changes.
+// flush sends the pending presence changes. The frames are made under mu
+// and written after it is released, so that a large room's writes keep
+// neither its joins nor its events waiting; and they are written by this
+// goroutine to every member whose socket takes them at once, rather than by
+// a writer goroutine each: a flush in a room of thousands would otherwise
+// put thousands of goroutines in the run queue, and everything else on the
+// server would wait behind them.
 func (r *room) flush() {
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.flushQueued = false
 	if r.dead || len(r.dirty) == 0 {
+		r.mu.Unlock()
 		return
 	}
 	d := r.pendingDelta(nil)
 	var common []byte
+	out := make([]delivery, 0, len(r.local))
 	for _, c := range r.local {
+		var f []byte
 		switch {
 		case c.fresh != nil:
-			if f := r.pendingDelta(c.fresh).encodeFor(c.id); f != nil {
-				c.send(f)
-			}
+			f = r.pendingDelta(c.fresh).encodeFor(c.id)
 			c.fresh = nil
 		case d.updatedBy[c.id]:
-			// A client is never told about itself.
-			if f := d.encode(c.id); f != nil {
-				c.send(f)
-			}
+			f = d.encode(c.id) // a client is never told about itself
 		default:
 			if common == nil {
-				if common = d.encode(""); common == nil {
-					continue
-				}
+				common = d.encode("")
 			}
-			c.send(common)
+			f = common
+		}
+		if f != nil {
+			out = append(out, delivery{c, f})
 		}
 	}
 	clear(r.dirty)
+	r.mu.Unlock()
+	for _, o := range out {
+		o.conn.sendNow(o.frame)
+	}
+}
+
+// delivery is a frame a flush owes a member.
+type delivery struct {
+	conn  *conn
+	frame []byte
 }
 
 // delta is the presence change since the last flush, as each member
@@ -413,6 +435,8 @@ func (r *room) freshView() *freshView {
 // leave removes c from the room, and the room from the server when it is
 // left empty.
 func (r *room) leave(c *conn) {
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
 	r.mu.Lock()
 	m, ok := r.members[c.id]
 	if !ok || m.conn != c {

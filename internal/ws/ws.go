@@ -15,6 +15,7 @@ package ws
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -161,6 +162,36 @@ func (c *Conn) WriteFrames(frames [][]byte, timeout time.Duration) error {
 	}
 	_, err := c.nc.Write(buf)
 	return err
+}
+
+// ErrWouldBlock is TryWrite's answer for a connection it cannot write to
+// without waiting (one not read by the poller, such as TLS).
+var ErrWouldBlock = errors.New("ws: cannot write without waiting")
+
+// TryWrite writes as much of frame as the socket takes now, without
+// waiting, and returns how much that was (0 when its buffer is full).
+func (c *Conn) TryWrite(frame []byte) (int, error) {
+	if c.rc == nil {
+		return 0, ErrWouldBlock
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var n int
+	var werr error
+	// Control, not Write: a write deadline the writer set long ago must
+	// not fail a write that does not wait. wmu keeps writes apart.
+	if err := c.rc.Control(func(fd uintptr) {
+		n, werr = syscall.Write(int(fd), frame)
+	}); err != nil {
+		return 0, err
+	}
+	switch {
+	case werr == syscall.EAGAIN || werr == syscall.EINTR:
+		return 0, nil
+	case werr != nil:
+		return 0, werr
+	}
+	return n, nil
 }
 
 // copyBufPool holds the buffers WriteFrames gathers frames in for sockets
