@@ -169,12 +169,15 @@ func (c *Conn) WriteFrames(frames [][]byte, timeout time.Duration) error {
 var ErrWouldBlock = errors.New("ws: cannot write without waiting")
 
 // TryWrite writes as much of frame as the socket takes now, without
-// waiting, and returns how much that was (0 when its buffer is full).
+// waiting, and returns how much that was (0 when its buffer is full or
+// another write is under way).
 func (c *Conn) TryWrite(frame []byte) (int, error) {
 	if c.rc == nil {
 		return 0, ErrWouldBlock
 	}
-	c.wmu.Lock()
+	if !c.wmu.TryLock() {
+		return 0, nil // a pong or close reply is being written: queue it
+	}
 	defer c.wmu.Unlock()
 	var n int
 	var werr error
