@@ -117,7 +117,7 @@ type Conn struct {
 	started  bool        // Serve was called
 	serving  bool        // a goroutine is reading
 	notified bool        // Closed was called or is on its way
-	deadline *time.Timer // SetReadDeadline's, under the poller
+	deadline *time.Timer // SetReadDeadline's timer
 
 	wmu sync.Mutex // serialises writes and guards writeDeadline
 	// writeDeadline is the deadline last set on nc for writing.
