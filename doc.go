@@ -27,20 +27,26 @@
 // queued with one writev; on a connection that receives a steady stream it
 // waits a few milliseconds between writes (at most 25), so that each write
 // carries several frames, while a quiet connection's frames go out at
-// once. Presence changes are batched per room (see room.flush), and a
-// joiner is admitted at once with a snapshot that the room's next flush
-// completes; a large room's snapshot is encoded once and shared by its
-// joiners. Chat goes through one worker per room that stores a batch, then
-// broadcasts it in store order.
+// once. A frame for a connection with nothing queued, from a small room or
+// a presence flush, is written by the sending goroutine itself without
+// waiting (conn.sendNow). Presence changes are batched per room (see
+// room.flush), and a joiner is admitted at once with a snapshot that the
+// room's next flush completes; a large room's snapshot is encoded once and
+// shared by its joiners. Chat goes through one worker per room that stores
+// a batch, then broadcasts it in store order.
 //
 // Lock order, outermost first; a goroutine holding one lock takes only
 // locks below it:
 //
 //	room.chatMu   storing and broadcasting a room's chat, loading its history
 //	room.syncMu   loading a room's members from the cluster (never held with chatMu)
+//	room.flushMu  a presence flush until its last write, and a leave (never held with chatMu or syncMu)
 //	room.mu       a room's members, presence batch and recent history
 //	Server.mu     connections and per-address counts (never held with room.mu)
 //	conn.mu       a connection's send queue
+//
+// Below conn.mu come internal/ws's own: a Conn's state mutex, its poller's
+// lock, and the write lock a non-blocking write only tries.
 //
 // Server.roomsMu guards the room table and is never held with another lock.
 // Under room.mu the cluster broker is only handed work through a queue,

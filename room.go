@@ -557,10 +557,17 @@ func (r *room) broadcast(frame []byte, except *conn) {
 }
 
 // sendLocal sends frame to every local member but except (nil for none).
-// r.mu held.
+// In a small room the sender writes it itself to the members with nothing
+// queued (sendNow): a handful of writes that do not wait cost less than
+// waking a writer goroutine for each. r.mu held.
 func (r *room) sendLocal(frame []byte, except *conn) {
+	small := len(r.local) < largeRoom
 	for _, c := range r.local {
-		if c != except {
+		switch {
+		case c == except:
+		case small:
+			c.sendNow(frame)
+		default:
 			c.send(frame)
 		}
 	}
