@@ -311,12 +311,7 @@ func TestClusterConvergence(t *testing.T) {
 		t.FailNow()
 	}
 	for i, p := range peers {
-		switch i % 4 {
-		case 1:
-			p.send(protocol.MsgLeaveRoom, nil)
-		case 3:
-			go p.ws.Close()
-		}
+		churn(i, p.client)
 	}
 	var stay []*peer
 	want := map[string]bool{}

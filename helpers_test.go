@@ -217,6 +217,32 @@ func (c *client) waitClosed() int {
 	}
 }
 
+// presenceBefore reads c's messages up to the next relayed event and
+// passes each presence_updated before it to f.
+func (c *client) presenceBefore(f func(protocol.PresenceUpdatedPayload)) {
+	c.t.Helper()
+	for {
+		env := c.next()
+		if env.Type == protocol.MsgBroadcastEventRelay {
+			return
+		}
+		var pu protocol.PresenceUpdatedPayload
+		json.Unmarshal(env.Payload, &pu)
+		f(pu)
+	}
+}
+
+// churn has client i of a convergence test leave when i is odd: by
+// leave_room when i%4 == 1, by closing when i%4 == 3.
+func churn(i int, c *client) {
+	switch i % 4 {
+	case 1:
+		c.send(protocol.MsgLeaveRoom, nil)
+	case 3:
+		go c.ws.Close()
+	}
+}
+
 // view tracks one client's picture of its room: snapshot plus deltas.
 type view map[string]protocol.PresenceEntry
 

@@ -179,12 +179,7 @@ func TestConvergence(t *testing.T) {
 	// Every odd client leaves (half by leave_room, half by closing) while
 	// the others are still taking in the joins.
 	for i, c := range clients {
-		switch i % 4 {
-		case 1:
-			c.send(protocol.MsgLeaveRoom, nil)
-		case 3:
-			go c.ws.Close()
-		}
+		churn(i, c)
 	}
 	want := map[string]bool{}
 	for i, c := range clients {
@@ -222,15 +217,7 @@ func TestConvergence(t *testing.T) {
 		if i%2 == 1 || i == 0 {
 			continue
 		}
-		for {
-			env := c.next()
-			if env.Type == protocol.MsgBroadcastEventRelay {
-				break
-			}
-			var pu protocol.PresenceUpdatedPayload
-			json.Unmarshal(env.Payload, &pu)
-			views[i].apply(t, pu)
-		}
+		c.presenceBefore(func(pu protocol.PresenceUpdatedPayload) { views[i].apply(t, pu) })
 		if !sameKeys(views[i], want) {
 			t.Fatalf("client %d view changed after converging", i)
 		}
@@ -296,15 +283,7 @@ func TestSlowConsumerDoesNotStallRoom(t *testing.T) {
 			t.Fatal("the stuck client was never disconnected")
 		}
 		sender.send(protocol.MsgBroadcastEvent, map[string]any{"event": "e", "payload": map[string]string{"p": payload}})
-		for {
-			env := reader.next()
-			if env.Type == protocol.MsgBroadcastEventRelay {
-				break
-			}
-			var pu protocol.PresenceUpdatedPayload
-			json.Unmarshal(env.Payload, &pu)
-			left = left || len(pu.Left) == 1
-		}
+		reader.presenceBefore(func(pu protocol.PresenceUpdatedPayload) { left = left || len(pu.Left) == 1 })
 	}
 	if s.Stats().SlowConsumers != 1 {
 		t.Fatalf("slow consumers %d", s.Stats().SlowConsumers)
