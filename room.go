@@ -53,11 +53,10 @@ type room struct {
 	changes     uint64               // counts calls to markDirty
 	flushQueued bool
 	// snapshot caches the members of a large room's presence map, each as
-	// ,"id":entry, while snapValid: a join storm appends to it instead of
+	// ,"id":entry; nil when stale. A join storm appends to it instead of
 	// encoding every member for every joiner.
-	snapshot  []byte
-	snapValid bool
-	dead      bool // emptied and removed from the server; acquire anew
+	snapshot []byte
+	dead     bool // emptied and removed from the server; acquire anew
 
 	// Recent chat, oldest first, at most HistoryLimit: what a joiner gets.
 	// Kept here so a join costs no store round trip, and updated in the
@@ -148,10 +147,10 @@ func (r *room) markDirty(id string, wasMember bool) {
 	}
 	mk.seq = r.changes
 	r.dirty[id] = mk
-	if m, is := r.members[id]; is && !wasMember && r.snapValid {
+	if m, is := r.members[id]; is && !wasMember && r.snapshot != nil {
 		r.snapshot = appendMember(r.snapshot, id, m)
 	} else {
-		r.snapshot, r.snapValid = nil, false
+		r.snapshot = nil
 	}
 	if !r.flushQueued {
 		r.flushQueued = true
@@ -176,7 +175,8 @@ func (r *room) flush() {
 		return
 	}
 	d := r.pendingDelta(nil)
-	var common []byte
+	var common []byte // the frame for everyone else, once encoded
+	encoded := false
 	out := make([]delivery, 0, len(r.local))
 	for _, c := range r.local {
 		var f []byte
@@ -187,8 +187,8 @@ func (r *room) flush() {
 		case d.updatedBy[c.id]:
 			f = d.encode(c.id) // a client is never told about itself
 		default:
-			if common == nil {
-				common = d.encode("")
+			if !encoded {
+				common, encoded = d.encode(""), true
 			}
 			f = common
 		}
@@ -319,13 +319,12 @@ func (r *room) appendSnapshot(b []byte) []byte {
 // append to but never overwrite. r.mu held.
 func (r *room) snapshotMembers() []byte {
 	members := r.snapshot
-	if !r.snapValid {
-		members = nil
+	if members == nil {
 		for id, m := range r.members {
 			members = appendMember(members, id, m)
 		}
 		if len(r.members) >= largeRoom {
-			r.snapshot, r.snapValid = members, true
+			r.snapshot = members
 		}
 	}
 	if len(members) == 0 {
@@ -466,7 +465,7 @@ func (r *room) leave(c *conn) {
 	} else {
 		// Nobody to tell, but the room may live on (chat still to deliver)
 		// and a later joiner must not find c in the cached snapshot.
-		r.snapshot, r.snapValid = nil, false
+		r.snapshot = nil
 	}
 	retire := r.idleLocked()
 	r.mu.Unlock()
