@@ -79,7 +79,7 @@ func (fr *frameReader) feed(data []byte, sink frameSink) error {
 // snapshot of hundreds of kilobytes out of the scratch buffer piece by piece.
 func (fr *frameReader) spare(small int) []byte {
 	total := frameSize(fr.pending)
-	if total <= small || total > maxFrameBytes+14 {
+	if total <= small {
 		return nil
 	}
 	if cap(fr.pending) < total {
@@ -97,31 +97,41 @@ func (fr *frameReader) filled(n int, sink frameSink) error {
 }
 
 // frameSize is the length of the frame b starts, header included, or 0
-// while b does not hold the whole header.
+// while b does not hold the whole header or the frame is too large.
 func frameSize(b []byte) int {
-	if len(b) < 2 {
+	length, hdr := frameHeader(b)
+	if hdr == 0 || length > maxFrameBytes {
 		return 0
 	}
-	length, hdr := uint64(b[1]&0x7f), 2
+	return hdr + int(length)
+}
+
+// frameHeader reads the header b starts: the payload's length and the
+// header's, mask key included; hdr is 0 while b does not hold it all.
+func frameHeader(b []byte) (length uint64, hdr int) {
+	if len(b) < 2 {
+		return 0, 0
+	}
+	length, hdr = uint64(b[1]&0x7f), 2
 	switch length {
 	case 126:
 		if len(b) < 4 {
-			return 0
+			return 0, 0
 		}
 		length, hdr = uint64(binary.BigEndian.Uint16(b[2:])), 4
 	case 127:
 		if len(b) < 10 {
-			return 0
+			return 0, 0
 		}
 		length, hdr = binary.BigEndian.Uint64(b[2:]), 10
 	}
 	if b[1]&0x80 != 0 {
 		hdr += 4
 	}
-	if length > maxFrameBytes {
-		return 0
+	if len(b) < hdr {
+		return 0, 0
 	}
-	return hdr + int(length)
+	return length, hdr
 }
 
 // next parses one frame at the start of b and returns its length, or 0 when
@@ -136,32 +146,16 @@ func (fr *frameReader) next(b []byte, sink frameSink) (int, error) {
 	}
 	op := b[0] & 0x0f
 	masked := b[1]&0x80 != 0
-	length := uint64(b[1] & 0x7f)
-	hdr := 2
-	switch length {
-	case 126:
-		if len(b) < 4 {
-			return 0, nil
-		}
-		length = uint64(binary.BigEndian.Uint16(b[2:]))
-		hdr = 4
-	case 127:
-		if len(b) < 10 {
-			return 0, nil
-		}
-		length = binary.BigEndian.Uint64(b[2:])
-		hdr = 10
+	length, hdr := frameHeader(b)
+	if hdr == 0 {
+		return 0, nil
 	}
 	if length > maxFrameBytes {
 		return 0, fmt.Errorf("%w: %d bytes", errFrameTooLarge, length)
 	}
 	var key []byte
 	if masked { // servers must not mask, but unmasking costs nothing to support
-		if len(b) < hdr+4 {
-			return 0, nil
-		}
-		key = b[hdr : hdr+4]
-		hdr += 4
+		key = b[hdr-4 : hdr]
 	}
 	total := hdr + int(length)
 	if len(b) < total {
