@@ -2,6 +2,7 @@ package ws
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -204,7 +205,7 @@ func (c *Conn) service() {
 		case rerr == syscall.EINTR:
 			continue
 		case rerr == nil && n == 0:
-			rerr = errEOF
+			rerr = io.EOF
 		}
 		if rerr != nil {
 			putReadBuf(buf)
@@ -240,5 +241,5 @@ func (c *Conn) park(buf []byte, lingered bool) {
 		return
 	}
 	c.mu.Unlock()
-	c.end(errClosedWhileReading)
+	c.end(net.ErrClosed)
 }

@@ -3,7 +3,6 @@ package ws
 import (
 	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -48,12 +47,6 @@ type protocolError string
 
 func (e protocolError) Error() string { return ErrProtocol.Error() + ": " + string(e) }
 func (e protocolError) Unwrap() error { return ErrProtocol }
-
-// Errors a read can end with besides the socket's own.
-var (
-	errEOF                = io.EOF
-	errClosedWhileReading = net.ErrClosed
-)
 
 // CloseCode returns the close code carried by err, as passed to
 // Handler.Closed, or 0.
