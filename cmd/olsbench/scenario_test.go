@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/openlivesync/livesync/internal/testsvc"
 )
 
 // syncBuffer collects a run's progress log; the generator logs from several
@@ -295,25 +298,15 @@ func TestBackpressureSkipsInsteadOfBlocking(t *testing.T) {
 	// frame.
 	close(f.resume)
 	small := appendEventFrame(nil, 1, 0, 2, 100)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testsvc.WaitFor(t, "the socket to drain after the server resumed reading", 10*time.Second, func() bool {
 		ok, err := c.send(small, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ok {
-			accepted++
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the socket never drained after the server resumed reading")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	for f.eventsFrom("conn-1") != accepted {
-		if time.Now().After(deadline) {
-			t.Fatalf("server read %d frames, want %d", f.eventsFrom("conn-1"), accepted)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return ok
+	})
+	accepted++
+	testsvc.WaitFor(t, fmt.Sprintf("the server to read %d frames", accepted), 10*time.Second, func() bool {
+		return f.eventsFrom("conn-1") == accepted
+	})
 }

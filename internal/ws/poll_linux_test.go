@@ -3,6 +3,8 @@ package ws
 import (
 	"testing"
 	"time"
+
+	"github.com/openlivesync/livesync/internal/testsvc"
 )
 
 // TestPollerHandsBackQuietConnections: a connection quiet for lingerTime
@@ -19,25 +21,18 @@ func TestPollerHandsBackQuietConnections(t *testing.T) {
 		}
 		// idle waits for the reading goroutine to end keeping want bytes of
 		// a partly read frame, and returns them.
-		idle := func(want int) []byte {
+		idle := func(want int) (pending []byte) {
 			t.Helper()
-			deadline := time.Now().Add(testTimeout)
-			for {
+			testsvc.WaitFor(t, "the reading goroutine to end", testTimeout, func() bool {
 				p.sc.mu.Lock()
-				serving := p.sc.serving
-				var pending []byte
-				if !serving { // else the reader owns it
-					pending = p.sc.pending
+				defer p.sc.mu.Unlock()
+				if p.sc.serving {
+					return false // the reader owns pending
 				}
-				p.sc.mu.Unlock()
-				if !serving && len(pending) == want {
-					return pending
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the reading goroutine did not end")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+				pending = p.sc.pending
+				return len(pending) == want
+			})
+			return pending
 		}
 		for range 3 {
 			f := clientFrame(fin|opText, []byte("after a pause"))

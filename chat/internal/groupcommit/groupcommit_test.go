@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -58,19 +59,11 @@ func gated() *fakeDB {
 // waitQueued waits until c's queue holds n requests.
 func waitQueued(t *testing.T, c *Committer, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testsvc.WaitFor(t, fmt.Sprintf("%d queued requests", n), 10*time.Second, func() bool {
 		c.mu.Lock()
-		got := len(c.queue)
-		c.mu.Unlock()
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue holds %d requests, want %d", got, n)
-		}
-		time.Sleep(time.Millisecond) // polling a condition, not timing a race
-	}
+		defer c.mu.Unlock()
+		return len(c.queue) == n
+	})
 }
 
 func TestGathersWhatQueuesDuringACommit(t *testing.T) {
