@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/openlivesync/livesync/internal/cputime"
 )
 
 // Sizes of a client's I/O buffers. Reads are buffered generously so that a
@@ -577,3 +579,11 @@ func round3(x float64) float64 {
 
 // errInterrupted reports a run stopped by a signal.
 var errInterrupted = errors.New("interrupted")
+
+// selfCPUSeconds returns the CPU time this process has used, so the
+// generator can tell when it, not the server, was the bottleneck. Where it
+// cannot be read it is 0, and the warning never fires.
+func selfCPUSeconds() float64 {
+	used, _ := cputime.Process()
+	return used.Seconds()
+}

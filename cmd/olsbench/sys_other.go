@@ -1,13 +1,10 @@
-//go:build !unix
+//go:build !(linux || darwin)
 
 package main
 
 import "errors"
 
-// selfCPUSeconds is unknown off Unix; the CPU warning then never fires.
-func selfCPUSeconds() float64 { return 0 }
-
-// raiseNoFile has no equivalent off Unix.
+// raiseNoFile is for Linux and macOS only (elsewhere Rlimit differs).
 func raiseNoFile(want uint64) (uint64, error) {
-	return 0, errors.New("RLIMIT_NOFILE is Unix-only")
+	return 0, errors.New("raising RLIMIT_NOFILE is supported on Linux and macOS only")
 }

@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux || darwin
 
 package main
 
@@ -6,17 +6,6 @@ import (
 	"fmt"
 	"syscall"
 )
-
-// selfCPUSeconds returns the CPU time (user+system) this process has used,
-// so the generator can tell when it, not the server, was the bottleneck.
-func selfCPUSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-	return tv(ru.Utime) + tv(ru.Stime)
-}
 
 // raiseNoFile raises RLIMIT_NOFILE so that want descriptors fit: the soft
 // limit to the hard one, and the hard one too when that is allowed (root).

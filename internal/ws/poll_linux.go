@@ -243,3 +243,6 @@ func (c *Conn) park(buf []byte, lingered bool) {
 	c.mu.Unlock()
 	c.end(net.ErrClosed)
 }
+
+// writeFD writes to a socket the poller watches, without waiting.
+func writeFD(fd uintptr, b []byte) (int, error) { return syscall.Write(int(fd), b) }

@@ -14,3 +14,7 @@ func (p *poller) close()            {}
 func (c *Conn) service()            {}
 
 var errNoPoller = errors.New("ws: no poller on this system")
+
+// writeFD is never called here: only the poller's connections have a
+// raw connection to write to.
+func writeFD(uintptr, []byte) (int, error) { return 0, errNoPoller }

@@ -184,7 +184,7 @@ func (c *Conn) TryWrite(frame []byte) (int, error) {
 	// Control, not Write: a write deadline the writer set long ago must
 	// not fail a write that does not wait. wmu keeps writes apart.
 	if err := c.rc.Control(func(fd uintptr) {
-		n, werr = syscall.Write(int(fd), frame)
+		n, werr = writeFD(fd, frame)
 	}); err != nil {
 		return 0, err
 	}
