@@ -195,28 +195,17 @@ func (c *conn) writeLoop() {
 			continue
 		}
 		// A connection that receives a steady stream waits a little before
-		// its next write, so that each write carries several frames: on a
-		// busy server the system call per write costs more than everything
-		// else. The wait grows with the stream's rate and stays short enough
-		// to go unnoticed; a connection receiving now and then (a chat, a
-		// small room) gets every frame at once.
+		// its next write, so that each write carries several frames (see
+		// coalesceWait); one receiving now and then (a chat, a small room)
+		// gets every frame at once.
 		now := time.Now()
 		gap := now.Sub(c.lastWrite) / time.Duration(n)
 		c.lastWrite = now
-		if gap < busyGap {
-			time.Sleep(min(coalesceFrames*gap, maxCoalesce))
+		if wait := coalesceWait(gap, &c.srv.load, now); wait > 0 {
+			time.Sleep(wait)
 		}
 	}
 }
-
-// A connection whose frames arrive less than busyGap apart on average is
-// busy: its writer waits for about coalesceFrames frames, at most
-// maxCoalesce, before writing again.
-const (
-	busyGap        = 5 * time.Millisecond
-	coalesceFrames = 12
-	maxCoalesce    = 25 * time.Millisecond
-)
 
 // closeGrace is how long a peer has to answer the server's close frame.
 const closeGrace = 2 * time.Second

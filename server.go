@@ -32,6 +32,7 @@ type Server struct {
 	nodeID   string
 	connSeq  atomic.Uint64
 	metrics  metrics
+	load     cpuLoad // how busy the process is; stretches write coalescing
 
 	mu      sync.Mutex // guards conns, perIP, slots, closed, httpSrv
 	conns   map[*conn]struct{}

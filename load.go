@@ -1,0 +1,105 @@
+package livesync
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/openlivesync/livesync/internal/cputime"
+)
+
+// Writers to busy connections wait before writing so that each write
+// carries several frames (see coalesceWait): on a loaded server the system
+// call per write costs more than everything else. When the process keeps
+// its CPUs busy, those waits stretch, so that the server spends less on
+// writes and stays ahead of its work: a bounded rise in latency instead of
+// queues that grow until clients are dropped.
+//
+// cpuLoad measures the process's CPU use over the last sample period and
+// keeps a stretch level: one step up after a period above loadHigh, one
+// down after a period below loadLow, unchanged in between, so that the
+// level settles instead of swinging between two extremes. It samples only
+// when a writer asks, so an idle server does no work for it.
+type cpuLoad struct {
+	mu      sync.Mutex // held while sampling; writers only try it
+	sampled time.Time  // mu
+	cpu     time.Duration
+	level   atomic.Int32 // 0 .. len(stretchSteps)-1
+	// read returns the process's CPU time; cputime.Process unless a test
+	// sets it.
+	read func() (time.Duration, bool)
+}
+
+const (
+	loadPeriod = 100 * time.Millisecond
+	// A sample taken after this long without one says nothing about the
+	// present: the level starts again from zero.
+	loadStale = time.Second
+	loadHigh  = 0.80
+	loadLow   = 0.60
+)
+
+// stretchSteps are the factors, in 64ths, of each stretch level: 1.25
+// apart, up to about 3.8.
+var stretchSteps = [...]time.Duration{64, 80, 100, 125, 156, 195, 244}
+
+// factor returns the current stretch in 64ths, sampling the CPU use first
+// when the last sample is a period old.
+func (l *cpuLoad) factor(now time.Time) time.Duration {
+	if l.mu.TryLock() {
+		if since := now.Sub(l.sampled); since >= loadPeriod {
+			l.sample(now, since)
+		}
+		l.mu.Unlock()
+	}
+	return stretchSteps[l.level.Load()]
+}
+
+// sample moves the level by the CPU use since the last sample. l.mu held.
+func (l *cpuLoad) sample(now time.Time, since time.Duration) {
+	read := l.read
+	if read == nil {
+		read = cputime.Process
+	}
+	cpu, ok := read()
+	if !ok {
+		return
+	}
+	used := cpu - l.cpu
+	l.sampled, l.cpu = now, cpu
+	level := l.level.Load()
+	switch use := float64(used) / float64(since) / float64(runtime.GOMAXPROCS(0)); {
+	case since >= loadStale:
+		level = 0
+	case use > loadHigh:
+		level = min(level+1, int32(len(stretchSteps)-1))
+	case use < loadLow:
+		level = max(level-1, 0)
+	}
+	l.level.Store(level)
+}
+
+// coalesceWait is how long a writer waits before its next write when its
+// connection's frames have come gap apart on average: nothing for a quiet
+// connection, else long enough for about coalesceFrames more frames, at
+// most maxCoalesce; load stretches both bounds.
+func coalesceWait(gap time.Duration, load *cpuLoad, now time.Time) time.Duration {
+	if gap >= busyGap*stretchSteps[len(stretchSteps)-1]/64 {
+		return 0 // quiet at any load: no need to sample it
+	}
+	f := load.factor(now)
+	if gap >= busyGap*f/64 {
+		return 0
+	}
+	return min(coalesceFrames*gap, maxCoalesce) * f / 64
+}
+
+// A connection whose frames arrive less than busyGap apart on average is
+// busy: its writer waits for about coalesceFrames frames, at most
+// maxCoalesce, before writing again (each stretched under load).
+const (
+	busyGap        = 5 * time.Millisecond
+	coalesceFrames = 12
+	maxCoalesce    = 25 * time.Millisecond
+)
