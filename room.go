@@ -761,9 +761,14 @@ func (r *room) appendChat(stored []protocol.StoredChatMessage, frames [][]byte) 
 	if len(stored) == 0 {
 		return
 	}
-	for _, c := range r.local {
-		for _, f := range frames {
-			c.send(f)
+	if len(frames) == 1 {
+		r.sendLocal(frames[0], nil)
+	} else {
+		// A batch goes through the queue: one write per member carries it.
+		for _, c := range r.local {
+			for _, f := range frames {
+				c.send(f)
+			}
 		}
 	}
 	limit := max(r.srv.opts.HistoryLimit, 0)
