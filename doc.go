@@ -30,7 +30,8 @@
 // once. When the process keeps its CPUs more than 80 % busy those waits
 // stretch step by step, up to about 4 times, and shrink again below 60 %:
 // under overload latency rises by a bounded amount instead of queues
-// growing until clients are dropped. A frame for a connection with nothing queued, from a small room or
+// growing until clients are dropped (livesync_write_coalesce_stretch
+// shows it). A frame for a connection with nothing queued, from a small room or
 // a presence flush, is written by the sending goroutine itself without
 // waiting (conn.sendNow). Presence changes are batched per room (see
 // room.flush), and a joiner is admitted at once with a snapshot that the
@@ -47,6 +48,9 @@
 //	room.mu       a room's members, presence batch and recent history
 //	Server.mu     connections and per-address counts (never held with room.mu)
 //	conn.mu       a connection's send queue
+//
+// The load gauge that stretches write coalescing (cpuLoad) is only tried,
+// never waited for, and with no other lock held.
 //
 // Below conn.mu come internal/ws's own: a Conn's state mutex, its poller's
 // lock, and the write lock a non-blocking write only tries.

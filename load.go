@@ -56,6 +56,11 @@ func (l *cpuLoad) factor(now time.Time) time.Duration {
 	return stretchSteps[l.level.Load()]
 }
 
+// stretch is the current stretch as a factor, without sampling.
+func (l *cpuLoad) stretch() float64 {
+	return float64(stretchSteps[l.level.Load()]) / 64
+}
+
 // sample moves the level by the CPU use since the last sample. l.mu held.
 func (l *cpuLoad) sample(now time.Time, since time.Duration) {
 	read := l.read

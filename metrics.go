@@ -41,6 +41,7 @@ type metrics struct {
 	inByType                         [numInTypes]atomic.Int64
 	storeHist, brokerHist            histogram
 	brokerOn                         atomic.Bool
+	load                             *cpuLoad // the server's; read for its stretch
 
 	// ops lives beside the counters so that every Server has its own
 	// registry and readiness checks: two servers in one process share
@@ -202,6 +203,7 @@ type collector struct {
 	framesOut, bytesOut, events   *prometheus.Desc
 	slow, limited, authFails      *prometheus.Desc
 	storeLatency, brokerLatency   *prometheus.Desc
+	stretch                       *prometheus.Desc
 }
 
 func newCollector(m *metrics) *collector {
@@ -224,6 +226,7 @@ func newCollector(m *metrics) *collector {
 		authFails:     d("auth_failures_total", "Upgrades refused by OnAuth and join_room tokens that did not verify."),
 		storeLatency:  d("store_latency_seconds", "Time to store one batch of chat messages in the chat store."),
 		brokerLatency: d("broker_latency_seconds", "Time of one round trip to the cluster broker."),
+		stretch:       d("write_coalesce_stretch", "How much busy connections' write coalescing is stretched because the CPUs are busy: 1 normally, up to about 3.8."),
 	}
 }
 
@@ -232,7 +235,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.connections, c.rooms, c.members, c.messagesIn, c.framesIn, c.bytesIn,
 		c.framesOut, c.bytesOut, c.events, c.slow, c.limited, c.authFails,
-		c.storeLatency, c.brokerLatency,
+		c.storeLatency, c.brokerLatency, c.stretch,
 	} {
 		ch <- d
 	}
@@ -262,6 +265,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.limited, m.limited.Load())
 	counter(c.authFails, m.authFails.Load())
 	ch <- m.storeHist.metric(c.storeLatency)
+	ch <- prometheus.MustNewConstMetric(c.stretch, prometheus.GaugeValue, m.load.stretch())
 	if m.brokerOn.Load() {
 		ch <- m.brokerHist.metric(c.brokerLatency)
 	}

@@ -100,6 +100,7 @@ func New(opts *Options) (*Server, error) {
 		stop:   make(chan struct{}),
 		broker: o.Broker,
 	}
+	s.metrics.load = &s.load
 	if s.broker != nil {
 		if err := s.startCluster(); err != nil {
 			return nil, err
