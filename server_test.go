@@ -179,13 +179,19 @@ func TestOneRoomPerConnection(t *testing.T) {
 	if len(pu.Left) != 1 || pu.Left[0] != b.id {
 		t.Fatalf("a saw %+v", pu)
 	}
-	// A closed socket leaves its room.
+	// A closed socket leaves its room: a member that saw b hears it leave,
+	// and a later joiner does not see it.
 	b.ws.Close()
 	c := dial(t, url)
-	c.join("two", nil)
+	if _, saw := c.join("two", nil).Presence[b.id]; saw {
+		c.expect(protocol.MsgPresenceUpdated, &pu)
+		if len(pu.Left) != 1 || pu.Left[0] != b.id {
+			t.Fatalf("c saw %+v, want b leaving", pu)
+		}
+	}
 	rj = dial(t, url).join("two", nil)
-	if _, ok := rj.Presence[b.id]; ok && len(rj.Presence) != 2 {
-		t.Fatalf("closed b still in two: %+v", rj.Presence)
+	if _, ok := rj.Presence[b.id]; ok || len(rj.Presence) != 2 {
+		t.Fatalf("two after b closed: %+v, want c and the joiner", rj.Presence)
 	}
 }
 
