@@ -162,7 +162,7 @@ func (c *conn) abort(reason string) {
 func (c *conn) writeLoop() {
 	for {
 		c.mu.Lock()
-		frames, n, closing := c.queue, c.frames, c.closing
+		frames, n, size, closing := c.queue, c.frames, c.queued, c.closing
 		if len(frames) == 0 {
 			c.writing = false
 			c.mu.Unlock()
@@ -199,9 +199,10 @@ func (c *conn) writeLoop() {
 		// coalesceWait); one receiving now and then (a chat, a small room)
 		// gets every frame at once.
 		now := time.Now()
-		gap := now.Sub(c.lastWrite) / time.Duration(n)
+		since := now.Sub(c.lastWrite)
 		c.lastWrite = now
-		if wait := coalesceWait(gap, &c.srv.load, now); wait > 0 {
+		limit := min(coalesceBytes, c.srv.limits.SendQueueBytes/4)
+		if wait := coalesceWait(since, n, size, limit, &c.srv.load, now); wait > 0 {
 			time.Sleep(wait)
 		}
 	}

@@ -85,11 +85,15 @@ func (l *cpuLoad) sample(now time.Time, since time.Duration) {
 	l.level.Store(level)
 }
 
-// coalesceWait is how long a writer waits before its next write when its
-// connection's frames have come gap apart on average: nothing for a quiet
-// connection, else long enough for about coalesceFrames more frames, at
-// most maxCoalesce; load stretches both bounds.
-func coalesceWait(gap time.Duration, load *cpuLoad, now time.Time) time.Duration {
+// coalesceWait is how long a writer waits before its next write, given
+// what its last write carried: frames and bytes that came over since. A
+// quiet connection, whose frames come busyGap apart or more, does not
+// wait; a busy one waits for about coalesceFrames more frames, at most
+// maxCoalesce, both stretched by load, and never for more than maxBytes
+// at the rate they came, so that a fast stream of large frames neither
+// fills its send queue nor makes one huge write.
+func coalesceWait(since time.Duration, frames, bytes, maxBytes int, load *cpuLoad, now time.Time) time.Duration {
+	gap := since / time.Duration(max(frames, 1))
 	if gap >= busyGap*stretchSteps[len(stretchSteps)-1]/64 {
 		return 0 // quiet at any load: no need to sample it
 	}
@@ -97,14 +101,22 @@ func coalesceWait(gap time.Duration, load *cpuLoad, now time.Time) time.Duration
 	if gap >= busyGap*f/64 {
 		return 0
 	}
-	return min(coalesceFrames*gap, maxCoalesce) * f / 64
+	wait := min(coalesceFrames*gap, maxCoalesce) * f / 64
+	if bytes > 0 {
+		// No overflow: since is one interval between writes (seconds at
+		// most) and maxBytes at most coalesceBytes.
+		wait = min(wait, since*time.Duration(maxBytes)/time.Duration(bytes))
+	}
+	return wait
 }
 
 // A connection whose frames arrive less than busyGap apart on average is
 // busy: its writer waits for about coalesceFrames frames, at most
-// maxCoalesce, before writing again (each stretched under load).
+// maxCoalesce, before writing again (each stretched under load), and for
+// no more than coalesceBytes (or a quarter of the send queue's limit).
 const (
 	busyGap        = 5 * time.Millisecond
 	coalesceFrames = 12
 	maxCoalesce    = 25 * time.Millisecond
+	coalesceBytes  = 64 << 10
 )

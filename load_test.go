@@ -85,24 +85,30 @@ func TestCoalesceWait(t *testing.T) {
 	top := int32(len(stretchSteps) - 1)
 	ms := time.Millisecond
 	for _, tc := range []struct {
-		name  string
-		gap   time.Duration
-		level int32
-		want  time.Duration
+		name          string
+		since         time.Duration // since the last write
+		frames, bytes int           // written now
+		level         int32
+		want          time.Duration
 	}{
-		{"first write", time.Duration(math.MaxInt64), 0, 0},
-		{"first write, loaded", time.Duration(math.MaxInt64), top, 0},
-		{"quiet", busyGap, 0, 0},
-		{"busy", 1 * ms, 0, coalesceFrames * ms},
-		{"very busy: capped", 100 * time.Microsecond * 30, 0, maxCoalesce},
-		{"busy, loaded", 1 * ms, 3, coalesceFrames * ms * 125 / 64},
-		{"capped, loaded", 3 * ms, top, maxCoalesce * 244 / 64},
-		{"quiet unloaded, busy loaded", 8 * ms, 0, 0},
-		{"busy once loaded", 8 * ms, 3, maxCoalesce * 125 / 64},
-		{"quiet at any load", 20 * ms, top, 0},
+		{"first write", time.Duration(math.MaxInt64), 1, 100, 0, 0},
+		{"first write, loaded", time.Duration(math.MaxInt64), 1, 100, top, 0},
+		{"quiet", busyGap, 1, 100, 0, 0},
+		{"busy", 10 * ms, 10, 1000, 0, coalesceFrames * ms},
+		{"very busy: capped", 30 * ms, 10, 1000, 0, maxCoalesce},
+		{"busy, loaded", 10 * ms, 10, 1000, 3, coalesceFrames * ms * 125 / 64},
+		{"capped, loaded", 30 * ms, 10, 1000, top, maxCoalesce * 244 / 64},
+		{"quiet unloaded, busy loaded", 8 * ms, 1, 100, 0, 0},
+		{"busy once loaded", 8 * ms, 1, 100, 3, maxCoalesce * 125 / 64},
+		{"quiet at any load", 20 * ms, 1, 100, top, 0},
+		// 64 KiB came in 10 ms: the next 64 KiB is due in 10 ms.
+		{"large frames: capped by bytes", 10 * ms, 10, 64 << 10, 0, 10 * ms},
+		{"large frames, loaded", 10 * ms, 10, 64 << 10, top, 10 * ms},
+		{"no frames", 10 * ms, 0, 0, 0, 0},
 	} {
-		if got := coalesceWait(tc.gap, atLevel(tc.level), now); got != tc.want {
-			t.Errorf("%s: coalesceWait(%v, level %d) = %v, want %v", tc.name, tc.gap, tc.level, got, tc.want)
+		if got := coalesceWait(tc.since, tc.frames, tc.bytes, coalesceBytes, atLevel(tc.level), now); got != tc.want {
+			t.Errorf("%s: coalesceWait(%v, %d frames, %d bytes, level %d) = %v, want %v",
+				tc.name, tc.since, tc.frames, tc.bytes, tc.level, got, tc.want)
 		}
 	}
 }
