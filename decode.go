@@ -56,32 +56,17 @@ func decodeEnvelopeSlow(data []byte) (protocol.Envelope, *clientError) {
 // anything else (escapes, other keys, unknown types, trailing bytes), which
 // then takes the careful path with its exact error codes.
 func scanEnvelope(data []byte) (protocol.Envelope, bool) {
-	var env protocol.Envelope
-	ok := eachPlainMember(data, func(key, val []byte) bool {
-		switch string(key) {
-		case "type":
-			typ, end := scanPlainString(val, 0)
-			if env.Type != "" || typ == nil || end != len(val) {
-				return false
-			}
-			env.Type = knownType(typ)
-			return env.Type != ""
-		case "payload":
-			// Only an object (or null) is worth the fast path; anything else
-			// is an error whose exact code the careful path knows.
-			if env.Payload != nil || (val[0] != '{' && string(val) != "null") {
-				return false
-			}
-			env.Payload = val
-			return true
-		}
-		return false
+	// Only an object (or null) is worth the fast path as a payload; anything
+	// else is an error whose exact code the careful path knows.
+	typ, payload, ok := scanNamed(data, "type", func(val []byte) bool {
+		return val[0] == '{' || string(val) == "null"
 	})
+	env := protocol.Envelope{Type: knownType(typ)}
 	if !ok || env.Type == "" {
 		return env, false
 	}
-	if string(env.Payload) == "null" {
-		env.Payload = nil
+	if string(payload) != "null" {
+		env.Payload = payload
 	}
 	return env, true
 }
@@ -92,31 +77,42 @@ func scanEnvelope(data []byte) (protocol.Envelope, bool) {
 // reports false for anything else, which encoding/json then decodes with
 // its exact errors. The result's Payload shares raw's memory.
 func scanEvent(raw []byte) (protocol.BroadcastEventPayload, bool) {
-	var p protocol.BroadcastEventPayload
-	ok := eachPlainMember(raw, func(key, val []byte) bool {
+	ev, payload, ok := scanNamed(raw, "event", json.Valid)
+	if !ok {
+		return protocol.BroadcastEventPayload{}, false
+	}
+	for _, c := range ev {
+		if c < 0x20 || c >= 0x80 {
+			return protocol.BroadcastEventPayload{}, false // control characters and UTF-8: the careful path
+		}
+	}
+	return protocol.BroadcastEventPayload{Event: string(ev), Payload: payload}, true
+}
+
+// scanNamed reads the shape both fast paths take: an object with a
+// non-empty plain string under nameKey and an optional "payload" that
+// payloadOK accepts, each at most once, in either order, and nothing else.
+// The results share data's memory.
+func scanNamed(data []byte, nameKey string, payloadOK func([]byte) bool) (name, payload []byte, ok bool) {
+	ok = eachPlainMember(data, func(key, val []byte) bool {
 		switch string(key) {
-		case "event":
-			ev, end := scanPlainString(val, 0)
-			if p.Event != "" || len(ev) == 0 || end != len(val) {
+		case nameKey:
+			s, end := scanPlainString(val, 0)
+			if name != nil || len(s) == 0 || end != len(val) {
 				return false
 			}
-			for _, c := range ev {
-				if c < 0x20 || c >= 0x80 {
-					return false // control characters and UTF-8: the careful path
-				}
-			}
-			p.Event = string(ev)
+			name = s
 			return true
 		case "payload":
-			if p.Payload != nil || !json.Valid(val) {
+			if payload != nil || !payloadOK(val) {
 				return false
 			}
-			p.Payload = val
+			payload = val
 			return true
 		}
 		return false
 	})
-	return p, ok && p.Event != ""
+	return name, payload, ok && name != nil
 }
 
 // eachPlainMember calls f with every member of the JSON object data: its
