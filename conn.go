@@ -241,6 +241,11 @@ func (c *conn) Closed(err error) {
 	if c.registered {
 		c.srv.unregister(c)
 		c.srv.log.Info("connection closed", "conn", c.id, "reason", c.reason, "duration", time.Since(c.opened).Round(time.Millisecond))
+	} else {
+		// Refused: it held its address's slot until now all the same.
+		c.srv.mu.Lock()
+		c.srv.release(c.ip)
+		c.srv.mu.Unlock()
 	}
 }
 

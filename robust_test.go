@@ -143,6 +143,33 @@ func TestConnectionsPerIP(t *testing.T) {
 	})
 }
 
+// TestRefusedConnectionHoldsItsSlot: a connection refused after the
+// upgrade (here by OnAuth) counts against its address until it has ended,
+// as an accepted one does; a client that never answers the close holds
+// the slot for the grace period, not for nothing.
+func TestRefusedConnectionHoldsItsSlot(t *testing.T) {
+	_, url := startServer(t, &Options{
+		Limits: Limits{ConnectionsPerIP: 1},
+		OnAuth: func(*http.Request) (*UserInfo, error) { return nil, nil }, // refuses everyone
+	})
+	d := websocket.Dialer{HandshakeTimeout: waitTimeout}
+	silent, _, err := d.Dial(url, nil) // upgraded, then sent 4401; it never reads
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	_, err = dialErr(t, url, nil)
+	var he *httpError
+	if !errorsAs(err, &he) || he.status != http.StatusTooManyRequests {
+		t.Fatalf("second connection while the refused one lingers: %v, want HTTP 429", err)
+	}
+	silent.Close()
+	waitFor(t, "the refused connection's slot to free", func() bool {
+		_, err := dialErr(t, url, nil)
+		return err == nil
+	})
+}
+
 func errorsAs(err error, target **httpError) bool {
 	he, ok := err.(*httpError)
 	if ok {

@@ -247,9 +247,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, status)
 		return
 	}
-	registered := false
+	// The address's slot is this goroutine's until a conn exists; from then
+	// on the conn holds it, refused or not, and gives it back when it ends.
+	handedOver := false
 	defer func() {
-		if !registered {
+		if !handedOver {
 			s.mu.Lock()
 			s.release(ip)
 			s.mu.Unlock()
@@ -267,6 +269,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &conn{srv: s, ws: wc, ip: ip, user: user}
+	handedOver = true
 	c.touch()
 	switch {
 	case authErr != nil:
@@ -285,7 +288,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(c, protocol.CloseGoingAway, "server shutting down")
 		return
 	}
-	registered = true
 	c.registered, c.opened = true, time.Now()
 	s.log.Info("connection opened", "conn", c.id, "ip", ip, "user", userID(user))
 	// Reading is the ws package's; this goroutine returns, and with it
