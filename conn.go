@@ -3,6 +3,7 @@ package livesync
 import (
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,13 +108,14 @@ func (c *conn) sendNow(frame []byte) {
 	}
 	if n == len(frame) {
 		c.srv.metrics.framesWritten([][]byte{frame}, 1)
+	} else if n > 0 {
+		c.srv.metrics.framesWritten([][]byte{frame[:n]}, 0) // the rest counts as a frame when it goes
 	}
 	c.mu.Lock()
-	if n < len(frame) && !c.closing {
-		// The rest goes first, before what was queued meanwhile.
-		c.queue = append(c.queue, nil)
-		copy(c.queue[1:], c.queue)
-		c.queue[0] = frame[n:]
+	if n < len(frame) {
+		// The rest goes first, before what was queued meanwhile (a close
+		// frame too: dropping the rest would corrupt the stream).
+		c.queue = slices.Insert(c.queue, 0, frame[n:])
 		c.queued += len(frame) - n
 		c.frames++
 	}
