@@ -435,11 +435,11 @@ func (r *room) freshView() *freshView {
 // left empty.
 func (r *room) leave(c *conn) {
 	r.flushMu.Lock()
-	defer r.flushMu.Unlock()
 	r.mu.Lock()
 	m, ok := r.members[c.id]
 	if !ok || m.conn != c {
 		r.mu.Unlock()
+		r.flushMu.Unlock()
 		return
 	}
 	delete(r.members, c.id)
@@ -469,6 +469,9 @@ func (r *room) leave(c *conn) {
 	}
 	retire := r.idleLocked()
 	r.mu.Unlock()
+	// Released before retiring, which takes roomsMu: that is held with no
+	// other lock.
+	r.flushMu.Unlock()
 	r.srv.metrics.membersChanged(-1)
 	if retire {
 		r.retire()
