@@ -11,7 +11,6 @@ func newPoller() *poller            { return nil }
 func (p *poller) add(c *Conn) error { return errNoPoller }
 func (p *poller) remove(c *Conn)    {}
 func (p *poller) close()            {}
-func (c *Conn) service()            {}
 
 var errNoPoller = errors.New("ws: no poller on this system")
 

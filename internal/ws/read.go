@@ -78,7 +78,7 @@ const (
 // connection (TLS) is read by a goroutine of its own. Call Serve once.
 func (c *Conn) Serve(h Handler, limit int64) {
 	c.mu.Lock()
-	c.h, c.limit, c.started = h, limit, true
+	c.h, c.limit = h, limit
 	closed := c.closed.Load()
 	if closed {
 		c.notified = true
@@ -125,7 +125,7 @@ func (c *Conn) readLoop() {
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	already := c.closed.Swap(true)
-	notify := !already && c.started && !c.serving && !c.notified
+	notify := !already && c.h != nil && !c.serving && !c.notified // c.h: Serve was called
 	if notify {
 		c.notified = true
 	}
@@ -286,7 +286,7 @@ func (c *Conn) frame(b []byte) (int, error) {
 		c.h.Pong()
 	case opClose:
 		ce := &CloseError{Code: closeNoStatus}
-		reply := frame(opClose, make([]byte, FrameHeadroom), 0) // an empty close frame
+		reply := emptyCloseFrame
 		switch {
 		case len(payload) == 1:
 			return 0, protocolError("close frame with a one-byte payload")

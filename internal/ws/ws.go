@@ -103,7 +103,7 @@ type Conn struct {
 	p  *poller // reads the connection, when it can
 
 	// The reader's state, used by one goroutine at a time.
-	h        Handler
+	h        Handler // set by Serve under mu; nil until then
 	limit    int64
 	pending  []byte // a partly read frame, between two turns of the poller
 	frag     []byte // the data of a fragmented message so far
@@ -114,7 +114,6 @@ type Conn struct {
 
 	closed   atomic.Bool // reading ended or Close was called
 	mu       sync.Mutex  // guards what follows
-	started  bool        // Serve was called
 	serving  bool        // a goroutine is reading
 	notified bool        // Closed was called or is on its way
 	deadline *time.Timer // SetReadDeadline's timer
@@ -251,6 +250,9 @@ func frame(op byte, buf []byte, more int) []byte {
 
 // PingFrame is a ping frame with an empty payload.
 var PingFrame = frame(opPing, make([]byte, FrameHeadroom), 0)
+
+// emptyCloseFrame answers a close frame that carried no code.
+var emptyCloseFrame = frame(opClose, make([]byte, FrameHeadroom), 0)
 
 // CloseFrame returns a close frame carrying code and reason (truncated to
 // the 123 bytes a control frame allows).
