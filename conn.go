@@ -204,7 +204,7 @@ func (c *conn) writeLoop() {
 		since := now.Sub(c.lastWrite)
 		c.lastWrite = now
 		limit := min(coalesceBytes, c.srv.limits.SendQueueBytes/4)
-		if wait := coalesceWait(since, n, size, limit, &c.srv.load, now); wait > 0 {
+		if wait := coalesceWait(since, n, size, limit, &c.srv.metrics.load, now); wait > 0 {
 			time.Sleep(wait)
 		}
 	}

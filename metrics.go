@@ -41,7 +41,7 @@ type metrics struct {
 	inByType                         [numInTypes]atomic.Int64
 	storeHist, brokerHist            histogram
 	brokerOn                         atomic.Bool
-	load                             *cpuLoad // the server's; read for its stretch
+	load                             cpuLoad // stretches write coalescing; exported as a gauge
 
 	// ops lives beside the counters so that every Server has its own
 	// registry and readiness checks: two servers in one process share

@@ -32,7 +32,6 @@ type Server struct {
 	nodeID   string
 	connSeq  atomic.Uint64
 	metrics  metrics
-	load     cpuLoad // how busy the process is; stretches write coalescing
 
 	mu      sync.Mutex // guards conns, perIP, slots, closed, httpSrv
 	conns   map[*conn]struct{}
@@ -100,7 +99,6 @@ func New(opts *Options) (*Server, error) {
 		stop:   make(chan struct{}),
 		broker: o.Broker,
 	}
-	s.metrics.load = &s.load
 	if s.broker != nil {
 		if err := s.startCluster(); err != nil {
 			return nil, err
