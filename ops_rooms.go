@@ -63,7 +63,7 @@ func (s *Server) roomSnapshot(id string) []byte {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.appendSnapshot(nil)
+	return r.encodedSnapshot()
 }
 
 // broadcastToRoom sends frame to every member of room id, on this node

@@ -307,10 +307,12 @@ func (d *delta) encode(except string) []byte {
 	return f.done()
 }
 
-// appendSnapshot appends the presence map of room_joined to b. r.mu held.
-func (r *room) appendSnapshot(b []byte) []byte {
+// encodedSnapshot is the presence map of room_joined. r.mu held.
+func (r *room) encodedSnapshot() []byte {
+	members := r.snapshotMembers()
+	b := make([]byte, 0, len(members)+2)
 	b = append(b, '{')
-	b = append(b, r.snapshotMembers()...)
+	b = append(b, members...)
 	return append(b, '}')
 }
 
