@@ -92,7 +92,7 @@ type client struct {
 	readErr error
 
 	dialStart time.Time
-	connID    []byte          // reader; own connection id from room_joined
+	connID    []byte          // reader; own connection id from the first room_joined, set before onJoined
 	isJoined  bool            // reader
 	rbuf      bytes.Buffer    // reader goroutine's frame buffer
 	rc        syscall.RawConn // epoll reader: the socket
@@ -402,14 +402,16 @@ func (g *gen) dispatch(c *client, frame []byte, now time.Time) {
 	}
 	switch string(typ) {
 	case "room_joined":
-		if g.onJoined != nil {
-			g.onJoined(c, payload, now)
-		}
 		if !c.isJoined {
 			if v, ok := member(payload, "connectionId"); ok {
 				id, _ := rawString(v)
 				c.connID = append([]byte(nil), id...)
 			}
+		}
+		if g.onJoined != nil {
+			g.onJoined(c, payload, now)
+		}
+		if !c.isJoined {
 			c.isJoined = true
 			close(c.joined)
 		}

@@ -183,13 +183,9 @@ func runJoinstorm(ctx context.Context, g *gen) (*JoinstormResult, error) {
 	g.onJoined = func(c *client, payload []byte, now time.Time) {
 		joinHist.Record(c.idx, now.Sub(c.dialStart).Nanoseconds())
 		storeMax(&lastJoined, now.UnixNano())
-		if v, ok := member(payload, "connectionId"); ok {
-			if id, ok := rawString(v); ok {
-				idxMu.Lock()
-				idxOf[string(id)] = int32(c.idx)
-				idxMu.Unlock()
-			}
-		}
+		idxMu.Lock()
+		idxOf[string(c.connID)] = int32(c.idx)
+		idxMu.Unlock()
 		// The joiner counts itself whether or not the snapshot lists it.
 		c.view.add(int32(c.idx))
 		entries, _ := addMembers(c, section(payload, "presence", "chatHistory"))
@@ -204,7 +200,7 @@ func runJoinstorm(ctx context.Context, g *gen) (*JoinstormResult, error) {
 		entries, dups := addMembers(c, section(payload, "joined", "left", "updated"))
 		presEntries.Add(entries)
 		dupJoins.Add(dups)
-		if left := section(payload, "left", "joined", "updated"); left != nil {
+		if left := section(payload, "left"); left != nil { // the value alone is taken below
 			end, _ := skipValue(left, skipWS(left, 0))
 			eachElement(left[:end], func(e []byte) bool {
 				raw, _ := rawString(e)

@@ -64,6 +64,9 @@ func (fr *frameReader) feed(data []byte, sink frameSink) error {
 		if cap(fr.pending) > keepReadBuf {
 			fr.pending = nil // do not pin a huge snapshot's buffer
 		}
+	case len(fr.pending) > 0 && off == 0:
+		// buf is pending itself and nothing was taken: it stays as it is
+		// (copying a large frame onto itself at every read adds up).
 	case len(fr.pending) > 0:
 		// buf is pending itself: move the tail to the front.
 		fr.pending = fr.pending[:copy(fr.pending, rest)]
