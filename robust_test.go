@@ -588,7 +588,6 @@ func TestJoinersDuringAFlushWindow(t *testing.T) {
 	}()
 	// Each member reads until its view holds every member with its latest
 	// presence; a room_joined starts its view afresh.
-	ids := map[*peer]string{}
 	read := func(p *peer) {
 		env := p.c.next()
 		switch env.Type {
@@ -596,7 +595,6 @@ func TestJoinersDuringAFlushWindow(t *testing.T) {
 			var rj protocol.RoomJoinedPayload
 			json.Unmarshal(env.Payload, &rj)
 			p.c.id, p.v = rj.ConnectionID, view(rj.Presence)
-			ids[p] = rj.ConnectionID
 		case protocol.MsgPresenceUpdated:
 			var pu protocol.PresenceUpdatedPayload
 			json.Unmarshal(env.Payload, &pu)
@@ -623,7 +621,7 @@ func TestJoinersDuringAFlushWindow(t *testing.T) {
 		for _, q := range members {
 			// A client is not told of its own updates: its own entry
 			// stays as its snapshot had it.
-			if e, ok := p.v[ids[q]]; !ok || (q != p && string(e.Presence) != fmt.Sprintf(`{"i":%d}`, q.pres)) {
+			if e, ok := p.v[q.c.id]; !ok || (q != p && string(e.Presence) != fmt.Sprintf(`{"i":%d}`, q.pres)) {
 				return false
 			}
 		}

@@ -318,18 +318,8 @@ func TestBrokerSubscribeDuringReconnection(t *testing.T) {
 func TestBrokerCloseLeavesNoGoroutines(t *testing.T) {
 	addr, prefix := testsvc.RedisPrefix(t)
 	before := runtime.NumGoroutine()
-	var brokers []*Broker
-	for _, node := range []string{"na", "nb"} {
-		b, err := New(context.Background(), "redis://"+addr+"/0?prefix="+prefix, &Options{Heartbeat: 50 * time.Millisecond, NodeTTL: 300 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Start(node, &recorder{}); err != nil {
-			t.Fatal(err)
-		}
-		brokers = append(brokers, b)
-	}
-	a, b := brokers[0], brokers[1]
+	a, _ := startBroker(t, addr, prefix, "na")
+	b, rb := startBroker(t, addr, prefix, "nb")
 	subscribe(t, b, "r")
 	a.SetMember("r", "na-1", []byte(`{}`))
 	a.PublishEvent("r", []byte(`{}`))
@@ -340,8 +330,8 @@ func TestBrokerCloseLeavesNoGoroutines(t *testing.T) {
 	if _, err := lock.Publish([]protocol.StoredChatMessage{{ID: "1"}}); err != nil {
 		t.Fatal(err)
 	}
-	b.sink.(*recorder).waitFor(t, "chat r ")
-	for _, x := range brokers {
+	rb.waitFor(t, "chat r ")
+	for _, x := range []*Broker{a, b} {
 		if err := x.Close(); err != nil {
 			t.Fatal(err)
 		}
