@@ -90,6 +90,10 @@ func (c *conn) send(frame ...[]byte) {
 // when c has no writer and nothing queued, it writes the frame to the
 // socket without waiting and queues only what the socket would not take.
 func (c *conn) sendNow(frame []byte) {
+	if !c.ws.Polled() {
+		c.send(frame) // its socket cannot be tried without waiting
+		return
+	}
 	c.mu.Lock()
 	if c.closing || c.writing || len(c.queue) > 0 {
 		c.mu.Unlock()
@@ -99,7 +103,7 @@ func (c *conn) sendNow(frame []byte) {
 	c.writing = true // this goroutine is the writer until it is done
 	c.mu.Unlock()
 	n, err := c.ws.TryWrite(frame)
-	if err != nil && !errors.Is(err, ws.ErrWouldBlock) {
+	if err != nil {
 		c.abort("write failed: " + err.Error())
 		c.mu.Lock()
 		c.writing = false
@@ -283,7 +287,11 @@ func (c *conn) handle(data []byte) {
 	if cerr == nil {
 		switch env.Type {
 		case protocol.MsgJoinRoom:
-			cerr = onOwnStack(func() *clientError { return c.handleJoin(env.Payload) })
+			if c.ws.Polled() {
+				cerr = c.handleJoin(env.Payload)
+			} else {
+				cerr = onOwnStack(func() *clientError { return c.handleJoin(env.Payload) })
+			}
 		case protocol.MsgLeaveRoom:
 			cerr = c.handleLeave(env.Payload)
 		case protocol.MsgUpdatePresence:
@@ -325,8 +333,8 @@ func quoteTrunc(s string) string {
 // onOwnStack runs f on a goroutine of its own and waits for it. Joining
 // a room runs deep (decoding, the store, the room) and happens rarely;
 // run there, it leaves the reading goroutine's stack at its small starting
-// size, which matters where a goroutine waits on each idle connection for
-// its whole life (without the poller: TLS, other systems).
+// size, which matters where a goroutine waits on an idle connection for
+// its whole life: one the poller does not watch (TLS, other systems).
 func onOwnStack(f func() *clientError) *clientError {
 	done := make(chan *clientError, 1)
 	go func() { done <- f() }()

@@ -22,6 +22,14 @@ const waitTimeout = 10 * time.Second
 // the test ends.
 func startServer(t testing.TB, opts *Options) (*Server, string) {
 	t.Helper()
+	s, ts := startOn(t, opts, httptest.NewServer)
+	return s, "ws" + strings.TrimPrefix(ts.URL, "http") + s.opts.Path
+}
+
+// startOn is startServer on the test server newServer makes (plain or
+// TLS); the server is shut down when the test ends.
+func startOn(t testing.TB, opts *Options, newServer func(http.Handler) *httptest.Server) (*Server, *httptest.Server) {
+	t.Helper()
 	if opts == nil {
 		opts = &Options{}
 	}
@@ -32,7 +40,7 @@ func startServer(t testing.TB, opts *Options) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(s.Handler())
+	ts := newServer(s.Handler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		defer cancel()
@@ -41,7 +49,7 @@ func startServer(t testing.TB, opts *Options) (*Server, string) {
 		}
 		ts.Close()
 	})
-	return s, "ws" + strings.TrimPrefix(ts.URL, "http") + s.opts.Path
+	return s, ts
 }
 
 // client is a test WebSocket client whose reader decodes every frame
@@ -73,10 +81,15 @@ func dialErr(t testing.TB, url string, h http.Header) (*client, error) {
 		}
 		return nil, err
 	}
+	return clientOn(t, ws), nil
+}
+
+// clientOn starts a test client's reader on a connection already made.
+func clientOn(t testing.TB, ws *websocket.Conn) *client {
 	c := &client{t: t, ws: ws, in: make(chan protocol.Envelope, 4096), closed: make(chan struct{})}
 	go c.readLoop()
 	t.Cleanup(func() { ws.Close() })
-	return c, nil
+	return c
 }
 
 type httpError struct {

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/openlivesync/livesync/protocol"
 )
@@ -284,4 +287,42 @@ func TestLargeSnapshotJoin(t *testing.T) {
 		return len(pu.Updated) == 1
 	})
 	check(dial(t, url), 23)
+}
+
+// TestOverTLS: a connection the poller cannot watch (TLS) is read by a
+// goroutine of its own and written only through its queue; joining,
+// presence, events and chat work as on a plain one.
+func TestOverTLS(t *testing.T) {
+	s, ts := startOn(t, nil, httptest.NewTLSServer)
+	d := websocket.Dialer{HandshakeTimeout: waitTimeout, TLSClientConfig: ts.Client().Transport.(*http.Transport).TLSClientConfig}
+	url := "wss" + strings.TrimPrefix(ts.URL, "https") + s.opts.Path
+	dialTLS := func() *client {
+		ws, _, err := d.Dial(url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return clientOn(t, ws)
+	}
+	a, b := dialTLS(), dialTLS()
+	a.join("r", nil)
+	b.join("r", nil)
+	var pu protocol.PresenceUpdatedPayload
+	a.expect(protocol.MsgPresenceUpdated, &pu)
+	if len(pu.Joined) != 1 || pu.Joined[0].ConnectionID != b.id {
+		t.Fatalf("a saw %+v, want b joining", pu)
+	}
+	b.send(protocol.MsgBroadcastEvent, map[string]any{"event": "cursor", "payload": map[string]int{"x": 1}})
+	var ev protocol.BroadcastEventRelayPayload
+	a.expect(protocol.MsgBroadcastEventRelay, &ev)
+	if ev.Event != "cursor" || string(ev.Payload) != `{"x":1}` {
+		t.Fatalf("relayed %+v", ev)
+	}
+	b.send(protocol.MsgSendChat, map[string]any{"message": "over tls"})
+	for _, c := range []*client{a, b} {
+		var m protocol.StoredChatMessage
+		c.expect(protocol.MsgChatMessage, &m)
+		if m.Message != "over tls" {
+			t.Fatalf("chat %+v", m)
+		}
+	}
 }

@@ -94,6 +94,7 @@ func (p *poller) add(c *Conn) error {
 	}
 	if err != nil {
 		p.remove(c)
+		c.rc = nil // read by a goroutine after all: see Polled
 	}
 	return err
 }

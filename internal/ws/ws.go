@@ -163,6 +163,11 @@ func (c *Conn) WriteFrames(frames [][]byte, timeout time.Duration) error {
 	return err
 }
 
+// Polled reports whether the poller watches c: then no goroutine waits on
+// c while it is idle, and TryWrite can write without waiting. Valid once
+// Serve was called.
+func (c *Conn) Polled() bool { return c.rc != nil }
+
 // ErrWouldBlock is TryWrite's answer for a connection it cannot write to
 // without waiting (one not read by the poller, such as TLS).
 var ErrWouldBlock = errors.New("ws: cannot write without waiting")
