@@ -205,8 +205,6 @@ func (c *Conn) TryWrite(frame []byte) (int, error) {
 // without writev.
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
-// RemoteAddr is the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
 const (
 	opText  = 0x1
