@@ -205,7 +205,6 @@ func (c *Conn) TryWrite(frame []byte) (int, error) {
 // without writev.
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
-
 const (
 	opText  = 0x1
 	opClose = 0x8
