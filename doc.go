@@ -31,9 +31,9 @@
 // stretch step by step, up to about 4 times, and shrink again below 60 %:
 // under overload latency rises by a bounded amount instead of queues
 // growing until clients are dropped (livesync_write_coalesce_stretch
-// shows it). A frame for a connection with nothing queued, from a small
-// room or a presence flush, is written by the sending goroutine itself
-// without waiting (conn.sendNow). Presence changes are batched per room (see
+// shows it). A frame for a polled connection with nothing queued, from a
+// small room or a presence flush, is written by the sending goroutine
+// itself without waiting (conn.sendNow). Presence changes are batched per room (see
 // room.flush), and a joiner is admitted at once with a snapshot that the
 // room's next flush completes; a large room's snapshot is encoded once and
 // shared by its joiners. Chat goes through one worker per room that stores
