@@ -283,10 +283,11 @@ func (a *apiHandler) postChat(room string, body []byte) apiResult {
 	switch {
 	case p.Message == "":
 		return fromClientError(errPayload("chat: field \"message\" is required and must be a non-empty string"))
-	case len(p.Message) > lim.MaxChatBytes:
-		return fromClientError(&clientError{protocol.CodeMessageTooLarge, fmt.Sprintf("chat: message is %d bytes, the limit is %d", len(p.Message), lim.MaxChatBytes)})
 	case len(p.UserID) > maxNameBytes || len(p.Name) > maxNameBytes:
 		return fromClientError(&clientError{protocol.CodeMessageTooLarge, fmt.Sprintf("chat: userId and name are limited to %d bytes", maxNameBytes)})
+	}
+	if e := checkChatText("chat", p.Message, lim.MaxChatBytes); e != nil {
+		return fromClientError(e)
 	}
 	if e := checkObject("chat", "metadata", p.Metadata, lim.MaxPresenceBytes); e != nil {
 		return fromClientError(e)

@@ -149,8 +149,33 @@ func (k clusterSink) Event(roomID string, msg []byte) {
 	copy(buf[ws.FrameHeadroom:], msg)
 	frame := ws.Frame(buf)
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	// As for a local sender (room.announce): the members hear of the
+	// sender's join before its first event.
+	if m := r.members[string(eventSender(msg))]; m != nil && m.joinSeq > r.announced.Load() {
+		r.mu.Unlock()
+		r.flush()
+		r.mu.Lock()
+	}
 	r.sendLocal(frame, nil)
+	r.mu.Unlock()
+}
+
+// eventSender is the connectionId of a relayed broadcast_event, as this
+// server encodes it (handleEvent): the first "connectionId":" in it is
+// the field itself, since the room id before it is a JSON string in which
+// every quote is escaped, and connection ids need no escaping.
+func eventSender(msg []byte) []byte {
+	key := []byte(`"connectionId":"`)
+	i := bytes.Index(msg, key)
+	if i < 0 {
+		return nil
+	}
+	rest := msg[i+len(key):]
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 {
+		return nil
+	}
+	return rest[:end]
 }
 
 func (k clusterSink) Chat(roomID string, seq uint64, msgs []protocol.StoredChatMessage) {
@@ -223,8 +248,10 @@ func (r *room) applyRemote(conn string, entry []byte) {
 		r.markDirty(conn, true)
 	case entry == nil:
 	case m == nil:
-		r.members[conn] = &member{entry: protocol.PresenceEntry{ConnectionID: conn}, json: entry}
+		m = &member{entry: protocol.PresenceEntry{ConnectionID: conn}, json: entry}
+		r.members[conn] = m
 		r.markDirty(conn, false)
+		m.joinSeq = r.changes
 	case !bytes.Equal(m.json, entry):
 		m.json = entry
 		r.markDirty(conn, true)

@@ -29,10 +29,15 @@ type conn struct {
 	lastRead atomic.Int64 // unix nanoseconds of the last frame or pong
 	lastPing atomic.Int64
 
-	room       *room // reader; the room joined or being joined
+	room *room // reader; the room joined or being joined
+	// joinSeq is room.changes at c's join: c is announced to the room's
+	// members once room.announced reaches it (see room.announce). Reader.
+	joinSeq    uint64
 	eventLimit *rate.Limiter
 	chatLimit  *rate.Limiter
-	violations int // reader: consecutive rate-limit refusals
+	// historyLimit rate-limits get_chat_history, a store read each.
+	historyLimit *rate.Limiter
+	violations   int // reader: consecutive rate-limit refusals
 
 	// The presence throttle's state, guarded by the room's mutex.
 	lastPresence    time.Time
@@ -47,6 +52,7 @@ type conn struct {
 	queue   [][]byte
 	spare   [][]byte // the other half of a double buffer, reused by the writer
 	queued  int      // bytes in queue
+	spared  int      // bytes of queued not counted: a snapshot (sendSnapshot)
 	frames  int      // frames in queue; a frame may take several elements
 	writing bool     // a writer goroutine is draining queue
 	closing bool     // no more frames are accepted
@@ -60,7 +66,17 @@ func (c *conn) touch() { c.lastRead.Store(time.Now().UnixNano()) }
 // send queues a frame, given whole or as the parts to write one after the
 // other (see ws.FrameHead). It never blocks: a client whose queue would
 // exceed the limit is disconnected, so a slow reader never slows its room.
-func (c *conn) send(frame ...[]byte) {
+func (c *conn) send(frame ...[]byte) { c.enqueue(false, frame) }
+
+// sendSnapshot is send for the joiner's room_joined, which is as large as
+// the room makes it, not a backlog the client let pile up: it does not
+// count against SendQueueBytes while it waits, so that no room can grow
+// too large to join. Only the latest snapshot is spared: one still queued
+// when another comes counts from then on, so a client that joins again
+// and again without reading is closed all the same.
+func (c *conn) sendSnapshot(frame ...[]byte) { c.enqueue(true, frame) }
+
+func (c *conn) enqueue(snapshot bool, frame [][]byte) {
 	n := 0
 	for _, part := range frame {
 		n += len(part)
@@ -70,7 +86,11 @@ func (c *conn) send(frame ...[]byte) {
 		c.mu.Unlock()
 		return
 	}
-	if c.queued+n > c.srv.limits.SendQueueBytes {
+	counted := c.queued - c.spared + n
+	if snapshot {
+		counted = c.queued
+	}
+	if counted > c.srv.limits.SendQueueBytes {
 		c.mu.Unlock()
 		c.srv.metrics.slowConsumer()
 		c.abort("slow consumer: send queue full")
@@ -78,6 +98,9 @@ func (c *conn) send(frame ...[]byte) {
 	}
 	c.queue = append(c.queue, frame...)
 	c.queued += n
+	if snapshot {
+		c.spared = n
+	}
 	c.frames++
 	if !c.writing {
 		c.writing = true
@@ -158,7 +181,7 @@ func (c *conn) abort(reason string) {
 		c.reason = reason
 	}
 	c.closing = true
-	c.queue, c.queued, c.frames = nil, 0, 0
+	c.queue, c.queued, c.spared, c.frames = nil, 0, 0, 0
 	c.mu.Unlock()
 	c.ws.Close()
 }
@@ -175,7 +198,7 @@ func (c *conn) writeLoop() {
 			return
 		}
 		c.queue, c.spare = c.spare[:0], nil
-		c.queued, c.frames = 0, 0
+		c.queued, c.spared, c.frames = 0, 0, 0
 		c.mu.Unlock()
 
 		c.srv.metrics.framesWritten(frames, n)

@@ -69,16 +69,33 @@ func (f *frameBuilder) message(m *protocol.StoredChatMessage, checkMetadata bool
 	f.raw("}")
 }
 
-// messages appends a JSON array of stored messages, checking metadata.
-func (f *frameBuilder) messages(ms []protocol.StoredChatMessage) {
+// encodeHistory encodes ms, oldest first, as a JSON array of at most
+// maxBytes (but never empty when ms is not): the oldest messages that do
+// not fit are left out, and cut says whether any were. A joiner's history
+// and a history page are bounded by bytes as well as by count, so that
+// one member's large messages cannot make them larger than a client may
+// be sent.
+func encodeHistory(ms []protocol.StoredChatMessage, maxBytes int) (array []byte, cut bool) {
+	f := frameBuilder{b: make([]byte, 0, 256*len(ms)+2)}
 	f.raw("[")
+	starts := make([]int, len(ms))
 	for i := range ms {
-		if i > 0 {
-			f.raw(",")
-		}
+		starts[i] = len(f.b)
+		f.raw(",")
 		f.message(&ms[i], true)
 	}
+	first := 0
+	for first < len(ms)-1 && len(f.b)-starts[first]+1 > maxBytes {
+		first++
+	}
+	if len(ms) == 0 {
+		f.raw("]")
+		return f.b, false
+	}
 	f.raw("]")
+	b := f.b[starts[first]:]
+	b[0] = '[' // the first message's comma opens the array
+	return b, first > 0
 }
 
 // done closes the envelope and returns the frame.

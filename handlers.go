@@ -2,9 +2,12 @@ package livesync
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -118,6 +121,7 @@ func (c *conn) handleEvent(raw []byte) *clientError {
 	if !allow(&c.eventLimit, lim.EventRate, lim.EventBurst) {
 		return &clientError{protocol.CodeRateLimited, fmt.Sprintf("broadcast_event: more than %g events/s", lim.EventRate)}
 	}
+	c.room.announce(c)
 	f := newFrame(protocol.MsgBroadcastEventRelay, len(c.room.id)+len(c.id)+len(p.Event)+len(p.Payload)+64)
 	f.raw(`{"roomId":`)
 	f.str(c.room.id)
@@ -135,14 +139,24 @@ func (c *conn) handleEvent(raw []byte) *clientError {
 	return nil
 }
 
+// sendChatPayload is send_chat's payload as the server reads it: a
+// pointer tells a missing or null message from an empty one.
+type sendChatPayload struct {
+	Message  *string         `json:"message"`
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+}
+
 func (c *conn) handleChat(raw []byte) *clientError {
-	var p protocol.SendChatPayload
+	var p sendChatPayload
 	if e := decodePayload(protocol.MsgSendChat, raw, &p, false); e != nil {
 		return e
 	}
 	lim := &c.srv.limits
-	if len(p.Message) > lim.MaxChatBytes {
-		return &clientError{protocol.CodeMessageTooLarge, fmt.Sprintf("send_chat: message is %d bytes, the limit is %d", len(p.Message), lim.MaxChatBytes)}
+	if p.Message == nil {
+		return errPayload("send_chat: field \"message\" is required and must be a string")
+	}
+	if e := checkChatText(protocol.MsgSendChat, *p.Message, lim.MaxChatBytes); e != nil {
+		return e
 	}
 	if e := checkObject(protocol.MsgSendChat, "metadata", p.Metadata, lim.MaxPresenceBytes); e != nil {
 		return e
@@ -153,12 +167,26 @@ func (c *conn) handleChat(raw []byte) *clientError {
 	if !allow(&c.chatLimit, lim.ChatRate, lim.ChatBurst) {
 		return &clientError{protocol.CodeRateLimited, fmt.Sprintf("send_chat: more than %g messages/s", lim.ChatRate)}
 	}
-	msg := chat.Message{RoomID: c.room.id, ConnectionID: c.id, Message: p.Message, Metadata: compactObject(p.Metadata)}
+	msg := chat.Message{RoomID: c.room.id, ConnectionID: c.id, Message: *p.Message, Metadata: compactObject(p.Metadata)}
 	if c.user != nil {
 		msg.UserID = c.user.UserID
 	}
-	_, e := c.room.enqueueChat(chatRequest{conn: c, msg: msg})
+	c.room.announce(c)
+	_, e := c.room.enqueueChat(chatRequest{conn: c, msg: msg, deadline: time.Now().Add(lim.StoreTimeout)})
 	return e
+}
+
+// checkChatText checks a chat message's text: its size, and no U+0000,
+// which PostgreSQL cannot store in a text column; refused up front the
+// same way whatever the store, rather than failing in one store only.
+func checkChatText(typ, text string, maxBytes int) *clientError {
+	if len(text) > maxBytes {
+		return &clientError{protocol.CodeMessageTooLarge, fmt.Sprintf("%s: message is %d bytes, the limit is %d", typ, len(text), maxBytes)}
+	}
+	if strings.IndexByte(text, 0) >= 0 {
+		return errPayload("%s: field \"message\" must not contain U+0000", typ)
+	}
+	return nil
 }
 
 func (c *conn) handleHistory(raw []byte) *clientError {
@@ -176,11 +204,15 @@ func (c *conn) handleHistory(raw []byte) *clientError {
 	if !ok {
 		return &clientError{protocol.CodeServerError, "get_chat_history: this server's chat store cannot page history"}
 	}
+	lim := &c.srv.limits
+	if !allow(&c.historyLimit, lim.HistoryRate, lim.HistoryBurst) {
+		return &clientError{protocol.CodeRateLimited, fmt.Sprintf("get_chat_history: more than %g requests/s", lim.HistoryRate)}
+	}
 	limit := min(p.Limit, maxHistoryPage)
 	if limit == 0 {
 		limit = max(c.srv.opts.HistoryLimit, 1)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.srv.limits.StoreTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), lim.StoreTimeout)
 	defer cancel()
 	msgs, more, err := pager.HistoryBefore(ctx, c.room.id, p.Before, limit)
 	if errors.Is(err, chat.ErrBadCursor) {
@@ -190,13 +222,14 @@ func (c *conn) handleHistory(raw []byte) *clientError {
 		c.srv.log.Warn("chat history unavailable", "room", c.room.id, "err", err)
 		return &clientError{protocol.CodeChatUnavailable, "get_chat_history: chat storage is unavailable"}
 	}
-	f := newFrame(protocol.MsgChatHistory, 200*len(msgs)+64)
+	history, cut := encodeHistory(msgs, lim.HistoryBytes)
+	f := newFrame(protocol.MsgChatHistory, len(history)+64)
 	f.raw(`{"roomId":`)
 	f.str(c.room.id)
 	f.field("messages")
-	f.messages(msgs)
+	f.bytes(history)
 	f.field("hasMore")
-	f.b = strconv.AppendBool(f.b, more)
+	f.b = strconv.AppendBool(f.b, more || cut)
 	f.raw("}")
 	c.send(f.done())
 	return nil

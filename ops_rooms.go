@@ -3,6 +3,7 @@ package livesync
 import (
 	"cmp"
 	"slices"
+	"time"
 
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/protocol"
@@ -93,7 +94,8 @@ func (s *Server) publishChat(msg chat.Message) (protocol.StoredChatMessage, erro
 		err error
 	}
 	done := make(chan outcome, 1)
-	req := chatRequest{msg: msg, done: func(m protocol.StoredChatMessage, err error) { done <- outcome{m, err} }}
+	req := chatRequest{msg: msg, done: func(m protocol.StoredChatMessage, err error) { done <- outcome{m, err} },
+		deadline: time.Now().Add(s.limits.StoreTimeout)}
 	for {
 		queued, cerr := s.acquireRoom(msg.RoomID).enqueueChat(req)
 		if cerr != nil {

@@ -64,8 +64,9 @@ type Options struct {
 	// Store persists chat. Default: a chat.MemoryStore. The server closes
 	// it on Shutdown.
 	Store chat.Store
-	// HistoryLimit is how many recent messages a joiner receives.
-	// Default 100.
+	// HistoryLimit is how many recent messages a joiner receives, at most
+	// Limits.HistoryBytes of them. Default 100; a negative value sends
+	// none (and keeps no recent history in memory).
 	HistoryLimit int
 
 	// Broker, when set, makes the server a node of a cluster: rooms are
@@ -126,6 +127,20 @@ type Limits struct {
 	MaxPresenceBytes int
 	// MaxChatBytes bounds a chat message. Default 16 KiB.
 	MaxChatBytes int
-	// StoreTimeout bounds one call to the chat store. Default 5s.
+	// HistoryRate and HistoryBurst limit get_chat_history per connection,
+	// each request being a read of the store. Default 5/s, burst 10.
+	HistoryRate  float64
+	HistoryBurst int
+	// HistoryBytes bounds the chat history sent to a joiner in
+	// room_joined, and each get_chat_history page, as encoded JSON: the
+	// oldest of the HistoryLimit messages (or of the page) that do not fit
+	// are left out, so that no joiner is sent more than it may receive (a
+	// chat_history page then says hasMore, and paging back from its oldest
+	// message reaches them). Default 256 KiB.
+	HistoryBytes int
+	// StoreTimeout bounds how long a chat message may wait for the store,
+	// counted from its arrival: a sender is answered CHAT_UNAVAILABLE at
+	// the latest this long after sending. It bounds a history read too.
+	// Default 5s.
 	StoreTimeout time.Duration
 }

@@ -3,6 +3,7 @@ package livesync
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openlivesync/livesync/broker"
@@ -52,6 +53,10 @@ type room struct {
 	dirty       map[string]dirtyMark // members changed since the last flush
 	changes     uint64               // counts calls to markDirty
 	flushQueued bool
+	// announced is the value of changes up to which every change has been
+	// written to the members (by flush): a member that joined at a later
+	// change has not been announced to all of them yet (see announce).
+	announced atomic.Uint64
 	// snapshot caches the members of a large room's presence map, each as
 	// ,"id":entry; nil when stale. A join storm appends to it instead of
 	// encoding every member for every joiner.
@@ -99,6 +104,9 @@ type member struct {
 	json  []byte // encoding of entry; nil when stale
 	conn  *conn  // nil for a member connected to another node
 	index int    // position in room.local
+	// joinSeq is room.changes at the join of a member on another node:
+	// its events wait for its announcement (see clusterSink.Event).
+	joinSeq uint64
 }
 
 func (m *member) encoded() []byte {
@@ -131,6 +139,9 @@ type chatRequest struct {
 	conn *conn
 	msg  chat.Message
 	done func(protocol.StoredChatMessage, error)
+	// deadline is when the sender must have its answer: StoreTimeout
+	// after the message arrived, however long it waited in the queue.
+	deadline time.Time
 }
 
 func newRoom(s *Server, id string) *room {
@@ -170,6 +181,10 @@ func (r *room) flush() {
 	defer r.flushMu.Unlock()
 	r.mu.Lock()
 	r.flushQueued = false
+	// Every change up to seq is told once this flush has written: the
+	// earlier flushes have (flushMu), and this one takes the rest.
+	seq := r.changes
+	defer r.announced.Store(seq)
 	if r.dead || len(r.dirty) == 0 {
 		r.mu.Unlock()
 		return
@@ -343,12 +358,11 @@ func appendMember(b []byte, id string, m *member) []byte {
 	return append(b, m.encoded()...)
 }
 
-// encodedHistory is the chatHistory array of room_joined. r.mu held.
+// encodedHistory is the chatHistory array of room_joined: the recent
+// history, at most Limits.HistoryBytes of it. r.mu held.
 func (r *room) encodedHistory() []byte {
 	if r.historyJSON == nil {
-		f := frameBuilder{}
-		f.messages(r.history)
-		r.historyJSON = f.b
+		r.historyJSON, _ = encodeHistory(r.history, r.srv.limits.HistoryBytes)
 	}
 	return r.historyJSON
 }
@@ -412,8 +426,9 @@ func (r *room) join(c *conn, entry protocol.PresenceEntry) bool {
 		b.SetMember(r.id, c.id, m.encoded())
 	}
 	r.markDirty(c.id, was)
+	c.joinSeq = r.changes
 	c.fresh = r.freshView()
-	c.send(r.roomJoinedFrame(c)...)
+	c.sendSnapshot(r.roomJoinedFrame(c)...)
 	r.mu.Unlock()
 	r.srv.metrics.membersChanged(1)
 	return true
@@ -431,6 +446,18 @@ func (r *room) freshView() *freshView {
 		}
 	}
 	return v
+}
+
+// announce returns once every member has been told that c joined, so
+// that what c sends next reaches no member before the presence_updated
+// that announces c: a joiner's first event would otherwise overtake the
+// flush that announces it (in a large room that flush waits a while). It
+// flushes the room at once when needed; the reader of c calls it before
+// relaying c's messages.
+func (r *room) announce(c *conn) {
+	if r.announced.Load() < c.joinSeq {
+		r.flush()
+	}
 }
 
 // leave removes c from the room, and the room from the server when it is
@@ -634,20 +661,25 @@ func containsMessage(msgs []protocol.StoredChatMessage, m *protocol.StoredChatMe
 
 // enqueueChat queues a message to be stored and then broadcast, in order.
 // It reports false when the room died meanwhile (never for a member's
-// message: a member keeps its room alive); acquire it anew.
+// message: a member keeps its room alive); acquire it anew. Once the
+// server is shutting down it refuses new messages, so that what is
+// queued can be stored and delivered before the members are closed.
 func (r *room) enqueueChat(req chatRequest) (bool, *clientError) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.dead {
+	switch {
+	case r.dead:
 		return false, nil
-	}
-	if len(r.chatQueue) >= maxChatBacklog {
+	case r.srv.draining.Load():
+		return true, &clientError{protocol.CodeChatUnavailable, "the server is shutting down; message not sent"}
+	case len(r.chatQueue) >= maxChatBacklog:
 		return true, &clientError{protocol.CodeChatUnavailable, "chat is backlogged; message not sent"}
 	}
 	r.chatQueue = append(r.chatQueue, req)
 	if !r.chatRunning {
 		r.chatRunning = true
 		r.srv.wg.Add(1)
+		r.srv.chatWorkers.Add(1)
 		go r.chatWorker()
 	}
 	return true, nil
@@ -664,6 +696,7 @@ const maxChatBatch = 256
 // so every member sees the room's messages in the order history returns.
 func (r *room) chatWorker() {
 	defer r.srv.wg.Done()
+	defer r.srv.chatWorkers.Done()
 	for {
 		r.mu.Lock()
 		n := min(len(r.chatQueue), maxChatBatch)
@@ -680,6 +713,19 @@ func (r *room) chatWorker() {
 		r.chatQueue = append(r.chatQueue[:0], r.chatQueue[n:]...)
 		r.mu.Unlock()
 
+		// A message that waited its whole StoreTimeout behind a slow store
+		// has been answered already; it is not stored late.
+		now := time.Now()
+		expired := 0
+		for expired < len(batch) && !batch[expired].deadline.After(now) {
+			expired++
+		}
+		r.chatFailed(batch[:expired], context.DeadlineExceeded)
+		batch = batch[expired:]
+		if len(batch) == 0 {
+			continue
+		}
+
 		r.chatMu.Lock()
 		stored, err := r.store(batch)
 		r.deliverChat(stored)
@@ -690,29 +736,38 @@ func (r *room) chatWorker() {
 			}
 		}
 		if err != nil {
-			r.srv.log.Warn("chat store failed", "room", r.id, "messages", len(batch)-len(stored), "err", err)
-			for _, req := range batch[len(stored):] {
-				if req.done != nil {
-					req.done(protocol.StoredChatMessage{}, err)
-				} else {
-					req.conn.send(errorFrame(protocol.CodeChatUnavailable, "chat storage is unavailable; the message was not sent"))
-				}
-			}
+			r.chatFailed(batch[len(stored):], err)
 		}
 	}
 }
 
-// store appends the batch, in one transaction where the store can. It
-// returns the messages stored, a prefix of the batch, and why the rest
-// was not. In a cluster it first takes the room's chat lock, which the
-// deliverChat that must follow (under the same chatMu) releases: storing
-// and publishing under one cluster-wide lock makes every node deliver the
-// room's chat in store order.
+// chatFailed answers the senders of messages that were not stored.
+func (r *room) chatFailed(reqs []chatRequest, err error) {
+	if len(reqs) == 0 {
+		return
+	}
+	r.srv.log.Warn("chat store failed", "room", r.id, "messages", len(reqs), "err", err)
+	for _, req := range reqs {
+		if req.done != nil {
+			req.done(protocol.StoredChatMessage{}, err)
+		} else {
+			req.conn.send(errorFrame(protocol.CodeChatUnavailable, "chat storage is unavailable; the message was not sent"))
+		}
+	}
+}
+
+// store appends the batch, in one transaction where the store can, by
+// the deadline of its first (oldest) message. It returns the messages
+// stored, a prefix of the batch, and why the rest was not. In a cluster
+// it first takes the room's chat lock, which the deliverChat that must
+// follow (under the same chatMu) releases: storing and publishing under
+// one cluster-wide lock makes every node deliver the room's chat in store
+// order.
 func (r *room) store(batch []chatRequest) ([]protocol.StoredChatMessage, error) {
 	if r.srv.broker != nil && r.chatLock == nil {
 		r.chatLock = r.lockChat()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.srv.limits.StoreTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), batch[0].deadline)
 	defer cancel()
 	start := time.Now()
 	defer func() { r.srv.metrics.storeLatency(time.Since(start)) }()

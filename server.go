@@ -45,9 +45,14 @@ type Server struct {
 
 	broker Broker // nil unless the server is a node of a cluster
 
-	wg      sync.WaitGroup // connection readers and chat workers
-	stop    chan struct{}  // closed by Shutdown
-	sweeper sync.WaitGroup
+	wg sync.WaitGroup // connection readers and chat workers
+	// draining is set by Shutdown: chat is no longer accepted, and
+	// chatWorkers, the rooms' running chat workers, are waited for before
+	// the members are closed, so that every stored message reaches them.
+	draining    atomic.Bool
+	chatWorkers sync.WaitGroup
+	stop        chan struct{} // closed by Shutdown
+	sweeper     sync.WaitGroup
 }
 
 // New returns a server configured by opts (nil means every default).
@@ -138,6 +143,11 @@ func resolveLimits(l Limits) (Limits, error) {
 		l.ChatRate = 10
 	}
 	def(&l.ChatBurst, 20)
+	if l.HistoryRate == 0 {
+		l.HistoryRate = 5
+	}
+	def(&l.HistoryBurst, 10)
+	def(&l.HistoryBytes, 256<<10)
 	def(&l.MaxViolations, 100)
 	def(&l.MaxRoomIDBytes, 256)
 	def(&l.MaxPresenceBytes, 8<<10)
@@ -145,7 +155,7 @@ func resolveLimits(l Limits) (Limits, error) {
 	switch {
 	case l.MaxMessageBytes < 0, l.SendQueueBytes < 0, l.PingInterval < 0, l.PongTimeout < 0,
 		l.HandshakeTimeout < 0, l.WriteTimeout < 0, l.StoreTimeout < 0, l.EventRate < 0, l.ChatRate < 0,
-		l.EventBurst < 0, l.ChatBurst < 0, l.MaxViolations < 0, l.MaxRoomIDBytes < 0,
+		l.EventBurst < 0, l.ChatBurst < 0, l.HistoryRate < 0, l.HistoryBurst < 0, l.HistoryBytes < 0, l.MaxViolations < 0, l.MaxRoomIDBytes < 0,
 		l.MaxPresenceBytes < 0, l.MaxChatBytes < 0, l.MaxConnections < 0:
 		return l, errors.New("livesync: limits must not be negative (ConnectionsPerIP excepted)")
 	case l.PongTimeout <= l.PingInterval:
@@ -444,9 +454,37 @@ func (s *Server) sweep() {
 	}
 }
 
-// Shutdown stops accepting connections, closes every client with 1001,
-// waits for them to go and for pending chat to be stored, then closes the
-// store. When ctx ends first, the remaining connections are cut and
+// drainChat stops accepting chat and waits, until ctx ends, for the chat
+// already queued to be stored and delivered to the members.
+func (s *Server) drainChat(ctx context.Context) error {
+	s.draining.Store(true)
+	// A worker starts under its room's mu after a look at draining: once
+	// every room's mu has been taken once, no worker starts any more, and
+	// chatWorkers only counts down. A room created later sees draining.
+	s.roomsMu.Lock()
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.roomsMu.Unlock()
+	for _, r := range rooms {
+		r.mu.Lock()
+		//lint:ignore SA2001 an empty critical section is the barrier
+		r.mu.Unlock()
+	}
+	done := make(chan struct{})
+	go func() { s.chatWorkers.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("livesync: chat not delivered before shutdown: %w", ctx.Err())
+	}
+}
+
+// Shutdown stops accepting connections and chat, stores pending chat and
+// delivers it to the members still connected, closes every client with
+// 1001, waits for them to go, then closes the store. When ctx ends first, the remaining connections are cut and
 // Shutdown returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
@@ -467,6 +505,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err := hs.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := s.drainChat(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	for _, c := range conns {
 		c.close(protocol.CloseGoingAway, "server shutting down")

@@ -1,0 +1,391 @@
+package livesync
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// Tests that one member cannot harm the others: by the size of what it
+// leaves in a room, by malformed chat, by flooding the store with reads,
+// by racing its own announcement, or by chatting through a shutdown.
+
+// TestJoinerSurvivesALargeSnapshot: a member that fills the history with
+// maximum-size chat, or members with maximum-size presence, make the
+// room_joined snapshot larger than a joiner's send queue; the joiner is
+// admitted all the same, and the history it gets is bounded by bytes.
+func TestJoinerSurvivesALargeSnapshot(t *testing.T) {
+	const queue = 64 << 10
+	const historyBytes = 100 << 10
+	_, url := startServer(t, &Options{Limits: Limits{SendQueueBytes: queue, HistoryBytes: historyBytes, ChatRate: 1e6, ChatBurst: 1e6}})
+
+	t.Run("chat", func(t *testing.T) {
+		big := dial(t, url)
+		big.join("chat", nil)
+		text := strings.Repeat("m", 16<<10)
+		meta := map[string]string{"pad": strings.Repeat("x", 8<<10-16)}
+		const n = 12 // 12 × 24 KiB: beyond both the queue and HistoryBytes
+		for range n {
+			big.send(protocol.MsgSendChat, map[string]any{"message": text, "metadata": meta})
+			big.expect(protocol.MsgChatMessage, nil)
+		}
+		joiner := dial(t, url)
+		joiner.send(protocol.MsgJoinRoom, map[string]any{"roomId": "chat"})
+		var rj struct {
+			ChatHistory json.RawMessage `json:"chatHistory"`
+		}
+		joiner.expect(protocol.MsgRoomJoined, &rj)
+		if len(rj.ChatHistory) > historyBytes {
+			t.Fatalf("history of %d bytes, limit %d", len(rj.ChatHistory), historyBytes)
+		}
+		var msgs []protocol.StoredChatMessage
+		if err := json.Unmarshal(rj.ChatHistory, &msgs); err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 || len(msgs) == n {
+			t.Fatalf("history holds %d of %d messages; want the newest that fit", len(msgs), n)
+		}
+		// Still connected and served.
+		big.send(protocol.MsgBroadcastEvent, map[string]any{"event": "after"})
+		joiner.expect(protocol.MsgBroadcastEventRelay, nil)
+	})
+
+	t.Run("presence", func(t *testing.T) {
+		presence := map[string]string{"p": strings.Repeat("x", 8<<10-16)}
+		var members []*client
+		for range 12 { // 12 × 8 KiB: beyond the queue
+			c := dial(t, url)
+			c.join("presence", presence)
+			members = append(members, c)
+		}
+		joiner := dial(t, url)
+		rj := joiner.join("presence", nil)
+		if len(rj.Presence) != len(members)+1 {
+			t.Fatalf("snapshot lists %d members, want %d", len(rj.Presence), len(members)+1)
+		}
+		members[0].send(protocol.MsgBroadcastEvent, map[string]any{"event": "after"})
+		for {
+			if env := joiner.next(); env.Type == protocol.MsgBroadcastEventRelay {
+				break
+			}
+		}
+	})
+}
+
+// TestHistoryPagesAreBoundedByBytes: a get_chat_history page holds at most
+// HistoryBytes, says hasMore when it left messages out, and paging back
+// from its oldest message reaches every message once.
+func TestHistoryPagesAreBoundedByBytes(t *testing.T) {
+	const historyBytes = 40 << 10
+	_, url := startServer(t, &Options{Limits: Limits{HistoryBytes: historyBytes, ChatRate: 1e6, ChatBurst: 1e6}})
+	c := dial(t, url)
+	c.join("r", nil)
+	const n = 10
+	for i := range n {
+		c.send(protocol.MsgSendChat, map[string]any{"message": strings.Repeat(string(rune('a'+i)), 10<<10)})
+		c.expect(protocol.MsgChatMessage, nil)
+	}
+	seen := map[string]bool{}
+	before := ""
+	for page := 0; ; page++ {
+		if page > n {
+			t.Fatal("paging does not end")
+		}
+		c.send(protocol.MsgGetChatHistory, map[string]any{"limit": 100, "before": before})
+		env := c.expect(protocol.MsgChatHistory, nil)
+		var h struct {
+			Messages json.RawMessage `json:"messages"`
+			HasMore  bool            `json:"hasMore"`
+		}
+		json.Unmarshal(env.Payload, &h)
+		if len(h.Messages) > historyBytes {
+			t.Fatalf("page of %d bytes, limit %d", len(h.Messages), historyBytes)
+		}
+		var msgs []protocol.StoredChatMessage
+		json.Unmarshal(h.Messages, &msgs)
+		for _, m := range msgs {
+			if seen[m.ID] {
+				t.Fatalf("message %s twice", m.ID)
+			}
+			seen[m.ID] = true
+		}
+		if !h.HasMore {
+			break
+		}
+		before = msgs[0].ID
+	}
+	if len(seen) != n {
+		t.Fatalf("paged through %d messages, want %d", len(seen), n)
+	}
+}
+
+// TestSendChatNeedsAStringMessage: send_chat without a string message, or
+// with U+0000 in it, is refused with INVALID_PAYLOAD naming the field, and
+// nothing is stored or broadcast.
+func TestSendChatNeedsAStringMessage(t *testing.T) {
+	store := chat.NewMemoryStore(nil)
+	_, url := startServer(t, &Options{Store: store})
+	a, b := dial(t, url), dial(t, url)
+	a.join("r", nil)
+	b.join("r", nil)
+	a.expect(protocol.MsgPresenceUpdated, nil)
+	for _, payload := range []string{`{}`, `{"message":null}`, `{"metadata":{"k":1}}`, `{"message":"a\u0000b"}`} {
+		a.sendRaw(`{"type":"send_chat","payload":` + payload + `}`)
+		if e := a.expectError(protocol.CodeInvalidPayload); !strings.Contains(e.Message, `"message"`) {
+			t.Errorf("%s: error %q does not name the field", payload, e.Message)
+		}
+	}
+	a.send(protocol.MsgBroadcastEvent, map[string]any{"event": "marker"})
+	b.expect(protocol.MsgBroadcastEventRelay, nil) // no chat_message before it
+	h, err := store.History(context.Background(), "r", 10, 0)
+	if err != nil || len(h) != 0 {
+		t.Fatalf("stored %v (%v)", h, err)
+	}
+	// An empty string is a message.
+	a.send(protocol.MsgSendChat, map[string]any{"message": ""})
+	b.expect(protocol.MsgChatMessage, nil)
+}
+
+// TestHistoryRequestsAreRateLimited: get_chat_history is a store read; a
+// client asking in a loop is refused with RATE_LIMITED, and the others'
+// chat keeps flowing meanwhile.
+func TestHistoryRequestsAreRateLimited(t *testing.T) {
+	_, url := startServer(t, &Options{Limits: Limits{HistoryRate: 1, HistoryBurst: 3}})
+	flooder, a, b := dial(t, url), dial(t, url), dial(t, url)
+	flooder.join("r", nil)
+	a.join("r", nil)
+	b.join("r", nil)
+	limited := 0
+	for range 20 {
+		flooder.send(protocol.MsgGetChatHistory, map[string]any{"limit": 500})
+	}
+	a.send(protocol.MsgSendChat, map[string]any{"message": "still flowing"})
+	for got := 0; got < 20; {
+		env := flooder.next()
+		switch env.Type {
+		case protocol.MsgChatHistory:
+			got++
+		case protocol.MsgError:
+			var e protocol.ErrorPayload
+			json.Unmarshal(env.Payload, &e)
+			if e.Code != protocol.CodeRateLimited {
+				t.Fatalf("error %+v", e)
+			}
+			limited++
+			got++
+		}
+	}
+	if limited < 20-3-1 {
+		t.Fatalf("%d of 20 requests refused, want at least 16", limited)
+	}
+	for {
+		if env := b.next(); env.Type == protocol.MsgChatMessage {
+			break
+		}
+	}
+}
+
+// TestNewcomerIsAnnouncedBeforeItsEvents: whatever a newcomer sends
+// reaches no member before the presence_updated announcing it, even when
+// it sends at once, without waiting for room_joined, in a small room and
+// in one large enough that its flushes wait.
+func TestNewcomerIsAnnouncedBeforeItsEvents(t *testing.T) {
+	_, url := startServer(t, nil)
+	for _, size := range []int{1, largeRoom + 2} {
+		room := fmt.Sprint("r", size)
+		watchers := make([]*client, size)
+		views := make([]map[string]bool, size) // every member ever announced
+		for i := range watchers {
+			watchers[i] = dial(t, url)
+			rj := watchers[i].join(room, nil)
+			views[i] = map[string]bool{}
+			for id := range rj.Presence {
+				views[i][id] = true
+			}
+		}
+		for round := range 40 {
+			nc := dial(t, url)
+			nc.sendRaw(`{"type":"join_room","payload":{"roomId":"` + room + `"}}`)
+			nc.send(protocol.MsgBroadcastEvent, map[string]any{"event": "first"})
+			if round%2 == 1 {
+				nc.send(protocol.MsgSendChat, map[string]any{"message": "first"})
+			}
+			var rj protocol.RoomJoinedPayload
+			nc.expect(protocol.MsgRoomJoined, &rj)
+			for i, w := range watchers {
+				for seen := false; !seen; {
+					env := w.next()
+					switch env.Type {
+					case protocol.MsgPresenceUpdated:
+						var pu protocol.PresenceUpdatedPayload
+						json.Unmarshal(env.Payload, &pu)
+						for _, e := range pu.Joined {
+							views[i][e.ConnectionID] = true
+						}
+					case protocol.MsgBroadcastEventRelay, protocol.MsgChatMessage:
+						var from struct {
+							ConnectionID string `json:"connectionId"`
+						}
+						json.Unmarshal(env.Payload, &from)
+						if !views[i][from.ConnectionID] {
+							t.Fatalf("room of %d, round %d: %s from %s before its announcement", size, round, env.Type, from.ConnectionID)
+						}
+						seen = from.ConnectionID == rj.ConnectionID && env.Type == protocol.MsgBroadcastEventRelay
+					}
+				}
+			}
+			nc.ws.Close()
+		}
+	}
+}
+
+// slowStore stores each append after a pause, so that chat is still
+// queued when the server shuts down, and counts what it stored. It stores
+// one message at a time (no AppendBatch).
+type slowStore struct {
+	chat.Store
+	pause  time.Duration
+	mu     sync.Mutex
+	stored int
+}
+
+func (s *slowStore) Append(ctx context.Context, m chat.Message) (protocol.StoredChatMessage, error) {
+	time.Sleep(s.pause)
+	out, err := s.Store.Append(ctx, m)
+	if err == nil {
+		s.mu.Lock()
+		s.stored++
+		s.mu.Unlock()
+	}
+	return out, err
+}
+
+func (s *slowStore) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stored
+}
+
+// TestShutdownDeliversStoredChat: every message stored before the close
+// reaches the members still connected, its sender included, before their
+// 1001; every other message is answered CHAT_UNAVAILABLE.
+func TestShutdownDeliversStoredChat(t *testing.T) {
+	store := &slowStore{Store: chat.NewMemoryStore(nil), pause: 5 * time.Millisecond}
+	s, err := New(&Options{Store: store, Logger: discardLogger(), Limits: Limits{ChatRate: 1e6, ChatBurst: 1e6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/live"
+	sender, other := dial(t, url), dial(t, url)
+	sender.join("r", nil)
+	other.join("r", nil)
+	sender.expect(protocol.MsgPresenceUpdated, nil)
+	const n = 100
+	for i := range n {
+		sender.send(protocol.MsgSendChat, map[string]any{"message": strings.Repeat("x", i%7)})
+	}
+	waitFor(t, "some chat to be stored", func() bool { return store.count() >= 5 })
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stored := store.count() // what was queued before Shutdown is stored
+	count := func(c *client) (chats, refused int) {
+		tally := func(env protocol.Envelope) {
+			switch env.Type {
+			case protocol.MsgChatMessage:
+				chats++
+			case protocol.MsgError:
+				refused++
+			}
+		}
+		for {
+			select {
+			case env := <-c.in:
+				tally(env)
+			case <-c.closed:
+				for len(c.in) > 0 {
+					tally(<-c.in)
+				}
+				if ce, ok := c.err.(*websocket.CloseError); !ok || ce.Code != websocket.CloseGoingAway {
+					t.Errorf("closed with %v, want 1001", c.err)
+				}
+				return chats, refused
+			case <-time.After(waitTimeout):
+				t.Fatal("not closed")
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	var sChats, sRefused, oChats int
+	wg.Go(func() { sChats, sRefused = count(sender) })
+	wg.Go(func() { oChats, _ = count(other) })
+	wg.Wait()
+	if sChats != stored || oChats != stored {
+		t.Fatalf("%d messages stored; the sender got %d, the other member %d", stored, sChats, oChats)
+	}
+	if sChats+sRefused != n {
+		t.Fatalf("the sender got %d messages and %d refusals for %d sent", sChats, sRefused, n)
+	}
+}
+
+// hangingStore never answers an append before its context ends, and
+// records each append's deadline.
+type hangingStore struct {
+	*chat.MemoryStore
+	mu        sync.Mutex
+	deadlines map[string]time.Time // by message text
+}
+
+func (h *hangingStore) Append(ctx context.Context, m chat.Message) (protocol.StoredChatMessage, error) {
+	d, _ := ctx.Deadline()
+	h.mu.Lock()
+	h.deadlines[m.Message] = d
+	h.mu.Unlock()
+	<-ctx.Done()
+	return protocol.StoredChatMessage{}, ctx.Err()
+}
+
+// TestChatDeadlineCountsFromArrival: a message queued behind another that
+// hangs in the store is answered StoreTimeout after it was sent, not
+// StoreTimeout after the store got to it.
+func TestChatDeadlineCountsFromArrival(t *testing.T) {
+	const timeout = 2 * time.Second
+	store := &hangingStore{MemoryStore: chat.NewMemoryStore(nil), deadlines: map[string]time.Time{}}
+	_, url := startServer(t, &Options{Store: store, Limits: Limits{StoreTimeout: timeout}})
+	c := dial(t, url)
+	c.join("r", nil)
+	c.send(protocol.MsgSendChat, map[string]any{"message": "first"})
+	waitFor(t, "the first message to reach the store", func() bool {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		return !store.deadlines["first"].IsZero()
+	})
+	time.Sleep(timeout / 2)
+	sent := time.Now()
+	c.send(protocol.MsgSendChat, map[string]any{"message": "second"})
+	c.expectError(protocol.CodeChatUnavailable)
+	c.expectError(protocol.CodeChatUnavailable)
+	store.mu.Lock()
+	d := store.deadlines["second"]
+	store.mu.Unlock()
+	// Queued behind the first until it failed, the second is given what
+	// is left of its own StoreTimeout (or is answered without a store
+	// call); before, it got a whole StoreTimeout of its own from then on.
+	if !d.IsZero() && d.After(sent.Add(timeout+timeout/3)) {
+		t.Fatalf("the second message's store deadline is %v after it was sent, StoreTimeout is %v", d.Sub(sent), timeout)
+	}
+}
