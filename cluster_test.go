@@ -288,6 +288,17 @@ func TestClusterPresenceEventsChat(t *testing.T) {
 // room at once while a quarter leave and a quarter disconnect; every
 // remaining member's view (snapshot plus deltas) converges to the room's
 // true membership, with no member missing or announced twice.
+// TestClusterNewcomerIsAnnouncedFirst: a newcomer on one node is
+// announced to the members on another before its first event reaches
+// them.
+func TestClusterNewcomerIsAnnouncedFirst(t *testing.T) {
+	e := newClusterEnv(t)
+	urls := e.nodes(2, newSharedStore(t))
+	for _, size := range []int{1, largeRoom + 2} {
+		announcedFirst(t, fmt.Sprint("r", size), size, urls[0], urls[1])
+	}
+}
+
 func TestClusterConvergence(t *testing.T) {
 	e := newClusterEnv(t)
 	store := newSharedStore(t)

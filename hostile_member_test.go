@@ -202,50 +202,58 @@ func TestHistoryRequestsAreRateLimited(t *testing.T) {
 func TestNewcomerIsAnnouncedBeforeItsEvents(t *testing.T) {
 	_, url := startServer(t, nil)
 	for _, size := range []int{1, largeRoom + 2} {
-		room := fmt.Sprint("r", size)
-		watchers := make([]*client, size)
-		views := make([]map[string]bool, size) // every member ever announced
-		for i := range watchers {
-			watchers[i] = dial(t, url)
-			rj := watchers[i].join(room, nil)
-			views[i] = map[string]bool{}
-			for id := range rj.Presence {
-				views[i][id] = true
-			}
+		announcedFirst(t, fmt.Sprint("r", size), size, url, url)
+	}
+}
+
+// announcedFirst has newcomers join room on newcomerURL, each sending an
+// event (and every other one a chat message) at once, and checks that
+// none of it reaches the watchers, size members on watcherURL, before the
+// newcomer's announcement.
+func announcedFirst(t *testing.T, room string, size int, watcherURL, newcomerURL string) {
+	t.Helper()
+	watchers := make([]*client, size)
+	views := make([]map[string]bool, size) // every member ever announced
+	for i := range watchers {
+		watchers[i] = dial(t, watcherURL)
+		rj := watchers[i].join(room, nil)
+		views[i] = map[string]bool{}
+		for id := range rj.Presence {
+			views[i][id] = true
 		}
-		for round := range 40 {
-			nc := dial(t, url)
-			nc.sendRaw(`{"type":"join_room","payload":{"roomId":"` + room + `"}}`)
-			nc.send(protocol.MsgBroadcastEvent, map[string]any{"event": "first"})
-			if round%2 == 1 {
-				nc.send(protocol.MsgSendChat, map[string]any{"message": "first"})
-			}
-			var rj protocol.RoomJoinedPayload
-			nc.expect(protocol.MsgRoomJoined, &rj)
-			for i, w := range watchers {
-				for seen := false; !seen; {
-					env := w.next()
-					switch env.Type {
-					case protocol.MsgPresenceUpdated:
-						var pu protocol.PresenceUpdatedPayload
-						json.Unmarshal(env.Payload, &pu)
-						for _, e := range pu.Joined {
-							views[i][e.ConnectionID] = true
-						}
-					case protocol.MsgBroadcastEventRelay, protocol.MsgChatMessage:
-						var from struct {
-							ConnectionID string `json:"connectionId"`
-						}
-						json.Unmarshal(env.Payload, &from)
-						if !views[i][from.ConnectionID] {
-							t.Fatalf("room of %d, round %d: %s from %s before its announcement", size, round, env.Type, from.ConnectionID)
-						}
-						seen = from.ConnectionID == rj.ConnectionID && env.Type == protocol.MsgBroadcastEventRelay
+	}
+	for round := range 40 {
+		nc := dial(t, newcomerURL)
+		nc.sendRaw(`{"type":"join_room","payload":{"roomId":"` + room + `"}}`)
+		nc.send(protocol.MsgBroadcastEvent, map[string]any{"event": "first"})
+		if round%2 == 1 {
+			nc.send(protocol.MsgSendChat, map[string]any{"message": "first"})
+		}
+		var rj protocol.RoomJoinedPayload
+		nc.expect(protocol.MsgRoomJoined, &rj)
+		for i, w := range watchers {
+			for seen := false; !seen; {
+				env := w.next()
+				switch env.Type {
+				case protocol.MsgPresenceUpdated:
+					var pu protocol.PresenceUpdatedPayload
+					json.Unmarshal(env.Payload, &pu)
+					for _, e := range pu.Joined {
+						views[i][e.ConnectionID] = true
 					}
+				case protocol.MsgBroadcastEventRelay, protocol.MsgChatMessage:
+					var from struct {
+						ConnectionID string `json:"connectionId"`
+					}
+					json.Unmarshal(env.Payload, &from)
+					if !views[i][from.ConnectionID] {
+						t.Fatalf("room of %d, round %d: %s from %s before its announcement", size, round, env.Type, from.ConnectionID)
+					}
+					seen = from.ConnectionID == rj.ConnectionID && env.Type == protocol.MsgBroadcastEventRelay
 				}
 			}
-			nc.ws.Close()
 		}
+		nc.ws.Close()
 	}
 }
 
