@@ -14,7 +14,6 @@ type discardConn struct{ net.Conn }
 
 func (discardConn) Write(b []byte) (int, error)      { return len(b), nil }
 func (discardConn) SetWriteDeadline(time.Time) error { return nil }
-func (discardConn) Close() error                     { return nil }
 
 // countingHandler checks each message against the read limit, and that
 // text is UTF-8.

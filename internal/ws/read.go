@@ -21,7 +21,8 @@ type Handler interface {
 	// Pong is called for every pong the peer sends.
 	Pong()
 	// Closed tells why the connection ended: a *CloseError when the peer
-	// closed it, ErrReadLimit, a protocol error, or the read error.
+	// closed it, ErrReadLimit, ErrInvalidUTF8, a protocol error, or the
+	// read error. The socket is closed by then.
 	Closed(err error)
 }
 
@@ -183,7 +184,11 @@ func (c *Conn) stopDeadline() {
 	c.mu.Unlock()
 }
 
-// end finishes reading with err and tells the handler, once.
+// end finishes reading with err, closes the socket and tells the
+// handler, once. Closing here, not in the handler, ends the close
+// handshake as soon as it is over: the server closes the TCP connection
+// first (RFC 6455 §7.1.1), once it has answered the peer's close or had
+// the echo of its own.
 func (c *Conn) end(err error) {
 	c.mu.Lock()
 	c.closed.Store(true)
@@ -192,8 +197,9 @@ func (c *Conn) end(err error) {
 	c.notified = true
 	c.mu.Unlock()
 	if c.p != nil {
-		c.p.remove(c)
+		c.p.remove(c) // before the descriptor is closed and may be reused
 	}
+	_ = c.nc.Close()
 	if notify {
 		c.stopDeadline()
 		c.h.Closed(err)
@@ -202,8 +208,7 @@ func (c *Conn) end(err error) {
 
 // consume delivers every whole frame at the front of buf and returns the
 // rest, moved to the front of buf. On an error it has sent the close frame
-// the error calls for, unless one was sent before, and closed the socket:
-// the close handshake is over, or the connection is failed (RFC 6455 §7.1).
+// the error calls for, unless one was sent before.
 func (c *Conn) consume(buf []byte) ([]byte, error) {
 	off := 0
 	for !c.closed.Load() {
@@ -213,7 +218,6 @@ func (c *Conn) consume(buf []byte) ([]byte, error) {
 			if !errors.As(err, &ce) {
 				c.writeControl(CloseFrame(closeCodeOf(err), err.Error()), true)
 			}
-			_ = c.nc.Close()
 			return buf[:0], err
 		}
 		if n == 0 {
