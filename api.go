@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/protocol"
@@ -223,6 +224,12 @@ func decodeBody(what string, body []byte, v any) *clientError {
 	}
 	if !json.Valid(body) {
 		return &clientError{protocol.CodeInvalidJSON, what + ": the request body is not valid JSON"}
+	}
+	// json.Valid lets any bytes through inside strings, and parts of the
+	// body (an event's payload, metadata) are relayed as they are, in text
+	// frames that must be UTF-8.
+	if !utf8.Valid(body) {
+		return &clientError{protocol.CodeInvalidJSON, what + ": the request body is not valid UTF-8"}
 	}
 	return decodePayload(what, body, v, false)
 }

@@ -57,6 +57,9 @@ type conn struct {
 	writing bool     // a writer goroutine is draining queue
 	closing bool     // no more frames are accepted
 	reason  string   // why the server closed the connection
+	// closeQueued: the last frame queued is the close frame (closing is
+	// also set when the connection ended or was aborted, with none).
+	closeQueued bool
 
 	lastWrite time.Time // writer only: when the last batch went out
 }
@@ -127,7 +130,7 @@ func (c *conn) sendNow(frame []byte) {
 	c.mu.Unlock()
 	n, err := c.ws.TryWrite(frame)
 	if err != nil {
-		c.abort("write failed: " + err.Error())
+		c.writeFailed(err)
 		c.mu.Lock()
 		c.writing = false
 		c.mu.Unlock()
@@ -164,7 +167,7 @@ func (c *conn) close(code int, reason string) {
 	}
 	c.queue = append(c.queue, ws.CloseFrame(code, reason))
 	c.frames++
-	c.closing = true
+	c.closing, c.closeQueued = true, true
 	c.reason = reason
 	if !c.writing {
 		c.writing = true
@@ -191,7 +194,7 @@ func (c *conn) abort(reason string) {
 func (c *conn) writeLoop() {
 	for {
 		c.mu.Lock()
-		frames, n, size, closing := c.queue, c.frames, c.queued, c.closing
+		frames, n, size, closing := c.queue, c.frames, c.queued, c.closeQueued
 		if len(frames) == 0 {
 			c.writing = false
 			c.mu.Unlock()
@@ -202,7 +205,12 @@ func (c *conn) writeLoop() {
 		c.mu.Unlock()
 
 		c.srv.metrics.framesWritten(frames, n)
-		err := c.ws.WriteFrames(frames, c.srv.limits.WriteTimeout)
+		var err error
+		if closing {
+			err = c.ws.WriteClose(frames, c.srv.limits.WriteTimeout)
+		} else {
+			err = c.ws.WriteFrames(frames, c.srv.limits.WriteTimeout)
+		}
 		clear(frames) // let the frames be collected
 		c.mu.Lock()
 		if c.spare == nil && cap(frames) <= 1024 {
@@ -210,7 +218,7 @@ func (c *conn) writeLoop() {
 		}
 		c.mu.Unlock()
 		if err != nil {
-			c.abort("write failed: " + err.Error())
+			c.writeFailed(err)
 			c.mu.Lock()
 			c.writing = false
 			c.queue, c.frames = nil, 0
@@ -235,6 +243,21 @@ func (c *conn) writeLoop() {
 			time.Sleep(wait)
 		}
 	}
+}
+
+// writeFailed ends sending after a write returned err. ws.ErrCloseSent is
+// no failure: a close frame went out (the reader answered the client's, or
+// reported a protocol error), nothing may follow it, and the reader ends
+// the connection.
+func (c *conn) writeFailed(err error) {
+	if !errors.Is(err, ws.ErrCloseSent) {
+		c.abort("write failed: " + err.Error())
+		return
+	}
+	c.mu.Lock()
+	c.closing = true
+	c.queue, c.queued, c.frames = nil, 0, 0
+	c.mu.Unlock()
 }
 
 // closeGrace is how long a peer has to answer the server's close frame.
@@ -290,6 +313,8 @@ func (c *conn) ended(err error) {
 		reason = "frame too large"
 	case errors.Is(err, ws.ErrProtocol):
 		reason = "protocol error"
+	case errors.Is(err, ws.ErrInvalidUTF8):
+		reason = "invalid UTF-8"
 	case ws.CloseCode(err) != 0:
 		reason = "closed by client"
 	default:

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Handler receives what a connection reads. Message and Pong are called
@@ -20,7 +21,8 @@ type Handler interface {
 	// Pong is called for every pong the peer sends.
 	Pong()
 	// Closed tells why the connection ended: a *CloseError when the peer
-	// closed it, ErrReadLimit, a protocol error, or the read error.
+	// closed it, ErrReadLimit, ErrInvalidUTF8, a protocol error, or the
+	// read error. The socket is closed by then.
 	Closed(err error)
 }
 
@@ -43,6 +45,11 @@ var ErrReadLimit = errors.New("ws: message exceeds the read limit")
 // wraps it with what was wrong.
 var ErrProtocol = errors.New("ws: protocol error")
 
+// ErrInvalidUTF8 ends a connection whose peer sent a text message, or the
+// reason of a close frame, that is not valid UTF-8 (RFC 6455 §8.1); the
+// close frame 1007 has been sent. The message never reached the Handler.
+var ErrInvalidUTF8 = errors.New("ws: invalid UTF-8 in a text message or close reason")
+
 type protocolError string
 
 func (e protocolError) Error() string { return ErrProtocol.Error() + ": " + string(e) }
@@ -62,8 +69,22 @@ func CloseCode(err error) int {
 const (
 	closeProtocolError = 1002
 	closeNoStatus      = 1005
+	closeInvalidData   = 1007
 	closeTooLarge      = 1009
 )
+
+// validCloseCode reports whether a peer may send code in a close frame
+// (RFC 6455 §7.4): 1005, 1006 and 1015 stand for the absence of a frame
+// and are never sent, and codes below 3000 that the RFC does not define
+// are reserved.
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	default:
+		return code >= 3000 && code <= 4999
+	}
+}
 
 const (
 	opContinuation = 0x0
@@ -163,7 +184,11 @@ func (c *Conn) stopDeadline() {
 	c.mu.Unlock()
 }
 
-// end finishes reading with err and tells the handler, once.
+// end finishes reading with err, closes the socket and tells the
+// handler, once. Closing here, not in the handler, ends the close
+// handshake as soon as it is over: the server closes the TCP connection
+// first (RFC 6455 §7.1.1), once it has answered the peer's close or had
+// the echo of its own.
 func (c *Conn) end(err error) {
 	c.mu.Lock()
 	c.closed.Store(true)
@@ -172,8 +197,9 @@ func (c *Conn) end(err error) {
 	c.notified = true
 	c.mu.Unlock()
 	if c.p != nil {
-		c.p.remove(c)
+		c.p.remove(c) // before the descriptor is closed and may be reused
 	}
+	_ = c.nc.Close()
 	if notify {
 		c.stopDeadline()
 		c.h.Closed(err)
@@ -181,7 +207,8 @@ func (c *Conn) end(err error) {
 }
 
 // consume delivers every whole frame at the front of buf and returns the
-// rest, moved to the front of buf.
+// rest, moved to the front of buf. On an error it has sent the close frame
+// the error calls for, unless one was sent before.
 func (c *Conn) consume(buf []byte) ([]byte, error) {
 	off := 0
 	for !c.closed.Load() {
@@ -189,7 +216,7 @@ func (c *Conn) consume(buf []byte) ([]byte, error) {
 		if err != nil {
 			var ce *CloseError
 			if !errors.As(err, &ce) {
-				c.writeControl(CloseFrame(closeCodeOf(err), err.Error()))
+				c.writeControl(CloseFrame(closeCodeOf(err), err.Error()), true)
 			}
 			return buf[:0], err
 		}
@@ -202,8 +229,11 @@ func (c *Conn) consume(buf []byte) ([]byte, error) {
 }
 
 func closeCodeOf(err error) int {
-	if errors.Is(err, ErrReadLimit) {
+	switch {
+	case errors.Is(err, ErrReadLimit):
 		return closeTooLarge
+	case errors.Is(err, ErrInvalidUTF8):
+		return closeInvalidData
 	}
 	return closeProtocolError
 }
@@ -255,13 +285,19 @@ func (c *Conn) frame(b []byte) (int, error) {
 		return 0, err
 	}
 	total := hdr + int(length)
-	payload := b[hdr:total]
-	unmask(payload, b[hdr-4:hdr])
+	payload, key := b[hdr:total], b[hdr-4:hdr]
 	fin, op := b[0]&0x80 != 0, b[0]&0x0f
 	switch op {
 	case opContinuation:
-		if c.fragOp == 0 {
+		switch c.fragOp {
+		case 0:
 			return 0, protocolError("continuation frame without a message to continue")
+		case opText:
+			if err := c.text(payload, key, fin); err != nil {
+				return 0, err
+			}
+		default:
+			unmask(payload, key)
 		}
 		c.frag = append(c.frag, payload...)
 		if fin {
@@ -271,44 +307,89 @@ func (c *Conn) frame(b []byte) (int, error) {
 			c.frag = nil
 		}
 	case opText, opBinary:
-		switch {
-		case c.fragOp != 0:
+		if c.fragOp != 0 {
 			return 0, protocolError("new message before the fragmented one ended")
-		case fin:
+		}
+		if op == opText {
+			if err := c.text(payload, key, fin); err != nil {
+				return 0, err
+			}
+		} else {
+			unmask(payload, key)
+		}
+		if fin {
 			c.h.Message(op == opText, payload)
-		default:
+		} else {
 			c.fragOp = op
 			c.frag = append([]byte(nil), payload...)
 		}
 	case opPing:
-		c.writeControl(frame(opPong, append(make([]byte, FrameHeadroom, FrameHeadroom+len(payload)), payload...), 0))
+		unmask(payload, key)
+		c.writeControl(frame(opPong, append(make([]byte, FrameHeadroom, FrameHeadroom+len(payload)), payload...), 0), false)
 	case opPong:
 		c.h.Pong()
 	case opClose:
-		ce := &CloseError{Code: closeNoStatus}
-		reply := emptyCloseFrame
-		switch {
-		case len(payload) == 1:
-			return 0, protocolError("close frame with a one-byte payload")
-		case len(payload) >= 2:
-			ce.Code, ce.Text = int(binary.BigEndian.Uint16(payload)), string(payload[2:])
-			reply = CloseFrame(ce.Code, "")
-		}
-		c.writeControl(reply)
-		return total, ce
+		unmask(payload, key)
+		return total, c.peerClose(payload)
 	default:
 		return 0, protocolError("unknown opcode " + strconv.Itoa(int(op)))
 	}
 	return total, nil
 }
 
+// text unmasks a frame of a text message and checks it, going on from the
+// state the message's earlier frames left (a message that ended left
+// utf8Accept). A character may straddle frames; the final frame must end
+// on a character boundary.
+func (c *Conn) text(payload, key []byte, fin bool) error {
+	c.utf8 = unmaskUTF8(payload, key, c.utf8)
+	if c.utf8 == utf8Reject || fin && c.utf8 != utf8Accept {
+		return ErrInvalidUTF8
+	}
+	return nil
+}
+
+// peerClose checks the peer's close frame and answers it with its own
+// code, and returns the error reading ends with: a *CloseError, or the
+// error whose close frame consume sends instead (1002 for an invalid code,
+// 1007 for a reason that is not UTF-8). A close frame that comes after the
+// server sent its own is the echo of that one and gets no answer.
+func (c *Conn) peerClose(payload []byte) error {
+	ce := &CloseError{Code: closeNoStatus}
+	reply := emptyCloseFrame
+	switch {
+	case len(payload) == 1:
+		return protocolError("close frame with a one-byte payload")
+	case len(payload) >= 2:
+		ce.Code = int(binary.BigEndian.Uint16(payload))
+		if !validCloseCode(ce.Code) {
+			return protocolError("invalid close code " + strconv.Itoa(ce.Code))
+		}
+		if !utf8.Valid(payload[2:]) {
+			return ErrInvalidUTF8
+		}
+		ce.Text = string(payload[2:])
+		reply = CloseFrame(ce.Code, "")
+	}
+	c.writeControl(reply, true)
+	return ce
+}
+
 // writeControl writes a control frame the reader owes the peer (a pong, a
-// close) straight to the socket: a net.Conn Write is atomic with respect to
-// the writer's. It is best effort: a failed write ends the connection
-// anyway.
-func (c *Conn) writeControl(frame []byte) {
+// close; isClose says which) straight to the socket: a net.Conn Write is
+// atomic with respect to the writer's. Nothing goes out after a close
+// frame, whoever sent it: a browser fails a connection that sends a
+// second close or anything else after one. It is best effort: a failed
+// write ends the connection anyway.
+func (c *Conn) writeControl(frame []byte, isClose bool) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.closeSent.Load() {
+		return
+	}
+	if isClose {
+		c.closeSent.Store(true)
+	}
 	c.writeDeadline = time.Now().Add(controlWriteTimeout)
 	if c.nc.SetWriteDeadline(c.writeDeadline) == nil {
 		_, _ = c.nc.Write(frame)

@@ -108,6 +108,7 @@ type Conn struct {
 	pending  []byte // a partly read frame, between two turns of the poller
 	frag     []byte // the data of a fragmented message so far
 	fragOp   byte   // its opcode; 0 when no message is fragmented
+	utf8     uint8  // the UTF-8 check's state within the text message being read
 	rc       syscall.RawConn
 	fd       int
 	parkedAt time.Time // when the poller last took the connection back
@@ -121,16 +122,45 @@ type Conn struct {
 	wmu sync.Mutex // serialises writes and guards writeDeadline
 	// writeDeadline is the deadline last set on nc for writing.
 	writeDeadline time.Time
+	// closeSent is set, with wmu held, by the write that carries the
+	// first close frame, whoever makes it: nothing is written after it.
+	closeSent atomic.Bool
 }
 
-// WriteFrames writes frames made by Frame, PingFrame or CloseFrame (or by
-// FrameHead and the parts that follow it), in order, each within timeout. Several frames go out with one writev on a
-// TCP socket: one system call and no copying; on anything else (TLS) they
-// are copied into one buffer so they still make one write. WriteFrames
-// reslices frames' elements. One goroutine at a time may call it.
+// ErrCloseSent is what WriteFrames, WriteClose and TryWrite return, having
+// written nothing, once a close frame went out: nothing may follow it
+// (RFC 6455 §5.5.1), and the connection is ending (on the peer's echo or
+// its own close, or at the read deadline). It is no failure.
+var ErrCloseSent = errors.New("ws: close frame already sent")
+
+// WriteFrames writes frames made by Frame or PingFrame (or by FrameHead
+// and the parts that follow it), in order, each within timeout. Several
+// frames go out with one writev on a TCP socket: one system call and no
+// copying; on anything else (TLS) they are copied into one buffer so they
+// still make one write. WriteFrames reslices frames' elements. One
+// goroutine at a time may call it or WriteClose.
 func (c *Conn) WriteFrames(frames [][]byte, timeout time.Duration) error {
+	return c.writeFrames(frames, timeout, false)
+}
+
+// WriteClose is WriteFrames for a batch whose last frame is a close frame
+// (CloseFrame): after it, c writes nothing more, and the reader takes the
+// peer's next close frame for the echo of this one.
+func (c *Conn) WriteClose(frames [][]byte, timeout time.Duration) error {
+	return c.writeFrames(frames, timeout, true)
+}
+
+func (c *Conn) writeFrames(frames [][]byte, timeout time.Duration, closing bool) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.closeSent.Load() {
+		return ErrCloseSent
+	}
+	if closing {
+		// Whether or not the write succeeds, nothing may follow it: the
+		// close frame went out, or the stream is broken.
+		c.closeSent.Store(true)
+	}
 	// Moving the deadline costs a timer update; do it only once the old
 	// one is half used up, so a busy connection pays it rarely.
 	if now := time.Now(); c.writeDeadline.Sub(now) < timeout/2 {
@@ -172,9 +202,9 @@ func (c *Conn) Polled() bool { return c.rc != nil }
 // without waiting (one not read by the poller, such as TLS).
 var ErrWouldBlock = errors.New("ws: cannot write without waiting")
 
-// TryWrite writes as much of frame as the socket takes now, without
-// waiting, and returns how much that was (0 when its buffer is full or
-// another write is under way).
+// TryWrite writes as much of frame, a data frame, as the socket takes now,
+// without waiting, and returns how much that was (0 when its buffer is
+// full or another write is under way).
 func (c *Conn) TryWrite(frame []byte) (int, error) {
 	if c.rc == nil {
 		return 0, ErrWouldBlock
@@ -183,6 +213,9 @@ func (c *Conn) TryWrite(frame []byte) (int, error) {
 		return 0, nil // a pong or close reply is being written: queue it
 	}
 	defer c.wmu.Unlock()
+	if c.closeSent.Load() {
+		return 0, ErrCloseSent
+	}
 	var n int
 	var werr error
 	// Control, not Write: a write deadline the writer set long ago must
