@@ -191,3 +191,13 @@ func TestTableNames(t *testing.T) {
 			return err
 		})
 }
+
+func TestBadMessageFailsOnlyItsCaller(t *testing.T) {
+	// A trigger refuses one message, failing the whole group commit; its
+	// other callers must be stored by a retry.
+	path := filepath.Join(t.TempDir(), "chat.db")
+	s := openFile(t, path, nil)
+	exec(t, path, `CREATE TRIGGER refuse_bad BEFORE INSERT ON `+quote(DefaultTableName)+`
+		WHEN NEW.message = 'refused by the database' BEGIN SELECT RAISE(ABORT, 'refused'); END`)
+	storetest.CheckBadMessageFailsOnlyItsCaller(t, s, chat.Message{RoomID: "r", ConnectionID: "c", Message: "refused by the database"})
+}
