@@ -5,8 +5,8 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"database/sql/driver"
-	"errors"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -116,6 +116,9 @@ func (s *Store) commitOnce(ctx context.Context, msgs []chat.Message) (_ []protoc
 	if changed != int64(n) {
 		return nil, false, groupcommit.RolledBack(fmt.Errorf(
 			"the batch's %d AUTO_INCREMENT values were not consecutive from %d (innodb_autoinc_lock_mode 2 with a concurrent bulk insert?)", n, first))
+	}
+	if s.beforeCommit != nil {
+		s.beforeCommit()
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, false, groupcommit.RolledBack(err) // COMMIT not sent

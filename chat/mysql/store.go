@@ -45,6 +45,9 @@ type Store struct {
 	historySQL  string
 	beforeSQL   string
 	cursorSQL   string
+
+	// beforeCommit, when set (by tests), runs just before COMMIT is sent.
+	beforeCommit func()
 }
 
 var (

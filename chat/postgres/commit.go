@@ -118,6 +118,9 @@ func (s *Store) commitOnce(ctx context.Context, msgs []chat.Message) ([]protocol
 	}
 	slices.Sort(seqs)
 
+	if s.beforeCommit != nil {
+		s.beforeCommit()
+	}
 	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
 		if pgconn.SafeToRetry(err) || isStatementError(err) {
 			// COMMIT never left (ctx had ended, the connection was found

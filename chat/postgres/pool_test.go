@@ -78,7 +78,9 @@ func databaseAddr(t testing.TB) string {
 func newProxiedStore(t *testing.T, params map[string]string, opts Options) (*Store, *tcpproxy.Proxy) {
 	t.Helper()
 	p := startProxy(t, databaseAddr(t))
-	opts.TableName = testsvc.TableName(t, "olsproxy")
+	if opts.TableName == "" {
+		opts.TableName = testsvc.TableName(t, "olsproxy")
+	}
 	dropOnCleanup(t, testsvc.PostgresDSN(t), opts.TableName)
 	s := storetest.Open(t, func(ctx context.Context) (*Store, error) { return New(ctx, proxiedDSN(t, p, params), &opts) })
 	if _, err := s.Append(storetest.Ctx(t), chat.Message{RoomID: "r", ConnectionID: "c", Message: "first"}); err != nil {

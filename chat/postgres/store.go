@@ -75,6 +75,9 @@ type Store struct {
 	beforeSQL  string
 	cursorSQL  string
 	deleteSQL  string
+
+	// beforeCommit, when set (by tests), runs just before COMMIT is sent.
+	beforeCommit func()
 }
 
 var (

@@ -299,6 +299,10 @@ func (c *Committer) commitOnce(group []*request, msgs []chat.Message) ([]protoco
 		defer stop()
 	}
 	out, err := c.commit(ctx, msgs)
+	if err != nil && ctx.Err() != nil && isRolledBack(err) {
+		// Abandoned for a caller's deadline: say so, as Append does.
+		err = rolledBackError{fmt.Errorf("%w: %w", ErrGaveUp, err)}
+	}
 	if err == nil && len(out) != len(msgs) {
 		err = errors.New("groupcommit: commit returned the wrong number of messages")
 	}

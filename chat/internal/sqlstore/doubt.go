@@ -187,6 +187,10 @@ func (c *Core) withoutDoubtful(ms []protocol.StoredChatMessage, n int) []protoco
 	return ms
 }
 
+// Doubtful is how many rows are hidden from reads while they are being
+// undone; zero once every undo succeeded. Tests wait for it.
+func (c *Core) Doubtful() int { return int(c.nDoubtful.Load()) }
+
 // extra is how many more rows a read fetches so that, once rows being
 // undone are dropped, the page is still full.
 func (c *Core) extra() int { return int(c.nDoubtful.Load()) }
