@@ -16,12 +16,26 @@
 //     page of 20 counted back from the newest; History(room, n, 0) is the
 //     n most recent messages.
 //   - Methods are safe for concurrent use.
+//   - An Append that returns an error has not stored the message, and the
+//     message never shows up in history later, even when the error came
+//     from the caller's context ending while the database was committing.
+//   - Text is stored as given, except U+0000 (NUL): PostgreSQL cannot
+//     keep it in a text column, so every store refuses a message whose
+//     room id, connection id, user id or text holds it, with an error
+//     wrapping ErrNUL, and stores none of a batch holding one. In
+//     metadata, where JSON can only carry it as the escape \u0000, it is
+//     stored and returned like any other escape.
+//   - Metadata comes back as sent, byte for byte once compacted
+//     (json.Compact): numbers keep their spelling and precision, keys
+//     their order, duplicate keys stay.
 package chat
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/openlivesync/livesync/protocol"
 )
@@ -84,6 +98,24 @@ type Pager interface {
 
 // ErrBadCursor is returned by HistoryBefore for a malformed beforeID.
 var ErrBadCursor = errors.New("chat: not a message id of this store")
+
+// ErrNUL is wrapped by the error Append and AppendBatch return for a
+// message holding U+0000 in its room id, connection id, user id or text.
+var ErrNUL = errors.New("chat: text holds U+0000 (NUL), which stores do not keep")
+
+// CheckText returns an error wrapping ErrNUL, naming the field, when a
+// text field of m holds U+0000; every store calls it before storing, so
+// that all of them refuse what PostgreSQL cannot store.
+func CheckText(m Message) error {
+	for _, f := range [...]struct{ name, text string }{
+		{"room id", m.RoomID}, {"connection id", m.ConnectionID}, {"user id", m.UserID}, {"message", m.Message},
+	} {
+		if strings.IndexByte(f.text, 0) >= 0 {
+			return fmt.Errorf("%s: %w", f.name, ErrNUL)
+		}
+	}
+	return nil
+}
 
 // ErrClosed is returned by a store's methods after Close.
 var ErrClosed = errors.New("chat: store closed")

@@ -72,6 +72,11 @@ func (s *MemoryStore) AppendBatch(ctx context.Context, msgs []Message) ([]protoc
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	for _, m := range msgs {
+		if err := CheckText(m); err != nil {
+			return nil, fmt.Errorf("memory chat store: append: %w", err)
+		}
+	}
 	now := time.Now().UnixMilli()
 	out := make([]protocol.StoredChatMessage, len(msgs))
 	s.mu.Lock()

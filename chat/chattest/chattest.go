@@ -1,7 +1,8 @@
 // Package chattest is the conformance suite for chat.Store
 // implementations. Every store, in memory or in a database, runs the same
 // cases, so the server can swap stores without noticing: the ordering and
-// paging contract of package chat, field and metadata round trips, large
+// paging contract of package chat, field and metadata round trips
+// (metadata byte for byte once compacted), the refusal of U+0000, large
 // messages, concurrency, batches, and behaviour after Close. Cases for the
 // optional interfaces (chat.BatchAppender, chat.Pinger, chat.Pager) are
 // skipped for stores that do not implement them.
@@ -50,6 +51,8 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 		{"EmptyRoom", testEmptyRoom},
 		{"RoomIsolation", testRoomIsolation},
 		{"Metadata", testMetadata},
+		{"MetadataAsSent", testMetadataAsSent},
+		{"NUL", testNUL},
 		{"LargeMessage", testLargeMessage},
 		{"SameMillisecond", testSameMillisecond},
 		{"ConcurrentAppends", testConcurrentAppends},

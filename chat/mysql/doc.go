@@ -45,6 +45,17 @@
 // batch rather than mislabel a message. auto_increment_increment other
 // than 1 (e.g. Galera) is supported.
 //
+// An append fails no later than its context's deadline, even when the
+// database hangs: the transaction runs as statements on a connection of
+// its own, COMMIT included, which the driver cuts short (closing the
+// connection) when the context ends. Cut short before COMMIT was sent,
+// it is rolled back. Should the deadline pass after COMMIT was sent and
+// before its answer, the outcome is unknown: the rows' seq are known
+// from LAST_INSERT_ID, so the store hides them from every read and
+// deletes them in the background, retrying with backoff; InnoDB makes
+// that DELETE wait for the unfinished transaction, so a late COMMIT
+// cannot bring the rows back. Metadata is kept in LONGTEXT as sent.
+//
 // HistoryBefore (chat.Pager) pages back by message id: it looks the
 // cursor's seq up by id, comparing byte for byte, so migrated rows, whose
 // IDs are not their seq, page like new ones.

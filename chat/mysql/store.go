@@ -45,6 +45,9 @@ type Store struct {
 	historySQL  string
 	beforeSQL   string
 	cursorSQL   string
+
+	// beforeCommit, when set (by tests), runs just before COMMIT is sent.
+	beforeCommit func()
 }
 
 var (
@@ -126,7 +129,7 @@ func NewFromConfig(ctx context.Context, cfg *mysql.Config, opts *Options) (*Stor
 		" WHERE room_id = ? AND CAST(room_id AS BINARY) = CAST(? AS BINARY) AND seq < ("+cursor+") ORDER BY seq DESC LIMIT ?", t)
 	s.cursorSQL = fmt.Sprintf("SELECT EXISTS ("+cursor+")", t)
 	s.core = sqlstore.NewCore("mysql chat store", o.HistoryLimit,
-		sqlstore.Reads{Newest: s.newest, Before: s.before, Exists: s.exists}, s.commit)
+		sqlstore.Reads{Newest: s.newest, Before: s.before, Exists: s.exists}, s.commit, s.undo)
 	return s, nil
 }
 

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/chat/internal/groupcommit"
@@ -16,11 +18,11 @@ import (
 	"github.com/openlivesync/livesync/protocol"
 )
 
-// insertSQL stores a whole batch with one statement, which PostgreSQL
-// runs as one transaction: one round trip and one commit per batch. $1 is
-// the seq sequence and $2 the batch size; $3..$7 are parallel arrays of
-// room, connection, user ("" for NULL), message and metadata ("" for
-// NULL); $8 is created_at.
+// insertSQL stores a whole batch with one statement. $1 is the seq
+// sequence and $2 the batch size; $3..$7 are parallel arrays of room,
+// connection, user ("" for NULL), message and metadata ("" for NULL); $8
+// is created_at. It returns the rows' seq before COMMIT, so that a
+// transaction whose COMMIT goes unanswered can be undone (see commitOnce).
 //
 // The batch's seq values are drawn first and numbered in increasing
 // order; the i-th message of the arrays (WITH ORDINALITY) gets the i-th
@@ -57,9 +59,9 @@ func cursorSQL(table string) string {
 	return fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE id = $1)`, quote(table))
 }
 
-// commit is the groupcommit.CommitFunc: it stores msgs with one
-// statement. When the statement failed before any of it reached the
-// server (a connection found dead while writing it), nothing can have
+// commit is the groupcommit.CommitFunc: it stores msgs in one
+// transaction. When the attempt failed before anything reached the
+// server (a connection found dead while writing to it), nothing can have
 // been stored, so it tries once more on a fresh connection. Connections
 // already known dead never get the statement: acquire discards them.
 func (s *Store) commit(ctx context.Context, msgs []chat.Message) ([]protocol.StoredChatMessage, error) {
@@ -72,32 +74,66 @@ func (s *Store) commit(ctx context.Context, msgs []chat.Message) ([]protocol.Sto
 	}
 }
 
+// commitOnce stores msgs in an explicit transaction, in two round trips:
+// BEGIN, the transaction's id and the INSERT, which returns the rows'
+// seq, go together; then COMMIT. Every failure before COMMIT was sent
+// leaves nothing stored, provided the transaction is rolled back or its
+// connection closed, which the server then rolls back: such errors are
+// marked groupcommit.RolledBack. ctx ending makes pgx close the
+// connection, so a hung server cannot hold the append past ctx.
+//
+// If ctx ends, or the connection breaks, after COMMIT was sent and before
+// its answer, the transaction may have committed: its rows are handed to
+// the Core as doubtful (hidden from reads, then deleted by undo), and the
+// error tells the callers they are not stored.
 func (s *Store) commitOnce(ctx context.Context, msgs []chat.Message) ([]protocol.StoredChatMessage, error) {
 	conn, err := s.acquire(ctx)
 	if err != nil {
-		return nil, err
+		return nil, groupcommit.RolledBack(err)
 	}
-	defer conn.Release()
-
 	n := len(msgs)
 	rooms, conns, users, texts, metas := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	for i, m := range msgs {
 		rooms[i], conns[i], users[i], texts[i], metas[i] = m.RoomID, m.ConnectionID, m.UserID, m.Message, string(m.Metadata)
 	}
 	now := time.Now().UnixMilli()
-	rows, err := conn.Query(ctx, s.insertSQL, s.sequence, n, rooms, conns, users, texts, metas, now)
-	if err != nil {
-		return nil, rolledBackIf(err)
-	}
-	// Reading to the end waits for the statement's commit.
-	seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, rolledBackIf(err)
+
+	var xid string
+	var seqs []int64
+	batch := &pgx.Batch{}
+	batch.Queue("BEGIN")
+	batch.Queue("SELECT txid_current()::text").QueryRow(func(row pgx.Row) error { return row.Scan(&xid) })
+	batch.Queue(s.insertSQL, s.sequence, n, rooms, conns, users, texts, metas, now).Query(func(rows pgx.Rows) error {
+		var err error
+		seqs, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+		return err
+	})
+	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+		s.abort(ctx, conn)
+		return nil, groupcommit.RolledBack(err)
 	}
 	if len(seqs) != n {
-		return nil, fmt.Errorf("stored %d of %d messages", len(seqs), n)
+		s.abort(ctx, conn)
+		return nil, groupcommit.RolledBack(fmt.Errorf("stored %d of %d messages", len(seqs), n))
 	}
 	slices.Sort(seqs)
+
+	if s.beforeCommit != nil {
+		s.beforeCommit()
+	}
+	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+		if pgconn.SafeToRetry(err) || isStatementError(err) {
+			// COMMIT never left (ctx had ended, the connection was found
+			// dead), or the server answered it with an error, which means
+			// it rolled back.
+			s.abort(ctx, conn)
+			return nil, groupcommit.RolledBack(err)
+		}
+		discard(conn)
+		s.core.Doubt(sqlstore.Doubt{Seqs: seqs, Tx: xid})
+		return nil, fmt.Errorf("%w: %w", errCommitUnknown, err)
+	}
+	conn.Release()
 	out := make([]protocol.StoredChatMessage, n)
 	for i, m := range msgs {
 		out[i] = sqlstore.Stored(m, strconv.FormatInt(seqs[i], 10), now)
@@ -105,13 +141,45 @@ func (s *Store) commitOnce(ctx context.Context, msgs []chat.Message) ([]protocol
 	return out, nil
 }
 
-// rolledBackIf marks err as certainly not committed when the server
-// rejected the statement, so the committer can retry each caller's
-// messages on their own and fail only the one with bad data. Any other
-// error (a connection lost mid-statement) leaves the outcome unknown.
-func rolledBackIf(err error) error {
-	if isStatementError(err) {
-		return groupcommit.RolledBack(err)
+// errCommitUnknown prefixes the error of a COMMIT whose answer never
+// came.
+var errCommitUnknown = errors.New("not stored: the answer to COMMIT was lost, so the messages, if committed, are being deleted")
+
+// abort ends a transaction that did not reach COMMIT: ROLLBACK on a
+// connection that is still usable, else the connection is closed, which
+// makes the server roll back. A connection is never returned to the
+// pool inside a transaction.
+func (s *Store) abort(ctx context.Context, conn *pgxpool.Conn) {
+	if ctx.Err() == nil && !conn.Conn().IsClosed() {
+		if _, err := conn.Exec(ctx, "ROLLBACK"); err == nil && conn.Conn().PgConn().TxStatus() == 'I' {
+			conn.Release()
+			return
+		}
 	}
-	return err
+	discard(conn)
+}
+
+// undo is the store's sqlstore.UndoFunc. A transaction whose COMMIT went
+// unanswered may still be running on the server (COMMIT in flight, or
+// the server not yet aware the connection is gone), and a DELETE does
+// not wait for rows another transaction has not committed: so undo first
+// asks txid_status, and deletes only once the transaction has ended.
+func (s *Store) undo(ctx context.Context, d sqlstore.Doubt) error {
+	return s.read(ctx, func(conn *pgxpool.Conn) error {
+		if d.Tx != "" {
+			var status *string
+			if err := conn.QueryRow(ctx, "SELECT txid_status($1::bigint)", d.Tx).Scan(&status); err != nil {
+				return err
+			}
+			switch {
+			case status == nil: // too old to tell: delete anyway
+			case *status == "aborted":
+				return nil
+			case *status == "in progress":
+				return fmt.Errorf("transaction %s is still in progress", d.Tx)
+			}
+		}
+		_, err := conn.Exec(ctx, s.deleteSQL, d.Seqs)
+		return err
+	})
 }

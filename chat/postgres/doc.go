@@ -11,7 +11,7 @@
 //	    connection_id TEXT NOT NULL,
 //	    user_id       TEXT,                  -- NULL when anonymous
 //	    message       TEXT NOT NULL,
-//	    metadata      JSONB,                 -- NULL when absent
+//	    metadata      JSON,                  -- the text as sent; NULL when absent
 //	    created_at    BIGINT NOT NULL        -- Unix milliseconds
 //	);
 //	CREATE INDEX openlivesync_chat_room_seq_idx ON openlivesync_chat (room_id, seq);
@@ -25,11 +25,31 @@
 // metadata column of type JSON or TEXT is kept as it is. Schema changes
 // run under an advisory lock, so nodes starting together do not race.
 //
+// Metadata is JSON, not JSONB, so that it comes back as sent: JSONB
+// would print a number such as 1e131071 with all its 131,072 digits,
+// sort keys, drop duplicate keys and refuse the escape \u0000. A JSONB
+// metadata column, as earlier versions of this package and the Node.js
+// package created, is changed to JSON in place by New (once; the table
+// is rewritten); rows stored before keep the form JSONB gave them.
+//
 // Appends from concurrent goroutines are group-committed: one committer
 // stores whatever queued while the previous commit ran, up to 256
-// messages, with a single INSERT statement (one round trip, one
-// transaction), so many appenders cost few commits. Order keys are drawn
-// from the sequence and handed out in the order of the batch.
+// messages, with a single INSERT statement in one transaction (two round
+// trips: BEGIN and the INSERT together, then COMMIT), so many appenders
+// cost few commits. Order keys are drawn from the sequence and handed out
+// in the order of the batch.
+//
+// An append fails no later than its context's deadline, even when the
+// database hangs: the transaction is abandoned, and its connection
+// closed, when a caller of the batch gives up. Abandoned before COMMIT
+// was sent, it is rolled back. Should the deadline pass after COMMIT was
+// sent and before its answer, the outcome is unknown: the INSERT already
+// returned the rows' seq, so the store hides those rows from every read
+// and deletes them in the background, retrying with backoff, once
+// txid_status (PostgreSQL 10 or later) says their transaction has ended.
+// A caller told "not stored" therefore never sees its message in this
+// store's history; other processes could see it only until the delete
+// commits.
 //
 // Messages from several nodes are totally ordered by seq. A transaction
 // that took its seq values earlier can commit later than another node's,

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/chat/chattest"
 	"github.com/openlivesync/livesync/chat/internal/storetest"
+	"github.com/openlivesync/livesync/internal/tcpproxy"
 	"github.com/openlivesync/livesync/internal/testsvc"
 )
 
@@ -39,106 +38,22 @@ func dsnWith(t testing.TB, dsn string, params map[string]string) string {
 	return dsn
 }
 
-// proxyMode is what a proxy does with new connections.
-type proxyMode int32
-
-const (
-	forward   proxyMode = iota // pass them through to the database
-	refuse                     // close them at once, as a proxy with no backend does
-	blackhole                  // hold them open and pass nothing, as a dead network does
-)
-
-// proxy is a TCP proxy in front of the database that a test can cut
-// connections through, as a load balancer or pooler restarting would.
-type proxy struct {
-	ln     net.Listener
-	target string
-	mode   atomic.Int32
-
-	mu    sync.Mutex
-	conns map[net.Conn]bool
-}
-
-func startProxy(t testing.TB, target string) *proxy {
+// startProxy starts a proxy in front of target, closed when t ends.
+func startProxy(t testing.TB, target string) *tcpproxy.Proxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := tcpproxy.New(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: target, conns: make(map[net.Conn]bool)}
-	go p.serve()
-	t.Cleanup(func() {
-		ln.Close()
-		p.cut()
-	})
+	t.Cleanup(func() { p.Close() })
 	return p
-}
-
-func (p *proxy) port() string {
-	_, port, _ := net.SplitHostPort(p.ln.Addr().String())
-	return port
-}
-
-func (p *proxy) track(c net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.conns == nil {
-		return false
-	}
-	p.conns[c] = true
-	return true
-}
-
-func (p *proxy) serve() {
-	for {
-		client, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		switch proxyMode(p.mode.Load()) {
-		case refuse:
-			client.Close()
-			continue
-		case blackhole:
-			p.track(client)
-			continue
-		}
-		server, err := net.Dial("tcp", p.target)
-		if err != nil {
-			client.Close()
-			continue
-		}
-		if !p.track(client) || !p.track(server) {
-			client.Close()
-			server.Close()
-			continue
-		}
-		pipe := func(dst, src net.Conn) {
-			_, _ = io.Copy(dst, src)
-			dst.Close()
-			src.Close()
-		}
-		go pipe(server, client)
-		go pipe(client, server)
-	}
-}
-
-// cut closes every connection through the proxy, both ends.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	conns := p.conns
-	p.conns = make(map[net.Conn]bool)
-	p.mu.Unlock()
-	for c := range conns {
-		c.Close()
-	}
 }
 
 // proxiedDSN returns the test database's DSN with host and port replaced
 // by the proxy's, plus params.
-func proxiedDSN(t testing.TB, p *proxy, params map[string]string) string {
+func proxiedDSN(t testing.TB, p *tcpproxy.Proxy, params map[string]string) string {
 	t.Helper()
-	all := map[string]string{"host": "127.0.0.1", "port": p.port()}
+	all := map[string]string{"host": "127.0.0.1", "port": p.Port()}
 	for k, v := range params {
 		all[k] = v
 	}
@@ -160,10 +75,12 @@ func databaseAddr(t testing.TB) string {
 
 // newProxiedStore opens a store, on a table of its own, whose
 // connections go through a new proxy, and stores one message through it.
-func newProxiedStore(t *testing.T, params map[string]string, opts Options) (*Store, *proxy) {
+func newProxiedStore(t *testing.T, params map[string]string, opts Options) (*Store, *tcpproxy.Proxy) {
 	t.Helper()
 	p := startProxy(t, databaseAddr(t))
-	opts.TableName = testsvc.TableName(t, "olsproxy")
+	if opts.TableName == "" {
+		opts.TableName = testsvc.TableName(t, "olsproxy")
+	}
 	dropOnCleanup(t, testsvc.PostgresDSN(t), opts.TableName)
 	s := storetest.Open(t, func(ctx context.Context) (*Store, error) { return New(ctx, proxiedDSN(t, p, params), &opts) })
 	if _, err := s.Append(storetest.Ctx(t), chat.Message{RoomID: "r", ConnectionID: "c", Message: "first"}); err != nil {
@@ -204,7 +121,7 @@ func TestProxyCutDoesNotFailTheNextAppend(t *testing.T) {
 		}
 		appendNow(fmt.Sprintf("round %d before the cut", round))
 
-		p.cut() // no pause: the append comes right after
+		p.Drop() // no pause: the append comes right after
 		// The store drops connections it sees closed. On a loaded machine the
 		// kernel may deliver the cut to the pool's socket a moment late, and
 		// then the append that races it fails; the one after it must not.
@@ -215,15 +132,15 @@ func TestProxyCutDoesNotFailTheNextAppend(t *testing.T) {
 			stored++
 		}
 
-		p.cut()
+		p.Drop()
 		if got, err := s.History(ctx, "r", 0, 0); err != nil || len(got) != stored {
 			t.Fatalf("round %d: History after a cut = %d messages, %v; want %d", round, len(got), err, stored)
 		}
-		p.cut()
+		p.Drop()
 		if err := s.Ping(ctx); err != nil {
 			t.Fatalf("round %d: Ping after a cut: %v", round, err)
 		}
-		p.cut()
+		p.Drop()
 		if _, more, err := s.HistoryBefore(ctx, "r", "", 1); err != nil || !more {
 			t.Fatalf("round %d: HistoryBefore after a cut: %v, %v", round, more, err)
 		}
@@ -236,8 +153,7 @@ func TestRecoversWhenTheDatabaseIsBack(t *testing.T) {
 	msg := chat.Message{RoomID: "r", ConnectionID: "c", Message: "m"}
 
 	// The database goes away: appends fail, and fail fast.
-	p.mode.Store(int32(refuse))
-	p.cut()
+	p.Cut()
 	start := time.Now()
 	if _, err := s.Append(ctx, msg); err == nil {
 		t.Fatal("Append succeeded with the database unreachable")
@@ -250,7 +166,7 @@ func TestRecoversWhenTheDatabaseIsBack(t *testing.T) {
 	}
 
 	// It is back: the very next append succeeds.
-	p.mode.Store(int32(forward))
+	p.Restore()
 	start = time.Now()
 	if _, err := s.Append(ctx, msg); err != nil {
 		t.Fatalf("Append once the database was back: %v", err)
@@ -273,8 +189,8 @@ func TestRecoversAfterABlackhole(t *testing.T) {
 	ctx := storetest.Ctx(t)
 	msg := chat.Message{RoomID: "r", ConnectionID: "c", Message: "m"}
 
-	p.mode.Store(int32(blackhole))
-	p.cut()
+	p.Hang()
+	p.Drop()
 	// Fill both slots of the pool with hanging connection attempts.
 	var wg sync.WaitGroup
 	for range 4 {
@@ -288,7 +204,7 @@ func TestRecoversAfterABlackhole(t *testing.T) {
 	}
 	wg.Wait()
 
-	p.mode.Store(int32(forward))
+	p.Restore()
 	start := time.Now()
 	if _, err := s.Append(ctx, msg); err != nil {
 		t.Fatalf("Append once the network was back: %v", err)

@@ -71,9 +71,13 @@ func (s *Store) ensureSchema(ctx context.Context, table string) (schemaInfo, err
 			quote(derivedName(table, "_room_seq_idx")), quote(table))); err != nil {
 			return fmt.Errorf("create index: %w", err)
 		}
+		if cols["metadata"] == "jsonb" {
+			if err := jsonbToJSON(ctx, tx, table); err != nil {
+				return fmt.Errorf("migrate table %s: %w", table, err)
+			}
+			cols["metadata"] = "json"
+		}
 		switch cols["metadata"] {
-		case "jsonb":
-			info.metadataCast = "::jsonb"
 		case "json":
 			info.metadataCast = "::json"
 		case "":
@@ -100,7 +104,7 @@ func createTableSQL(table string) string {
 	connection_id TEXT NOT NULL,
 	user_id TEXT,
 	message TEXT NOT NULL,
-	metadata JSONB,
+	metadata JSON,
 	created_at BIGINT NOT NULL
 )`, quote(table))
 }
@@ -129,6 +133,18 @@ func columnTypes(ctx context.Context, tx pgx.Tx, table string) (map[string]strin
 		}
 	}
 	return cols, nil
+}
+
+// jsonbToJSON changes a JSONB metadata column, which earlier versions
+// created, to JSON. JSONB stores a parsed form: it prints numbers with
+// every digit (1e131071 comes back as 131,072 digits), sorts keys and
+// drops duplicates, and refuses the escape \u0000; JSON keeps the text
+// as sent, after checking it is JSON. Rows already stored keep the form
+// JSONB gave them. It rewrites the table, once: the column's type is
+// checked first, so a migrated table is left alone.
+func jsonbToJSON(ctx context.Context, tx pgx.Tx, table string) error {
+	_, err := tx.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN metadata TYPE json USING metadata::text::json`, quote(table)))
+	return err
 }
 
 // migrate adds seq to a table of the Node.js package: existing rows are

@@ -74,6 +74,10 @@ type Store struct {
 	historySQL string
 	beforeSQL  string
 	cursorSQL  string
+	deleteSQL  string
+
+	// beforeCommit, when set (by tests), runs just before COMMIT is sent.
+	beforeCommit func()
 }
 
 var (
@@ -205,8 +209,9 @@ func newStore(ctx context.Context, pool *pgxpool.Pool, owns bool, o Options) (*S
 	s.historySQL = historySQL(o.TableName)
 	s.beforeSQL = beforeSQL(o.TableName)
 	s.cursorSQL = cursorSQL(o.TableName)
+	s.deleteSQL = fmt.Sprintf(`DELETE FROM %s WHERE seq = ANY($1)`, quote(o.TableName))
 	s.core = sqlstore.NewCore("postgres chat store", o.HistoryLimit,
-		sqlstore.Reads{Newest: s.newest, Before: s.before, Exists: s.exists}, s.commit)
+		sqlstore.Reads{Newest: s.newest, Before: s.before, Exists: s.exists}, s.commit, s.undo)
 	return s, nil
 }
 

@@ -18,7 +18,9 @@ import (
 const rowsPerInsert = 100
 
 // commit is the groupcommit.CommitFunc: it stores msgs in one
-// transaction. BEGIN IMMEDIATE takes the write lock first, so the next
+// transaction. Every wait, for the file's lock under the busy timeout
+// too, ends with ctx (modernc's busy handler watches it), so a database
+// another connection holds locked fails the append by its deadline. BEGIN IMMEDIATE takes the write lock first, so the next
 // seq, read from sqlite_sequence and the table, cannot be taken by anyone
 // else, even another process, before this transaction commits; the
 // batch gets the values from there on, in its order.
@@ -65,8 +67,23 @@ func (s *Store) commit(ctx context.Context, msgs []chat.Message) ([]protocol.Sto
 			return nil, groupcommit.RolledBack(err)
 		}
 	}
+	// SQLite runs in this process: a COMMIT that returned an error did
+	// not commit (database/sql returns ctx's error without committing
+	// once ctx has ended), so the outcome is never unknown.
 	if err := tx.Commit(); err != nil {
-		return nil, err
+		return nil, groupcommit.RolledBack(err)
 	}
 	return out, nil
+}
+
+// undo is the store's sqlstore.UndoFunc, for messages a commit stored
+// just after their callers gave up.
+func (s *Store) undo(ctx context.Context, d sqlstore.Doubt) error {
+	q := "DELETE FROM " + quote(s.table) + " WHERE seq IN (?" + strings.Repeat(",?", len(d.Seqs)-1) + ")"
+	args := make([]any, len(d.Seqs))
+	for i, seq := range d.Seqs {
+		args[i] = seq
+	}
+	_, err := s.writer.ExecContext(ctx, q, args...)
+	return err
 }

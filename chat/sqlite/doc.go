@@ -4,7 +4,10 @@
 //
 // The file is opened in WAL mode with synchronous=FULL, so an Append that
 // returned survives a power cut, and a busy timeout, so another process
-// writing the same file makes the store wait rather than fail. The store
+// writing the same file makes the store wait rather than fail; the wait
+// ends with the append's context, so a file locked by another connection
+// fails the append by its deadline, not after the busy timeout. SQLite
+// runs in this process, so a commit's outcome is never unknown. The store
 // uses one writer connection, fed by a group committer, and a separate
 // pool of read-only connections: in WAL mode readers never block the
 // writer nor each other.

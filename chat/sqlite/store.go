@@ -128,7 +128,7 @@ func New(ctx context.Context, path string, opts *Options) (*Store, error) {
 	ORDER BY seq DESC LIMIT ?`, t)
 	s.cursorSQL = fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE id = ?)`, t)
 	s.core = sqlstore.NewCore("sqlite chat store", o.HistoryLimit,
-		sqlstore.Reads{Newest: s.newest, Before: s.before, Exists: s.exists}, s.commit)
+		sqlstore.Reads{Newest: s.newest, Before: s.before, Exists: s.exists}, s.commit, s.undo)
 	return s, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/chat/chattest"
@@ -190,4 +191,61 @@ func TestTableNames(t *testing.T) {
 			_, err := New(ctx, filepath.Join(t.TempDir(), "no", "such", "dir", "chat.db"), &Options{TableName: table})
 			return err
 		})
+}
+
+func TestBadMessageFailsOnlyItsCaller(t *testing.T) {
+	// A trigger refuses one message, failing the whole group commit; its
+	// other callers must be stored by a retry.
+	path := filepath.Join(t.TempDir(), "chat.db")
+	s := openFile(t, path, nil)
+	exec(t, path, `CREATE TRIGGER refuse_bad BEFORE INSERT ON `+quote(DefaultTableName)+`
+		WHEN NEW.message = 'refused by the database' BEGIN SELECT RAISE(ABORT, 'refused'); END`)
+	storetest.CheckBadMessageFailsOnlyItsCaller(t, s, chat.Message{RoomID: "r", ConnectionID: "c", Message: "refused by the database"})
+}
+
+func TestAppendFailsByItsDeadlineWhenTheFileIsLocked(t *testing.T) {
+	// Another connection holds the file's write lock; the store's busy
+	// timeout (10 s) must not hold the append past its deadline.
+	path := filepath.Join(t.TempDir(), "chat.db")
+	s := openFile(t, path, nil)
+	ctx := storetest.Ctx(t)
+	if _, err := s.Append(ctx, chat.Message{RoomID: "r", ConnectionID: "c", Message: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	locker, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close()
+	if _, err := locker.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+
+	short, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	deadline, _ := short.Deadline()
+	_, err = s.Append(short, chat.Message{RoomID: "r", ConnectionID: "c", Message: "locked out"})
+	if err == nil {
+		t.Fatal("Append succeeded with the file locked")
+	}
+	t.Logf("Append with the file locked: %v", err)
+	if late := time.Since(deadline); late > 5*time.Second {
+		t.Errorf("Append failed %v after its deadline", late)
+	}
+
+	if _, err := locker.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, chat.Message{RoomID: "r", ConnectionID: "c", Message: "after"}); err != nil {
+		t.Fatalf("Append once the lock is released: %v", err)
+	}
+	got, err := s.History(ctx, "r", 0, 0)
+	if err != nil || len(got) != 2 || got[0].Message != "first" || got[1].Message != "after" {
+		t.Fatalf("History = %+v, %v; want first, after: the failed append is not stored", got, err)
+	}
 }

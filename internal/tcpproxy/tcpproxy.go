@@ -1,10 +1,12 @@
 // Package tcpproxy is a TCP proxy for fault tests: it forwards to a real
-// service until told to cut every connection and refuse new ones, so a
-// test can take a database away from a running server and give it back.
+// service until told to cut every connection and refuse new ones, to
+// drop the current connections only, or to hang (pass nothing on while
+// keeping every connection open, as a dead network or a frozen server
+// does), so a test can take a database away from a running server and
+// give it back.
 package tcpproxy
 
 import (
-	"io"
 	"net"
 	"sync"
 )
@@ -14,10 +16,12 @@ type Proxy struct {
 	target string
 	ln     net.Listener
 
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	resume *sync.Cond // broadcast when hung or down changes
+	down   bool
+	hung   bool
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
 }
 
 // New starts a proxy to target on a free loopback port.
@@ -27,6 +31,7 @@ func New(target string) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{target: target, ln: ln, conns: make(map[net.Conn]struct{})}
+	p.resume = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -35,21 +40,50 @@ func New(target string) (*Proxy, error) {
 // Addr is the address clients dial instead of the target's.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
+// Port is the port of Addr, for DSNs that take host and port apart.
+func (p *Proxy) Port() string {
+	_, port, _ := net.SplitHostPort(p.Addr())
+	return port
+}
+
 // Cut closes every proxied connection and refuses new ones until Restore.
+// It ends a Hang: what was held back is lost with the connections.
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	p.down = true
-	for c := range p.conns {
-		c.Close()
-	}
+	p.hung = false
+	p.closeAll()
+	p.mu.Unlock()
+	p.resume.Broadcast()
+}
+
+// Drop closes every proxied connection, both ends, as a restarting load
+// balancer would, and goes on accepting new ones as before (forwarding
+// them, or holding them if hung).
+func (p *Proxy) Drop() {
+	p.mu.Lock()
+	p.closeAll()
 	p.mu.Unlock()
 }
 
-// Restore accepts and forwards connections again.
+// Hang stops forwarding, in both directions, on every connection, the
+// current ones and those accepted from now on, without closing any:
+// bytes sent either way are held back, and a side closing is not passed
+// on, as across a network partition or to a frozen server. Restore
+// delivers what was held back, as TCP does once a partition heals.
+func (p *Proxy) Hang() {
+	p.mu.Lock()
+	p.hung = true
+	p.mu.Unlock()
+}
+
+// Restore accepts and forwards connections again, after Cut or Hang.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
 	p.down = false
+	p.hung = false
 	p.mu.Unlock()
+	p.resume.Broadcast()
 }
 
 // Close stops the proxy and waits for its goroutines.
@@ -58,6 +92,12 @@ func (p *Proxy) Close() error {
 	p.Cut()
 	p.wg.Wait()
 	return err
+}
+
+func (p *Proxy) closeAll() {
+	for c := range p.conns {
+		c.Close()
+	}
 }
 
 func (p *Proxy) accept() {
@@ -93,18 +133,42 @@ func (p *Proxy) forward(c net.Conn) {
 		return
 	}
 	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		io.Copy(dst, src)
-		dst.Close()
-		src.Close()
-		done <- struct{}{}
-	}
-	go pipe(t, c)
-	go pipe(c, t)
+	go p.pipe(t, c, done)
+	go p.pipe(c, t, done)
 	<-done
 	<-done
 	p.drop(c)
 	p.drop(t)
+}
+
+// pipe copies src to dst until either fails, holding each chunk, and the
+// closing of src, back while the proxy hangs.
+func (p *Proxy) pipe(dst, src net.Conn, done chan<- struct{}) {
+	defer func() { done <- struct{}{} }()
+	defer src.Close()
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		p.waitUnhung()
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// waitUnhung blocks while the proxy hangs.
+func (p *Proxy) waitUnhung() {
+	p.mu.Lock()
+	for p.hung {
+		p.resume.Wait()
+	}
+	p.mu.Unlock()
 }
 
 func (p *Proxy) track(c net.Conn) bool {

@@ -9,6 +9,7 @@ package groupcommit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,13 @@ import (
 // CommitFunc stores msgs in one transaction and returns them as stored, in
 // the order of msgs, with increasing order keys. It is only ever called by
 // the committer goroutine, one call at a time.
+//
+// ctx ends when a caller of the batch gives up: the CommitFunc should
+// return soon after, with an error marked RolledBack when COMMIT had not
+// been sent. When ctx ends after COMMIT was sent and before its answer,
+// the outcome is unknown: the CommitFunc returns an unmarked error and
+// must itself see to it that the rows, should they have committed, are
+// removed, since every caller of the batch is told "not stored".
 type CommitFunc func(ctx context.Context, msgs []chat.Message) ([]protocol.StoredChatMessage, error)
 
 // Options tunes a Committer; zero fields mean the defaults.
@@ -32,9 +40,18 @@ type Options struct {
 	// MaxBytes caps the message and metadata bytes of one transaction,
 	// for the same reason. Default 1 MiB.
 	MaxBytes int
-	// Timeout bounds one commit, so a hung database fails the waiting
-	// appends instead of blocking them for ever. Default 30 s.
+	// Timeout bounds one commit for callers whose context has no
+	// deadline, so a hung database cannot hold the committer for ever.
+	// A commit's context also ends at the earliest deadline among its
+	// callers, and as soon as any of them gives up. Default 30 s.
 	Timeout time.Duration
+	// Undo is called, on the committer goroutine, with messages that a
+	// commit stored after their caller had already given up and been
+	// told "not stored" (a commit that succeeded just as a deadline
+	// passed). The store must remove them; Undo must not block. Nil
+	// means such messages stay, which only a store whose commit cannot
+	// outlive its context may accept.
+	Undo func(stored []protocol.StoredChatMessage)
 }
 
 // Committer runs the one goroutine that commits queued appends.
@@ -43,6 +60,7 @@ type Committer struct {
 	maxBatch int
 	maxBytes int
 	timeout  time.Duration
+	undo     func([]protocol.StoredChatMessage)
 
 	wake chan struct{} // capacity 1: "the queue may have work"
 	done chan struct{} // closed when the committer goroutine exits
@@ -52,14 +70,20 @@ type Committer struct {
 	closing bool
 }
 
-// request states.
+// request states. A request goes from pending to taken when the
+// committer takes it into a transaction, and from pending or taken to
+// abandoned when its caller gives up; from taken to answered when the
+// committer hands it a successful result. The two compare-and-swaps
+// decide, once, whether the caller hears success or its context's error.
 const (
 	pending int32 = iota
 	taken
 	abandoned
+	answered
 )
 
 type request struct {
+	ctx   context.Context // the caller's: the transaction ends with it
 	msgs  []chat.Message
 	state atomic.Int32
 	out   []protocol.StoredChatMessage
@@ -83,6 +107,7 @@ func New(commit CommitFunc, opts Options) *Committer {
 		maxBatch: opts.MaxBatch,
 		maxBytes: opts.MaxBytes,
 		timeout:  opts.Timeout,
+		undo:     opts.Undo,
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
@@ -90,12 +115,19 @@ func New(commit CommitFunc, opts Options) *Committer {
 	return c
 }
 
+// ErrGaveUp is wrapped, together with the context's error, by the error
+// Append returns when its context ended before the outcome was known.
+var ErrGaveUp = errors.New("not stored: gave up waiting for the commit")
+
 // Append queues msgs to be stored in one transaction, possibly together
 // with other callers' messages, and waits until that transaction has
-// committed or failed. If ctx ends before the committer took the messages,
-// they are not stored and ctx's error is returned; once taken, Append
-// waits for the outcome, which Options.Timeout bounds, so that an error
-// always means "not stored". After Close it returns chat.ErrClosed.
+// committed or failed, or until ctx ends, whichever comes first: it
+// never waits past ctx's deadline. An error always means "not stored":
+// the transaction of a caller that gave up is cancelled (which rolls it
+// back unless COMMIT was already sent), and messages committed all the
+// same are handed to Options.Undo, or, when the commit's outcome is
+// unknown, left to the CommitFunc to undo. After Close it returns
+// chat.ErrClosed.
 func (c *Committer) Append(ctx context.Context, msgs []chat.Message) ([]protocol.StoredChatMessage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -103,7 +135,7 @@ func (c *Committer) Append(ctx context.Context, msgs []chat.Message) ([]protocol
 	if len(msgs) == 0 {
 		return []protocol.StoredChatMessage{}, nil
 	}
-	r := &request{msgs: msgs, done: make(chan struct{})}
+	r := &request{ctx: ctx, msgs: msgs, done: make(chan struct{})}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -116,8 +148,10 @@ func (c *Committer) Append(ctx context.Context, msgs []chat.Message) ([]protocol
 	select {
 	case <-r.done:
 	case <-ctx.Done():
-		if r.state.CompareAndSwap(pending, abandoned) {
-			return nil, ctx.Err()
+		// Either CAS wins only before the committer answered: from then
+		// on the committer treats the messages as not to be kept.
+		if r.state.CompareAndSwap(pending, abandoned) || r.state.CompareAndSwap(taken, abandoned) {
+			return nil, fmt.Errorf("%w: %w", ErrGaveUp, ctx.Err())
 		}
 		<-r.done
 	}
@@ -194,9 +228,10 @@ func bytesOf(msgs []chat.Message) int {
 }
 
 // commitGroup stores the group in one transaction. If that transaction
-// was certainly rolled back (see RolledBack), one request's bad data may
-// be the cause, so each request is retried in a transaction of its own
-// and only the culprit fails.
+// was certainly rolled back (see RolledBack), one request's bad data, or
+// one caller giving up, may be the cause, so each request whose caller
+// still waits is retried in a transaction of its own and only the
+// culprit fails.
 func (c *Committer) commitGroup(group []*request) {
 	var msgs []chat.Message
 	if len(group) == 1 {
@@ -206,31 +241,68 @@ func (c *Committer) commitGroup(group []*request) {
 			msgs = append(msgs, r.msgs...)
 		}
 	}
-	out, err := c.commitOnce(msgs)
+	out, err := c.commitOnce(group, msgs)
 	if err != nil && len(group) > 1 && isRolledBack(err) {
 		for _, r := range group {
-			r.out, r.err = c.commitOnce(r.msgs)
-			close(r.done)
+			if r.state.Load() == abandoned {
+				r.err = err // nobody reads it: the caller has returned
+				close(r.done)
+				continue
+			}
+			out, err := c.commitOnce([]*request{r}, r.msgs)
+			c.answer([]*request{r}, out, err)
 		}
 		return
 	}
+	c.answer(group, out, err)
+}
+
+// answer hands each request its part of out, or err. Messages stored for
+// a caller that has given up meanwhile go to Undo.
+func (c *Committer) answer(group []*request, out []protocol.StoredChatMessage, err error) {
+	var undo []protocol.StoredChatMessage
 	off := 0
 	for _, r := range group {
 		if err != nil {
 			r.err = err
-		} else {
-			end := off + len(r.msgs)
-			r.out = out[off:end:end]
-			off = end
+			close(r.done)
+			continue
+		}
+		end := off + len(r.msgs)
+		r.out = out[off:end:end]
+		off = end
+		if !r.state.CompareAndSwap(taken, answered) {
+			undo = append(undo, r.out...)
 		}
 		close(r.done)
 	}
+	if len(undo) > 0 && c.undo != nil {
+		c.undo(undo)
+	}
 }
 
-func (c *Committer) commitOnce(msgs []chat.Message) ([]protocol.StoredChatMessage, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+// commitOnce runs one transaction for the requests of group. Its context
+// ends at the earliest of the callers' deadlines and Options.Timeout,
+// and as soon as any caller gives up: that caller has been told "not
+// stored", so the transaction must not commit its messages.
+func (c *Committer) commitOnce(group []*request, msgs []chat.Message) ([]protocol.StoredChatMessage, error) {
+	deadline := time.Now().Add(c.timeout)
+	for _, r := range group {
+		if d, ok := r.ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	for _, r := range group {
+		stop := context.AfterFunc(r.ctx, cancel)
+		defer stop()
+	}
 	out, err := c.commit(ctx, msgs)
+	if err != nil && ctx.Err() != nil && isRolledBack(err) {
+		// Abandoned for a caller's deadline: say so, as Append does.
+		err = rolledBackError{fmt.Errorf("%w: %w", ErrGaveUp, err)}
+	}
 	if err == nil && len(out) != len(msgs) {
 		err = errors.New("groupcommit: commit returned the wrong number of messages")
 	}
@@ -244,12 +316,14 @@ type rolledBackError struct{ err error }
 func (e rolledBackError) Error() string { return e.err.Error() }
 func (e rolledBackError) Unwrap() error { return e.err }
 
-// RolledBack marks err, returned by a CommitFunc, as a statement the
-// database rejected before COMMIT (bad data, a constraint): the messages
-// are certainly not stored, so the committer may retry each caller's
-// messages separately. Errors that leave the outcome unknown (a
-// connection lost during COMMIT) must not be marked, or a message could
-// be stored twice. The message of err is unchanged.
+// RolledBack marks err, returned by a CommitFunc, as certainly not
+// committed: the database rejected a statement before COMMIT (bad data,
+// a constraint), or the transaction was abandoned before COMMIT was sent
+// (its context ended) on a connection then discarded. The committer may
+// then retry each caller's messages separately. Errors that leave the
+// outcome unknown (a connection lost after COMMIT was sent) must not be
+// marked, or a message could be stored twice. The message of err is
+// unchanged.
 func RolledBack(err error) error {
 	if err == nil {
 		return nil

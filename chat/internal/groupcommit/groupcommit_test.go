@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -222,4 +223,130 @@ func TestCloseDrainsQueueThenRefuses(t *testing.T) {
 		t.Fatalf("append after Close: %v", err)
 	}
 	c.Close()
+}
+
+// slack is how late past its deadline an Append may return before the
+// tests call it hung: far more than scheduling noise on a loaded machine,
+// far less than the 30 s Options.Timeout the old code waited for.
+const slack = 5 * time.Second
+
+func TestCallerGetsItsErrorByItsDeadline(t *testing.T) {
+	commitEnded := make(chan error, 1)
+	c := New(func(ctx context.Context, msgs []chat.Message) ([]protocol.StoredChatMessage, error) {
+		<-ctx.Done() // a hung database, on a driver that watches ctx
+		commitEnded <- ctx.Err()
+		return nil, RolledBack(ctx.Err())
+	}, Options{})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	_, err := c.Append(ctx, msg("x"))
+	if late := time.Since(deadline); late > slack {
+		t.Errorf("Append returned %v after its deadline", late)
+	}
+	// The caller's own timer or the commit's answer to the same
+	// deadline may come first; either way the error says why.
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Append: %v; want context.DeadlineExceeded", err)
+	}
+	select {
+	case err := <-commitEnded:
+		if err == nil {
+			t.Fatal("the commit's context did not end")
+		}
+	case <-time.After(slack):
+		t.Fatal("the commit's context did not end with the caller's deadline")
+	}
+}
+
+func TestCommitOutlivingItsCallerIsUndone(t *testing.T) {
+	// A commit that ignores its context (a driver blocked in a COMMIT it
+	// cannot cancel) and succeeds after the caller gave up: the caller
+	// heard "not stored", so the stored message goes to Undo.
+	release := make(chan struct{})
+	undone := make(chan []protocol.StoredChatMessage, 1)
+	db := &fakeDB{}
+	c := New(func(ctx context.Context, msgs []chat.Message) ([]protocol.StoredChatMessage, error) {
+		<-release
+		return db.commit(ctx, msgs)
+	}, Options{Undo: func(stored []protocol.StoredChatMessage) { undone <- stored }})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	if _, err := c.Append(ctx, msg("late")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Append: %v; want its deadline's error", err)
+	}
+	if late := time.Since(deadline); late > slack {
+		t.Errorf("Append returned %v after its deadline", late)
+	}
+	close(release)
+	select {
+	case got := <-undone:
+		if len(got) != 1 || got[0].Message != "late" || got[0].ID == "" {
+			t.Fatalf("Undo got %+v; want the stored message", got)
+		}
+	case <-time.After(slack):
+		t.Fatal("Undo was not called for a message stored after its caller gave up")
+	}
+	// The committer goes on working.
+	if _, err := c.Append(context.Background(), msg("next")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOneCallerGivingUpLeavesTheOthersStored(t *testing.T) {
+	// Three callers share a transaction; one gives up while it runs. The
+	// transaction is cancelled (rolled back), and the two others are
+	// stored by a retry each, the quitter's message nowhere.
+	db := gated()
+	var inner fakeDB
+	c := New(func(ctx context.Context, msgs []chat.Message) ([]protocol.StoredChatMessage, error) {
+		if len(msgs) == 1 && msgs[0].Message == "blocker" {
+			return db.commit(ctx, msgs)
+		}
+		if len(msgs) > 1 {
+			<-ctx.Done() // the batch hangs until someone gives up
+			return nil, RolledBack(ctx.Err())
+		}
+		return inner.commit(ctx, msgs)
+	}, Options{Undo: func([]protocol.StoredChatMessage) { t.Error("Undo called; nothing was stored late") }})
+	defer c.Close()
+	type result struct {
+		text string
+		err  error
+	}
+	results := make(chan result, 4)
+	go func() { _, err := c.Append(context.Background(), msg("blocker")); results <- result{"blocker", err} }()
+	<-db.entered
+	quit, cancel := context.WithCancel(context.Background())
+	for _, text := range []string{"a", "quitter", "b"} {
+		ctx := context.Background()
+		if text == "quitter" {
+			ctx = quit
+		}
+		go func() { _, err := c.Append(ctx, msg(text)); results <- result{text, err} }()
+	}
+	waitQueued(t, c, 3)
+	close(db.gate)
+	testsvc.WaitFor(t, "the batch of three to be taken", 10*time.Second, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.queue) == 0
+	})
+	cancel()
+	for range 4 {
+		r := <-results
+		if (r.text == "quitter") != (r.err != nil) {
+			t.Errorf("%s: err = %v", r.text, r.err)
+		}
+	}
+	c.Close()
+	inner.mu.Lock()
+	defer inner.mu.Unlock()
+	slices.SortFunc(inner.batches, slices.Compare)
+	if got := fmt.Sprint(inner.batches); got != "[[a] [b]]" {
+		t.Fatalf("stored alone: %s; want [a] and [b]", got)
+	}
 }

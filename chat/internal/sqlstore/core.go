@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -43,25 +44,45 @@ type Core struct {
 	historyLimit int
 	reads        Reads
 	committer    *groupcommit.Committer
+	undo         UndoFunc
+
+	// Rows whose commit outcome is unknown (see Doubt): filtered out of
+	// reads until undone. nDoubtful, len(doubtIDs), lets reads skip the
+	// lock while nothing is in doubt.
+	doubtMu   sync.Mutex
+	doubts    []Doubt
+	doubtIDs  map[string]struct{}
+	nDoubtful atomic.Int64
+	undoWake  chan struct{} // capacity 1
+	undoStop  chan struct{}
+	undoDone  chan struct{}
 
 	closed    atomic.Bool
 	closeOnce sync.Once
 }
 
 // NewCore starts the store's group committer, which stores batches with
-// commit. name prefixes errors ("postgres chat store"); historyLimit <= 0
-// means chat.DefaultHistoryLimit. Call it last in a store's constructor,
-// once nothing else can fail: the committer's goroutine runs until Close.
-func NewCore(name string, historyLimit int, reads Reads, commit groupcommit.CommitFunc) *Core {
+// commit, and the loop that removes rows whose commit outcome is unknown
+// with undo (see Doubt). name prefixes errors ("postgres chat store");
+// historyLimit <= 0 means chat.DefaultHistoryLimit. Call it last in a
+// store's constructor, once nothing else can fail: the goroutines run
+// until Close.
+func NewCore(name string, historyLimit int, reads Reads, commit groupcommit.CommitFunc, undo UndoFunc) *Core {
 	if historyLimit <= 0 {
 		historyLimit = chat.DefaultHistoryLimit
 	}
-	return &Core{
+	c := &Core{
 		name:         name,
 		historyLimit: historyLimit,
 		reads:        reads,
-		committer:    groupcommit.New(commit, groupcommit.Options{}),
+		undo:         undo,
+		undoWake:     make(chan struct{}, 1),
+		undoStop:     make(chan struct{}),
+		undoDone:     make(chan struct{}),
 	}
+	c.committer = groupcommit.New(commit, groupcommit.Options{Undo: c.undoStored})
+	go c.undoLoop()
+	return c
 }
 
 // Append is chat.Store's Append: it returns once the transaction holding
@@ -88,6 +109,12 @@ func (c *Core) appendBatch(ctx context.Context, op string, msgs []chat.Message) 
 	// the whole group commit, a TEXT column would store what no client
 	// can decode.
 	for i, m := range msgs {
+		if err := chat.CheckText(m); err != nil {
+			if len(msgs) == 1 {
+				return nil, fmt.Errorf("%s: %s: %w", c.name, op, err)
+			}
+			return nil, fmt.Errorf("%s: %s: message %d: %w", c.name, op, i, err)
+		}
 		if len(m.Metadata) > 0 && !json.Valid(m.Metadata) {
 			if len(msgs) == 1 {
 				return nil, fmt.Errorf("%s: %s: metadata is not valid JSON", c.name, op)
@@ -110,11 +137,11 @@ func (c *Core) History(ctx context.Context, roomID string, limit, offset int) ([
 	if limit <= 0 {
 		limit = c.historyLimit
 	}
-	out, err := c.reads.Newest(ctx, roomID, limit, max(offset, 0))
+	out, err := c.reads.Newest(ctx, roomID, limit+c.extra(), max(offset, 0))
 	if err != nil {
 		return nil, c.errorf("history", c.closedOr(err))
 	}
-	return oldestFirst(out), nil
+	return oldestFirst(c.withoutDoubtful(out, limit)), nil
 }
 
 // HistoryBefore is chat.Pager's HistoryBefore. It reads one message more
@@ -143,10 +170,14 @@ func (c *Core) HistoryBefore(ctx context.Context, roomID, beforeID string, limit
 // page reads up to n messages before beforeID, newest first.
 func (c *Core) page(ctx context.Context, roomID, beforeID string, n int) ([]protocol.StoredChatMessage, error) {
 	if beforeID == "" {
-		return c.reads.Newest(ctx, roomID, n, 0)
+		out, err := c.reads.Newest(ctx, roomID, n+c.extra(), 0)
+		return c.withoutDoubtful(out, n), err
 	}
-	out, err := c.reads.Before(ctx, roomID, beforeID, n)
-	if err != nil || len(out) > 0 {
+	if c.doubtful(beforeID) {
+		return nil, fmt.Errorf("before %q: %w", beforeID, chat.ErrBadCursor)
+	}
+	out, err := c.reads.Before(ctx, roomID, beforeID, n+c.extra())
+	if out = c.withoutDoubtful(out, n); err != nil || len(out) > 0 {
 		return out, err
 	}
 	known, err := c.reads.Exists(ctx, beforeID)
@@ -171,14 +202,16 @@ func (c *Core) Ping(ctx context.Context, ping func(context.Context) error) error
 }
 
 // Close is chat.Store's Close: it refuses new calls, waits for the
-// appends already queued to commit, then calls release to free the
-// store's connections. Later calls do nothing and return nil.
+// appends already queued to commit, makes a last attempt at removing
+// rows whose commit outcome is unknown (an error says if some may
+// remain), then calls release to free the store's connections. Later calls do nothing and return nil.
 func (c *Core) Close(release func() error) error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		c.committer.Close()
-		if rerr := release(); rerr != nil {
+		uerr := c.closeUndo()
+		if rerr := errors.Join(uerr, release()); rerr != nil {
 			err = c.errorf("close", rerr)
 		}
 	})

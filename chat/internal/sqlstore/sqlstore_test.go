@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,8 +126,32 @@ type memReads struct {
 	mu   sync.Mutex
 	msgs []protocol.StoredChatMessage
 
-	lastN int   // n of the last Newest or Before call
-	fail  error // returned by every read when set
+	next     int   // the last ID given
+	lastN    int   // n of the last Newest or Before call
+	fail     error // returned by every read when set
+	undoFail error // returned by undo when set
+}
+
+// undo is the UndoFunc: it deletes the doubt's rows.
+func (m *memReads) undo(_ context.Context, d Doubt) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.undoFail != nil {
+		return m.undoFail
+	}
+	kept := m.msgs[:0]
+	for _, msg := range m.msgs {
+		if !slices.Contains(d.Seqs, int64(atoi(msg.ID))) {
+			kept = append(kept, msg)
+		}
+	}
+	m.msgs = kept
+	return nil
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
 
 func (m *memReads) commit(_ context.Context, msgs []chat.Message) ([]protocol.StoredChatMessage, error) {
@@ -136,10 +161,11 @@ func (m *memReads) commit(_ context.Context, msgs []chat.Message) ([]protocol.St
 	now := time.Now().UnixMilli()
 	for i, msg := range msgs {
 		out[i] = protocol.StoredChatMessage{
-			ID: strconv.Itoa(len(m.msgs) + 1), RoomID: msg.RoomID, ConnectionID: msg.ConnectionID,
+			ID: strconv.Itoa(m.next + 1), RoomID: msg.RoomID, ConnectionID: msg.ConnectionID,
 			UserID: msg.UserID, Message: msg.Message, Metadata: msg.Metadata, CreatedAt: now,
 		}
 		m.msgs = append(m.msgs, out[i])
+		m.next++
 	}
 	return out, nil
 }
@@ -216,7 +242,7 @@ func (s coreStore) Close() error { return s.Core.Close(func() error { return nil
 
 func newCoreStore(t testing.TB) coreStore {
 	m := &memReads{}
-	s := coreStore{NewCore("test chat store", 0, m.reads(), m.commit), m}
+	s := coreStore{NewCore("test chat store", 0, m.reads(), m.commit, m.undo), m}
 	t.Cleanup(func() { s.Close() })
 	return s
 }
@@ -282,12 +308,87 @@ func TestInvalidMetadataIsRefused(t *testing.T) {
 
 func TestCloseReportsReleaseError(t *testing.T) {
 	m := &memReads{}
-	c := NewCore("test chat store", 0, m.reads(), m.commit)
+	c := NewCore("test chat store", 0, m.reads(), m.commit, m.undo)
 	broken := errors.New("disk gone")
 	if err := c.Close(func() error { return broken }); !errors.Is(err, broken) {
 		t.Fatalf("Close = %v; want the release error", err)
 	}
 	if err := c.Close(func() error { t.Fatal("released twice"); return nil }); err != nil {
 		t.Fatalf("second Close = %v", err)
+	}
+}
+
+func TestDoubtfulRowsAreHiddenUntilUndone(t *testing.T) {
+	s := newCoreStore(t)
+	ctx := context.Background()
+	var ms []protocol.StoredChatMessage
+	for _, text := range []string{"one", "two", "three", "four"} {
+		m, err := s.Append(ctx, chat.Message{RoomID: "r", ConnectionID: "c", Message: text})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, m)
+	}
+	// "two" and "three" were committed by a COMMIT whose answer was lost;
+	// the database refuses the delete for now.
+	s.reads.mu.Lock()
+	s.reads.undoFail = errors.New("database away")
+	s.reads.mu.Unlock()
+	s.Doubt(Doubt{Seqs: []int64{int64(atoi(ms[1].ID)), int64(atoi(ms[2].ID))}, Tx: "tx"})
+
+	texts := func(got []protocol.StoredChatMessage) string {
+		var out []string
+		for _, m := range got {
+			out = append(out, m.Message)
+		}
+		return fmt.Sprint(out)
+	}
+	if got, err := s.History(ctx, "r", 2, 0); err != nil || texts(got) != "[one four]" {
+		t.Errorf("History(2) = %s, %v; want [one four]: the page is filled past the hidden rows", texts(got), err)
+	}
+	if got, more, err := s.HistoryBefore(ctx, "r", ms[3].ID, 1); err != nil || texts(got) != "[one]" || more {
+		t.Errorf("HistoryBefore(four, 1) = %s, %v, %v; want [one], no more", texts(got), more, err)
+	}
+	if _, _, err := s.HistoryBefore(ctx, "r", ms[1].ID, 1); !errors.Is(err, chat.ErrBadCursor) {
+		t.Errorf("HistoryBefore(a hidden row): %v; want chat.ErrBadCursor", err)
+	}
+
+	// The database is back: the retry loop deletes the rows.
+	s.reads.mu.Lock()
+	s.reads.undoFail = nil
+	s.reads.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.nDoubtful.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the doubtful rows were not undone once the undo could succeed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.reads.mu.Lock()
+	n := len(s.reads.msgs)
+	s.reads.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("%d rows remain; want 2", n)
+	}
+	if got, err := s.History(ctx, "r", 0, 0); err != nil || texts(got) != "[one four]" {
+		t.Errorf("History = %s, %v", texts(got), err)
+	}
+}
+
+func TestNULIsRefused(t *testing.T) {
+	s := newCoreStore(t)
+	ctx := context.Background()
+	for _, m := range []chat.Message{
+		{RoomID: "r\x00", ConnectionID: "c", Message: "m"},
+		{RoomID: "r", ConnectionID: "c\x00", Message: "m"},
+		{RoomID: "r", ConnectionID: "c", UserID: "\x00", Message: "m"},
+		{RoomID: "r", ConnectionID: "c", Message: "a\x00b"},
+	} {
+		if _, err := s.AppendBatch(ctx, []chat.Message{{RoomID: "r", ConnectionID: "c", Message: "ok"}, m}); !errors.Is(err, chat.ErrNUL) || !strings.Contains(err.Error(), "message 1") {
+			t.Errorf("AppendBatch(%+v): %v; want chat.ErrNUL naming message 1", m, err)
+		}
+	}
+	if len(s.reads.msgs) != 0 {
+		t.Errorf("%d messages stored; a batch holding NUL is refused whole", len(s.reads.msgs))
 	}
 }

@@ -1,0 +1,110 @@
+package mysql
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/chat/internal/storetest"
+	"github.com/openlivesync/livesync/internal/tcpproxy"
+	"github.com/openlivesync/livesync/internal/testsvc"
+)
+
+// hangSlack is how late past its deadline an Append may fail before the
+// test calls it held: generous for a loaded machine, far below the 30 s
+// the committer's own timeout used to hold it.
+const hangSlack = 5 * time.Second
+
+// newProxiedStore opens a store on table through a new proxy, and stores
+// "first" through it.
+func newProxiedStore(t *testing.T, table string) (*Store, *tcpproxy.Proxy) {
+	t.Helper()
+	dsn := testsvc.MySQLDSN(t)
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Net != "tcp" {
+		t.Skip("the test database is not reached over TCP; the proxy tests need it")
+	}
+	p, err := tcpproxy.New(cfg.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	dropOnCleanup(t, dsn, table)
+	t.Cleanup(p.Restore) // first: the table cannot be dropped while a hung session locks it
+	cfg.Addr = p.Addr()
+	s := storetest.Open(t, func(ctx context.Context) (*Store, error) { return NewFromConfig(ctx, cfg, &Options{TableName: table}) })
+	if _, err := s.Append(storetest.Ctx(t), chat.Message{RoomID: "r", ConnectionID: "c", Message: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	return s, p
+}
+
+// appendByDeadline appends text with a 1 s deadline, which must fail in
+// time.
+func appendByDeadline(t *testing.T, s *Store, text string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	_, err := s.Append(ctx, chat.Message{RoomID: "r", ConnectionID: "c", Message: text})
+	if err == nil {
+		t.Fatal("Append succeeded with the database hung")
+	}
+	t.Logf("Append with the database hung: %v", err)
+	if late := time.Since(deadline); late > hangSlack {
+		t.Errorf("Append failed %v after its deadline", late)
+	}
+}
+
+// checkNeverStored waits until the store has nothing in doubt, then
+// checks, on a connection of its own, that no row holds text, and that
+// the store goes on working.
+func checkNeverStored(t *testing.T, s *Store, table, text string) {
+	t.Helper()
+	ctx := storetest.Ctx(t)
+	testsvc.WaitFor(t, "the doubtful rows to be undone", 25*time.Second, func() bool { return s.core.Doubtful() == 0 })
+	var n int
+	if err := openDB(t, testsvc.MySQLDSN(t)).QueryRowContext(ctx, "SELECT COUNT(*) FROM "+quote(table)+" WHERE message = ?", text).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("the message whose Append failed is stored (%d rows)", n)
+	}
+	if _, err := s.Append(ctx, chat.Message{RoomID: "r", ConnectionID: "c", Message: "after"}); err != nil {
+		t.Fatalf("Append once the database answers again: %v", err)
+	}
+	got, err := s.History(ctx, "r", 0, 0)
+	if err != nil || len(got) != 2 || got[0].Message != "first" || got[1].Message != "after" {
+		t.Fatalf("History = %+v, %v; want first, after", got, err)
+	}
+}
+
+func TestAppendFailsByItsDeadlineWhenTheDatabaseHangs(t *testing.T) {
+	table := testsvc.TableName(t, "olshang")
+	s, p := newProxiedStore(t, table)
+	p.Hang()
+	appendByDeadline(t, s, "hung")
+	p.Restore()
+	checkNeverStored(t, s, table, "hung")
+}
+
+func TestUnansweredCommitIsUndone(t *testing.T) {
+	// The database hangs just before COMMIT: COMMIT is sent, held by the
+	// proxy, and delivered, so committed, after the caller was told "not
+	// stored". The store must hide the rows and delete them.
+	table := testsvc.TableName(t, "olshang")
+	s, p := newProxiedStore(t, table)
+	var once sync.Once
+	s.beforeCommit = func() { once.Do(p.Hang) }
+	appendByDeadline(t, s, "committed late")
+	testsvc.WaitFor(t, "the unanswered COMMIT's row to be in doubt", 10*time.Second, func() bool { return s.core.Doubtful() == 1 })
+	p.Restore()
+	checkNeverStored(t, s, table, "committed late")
+}
