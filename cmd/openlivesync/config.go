@@ -151,6 +151,12 @@ func (c *config) validate() error {
 			}
 		}
 	}
+	// A Redis URL whose password the parsers would split differently
+	// could have pieces of it quoted in go-redis's errors: refuse it
+	// before it is used, naming it masked.
+	if err := storedsn.CheckUserinfo(c.redis); err != nil {
+		return fmt.Errorf("-redis %q: %v", storedsn.Redact(c.redis), err)
+	}
 	if c.jwtSecret != "" && c.jwksURL != "" {
 		return errors.New("-jwt-secret and -jwks-url are exclusive: choose one")
 	}
@@ -223,7 +229,9 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 		b, err := redisbroker.New(ctx, c.redis, &redisbroker.Options{Logger: log})
 		if err != nil {
 			store.Close()
-			return nil, nil, fmt.Errorf("-redis: %w", err)
+			// go-redis's errors are not known to quote the password;
+			// scrub them all the same, as store errors are.
+			return nil, nil, fmt.Errorf("-redis: %s", storedsn.Scrub(c.redis, err.Error()))
 		}
 		opts.Broker = b // the server closes it on Shutdown
 		if kind := strings.ToLower(c.store); kind == "memory" || strings.HasPrefix(kind, "sqlite:") {
