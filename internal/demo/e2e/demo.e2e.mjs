@@ -1,7 +1,9 @@
 // Browser test of the /demo page: two pages join one room; Ada moves her
 // mouse, Grace moves hers and sends a chat message; each page must show
 // the other's cursor and the message. Then Ada loads older chat, and a
-// screenshot of her page is saved.
+// screenshot of her page is saved. Last, a third page whose name holds a
+// RIGHT-TO-LEFT OVERRIDE chats, and Ada's page must show the name
+// isolated, so that it does not reorder the text after it.
 //
 //   node demo.e2e.mjs BASE_URL [ROOM] [SCREENSHOT] [SEEDED]
 //
