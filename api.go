@@ -108,7 +108,7 @@ func (a *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		level = a.s.log.Debug
 	}
-	level("api request", "method", r.Method, "path", r.URL.EscapedPath(), "room", room, "status", res.status, "replayed", replayed, "ip", clientIP(r))
+	level("api request", "method", r.Method, "path", r.URL.EscapedPath(), "room", room, "status", res.status, "replayed", replayed, "ip", a.s.clientIP(r))
 }
 
 // serve routes and runs one request.

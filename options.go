@@ -82,6 +82,17 @@ type Options struct {
 	// APIHandler). Empty: no API; a server never exposes one by default.
 	APIKey string
 
+	// TrustedProxies lists the reverse proxies (CIDRs such as
+	// "10.0.0.0/8", or single addresses) whose X-Forwarded-For or
+	// Forwarded header is believed. A request from one of them is counted
+	// and logged under the client address the header names: the rightmost
+	// address in the chain that is not itself a trusted proxy (see
+	// README). Headers from other peers are ignored, being the client's to
+	// forge, and a trusted proxy's own connections are not capped per
+	// address at Serve's listener, since each carries many clients.
+	// Default: none.
+	TrustedProxies []string
+
 	// Logger receives lifecycle and fault logs. Default slog.Default().
 	Logger *slog.Logger
 
@@ -106,7 +117,11 @@ type Limits struct {
 	// WriteTimeout bounds one write to a socket. Default 10s.
 	WriteTimeout time.Duration
 	// ConnectionsPerIP caps concurrent connections from one address.
-	// Default 1000; negative means no cap.
+	// Default 1000; negative means no cap. It caps WebSocket connections
+	// (HTTP 429 beyond it) wherever ServeHTTP is mounted; under Serve and
+	// ListenAndServe it also caps every TCP connection from the address
+	// (HTTP keep-alive and API ones too): beyond it a new connection is
+	// closed at once, unanswered.
 	ConnectionsPerIP int
 	// MaxConnections caps concurrent connections in all. Default 0: none.
 	MaxConnections int
@@ -143,4 +158,24 @@ type Limits struct {
 	// the latest this long after sending. It bounds a history read too.
 	// Default 5s.
 	StoreTimeout time.Duration
+
+	// The three below bound plain HTTP under Serve and ListenAndServe (on
+	// a server of your own, set them on your http.Server), so that a slow
+	// or idle client cannot hold a connection as long as it likes. A
+	// WebSocket is not bound by them once upgraded: the heartbeat bounds
+	// it instead.
+
+	// ReadHeaderTimeout bounds reading a request's headers, from the
+	// connection's first byte or the end of the previous request.
+	// Default HandshakeTimeout (10s unless set), which bounded it before
+	// this field existed.
+	ReadHeaderTimeout time.Duration
+	// RequestReadTimeout bounds reading a whole request, headers and body
+	// (http.Server.ReadTimeout): a body sent a byte at a time is cut off.
+	// A handler still running when it passes has its request's context
+	// cancelled. Default 30s.
+	RequestReadTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that waits this long for
+	// its next request. Default 120s.
+	IdleTimeout time.Duration
 }

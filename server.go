@@ -32,6 +32,7 @@ type Server struct {
 	nodeID   string
 	connSeq  atomic.Uint64
 	metrics  metrics
+	trusted  trustedProxies
 
 	mu      sync.Mutex // guards conns, perIP, slots, closed, httpSrv
 	conns   map[*conn]struct{}
@@ -39,6 +40,11 @@ type Server struct {
 	slots   int // connections admitted: upgrading or registered
 	closed  bool
 	httpSrv *http.Server
+
+	// Guarded by mu too: the plain HTTP connections of Serve's listener,
+	// counted per address (see listener.go).
+	tcpPerIP map[string]int
+	tcpConns map[net.Conn]*tcpSlot
 
 	roomsMu sync.Mutex
 	rooms   map[string]*room
@@ -84,6 +90,10 @@ func New(opts *Options) (*Server, error) {
 		return nil, err
 	}
 	o.Limits = lim
+	trusted, err := parseTrustedProxies(o.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
 	checkOrigin := o.CheckOrigin
 	if checkOrigin == nil {
 		checkOrigin = originChecker(o.AllowedOrigins)
@@ -104,6 +114,8 @@ func New(opts *Options) (*Server, error) {
 		stop:   make(chan struct{}),
 		broker: o.Broker,
 	}
+	s.trusted = trusted
+	s.tcpPerIP, s.tcpConns = make(map[string]int), make(map[net.Conn]*tcpSlot)
 	if s.broker != nil {
 		if err := s.startCluster(); err != nil {
 			return nil, err
@@ -152,11 +164,15 @@ func resolveLimits(l Limits) (Limits, error) {
 	def(&l.MaxRoomIDBytes, 256)
 	def(&l.MaxPresenceBytes, 8<<10)
 	def(&l.MaxChatBytes, 16<<10)
+	defDur(&l.ReadHeaderTimeout, l.HandshakeTimeout)
+	defDur(&l.RequestReadTimeout, 30*time.Second)
+	defDur(&l.IdleTimeout, 120*time.Second)
 	switch {
 	case l.MaxMessageBytes < 0, l.SendQueueBytes < 0, l.PingInterval < 0, l.PongTimeout < 0,
 		l.HandshakeTimeout < 0, l.WriteTimeout < 0, l.StoreTimeout < 0, l.EventRate < 0, l.ChatRate < 0,
-		l.EventBurst < 0, l.ChatBurst < 0, l.HistoryRate < 0, l.HistoryBurst < 0, l.HistoryBytes < 0, l.MaxViolations < 0, l.MaxRoomIDBytes < 0,
-		l.MaxPresenceBytes < 0, l.MaxChatBytes < 0, l.MaxConnections < 0:
+		l.EventBurst < 0, l.ChatBurst < 0, l.HistoryRate < 0, l.HistoryBurst < 0, l.HistoryBytes < 0,
+		l.MaxViolations < 0, l.MaxRoomIDBytes < 0, l.MaxPresenceBytes < 0, l.MaxChatBytes < 0, l.MaxConnections < 0,
+		l.ReadHeaderTimeout < 0, l.RequestReadTimeout < 0, l.IdleTimeout < 0:
 		return l, errors.New("livesync: limits must not be negative (ConnectionsPerIP excepted)")
 	case l.PongTimeout <= l.PingInterval:
 		return l, fmt.Errorf("livesync: PongTimeout %v must exceed PingInterval %v", l.PongTimeout, l.PingInterval)
@@ -223,13 +239,21 @@ func (s *Server) ListenAndServe(addr string) error {
 }
 
 // Serve serves Handler on ln until Shutdown, then returns
-// http.ErrServerClosed.
+// http.ErrServerClosed. It bounds plain HTTP by the Limits' read and idle
+// timeouts, and caps the TCP connections of one address at
+// Limits.ConnectionsPerIP (see capListener).
 func (s *Server) Serve(ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: s.limits.HandshakeTimeout,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		ReadTimeout:       s.limits.RequestReadTimeout,
+		IdleTimeout:       s.limits.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if s.limits.ConnectionsPerIP > 0 {
+		ln = &capListener{Listener: ln, s: s}
+		hs.ConnContext = s.connContext
+		hs.ConnState = s.connState
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -250,8 +274,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "openlivesync: this endpoint expects a WebSocket upgrade", http.StatusUpgradeRequired)
 		return
 	}
-	ip := clientIP(r)
-	if status, msg := s.admit(ip); status != 0 {
+	ip := s.clientIP(r)
+	slot, _ := r.Context().Value(tcpSlotKey{}).(*tcpSlot) // nil unless under Serve
+	if status, msg := s.admit(ip, slot); status != 0 {
 		http.Error(w, msg, status)
 		return
 	}
@@ -262,6 +287,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !handedOver {
 			s.mu.Lock()
 			s.release(ip)
+			s.backToHTTP(slot)
 			s.mu.Unlock()
 		}
 	}()
@@ -332,18 +358,10 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
-// clientIP is the peer's address. Forwarded headers are not trusted: they
-// are the client's to forge.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-// admit reserves a connection slot for ip, or says why it cannot.
-func (s *Server) admit(ip string) (status int, msg string) {
+// admit reserves a connection slot for ip, or says why it cannot. The
+// request's TCP connection, when Serve's listener counts it (slot not
+// nil), is counted here from now on instead (see listener.go).
+func (s *Server) admit(ip string, slot *tcpSlot) (status int, msg string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -356,6 +374,7 @@ func (s *Server) admit(ip string) (status int, msg string) {
 	}
 	s.perIP[ip]++
 	s.slots++
+	s.moveToUpgrade(slot)
 	return 0, ""
 }
 

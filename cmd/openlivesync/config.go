@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -33,6 +34,13 @@ type config struct {
 	allowedOrigins   string
 	apiKey           string
 	redis            string
+
+	// HTTP hygiene: the Limits of the same names, and the proxies whose
+	// forwarding headers are believed (comma-separated CIDRs).
+	readHeaderTimeout  time.Duration
+	requestReadTimeout time.Duration
+	idleTimeout        time.Duration
+	trustedProxies     string
 }
 
 var errHelp = flag.ErrHelp
@@ -58,6 +66,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.apiKey, "api-key", "", "enables the server-side HTTP API under /api/ for requests with Authorization: Bearer <key>")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin allowlist for browser upgrades (default: any)")
 	fs.StringVar(&c.redis, "redis", "", "redis://host:port/db: join a cluster of nodes sharing rooms")
+	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time to read a request's headers")
+	fs.DurationVar(&c.requestReadTimeout, "request-read-timeout", 30*time.Second, "time to read a whole HTTP request, body included")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 2*time.Minute, "time an idle keep-alive HTTP connection is kept")
+	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For/Forwarded is believed (per-address caps, logs)")
 	// Errors are reported by the caller in one line; keep flag's own
 	// message for -h only.
 	fs.Usage = func() {
@@ -116,12 +128,34 @@ func (c *config) validate() error {
 		return fmt.Errorf("-history-limit %d must not be negative", c.historyLimit)
 	case c.maxMessageBytes < 1024:
 		return fmt.Errorf("-max-message-bytes %d is below the minimum of 1024", c.maxMessageBytes)
+	case c.readHeaderTimeout <= 0:
+		return fmt.Errorf("-read-header-timeout %v must be positive", c.readHeaderTimeout)
+	case c.requestReadTimeout <= 0:
+		return fmt.Errorf("-request-read-timeout %v must be positive", c.requestReadTimeout)
+	case c.idleTimeout <= 0:
+		return fmt.Errorf("-idle-timeout %v must be positive", c.idleTimeout)
 	case c.logFormat != "text" && c.logFormat != "json":
 		return fmt.Errorf("-log-format %q: want text or json", c.logFormat)
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return fmt.Errorf("-log-level %q: want debug, info, warn or error", c.logLevel)
+	}
+	for _, p := range strings.Split(c.trustedProxies, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				return fmt.Errorf("-trusted-proxies: %q is neither a CIDR nor an IP address", p)
+			}
+		}
+	}
+	// A Redis URL whose password the parsers would split differently
+	// could have pieces of it quoted in go-redis's errors: refuse it
+	// before it is used, naming it masked.
+	if err := storedsn.CheckUserinfo(c.redis); err != nil {
+		return fmt.Errorf("-redis %q: %v", storedsn.Redact(c.redis), err)
 	}
 	if c.jwtSecret != "" && c.jwksURL != "" {
 		return errors.New("-jwt-secret and -jwks-url are exclusive: choose one")
@@ -163,8 +197,16 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 		Store:            store,
 		HistoryLimit:     history,
 		Logger:           log,
-		Limits:           livesync.Limits{MaxMessageBytes: c.maxMessageBytes},
-		APIKey:           c.apiKey,
+		Limits: livesync.Limits{
+			MaxMessageBytes:    c.maxMessageBytes,
+			ReadHeaderTimeout:  c.readHeaderTimeout,
+			RequestReadTimeout: c.requestReadTimeout,
+			IdleTimeout:        c.idleTimeout,
+		},
+		APIKey: c.apiKey,
+	}
+	if c.trustedProxies != "" {
+		opts.TrustedProxies = strings.Split(c.trustedProxies, ",")
 	}
 	if c.allowedOrigins != "" {
 		opts.AllowedOrigins = strings.Split(c.allowedOrigins, ",")
@@ -187,7 +229,9 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 		b, err := redisbroker.New(ctx, c.redis, &redisbroker.Options{Logger: log})
 		if err != nil {
 			store.Close()
-			return nil, nil, fmt.Errorf("-redis: %w", err)
+			// go-redis's errors are not known to quote the password;
+			// scrub them all the same, as store errors are.
+			return nil, nil, fmt.Errorf("-redis: %s", storedsn.Scrub(c.redis, err.Error()))
 		}
 		opts.Broker = b // the server closes it on Shutdown
 		if kind := strings.ToLower(c.store); kind == "memory" || strings.HasPrefix(kind, "sqlite:") {

@@ -49,3 +49,42 @@ func TestPageIsSelfContainedWithAFreshNonce(t *testing.T) {
 		t.Fatalf("the second request's nonce %q is missing or the same as the first", again)
 	}
 }
+
+// TestNamesAreIsolatedText: what users wrote (names in the member list,
+// on cursors and on chat lines, event names, the room) is set as text,
+// never parsed as HTML, inside <bdi> elements that isolate it, so that a
+// right-to-left override in a name cannot reorder the text after it; and
+// the invisible characters that let one name pass for another are
+// removed from names. TestDemoInBrowser checks the rendering.
+func TestNamesAreIsolatedText(t *testing.T) {
+	body := get(t, Handler("/live")).Body.String()
+	for _, banned := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"} {
+		if strings.Contains(body, banned) {
+			t.Errorf("the page uses %s", banned)
+		}
+	}
+	for what, want := range map[string]string{
+		"<bdi> isolation in CSS":     "bdi { unicode-bidi: isolate; }",
+		"isolated elements are bdi":  `document.createElement("bdi")`,
+		"set as text":                "el.textContent = text;",
+		"member list":                `isolated(displayName(e), "member-name")`,
+		"cursor labels":              `isolated("", "tag")`,
+		"chat sender":                `isolated(who, "who")`,
+		"event names":                "isolated(String(p.event))",
+		"room":                       "isolated(room)",
+		"overrides and isolates out": `\u202A-\u202E`,
+		"isolate controls out":       `\u2066-\u2069`,
+		"zero-width space out":       `\u200B`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("%s: the page lacks %s", what, want)
+		}
+	}
+	// Names go into no other element: the one name set later is on the
+	// cursor's tag, itself isolated.
+	for _, m := range regexp.MustCompile(`(\w+)\.textContent = (displayName\(|who\b)`).FindAllStringSubmatch(body, -1) {
+		if m[1] != "tag" {
+			t.Errorf("a name is set on %s, which is not isolated", m[1])
+		}
+	}
+}

@@ -26,8 +26,20 @@ var (
 // logs and error messages: a URL's user password, password= parameters,
 // and go-sql-driver/mysql's user:password@ prefix. A malformed URL is
 // masked from the first ':' after the user name to the last '@', which
-// may hide more than the password but never less.
+// may hide more than the password but never less. A URL whose user
+// information is ambiguous (see CheckUserinfo) is masked whole, user name
+// included, from "://" to its last '@': where a password holding '@' or
+// '/' ends is anyone's guess, so no part of it is left to guess at.
 func Redact(dsn string) string {
+	if strings.HasPrefix(strings.ToLower(dsn), "sqlite:") {
+		return dsn // a file path, which may hold '@', and no password
+	}
+	if i := strings.Index(dsn, "://"); i >= 0 && CheckUserinfo(dsn) != nil {
+		rest := dsn[i+len("://"):]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			return dsn[:i+len("://")] + mask + rest[at:]
+		}
+	}
 	if i := strings.Index(dsn, "://"); i >= 0 {
 		u, err := url.Parse(dsn)
 		if err != nil {
@@ -60,6 +72,58 @@ func Redact(dsn string) string {
 	return keyValueSecret.ReplaceAllString(dsn, "${1}${2}"+mask)
 }
 
+// CheckUserinfo reports whether the user name and password of rawURL
+// (scheme://user:password@host...) can be told apart from the rest
+// without guessing. They cannot when the URL holds more than one '@', or
+// an '@' past the end of the host part, or a '%' that starts no %XX
+// escape: a password holding an unencoded '@', '/', '?', '#' or '%'. Such
+// a URL is split differently by different parsers (Go's net/url takes the
+// last '@', pgx the first), and a driver may then dial part of the
+// password as a host name and print it in its error. Refusing it up front
+// keeps every fragment out of errors and logs. The error says what to
+// encode and holds nothing of rawURL. A URL without "://" passes.
+func CheckUserinfo(rawURL string) error {
+	i := strings.Index(rawURL, "://")
+	if i < 0 {
+		return nil
+	}
+	rest := rawURL[i+len("://"):]
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	at := strings.Index(rest, "@")
+	switch {
+	case at < 0:
+		return nil
+	case at > end, strings.Count(rest, "@") > 1, !validEscapes(rest[:at]):
+		return errAmbiguousUserinfo
+	}
+	return nil
+}
+
+// errAmbiguousUserinfo is CheckUserinfo's error.
+var errAmbiguousUserinfo = errors.New("user name or password not percent-encoded: write '@' as %40, '/' as %2F, " +
+	"'?' as %3F, '#' as %23 and '%' as %25 (the URL may hold one '@', the one before the host)")
+
+// validEscapes reports whether every '%' in s starts a %XX escape.
+func validEscapes(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			continue
+		}
+		if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+			return false
+		}
+		i += 2
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
 // maskAuthority masks, in a URL that did not parse, everything between
 // the first ':' after start and the last '@'.
 func maskAuthority(dsn string, start int) string {
@@ -81,7 +145,8 @@ func secrets(dsn string) []string {
 	var out []string
 	add := func(s string) {
 		if s != "" && s != mask {
-			out = append(out, s)
+			// As written, and as a driver might print it escaped.
+			out = append(out, s, url.QueryEscape(s), url.PathEscape(s))
 		}
 	}
 	if i := strings.Index(dsn, "://"); i >= 0 {
@@ -113,6 +178,18 @@ func secrets(dsn string) []string {
 	return out
 }
 
+// Scrub returns text, a message about the service at dsn (a store DSN or
+// the Redis URL), with dsn's password masked wherever it shows: as
+// written in dsn, decoded, or escaped, as a driver's error may quote it.
+// A password that is also a common word masks that word too; better a
+// garbled line than a leaked secret.
+func Scrub(dsn, text string) string {
+	for _, s := range secrets(dsn) {
+		text = strings.ReplaceAll(text, s, mask)
+	}
+	return text
+}
+
 // redactedError carries a message with the DSN's password masked, and
 // still unwraps to the cause so callers can test for e.g.
 // context.DeadlineExceeded.
@@ -132,9 +209,7 @@ func fail(dsn, problem string, cause error) error {
 	if cause != nil {
 		msg += ": " + cause.Error()
 	}
-	for _, s := range secrets(dsn) {
-		msg = strings.ReplaceAll(msg, s, mask)
-	}
+	msg = Scrub(dsn, msg)
 	if cause == nil {
 		cause = errors.New(problem)
 	}

@@ -8,7 +8,10 @@
 //	mysql://user:pass@host:3306/db?...       MySQL or MariaDB
 //
 // Errors name the problem and the DSN with its password masked (see
-// Redact), so they are safe to log.
+// Redact), so they are safe to log. A URL whose user name or password holds an
+// unencoded '@', '/', '?', '#' or '%' is refused before any driver sees
+// it (see CheckUserinfo): drivers would split it in different places and
+// quote the pieces.
 package storedsn
 
 import (
@@ -55,10 +58,16 @@ func open(ctx context.Context, dsn string, historyLimit int, table string) (chat
 		return chat.NewMemoryStore(&chat.MemoryOptions{HistoryLimit: historyLimit}), nil
 	case strings.HasPrefix(lower, "sqlite:"):
 		return openSQLite(ctx, dsn, historyLimit, table)
-	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"):
+	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"), strings.HasPrefix(lower, "mysql://"):
+		// Before any driver sees it: a driver that splits the URL
+		// elsewhere than meant would quote pieces of the password.
+		if err := CheckUserinfo(dsn); err != nil {
+			return nil, fail(dsn, "malformed DSN", err)
+		}
+		if strings.HasPrefix(lower, "mysql://") {
+			return openMySQL(ctx, dsn, historyLimit, table)
+		}
 		return openPostgres(ctx, dsn, historyLimit, table)
-	case strings.HasPrefix(lower, "mysql://"):
-		return openMySQL(ctx, dsn, historyLimit, table)
 	}
 	return nil, fail(dsn, "unsupported DSN; want memory, sqlite:PATH, postgres://..., postgresql://... or mysql://...", nil)
 }

@@ -1,7 +1,9 @@
 // Browser test of the /demo page: two pages join one room; Ada moves her
 // mouse, Grace moves hers and sends a chat message; each page must show
 // the other's cursor and the message. Then Ada loads older chat, and a
-// screenshot of her page is saved.
+// screenshot of her page is saved. Last, a third page whose name holds a
+// RIGHT-TO-LEFT OVERRIDE chats, and Ada's page must show the name
+// isolated, so that it does not reorder the text after it.
 //
 //   node demo.e2e.mjs BASE_URL [ROOM] [SCREENSHOT] [SEEDED]
 //
@@ -159,6 +161,28 @@ try {
   // where she left it.
   await moveOnBoard(ada, 0.25, 0.6);
   await ada.screenshot({ path: shot });
+
+  // A name holding a RIGHT-TO-LEFT OVERRIDE (U+202E) must not reorder the
+  // text after it: Ada's page shows it isolated (a <bdi>), without the
+  // override, and the chat text to the right of the sender's name.
+  const spoof = await open("Mal\u202Eory");
+  await spoof.fill("#text", "after the name");
+  await spoof.press("#text", "Enter");
+  await seesMessage(ada, "after the name");
+  const bidi = await ada.evaluate(() => {
+    const isolated = (el) => el.tagName === "BDI" && getComputedStyle(el).unicodeBidi === "isolate";
+    const member = [...document.querySelectorAll("#members .member-name")].find((el) => el.textContent.startsWith("Mal"));
+    const msg = [...document.querySelectorAll("#log .msg")].find((el) => el.querySelector(".text")?.textContent === "after the name");
+    const who = msg.querySelector(".who"), text = msg.querySelector(".text");
+    return {
+      member: member ? { isolated: isolated(member), name: member.textContent } : null,
+      who: { isolated: isolated(who), name: who.textContent },
+      textAfterName: text.getBoundingClientRect().left >= who.getBoundingClientRect().right - 0.5,
+    };
+  });
+  if (!bidi.member || !bidi.member.isolated || bidi.member.name !== "Malory") throw new Error(`member list: ${JSON.stringify(bidi.member)}`);
+  if (!bidi.who.isolated || bidi.who.name !== "Malory") throw new Error(`chat sender: ${JSON.stringify(bidi.who)}`);
+  if (!bidi.textAfterName) throw new Error("the chat text is not to the right of the sender's name");
   console.log(`ok: room ${room}; screenshot ${shot}`);
   if (problems.length) throw new Error("the page reported errors:\n" + problems.join("\n"));
 } catch (err) {

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/openlivesync/livesync/internal/testsvc"
+)
+
+// lockedBuffer is a bytes.Buffer the server's logger and the test may
+// use at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestParseHTTPFlags(t *testing.T) {
+	c, err := parseConfig(nil, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.readHeaderTimeout != 10*time.Second || c.requestReadTimeout != 30*time.Second || c.idleTimeout != 2*time.Minute || c.trustedProxies != "" {
+		t.Fatalf("defaults %v %v %v %q", c.readHeaderTimeout, c.requestReadTimeout, c.idleTimeout, c.trustedProxies)
+	}
+	env := map[string]string{
+		"OPENLIVESYNC_READ_HEADER_TIMEOUT":  "3s",
+		"OPENLIVESYNC_REQUEST_READ_TIMEOUT": "4s",
+		"OPENLIVESYNC_IDLE_TIMEOUT":         "5s",
+		"OPENLIVESYNC_TRUSTED_PROXIES":      "10.0.0.0/8, fd00::/8,192.0.2.1",
+	}
+	c, err = parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.readHeaderTimeout != 3*time.Second || c.requestReadTimeout != 4*time.Second || c.idleTimeout != 5*time.Second || c.trustedProxies != env["OPENLIVESYNC_TRUSTED_PROXIES"] {
+		t.Fatalf("from the environment: %+v", c)
+	}
+	for _, args := range [][]string{
+		{"-read-header-timeout", "0"},
+		{"-request-read-timeout", "-1s"},
+		{"-idle-timeout", "0s"},
+		{"-trusted-proxies", "10.0.0.0/8,office"},
+		{"-trusted-proxies", "10.0.0.0/40"},
+	} {
+		if _, err := parseConfig(args, noEnv, io.Discard); err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: err %v, want one naming %s", args, err, args[0])
+		}
+	}
+}
+
+// TestHTTPFlagsReachTheServer: the binary's server, built from its flags
+// and served as run serves it, cuts off a slow request body after
+// -request-read-timeout and logs the client behind a -trusted-proxies
+// proxy under its forwarded address.
+func TestHTTPFlagsReachTheServer(t *testing.T) {
+	cfg, err := parseConfig([]string{"-api-key", "k", "-request-read-timeout", "200ms",
+		"-trusted-proxies", "127.0.0.1/32", "-log-level", "info"}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	srv, _, err := cfg.build(context.Background(), &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	addr := ln.Addr().String()
+
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	fmt.Fprintf(nc, "POST /api/rooms/r/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Length: 100\r\n\r\n{")
+	nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.Copy(io.Discard, nc); err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("a slow request body was not cut off")
+		}
+	}
+
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/live", http.Header{"X-Forwarded-For": {"203.0.113.7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	testsvc.WaitFor(t, "the connection to be logged", 30*time.Second, func() bool {
+		return strings.Contains(logs.String(), "connection opened")
+	})
+	if out := logs.String(); !strings.Contains(out, "ip=203.0.113.7") {
+		t.Fatalf("logs do not name the forwarded client:\n%s", out)
+	}
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestPasswordsNeverReachStderr runs the binary's run with stores and
+// Redis URLs whose passwords are awkward (unencoded '@', ':', '/', '?',
+// '#', '%', a common word, unicode) against hosts that cannot answer,
+// and checks that stderr, the one line the operator sees, holds no piece
+// of the password.
+func TestPasswordsNeverReachStderr(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	passwords := []struct {
+		password string
+		pieces   []string // distinctive, or in the context they would show in
+	}{
+		{"p@ss", []string{"p@ss", "ss@", "@ss", "p%40ss"}},
+		{"p@ss:w/rd?#%", []string{"p@ss", "ss:w", ":w/", "w/rd", "rd?", "?#%"}},
+		{"Kq@Zx:Wv/Rj?#%", []string{"Kq", "Zx", "Wv", "Rj"}},
+		{"Kq%Zx", []string{"Kq", "Zx"}},
+		{"host", []string{"host"}},
+		{"pässwörd✓", []string{"pässwörd", "p%C3%A4ss", "✓"}},
+	}
+	for _, pw := range passwords {
+		for _, args := range [][]string{
+			{"-store", "postgres://app:" + pw.password + "@" + closed + "/db?connect_timeout=2"},
+			{"-store", "postgres://app:" + pw.password + "@no-such-db.invalid/db?connect_timeout=2"},
+			{"-store", "mysql://app:" + pw.password + "@" + closed + "/db"},
+			{"-store", "mysql://app:" + pw.password + "@no-such-db.invalid:3306/db"},
+			{"-redis", "redis://app:" + pw.password + "@" + closed + "/0"},
+			{"-redis", "redis://:" + pw.password + "@no-such-redis.invalid:6379/0"},
+		} {
+			var stderr bytes.Buffer
+			code := run(append([]string{"-addr", "127.0.0.1:0"}, args...), noEnv, &stderr, nil)
+			out := stderr.String()
+			if code != 2 {
+				t.Errorf("%s with password %q: exit %d, want 2", args[0], pw.password, code)
+			}
+			for _, p := range pw.pieces {
+				if strings.Contains(out, p) {
+					t.Errorf("%s with password %q: %q in stderr %q", args[0], pw.password, p, out)
+				}
+			}
+		}
+	}
+	// SQLite takes no password; a path with '@' is still only a path.
+	var stderr bytes.Buffer
+	store := "sqlite:" + filepath.Join(t.TempDir(), "no", "such", "dir@x", "chat.db")
+	if code := run([]string{"-addr", "127.0.0.1:0", "-store", store}, noEnv, &stderr, nil); code != 2 || !strings.Contains(stderr.String(), "dir@x") {
+		t.Errorf("sqlite: exit %d, stderr %q", code, stderr.String())
+	}
+}
