@@ -39,15 +39,6 @@ type conn struct {
 	historyLimit *rate.Limiter
 	violations   int // reader: consecutive rate-limit refusals
 
-	// The presence throttle's state, guarded by the room's mutex.
-	lastPresence    time.Time
-	pendingPresence protocol.Presence
-	trailing        *time.Timer
-	trailingGen     uint64 // tells a stale timer's callback from the current one
-	// fresh is set while the member joined since the room's last presence
-	// flush; guarded by the room's mutex.
-	fresh *freshView
-
 	mu      sync.Mutex // guards the send queue and closing
 	queue   [][]byte
 	spare   [][]byte // the other half of a double buffer, reused by the writer

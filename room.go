@@ -53,6 +53,10 @@ type room struct {
 	dirty       map[string]dirtyMark // members changed since the last flush
 	changes     uint64               // counts calls to markDirty
 	flushQueued bool
+	// fresh holds, for each member admitted since the last flush, what its
+	// room_joined showed: that flush sends it only the changes made after
+	// its snapshot (see freshView).
+	fresh map[string]*freshView
 	// announced is the value of changes up to which every change has been
 	// written to the members (by flush): a member that joined at a later
 	// change has not been announced to all of them yet (see announce).
@@ -104,6 +108,13 @@ type member struct {
 	json  []byte // encoding of entry; nil when stale
 	conn  *conn  // nil for a member connected to another node
 	index int    // position in room.local
+
+	// The presence throttle of a local member: when its presence was last
+	// applied, the latest value held back since, and the timer that
+	// applies it when the window ends.
+	lastPresence    time.Time
+	pendingPresence protocol.Presence
+	trailing        *time.Timer
 	// joinSeq is room.changes at the join of a member on another node:
 	// its events wait for its announcement (see clusterSink.Event).
 	joinSeq uint64
@@ -195,10 +206,13 @@ func (r *room) flush() {
 	out := make([]delivery, 0, len(r.local))
 	for _, c := range r.local {
 		var f []byte
+		var fresh *freshView
+		if len(r.fresh) > 0 {
+			fresh = r.fresh[c.id]
+		}
 		switch {
-		case c.fresh != nil:
-			f = r.pendingDelta(c.fresh).encodeFor(c.id)
-			c.fresh = nil
+		case fresh != nil:
+			f = r.pendingDelta(fresh).encodeFor(c.id)
 		case d.updatedBy[c.id]:
 			f = d.encode(c.id) // a client is never told about itself
 		default:
@@ -212,6 +226,7 @@ func (r *room) flush() {
 		}
 	}
 	clear(r.dirty)
+	clear(r.fresh)
 	r.mu.Unlock()
 	for _, o := range out {
 		o.conn.sendNow(o.frame)
@@ -427,7 +442,10 @@ func (r *room) join(c *conn, entry protocol.PresenceEntry) bool {
 	}
 	r.markDirty(c.id, was)
 	c.joinSeq = r.changes
-	c.fresh = r.freshView()
+	if r.fresh == nil {
+		r.fresh = make(map[string]*freshView)
+	}
+	r.fresh[c.id] = r.freshView()
 	c.sendSnapshot(r.roomJoinedFrame(c)...)
 	r.mu.Unlock()
 	r.srv.metrics.membersChanged(1)
@@ -480,12 +498,10 @@ func (r *room) leave(c *conn) {
 	}
 	r.local[last] = nil
 	r.local = r.local[:last]
-	if c.trailing != nil {
-		c.trailing.Stop()
-		c.trailing = nil
+	if m.trailing != nil {
+		m.trailing.Stop()
 	}
-	c.pendingPresence = nil
-	c.fresh = nil
+	delete(r.fresh, c.id)
 	if b := r.srv.broker; b != nil {
 		b.RemoveMember(r.id, c.id)
 	}
@@ -539,40 +555,40 @@ func (r *room) updatePresence(c *conn, p protocol.Presence) {
 	}
 	throttle := r.srv.opts.PresenceThrottle
 	now := time.Now()
-	if wait := c.lastPresence.Add(throttle).Sub(now); throttle > 0 && wait > 0 {
-		c.pendingPresence = p
-		if c.trailing == nil {
-			c.trailingGen++
-			gen := c.trailingGen
-			c.trailing = time.AfterFunc(wait, func() { r.trailingPresence(c, gen) })
+	if wait := m.lastPresence.Add(throttle).Sub(now); throttle > 0 && wait > 0 {
+		m.pendingPresence = p
+		if m.trailing == nil {
+			m.trailing = time.AfterFunc(wait, func() { r.trailingPresence(m) })
 		}
 		return
 	}
-	r.applyPresence(m, c, p, now)
+	r.applyPresence(m, p, now)
 }
 
-func (r *room) applyPresence(m *member, c *conn, p protocol.Presence, now time.Time) {
+func (r *room) applyPresence(m *member, p protocol.Presence, now time.Time) {
 	m.entry.Presence = p
 	m.json = nil
-	c.lastPresence = now
-	r.markDirty(c.id, true)
+	m.lastPresence = now
+	id := m.entry.ConnectionID
+	r.markDirty(id, true)
 	if b := r.srv.broker; b != nil {
-		b.SetMember(r.id, c.id, m.encoded())
+		b.SetMember(r.id, id, m.encoded())
 	}
 }
 
-// trailingPresence delivers the update held back by the throttle.
-func (r *room) trailingPresence(c *conn, gen uint64) {
+// trailingPresence delivers the update the throttle held back for m,
+// unless m has left meanwhile (leave stops the timer, but its callback
+// may already be waiting for mu).
+func (r *room) trailingPresence(m *member) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	m, ok := r.members[c.id]
-	if !ok || m.conn != c || c.trailing == nil || c.trailingGen != gen {
+	if r.members[m.entry.ConnectionID] != m {
 		return
 	}
-	c.trailing = nil
-	if p := c.pendingPresence; p != nil {
-		c.pendingPresence = nil
-		r.applyPresence(m, c, p, time.Now())
+	m.trailing = nil
+	if p := m.pendingPresence; p != nil {
+		m.pendingPresence = nil
+		r.applyPresence(m, p, time.Now())
 	}
 }
 
