@@ -254,11 +254,6 @@ func (c *conn) writeFailed(err error) {
 // closeGrace is how long a peer has to answer the server's close frame.
 const closeGrace = 2 * time.Second
 
-// sendError tells the client what was wrong with its message.
-func (c *conn) sendError(e *clientError) {
-	c.send(errorFrame(e.code, e.message))
-}
-
 // Message handles one message of the client (ws.Handler).
 func (c *conn) Message(text bool, data []byte) {
 	c.touch()
@@ -317,65 +312,4 @@ func (c *conn) ended(err error) {
 		}
 	}
 	c.reason = reason
-}
-
-// handle dispatches one client message.
-func (c *conn) handle(data []byte) {
-	env, cerr := decodeEnvelope(data)
-	c.srv.metrics.messageType(env.Type)
-	if cerr == nil {
-		switch env.Type {
-		case protocol.MsgJoinRoom:
-			if c.ws.Polled() {
-				cerr = c.handleJoin(env.Payload)
-			} else {
-				cerr = onOwnStack(func() *clientError { return c.handleJoin(env.Payload) })
-			}
-		case protocol.MsgLeaveRoom:
-			cerr = c.handleLeave(env.Payload)
-		case protocol.MsgUpdatePresence:
-			cerr = c.handlePresence(env.Payload)
-		case protocol.MsgBroadcastEvent:
-			cerr = c.handleEvent(env.Payload)
-		case protocol.MsgSendChat:
-			cerr = c.handleChat(env.Payload)
-		case protocol.MsgGetChatHistory:
-			cerr = c.handleHistory(env.Payload)
-		default:
-			cerr = &clientError{protocol.CodeInvalidMessage, "unknown message type " + quoteTrunc(env.Type)}
-		}
-	}
-	if cerr == nil {
-		c.violations = 0
-		return
-	}
-	c.sendError(cerr)
-	if cerr.code == protocol.CodeRateLimited {
-		c.srv.metrics.rateLimited()
-		c.violations++
-		if c.violations >= c.srv.limits.MaxViolations {
-			c.close(protocol.ClosePolicy, "rate limit exceeded repeatedly")
-		}
-	}
-}
-
-// quoteTrunc quotes a client-supplied string for an error message, cut
-// short so an error never echoes a large input back.
-func quoteTrunc(s string) string {
-	const max = 64
-	if len(s) > max {
-		s = s[:max] + "…"
-	}
-	return string(appendJSONString(nil, s))
-}
-
-// onOwnStack runs f on a goroutine of its own and waits for it. Joining
-// a room runs deep (decoding, the store, the room) and happens rarely;
-// run there, it leaves the reading goroutine's stack at its small starting
-// size, which matters where a goroutine waits on an idle connection for
-// its whole life: one the poller does not watch (TLS, other systems).
-func onOwnStack(f func() *clientError) *clientError {
-	done := make(chan *clientError, 1)
-	go func() { done <- f() }()
-	return <-done
 }

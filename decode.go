@@ -11,18 +11,6 @@ import (
 	"github.com/openlivesync/livesync/protocol"
 )
 
-// clientError is a refusal the client is told about with an error message;
-// the connection stays open.
-type clientError struct {
-	code, message string
-}
-
-func (e *clientError) Error() string { return e.code + ": " + e.message }
-
-func errPayload(format string, args ...any) *clientError {
-	return &clientError{protocol.CodeInvalidPayload, fmt.Sprintf(format, args...)}
-}
-
 // decodeEnvelope parses a frame into its type and raw payload. The payload
 // is not validated here: decodePayload does that as it decodes it.
 func decodeEnvelope(data []byte) (protocol.Envelope, *clientError) {
@@ -164,19 +152,10 @@ func eachPlainMember(data []byte, f func(key, val []byte) bool) bool {
 
 // knownType returns the constant for a client message type, or "".
 func knownType(b []byte) string {
-	switch string(b) {
-	case protocol.MsgJoinRoom:
-		return protocol.MsgJoinRoom
-	case protocol.MsgLeaveRoom:
-		return protocol.MsgLeaveRoom
-	case protocol.MsgUpdatePresence:
-		return protocol.MsgUpdatePresence
-	case protocol.MsgBroadcastEvent:
-		return protocol.MsgBroadcastEvent
-	case protocol.MsgSendChat:
-		return protocol.MsgSendChat
-	case protocol.MsgGetChatHistory:
-		return protocol.MsgGetChatHistory
+	for i := range clientMessages {
+		if string(b) == clientMessages[i].typ {
+			return clientMessages[i].typ
+		}
 	}
 	return ""
 }
@@ -330,41 +309,4 @@ func checkRoomID(typ, id string, max int) *clientError {
 		}
 	}
 	return nil
-}
-
-// roomAllowed reports whether roomID matches one of patterns, where '*'
-// matches any run of characters.
-func roomAllowed(patterns []string, roomID string) bool {
-	for _, p := range patterns {
-		if globMatch(p, roomID) {
-			return true
-		}
-	}
-	return false
-}
-
-func globMatch(pattern, s string) bool {
-	// Iterative wildcard match with single backtrack point: linear enough
-	// for short patterns and never exponential.
-	p, i, star, mark := 0, 0, -1, 0
-	for i < len(s) {
-		switch {
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, i
-			p++
-		case p < len(pattern) && pattern[p] == s[i]:
-			p++
-			i++
-		case star >= 0:
-			p = star + 1
-			mark++
-			i = mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
 }

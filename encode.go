@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"encoding/json"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/openlivesync/livesync/internal/ws"
@@ -185,3 +186,5 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }

@@ -7,8 +7,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"github.com/openlivesync/livesync/protocol"
 )
 
 // Stats is a snapshot of a server's counters, for monitoring without
@@ -38,7 +36,7 @@ type metrics struct {
 	framesOut, bytesOut              atomic.Int64
 	events, slow, limited, authFails atomic.Int64
 	storeCalls, storeMicros          atomic.Int64
-	inByType                         [numInTypes]atomic.Int64
+	inByType                         [otherMessage + 1]atomic.Int64
 	storeHist, brokerHist            histogram
 	brokerOn                         atomic.Bool
 	load                             cpuLoad // stretches write coalescing; exported as a gauge
@@ -87,7 +85,7 @@ func (m *metrics) framesWritten(parts [][]byte, frames int) {
 // messageType counts one text message received by its envelope type; ""
 // (a frame that did not decode) and unknown types count as "other". The
 // connection's dispatcher calls it once per message.
-func (m *metrics) messageType(typ string) { m.inByType[inTypeIndex(typ)].Add(1) }
+func (m *metrics) messageType(kind int) { m.inByType[kind].Add(1) }
 
 // enableBroker makes /metrics export the broker latency histogram. The
 // cluster code calls it once when a broker is configured, so a server
@@ -98,46 +96,12 @@ func (m *metrics) enableBroker() { m.brokerOn.Store(true) }
 // or whatever the cluster code times).
 func (m *metrics) brokerLatency(d time.Duration) { m.brokerHist.observe(d) }
 
-// Message types counted by messageType, in the order of inTypeNames.
-const (
-	inJoin = iota
-	inLeave
-	inPresence
-	inEvent
-	inChat
-	inHistory
-	inOther
-	numInTypes
-)
-
-var inTypeNames = [numInTypes]string{
-	inJoin:     protocol.MsgJoinRoom,
-	inLeave:    protocol.MsgLeaveRoom,
-	inPresence: protocol.MsgUpdatePresence,
-	inEvent:    protocol.MsgBroadcastEvent,
-	inChat:     protocol.MsgSendChat,
-	inHistory:  protocol.MsgGetChatHistory,
-	inOther:    "other",
-}
-
-// inTypeIndex maps a client message type to its counter without a map
-// lookup or an allocation; a client cannot grow the label set.
-func inTypeIndex(typ string) int {
-	switch typ {
-	case protocol.MsgJoinRoom:
-		return inJoin
-	case protocol.MsgLeaveRoom:
-		return inLeave
-	case protocol.MsgUpdatePresence:
-		return inPresence
-	case protocol.MsgBroadcastEvent:
-		return inEvent
-	case protocol.MsgSendChat:
-		return inChat
-	case protocol.MsgGetChatHistory:
-		return inHistory
+// messageTypeLabel is the metric label of a message kind (messageKind).
+func messageTypeLabel(kind int) string {
+	if kind == otherMessage {
+		return "other"
 	}
-	return inOther
+	return clientMessages[kind].typ
 }
 
 // snapshot reads every counter, each atomically: a snapshot taken under
@@ -254,7 +218,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.rooms, m.rooms.Load())
 	gauge(c.members, m.members.Load())
 	for i := range m.inByType {
-		counter(c.messagesIn, m.inByType[i].Load(), inTypeNames[i])
+		counter(c.messagesIn, m.inByType[i].Load(), messageTypeLabel(i))
 	}
 	counter(c.framesIn, m.framesIn.Load())
 	counter(c.bytesIn, m.bytesIn.Load())

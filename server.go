@@ -407,14 +407,6 @@ func (s *Server) unregister(c *conn) {
 	s.wg.Done()
 }
 
-// mayJoin applies UserInfo.Rooms and the CanJoin hook.
-func (s *Server) mayJoin(u *UserInfo, roomID string) bool {
-	if u != nil && u.Rooms != nil && !roomAllowed(u.Rooms, roomID) {
-		return false
-	}
-	return s.opts.CanJoin == nil || s.opts.CanJoin(u, roomID)
-}
-
 // acquireRoom returns the live room id, creating it when needed.
 func (s *Server) acquireRoom(id string) *room {
 	s.roomsMu.Lock()
@@ -554,4 +546,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("livesync: closing chat store: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// lookupRoom returns the live room id, or nil when it has no members on
+// this node.
+func (s *Server) lookupRoom(id string) *room {
+	s.roomsMu.Lock()
+	defer s.roomsMu.Unlock()
+	return s.rooms[id]
 }

@@ -19,14 +19,6 @@ import (
 // store per node, two nodes' API messages may share an id.
 func (s *Server) apiConnectionID() string { return "server-" + s.nodeID }
 
-// lookupRoom returns the live room id, or nil when it has no members on
-// this node.
-func (s *Server) lookupRoom(id string) *room {
-	s.roomsMu.Lock()
-	defer s.roomsMu.Unlock()
-	return s.rooms[id]
-}
-
 // roomSummary is one active room as the HTTP API lists it.
 type roomSummary struct {
 	RoomID  string `json:"roomId"`

@@ -15,9 +15,61 @@ import (
 	"github.com/openlivesync/livesync/protocol"
 )
 
+// clientMessages is the table of the message types a client may send:
+// each type's handler, and, by its row, its counter in the metrics
+// (livesync_messages_in_total{type}). Dispatch, the envelope decoder's
+// fast path (knownType) and the metrics all read it, so adding a message
+// type is a protocol constant, a row and a handler; a test fails when a
+// client type of package protocol has no row.
+var clientMessages = [numClientMessages]clientMessage{
+	{protocol.MsgJoinRoom, (*conn).handleJoin},
+	{protocol.MsgLeaveRoom, (*conn).handleLeave},
+	{protocol.MsgUpdatePresence, (*conn).handlePresence},
+	{protocol.MsgBroadcastEvent, (*conn).handleEvent},
+	{protocol.MsgSendChat, (*conn).handleChat},
+	{protocol.MsgGetChatHistory, (*conn).handleHistory},
+}
+
+// clientMessage is one row of clientMessages.
+type clientMessage struct {
+	typ string
+	// handle runs on the connection's reader, one message at a time.
+	handle func(c *conn, payload []byte) *clientError
+}
+
+// numClientMessages is the number of rows, spelled out because the
+// metrics' array of counters needs it and cannot refer to the table's
+// type (which refers to conn, which refers to them). A row too many does
+// not compile; TestMessageTable finds a row missing.
+const numClientMessages = 6
+
+// otherMessage is the kind of a message whose type has no row: refused,
+// and counted under "other".
+const otherMessage = numClientMessages
+
+// messageKind is typ's row in clientMessages, or otherMessage.
+func messageKind(typ string) int {
+	for i := range clientMessages {
+		if clientMessages[i].typ == typ {
+			return i
+		}
+	}
+	return otherMessage
+}
+
 var errNotInRoom = &clientError{protocol.CodeNotInRoom, "join a room first"}
 
+// handleJoin joins a room. Joining runs deep (decoding, the store, the
+// room) and happens rarely: where a goroutine waits on the connection for
+// its whole life it runs on a goroutine of its own (see onOwnStack).
 func (c *conn) handleJoin(raw []byte) *clientError {
+	if !c.ws.Polled() {
+		return onOwnStack(func() *clientError { return c.joinRoom(raw) })
+	}
+	return c.joinRoom(raw)
+}
+
+func (c *conn) joinRoom(raw []byte) *clientError {
 	var p protocol.JoinRoomPayload
 	if e := decodePayload(protocol.MsgJoinRoom, raw, &p, false); e != nil {
 		return e
@@ -247,4 +299,54 @@ func allow(l **rate.Limiter, r float64, burst int) bool {
 	return (*l).Allow()
 }
 
-func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
+// sendError tells the client what was wrong with its message.
+func (c *conn) sendError(e *clientError) {
+	c.send(errorFrame(e.code, e.message))
+}
+
+// handle dispatches one client message by the table of message types.
+func (c *conn) handle(data []byte) {
+	env, cerr := decodeEnvelope(data)
+	kind := messageKind(env.Type)
+	c.srv.metrics.messageType(kind)
+	switch {
+	case cerr != nil:
+	case kind == otherMessage:
+		cerr = &clientError{protocol.CodeInvalidMessage, "unknown message type " + quoteTrunc(env.Type)}
+	default:
+		cerr = clientMessages[kind].handle(c, env.Payload)
+	}
+	if cerr == nil {
+		c.violations = 0
+		return
+	}
+	c.sendError(cerr)
+	if cerr.code == protocol.CodeRateLimited {
+		c.srv.metrics.rateLimited()
+		c.violations++
+		if c.violations >= c.srv.limits.MaxViolations {
+			c.close(protocol.ClosePolicy, "rate limit exceeded repeatedly")
+		}
+	}
+}
+
+// quoteTrunc quotes a client-supplied string for an error message, cut
+// short so an error never echoes a large input back.
+func quoteTrunc(s string) string {
+	const max = 64
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return string(appendJSONString(nil, s))
+}
+
+// onOwnStack runs f on a goroutine of its own and waits for it. Joining
+// a room runs deep (decoding, the store, the room) and happens rarely;
+// run there, it leaves the reading goroutine's stack at its small starting
+// size, which matters where a goroutine waits on an idle connection for
+// its whole life: one the poller does not watch (TLS, other systems).
+func onOwnStack(f func() *clientError) *clientError {
+	done := make(chan *clientError, 1)
+	go func() { done <- f() }()
+	return <-done
+}
