@@ -25,8 +25,6 @@ import (
 	"github.com/openlivesync/livesync/protocol"
 )
 
-var _ Broker = (*redis.Broker)(nil)
-
 // clusterEnv is a Redis key space of one test: a prefix no other test
 // uses, deleted when the test ends.
 type clusterEnv struct {

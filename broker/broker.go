@@ -1,9 +1,9 @@
 // Package broker holds what a server and a cluster broker exchange: the
 // Sink through which a broker hands a node what other nodes published, and
-// the values its methods take and return. The Broker interface itself is
-// livesync.Broker; implementations (broker/redis) import only this package
-// and protocol, so that the server never depends on a particular broker
-// and a broker never depends on the server.
+// the values its methods take and return, and the Broker interface itself
+// (livesync.Broker is an alias of it). Implementations (broker/redis)
+// import only this package and protocol, so that the server never depends
+// on a particular broker and a broker never depends on the server.
 //
 // The contract every broker keeps, which the server's convergence and
 // ordering rest on:
@@ -26,6 +26,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 
 	"github.com/openlivesync/livesync/protocol"
@@ -98,3 +99,60 @@ type ChatLock interface {
 // calls while the cluster cannot be reached. The broker logs the outage
 // once; the server logs what it leads to only at debug level.
 var ErrUnavailable = errors.New("broker: cluster unavailable")
+
+// Broker connects the nodes of a cluster so that a room's members see each
+// other wherever they are connected. Set Options.Broker to one (for
+// example broker/redis) to make a server a node of a cluster; rooms only
+// use this interface, so another transport plugs in without touching them.
+// The guarantees a broker gives are listed in the package documentation.
+//
+// The server calls SetMember, RemoveMember and PublishEvent while holding
+// a room's lock, so they must not block: a broker queues them, in order,
+// and drops them (with a log line, and a later resynchronisation) rather
+// than wait when the cluster cannot keep up or cannot be reached.
+type Broker interface {
+	// Start attaches the broker to the server, once, from New: nodeID
+	// names this node (a new id each process life), sink receives what
+	// other nodes publish.
+	Start(nodeID string, sink Sink) error
+
+	// Subscribe starts delivering roomID's traffic from other nodes to the
+	// sink; the server calls it when a room gets its first member on this
+	// node. When it returns nil, every publication made afterwards will be
+	// delivered. It registers the interest even when it fails (the broker
+	// subscribes as soon as it can and then calls Sink.Resync), so every
+	// call is matched by one Unsubscribe.
+	Subscribe(ctx context.Context, roomID string) error
+	// Unsubscribe withdraws one Subscribe: the room has no member left on
+	// this node.
+	Unsubscribe(roomID string)
+
+	// RoomState reads the presence registry: the members of roomID on the
+	// other nodes, and the room's chat position. Read after Subscribe, it
+	// is the base the announcements received since then apply to.
+	RoomState(ctx context.Context, roomID string) (RoomState, error)
+	// SetMember registers this node's member connID of roomID with its
+	// presence entry (JSON) and announces it to the other nodes: a join,
+	// or an update.
+	SetMember(roomID, connID string, entry []byte)
+	// RemoveMember unregisters connID from roomID and announces it left.
+	RemoveMember(roomID, connID string)
+
+	// PublishEvent relays a broadcast_event (the complete JSON message) to
+	// the room's members on the other nodes.
+	PublishEvent(roomID string, msg []byte)
+
+	// LockChat takes roomID's cluster-wide chat lock (see
+	// ChatLock), waiting at most until ctx ends. On error the
+	// server stores and delivers chat locally without publishing it.
+	LockChat(ctx context.Context, roomID string) (ChatLock, error)
+
+	// Healthy reports why the cluster cannot be reached right now (nil
+	// when it can). Readiness checks use it; while it fails, the node
+	// serves its own members only.
+	Healthy() error
+	// Close withdraws this node's members from the cluster and releases
+	// the broker's connections. The server calls it at the end of
+	// Shutdown.
+	Close() error
+}

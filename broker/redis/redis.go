@@ -1,4 +1,4 @@
-// Package redis is a cluster broker on Redis (a livesync.Broker): several
+// Package redis is a cluster broker on Redis (a broker.Broker): several
 // OpenLiveSync nodes that use the same Redis share their rooms. Members
 // connected to any node see each other's presence, events and chat.
 //
@@ -100,7 +100,9 @@ func (o *Options) resolve() error {
 	return nil
 }
 
-// Broker is a livesync.Broker on Redis. Create it with New, hand it to
+var _ broker.Broker = (*Broker)(nil)
+
+// Broker is a broker.Broker on Redis. Create it with New, hand it to
 // livesync.Options.Broker; the server starts and closes it.
 type Broker struct {
 	rdb  *goredis.Client
@@ -223,7 +225,7 @@ type discardLogging struct{}
 
 func (discardLogging) Printf(context.Context, string, ...any) {}
 
-// Start implements livesync.Broker: it registers the node and starts the
+// Start implements broker.Broker: it registers the node and starts the
 // heartbeat, the sweep, the sender and the subscriber.
 func (b *Broker) Start(nodeID string, sink broker.Sink) error {
 	err := errors.New("redis broker: started twice")
@@ -242,10 +244,10 @@ func (b *Broker) Start(nodeID string, sink broker.Sink) error {
 	return err
 }
 
-// Healthy implements livesync.Broker.
+// Healthy implements broker.Broker.
 func (b *Broker) Healthy() error { return b.health.err() }
 
-// Close implements livesync.Broker: it sends what is queued, withdraws
+// Close implements broker.Broker: it sends what is queued, withdraws
 // this node's members, and closes the connections.
 func (b *Broker) Close() error {
 	var err error
@@ -303,7 +305,7 @@ func (k keys) room(channel string) (string, bool) {
 	return strings.CutPrefix(channel, k.p+":r:")
 }
 
-// RoomState implements livesync.Broker.
+// RoomState implements broker.Broker.
 func (b *Broker) RoomState(ctx context.Context, roomID string) (broker.RoomState, error) {
 	if err := b.health.cmdDown(); err != nil {
 		return broker.RoomState{}, err
@@ -329,7 +331,7 @@ func (b *Broker) RoomState(ctx context.Context, roomID string) (broker.RoomState
 	return st, nil
 }
 
-// SetMember implements livesync.Broker.
+// SetMember implements broker.Broker.
 func (b *Broker) SetMember(roomID, connID string, entry []byte) {
 	b.qmu.Lock()
 	defer b.qmu.Unlock()
@@ -342,7 +344,7 @@ func (b *Broker) SetMember(roomID, connID string, entry []byte) {
 	b.enqueueLocked(op{kind: opSet, room: roomID, conn: connID, data: entry}, false)
 }
 
-// RemoveMember implements livesync.Broker.
+// RemoveMember implements broker.Broker.
 func (b *Broker) RemoveMember(roomID, connID string) {
 	b.qmu.Lock()
 	defer b.qmu.Unlock()
@@ -355,12 +357,12 @@ func (b *Broker) RemoveMember(roomID, connID string) {
 	b.enqueueLocked(op{kind: opRemove, room: roomID, conn: connID}, false)
 }
 
-// PublishEvent implements livesync.Broker.
+// PublishEvent implements broker.Broker.
 func (b *Broker) PublishEvent(roomID string, msg []byte) {
 	b.enqueue(op{kind: opEvent, room: roomID, data: msg}, false)
 }
 
-// LockChat implements livesync.Broker.
+// LockChat implements broker.Broker.
 func (b *Broker) LockChat(ctx context.Context, roomID string) (broker.ChatLock, error) {
 	if err := b.health.cmdDown(); err != nil {
 		return nil, err

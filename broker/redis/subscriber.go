@@ -17,7 +17,7 @@ import (
 	"github.com/openlivesync/livesync/protocol"
 )
 
-// Subscribe implements livesync.Broker.
+// Subscribe implements broker.Broker.
 func (b *Broker) Subscribe(ctx context.Context, roomID string) error {
 	if b.ctx.Err() != nil {
 		return fmt.Errorf("redis broker: subscribing to room %q: closed: %w", roomID, broker.ErrUnavailable)
@@ -57,7 +57,7 @@ func (b *Broker) Subscribe(ctx context.Context, roomID string) error {
 	}
 }
 
-// Unsubscribe implements livesync.Broker.
+// Unsubscribe implements broker.Broker.
 func (b *Broker) Unsubscribe(roomID string) {
 	ch := b.k.channel(roomID)
 	b.subMu.Lock()
