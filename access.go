@@ -1,5 +1,7 @@
 package livesync
 
+import "context"
+
 // roomAllowed reports whether roomID matches one of patterns, where '*'
 // matches any run of characters.
 func roomAllowed(patterns []string, roomID string) bool {
@@ -38,9 +40,9 @@ func globMatch(pattern, s string) bool {
 }
 
 // mayJoin applies UserInfo.Rooms and the CanJoin hook.
-func (s *Server) mayJoin(u *UserInfo, roomID string) bool {
+func (s *Server) mayJoin(ctx context.Context, u *UserInfo, roomID string) bool {
 	if u != nil && u.Rooms != nil && !roomAllowed(u.Rooms, roomID) {
 		return false
 	}
-	return s.opts.CanJoin == nil || s.opts.CanJoin(u, roomID)
+	return s.opts.CanJoin == nil || s.opts.CanJoin(ctx, u, roomID)
 }

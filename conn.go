@@ -1,6 +1,7 @@
 package livesync
 
 import (
+	"context"
 	"errors"
 	"net"
 	"slices"
@@ -25,6 +26,12 @@ type conn struct {
 	ip         string
 	opened     time.Time
 	registered bool // counted in Server.conns; set before reading starts
+
+	// ctx is cancelled when the connection ends: the hooks that may block
+	// (VerifyToken, CanJoin) get it. Made by the first that needs it.
+	// Reader.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	lastRead atomic.Int64 // unix nanoseconds of the last frame or pong
 	lastPing atomic.Int64
@@ -268,8 +275,20 @@ func (c *conn) Message(text bool, data []byte) {
 // Pong records that the client is alive (ws.Handler).
 func (c *conn) Pong() { c.touch() }
 
+// context returns the connection's context, cancelled when it ends.
+// Reader only.
+func (c *conn) context() context.Context {
+	if c.ctx == nil {
+		c.ctx, c.cancel = context.WithCancel(context.Background())
+	}
+	return c.ctx
+}
+
 // Closed cleans up after the connection ended (ws.Handler).
 func (c *conn) Closed(err error) {
+	if c.cancel != nil {
+		c.cancel()
+	}
 	c.ended(err)
 	if c.room != nil {
 		c.room.leave(c)

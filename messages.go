@@ -86,14 +86,14 @@ func (c *conn) joinRoom(raw []byte) *clientError {
 	}
 	user := c.user
 	if p.AccessToken != "" && c.srv.opts.VerifyToken != nil {
-		u, err := c.srv.opts.VerifyToken(p.AccessToken)
+		u, err := c.srv.opts.VerifyToken(c.context(), p.AccessToken)
 		if err != nil || u == nil {
 			c.srv.metrics.authFailed()
 			return &clientError{protocol.CodeForbidden, "join_room: accessToken did not verify"}
 		}
 		user = u
 	}
-	if !c.srv.mayJoin(user, p.RoomID) {
+	if !c.srv.mayJoin(c.context(), user, p.RoomID) {
 		return &clientError{protocol.CodeForbidden, "join_room: not allowed to join room " + quoteTrunc(p.RoomID)}
 	}
 	c.user = user

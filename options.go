@@ -1,6 +1,7 @@
 package livesync
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -37,13 +38,15 @@ type Options struct {
 
 	// VerifyToken, when set, verifies join_room's accessToken; a token
 	// that does not verify gets FORBIDDEN. When unset, an accessToken is
-	// ignored: an unverified token is never trusted.
-	VerifyToken func(token string) (*UserInfo, error)
+	// ignored: an unverified token is never trusted. ctx is cancelled when
+	// the connection ends.
+	VerifyToken func(ctx context.Context, token string) (*UserInfo, error)
 
 	// CanJoin, when set, decides whether user (nil when anonymous) may
 	// join roomID; false gets FORBIDDEN and the connection stays usable.
 	// It runs after the check of UserInfo.Rooms.
-	CanJoin func(user *UserInfo, roomID string) bool
+	// ctx is cancelled when the connection ends.
+	CanJoin func(ctx context.Context, user *UserInfo, roomID string) bool
 
 	// CheckOrigin decides whether a browser upgrade from r's Origin is
 	// allowed. Default: every origin (see AllowedOrigins for a list).

@@ -1,6 +1,7 @@
 package livesync
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -229,7 +230,7 @@ func TestRoomPermissions(t *testing.T) {
 		OnAuth: func(r *http.Request) (*UserInfo, error) {
 			return &UserInfo{UserID: "u", Rooms: []string{"team-1/*", "lobby"}}, nil
 		},
-		CanJoin: func(u *UserInfo, room string) bool { return room != "team-1/secret" },
+		CanJoin: func(_ context.Context, u *UserInfo, room string) bool { return room != "team-1/secret" },
 	})
 	c := dial(t, url)
 	for _, room := range []string{"team-2/a", "lobbyx", "team-1/secret"} {

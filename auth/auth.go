@@ -224,7 +224,10 @@ func (v *Verifier) Close() {
 // Its signature matches livesync.Options.VerifyToken. A refused token gives
 // an error wrapping ErrInvalidToken; a verifier that could not decide gives
 // one wrapping ErrUnavailable.
-func (v *Verifier) Verify(token string) (*livesync.UserInfo, error) {
+func (v *Verifier) Verify(ctx context.Context, token string) (*livesync.UserInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
 	if token == "" {
 		return nil, fmt.Errorf("%w: empty token", ErrInvalidToken)
 	}
@@ -254,7 +257,7 @@ func (v *Verifier) OnAuth(r *http.Request) (*livesync.UserInfo, error) {
 	if token == "" {
 		return nil, nil
 	}
-	user, err := v.Verify(token)
+	user, err := v.Verify(r.Context(), token)
 	switch {
 	case err == nil:
 		return user, nil

@@ -166,7 +166,7 @@ func TestVerifyHS256Accepts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			u, err := v.Verify(hs(t, tt.claims))
+			u, err := v.Verify(context.Background(), hs(t, tt.claims))
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
@@ -243,7 +243,7 @@ func TestVerifyHS256Refuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			v := newHS(t, tt.opts)
-			u, err := v.Verify(tt.token)
+			u, err := v.Verify(context.Background(), tt.token)
 			if err == nil {
 				t.Fatalf("Verify accepted %q as %+v", tt.token, u)
 			}
@@ -273,7 +273,7 @@ func (jsonNull) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
 
 func TestCustomRoomsClaim(t *testing.T) {
 	v := newHS(t, auth.Options{RoomsClaim: "ls_rooms"})
-	u, err := v.Verify(hs(t, claims("ls_rooms", []any{"a/*"}, "rooms", "ignored: not the configured claim")))
+	u, err := v.Verify(context.Background(), hs(t, claims("ls_rooms", []any{"a/*"}, "rooms", "ignored: not the configured claim")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestCustomRoomsClaim(t *testing.T) {
 
 func TestIssuerAudienceAccepted(t *testing.T) {
 	v := newHS(t, auth.Options{Issuer: "https://idp.example.com", Audience: "livesync"})
-	u, err := v.Verify(hs(t, claims("iss", "https://idp.example.com", "aud", []any{"other", "livesync"})))
+	u, err := v.Verify(context.Background(), hs(t, claims("iss", "https://idp.example.com", "aud", []any{"other", "livesync"})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +301,7 @@ func TestSecretIsCopied(t *testing.T) {
 	}
 	defer v.Close()
 	secret[0] ^= 0xff
-	if _, err := v.Verify(hs(t, claims())); err != nil {
+	if _, err := v.Verify(context.Background(), hs(t, claims())); err != nil {
 		t.Fatalf("changing the caller's slice changed the verifier: %v", err)
 	}
 }
@@ -366,7 +366,7 @@ func TestCloseIdempotent(t *testing.T) {
 	v := newHS(t, auth.Options{})
 	v.Close()
 	v.Close()
-	if _, err := v.Verify(hs(t, claims())); err != nil {
+	if _, err := v.Verify(context.Background(), hs(t, claims())); err != nil {
 		t.Fatalf("secret verifier after Close: %v", err)
 	}
 }

@@ -73,13 +73,13 @@ func ExampleVerifier_Verify() {
 		log.Fatal(err)
 	}
 
-	user, err := v.Verify(token)
+	user, err := v.Verify(context.Background(), token)
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(user.UserID, user.Name, user.Email, user.Rooms)
 
-	_, err = v.Verify(token[:len(token)-2] + "xx")
+	_, err = v.Verify(context.Background(), token[:len(token)-2]+"xx")
 	fmt.Println(errors.Is(err, auth.ErrInvalidToken), errors.Is(err, auth.ErrUnavailable))
 	// Output:
 	// user-42 Ada ada@example.com [team-7/*]

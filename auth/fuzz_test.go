@@ -75,7 +75,7 @@ func FuzzVerify(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, s string) {
 		check := func(v *auth.Verifier, token string, signed func(string) bool, mayBeUnavailable bool) *livesync.UserInfo {
-			u, err := v.Verify(token)
+			u, err := v.Verify(context.Background(), token)
 			switch {
 			case err == nil && u == nil:
 				t.Fatalf("Verify(%q) returned neither user nor error", token)
@@ -185,7 +185,7 @@ func TestFuzzCorpusHasAcceptedTokens(t *testing.T) {
 			t.Fatalf("%s: not signed with the fuzz key", tt.file)
 		}
 		if tt.file == "hs256_valid" {
-			if _, err := hsV.Verify(tok); err != nil {
+			if _, err := hsV.Verify(context.Background(), tok); err != nil {
 				t.Fatalf("%s: %v", tt.file, err)
 			}
 		}

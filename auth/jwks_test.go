@@ -171,7 +171,7 @@ func TestJWKSAccepts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			u, err := v.Verify(tt.token)
+			u, err := v.Verify(context.Background(), tt.token)
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
@@ -229,7 +229,7 @@ func TestJWKSRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			u, err := v.Verify(tt.token)
+			u, err := v.Verify(context.Background(), tt.token)
 			if err == nil {
 				t.Fatalf("Verify accepted: %+v", u)
 			}
@@ -244,11 +244,11 @@ func TestJWKSRefuses(t *testing.T) {
 func TestJWKSKeyRotation(t *testing.T) {
 	srv := newJWKSServer(t, "rsa1")
 	v := newJWKS(t, srv.URL, auth.Options{})
-	if _, err := v.Verify(signWith(t, jwt.SigningMethodRS256, "rsa1", claims())); err != nil {
+	if _, err := v.Verify(context.Background(), signWith(t, jwt.SigningMethodRS256, "rsa1", claims())); err != nil {
 		t.Fatal(err)
 	}
 	srv.setKeys(t, "rsa1", "ed1") // the provider publishes a new key
-	u, err := v.Verify(signWith(t, jwt.SigningMethodEdDSA, "ed1", claims()))
+	u, err := v.Verify(context.Background(), signWith(t, jwt.SigningMethodEdDSA, "ed1", claims()))
 	if err != nil {
 		t.Fatalf("token signed with the new key: %v", err)
 	}
@@ -259,7 +259,7 @@ func TestJWKSKeyRotation(t *testing.T) {
 		t.Fatalf("JWKS fetched %d times, want 2", n)
 	}
 	// The new key is now cached: no further fetch.
-	if _, err := v.Verify(signWith(t, jwt.SigningMethodEdDSA, "ed1", claims())); err != nil {
+	if _, err := v.Verify(context.Background(), signWith(t, jwt.SigningMethodEdDSA, "ed1", claims())); err != nil {
 		t.Fatal(err)
 	}
 	if n := srv.hits.Load(); n != 2 {
@@ -274,7 +274,7 @@ func TestJWKSUnknownKIDRateLimited(t *testing.T) {
 	start := time.Now()
 
 	// A first unknown kid refetches once.
-	_, err := v.Verify(signWith(t, jwt.SigningMethodRS256, "rsa1", claims(), "kid", "made-up-1"))
+	_, err := v.Verify(context.Background(), signWith(t, jwt.SigningMethodRS256, "rsa1", claims(), "kid", "made-up-1"))
 	if !errors.Is(err, auth.ErrInvalidToken) {
 		t.Fatalf("made-up kid: %v", err)
 	}
@@ -288,7 +288,7 @@ func TestJWKSUnknownKIDRateLimited(t *testing.T) {
 		if i%2 == 0 {
 			kid = "ec1" // published, but not yet fetched
 		}
-		_, err := v.Verify(signWith(t, jwt.SigningMethodES256, "ec1", claims(), "kid", kid))
+		_, err := v.Verify(context.Background(), signWith(t, jwt.SigningMethodES256, "ec1", claims(), "kid", kid))
 		if !errors.Is(err, auth.ErrInvalidToken) {
 			t.Fatalf("kid %s inside the interval: %v", kid, err)
 		}
@@ -302,7 +302,7 @@ func TestJWKSUnknownKIDRateLimited(t *testing.T) {
 	// Once the interval is over, the new key gets fetched, exactly once.
 	ecTok := signWith(t, jwt.SigningMethodES256, "ec1", claims())
 	testsvc.WaitFor(t, "the new key to be accepted", 10*time.Second, func() bool {
-		_, err := v.Verify(ecTok)
+		_, err := v.Verify(context.Background(), ecTok)
 		return err == nil
 	})
 	if n := srv.hits.Load(); n != 3 {
@@ -322,7 +322,7 @@ func TestJWKSConcurrentUnknownKIDShareOneFetch(t *testing.T) {
 	errs := make(chan error, 20)
 	for range 20 {
 		wg.Go(func() {
-			_, err := v.Verify(tok)
+			_, err := v.Verify(context.Background(), tok)
 			errs <- err
 		})
 	}
@@ -345,13 +345,13 @@ func TestJWKSUnavailable(t *testing.T) {
 
 	// A cached key still verifies.
 	cached := signWith(t, jwt.SigningMethodRS256, "rsa1", claims())
-	if _, err := v.Verify(cached); err != nil {
+	if _, err := v.Verify(context.Background(), cached); err != nil {
 		t.Fatalf("cached key: %v", err)
 	}
 	// An uncached one cannot be decided: unavailable, not invalid.
 	unknown := signWith(t, jwt.SigningMethodEdDSA, "ed1", claims())
 	for i := range 2 { // the second one is inside the rate-limit interval
-		_, err := v.Verify(unknown)
+		_, err := v.Verify(context.Background(), unknown)
 		if !errors.Is(err, auth.ErrUnavailable) || errors.Is(err, auth.ErrInvalidToken) {
 			t.Fatalf("try %d: error %v, want ErrUnavailable only", i, err)
 		}
@@ -442,13 +442,13 @@ func TestJWKSBackgroundRefresh(t *testing.T) {
 	}
 	defer v.Close()
 	tok := signWith(t, jwt.SigningMethodRS256, "rsa1", claims())
-	if _, err := v.Verify(tok); err != nil {
+	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatal(err)
 	}
 	// The provider revokes rsa1: a background refresh drops it.
 	srv.setKeys(t, "ed1")
 	testsvc.WaitFor(t, "the revoked key to be refused", 10*time.Second, func() bool {
-		_, err := v.Verify(tok)
+		_, err := v.Verify(context.Background(), tok)
 		return errors.Is(err, auth.ErrInvalidToken)
 	})
 	// A failing refresh keeps the cached keys.
@@ -456,7 +456,7 @@ func TestJWKSBackgroundRefresh(t *testing.T) {
 	srv.setBody(http.StatusBadGateway, nil)
 	before := srv.hits.Load()
 	testsvc.WaitFor(t, "failing refreshes", 10*time.Second, func() bool { return srv.hits.Load() >= before+2 })
-	if _, err := v.Verify(edTok); err != nil {
+	if _, err := v.Verify(context.Background(), edTok); err != nil {
 		t.Fatalf("cached key after failed refreshes: %v", err)
 	}
 	// Ending ctx stops the refresh: at most one already under way may
@@ -474,10 +474,10 @@ func TestJWKSClose(t *testing.T) {
 	v := newJWKS(t, srv.URL, auth.Options{})
 	v.Close()
 	v.Close()
-	if _, err := v.Verify(signWith(t, jwt.SigningMethodRS256, "rsa1", claims())); err != nil {
+	if _, err := v.Verify(context.Background(), signWith(t, jwt.SigningMethodRS256, "rsa1", claims())); err != nil {
 		t.Fatalf("cached key after Close: %v", err)
 	}
-	_, err := v.Verify(signWith(t, jwt.SigningMethodEdDSA, "ed1", claims()))
+	_, err := v.Verify(context.Background(), signWith(t, jwt.SigningMethodEdDSA, "ed1", claims()))
 	if !errors.Is(err, auth.ErrUnavailable) {
 		t.Fatalf("uncached key after Close: %v", err)
 	}
