@@ -12,19 +12,19 @@ import (
 // Stats is a snapshot of a server's counters, for monitoring without
 // Prometheus (tests, an admin page, a log line).
 type Stats struct {
-	Connections        int64 // open now
-	Rooms              int64 // with at least one local member now
-	Members            int64 // local room members now
-	MessagesIn         int64 // frames received
-	BytesIn            int64
-	FramesOut          int64 // frames written
-	BytesOut           int64 // bytes of the frames written
-	EventsRelayed      int64 // broadcast_event messages accepted
-	SlowConsumers      int64 // connections closed for a full send queue
-	RateLimited        int64 // messages refused with RATE_LIMITED
-	AuthFailures       int64 // upgrades or tokens refused
-	StoreCalls         int64 // chat store calls, one per stored batch
-	StoreLatencyMicros int64 // summed over StoreCalls
+	Connections             int64 // open now (livesync_connections)
+	Rooms                   int64 // with at least one local member now (livesync_rooms)
+	RoomMembers             int64 // local room members now (livesync_room_members)
+	FramesIn                int64 // data frames received (livesync_frames_in_total)
+	BytesIn                 int64 // their payload bytes (livesync_bytes_in_total)
+	MessagesOut             int64 // frames written (livesync_messages_out_total)
+	BytesOut                int64 // their bytes (livesync_bytes_out_total)
+	EventsRelayed           int64 // broadcast_event messages accepted (livesync_events_relayed_total)
+	SlowConsumerDisconnects int64 // connections closed for a full send queue (livesync_slow_consumer_disconnects_total)
+	RateLimited             int64 // messages refused with RATE_LIMITED (livesync_rate_limited_total)
+	AuthFailures            int64 // upgrades or tokens refused (livesync_auth_failures_total)
+	StoreCalls              int64 // chat store calls, one per stored batch (livesync_store_latency_seconds_count)
+	StoreLatencyMicros      int64 // summed over StoreCalls (livesync_store_latency_seconds_sum, in µs)
 }
 
 // metrics counts what Stats and /metrics report. Counters are atomic: they
@@ -108,9 +108,9 @@ func messageTypeLabel(kind int) string {
 // load may mix counts from either side of a message.
 func (m *metrics) snapshot() Stats {
 	return Stats{
-		Connections: m.connections.Load(), Rooms: m.rooms.Load(), Members: m.members.Load(),
-		MessagesIn: m.framesIn.Load(), BytesIn: m.bytesIn.Load(), FramesOut: m.framesOut.Load(),
-		BytesOut: m.bytesOut.Load(), EventsRelayed: m.events.Load(), SlowConsumers: m.slow.Load(),
+		Connections: m.connections.Load(), Rooms: m.rooms.Load(), RoomMembers: m.members.Load(),
+		FramesIn: m.framesIn.Load(), BytesIn: m.bytesIn.Load(), MessagesOut: m.framesOut.Load(),
+		BytesOut: m.bytesOut.Load(), EventsRelayed: m.events.Load(), SlowConsumerDisconnects: m.slow.Load(),
 		RateLimited: m.limited.Load(), AuthFailures: m.authFails.Load(), StoreCalls: m.storeCalls.Load(),
 		StoreLatencyMicros: m.storeMicros.Load(),
 	}

@@ -151,7 +151,7 @@ func TestMetricsCollectorExportsEveryCounter(t *testing.T) {
 		}
 	}
 	st := s.Stats()
-	if st.BytesOut != 22 || st.FramesOut != 3 || st.StoreCalls != 1 || st.StoreLatencyMicros != 3000 {
+	if st.BytesOut != 22 || st.MessagesOut != 3 || st.StoreCalls != 1 || st.StoreLatencyMicros != 3000 {
 		t.Errorf("Stats %+v", st)
 	}
 

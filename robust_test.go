@@ -312,8 +312,8 @@ func TestSlowConsumerDoesNotStallRoom(t *testing.T) {
 		sender.send(protocol.MsgBroadcastEvent, map[string]any{"event": "e", "payload": map[string]string{"p": payload}})
 		reader.presenceBefore(func(pu protocol.PresenceUpdatedPayload) { left = left || len(pu.Left) == 1 })
 	}
-	if s.Stats().SlowConsumers != 1 {
-		t.Fatalf("slow consumers %d", s.Stats().SlowConsumers)
+	if s.Stats().SlowConsumerDisconnects != 1 {
+		t.Fatalf("slow consumers %d", s.Stats().SlowConsumerDisconnects)
 	}
 }
 

@@ -65,14 +65,6 @@ type Envelope struct {
 // colour. The server stores and relays it without interpreting it.
 type Presence = json.RawMessage
 
-// UserInfo is what authentication attached to a connection.
-type UserInfo struct {
-	UserID   string `json:"userId,omitempty"`
-	Name     string `json:"name,omitempty"`
-	Email    string `json:"email,omitempty"`
-	Provider string `json:"provider,omitempty"`
-}
-
 // JoinRoomPayload is the payload of join_room.
 type JoinRoomPayload struct {
 	RoomID      string   `json:"roomId"`
@@ -160,9 +152,6 @@ type BroadcastEventRelayPayload struct {
 	Event        string          `json:"event"`
 	Payload      json.RawMessage `json:"payload,omitempty"`
 }
-
-// ChatMessagePayload is the payload of chat_message: the stored message.
-type ChatMessagePayload = StoredChatMessage
 
 // ChatHistoryPayload answers get_chat_history: Messages oldest first, and
 // HasMore when older messages remain.

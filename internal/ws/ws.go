@@ -198,16 +198,13 @@ func (c *Conn) writeFrames(frames [][]byte, timeout time.Duration, closing bool)
 // Serve was called.
 func (c *Conn) Polled() bool { return c.rc != nil }
 
-// ErrWouldBlock is TryWrite's answer for a connection it cannot write to
-// without waiting (one not read by the poller, such as TLS).
-var ErrWouldBlock = errors.New("ws: cannot write without waiting")
-
 // TryWrite writes as much of frame, a data frame, as the socket takes now,
 // without waiting, and returns how much that was (0 when its buffer is
-// full or another write is under way).
+// full or another write is under way). Call it only on a Polled
+// connection: any other cannot be written to without waiting.
 func (c *Conn) TryWrite(frame []byte) (int, error) {
 	if c.rc == nil {
-		return 0, ErrWouldBlock
+		return 0, errNotPolled
 	}
 	if !c.wmu.TryLock() {
 		return 0, nil // a pong or close reply is being written: queue it
@@ -233,6 +230,10 @@ func (c *Conn) TryWrite(frame []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// errNotPolled is TryWrite's answer on a connection the poller does not
+// watch; the server never asks (it checks Polled).
+var errNotPolled = errors.New("ws: TryWrite on a connection that is not polled")
 
 // copyBufPool holds the buffers WriteFrames gathers frames in for sockets
 // without writev.
