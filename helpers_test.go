@@ -186,17 +186,6 @@ func (c *client) expectError(code string) protocol.ErrorPayload {
 	return e
 }
 
-// quiet checks that nothing arrives within a short window: it proves an
-// absence only together with a later message that must come first.
-func (c *client) noMessageBefore(marker func(), typ string) {
-	c.t.Helper()
-	marker()
-	env := c.next()
-	if env.Type != typ {
-		c.t.Fatalf("got %s %s before the marker %s", env.Type, env.Payload, typ)
-	}
-}
-
 // join joins room and returns the room_joined payload.
 func (c *client) join(room string, presence any) protocol.RoomJoinedPayload {
 	c.t.Helper()

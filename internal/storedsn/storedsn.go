@@ -53,7 +53,7 @@ func open(ctx context.Context, dsn string, historyLimit int, table string) (chat
 	lower := strings.ToLower(dsn)
 	switch {
 	case dsn == "":
-		return nil, errors.New("chat store: empty DSN; want memory, sqlite:PATH, postgres://... or mysql://...")
+		return nil, errors.New("chat store: empty DSN; want memory, sqlite:PATH, postgres://… or mysql://…")
 	case lower == "memory":
 		return chat.NewMemoryStore(&chat.MemoryOptions{HistoryLimit: historyLimit}), nil
 	case strings.HasPrefix(lower, "sqlite:"):
