@@ -6,56 +6,37 @@
 // client work unchanged.
 //
 // A Server is an http.Handler for the WebSocket endpoint: mount it on any
-// router. Handler adds the rest of a standalone site, and ListenAndServe
-// runs one. Chat is stored through a chat.Store (in memory by default;
-// packages chat/postgres, chat/mysql and chat/sqlite persist it).
+// router. Handler adds the rest of a standalone site (health, readiness,
+// metrics, the demo page, the HTTP API when Options.APIKey is set), and
+// ListenAndServe runs one. Chat is stored through a chat.Store (in memory
+// by default; packages chat/postgres, chat/mysql and chat/sqlite persist
+// it). Several servers share rooms through a broker (Options.Broker; see
+// broker/redis).
 //
 // # Concurrency
 //
 // All exported methods are safe for concurrent use. A connection's
-// messages are handled one at a time, in order, by whatever reads it: on
-// Linux a poller watches idle connections and a goroutine reads one only
-// while it is busy, so an idle connection holds no goroutine and no buffer
-// (see internal/ws); elsewhere, and over TLS, a goroutine per connection.
-// A writer goroutine exists only while frames are queued for a connection:
-// sending never blocks on a socket. A client whose queue exceeds
-// Limits.SendQueueBytes is disconnected, so a slow reader never slows its
-// room.
+// messages are handled one at a time, in order. The hooks run as follows:
+// OnAuth on the upgrade request's goroutine, before the upgrade;
+// VerifyToken and CanJoin while the connection's join_room is handled,
+// with a context cancelled when the connection ends. A hook that blocks
+// delays only its own connection.
 //
-// A message sent to a room is encoded once, as a complete WebSocket frame,
-// and that frame is queued for every recipient. A writer sends everything
-// queued with one writev; on a connection that receives a steady stream it
-// waits a few milliseconds between writes (at most 25), so that each write
-// carries several frames, while a quiet connection's frames go out at
-// once. When the process keeps its CPUs more than 80 % busy those waits
-// stretch step by step, up to about 4 times, and shrink again below 60 %:
-// under overload latency rises by a bounded amount instead of queues
-// growing until clients are dropped (livesync_write_coalesce_stretch
-// shows it). A frame for a polled connection with nothing queued, from a
-// small room or a presence flush, is written by the sending goroutine
-// itself without waiting (conn.sendNow). Presence changes are batched per room (see
-// room.flush), and a joiner is admitted at once with a snapshot that the
-// room's next flush completes; a large room's snapshot is encoded once and
-// shared by its joiners. Chat goes through one worker per room that stores
-// a batch, then broadcasts it in store order.
+// Sending never blocks on a socket: each connection has a bounded send
+// queue (Limits.SendQueueBytes), and a client that lets it overflow is
+// disconnected, so a slow reader never slows its room. On Linux an idle
+// plain-TCP connection holds no goroutine and no buffer.
 //
-// Lock order, outermost first; a goroutine holding one lock takes only
-// locks below it:
+// # Guarantees
 //
-//	room.chatMu   storing and broadcasting a room's chat, loading its history
-//	room.syncMu   loading a room's members from the cluster (never held with chatMu)
-//	room.flushMu  a presence flush until its last write, and a leave (never held with chatMu or syncMu)
-//	room.mu       a room's members, presence batch and recent history
-//	Server.mu     connections and per-address counts (never held with room.mu)
-//	conn.mu       a connection's send queue
+// Every member of a room sees the room's chat in one order, the order
+// the history returns; a message is delivered only after the store
+// accepted it. Every member's view of the room (the room_joined snapshot
+// and the presence_updated deltas after it) converges to the room's
+// membership, and a member hears of a newcomer before anything the
+// newcomer sends. Bad input gets an error code and never reaches other
+// members. The same holds across the nodes of a cluster.
 //
-// The load gauge that stretches write coalescing (cpuLoad) is only tried,
-// never waited for, and with no other lock held.
-//
-// Below conn.mu come internal/ws's own: a Conn's state mutex, its poller's
-// lock, and the write lock a non-blocking write only tries.
-//
-// Server.roomsMu guards the room table and is never held with another lock.
-// Under room.mu the cluster broker is only handed work through a queue,
-// never waited on.
+// How the server works inside, and the order in which to read its files,
+// is in docs/internals.md.
 package livesync
