@@ -2,7 +2,6 @@ package livesync
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -248,16 +247,7 @@ func (a *apiHandler) postEvent(room string, body []byte) apiResult {
 	if string(payload) == "null" {
 		payload = nil
 	}
-	f := newFrame(protocol.MsgBroadcastEventRelay, len(room)+len(p.Event)+len(payload)+64)
-	f.raw(`{"roomId":`)
-	f.str(room)
-	f.field("connectionId")
-	f.str(a.s.apiConnectionID())
-	f.field("event")
-	f.str(p.Event)
-	f.optRaw("payload", payload)
-	f.raw("}")
-	n := a.s.broadcastToRoom(room, f.done())
+	n := a.s.broadcastToRoom(room, eventFrame(room, a.s.apiConnectionID(), "", p.Event, payload))
 	a.s.metrics.eventRelayed()
 	return apiJSON(http.StatusOK, apiEventResponse{RoomID: room, Recipients: n})
 }
@@ -365,31 +355,21 @@ func (a *apiHandler) listRooms() apiResult {
 // get_chat_history with {roomId, messages, hasMore}.
 func (a *apiHandler) history(r *http.Request, room string) apiResult {
 	q := r.URL.Query()
-	limit := min(max(a.s.opts.HistoryLimit, 1), maxHistoryPage)
+	limit := 0
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
 			return fromClientError(errPayload("history: limit must be a positive integer"))
 		}
-		limit = min(n, maxHistoryPage)
-	}
-	pager, ok := a.s.store.(chat.Pager)
-	if !ok {
-		return apiError(http.StatusNotImplemented, protocol.CodeServerError, "this server's chat store cannot page history")
+		limit = n
 	}
 	// The request's context: a client that goes away ends the store call.
-	ctx, cancel := context.WithTimeout(r.Context(), a.s.limits.StoreTimeout)
-	defer cancel()
-	msgs, more, err := pager.HistoryBefore(ctx, room, q.Get("before"), limit)
+	msgs, more, e := a.s.historyPage(r.Context(), "history", room, q.Get("before"), limit)
 	switch {
-	case errors.Is(err, chat.ErrBadCursor):
-		return fromClientError(errPayload("history: before %s is not a message id of this room's store", quoteTrunc(q.Get("before"))))
-	case err != nil:
-		a.s.log.Warn("chat history unavailable", "room", room, "err", err, "via", "api")
-		return apiError(http.StatusServiceUnavailable, protocol.CodeChatUnavailable, "chat storage is unavailable")
-	}
-	if msgs == nil {
-		msgs = []protocol.StoredChatMessage{}
+	case e == errCannotPage:
+		return apiError(http.StatusNotImplemented, e.code, e.message)
+	case e != nil:
+		return fromClientError(e)
 	}
 	return apiJSON(http.StatusOK, protocol.ChatHistoryPayload{RoomID: room, Messages: msgs, HasMore: more})
 }

@@ -10,13 +10,13 @@ import (
 	"github.com/openlivesync/livesync/protocol"
 )
 
-var eventFrame = []byte(`{"type":"broadcast_event","payload":{"event":"cursor","payload":{"x":123,"y":456,"t":1795892988481123456,"pad":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}}}`)
+var benchEventFrame = []byte(`{"type":"broadcast_event","payload":{"event":"cursor","payload":{"x":123,"y":456,"t":1795892988481123456,"pad":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}}}`)
 
 // BenchmarkDecodeEvent measures decoding and validating one client event.
 func BenchmarkDecodeEvent(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		env, cerr := decodeEnvelope(eventFrame)
+		env, cerr := decodeEnvelope(benchEventFrame)
 		if cerr != nil {
 			b.Fatal(cerr)
 		}
@@ -87,7 +87,7 @@ func BenchmarkFanout(b *testing.B) {
 			start := received.Load()
 			b.ResetTimer()
 			for range b.N {
-				sender.sendRaw(string(eventFrame))
+				sender.sendRaw(string(benchEventFrame))
 			}
 			want := start + int64(b.N*n)
 			waitFor(b, "deliveries", func() bool { return received.Load() >= want })

@@ -105,6 +105,22 @@ func (f *frameBuilder) done() []byte {
 	return ws.Frame(f.b)
 }
 
+// eventFrame is a relayed broadcast_event: the frame every member of the
+// room gets, built once. The sender is connID (userID when known).
+func eventFrame(roomID, connID, userID, event string, payload json.RawMessage) []byte {
+	f := newFrame(protocol.MsgBroadcastEventRelay, len(roomID)+len(connID)+len(userID)+len(event)+len(payload)+64)
+	f.raw(`{"roomId":`)
+	f.str(roomID)
+	f.field("connectionId")
+	f.str(connID)
+	f.optStr("userId", userID)
+	f.field("event")
+	f.str(event)
+	f.optRaw("payload", payload)
+	f.raw("}")
+	return f.done()
+}
+
 func errorFrame(code, message string) []byte {
 	f := newFrame(protocol.MsgError, len(message)+32)
 	f.raw(`{"code":`)

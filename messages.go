@@ -3,7 +3,6 @@ package livesync
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -174,19 +173,11 @@ func (c *conn) handleEvent(raw []byte) *clientError {
 		return &clientError{protocol.CodeRateLimited, fmt.Sprintf("broadcast_event: more than %g events/s", lim.EventRate)}
 	}
 	c.room.announce(c)
-	f := newFrame(protocol.MsgBroadcastEventRelay, len(c.room.id)+len(c.id)+len(p.Event)+len(p.Payload)+64)
-	f.raw(`{"roomId":`)
-	f.str(c.room.id)
-	f.field("connectionId")
-	f.str(c.id)
+	var userID string
 	if c.user != nil {
-		f.optStr("userId", c.user.UserID)
+		userID = c.user.UserID
 	}
-	f.field("event")
-	f.str(p.Event)
-	f.optRaw("payload", p.Payload)
-	f.raw("}")
-	c.room.broadcast(f.done(), c)
+	c.room.broadcast(eventFrame(c.room.id, c.id, userID, p.Event, p.Payload), c)
 	c.srv.metrics.eventRelayed()
 	return nil
 }
@@ -252,27 +243,13 @@ func (c *conn) handleHistory(raw []byte) *clientError {
 	if p.Limit < 0 {
 		return errPayload("get_chat_history: field \"limit\" must not be negative")
 	}
-	pager, ok := c.srv.store.(chat.Pager)
-	if !ok {
-		return &clientError{protocol.CodeServerError, "get_chat_history: this server's chat store cannot page history"}
-	}
 	lim := &c.srv.limits
 	if !allow(&c.historyLimit, lim.HistoryRate, lim.HistoryBurst) {
 		return &clientError{protocol.CodeRateLimited, fmt.Sprintf("get_chat_history: more than %g requests/s", lim.HistoryRate)}
 	}
-	limit := min(p.Limit, maxHistoryPage)
-	if limit == 0 {
-		limit = max(c.srv.opts.HistoryLimit, 1)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), lim.StoreTimeout)
-	defer cancel()
-	msgs, more, err := pager.HistoryBefore(ctx, c.room.id, p.Before, limit)
-	if errors.Is(err, chat.ErrBadCursor) {
-		return errPayload("get_chat_history: field \"before\" is not the id of a message of this room")
-	}
-	if err != nil {
-		c.srv.log.Warn("chat history unavailable", "room", c.room.id, "err", err)
-		return &clientError{protocol.CodeChatUnavailable, "get_chat_history: chat storage is unavailable"}
+	msgs, more, e := c.srv.historyPage(context.Background(), protocol.MsgGetChatHistory, c.room.id, p.Before, p.Limit)
+	if e != nil {
+		return e
 	}
 	history, cut := encodeHistory(msgs, lim.HistoryBytes)
 	f := newFrame(protocol.MsgChatHistory, len(history)+64)
@@ -286,9 +263,6 @@ func (c *conn) handleHistory(raw []byte) *clientError {
 	c.send(f.done())
 	return nil
 }
-
-// maxHistoryPage bounds one get_chat_history answer.
-const maxHistoryPage = 500
 
 // allow takes a token from the limiter, creating it on first use so that
 // connections that never send hold none.

@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/openlivesync/livesync/broker"
@@ -264,4 +265,39 @@ func chatFrame(m *protocol.StoredChatMessage) []byte {
 	f := newFrame(protocol.MsgChatMessage, len(m.Message)+len(m.Metadata)+128)
 	f.message(m, false)
 	return f.done()
+}
+
+// maxHistoryPage bounds one page of history.
+const maxHistoryPage = 500
+
+// errCannotPage answers a history page request when the store is no
+// chat.Pager.
+var errCannotPage = &clientError{protocol.CodeServerError, "this server's chat store cannot page history"}
+
+// historyPage reads one page of roomID's history, for get_chat_history
+// and the HTTP API (what names the request in errors): up to limit
+// messages (0: HistoryLimit; at most maxHistoryPage) older than the
+// message before ("": the newest), oldest first, and whether older ones
+// remain. The read is bounded by StoreTimeout and by ctx.
+func (s *Server) historyPage(ctx context.Context, what, roomID, before string, limit int) ([]protocol.StoredChatMessage, bool, *clientError) {
+	pager, ok := s.store.(chat.Pager)
+	if !ok {
+		return nil, false, errCannotPage
+	}
+	if limit == 0 {
+		limit = max(s.opts.HistoryLimit, 1)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.limits.StoreTimeout)
+	defer cancel()
+	msgs, more, err := pager.HistoryBefore(ctx, roomID, before, min(limit, maxHistoryPage))
+	switch {
+	case errors.Is(err, chat.ErrBadCursor):
+		return nil, false, errPayload("%s: \"before\" %s is not the id of a message of this room", what, quoteTrunc(before))
+	case err != nil:
+		s.log.Warn("chat history unavailable", "room", roomID, "err", err, "via", what)
+		return nil, false, &clientError{protocol.CodeChatUnavailable, what + ": chat storage is unavailable"}
+	case msgs == nil:
+		msgs = []protocol.StoredChatMessage{}
+	}
+	return msgs, more, nil
 }
