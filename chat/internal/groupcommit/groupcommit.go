@@ -244,8 +244,11 @@ func (c *Committer) commitGroup(group []*request) {
 	out, err := c.commitOnce(group, msgs)
 	if err != nil && len(group) > 1 && isRolledBack(err) {
 		for _, r := range group {
-			if r.state.Load() == abandoned {
-				r.err = err // nobody reads it: the caller has returned
+			// A caller whose context has ended has given up, or is about to
+			// (its Append may not have seen the end yet): its messages are
+			// not retried, and it is told so whichever way it returns.
+			if gaveUp := r.ctx.Err(); r.state.Load() == abandoned || gaveUp != nil && r.state.CompareAndSwap(taken, abandoned) {
+				r.err = fmt.Errorf("%w: %w", ErrGaveUp, r.ctx.Err())
 				close(r.done)
 				continue
 			}
