@@ -11,7 +11,7 @@ import (
 // of Handler and nothing else.
 func TestDisableDemoAndMetricsRoute(t *testing.T) {
 	for _, tc := range []struct {
-		opts           Options
+		opts          Options
 		demo, metrics int
 	}{
 		{Options{}, 200, 200},
