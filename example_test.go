@@ -3,6 +3,7 @@ package livesync_test
 import (
 	"log"
 	"net/http"
+	"strings"
 
 	"github.com/openlivesync/livesync"
 )
@@ -46,7 +47,9 @@ func ExampleServer_ServeHTTP_upgradeOnly() {
 		log.Fatal(err)
 	}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") == "websocket" && r.URL.Path == "/collab" {
+		// Header values are case-insensitive: browsers send "websocket",
+		// other clients "WebSocket".
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") && r.URL.Path == "/collab" {
 			srv.ServeHTTP(w, r)
 			return
 		}

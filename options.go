@@ -55,7 +55,10 @@ type Options struct {
 	// AllowedOrigins, when not empty and CheckOrigin is nil, is the list
 	// of Origins ("https://app.example.com", or "*" for any) whose browser
 	// upgrades are accepted; others get HTTP 403. Requests without an
-	// Origin header (non-browser clients) are accepted.
+	// Origin header (non-browser clients) are accepted, and so are pages
+	// of the server's own site (an Origin whose host is the request's
+	// Host, e.g. /demo): a list meant to let other sites in must not lock
+	// out the server's own pages.
 	AllowedOrigins []string
 
 	// PresenceThrottle is the minimum interval between presence updates
@@ -84,6 +87,15 @@ type Options struct {
 	// Handler, for requests carrying "Authorization: Bearer <APIKey>" (see
 	// APIHandler). Empty: no API; a server never exposes one by default.
 	APIKey string
+
+	// DisableDemo leaves the /demo page out of Handler (and so out of
+	// Serve and ListenAndServe): a production site may not want a public
+	// page from which anyone can join rooms and chat.
+	DisableDemo bool
+	// DisableMetricsRoute leaves GET /metrics out of Handler, for a server
+	// whose metrics are private or served elsewhere (MetricsHandler on a
+	// listener of their own). The metrics are counted all the same.
+	DisableMetricsRoute bool
 
 	// TrustedProxies lists the reverse proxies (CIDRs such as
 	// "10.0.0.0/8", or single addresses) whose X-Forwarded-For or

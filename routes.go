@@ -12,7 +12,9 @@ import (
 //	GET /healthz  200 "ok" while the process serves (liveness)
 //	GET /readyz   200 when ready, 503 with a JSON reason (see Ready)
 //	GET /metrics  Prometheus metrics from the server's own registry
+//	              (unless Options.DisableMetricsRoute)
 //	GET /demo     a collaborative demo page (cursors, members, chat)
+//	              (unless Options.DisableDemo)
 //	/api/         the HTTP API, only with Options.APIKey
 //
 // A route that would shadow the WebSocket path is left out.
@@ -26,8 +28,12 @@ func (s *Server) routes(mux *http.ServeMux) {
 	}
 	add("/healthz", getOnly(http.HandlerFunc(s.serveHealthz)))
 	add("/readyz", getOnly(http.HandlerFunc(s.serveReadyz)))
-	add("/metrics", getOnly(s.MetricsHandler()))
-	add("/demo", getOnly(demo.Handler(s.opts.Path)))
+	if !s.opts.DisableMetricsRoute {
+		add("/metrics", getOnly(s.MetricsHandler()))
+	}
+	if !s.opts.DisableDemo {
+		add("/demo", getOnly(demo.Handler(s.opts.Path)))
+	}
 	if key := s.opts.APIKey; key != "" {
 		if len(key) < 16 {
 			s.log.Warn("the API key is short; use at least 16 random bytes")

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,7 +182,8 @@ func resolveLimits(l Limits) (Limits, error) {
 }
 
 // originChecker accepts requests without an Origin (non-browser clients)
-// and, when allowed is not empty, browser requests from a listed origin.
+// and, when allowed is not empty, browser requests from a listed origin or
+// from the server's own site (see sameSite).
 func originChecker(allowed []string) func(*http.Request) bool {
 	if len(allowed) == 0 {
 		return func(*http.Request) bool { return true }
@@ -192,8 +194,18 @@ func originChecker(allowed []string) func(*http.Request) bool {
 	}
 	return func(r *http.Request) bool {
 		origin := r.Header.Get("Origin")
-		return origin == "" || set["*"] || set[strings.ToLower(origin)]
+		return origin == "" || set["*"] || set[strings.ToLower(origin)] || sameSite(origin, r.Host)
 	}
+}
+
+// sameSite reports whether a browser's Origin names the host the request
+// was sent to: a page the server itself served, such as /demo, whose
+// socket an allowlist written for other sites must not refuse. The scheme
+// is not compared, since behind a TLS-terminating proxy the server sees
+// plain HTTP for an https:// page.
+func sameSite(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && host != "" && strings.EqualFold(u.Host, host)
 }
 
 func randomID(n int) string {

@@ -41,6 +41,10 @@ type config struct {
 	requestReadTimeout time.Duration
 	idleTimeout        time.Duration
 	trustedProxies     string
+
+	// The operator's kit: TLS, -version, -healthcheck, /metrics and
+	// /demo (ops.go).
+	ops opsConfig
 }
 
 var errHelp = flag.ErrHelp
@@ -70,6 +74,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.DurationVar(&c.requestReadTimeout, "request-read-timeout", 30*time.Second, "time to read a whole HTTP request, body included")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 2*time.Minute, "time an idle keep-alive HTTP connection is kept")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For/Forwarded is believed (per-address caps, logs)")
+	c.ops.register(fs)
 	// Errors are reported by the caller in one line; keep flag's own
 	// message for -h only.
 	fs.Usage = func() {
@@ -83,7 +88,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || envErr != nil {
+		if given[f.Name] || envErr != nil || commandFlags[f.Name] {
 			return
 		}
 		key := "OPENLIVESYNC_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
@@ -238,6 +243,7 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 			log.Warn("chat history is per node: each node of the cluster keeps its own; use a postgres:// or mysql:// -store to share it")
 		}
 	}
+	c.ops.apply(opts)
 	srv, err := livesync.New(opts)
 	if err != nil {
 		if opts.Broker != nil {

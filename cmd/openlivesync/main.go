@@ -5,11 +5,16 @@
 // (upper case, dashes as underscores); a flag on the command line wins.
 // A bad flag or an unusable store exits with code 2 and one line on
 // stderr. SIGINT or SIGTERM closes every client with 1001, flushes the
-// store and exits 0.
+// store and exits 0. SIGHUP reloads the TLS certificate (-tls-cert).
+//
+// Two flags are commands rather than settings, and are read from the
+// command line only: -version prints the version and exits, and
+// -healthcheck URL checks a running server (for images without curl).
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -33,12 +38,34 @@ func run(args []string, getenv func(string) string, stderr io.Writer, ready chan
 	if errors.Is(err, errHelp) {
 		return 0
 	}
+	// The commands answer whatever else the environment configures.
+	if cfg != nil && cfg.ops.version {
+		fmt.Fprintln(stdout, "openlivesync", version())
+		return 0
+	}
+	if cfg != nil && cfg.ops.healthcheck != "" {
+		return healthcheck(cfg.ops.healthcheck, stderr)
+	}
+	if err == nil {
+		err = cfg.checkOps()
+	}
 	if err != nil {
 		fail(stderr, err)
 		return 2
 	}
+	// Before the store is opened: a bad pair is a bad flag.
+	var certs *certHolder
+	if cfg.ops.tlsCert != "" {
+		if certs, err = loadCertHolder(cfg.ops.tlsCert, cfg.ops.tlsKey); err != nil {
+			fail(stderr, err)
+			return 2
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	srv, log, err := cfg.build(ctx, stderr)
 	if err != nil {
@@ -51,7 +78,26 @@ func run(args []string, getenv func(string) string, stderr io.Writer, ready chan
 		srv.Shutdown(context.Background())
 		return 2
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "path", cfg.path, "store", cfg.storeName())
+	if certs != nil {
+		ln = tls.NewListener(ln, certs.tlsConfig())
+	}
+	stopMetrics := func(context.Context) error { return nil }
+	var metricsAddr net.Addr
+	if cfg.ops.metricsAddr != "" {
+		if metricsAddr, stopMetrics, err = serveMetrics(cfg.ops.metricsAddr, srv, log); err != nil {
+			fail(stderr, err)
+			ln.Close()
+			srv.Shutdown(context.Background())
+			return 2
+		}
+	}
+	// addr stays first: scripts and tests read it from this line.
+	attrs := []any{"addr", ln.Addr().String(), "path", cfg.path, "store", cfg.storeName(), "tls", certs != nil}
+	if metricsAddr != nil {
+		attrs = append(attrs, "metrics_addr", metricsAddr.String())
+	}
+	log.Info("serving", append(attrs, "version", version())...)
+	go watchReloads(ctx, certs, hup, certCheckInterval, log)
 	if ready != nil {
 		ready <- ln.Addr()
 	}
@@ -66,6 +112,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer, ready chan
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	stopMetrics(sctx)
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Error("shutdown", "err", err)
 		return 1
