@@ -212,8 +212,10 @@ func (l *Limits) RegisterFlags(fs *flag.FlagSet) {
 }
 
 // Limits returns the limits the server enforces: Options.Limits with
-// every default applied. A rate that is off reads +Inf (as
-// golang.org/x/time/rate spells no limit); a cap that is off, -1.
+// every default applied, for logs and checks of what is in force. A rate
+// that is off reads +Inf (as golang.org/x/time/rate spells no limit); a
+// cap that is off reads -1, except MaxConnections left at its default,
+// which reads 0 (none).
 func (s *Server) Limits() Limits { return s.limits }
 
 // resolveLimits applies the table to l: 0 takes the default, negative is

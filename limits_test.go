@@ -100,7 +100,7 @@ func TestResolveLimitsNegative(t *testing.T) {
 		info := r.info()
 		var l Limits
 		v := "-1"
-		if reflect.ValueOf(r.value(&l)).Field(1).Elem().Type() == reflect.TypeFor[time.Duration]() {
+		if f, _ := reflect.TypeFor[Limits]().FieldByName(info.Field); f.Type == reflect.TypeFor[time.Duration]() {
 			v = "-1s"
 		}
 		err := r.value(&l).Set(v)
