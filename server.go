@@ -127,60 +127,6 @@ func New(opts *Options) (*Server, error) {
 	return s, nil
 }
 
-func resolveLimits(l Limits) (Limits, error) {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	defDur := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	if l.MaxMessageBytes == 0 {
-		l.MaxMessageBytes = 64 << 10
-	}
-	def(&l.SendQueueBytes, 1<<20)
-	defDur(&l.PingInterval, 25*time.Second)
-	defDur(&l.PongTimeout, 60*time.Second)
-	defDur(&l.HandshakeTimeout, 10*time.Second)
-	defDur(&l.WriteTimeout, 10*time.Second)
-	defDur(&l.StoreTimeout, 5*time.Second)
-	def(&l.ConnectionsPerIP, 1000)
-	if l.EventRate == 0 {
-		l.EventRate = 100
-	}
-	def(&l.EventBurst, 200)
-	if l.ChatRate == 0 {
-		l.ChatRate = 10
-	}
-	def(&l.ChatBurst, 20)
-	if l.HistoryRate == 0 {
-		l.HistoryRate = 5
-	}
-	def(&l.HistoryBurst, 10)
-	def(&l.HistoryBytes, 256<<10)
-	def(&l.MaxViolations, 100)
-	def(&l.MaxRoomIDBytes, 256)
-	def(&l.MaxPresenceBytes, 8<<10)
-	def(&l.MaxChatBytes, 16<<10)
-	defDur(&l.ReadHeaderTimeout, l.HandshakeTimeout)
-	defDur(&l.RequestReadTimeout, 30*time.Second)
-	defDur(&l.IdleTimeout, 120*time.Second)
-	switch {
-	case l.MaxMessageBytes < 0, l.SendQueueBytes < 0, l.PingInterval < 0, l.PongTimeout < 0,
-		l.HandshakeTimeout < 0, l.WriteTimeout < 0, l.StoreTimeout < 0, l.EventRate < 0, l.ChatRate < 0,
-		l.EventBurst < 0, l.ChatBurst < 0, l.HistoryRate < 0, l.HistoryBurst < 0, l.HistoryBytes < 0,
-		l.MaxViolations < 0, l.MaxRoomIDBytes < 0, l.MaxPresenceBytes < 0, l.MaxChatBytes < 0, l.MaxConnections < 0,
-		l.ReadHeaderTimeout < 0, l.RequestReadTimeout < 0, l.IdleTimeout < 0:
-		return l, errors.New("livesync: limits must not be negative (ConnectionsPerIP excepted)")
-	case l.PongTimeout <= l.PingInterval:
-		return l, fmt.Errorf("livesync: PongTimeout %v must exceed PingInterval %v", l.PongTimeout, l.PingInterval)
-	}
-	return l, nil
-}
-
 // originChecker accepts requests without an Origin (non-browser clients)
 // and, when allowed is not empty, browser requests from a listed origin or
 // from the server's own site (see sameSite).

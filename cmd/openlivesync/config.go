@@ -8,12 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/openlivesync/livesync"
 	"github.com/openlivesync/livesync/auth"
 	redisbroker "github.com/openlivesync/livesync/broker/redis"
+	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/internal/storedsn"
 )
 
@@ -24,7 +26,6 @@ type config struct {
 	presenceThrottle time.Duration
 	historyLimit     int
 	store            string
-	maxMessageBytes  int64
 	logFormat        string
 	logLevel         string
 	jwtSecret        string
@@ -35,12 +36,13 @@ type config struct {
 	apiKey           string
 	redis            string
 
-	// HTTP hygiene: the Limits of the same names, and the proxies whose
-	// forwarding headers are believed (comma-separated CIDRs).
-	readHeaderTimeout  time.Duration
-	requestReadTimeout time.Duration
-	idleTimeout        time.Duration
-	trustedProxies     string
+	// The proxies whose forwarding headers are believed
+	// (comma-separated CIDRs).
+	trustedProxies string
+
+	// limits has one flag per field (see livesync.LimitTable); a field
+	// whose flag is left alone stays 0, the library's default.
+	limits livesync.Limits
 
 	// The operator's kit: TLS, -version, -healthcheck, /metrics and
 	// /demo (ops.go).
@@ -48,6 +50,10 @@ type config struct {
 }
 
 var errHelp = flag.ErrHelp
+
+// newServer is livesync.New, a variable so that a test of run can see
+// the server it builds (its effective limits).
+var newServer = livesync.New
 
 // parseConfig reads flags from args, falling back to OPENLIVESYNC_* in
 // the environment for each flag not given on the command line.
@@ -57,10 +63,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.addr, "addr", ":3000", "listen address")
 	fs.StringVar(&c.path, "path", "/live", "WebSocket path")
-	fs.DurationVar(&c.presenceThrottle, "presence-throttle", 100*time.Millisecond, "min interval between delivered presence updates per connection (0: no throttle)")
-	fs.IntVar(&c.historyLimit, "history-limit", 100, "chat messages sent to a new joiner (0: none)")
+	// Like the limits, these two follow the library's rule: 0 (the flag
+	// left alone) is the library's default, negative is none. -h shows
+	// the default the library applies.
+	fs.DurationVar(&c.presenceThrottle, "presence-throttle", 0, "min interval between delivered presence updates per connection; negative: no throttle")
+	fs.Lookup("presence-throttle").DefValue = "100ms" // Options.PresenceThrottle's default
+	fs.IntVar(&c.historyLimit, "history-limit", 0, "chat messages sent to a new joiner; negative: none")
+	fs.Lookup("history-limit").DefValue = strconv.Itoa(chat.DefaultHistoryLimit)
 	fs.StringVar(&c.store, "store", "memory", "chat store: memory, sqlite:PATH, postgres://…, mysql://user:pass@host:port/db")
-	fs.Int64Var(&c.maxMessageBytes, "max-message-bytes", 65536, "largest accepted frame in bytes")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "verify HS256 tokens at connect with this secret (at least 32 bytes)")
@@ -70,15 +80,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.apiKey, "api-key", "", "enables the server-side HTTP API under /api/ for requests with Authorization: Bearer <key>")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin allowlist for browser upgrades (default: any)")
 	fs.StringVar(&c.redis, "redis", "", "redis://host:port/db: join a cluster of nodes sharing rooms")
-	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time to read a request's headers")
-	fs.DurationVar(&c.requestReadTimeout, "request-read-timeout", 30*time.Second, "time to read a whole HTTP request, body included")
-	fs.DurationVar(&c.idleTimeout, "idle-timeout", 2*time.Minute, "time an idle keep-alive HTTP connection is kept")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For/Forwarded is believed (per-address caps, logs)")
+	c.limits.RegisterFlags(fs)
 	c.ops.register(fs)
 	// Errors are reported by the caller in one line; keep flag's own
 	// message for -h only.
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: openlivesync [flags]  (each flag also as OPENLIVESYNC_<FLAG> in the environment)")
+		fmt.Fprintln(stderr, "A limit, -presence-throttle or -history-limit at 0 takes its default; negative means what its help says, and is refused where its help says nothing.")
 		fs.PrintDefaults()
 	}
 	if err := parseQuietly(fs, args, stderr); err != nil {
@@ -127,18 +136,10 @@ func (c *config) validate() error {
 	switch {
 	case !strings.HasPrefix(c.path, "/"):
 		return fmt.Errorf("-path %q must start with /", c.path)
-	case c.presenceThrottle < 0:
-		return fmt.Errorf("-presence-throttle %v must not be negative", c.presenceThrottle)
-	case c.historyLimit < 0:
-		return fmt.Errorf("-history-limit %d must not be negative", c.historyLimit)
-	case c.maxMessageBytes < 1024:
-		return fmt.Errorf("-max-message-bytes %d is below the minimum of 1024", c.maxMessageBytes)
-	case c.readHeaderTimeout <= 0:
-		return fmt.Errorf("-read-header-timeout %v must be positive", c.readHeaderTimeout)
-	case c.requestReadTimeout <= 0:
-		return fmt.Errorf("-request-read-timeout %v must be positive", c.requestReadTimeout)
-	case c.idleTimeout <= 0:
-		return fmt.Errorf("-idle-timeout %v must be positive", c.idleTimeout)
+	case c.limits.MaxMessageBytes != 0 && c.limits.MaxMessageBytes < 1024:
+		// The binary's own floor: below it a join_room with presence
+		// would not fit, and the server would only ever close clients.
+		return fmt.Errorf("-max-message-bytes %d is below the minimum of 1024", c.limits.MaxMessageBytes)
 	case c.logFormat != "text" && c.logFormat != "json":
 		return fmt.Errorf("-log-format %q: want text or json", c.logFormat)
 	}
@@ -184,31 +185,18 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 		h = slog.NewJSONHandler(stderr, hopts)
 	}
 	log := slog.New(h)
-	history := c.historyLimit
-	if history == 0 {
-		history = -1 // the flag's 0 means none; the library's 0 means the default
-	}
-	store, err := storedsn.Open(ctx, c.store, max(c.historyLimit, 1))
+	store, err := storedsn.Open(ctx, c.store, c.historyLimit) // <= 0: the store's default page
 	if err != nil {
 		return nil, nil, err
 	}
-	throttle := c.presenceThrottle
-	if throttle == 0 {
-		throttle = -1
-	}
 	opts := &livesync.Options{
 		Path:             c.path,
-		PresenceThrottle: throttle,
+		PresenceThrottle: c.presenceThrottle,
 		Store:            store,
-		HistoryLimit:     history,
+		HistoryLimit:     c.historyLimit,
 		Logger:           log,
-		Limits: livesync.Limits{
-			MaxMessageBytes:    c.maxMessageBytes,
-			ReadHeaderTimeout:  c.readHeaderTimeout,
-			RequestReadTimeout: c.requestReadTimeout,
-			IdleTimeout:        c.idleTimeout,
-		},
-		APIKey: c.apiKey,
+		Limits:           c.limits,
+		APIKey:           c.apiKey,
 	}
 	if c.trustedProxies != "" {
 		opts.TrustedProxies = strings.Split(c.trustedProxies, ",")
@@ -244,7 +232,7 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 		}
 	}
 	c.ops.apply(opts)
-	srv, err := livesync.New(opts)
+	srv, err := newServer(opts)
 	if err != nil {
 		if opts.Broker != nil {
 			opts.Broker.Close()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/openlivesync/livesync"
 	"github.com/openlivesync/livesync/internal/testsvc"
 )
 
@@ -41,8 +42,14 @@ func TestParseHTTPFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.readHeaderTimeout != 10*time.Second || c.requestReadTimeout != 30*time.Second || c.idleTimeout != 2*time.Minute || c.trustedProxies != "" {
-		t.Fatalf("defaults %v %v %v %q", c.readHeaderTimeout, c.requestReadTimeout, c.idleTimeout, c.trustedProxies)
+	// Left alone, the flags leave the library's defaults in force.
+	if c.limits != (livesync.Limits{}) || c.trustedProxies != "" {
+		t.Fatalf("defaults %+v %q", c.limits, c.trustedProxies)
+	}
+	srv := buildServer(t)
+	defer srv.Shutdown(context.Background())
+	if l := srv.Limits(); l.ReadHeaderTimeout != 10*time.Second || l.RequestReadTimeout != 30*time.Second || l.IdleTimeout != 2*time.Minute {
+		t.Fatalf("effective defaults %v %v %v", l.ReadHeaderTimeout, l.RequestReadTimeout, l.IdleTimeout)
 	}
 	env := map[string]string{
 		"OPENLIVESYNC_READ_HEADER_TIMEOUT":  "3s",
@@ -54,13 +61,13 @@ func TestParseHTTPFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.readHeaderTimeout != 3*time.Second || c.requestReadTimeout != 4*time.Second || c.idleTimeout != 5*time.Second || c.trustedProxies != env["OPENLIVESYNC_TRUSTED_PROXIES"] {
+	if l := c.limits; l.ReadHeaderTimeout != 3*time.Second || l.RequestReadTimeout != 4*time.Second || l.IdleTimeout != 5*time.Second || c.trustedProxies != env["OPENLIVESYNC_TRUSTED_PROXIES"] {
 		t.Fatalf("from the environment: %+v", c)
 	}
 	for _, args := range [][]string{
-		{"-read-header-timeout", "0"},
+		{"-read-header-timeout", "-1s"},
 		{"-request-read-timeout", "-1s"},
-		{"-idle-timeout", "0s"},
+		{"-idle-timeout", "5"},
 		{"-trusted-proxies", "10.0.0.0/8,office"},
 		{"-trusted-proxies", "10.0.0.0/40"},
 	} {

@@ -30,8 +30,9 @@ func TestParseConfig(t *testing.T) {
 		check   func(*config) bool
 	}{
 		{name: "defaults", check: func(c *config) bool {
-			return c.addr == ":3000" && c.path == "/live" && c.presenceThrottle == 100*time.Millisecond &&
-				c.historyLimit == 100 && c.store == "memory" && c.maxMessageBytes == 65536 && c.logFormat == "text" && c.logLevel == "info"
+			// 0: the library's defaults, as for Options.
+			return c.addr == ":3000" && c.path == "/live" && c.presenceThrottle == 0 &&
+				c.historyLimit == 0 && c.store == "memory" && c.limits == (livesync.Limits{}) && c.logFormat == "text" && c.logLevel == "info"
 		}},
 		{name: "env fallback", env: map[string]string{"OPENLIVESYNC_ADDR": ":4000", "OPENLIVESYNC_PRESENCE_THROTTLE": "50ms", "OPENLIVESYNC_LOG_FORMAT": "json"},
 			check: func(c *config) bool {
@@ -43,7 +44,8 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad duration", args: []string{"-presence-throttle", "fast"}, wantErr: "presence-throttle"},
 		{name: "bad env", env: map[string]string{"OPENLIVESYNC_HISTORY_LIMIT": "lots"}, wantErr: "OPENLIVESYNC_HISTORY_LIMIT"},
 		{name: "bad path", args: []string{"-path", "live"}, wantErr: "must start with /"},
-		{name: "negative history", args: []string{"-history-limit", "-1"}, wantErr: "history-limit"},
+		{name: "negative history is none", args: []string{"-history-limit", "-1"}, check: func(c *config) bool { return c.historyLimit == -1 }},
+		{name: "negative throttle is none", args: []string{"-presence-throttle", "-1ms"}, check: func(c *config) bool { return c.presenceThrottle < 0 }},
 		{name: "tiny frames", args: []string{"-max-message-bytes", "10"}, wantErr: "max-message-bytes"},
 		{name: "bad log format", args: []string{"-log-format", "xml"}, wantErr: "log-format"},
 		{name: "bad log level", args: []string{"-log-level", "loud"}, wantErr: "log-level"},
