@@ -252,6 +252,13 @@ func (c *Client) Join(room string, presence any) protocol.RoomJoinedPayload {
 		p["presence"] = presence
 	}
 	c.Send(protocol.MsgJoinRoom, p)
+	return c.ExpectJoined()
+}
+
+// ExpectJoined checks that the next message is room_joined and returns
+// it; it sets ID and View, as Join does for a join sent otherwise.
+func (c *Client) ExpectJoined() protocol.RoomJoinedPayload {
+	c.T.Helper()
 	var rj protocol.RoomJoinedPayload
 	c.Expect(protocol.MsgRoomJoined, &rj)
 	c.ID = rj.ConnectionID

@@ -1,0 +1,220 @@
+package livesync
+
+import (
+	"fmt"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// Tests of the limits a connection lives under: frame size, rates, the
+// connections one address may hold, a full send queue, a dead peer, and
+// what an idle connection costs.
+
+func TestFrameTooLargeCloses1009(t *testing.T) {
+	_, url := startServer(t, &Options{Limits: Limits{MaxMessageBytes: 1024}})
+	c := livesynctest.Dial(t, url)
+	c.SendRaw(`{"type":"join_room","payload":{"roomId":"` + strings.Repeat("a", 2000) + `"}}`)
+	if code := c.WaitClosed(); code != websocket.CloseMessageTooBig {
+		t.Fatalf("close %d, want 1009", code)
+	}
+}
+
+func TestRateLimits(t *testing.T) {
+	_, url := startServer(t, &Options{Limits: Limits{EventRate: 1, EventBurst: 3, ChatRate: 1, ChatBurst: 2, MaxViolations: 5}})
+	c := livesynctest.Dial(t, url)
+	c.Join("r", nil)
+	for range 3 {
+		c.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "e"})
+	}
+	c.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "e"})
+	c.ExpectError(protocol.CodeRateLimited)
+	c.Send(protocol.MsgSendChat, map[string]any{"message": "1"})
+	c.Send(protocol.MsgSendChat, map[string]any{"message": "2"})
+	c.Send(protocol.MsgSendChat, map[string]any{"message": "3"})
+	// The refusal may overtake the stored messages: count, don't order.
+	kinds := map[string]int{}
+	for range 3 {
+		kinds[c.Next().Type]++
+	}
+	if kinds[protocol.MsgChatMessage] != 2 || kinds[protocol.MsgError] != 1 {
+		t.Fatalf("got %v, want 2 chat messages and 1 error", kinds)
+	}
+	// Sustained abuse closes the connection with 1008.
+	for range 5 {
+		c.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "e"})
+	}
+	if code := c.WaitClosed(); code != websocket.ClosePolicyViolation {
+		t.Fatalf("close %d, want 1008", code)
+	}
+}
+
+// TestFloodIsLimitedAndOthersServed: a client writing events as fast as
+// it can, under the default limits, is closed with 1008, and a room-mate
+// gets at most the burst of its spam before a well-behaved member's event.
+func TestFloodIsLimitedAndOthersServed(t *testing.T) {
+	_, url := startServer(t, nil)
+	a, b := wellBehavedPair(t, url)
+	flooder := livesynctest.Dial(t, url)
+	flooder.Join("calm", nil)
+	// The flooder writes as fast as it can; its own reader drains errors.
+	for i := range 2000 {
+		if err := flooder.WS.WriteMessage(websocket.TextMessage, []byte(`{"type":"broadcast_event","payload":{"event":"spam","payload":{"i":`+fmt.Sprint(i)+`}}}`)); err != nil {
+			break // closed by the server: expected
+		}
+	}
+	if code := flooder.WaitClosed(); code != 1008 {
+		t.Fatalf("flooder closed with %d, want 1008", code)
+	}
+	// b got at most the burst of spam, then the calm event.
+	a.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "calm"})
+	if spam := eventsBefore(b, "calm"); spam > 250 {
+		t.Fatalf("%d spam events relayed; the burst is 200", spam)
+	}
+}
+
+// TestConnectionsPerIP: connections from one address beyond the cap,
+// configured or the default of 1,000, are refused with HTTP 429 while
+// those under it are still served; a slot frees when a connection goes.
+func TestConnectionsPerIP(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		configured int // Limits.ConnectionsPerIP
+		limit      int // in force
+	}{{"configured", 2, 2}, {"default", 0, 1000}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.limit > 100 && testing.Short() {
+				t.Skip("opens 1,000 connections")
+			}
+			s, url := startServer(t, &Options{Limits: Limits{ConnectionsPerIP: tc.configured}})
+			held := make([]*livesynctest.RawConn, 0, tc.limit)
+			for range tc.limit - 2 {
+				held = append(held, livesynctest.RawDial(t, url))
+			}
+			a, b := wellBehavedPair(t, url) // the last two under the cap
+			wantTooMany(t, url, nil, "one connection beyond the cap")
+			stillServed(t, a, b, "at the cap")
+			b.Close()
+			freed := held[:min(len(held), 100)]
+			for _, rc := range freed {
+				rc.Close()
+			}
+			livesynctest.WaitFor(t, "closed connections to be released", func() bool {
+				return s.Stats().Connections == int64(tc.limit-1-len(freed))
+			})
+			waitForSlot(t, url, nil, "a slot to free").Join("calm", nil)
+		})
+	}
+}
+
+// wantTooMany checks that a connection from the address (the one
+// forwarded in h, when not nil) is refused with HTTP 429.
+func wantTooMany(t *testing.T, url string, h http.Header, what string) {
+	t.Helper()
+	if _, err := livesynctest.TryDial(t, url, h); livesynctest.StatusOf(err) != http.StatusTooManyRequests {
+		t.Fatalf("%s: %v, want HTTP 429", what, err)
+	}
+}
+
+// waitForSlot waits until a connection from the address (the one
+// forwarded in h, when not nil) is accepted again, and returns it.
+func waitForSlot(t *testing.T, url string, h http.Header, what string) *livesynctest.Client {
+	t.Helper()
+	var c *livesynctest.Client
+	livesynctest.WaitFor(t, what, func() bool {
+		var err error
+		c, err = livesynctest.TryDial(t, url, h)
+		return err == nil
+	})
+	return c
+}
+
+// TestRefusedConnectionHoldsItsSlot: a connection refused after the
+// upgrade (here by OnAuth) counts against its address until it has ended,
+// as an accepted one does; a client that never answers the close holds
+// the slot for the grace period, not for nothing.
+func TestRefusedConnectionHoldsItsSlot(t *testing.T) {
+	_, url := startServer(t, &Options{
+		Limits: Limits{ConnectionsPerIP: 1},
+		OnAuth: func(*http.Request) (*UserInfo, error) { return nil, nil }, // refuses everyone
+	})
+	silent := livesynctest.RawDial(t, url) // upgraded, then sent 4401; it never reads
+	wantTooMany(t, url, nil, "second connection while the refused one lingers")
+	silent.Close()
+	waitForSlot(t, url, nil, "the refused connection's slot to free")
+}
+
+// TestSlowConsumerDoesNotStallRoom: a client that never reads is cut off
+// once its queue is full, and the others keep receiving.
+func TestSlowConsumerDoesNotStallRoom(t *testing.T) {
+	s, url := startServer(t, &Options{Limits: Limits{SendQueueBytes: 64 << 10, EventRate: 1e6, EventBurst: 1e6}})
+	sender, reader := livesynctest.Dial(t, url), livesynctest.Dial(t, url)
+	sender.Join("r", nil)
+	reader.Join("r", nil)
+	sender.Expect(protocol.MsgPresenceUpdated, nil)
+
+	// The stuck client completes the handshake and joins, then never reads.
+	stuck := livesynctest.RawDial(t, url)
+	stuck.WriteText(t, `{"type":"join_room","payload":{"roomId":"r"}}`)
+	sender.Expect(protocol.MsgPresenceUpdated, nil)
+	reader.Expect(protocol.MsgPresenceUpdated, nil)
+
+	payload := strings.Repeat("p", 4000)
+	var left bool
+	for i := 0; !left; i++ {
+		if i > 20000 {
+			t.Fatal("the stuck client was never disconnected")
+		}
+		sender.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "e", "payload": map[string]string{"p": payload}})
+		reader.PresenceBefore(func(pu protocol.PresenceUpdatedPayload) { left = left || len(pu.Left) == 1 })
+	}
+	if s.Stats().SlowConsumers != 1 {
+		t.Fatalf("slow consumers %d", s.Stats().SlowConsumers)
+	}
+}
+
+func TestDeadPeerIsDropped(t *testing.T) {
+	_, url := startServer(t, &Options{Limits: Limits{PingInterval: 50 * time.Millisecond, PongTimeout: 300 * time.Millisecond}})
+	watcher := livesynctest.Dial(t, url)
+	watcher.Join("r", nil)
+	dead := livesynctest.RawDial(t, url)
+	dead.WriteText(t, `{"type":"join_room","payload":{"roomId":"r"}}`)
+	var pu protocol.PresenceUpdatedPayload
+	watcher.Expect(protocol.MsgPresenceUpdated, &pu)
+	deadID := pu.Joined[0].ConnectionID
+	// The watcher's client answers pings, so only the dead peer goes.
+	watcher.Expect(protocol.MsgPresenceUpdated, &pu)
+	if len(pu.Left) != 1 || pu.Left[0] != deadID {
+		t.Fatalf("got %+v, want %s to leave", pu, deadID)
+	}
+}
+
+// TestIdleConnectionsHoldNoGoroutine: on Linux a connection that joined and
+// went quiet is watched by the poller, not by a goroutine of its own.
+func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the poller is Linux's")
+	}
+	_, url := startServer(t, nil)
+	before := runtime.NumGoroutine()
+	const n = 100
+	for i := range n {
+		rc := livesynctest.RawDial(t, url)
+		rc.WriteText(t, fmt.Sprintf(`{"type":"join_room","payload":{"roomId":"idle-%d"}}`, i%10))
+		// Wait for room_joined: the join has been handled.
+		rc.SetReadDeadline(time.Now().Add(livesynctest.Timeout))
+		if _, err := rc.Read(make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	livesynctest.WaitFor(t, "the readers of idle connections to end", func() bool {
+		return runtime.NumGoroutine()-before < n/4
+	})
+}
