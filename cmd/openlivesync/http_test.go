@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/internal/testsvc"
 )
 
@@ -99,18 +98,11 @@ func TestHTTPFlagsReachTheServer(t *testing.T) {
 	}
 	defer nc.Close()
 	fmt.Fprintf(nc, "POST /api/rooms/r/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Length: 100\r\n\r\n{")
-	nc.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.Copy(io.Discard, nc); err != nil {
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			t.Fatal("a slow request body was not cut off")
-		}
+	if !livesynctest.ReadsUntilClosed(nc, binaryTimeout) {
+		t.Fatal("a slow request body was not cut off")
 	}
 
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/live", http.Header{"X-Forwarded-For": {"203.0.113.7"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
+	livesynctest.DialHeader(t, "ws://"+addr+"/live", http.Header{"X-Forwarded-For": {"203.0.113.7"}})
 	testsvc.WaitFor(t, "the connection to be logged", 30*time.Second, func() bool {
 		return strings.Contains(logs.String(), "connection opened")
 	})
