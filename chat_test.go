@@ -35,10 +35,7 @@ func (f *failingStore) Append(ctx context.Context, m chat.Message) (protocol.Sto
 func TestChatUnavailableBroadcastsNothing(t *testing.T) {
 	fs := &failingStore{MemoryStore: chat.NewMemoryStore(nil), broken: true}
 	_, url := startServer(t, &Options{Store: fs})
-	a, b := livesynctest.Dial(t, url), livesynctest.Dial(t, url)
-	a.Join("r", nil)
-	b.Join("r", nil)
-	a.Expect(protocol.MsgPresenceUpdated, nil)
+	a, b := livesynctest.Pair(t, url, "r")
 	a.Send(protocol.MsgSendChat, map[string]any{"message": "lost?"})
 	a.ExpectError(protocol.CodeChatUnavailable)
 	// Events still flow, and b saw no chat: its next message is the event.

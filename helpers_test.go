@@ -23,6 +23,19 @@ func startServer(t testing.TB, opts *Options) (*Server, string) {
 // TLS); the server is shut down when the test ends.
 func startOn(t testing.TB, opts *Options, newServer func(http.Handler) *httptest.Server) (*Server, *httptest.Server) {
 	t.Helper()
+	s := newTestServer(t, opts)
+	ts := newServer(s.Handler())
+	t.Cleanup(func() {
+		ctxShutdown(t, s)
+		ts.Close()
+	})
+	return s, ts
+}
+
+// newTestServer is New with opts (none when nil), logging nowhere unless
+// opts has a logger, failing t on an error.
+func newTestServer(t testing.TB, opts *Options) *Server {
+	t.Helper()
 	if opts == nil {
 		opts = &Options{}
 	}
@@ -33,12 +46,7 @@ func startOn(t testing.TB, opts *Options, newServer func(http.Handler) *httptest
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := newServer(s.Handler())
-	t.Cleanup(func() {
-		ctxShutdown(t, s)
-		ts.Close()
-	})
-	return s, ts
+	return s
 }
 
 // churn has client i of a convergence test leave when i is odd: by

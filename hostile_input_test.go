@@ -39,16 +39,6 @@ func eventsBefore(c *livesynctest.Client, tag string) int {
 	}
 }
 
-// wellBehavedPair is two clients in room "calm", each past the other's
-// arrival.
-func wellBehavedPair(t *testing.T, url string) (*livesynctest.Client, *livesynctest.Client) {
-	a, b := livesynctest.Dial(t, url), livesynctest.Dial(t, url)
-	a.Join("calm", nil)
-	b.Join("calm", nil)
-	a.Expect(protocol.MsgPresenceUpdated, nil)
-	return a, b
-}
-
 func TestBadInputGetsErrorsAndHarmsNobody(t *testing.T) {
 	_, url := startServer(t, nil)
 	bad, other := livesynctest.Dial(t, url), livesynctest.Dial(t, url)
@@ -117,7 +107,7 @@ func TestBadInputGetsErrorsAndHarmsNobody(t *testing.T) {
 
 func TestMalformedFramesHarmOnlyTheirConnection(t *testing.T) {
 	_, url := startServer(t, nil)
-	a, b := wellBehavedPair(t, url)
+	a, b := livesynctest.Pair(t, url, "calm")
 	frames := map[string][]byte{
 		"unmasked":           {0x81, 0x02, '{', '}'},
 		"reserved bits":      {0xF1, 0x80, 0, 0, 0, 0},
@@ -155,23 +145,14 @@ func TestSlowlorisAndHalfOpenHandshakes(t *testing.T) {
 	_, url := startServer(t, nil)
 	// httptest's server has no header timeout; the library's own Serve
 	// does. Exercise Serve with a short handshake limit.
-	s, err := New(&Options{Logger: discardLogger(), Limits: Limits{HandshakeTimeout: 300 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	t.Cleanup(func() { ctxShutdown(t, s) })
-	a, b := wellBehavedPair(t, url)
+	_, addr := serveOn(t, &Options{Limits: Limits{HandshakeTimeout: 300 * time.Millisecond}}, nil)
+	a, b := livesynctest.Pair(t, url, "calm")
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			nc, err := net.Dial("tcp", ln.Addr().String())
+			nc, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Error(err)
 				return
@@ -197,7 +178,7 @@ func TestSlowlorisAndHalfOpenHandshakes(t *testing.T) {
 	}
 	// Well-behaved clients of the same server connect and are served
 	// meanwhile.
-	good := livesynctest.Dial(t, "ws://"+ln.Addr().String()+"/live")
+	good := livesynctest.Dial(t, "ws://"+addr+"/live")
 	good.Join("g", nil)
 	wg.Wait()
 	stillServed(t, a, b, "after slowloris")

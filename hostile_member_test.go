@@ -133,10 +133,7 @@ func TestHistoryPagesAreBoundedByBytes(t *testing.T) {
 func TestSendChatNeedsAStringMessage(t *testing.T) {
 	store := chat.NewMemoryStore(nil)
 	_, url := startServer(t, &Options{Store: store})
-	a, b := livesynctest.Dial(t, url), livesynctest.Dial(t, url)
-	a.Join("r", nil)
-	b.Join("r", nil)
-	a.Expect(protocol.MsgPresenceUpdated, nil)
+	a, b := livesynctest.Pair(t, url, "r")
 	for _, payload := range []string{`{}`, `{"message":null}`, `{"metadata":{"k":1}}`, `{"message":"a\u0000b"}`} {
 		a.SendRaw(`{"type":"send_chat","payload":` + payload + `}`)
 		if e := a.ExpectError(protocol.CodeInvalidPayload); !strings.Contains(e.Message, `"message"`) {
@@ -284,10 +281,7 @@ func (s *slowStore) count() int {
 // returns http.ErrServerClosed, and the store is closed.
 func TestShutdownDeliversStoredChat(t *testing.T) {
 	store := &slowStore{Store: chat.NewMemoryStore(nil), pause: 5 * time.Millisecond}
-	s, err := New(&Options{Store: store, Logger: discardLogger(), Limits: Limits{ChatRate: 1e6, ChatBurst: 1e6}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestServer(t, &Options{Store: store, Limits: Limits{ChatRate: 1e6, ChatBurst: 1e6}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -295,10 +289,7 @@ func TestShutdownDeliversStoredChat(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	url := "ws://" + ln.Addr().String() + "/live"
-	sender, other := livesynctest.Dial(t, url), livesynctest.Dial(t, url)
-	sender.Join("r", nil)
-	other.Join("r", nil)
-	sender.Expect(protocol.MsgPresenceUpdated, nil)
+	sender, other := livesynctest.Pair(t, url, "r")
 	const n = 100
 	for i := range n {
 		sender.Send(protocol.MsgSendChat, map[string]any{"message": strings.Repeat("x", i%7)})

@@ -61,7 +61,7 @@ func TestRateLimits(t *testing.T) {
 // gets at most the burst of its spam before a well-behaved member's event.
 func TestFloodIsLimitedAndOthersServed(t *testing.T) {
 	_, url := startServer(t, nil)
-	a, b := wellBehavedPair(t, url)
+	a, b := livesynctest.Pair(t, url, "calm")
 	flooder := livesynctest.Dial(t, url)
 	flooder.Join("calm", nil)
 	// The flooder writes as fast as it can; its own reader drains errors.
@@ -98,7 +98,7 @@ func TestConnectionsPerIP(t *testing.T) {
 			for range tc.limit - 2 {
 				held = append(held, livesynctest.RawDial(t, url))
 			}
-			a, b := wellBehavedPair(t, url) // the last two under the cap
+			a, b := livesynctest.Pair(t, url, "calm") // the last two under the cap
 			wantTooMany(t, url, nil, "one connection beyond the cap")
 			stillServed(t, a, b, "at the cap")
 			b.Close()
@@ -155,10 +155,7 @@ func TestRefusedConnectionHoldsItsSlot(t *testing.T) {
 // once its queue is full, and the others keep receiving.
 func TestSlowConsumerDoesNotStallRoom(t *testing.T) {
 	s, url := startServer(t, &Options{Limits: Limits{SendQueueBytes: 64 << 10, EventRate: 1e6, EventBurst: 1e6}})
-	sender, reader := livesynctest.Dial(t, url), livesynctest.Dial(t, url)
-	sender.Join("r", nil)
-	reader.Join("r", nil)
-	sender.Expect(protocol.MsgPresenceUpdated, nil)
+	sender, reader := livesynctest.Pair(t, url, "r")
 
 	// The stuck client completes the handshake and joins, then never reads.
 	stuck := livesynctest.RawDial(t, url)

@@ -79,10 +79,7 @@ func TestConvergence(t *testing.T) {
 
 func TestPresenceThrottleDeliversLatest(t *testing.T) {
 	_, url := startServer(t, &Options{PresenceThrottle: 200 * time.Millisecond})
-	a, b := livesynctest.Dial(t, url), livesynctest.Dial(t, url)
-	a.Join("r", nil)
-	b.Join("r", nil)
-	a.Expect(protocol.MsgPresenceUpdated, nil)
+	a, b := livesynctest.Pair(t, url, "r")
 	for i := 1; i <= 20; i++ {
 		b.Send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]int{"x": i}})
 	}

@@ -3,7 +3,6 @@ package livesync
 import (
 	"bufio"
 	"crypto/tls"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -22,13 +21,7 @@ import (
 // it down when the test ends. It returns the listening address.
 func serveOn(t *testing.T, opts *Options, wrap func(net.Listener) net.Listener) (*Server, string) {
 	t.Helper()
-	if opts.Logger == nil {
-		opts.Logger = discardLogger()
-	}
-	s, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestServer(t, opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -50,10 +43,7 @@ func slowBody(t *testing.T, addr string) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nc.Close() })
-	fmt.Fprintf(nc, "POST /api/rooms/r/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"+
-		"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
-	return nc
+	return livesynctest.SlowRequest(t, nc, "k")
 }
 
 // TestSlowRequestBodyIsCutOff: a request whose body trickles in is cut
@@ -127,18 +117,14 @@ func TestWebSocketOutlivesHTTPTimeouts(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					t.Cleanup(func() { nc.Close() })
-					fmt.Fprintf(nc, "POST /api/rooms/r/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"+
-						"Content-Length: 100\r\n\r\n{")
-					return nc
+					return livesynctest.SlowRequest(t, nc, "k")
 				}
 			}
 			_, addr := serveOn(t, &Options{APIKey: "k", Limits: lim}, wrap)
-			ws, _, err := d.Dial(scheme+"://"+addr+"/live", nil)
+			a, err := livesynctest.DialWith(t, &d, scheme+"://"+addr+"/live", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			a := livesynctest.On(t, ws)
 			if !livesynctest.ReadsUntilClosed(dialSlow(addr), livesynctest.Timeout) {
 				t.Fatal("the slow request was not cut off")
 			}

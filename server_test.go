@@ -136,10 +136,7 @@ func TestBroadcastEventGoesToOthersOnly(t *testing.T) {
 
 func TestChatStoredThenBroadcastToEveryone(t *testing.T) {
 	_, url := startServer(t, &Options{HistoryLimit: 3})
-	a, b := livesynctest.Dial(t, url), livesynctest.Dial(t, url)
-	a.Join("r", nil)
-	b.Join("r", nil)
-	a.Expect(protocol.MsgPresenceUpdated, nil)
+	a, b := livesynctest.Pair(t, url, "r")
 	for i := range 5 {
 		a.Send(protocol.MsgSendChat, map[string]any{"message": "m" + string(rune('0'+i)), "metadata": map[string]any{"i": i}})
 	}
@@ -170,10 +167,7 @@ func TestChatStoredThenBroadcastToEveryone(t *testing.T) {
 
 func TestOneRoomPerConnection(t *testing.T) {
 	_, url := startServer(t, nil)
-	a, b := livesynctest.Dial(t, url), livesynctest.Dial(t, url)
-	a.Join("one", nil)
-	b.Join("one", nil)
-	a.Expect(protocol.MsgPresenceUpdated, nil)
+	a, b := livesynctest.Pair(t, url, "one")
 	rj := b.Join("two", nil)
 	if len(rj.Presence) != 1 {
 		t.Fatalf("two's snapshot %+v", rj.Presence)
@@ -298,11 +292,11 @@ func TestOverTLS(t *testing.T) {
 	d := websocket.Dialer{HandshakeTimeout: livesynctest.Timeout, TLSClientConfig: ts.Client().Transport.(*http.Transport).TLSClientConfig}
 	url := "wss" + strings.TrimPrefix(ts.URL, "https") + s.opts.Path
 	dialTLS := func() *livesynctest.Client {
-		ws, _, err := d.Dial(url, nil)
+		c, err := livesynctest.DialWith(t, &d, url, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return livesynctest.On(t, ws)
+		return c
 	}
 	a, b := dialTLS(), dialTLS()
 	a.Join("r", nil)

@@ -78,10 +78,7 @@ func TestServerFramesAreUTF8(t *testing.T) {
 // connection with 1007 and reaches no one.
 func TestInvalidUTF8FromClient(t *testing.T) {
 	_, url := startServer(t, nil)
-	a, b := livesynctest.Dial(t, url), livesynctest.Dial(t, url)
-	a.Join("r", nil)
-	b.Join("r", nil)
-	a.Expect(protocol.MsgPresenceUpdated, nil)
+	a, b := livesynctest.Pair(t, url, "r")
 	if err := b.WS.WriteMessage(websocket.TextMessage, []byte(`{"type":"broadcast_event","payload":{"event":"e","payload":{"x":"`+"\xed\xa0\x80"+`"}}}`)); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -96,9 +95,7 @@ func TestHTTPFlagsReachTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	fmt.Fprintf(nc, "POST /api/rooms/r/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Length: 100\r\n\r\n{")
-	if !livesynctest.ReadsUntilClosed(nc, binaryTimeout) {
+	if !livesynctest.ReadsUntilClosed(livesynctest.SlowRequest(t, nc, "k"), binaryTimeout) {
 		t.Fatal("a slow request body was not cut off")
 	}
 

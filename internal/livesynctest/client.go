@@ -352,3 +352,15 @@ func DecodePresence(t testing.TB, env protocol.Envelope) protocol.PresenceUpdate
 	}
 	return pu
 }
+
+// Pair dials url twice and has both clients join room, a first; it
+// reads b's arrival on a, so that the next message each gets is whatever
+// the test does next.
+func Pair(t testing.TB, url, room string) (a, b *Client) {
+	t.Helper()
+	a, b = Dial(t, url), Dial(t, url)
+	a.Join(room, nil)
+	b.Join(room, nil)
+	a.Expect(protocol.MsgPresenceUpdated, nil)
+	return a, b
+}

@@ -75,3 +75,17 @@ func ReadsUntilClosed(nc net.Conn, timeout time.Duration) bool {
 	ne, isNet := err.(net.Error)
 	return err == nil || !(isNet && ne.Timeout())
 }
+
+// SlowRequest writes on nc the head of a POST to the HTTP API (room r's
+// events, with bearer key) and the first byte of its 100-byte body, and
+// no more: a client sending its body a byte now and then. It returns nc,
+// which is closed when the test ends.
+func SlowRequest(t testing.TB, nc net.Conn, key string) net.Conn {
+	t.Helper()
+	t.Cleanup(func() { nc.Close() })
+	if _, err := fmt.Fprintf(nc, "POST /api/rooms/r/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{", key); err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
