@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -257,12 +256,7 @@ func TestRedisFlag(t *testing.T) {
 	}
 
 	// A port nobody listens on.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := livesynctest.ClosedAddr(t)
 	var stderr bytes.Buffer
 	if code := run([]string{"-addr", "127.0.0.1:0", "-redis", "redis://" + addr + "/0"}, noEnv, &stderr, nil); code != 2 {
 		t.Fatalf("exit %d, want 2", code)

@@ -1,38 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/internal/testsvc"
 )
-
-// lockedBuffer is a bytes.Buffer the server's logger and the test may
-// use at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestParseHTTPFlags(t *testing.T) {
 	c, err := parseConfig(nil, noEnv, io.Discard)
@@ -78,7 +57,7 @@ func TestHTTPFlagsReachTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs livesynctest.Buffer
 	srv, _, err := cfg.build(context.Background(), &logs)
 	if err != nil {
 		t.Fatal(err)

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/internal/tcpproxy"
 	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
@@ -72,12 +72,7 @@ func TestRestartKeepsHistory(t *testing.T) {
 // TestUnusableStoreExits2: a malformed DSN or an unreachable database at
 // start-up gets one line on stderr, the password masked, and exit 2.
 func TestUnusableStoreExits2(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ln.Addr().String()
-	ln.Close()
+	closed := livesynctest.ClosedAddr(t)
 	for _, store := range []string{
 		"postgres://app:hunter2secret@" + closed + "/db?connect_timeout=2",
 		"mysql://app:hunter2secret@" + closed + "/db",
