@@ -41,7 +41,7 @@ type Client struct {
 	// ID is the connection id the last Join was given.
 	ID string
 	// View is the client's picture of its room: set from the snapshot by
-	// Join, kept up to date by Track, Sees and SeesBy.
+	// Join, kept up to date by Track and SeesBy.
 	View View
 	// Timeout bounds each wait of the client; Dial sets it to the
 	// package's Timeout.
@@ -61,8 +61,10 @@ type HTTPError struct {
 	Err error
 }
 
+// Error says the status and the dialer's error.
 func (e *HTTPError) Error() string { return fmt.Sprintf("HTTP %d: %v", e.Status, e.Err) }
 
+// Unwrap returns the dialer's error.
 func (e *HTTPError) Unwrap() error { return e.Err }
 
 // StatusOf returns the HTTP status of a refused dial's error, or 0 when
@@ -105,12 +107,12 @@ func DialWith(t testing.TB, d *websocket.Dialer, url string, h http.Header) (*Cl
 		}
 		return nil, err
 	}
-	return On(t, ws), nil
+	return on(t, ws), nil
 }
 
-// On starts a client's reader on a connection already made; the
+// on starts a client's reader on a connection already made; the
 // connection is closed when the test ends.
-func On(t testing.TB, ws *websocket.Conn) *Client {
+func on(t testing.TB, ws *websocket.Conn) *Client {
 	c := &Client{T: t, WS: ws, Timeout: Timeout, in: make(chan protocol.Envelope, 4096), done: make(chan struct{})}
 	go c.read()
 	t.Cleanup(func() { ws.Close() })
@@ -138,9 +140,6 @@ func (c *Client) read() {
 // In is the queue of received messages, closed after the last one once
 // the connection has ended.
 func (c *Client) In() <-chan protocol.Envelope { return c.in }
-
-// Done is closed when the connection has ended; Err then says why.
-func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Err is why the connection ended (a *websocket.CloseError when the
 // server closed it), or nil while it is open.
@@ -330,14 +329,9 @@ func (c *Client) Track(env protocol.Envelope) {
 	}
 }
 
-// Sees reads messages, tracking presence and passing over the rest, until
-// View holds exactly the members ids.
-func (c *Client) Sees(ids ...string) {
-	c.T.Helper()
-	c.SeesBy(time.Now().Add(c.Timeout), ids...)
-}
-
-// SeesBy is Sees with a deadline of its own.
+// SeesBy reads messages, tracking presence and passing over the rest,
+// until View holds exactly the members ids, failing the test when the
+// connection ends or deadline passes first.
 func (c *Client) SeesBy(deadline time.Time, ids ...string) {
 	c.T.Helper()
 	c.UntilBy(deadline, fmt.Sprintf("view %v", ids), func() bool { return c.View.Is(ids...) }, c.Track)
