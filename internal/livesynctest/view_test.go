@@ -15,7 +15,9 @@ type errorsOf struct {
 
 func (e *errorsOf) Helper() {}
 
-func (e *errorsOf) Errorf(format string, args ...any) { e.got = append(e.got, fmt.Sprintf(format, args...)) }
+func (e *errorsOf) Errorf(format string, args ...any) {
+	e.got = append(e.got, fmt.Sprintf(format, args...))
+}
 
 // TestViewApply: deltas that fit the view are applied silently; a join of
 // a member already there, and a leave or update of one missing, are each
