@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -64,10 +65,10 @@ func TestAPIAuth(t *testing.T) {
 
 func TestAPIEventReachesMembers(t *testing.T) {
 	o := startOpsServer(t, nil, testAPIKey)
-	a, b := dial(t, o.ws), dial(t, o.ws)
-	a.join("team/42", nil) // a "/" in the id travels percent-encoded
-	b.join("team/42", nil)
-	a.expect(protocol.MsgPresenceUpdated, nil)
+	a, b := livesynctest.Dial(t, o.ws), livesynctest.Dial(t, o.ws)
+	a.Join("team/42", nil) // a "/" in the id travels percent-encoded
+	b.Join("team/42", nil)
+	a.Expect(protocol.MsgPresenceUpdated, nil)
 
 	r := o.api(t, http.MethodPost, roomPath("team/42", "/events"), `{"event":"deploy","payload":{"version":"1.2.3"}}`)
 	if r.status != 200 {
@@ -78,16 +79,16 @@ func TestAPIEventReachesMembers(t *testing.T) {
 	if resp.RoomID != "team/42" || resp.Recipients != 2 {
 		t.Fatalf("response %+v", resp)
 	}
-	for _, c := range []*client{a, b} {
+	for _, c := range []*livesynctest.Client{a, b} {
 		var ev protocol.BroadcastEventRelayPayload
-		c.expect(protocol.MsgBroadcastEventRelay, &ev)
+		c.Expect(protocol.MsgBroadcastEventRelay, &ev)
 		if ev.RoomID != "team/42" || ev.ConnectionID != o.s.apiConnectionID() || !strings.HasPrefix(ev.ConnectionID, "server-") || ev.Event != "deploy" || string(ev.Payload) != `{"version":"1.2.3"}` || ev.UserID != "" {
 			t.Fatalf("relayed %+v", ev)
 		}
 	}
 	// Without a payload, none is sent (never null).
 	o.api(t, http.MethodPost, roomPath("team/42", "/events"), `{"event":"ping","payload":null}`)
-	env := a.expect(protocol.MsgBroadcastEventRelay, nil)
+	env := a.Expect(protocol.MsgBroadcastEventRelay, nil)
 	if strings.Contains(string(env.Payload), "null") || strings.Contains(string(env.Payload), `"payload"`) {
 		t.Fatalf("event without payload: %s", env.Payload)
 	}
@@ -101,12 +102,12 @@ func TestAPIEventReachesMembers(t *testing.T) {
 
 func TestAPIEventIdempotency(t *testing.T) {
 	o := startOpsServer(t, nil, testAPIKey)
-	a := dial(t, o.ws)
-	a.join("r", nil)
+	a := livesynctest.Dial(t, o.ws)
+	a.Join("r", nil)
 	path := roomPath("r", "/events")
 
 	first := o.api(t, http.MethodPost, path, `{"event":"once"}`, "Idempotency-Key", "k-1")
-	a.expect(protocol.MsgBroadcastEventRelay, nil)
+	a.Expect(protocol.MsgBroadcastEventRelay, nil)
 	again := o.api(t, http.MethodPost, path, `{"event":"once"}`, "Idempotency-Key", "k-1")
 	if again.status != first.status || string(again.body) != string(first.body) {
 		t.Fatalf("retry answered %d %s, first %d %s", again.status, again.body, first.status, first.body)
@@ -142,8 +143,8 @@ func TestAPIEventIdempotency(t *testing.T) {
 // the event once, and all get the same answer.
 func TestAPIEventIdempotencyConcurrent(t *testing.T) {
 	o := startOpsServer(t, nil, testAPIKey)
-	a := dial(t, o.ws)
-	a.join("r", nil)
+	a := livesynctest.Dial(t, o.ws)
+	a.Join("r", nil)
 	const n = 16
 	var wg sync.WaitGroup
 	results := make([]httpResult, n)
@@ -171,10 +172,10 @@ func TestAPIEventIdempotencyConcurrent(t *testing.T) {
 }
 
 // expectEvent checks that c's next message is the relayed event name.
-func expectEvent(t *testing.T, c *client, name string) {
+func expectEvent(t *testing.T, c *livesynctest.Client, name string) {
 	t.Helper()
 	var ev protocol.BroadcastEventRelayPayload
-	c.expect(protocol.MsgBroadcastEventRelay, &ev)
+	c.Expect(protocol.MsgBroadcastEventRelay, &ev)
 	if ev.Event != name {
 		t.Fatalf("got event %q, want %q", ev.Event, name)
 	}
@@ -182,11 +183,11 @@ func expectEvent(t *testing.T, c *client, name string) {
 
 // expectChats checks that c's next messages are chat_messages with these
 // texts, in order.
-func expectChats(t *testing.T, c *client, texts ...string) {
+func expectChats(t *testing.T, c *livesynctest.Client, texts ...string) {
 	t.Helper()
 	for _, want := range texts {
 		var m protocol.StoredChatMessage
-		c.expect(protocol.MsgChatMessage, &m)
+		c.Expect(protocol.MsgChatMessage, &m)
 		if m.Message != want {
 			t.Fatalf("chat %q, want %q", m.Message, want)
 		}
@@ -195,11 +196,11 @@ func expectChats(t *testing.T, c *client, texts ...string) {
 
 func TestAPIChatStoredThenBroadcast(t *testing.T) {
 	o := startOpsServer(t, nil, testAPIKey)
-	a := dial(t, o.ws)
-	a.join("r", nil)
-	a.send(protocol.MsgSendChat, map[string]any{"message": "from a client"})
+	a := livesynctest.Dial(t, o.ws)
+	a.Join("r", nil)
+	a.Send(protocol.MsgSendChat, map[string]any{"message": "from a client"})
 	var before protocol.StoredChatMessage
-	a.expect(protocol.MsgChatMessage, &before)
+	a.Expect(protocol.MsgChatMessage, &before)
 
 	r := o.api(t, http.MethodPost, roomPath("r", "/chat"), `{"message":"Build #7 passed","name":"CI","metadata":{"url":"https://ci.example/7"}}`)
 	if r.status != http.StatusCreated {
@@ -216,7 +217,7 @@ func TestAPIChatStoredThenBroadcast(t *testing.T) {
 		t.Fatalf("metadata %s", stored.Metadata)
 	}
 	var got protocol.StoredChatMessage
-	a.expect(protocol.MsgChatMessage, &got)
+	a.Expect(protocol.MsgChatMessage, &got)
 	if got.ID != stored.ID || got.Message != stored.Message || string(got.Metadata) != string(stored.Metadata) {
 		t.Fatalf("broadcast %+v, stored %+v", got, stored)
 	}
@@ -227,11 +228,11 @@ func TestAPIChatStoredThenBroadcast(t *testing.T) {
 	if stored.UserID != "bot-1" || string(stored.Metadata) != `{"name":"Kept"}` {
 		t.Fatalf("stored %+v", stored)
 	}
-	a.expect(protocol.MsgChatMessage, nil)
+	a.Expect(protocol.MsgChatMessage, nil)
 
 	// A joiner's history has them all, in the one order everyone saw.
-	b := dial(t, o.ws)
-	rj := b.join("r", nil)
+	b := livesynctest.Dial(t, o.ws)
+	rj := b.Join("r", nil)
 	if len(rj.ChatHistory) != 3 || rj.ChatHistory[0].ID != before.ID || rj.ChatHistory[1].Message != "Build #7 passed" || rj.ChatHistory[2].UserID != "bot-1" {
 		t.Fatalf("history %+v", rj.ChatHistory)
 	}
@@ -248,14 +249,14 @@ func TestAPIChatToEmptyRoom(t *testing.T) {
 	}
 	// The room's chat worker answers each request, then retires the room
 	// once its queue is empty: it goes away, shortly after the last answer.
-	waitFor(t, "the empty room to retire", func() bool { return o.s.Stats().Rooms == 0 })
+	livesynctest.WaitFor(t, "the empty room to retire", func() bool { return o.s.Stats().Rooms == 0 })
 	var rooms apiRoomsResponse
 	o.api(t, http.MethodGet, "/api/rooms", "").decode(t, &rooms)
 	if len(rooms.Rooms) != 0 {
 		t.Fatalf("rooms %+v", rooms)
 	}
-	a := dial(t, o.ws)
-	rj := a.join("later", nil)
+	a := livesynctest.Dial(t, o.ws)
+	rj := a.Join("later", nil)
 	if len(rj.ChatHistory) != 3 || rj.ChatHistory[0].Message != "m0" || rj.ChatHistory[2].Message != "m2" {
 		t.Fatalf("history %+v", rj.ChatHistory)
 	}
@@ -264,8 +265,8 @@ func TestAPIChatToEmptyRoom(t *testing.T) {
 func TestAPIChatStoreFailure(t *testing.T) {
 	store := newOpsStore()
 	o := startOpsServer(t, &Options{Store: store}, testAPIKey)
-	a := dial(t, o.ws)
-	a.join("r", nil)
+	a := livesynctest.Dial(t, o.ws)
+	a.Join("r", nil)
 	store.set(func(s *opsStore) { s.broken = true })
 	o.api(t, http.MethodPost, roomPath("r", "/chat"), `{"message":"lost"}`, "Idempotency-Key", "c-1").
 		wantError(t, http.StatusServiceUnavailable, protocol.CodeChatUnavailable)
@@ -283,11 +284,11 @@ func TestAPIChatStoreFailure(t *testing.T) {
 
 func TestAPIPresenceAndRooms(t *testing.T) {
 	o := startOpsServer(t, nil, testAPIKey)
-	a, b, c := dial(t, o.ws), dial(t, o.ws), dial(t, o.ws)
-	a.join("b-room", map[string]any{"cursor": map[string]int{"x": 1, "y": 2}})
-	b.send(protocol.MsgJoinRoom, map[string]any{"roomId": "b-room", "name": "Bea"})
-	b.expect(protocol.MsgRoomJoined, nil)
-	c.join("a-room", nil)
+	a, b, c := livesynctest.Dial(t, o.ws), livesynctest.Dial(t, o.ws), livesynctest.Dial(t, o.ws)
+	a.Join("b-room", map[string]any{"cursor": map[string]int{"x": 1, "y": 2}})
+	b.Send(protocol.MsgJoinRoom, map[string]any{"roomId": "b-room", "name": "Bea"})
+	b.Expect(protocol.MsgRoomJoined, nil)
+	c.Join("a-room", nil)
 
 	var pres struct {
 		RoomID   string                            `json:"roomId"`
@@ -298,7 +299,7 @@ func TestAPIPresenceAndRooms(t *testing.T) {
 	if r.status != 200 || pres.RoomID != "b-room" || len(pres.Presence) != 2 {
 		t.Fatalf("presence %d %s", r.status, r.body)
 	}
-	if e := pres.Presence[a.id]; string(e.Presence) != `{"cursor":{"x":1,"y":2}}` || e.ConnectionID != a.id {
+	if e := pres.Presence[a.ID]; string(e.Presence) != `{"cursor":{"x":1,"y":2}}` || e.ConnectionID != a.ID {
 		t.Fatalf("a's entry %+v", e)
 	}
 	found := false
@@ -490,10 +491,10 @@ func TestAPIRefusesWritesWhileShuttingDown(t *testing.T) {
 // history is that same order.
 func TestAPIChatKeepsTheRoomsOrder(t *testing.T) {
 	o := startOpsServer(t, nil, testAPIKey)
-	a, b := dial(t, o.ws), dial(t, o.ws)
-	a.join("r", nil)
-	b.join("r", nil)
-	a.expect(protocol.MsgPresenceUpdated, nil)
+	a, b := livesynctest.Dial(t, o.ws), livesynctest.Dial(t, o.ws)
+	a.Join("r", nil)
+	b.Join("r", nil)
+	a.Expect(protocol.MsgPresenceUpdated, nil)
 
 	const each = 15 // within the default chat burst of 20
 	var wg sync.WaitGroup
@@ -505,15 +506,15 @@ func TestAPIChatKeepsTheRoomsOrder(t *testing.T) {
 		}
 	})
 	for i := range each {
-		a.send(protocol.MsgSendChat, map[string]any{"message": fmt.Sprintf("client %d", i)})
+		a.Send(protocol.MsgSendChat, map[string]any{"message": fmt.Sprintf("client %d", i)})
 	}
 	wg.Wait()
 
-	seen := func(c *client) []string {
+	seen := func(c *livesynctest.Client) []string {
 		var ids []string
 		for range 2 * each {
 			var m protocol.StoredChatMessage
-			c.expect(protocol.MsgChatMessage, &m)
+			c.Expect(protocol.MsgChatMessage, &m)
 			ids = append(ids, m.ID+" "+m.Message)
 		}
 		return ids
@@ -531,7 +532,7 @@ func TestAPIChatKeepsTheRoomsOrder(t *testing.T) {
 		}
 	}
 	var history []string
-	for _, m := range dial(t, o.ws).join("r", nil).ChatHistory {
+	for _, m := range livesynctest.Dial(t, o.ws).Join("r", nil).ChatHistory {
 		history = append(history, m.ID+" "+m.Message)
 	}
 	if fmt.Sprint(history) != fmt.Sprint(orderA) {

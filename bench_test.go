@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -74,23 +75,23 @@ func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{10, 100, 500} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			_, url := startServer(b, &Options{Limits: Limits{EventRate: 1e9, EventBurst: 1e9, ConnectionsPerIP: -1}})
-			sender := dial(b, url)
-			sender.join("fan", nil)
+			sender := livesynctest.Dial(b, url)
+			sender.Join("fan", nil)
 			var received atomic.Int64
 			for range n {
-				rc := rawDial(b, url)
-				rc.writeText(b, `{"type":"join_room","payload":{"roomId":"fan"}}`)
+				rc := livesynctest.RawDial(b, url)
+				rc.WriteText(b, `{"type":"join_room","payload":{"roomId":"fan"}}`)
 				go countFrames(rc, &received)
 			}
-			waitFor(b, "joins", func() bool { return received.Load() >= int64(n) })
+			livesynctest.WaitFor(b, "joins", func() bool { return received.Load() >= int64(n) })
 			b.ReportAllocs()
 			start := received.Load()
 			b.ResetTimer()
 			for range b.N {
-				sender.sendRaw(string(benchEventFrame))
+				sender.SendRaw(string(benchEventFrame))
 			}
 			want := start + int64(b.N*n)
-			waitFor(b, "deliveries", func() bool { return received.Load() >= want })
+			livesynctest.WaitFor(b, "deliveries", func() bool { return received.Load() >= want })
 			b.StopTimer()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
 		})

@@ -20,6 +20,7 @@ import (
 	"github.com/openlivesync/livesync/broker"
 	"github.com/openlivesync/livesync/broker/redis"
 	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/internal/tcpproxy"
 	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
@@ -93,33 +94,31 @@ func newSharedStore(t testing.TB) sharedStore {
 	return sharedStore{s}
 }
 
-// peer is a test client that keeps its view of the room and what it
-// received.
+// peer is a kit client that also keeps the events and chat it received.
 type peer struct {
-	*client
-	view   view
+	*livesynctest.Client
 	events map[string][]int // by sender connection id: the "n" of each event, in order
 	chats  []protocol.StoredChatMessage
 }
 
 func newPeer(t testing.TB, url string) *peer {
-	return &peer{client: dial(t, url), events: map[string][]int{}}
+	return &peer{Client: livesynctest.Dial(t, url), events: map[string][]int{}}
 }
 
+// joinRoom joins room, taking the snapshot's view and history.
 func (p *peer) joinRoom(room string, presence any) {
-	p.t.Helper()
-	rj := p.join(room, presence)
-	p.view = view(rj.Presence)
+	p.T.Helper()
+	rj := p.Join(room, presence)
 	p.chats = append(p.chats[:0], rj.ChatHistory...)
 }
 
+// handle takes in one message: presence into the view, events and chat
+// into their records; anything else fails the test.
 func (p *peer) handle(env protocol.Envelope) {
-	p.t.Helper()
+	p.T.Helper()
 	switch env.Type {
 	case protocol.MsgPresenceUpdated:
-		var pu protocol.PresenceUpdatedPayload
-		json.Unmarshal(env.Payload, &pu)
-		p.view.apply(p.t, pu)
+		p.Track(env)
 	case protocol.MsgBroadcastEventRelay:
 		var ev protocol.BroadcastEventRelayPayload
 		json.Unmarshal(env.Payload, &ev)
@@ -131,48 +130,25 @@ func (p *peer) handle(env protocol.Envelope) {
 		json.Unmarshal(env.Payload, &m)
 		p.chats = append(p.chats, m)
 	default:
-		p.t.Errorf("%s got %s %s", p.id, env.Type, env.Payload)
+		p.T.Errorf("%s got %s %s", p.ID, env.Type, env.Payload)
 	}
 }
 
 // until handles messages until cond holds.
 func (p *peer) until(what string, cond func() bool) {
-	p.t.Helper()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for !cond() {
-		select {
-		case env := <-p.in:
-			p.handle(env)
-		case <-p.closed:
-			p.t.Fatalf("%s: connection closed waiting for %s: %v", p.id, what, p.err)
-		case <-deadline.C:
-			p.t.Fatalf("%s: timed out waiting for %s; view %v", p.id, what, keysOf(p.view))
-		}
-	}
+	p.T.Helper()
+	p.Until(what, cond, p.handle)
 }
 
 // sees waits until the peer's view holds exactly ids.
 func (p *peer) sees(ids ...string) {
-	p.t.Helper()
-	want := map[string]bool{}
-	for _, id := range ids {
-		want[id] = true
-	}
-	p.until(fmt.Sprintf("view %v", ids), func() bool { return sameKeys(p.view, want) })
+	p.T.Helper()
+	p.until(fmt.Sprintf("view %v", ids), func() bool { return p.View.Is(ids...) })
 }
 
-func keysOf(v view) []string {
-	out := make([]string, 0, len(v))
-	for id := range v {
-		out = append(out, id)
-	}
-	slices.Sort(out)
-	return out
-}
-
+// event sends an event whose payload is {"n": n}.
 func (p *peer) event(n int) {
-	p.send(protocol.MsgBroadcastEvent, map[string]any{"event": "e", "payload": map[string]int{"n": n}})
+	p.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "e", "payload": map[string]int{"n": n}})
 }
 
 // TestClusterPresenceEventsChat: members of one room on three nodes see
@@ -191,16 +167,16 @@ func TestClusterPresenceEventsChat(t *testing.T) {
 	a2.joinRoom("room", nil)
 	peers := []*peer{a, a2, b, c}
 	for _, p := range peers {
-		p.sees(a.id, a2.id, b.id, c.id)
+		p.sees(a.ID, a2.ID, b.ID, c.ID)
 	}
-	if got := string(a.view[b.id].Presence); got != `{"n":2}` {
+	if got := string(a.View[b.ID].Presence); got != `{"n":2}` {
 		t.Fatalf("a sees b's presence %s", got)
 	}
 
 	// An update on one node reaches the others.
-	b.send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]string{"cursor": "moved"}})
+	b.Send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]string{"cursor": "moved"}})
 	for _, p := range []*peer{a, a2, c} {
-		p.until("b's update", func() bool { return string(p.view[b.id].Presence) == `{"cursor":"moved"}` })
+		p.until("b's update", func() bool { return string(p.View[b.ID].Presence) == `{"cursor":"moved"}` })
 	}
 
 	// Events: each peer sends 50; everyone else gets each exactly once, in
@@ -215,7 +191,7 @@ func TestClusterPresenceEventsChat(t *testing.T) {
 		p.until("every event", func() bool {
 			n := 0
 			for _, q := range peers {
-				n += len(p.events[q.id])
+				n += len(p.events[q.ID])
 			}
 			return n >= (len(peers)-1)*events
 		})
@@ -227,7 +203,7 @@ func TestClusterPresenceEventsChat(t *testing.T) {
 	for _, p := range peers {
 		wg.Go(func() {
 			for i := range chatsEach {
-				p.send(protocol.MsgSendChat, map[string]any{"message": fmt.Sprintf("%s-%d", p.id, i)})
+				p.Send(protocol.MsgSendChat, map[string]any{"message": fmt.Sprintf("%s-%d", p.ID, i)})
 			}
 		})
 	}
@@ -236,8 +212,8 @@ func TestClusterPresenceEventsChat(t *testing.T) {
 		p.until("every chat", func() bool { return len(p.chats) >= len(peers)*chatsEach })
 	}
 	for _, p := range peers {
-		if n := len(p.events[p.id]); n != 0 {
-			t.Errorf("%s received %d of its own events", p.id, n)
+		if n := len(p.events[p.ID]); n != 0 {
+			t.Errorf("%s received %d of its own events", p.ID, n)
 		}
 		for _, q := range peers {
 			if q == p {
@@ -247,8 +223,8 @@ func TestClusterPresenceEventsChat(t *testing.T) {
 			for i := range want {
 				want[i] = i
 			}
-			if !slices.Equal(p.events[q.id], want) {
-				t.Errorf("%s received %s's events %v, want each of 0..%d once, in order", p.id, q.id, p.events[q.id], events-1)
+			if !slices.Equal(p.events[q.ID], want) {
+				t.Errorf("%s received %s's events %v, want each of 0..%d once, in order", p.ID, q.ID, p.events[q.ID], events-1)
 			}
 		}
 	}
@@ -258,11 +234,11 @@ func TestClusterPresenceEventsChat(t *testing.T) {
 	}
 	for _, p := range peers {
 		if len(p.chats) != len(history) {
-			t.Fatalf("%s received %d chat messages, history has %d", p.id, len(p.chats), len(history))
+			t.Fatalf("%s received %d chat messages, history has %d", p.ID, len(p.chats), len(history))
 		}
 		for i := range history {
 			if p.chats[i].ID != history[i].ID {
-				t.Fatalf("%s: chat %d is %s (%q), history has %s (%q): not the store's order", p.id, i, p.chats[i].ID, p.chats[i].Message, history[i].ID, history[i].Message)
+				t.Fatalf("%s: chat %d is %s (%q), history has %s (%q): not the store's order", p.ID, i, p.chats[i].ID, p.chats[i].Message, history[i].ID, history[i].Message)
 			}
 		}
 	}
@@ -270,22 +246,18 @@ func TestClusterPresenceEventsChat(t *testing.T) {
 	// A joiner anywhere gets every node's members and the shared history.
 	d := newPeer(t, urls[1])
 	d.joinRoom("room", nil)
-	d.sees(a.id, a2.id, b.id, c.id, d.id)
+	d.sees(a.ID, a2.ID, b.ID, c.ID, d.ID)
 	if len(d.chats) != len(history) {
 		t.Fatalf("joiner's history has %d messages, want %d", len(d.chats), len(history))
 	}
 
 	// Leaving, by leave_room or by disconnecting, reaches every node.
-	c.send(protocol.MsgLeaveRoom, nil)
-	d.ws.Close()
-	a.sees(a.id, a2.id, b.id)
-	b.sees(a.id, a2.id, b.id)
+	c.Send(protocol.MsgLeaveRoom, nil)
+	d.WS.Close()
+	a.sees(a.ID, a2.ID, b.ID)
+	b.sees(a.ID, a2.ID, b.ID)
 }
 
-// TestClusterConvergence: 300 clients spread over three nodes join one
-// room at once while a quarter leave and a quarter disconnect; every
-// remaining member's view (snapshot plus deltas) converges to the room's
-// true membership, with no member missing or announced twice.
 // TestClusterNewcomerIsAnnouncedFirst: a newcomer on one node is
 // announced to the members on another before its first event reaches
 // them.
@@ -297,6 +269,10 @@ func TestClusterNewcomerIsAnnouncedFirst(t *testing.T) {
 	}
 }
 
+// TestClusterConvergence: 300 clients spread over three nodes join one
+// room at once while a quarter leave and a quarter disconnect; every
+// remaining member's view (snapshot plus deltas) converges to the room's
+// true membership, with no member missing or announced twice.
 func TestClusterConvergence(t *testing.T) {
 	e := newClusterEnv(t)
 	store := newSharedStore(t)
@@ -306,13 +282,13 @@ func TestClusterConvergence(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			c, err := dialErr(t, urls[i%3], nil)
+			c, err := livesynctest.TryDial(t, urls[i%3], nil)
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			c.send(protocol.MsgJoinRoom, map[string]any{"roomId": "storm", "presence": map[string]int{"i": i}})
-			peers[i] = &peer{client: c, events: map[string][]int{}}
+			c.Send(protocol.MsgJoinRoom, map[string]any{"roomId": "storm", "presence": map[string]int{"i": i}})
+			peers[i] = &peer{Client: c, events: map[string][]int{}}
 		})
 	}
 	wg.Wait()
@@ -320,23 +296,20 @@ func TestClusterConvergence(t *testing.T) {
 		t.FailNow()
 	}
 	for i, p := range peers {
-		churn(i, p.client)
+		churn(i, p.Client)
 	}
 	var stay []*peer
-	want := map[string]bool{}
+	var want []string
 	for i, p := range peers {
 		if i%2 == 1 {
 			continue
 		}
-		var rj protocol.RoomJoinedPayload
-		p.expect(protocol.MsgRoomJoined, &rj)
-		p.id = rj.ConnectionID
-		p.view = view(rj.Presence)
-		want[p.id] = true
+		p.ExpectJoined()
+		want = append(want, p.ID)
 		stay = append(stay, p)
 	}
 	for _, p := range stay {
-		p.until("convergence", func() bool { return sameKeys(p.view, want) })
+		p.until("convergence", func() bool { return p.View.Is(want...) })
 	}
 	// No stray delta is still on its way: one member per node sends a
 	// marker event, published after every change that node announced;
@@ -349,14 +322,14 @@ func TestClusterConvergence(t *testing.T) {
 		p.until("the markers", func() bool {
 			got := 0
 			for _, m := range markers {
-				if m != p && len(p.events[m.id]) > 0 {
+				if m != p && len(p.events[m.ID]) > 0 {
 					got++
 				}
 			}
 			return got == len(markers)-boolInt(slices.Contains(markers, p))
 		})
-		if !sameKeys(p.view, want) {
-			t.Fatalf("%s view changed after converging: %d members, want %d", p.id, len(p.view), len(want))
+		if !p.View.Is(want...) {
+			t.Fatalf("%s view changed after converging: %d members, want %d", p.ID, len(p.View), len(want))
 		}
 	}
 }
@@ -431,13 +404,13 @@ func TestClusterRedisOutage(t *testing.T) {
 		p.joinRoom("r", nil)
 	}
 	for _, p := range []*peer{a, a2, b, c} {
-		p.sees(a.id, a2.id, b.id, c.id)
+		p.sees(a.ID, a2.ID, b.ID, c.ID)
 	}
 
 	proxy.Cut()
 	e.wipe() // and Redis lost everything
 	for i, s := range srvs {
-		waitFor(t, fmt.Sprintf("node %d to notice the outage", i), func() bool { return s.broker.Healthy() != nil })
+		livesynctest.WaitFor(t, fmt.Sprintf("node %d to notice the outage", i), func() bool { return s.broker.Healthy() != nil })
 	}
 	if err := srvs[0].Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "broker") {
 		t.Errorf("Ready during the outage: %v, want the broker named", err)
@@ -449,8 +422,8 @@ func TestClusterRedisOutage(t *testing.T) {
 	for i := range 2000 {
 		a.event(i)
 	}
-	a2.until("a's events", func() bool { return len(a2.events[a.id]) == 2000 })
-	a.send(protocol.MsgSendChat, map[string]any{"message": "during the outage"})
+	a2.until("a's events", func() bool { return len(a2.events[a.ID]) == 2000 })
+	a.Send(protocol.MsgSendChat, map[string]any{"message": "during the outage"})
 	a.until("own chat", func() bool { return len(a.chats) == 1 })
 	a2.until("a's chat", func() bool { return len(a2.chats) == 1 })
 	if grown := runtime.NumGoroutine() - goroutines; grown > 50 {
@@ -460,18 +433,18 @@ func TestClusterRedisOutage(t *testing.T) {
 	// leaves on node 2... (b stays, c leaves), one joins on node 1.
 	a3 := newPeer(t, urls[0])
 	a3.joinRoom("r", nil)
-	c.send(protocol.MsgLeaveRoom, nil)
+	c.Send(protocol.MsgLeaveRoom, nil)
 	b2 := newPeer(t, urls[1])
 	b2.joinRoom("r", nil)
 
 	proxy.Restore()
 	for i, s := range srvs {
-		waitFor(t, fmt.Sprintf("node %d to recover", i), func() bool { return s.broker.Healthy() == nil })
+		livesynctest.WaitFor(t, fmt.Sprintf("node %d to recover", i), func() bool { return s.broker.Healthy() == nil })
 	}
 	if err := srvs[0].Ready(context.Background()); err != nil {
 		t.Errorf("Ready after the outage: %v", err)
 	}
-	members := []string{a.id, a2.id, a3.id, b.id, b2.id}
+	members := []string{a.ID, a2.ID, a3.ID, b.ID, b2.ID}
 	for _, p := range []*peer{a, a2, a3, b, b2} {
 		p.sees(members...)
 	}
@@ -483,7 +456,7 @@ func TestClusterRedisOutage(t *testing.T) {
 
 	// The cluster works again: an event crosses nodes.
 	b2.event(7)
-	a3.until("b2's event", func() bool { return len(a3.events[b2.id]) == 1 })
+	a3.until("b2's event", func() bool { return len(a3.events[b2.ID]) == 1 })
 }
 
 // TestClusterPartitionedNode: one node loses Redis for longer than the
@@ -516,31 +489,31 @@ func TestClusterPartitionedNode(t *testing.T) {
 		p.joinRoom("r", nil)
 	}
 	for _, p := range all {
-		p.sees(a.id, a2.id, b.id, c.id, c2.id)
+		p.sees(a.ID, a2.ID, b.ID, c.ID, c2.ID)
 	}
 
 	cut.Cut()
-	waitFor(t, "the node to notice", func() bool { return lost.broker.Healthy() != nil })
+	livesynctest.WaitFor(t, "the node to notice", func() bool { return lost.broker.Healthy() != nil })
 	// The others sweep its members once its heartbeat expires.
-	a.sees(a.id, a2.id, b.id)
-	b.sees(a.id, a2.id, b.id)
+	a.sees(a.ID, a2.ID, b.ID)
+	b.sees(a.ID, a2.ID, b.ID)
 	// It still serves its own members.
 	c.event(1)
-	c2.until("c's event", func() bool { return len(c2.events[c.id]) == 1 })
+	c2.until("c's event", func() bool { return len(c2.events[c.ID]) == 1 })
 	// Changes on both sides of the partition.
-	a2.send(protocol.MsgLeaveRoom, nil)
-	c2.send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]int{"during": 1}})
-	a.sees(a.id, b.id)
-	b.sees(a.id, b.id)
+	a2.Send(protocol.MsgLeaveRoom, nil)
+	c2.Send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]int{"during": 1}})
+	a.sees(a.ID, b.ID)
+	b.sees(a.ID, b.ID)
 
 	cut.Restore()
 	for _, p := range []*peer{a, b, c} {
-		p.sees(a.id, b.id, c.id, c2.id)
+		p.sees(a.ID, b.ID, c.ID, c2.ID)
 	}
 	for _, p := range []*peer{a, b} {
-		p.until("c2's update", func() bool { return string(p.view[c2.id].Presence) == `{"during":1}` })
+		p.until("c2's update", func() bool { return string(p.View[c2.ID].Presence) == `{"during":1}` })
 	}
-	c2.sees(a.id, b.id, c.id, c2.id)
+	c2.sees(a.ID, b.ID, c.ID, c2.ID)
 }
 
 // TestClusterShutdownLeavesNoGoroutines: two nodes serve a room (joins,
@@ -570,24 +543,24 @@ func TestClusterShutdownLeavesNoGoroutines(t *testing.T) {
 	ids := make([]string, len(peers))
 	for i, p := range peers {
 		p.joinRoom("r", nil)
-		ids[i] = p.id
+		ids[i] = p.ID
 	}
 	for _, p := range peers {
 		p.sees(ids...)
 	}
 	peers[0].event(1)
-	peers[3].send(protocol.MsgSendChat, map[string]any{"message": "bye"})
+	peers[3].Send(protocol.MsgSendChat, map[string]any{"message": "bye"})
 	for _, p := range peers {
 		p.until("the chat", func() bool { return len(p.chats) == 1 })
 	}
 	for _, p := range peers {
-		p.ws.Close()
+		p.WS.Close()
 	}
 	for i, s := range srvs {
 		ctxShutdown(t, s)
 		https[i].Close()
 	}
-	waitFor(t, "the nodes' goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	livesynctest.WaitFor(t, "the nodes' goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 // fakeBroker is a Broker whose registry the test sets, to drive a room's

@@ -4,7 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -30,21 +32,21 @@ func TestJoinerSurvivesALargeSnapshot(t *testing.T) {
 	_, url := startServer(t, &Options{Limits: Limits{SendQueueBytes: queue, HistoryBytes: historyBytes, ChatRate: 1e6, ChatBurst: 1e6}})
 
 	t.Run("chat", func(t *testing.T) {
-		big := dial(t, url)
-		big.join("chat", nil)
+		big := livesynctest.Dial(t, url)
+		big.Join("chat", nil)
 		text := strings.Repeat("m", 16<<10)
 		meta := map[string]string{"pad": strings.Repeat("x", 8<<10-16)}
 		const n = 12 // 12 × 24 KiB: beyond both the queue and HistoryBytes
 		for range n {
-			big.send(protocol.MsgSendChat, map[string]any{"message": text, "metadata": meta})
-			big.expect(protocol.MsgChatMessage, nil)
+			big.Send(protocol.MsgSendChat, map[string]any{"message": text, "metadata": meta})
+			big.Expect(protocol.MsgChatMessage, nil)
 		}
-		joiner := dial(t, url)
-		joiner.send(protocol.MsgJoinRoom, map[string]any{"roomId": "chat"})
+		joiner := livesynctest.Dial(t, url)
+		joiner.Send(protocol.MsgJoinRoom, map[string]any{"roomId": "chat"})
 		var rj struct {
 			ChatHistory json.RawMessage `json:"chatHistory"`
 		}
-		joiner.expect(protocol.MsgRoomJoined, &rj)
+		joiner.Expect(protocol.MsgRoomJoined, &rj)
 		if len(rj.ChatHistory) > historyBytes {
 			t.Fatalf("history of %d bytes, limit %d", len(rj.ChatHistory), historyBytes)
 		}
@@ -56,29 +58,25 @@ func TestJoinerSurvivesALargeSnapshot(t *testing.T) {
 			t.Fatalf("history holds %d of %d messages; want the newest that fit", len(msgs), n)
 		}
 		// Still connected and served.
-		big.send(protocol.MsgBroadcastEvent, map[string]any{"event": "after"})
-		joiner.expect(protocol.MsgBroadcastEventRelay, nil)
+		big.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "after"})
+		joiner.Expect(protocol.MsgBroadcastEventRelay, nil)
 	})
 
 	t.Run("presence", func(t *testing.T) {
 		presence := map[string]string{"p": strings.Repeat("x", 8<<10-16)}
-		var members []*client
+		var members []*livesynctest.Client
 		for range 12 { // 12 × 8 KiB: beyond the queue
-			c := dial(t, url)
-			c.join("presence", presence)
+			c := livesynctest.Dial(t, url)
+			c.Join("presence", presence)
 			members = append(members, c)
 		}
-		joiner := dial(t, url)
-		rj := joiner.join("presence", nil)
+		joiner := livesynctest.Dial(t, url)
+		rj := joiner.Join("presence", nil)
 		if len(rj.Presence) != len(members)+1 {
 			t.Fatalf("snapshot lists %d members, want %d", len(rj.Presence), len(members)+1)
 		}
-		members[0].send(protocol.MsgBroadcastEvent, map[string]any{"event": "after"})
-		for {
-			if env := joiner.next(); env.Type == protocol.MsgBroadcastEventRelay {
-				break
-			}
-		}
+		members[0].Send(protocol.MsgBroadcastEvent, map[string]any{"event": "after"})
+		joiner.NextOf(protocol.MsgBroadcastEventRelay)
 	})
 }
 
@@ -88,12 +86,12 @@ func TestJoinerSurvivesALargeSnapshot(t *testing.T) {
 func TestHistoryPagesAreBoundedByBytes(t *testing.T) {
 	const historyBytes = 40 << 10
 	_, url := startServer(t, &Options{Limits: Limits{HistoryBytes: historyBytes, ChatRate: 1e6, ChatBurst: 1e6}})
-	c := dial(t, url)
-	c.join("r", nil)
+	c := livesynctest.Dial(t, url)
+	c.Join("r", nil)
 	const n = 10
 	for i := range n {
-		c.send(protocol.MsgSendChat, map[string]any{"message": strings.Repeat(string(rune('a'+i)), 10<<10)})
-		c.expect(protocol.MsgChatMessage, nil)
+		c.Send(protocol.MsgSendChat, map[string]any{"message": strings.Repeat(string(rune('a'+i)), 10<<10)})
+		c.Expect(protocol.MsgChatMessage, nil)
 	}
 	seen := map[string]bool{}
 	before := ""
@@ -101,8 +99,8 @@ func TestHistoryPagesAreBoundedByBytes(t *testing.T) {
 		if page > n {
 			t.Fatal("paging does not end")
 		}
-		c.send(protocol.MsgGetChatHistory, map[string]any{"limit": 100, "before": before})
-		env := c.expect(protocol.MsgChatHistory, nil)
+		c.Send(protocol.MsgGetChatHistory, map[string]any{"limit": 100, "before": before})
+		env := c.Expect(protocol.MsgChatHistory, nil)
 		var h struct {
 			Messages json.RawMessage `json:"messages"`
 			HasMore  bool            `json:"hasMore"`
@@ -135,25 +133,22 @@ func TestHistoryPagesAreBoundedByBytes(t *testing.T) {
 func TestSendChatNeedsAStringMessage(t *testing.T) {
 	store := chat.NewMemoryStore(nil)
 	_, url := startServer(t, &Options{Store: store})
-	a, b := dial(t, url), dial(t, url)
-	a.join("r", nil)
-	b.join("r", nil)
-	a.expect(protocol.MsgPresenceUpdated, nil)
+	a, b := livesynctest.Pair(t, url, "r")
 	for _, payload := range []string{`{}`, `{"message":null}`, `{"metadata":{"k":1}}`, `{"message":"a\u0000b"}`} {
-		a.sendRaw(`{"type":"send_chat","payload":` + payload + `}`)
-		if e := a.expectError(protocol.CodeInvalidPayload); !strings.Contains(e.Message, `"message"`) {
+		a.SendRaw(`{"type":"send_chat","payload":` + payload + `}`)
+		if e := a.ExpectError(protocol.CodeInvalidPayload); !strings.Contains(e.Message, `"message"`) {
 			t.Errorf("%s: error %q does not name the field", payload, e.Message)
 		}
 	}
-	a.send(protocol.MsgBroadcastEvent, map[string]any{"event": "marker"})
-	b.expect(protocol.MsgBroadcastEventRelay, nil) // no chat_message before it
+	a.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "marker"})
+	b.Expect(protocol.MsgBroadcastEventRelay, nil) // no chat_message before it
 	h, err := store.History(context.Background(), "r", 10, 0)
 	if err != nil || len(h) != 0 {
 		t.Fatalf("stored %v (%v)", h, err)
 	}
 	// An empty string is a message.
-	a.send(protocol.MsgSendChat, map[string]any{"message": ""})
-	b.expect(protocol.MsgChatMessage, nil)
+	a.Send(protocol.MsgSendChat, map[string]any{"message": ""})
+	b.Expect(protocol.MsgChatMessage, nil)
 }
 
 // TestHistoryRequestsAreRateLimited: get_chat_history is a store read; a
@@ -161,17 +156,17 @@ func TestSendChatNeedsAStringMessage(t *testing.T) {
 // chat keeps flowing meanwhile.
 func TestHistoryRequestsAreRateLimited(t *testing.T) {
 	_, url := startServer(t, &Options{Limits: Limits{HistoryRate: 1, HistoryBurst: 3}})
-	flooder, a, b := dial(t, url), dial(t, url), dial(t, url)
-	flooder.join("r", nil)
-	a.join("r", nil)
-	b.join("r", nil)
+	flooder, a, b := livesynctest.Dial(t, url), livesynctest.Dial(t, url), livesynctest.Dial(t, url)
+	flooder.Join("r", nil)
+	a.Join("r", nil)
+	b.Join("r", nil)
 	limited := 0
 	for range 20 {
-		flooder.send(protocol.MsgGetChatHistory, map[string]any{"limit": 500})
+		flooder.Send(protocol.MsgGetChatHistory, map[string]any{"limit": 500})
 	}
-	a.send(protocol.MsgSendChat, map[string]any{"message": "still flowing"})
+	a.Send(protocol.MsgSendChat, map[string]any{"message": "still flowing"})
 	for got := 0; got < 20; {
-		env := flooder.next()
+		env := flooder.Next()
 		switch env.Type {
 		case protocol.MsgChatHistory:
 			got++
@@ -188,11 +183,7 @@ func TestHistoryRequestsAreRateLimited(t *testing.T) {
 	if limited < 20-3-1 {
 		t.Fatalf("%d of 20 requests refused, want at least 16", limited)
 	}
-	for {
-		if env := b.next(); env.Type == protocol.MsgChatMessage {
-			break
-		}
-	}
+	b.NextOf(protocol.MsgChatMessage)
 }
 
 // TestNewcomerIsAnnouncedBeforeItsEvents: whatever a newcomer sends
@@ -212,28 +203,28 @@ func TestNewcomerIsAnnouncedBeforeItsEvents(t *testing.T) {
 // newcomer's announcement.
 func announcedFirst(t *testing.T, room string, size int, watcherURL, newcomerURL string) {
 	t.Helper()
-	watchers := make([]*client, size)
+	watchers := make([]*livesynctest.Client, size)
 	views := make([]map[string]bool, size) // every member ever announced
 	for i := range watchers {
-		watchers[i] = dial(t, watcherURL)
-		rj := watchers[i].join(room, nil)
+		watchers[i] = livesynctest.Dial(t, watcherURL)
+		rj := watchers[i].Join(room, nil)
 		views[i] = map[string]bool{}
 		for id := range rj.Presence {
 			views[i][id] = true
 		}
 	}
 	for round := range 40 {
-		nc := dial(t, newcomerURL)
-		nc.sendRaw(`{"type":"join_room","payload":{"roomId":"` + room + `"}}`)
-		nc.send(protocol.MsgBroadcastEvent, map[string]any{"event": "first"})
+		nc := livesynctest.Dial(t, newcomerURL)
+		nc.SendRaw(`{"type":"join_room","payload":{"roomId":"` + room + `"}}`)
+		nc.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "first"})
 		if round%2 == 1 {
-			nc.send(protocol.MsgSendChat, map[string]any{"message": "first"})
+			nc.Send(protocol.MsgSendChat, map[string]any{"message": "first"})
 		}
 		var rj protocol.RoomJoinedPayload
-		nc.expect(protocol.MsgRoomJoined, &rj)
+		nc.Expect(protocol.MsgRoomJoined, &rj)
 		for i, w := range watchers {
 			for seen := false; !seen; {
-				env := w.next()
+				env := w.Next()
 				switch env.Type {
 				case protocol.MsgPresenceUpdated:
 					var pu protocol.PresenceUpdatedPayload
@@ -253,7 +244,7 @@ func announcedFirst(t *testing.T, room string, size int, watcherURL, newcomerURL
 				}
 			}
 		}
-		nc.ws.Close()
+		nc.WS.Close()
 	}
 }
 
@@ -286,32 +277,31 @@ func (s *slowStore) count() int {
 
 // TestShutdownDeliversStoredChat: every message stored before the close
 // reaches the members still connected, its sender included, before their
-// 1001; every other message is answered CHAT_UNAVAILABLE.
+// 1001; every other message is answered CHAT_UNAVAILABLE. Serve then
+// returns http.ErrServerClosed, and the store is closed.
 func TestShutdownDeliversStoredChat(t *testing.T) {
 	store := &slowStore{Store: chat.NewMemoryStore(nil), pause: 5 * time.Millisecond}
-	s, err := New(&Options{Store: store, Logger: discardLogger(), Limits: Limits{ChatRate: 1e6, ChatBurst: 1e6}})
+	s := newTestServer(t, &Options{Store: store, Limits: Limits{ChatRate: 1e6, ChatBurst: 1e6}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(s.Handler())
-	defer ts.Close()
-	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/live"
-	sender, other := dial(t, url), dial(t, url)
-	sender.join("r", nil)
-	other.join("r", nil)
-	sender.expect(protocol.MsgPresenceUpdated, nil)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	url := "ws://" + ln.Addr().String() + "/live"
+	sender, other := livesynctest.Pair(t, url, "r")
 	const n = 100
 	for i := range n {
-		sender.send(protocol.MsgSendChat, map[string]any{"message": strings.Repeat("x", i%7)})
+		sender.Send(protocol.MsgSendChat, map[string]any{"message": strings.Repeat("x", i%7)})
 	}
-	waitFor(t, "some chat to be stored", func() bool { return store.count() >= 5 })
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	livesynctest.WaitFor(t, "some chat to be stored", func() bool { return store.count() >= 5 })
+	ctx, cancel := context.WithTimeout(context.Background(), livesynctest.Timeout)
 	defer cancel()
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	stored := store.count() // what was queued before Shutdown is stored
-	count := func(c *client) (chats, refused int) {
+	count := func(c *livesynctest.Client) (chats, refused int) {
 		tally := func(env protocol.Envelope) {
 			switch env.Type {
 			case protocol.MsgChatMessage:
@@ -320,20 +310,22 @@ func TestShutdownDeliversStoredChat(t *testing.T) {
 				refused++
 			}
 		}
+		timer := time.NewTimer(livesynctest.Timeout)
+		defer timer.Stop()
 		for {
 			select {
-			case env := <-c.in:
-				tally(env)
-			case <-c.closed:
-				for len(c.in) > 0 {
-					tally(<-c.in)
+			case env, ok := <-c.In():
+				if ok {
+					tally(env)
+					continue
 				}
-				if ce, ok := c.err.(*websocket.CloseError); !ok || ce.Code != websocket.CloseGoingAway {
-					t.Errorf("closed with %v, want 1001", c.err)
+				if ce, ok := c.Err().(*websocket.CloseError); !ok || ce.Code != websocket.CloseGoingAway {
+					t.Errorf("closed with %v, want 1001", c.Err())
 				}
 				return chats, refused
-			case <-time.After(waitTimeout):
-				t.Fatal("not closed")
+			case <-timer.C:
+				t.Error("not closed")
+				return chats, refused
 			}
 		}
 	}
@@ -347,6 +339,12 @@ func TestShutdownDeliversStoredChat(t *testing.T) {
 	}
 	if sChats+sRefused != n {
 		t.Fatalf("the sender got %d messages and %d refusals for %d sent", sChats, sRefused, n)
+	}
+	if err := <-served; err != http.ErrServerClosed {
+		t.Fatalf("Serve returned %v", err)
+	}
+	if _, err := s.store.History(ctx, "r", 10, 0); err == nil {
+		t.Fatal("store still open after Shutdown")
 	}
 }
 
@@ -374,19 +372,19 @@ func TestChatDeadlineCountsFromArrival(t *testing.T) {
 	const timeout = 2 * time.Second
 	store := &hangingStore{MemoryStore: chat.NewMemoryStore(nil), deadlines: map[string]time.Time{}}
 	_, url := startServer(t, &Options{Store: store, Limits: Limits{StoreTimeout: timeout}})
-	c := dial(t, url)
-	c.join("r", nil)
-	c.send(protocol.MsgSendChat, map[string]any{"message": "first"})
-	waitFor(t, "the first message to reach the store", func() bool {
+	c := livesynctest.Dial(t, url)
+	c.Join("r", nil)
+	c.Send(protocol.MsgSendChat, map[string]any{"message": "first"})
+	livesynctest.WaitFor(t, "the first message to reach the store", func() bool {
 		store.mu.Lock()
 		defer store.mu.Unlock()
 		return !store.deadlines["first"].IsZero()
 	})
 	time.Sleep(timeout / 2)
 	sent := time.Now()
-	c.send(protocol.MsgSendChat, map[string]any{"message": "second"})
-	c.expectError(protocol.CodeChatUnavailable)
-	c.expectError(protocol.CodeChatUnavailable)
+	c.Send(protocol.MsgSendChat, map[string]any{"message": "second"})
+	c.ExpectError(protocol.CodeChatUnavailable)
+	c.ExpectError(protocol.CodeChatUnavailable)
 	store.mu.Lock()
 	d := store.deadlines["second"]
 	store.mu.Unlock()

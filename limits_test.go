@@ -1,282 +1,217 @@
 package livesync
 
 import (
-	"bytes"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"math"
-	"os"
-	"reflect"
+	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/protocol"
 )
 
-// TestLimitTableCoversLimits: one row per Limits field, in the struct's
-// order, each row setting the field it names and no other.
-func TestLimitTableCoversLimits(t *testing.T) {
-	typ := reflect.TypeFor[Limits]()
-	if len(limitTable) != typ.NumField() {
-		t.Fatalf("%d rows for %d Limits fields", len(limitTable), typ.NumField())
+// Tests of the limits a connection lives under: frame size, rates, the
+// connections one address may hold, a full send queue, a dead peer, and
+// what an idle connection costs.
+
+func TestFrameTooLargeCloses1009(t *testing.T) {
+	_, url := startServer(t, &Options{Limits: Limits{MaxMessageBytes: 1024}})
+	c := livesynctest.Dial(t, url)
+	c.SendRaw(`{"type":"join_room","payload":{"roomId":"` + strings.Repeat("a", 2000) + `"}}`)
+	if code := c.WaitClosed(); code != websocket.CloseMessageTooBig {
+		t.Fatalf("close %d, want 1009", code)
 	}
-	for i, r := range limitTable {
-		info := r.info()
-		if f := typ.Field(i); f.Name != info.Field {
-			t.Fatalf("row %d is %s, want %s (the struct's order)", i, info.Field, f.Name)
+}
+
+func TestRateLimits(t *testing.T) {
+	_, url := startServer(t, &Options{Limits: Limits{EventRate: 1, EventBurst: 3, ChatRate: 1, ChatBurst: 2, MaxViolations: 5}})
+	c := livesynctest.Dial(t, url)
+	c.Join("r", nil)
+	for range 3 {
+		c.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "e"})
+	}
+	c.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "e"})
+	c.ExpectError(protocol.CodeRateLimited)
+	c.Send(protocol.MsgSendChat, map[string]any{"message": "1"})
+	c.Send(protocol.MsgSendChat, map[string]any{"message": "2"})
+	c.Send(protocol.MsgSendChat, map[string]any{"message": "3"})
+	// The refusal may overtake the stored messages: count, don't order.
+	kinds := map[string]int{}
+	for range 3 {
+		kinds[c.Next().Type]++
+	}
+	if kinds[protocol.MsgChatMessage] != 2 || kinds[protocol.MsgError] != 1 {
+		t.Fatalf("got %v, want 2 chat messages and 1 error", kinds)
+	}
+	// Sustained abuse closes the connection with 1008.
+	for range 5 {
+		c.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "e"})
+	}
+	if code := c.WaitClosed(); code != websocket.ClosePolicyViolation {
+		t.Fatalf("close %d, want 1008", code)
+	}
+}
+
+// TestFloodIsLimitedAndOthersServed: a client writing events as fast as
+// it can, under the default limits, is closed with 1008, and a room-mate
+// gets at most the burst of its spam before a well-behaved member's event.
+func TestFloodIsLimitedAndOthersServed(t *testing.T) {
+	_, url := startServer(t, nil)
+	a, b := livesynctest.Pair(t, url, "calm")
+	flooder := livesynctest.Dial(t, url)
+	flooder.Join("calm", nil)
+	// The flooder writes as fast as it can; its own reader drains errors.
+	for i := range 2000 {
+		if err := flooder.WS.WriteMessage(websocket.TextMessage, []byte(`{"type":"broadcast_event","payload":{"event":"spam","payload":{"i":`+fmt.Sprint(i)+`}}}`)); err != nil {
+			break // closed by the server: expected
 		}
-		var l Limits
-		v := "7"
-		if typ.Field(i).Type == reflect.TypeFor[time.Duration]() {
-			v = "7s"
-		}
-		if err := r.value(&l).Set(v); err != nil {
-			t.Fatalf("%s: set %s: %v", info.Field, v, err)
-		}
-		got := reflect.ValueOf(l)
-		for j := range typ.NumField() {
-			if set := !got.Field(j).IsZero(); set != (j == i) {
-				t.Fatalf("row %s set %s", info.Field, typ.Field(j).Name)
+	}
+	if code := flooder.WaitClosed(); code != 1008 {
+		t.Fatalf("flooder closed with %d, want 1008", code)
+	}
+	// b got at most the burst of spam, then the calm event.
+	a.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "calm"})
+	if spam := eventsBefore(b, "calm"); spam > 250 {
+		t.Fatalf("%d spam events relayed; the burst is 200", spam)
+	}
+}
+
+// TestConnectionsPerIP: connections from one address beyond the cap,
+// configured or the default of 1,000, are refused with HTTP 429 while
+// those under it are still served; a slot frees when a connection goes.
+func TestConnectionsPerIP(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		configured int // Limits.ConnectionsPerIP
+		limit      int // in force
+	}{{"configured", 2, 2}, {"default", 0, 1000}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.limit > 100 && testing.Short() {
+				t.Skip("opens 1,000 connections")
 			}
-		}
-		if strings.Count(info.Usage, "`") != 2 {
-			t.Errorf("%s: usage %q wants one word in backquotes, its flag's argument", info.Field, info.Usage)
-		}
-	}
-}
-
-func TestKebab(t *testing.T) {
-	for field, want := range map[string]string{
-		"EventRate":         "event-rate",
-		"SendQueueBytes":    "send-queue-bytes",
-		"ConnectionsPerIP":  "connections-per-ip",
-		"MaxMessageBytes":   "max-message-bytes",
-		"MaxRoomIDBytes":    "max-room-id-bytes",
-		"ReadHeaderTimeout": "read-header-timeout",
-		"IdleTimeout":       "idle-timeout",
-	} {
-		if got := kebab(field); got != want {
-			t.Errorf("kebab(%s) = %s, want %s", field, got, want)
-		}
-	}
-}
-
-// TestResolveLimitsDefaults pins every default: the table must give what
-// the library gave before it existed.
-func TestResolveLimitsDefaults(t *testing.T) {
-	got, err := resolveLimits(Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Limits{
-		MaxMessageBytes: 64 << 10, SendQueueBytes: 1 << 20,
-		PingInterval: 25 * time.Second, PongTimeout: 60 * time.Second,
-		HandshakeTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
-		ConnectionsPerIP: 1000, MaxConnections: 0,
-		EventRate: 100, EventBurst: 200, ChatRate: 10, ChatBurst: 20, MaxViolations: 100,
-		MaxRoomIDBytes: 256, MaxPresenceBytes: 8 << 10, MaxChatBytes: 16 << 10,
-		HistoryRate: 5, HistoryBurst: 10, HistoryBytes: 256 << 10, StoreTimeout: 5 * time.Second,
-		ReadHeaderTimeout: 10 * time.Second, RequestReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
-	}
-	if got != want {
-		t.Fatalf("defaults\n got %+v\nwant %+v", got, want)
-	}
-	// ReadHeaderTimeout follows HandshakeTimeout when left alone.
-	got, err = resolveLimits(Limits{HandshakeTimeout: 3 * time.Second})
-	if err != nil || got.ReadHeaderTimeout != 3*time.Second {
-		t.Fatalf("ReadHeaderTimeout %v (%v), want HandshakeTimeout's 3s", got.ReadHeaderTimeout, err)
-	}
-}
-
-// TestResolveLimitsNegative: negative is off for the rows that allow it,
-// resolving to what the enforcing code reads as off, and an error naming
-// the field for every other row.
-func TestResolveLimitsNegative(t *testing.T) {
-	off := map[string]bool{"ConnectionsPerIP": true, "MaxConnections": true, "EventRate": true, "ChatRate": true, "HistoryRate": true}
-	for _, r := range limitTable {
-		info := r.info()
-		var l Limits
-		v := "-1"
-		if f, _ := reflect.TypeFor[Limits]().FieldByName(info.Field); f.Type == reflect.TypeFor[time.Duration]() {
-			v = "-1s"
-		}
-		err := r.value(&l).Set(v)
-		if off[info.Field] != (info.Off != "") {
-			t.Errorf("%s: Off %q, want it off-able: %v", info.Field, info.Off, off[info.Field])
-		}
-		if !off[info.Field] {
-			if err == nil || !strings.Contains(err.Error(), "negative") {
-				t.Errorf("flag -%s %s: err %v, want it refused", info.Flag, v, err)
+			s, url := startServer(t, &Options{Limits: Limits{ConnectionsPerIP: tc.configured}})
+			held := make([]*livesynctest.RawConn, 0, tc.limit)
+			for range tc.limit - 2 {
+				held = append(held, livesynctest.RawDial(t, url))
 			}
-			// Set it behind the flag's back, as a library user would.
-			reflect.ValueOf(&l).Elem().FieldByName(info.Field).SetInt(-1)
-			if _, err := resolveLimits(l); err == nil || !strings.Contains(err.Error(), "Limits."+info.Field+" ") {
-				t.Errorf("%s -1: err %v, want one naming the field", info.Field, err)
+			a, b := livesynctest.Pair(t, url, "calm") // the last two under the cap
+			wantTooMany(t, url, nil, "one connection beyond the cap")
+			stillServed(t, a, b, "at the cap")
+			b.Close()
+			freed := held[:min(len(held), 100)]
+			for _, rc := range freed {
+				rc.Close()
 			}
-			continue
-		}
-		if err != nil {
-			t.Fatalf("flag -%s %s: %v", info.Flag, v, err)
-		}
-		got, err := resolveLimits(l)
-		if err != nil {
-			t.Fatalf("%s negative: %v", info.Field, err)
-		}
-		again, err := resolveLimits(got)
-		if err != nil || again != got {
-			t.Fatalf("%s: resolving twice gives %+v (%v), want %+v", info.Field, again, err, got)
-		}
-	}
-	got, _ := resolveLimits(Limits{EventRate: -1, ConnectionsPerIP: -5, MaxConnections: -5})
-	if !math.IsInf(got.EventRate, 1) || got.ConnectionsPerIP >= 0 || got.MaxConnections >= 0 {
-		t.Fatalf("off limits resolved to %+v", got)
-	}
-	if _, err := resolveLimits(Limits{ChatRate: math.NaN()}); err == nil || !strings.Contains(err.Error(), "ChatRate") {
-		t.Fatalf("NaN ChatRate: %v", err)
+			livesynctest.WaitFor(t, "closed connections to be released", func() bool {
+				return s.Stats().Connections == int64(tc.limit-1-len(freed))
+			})
+			waitForSlot(t, url, nil, "a slot to free").Join("calm", nil)
+		})
 	}
 }
 
-// TestRegisterFlags: a flag left alone leaves its field 0, a flag set
-// sets it, a bad value is refused naming the flag, and -h shows every
-// default.
-func TestRegisterFlags(t *testing.T) {
-	var l Limits
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	l.RegisterFlags(fs)
-	if err := fs.Parse([]string{"-event-rate", "300", "-send-queue-bytes", "4096", "-store-timeout", "2s", "-connections-per-ip", "-1"}); err != nil {
-		t.Fatal(err)
-	}
-	if want := (Limits{EventRate: 300, SendQueueBytes: 4096, StoreTimeout: 2 * time.Second, ConnectionsPerIP: -1}); l != want {
-		t.Fatalf("got %+v, want %+v", l, want)
-	}
-	for _, args := range [][]string{
-		{"-send-queue-bytes", "-1"}, {"-send-queue-bytes", "lots"}, {"-event-rate", "NaN"},
-		{"-store-timeout", "5"}, {"-max-message-bytes", "99999999999999999999"},
-	} {
-		fs := flag.NewFlagSet("t", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		new(Limits).RegisterFlags(fs)
-		if err := fs.Parse(args); err == nil || !strings.Contains(err.Error(), args[0]) {
-			t.Errorf("%v: err %v, want one naming %s", args, err, args[0])
-		}
-	}
-
-	var help bytes.Buffer
-	fs = flag.NewFlagSet("t", flag.ContinueOnError)
-	fs.SetOutput(&help)
-	new(Limits).RegisterFlags(fs)
-	fs.PrintDefaults()
-	for _, info := range LimitTable() {
-		def := info.Default
-		if info.Field == "ReadHeaderTimeout" {
-			def = "-handshake-timeout"
-		}
-		if !strings.Contains(help.String(), "-"+info.Flag+" ") || !strings.Contains(help.String(), "(default "+def+")") {
-			t.Errorf("-h does not show -%s with its default %s:\n%s", info.Flag, def, help.String())
-		}
-	}
-	if !strings.Contains(help.String(), "-event-rate events/s") {
-		t.Errorf("-h does not name -event-rate's argument:\n%s", help.String())
+// wantTooMany checks that a connection from the address (the one
+// forwarded in h, when not nil) is refused with HTTP 429.
+func wantTooMany(t *testing.T, url string, h http.Header, what string) {
+	t.Helper()
+	if _, err := livesynctest.TryDial(t, url, h); livesynctest.StatusOf(err) != http.StatusTooManyRequests {
+		t.Fatalf("%s: %v, want HTTP 429", what, err)
 	}
 }
 
-// TestEventRateOff: a negative EventRate lets a connection send past any
-// burst without a refusal.
-func TestEventRateOff(t *testing.T) {
-	s, url := startServer(t, &Options{Limits: Limits{EventRate: -1, EventBurst: 1, MaxViolations: 1}})
-	if r := s.Limits().EventRate; !math.IsInf(r, 1) {
-		t.Fatalf("effective EventRate %v, want +Inf", r)
-	}
-	c := dial(t, url)
-	c.join("r", nil)
-	for range 50 {
-		c.send(protocol.MsgBroadcastEvent, map[string]any{"event": "e"})
-	}
-	c.send(protocol.MsgSendChat, map[string]any{"message": "after the events"})
-	c.expect(protocol.MsgChatMessage, nil) // no RATE_LIMITED before it
-
+// waitForSlot waits until a connection from the address (the one
+// forwarded in h, when not nil) is accepted again, and returns it.
+func waitForSlot(t *testing.T, url string, h http.Header, what string) *livesynctest.Client {
+	t.Helper()
+	var c *livesynctest.Client
+	livesynctest.WaitFor(t, what, func() bool {
+		var err error
+		c, err = livesynctest.TryDial(t, url, h)
+		return err == nil
+	})
+	return c
 }
 
-// TestREADMELimitsTable compares the README's limits table with the
-// table of limits, row by row: field, flag, default and what a negative
-// value means (the fifth column, what the limit bounds, is prose).
-func TestREADMELimitsTable(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows, err := readmeLimits(string(readme))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields := map[string]bool{}
-	for _, info := range LimitTable() {
-		fields[info.Field] = true
-		want := readmeRow(info)
-		got, ok := rows[info.Field]
-		switch {
-		case !ok:
-			t.Errorf("README's limits table has no row for %s; add\n%s <what it bounds> |", info.Field, want)
-		case got != want:
-			t.Errorf("README's limits table, row %s:\n got %s\nwant %s", info.Field, got, want)
+// TestRefusedConnectionHoldsItsSlot: a connection refused after the
+// upgrade (here by OnAuth) counts against its address until it has ended,
+// as an accepted one does; a client that never answers the close holds
+// the slot for the grace period, not for nothing.
+func TestRefusedConnectionHoldsItsSlot(t *testing.T) {
+	_, url := startServer(t, &Options{
+		Limits: Limits{ConnectionsPerIP: 1},
+		OnAuth: func(*http.Request) (*UserInfo, error) { return nil, nil }, // refuses everyone
+	})
+	silent := livesynctest.RawDial(t, url) // upgraded, then sent 4401; it never reads
+	wantTooMany(t, url, nil, "second connection while the refused one lingers")
+	silent.Close()
+	waitForSlot(t, url, nil, "the refused connection's slot to free")
+}
+
+// TestSlowConsumerDoesNotStallRoom: a client that never reads is cut off
+// once its queue is full, and the others keep receiving.
+func TestSlowConsumerDoesNotStallRoom(t *testing.T) {
+	s, url := startServer(t, &Options{Limits: Limits{SendQueueBytes: 64 << 10, EventRate: 1e6, EventBurst: 1e6}})
+	sender, reader := livesynctest.Pair(t, url, "r")
+
+	// The stuck client completes the handshake and joins, then never reads.
+	stuck := livesynctest.RawDial(t, url)
+	stuck.WriteText(t, `{"type":"join_room","payload":{"roomId":"r"}}`)
+	sender.Expect(protocol.MsgPresenceUpdated, nil)
+	reader.Expect(protocol.MsgPresenceUpdated, nil)
+
+	payload := strings.Repeat("p", 4000)
+	var left bool
+	for i := 0; !left; i++ {
+		if i > 20000 {
+			t.Fatal("the stuck client was never disconnected")
 		}
+		sender.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "e", "payload": map[string]string{"p": payload}})
+		reader.PresenceBefore(func(pu protocol.PresenceUpdatedPayload) { left = left || len(pu.Left) == 1 })
 	}
-	for field := range rows {
-		if !fields[field] {
-			t.Errorf("README's limits table has a row for %s, which is no Limits field", field)
-		}
+	if s.Stats().SlowConsumerDisconnects != 1 {
+		t.Fatalf("slow consumers %d", s.Stats().SlowConsumerDisconnects)
 	}
 }
 
-// readmeRow is info as the README's first four columns spell it.
-func readmeRow(info LimitInfo) string {
-	def := "`" + info.Default + "`"
-	if info.Default == "none" {
-		def = "none"
+func TestDeadPeerIsDropped(t *testing.T) {
+	_, url := startServer(t, &Options{Limits: Limits{PingInterval: 50 * time.Millisecond, PongTimeout: 300 * time.Millisecond}})
+	watcher := livesynctest.Dial(t, url)
+	watcher.Join("r", nil)
+	dead := livesynctest.RawDial(t, url)
+	dead.WriteText(t, `{"type":"join_room","payload":{"roomId":"r"}}`)
+	var pu protocol.PresenceUpdatedPayload
+	watcher.Expect(protocol.MsgPresenceUpdated, &pu)
+	deadID := pu.Joined[0].ConnectionID
+	// The watcher's client answers pings, so only the dead peer goes.
+	watcher.Expect(protocol.MsgPresenceUpdated, &pu)
+	if len(pu.Left) != 1 || pu.Left[0] != deadID {
+		t.Fatalf("got %+v, want %s to leave", pu, deadID)
 	}
-	off := "refused"
-	if info.Off != "" {
-		off = info.Off
-	}
-	return fmt.Sprintf("| `%s` | `-%s` | %s | %s |", info.Field, info.Flag, def, off)
 }
 
-// readmeLimits reads the table under "### Limits": its rows' first four
-// columns, by field.
-func readmeLimits(readme string) (map[string]string, error) {
-	_, section, ok := strings.Cut(readme, "\n### Limits\n")
-	if !ok {
-		return nil, errors.New("README has no ### Limits section")
+// TestIdleConnectionsHoldNoGoroutine: on Linux a connection that joined and
+// went quiet is watched by the poller, not by a goroutine of its own.
+func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the poller is Linux's")
 	}
-	rows := map[string]string{}
-	inTable := false
-	for _, line := range strings.Split(section, "\n") {
-		if !strings.HasPrefix(line, "|") {
-			if inTable {
-				break
-			}
-			continue
+	_, url := startServer(t, nil)
+	before := runtime.NumGoroutine()
+	const n = 100
+	for i := range n {
+		rc := livesynctest.RawDial(t, url)
+		rc.WriteText(t, fmt.Sprintf(`{"type":"join_room","payload":{"roomId":"idle-%d"}}`, i%10))
+		// Wait for room_joined: the join has been handled.
+		rc.SetReadDeadline(time.Now().Add(livesynctest.Timeout))
+		if _, err := rc.Read(make([]byte, 1)); err != nil {
+			t.Fatal(err)
 		}
-		inTable = true
-		cells := strings.Split(strings.Trim(line, "|"), "|")
-		if len(cells) != 5 {
-			return nil, fmt.Errorf("README's limits table: row %q has %d columns, want 5 (field, flag, default, negative, what it bounds)", line, len(cells))
-		}
-		for i := range cells {
-			cells[i] = strings.TrimSpace(cells[i])
-		}
-		field := strings.Trim(cells[0], "`")
-		if field == "field" || strings.HasPrefix(field, "---") {
-			continue
-		}
-		rows[field] = fmt.Sprintf("| %s | %s | %s | %s |", cells[0], cells[1], cells[2], cells[3])
 	}
-	if len(rows) == 0 {
-		return nil, errors.New("README's ### Limits section has no table")
-	}
-	return rows, nil
+	livesynctest.WaitFor(t, "the readers of idle connections to end", func() bool {
+		return runtime.NumGoroutine()-before < n/4
+	})
 }

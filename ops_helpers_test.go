@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -148,7 +149,7 @@ func mustMetric(t testing.TB, s *Server, name string, labels ...string) float64 
 func waitMetric(t testing.TB, s *Server, want float64, name string, labels ...string) {
 	t.Helper()
 	var got float64
-	waitFor(t, name+" to reach its value", func() bool {
+	livesynctest.WaitFor(t, name+" to reach its value", func() bool {
 		got, _ = metricValue(t, s, name, labels...)
 		return got == want
 	})

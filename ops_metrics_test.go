@@ -11,23 +11,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/protocol"
 )
 
 func TestMetricsEndpointCountsTraffic(t *testing.T) {
 	o := startOpsServer(t, &Options{Limits: Limits{EventRate: 0.001, EventBurst: 1}}, "")
-	a, b := dial(t, o.ws), dial(t, o.ws)
-	a.join("m", nil)
-	b.join("m", nil)
-	a.expect(protocol.MsgPresenceUpdated, nil)
+	a, b := livesynctest.Dial(t, o.ws), livesynctest.Dial(t, o.ws)
+	a.Join("m", nil)
+	b.Join("m", nil)
+	a.Expect(protocol.MsgPresenceUpdated, nil)
 
-	b.send(protocol.MsgBroadcastEvent, map[string]any{"event": "e"})
-	a.expect(protocol.MsgBroadcastEventRelay, nil)
-	b.send(protocol.MsgBroadcastEvent, map[string]any{"event": "over the limit"})
-	b.expectError(protocol.CodeRateLimited)
-	b.send(protocol.MsgSendChat, map[string]any{"message": "hi"})
-	a.expect(protocol.MsgChatMessage, nil)
-	b.expect(protocol.MsgChatMessage, nil)
+	b.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "e"})
+	a.Expect(protocol.MsgBroadcastEventRelay, nil)
+	b.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "over the limit"})
+	b.ExpectError(protocol.CodeRateLimited)
+	b.Send(protocol.MsgSendChat, map[string]any{"message": "hi"})
+	a.Expect(protocol.MsgChatMessage, nil)
+	b.Expect(protocol.MsgChatMessage, nil)
 
 	s := o.s
 	for name, want := range map[string]float64{
@@ -85,8 +86,8 @@ func TestMetricsEndpointCountsTraffic(t *testing.T) {
 	}
 
 	// Leaving updates the gauges.
-	a.ws.Close()
-	b.ws.Close()
+	a.WS.Close()
+	b.WS.Close()
 	waitMetric(t, s, 0, "livesync_connections")
 	waitMetric(t, s, 0, "livesync_rooms")
 	waitMetric(t, s, 0, "livesync_room_members")
@@ -94,9 +95,9 @@ func TestMetricsEndpointCountsTraffic(t *testing.T) {
 
 func TestMetricsAuthFailures(t *testing.T) {
 	o := startOpsServer(t, &Options{OnAuth: func(*http.Request) (*UserInfo, error) { return nil, nil }}, "")
-	c, err := dialErr(t, o.ws, nil)
+	c, err := livesynctest.TryDial(t, o.ws, nil)
 	if err == nil {
-		c.waitClosed()
+		c.WaitClosed()
 	}
 	waitMetric(t, o.s, 1, "livesync_auth_failures_total")
 }
@@ -204,7 +205,7 @@ func TestHistogramBuckets(t *testing.T) {
 func TestMetricsRegistriesArePerServer(t *testing.T) {
 	one := startOpsServer(t, nil, "")
 	two := startOpsServer(t, nil, "")
-	dial(t, one.ws).join("r", nil)
+	livesynctest.Dial(t, one.ws).Join("r", nil)
 	if got := mustMetric(t, one.s, "livesync_connections"); got != 1 {
 		t.Errorf("server one: %v connections, want 1", got)
 	}
@@ -234,15 +235,15 @@ func TestMetricsRegistriesArePerServer(t *testing.T) {
 // place of framesOut) after writing a batch.
 func TestMetricsCountMessagesByTypeAndBytesOut(t *testing.T) {
 	o := startOpsServer(t, nil, "")
-	a := dial(t, o.ws)
-	a.join("m", nil)
-	a.send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]int{"x": 1}})
-	a.send(protocol.MsgSendChat, map[string]any{"message": "hi"})
-	a.expect(protocol.MsgChatMessage, nil)
-	a.sendRaw(`{"type":"nonsense"}`)
-	a.expectError(protocol.CodeInvalidMessage)
-	a.sendRaw(`not json`)
-	a.expectError(protocol.CodeInvalidJSON)
+	a := livesynctest.Dial(t, o.ws)
+	a.Join("m", nil)
+	a.Send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]int{"x": 1}})
+	a.Send(protocol.MsgSendChat, map[string]any{"message": "hi"})
+	a.Expect(protocol.MsgChatMessage, nil)
+	a.SendRaw(`{"type":"nonsense"}`)
+	a.ExpectError(protocol.CodeInvalidMessage)
+	a.SendRaw(`not json`)
+	a.ExpectError(protocol.CodeInvalidJSON)
 	s := o.s
 	for typ, want := range map[string]float64{
 		protocol.MsgJoinRoom: 1, protocol.MsgUpdatePresence: 1, protocol.MsgSendChat: 1,

@@ -3,7 +3,6 @@ package livesync
 import (
 	"bufio"
 	"crypto/tls"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -21,13 +21,7 @@ import (
 // it down when the test ends. It returns the listening address.
 func serveOn(t *testing.T, opts *Options, wrap func(net.Listener) net.Listener) (*Server, string) {
 	t.Helper()
-	if opts.Logger == nil {
-		opts.Logger = discardLogger()
-	}
-	s, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestServer(t, opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -49,17 +43,14 @@ func slowBody(t *testing.T, addr string) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nc.Close() })
-	fmt.Fprintf(nc, "POST /api/rooms/r/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"+
-		"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
-	return nc
+	return livesynctest.SlowRequest(t, nc, "k")
 }
 
 // TestSlowRequestBodyIsCutOff: a request whose body trickles in is cut
 // off by RequestReadTimeout, not held as long as the client likes.
 func TestSlowRequestBodyIsCutOff(t *testing.T) {
 	_, addr := serveOn(t, &Options{APIKey: "k", Limits: Limits{RequestReadTimeout: 200 * time.Millisecond}}, nil)
-	if !readsUntilClosed(slowBody(t, addr)) {
+	if !livesynctest.ReadsUntilClosed(slowBody(t, addr), livesynctest.Timeout) {
 		t.Fatal("a request body sent a byte at a time was not cut off")
 	}
 }
@@ -77,7 +68,7 @@ func TestIdleKeepAliveIsClosed(t *testing.T) {
 	if status := get(t, nc, br); status != http.StatusOK {
 		t.Fatalf("GET /: %d", status)
 	}
-	if !readsUntilClosed(nc) {
+	if !livesynctest.ReadsUntilClosed(nc, livesynctest.Timeout) {
 		t.Fatal("an idle keep-alive connection was not closed")
 	}
 }
@@ -107,7 +98,7 @@ func TestWebSocketOutlivesHTTPTimeouts(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
 		t.Run(map[bool]string{false: "tcp", true: "tls"}[useTLS], func(t *testing.T) {
 			var wrap func(net.Listener) net.Listener
-			d := websocket.Dialer{HandshakeTimeout: waitTimeout}
+			d := websocket.Dialer{HandshakeTimeout: livesynctest.Timeout}
 			scheme := "ws"
 			dialSlow := func(addr string) net.Conn { return slowBody(t, addr) }
 			if useTLS {
@@ -126,26 +117,20 @@ func TestWebSocketOutlivesHTTPTimeouts(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					t.Cleanup(func() { nc.Close() })
-					fmt.Fprintf(nc, "POST /api/rooms/r/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"+
-						"Content-Length: 100\r\n\r\n{")
-					return nc
+					return livesynctest.SlowRequest(t, nc, "k")
 				}
 			}
 			_, addr := serveOn(t, &Options{APIKey: "k", Limits: lim}, wrap)
-			ws, _, err := d.Dial(scheme+"://"+addr+"/live", nil)
+			a, err := livesynctest.DialWith(t, &d, scheme+"://"+addr+"/live", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			a := clientOn(t, ws)
-			if !readsUntilClosed(dialSlow(addr)) {
+			if !livesynctest.ReadsUntilClosed(dialSlow(addr), livesynctest.Timeout) {
 				t.Fatal("the slow request was not cut off")
 			}
-			a.join("r", nil) // a request and its answer, well after the timeouts
-			select {
-			case <-a.closed:
-				t.Fatalf("WebSocket closed: %v", a.err)
-			default:
+			a.Join("r", nil) // a request and its answer, well after the timeouts
+			if err := a.Err(); err != nil {
+				t.Fatalf("WebSocket closed: %v", err)
 			}
 		})
 	}
@@ -160,7 +145,7 @@ func get(t *testing.T, nc net.Conn, br *bufio.Reader) int {
 // getErr is get that returns -1 when the connection fails, with any extra
 // header lines.
 func getErr(nc net.Conn, br *bufio.Reader, header http.Header) int {
-	nc.SetDeadline(time.Now().Add(waitTimeout))
+	nc.SetDeadline(time.Now().Add(livesynctest.Timeout))
 	defer nc.SetDeadline(time.Time{})
 	req, _ := http.NewRequest(http.MethodGet, "http://x/", nil)
 	for k, v := range header {
@@ -186,7 +171,7 @@ type keepAlive struct {
 
 // dialFrom opens a TCP connection to addr from the local address from.
 func dialFrom(from, addr string) (*keepAlive, error) {
-	d := net.Dialer{Timeout: waitTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	d := net.Dialer{Timeout: livesynctest.Timeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
 	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -227,7 +212,7 @@ func TestConnectionsPerIPAtTheListener(t *testing.T) {
 	}
 	// A WebSocket from the full address is refused too: its TCP
 	// connection is.
-	if _, err := dialErr(t, "ws://"+addr+"/live", nil); err == nil {
+	if _, err := livesynctest.TryDial(t, "ws://"+addr+"/live", nil); err == nil {
 		t.Fatal("a WebSocket beyond the cap was accepted")
 	}
 	other, err := dialFrom("127.0.0.2", addr)
@@ -243,7 +228,7 @@ func TestConnectionsPerIPAtTheListener(t *testing.T) {
 		t.Fatalf("a held connection: status %d", status)
 	}
 	held[0].nc.Close()
-	waitFor(t, "a slot to free", func() bool {
+	livesynctest.WaitFor(t, "a slot to free", func() bool {
 		k, err := dialFrom("127.0.0.1", addr)
 		if err != nil {
 			return false
@@ -253,13 +238,13 @@ func TestConnectionsPerIPAtTheListener(t *testing.T) {
 	})
 	// WebSockets and HTTP connections share the cap: with two held, one
 	// WebSocket fills it.
-	waitFor(t, "the probe connections to be forgotten", func() bool {
+	livesynctest.WaitFor(t, "the probe connections to be forgotten", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return s.tcpPerIP["127.0.0.1"] == 2
 	})
-	ws := dial(t, "ws://"+addr+"/live")
-	ws.join("r", nil)
+	ws := livesynctest.Dial(t, "ws://"+addr+"/live")
+	ws.Join("r", nil)
 	k, err := dialFrom("127.0.0.1", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -291,7 +276,7 @@ func TestFailedUpgradeStaysCounted(t *testing.T) {
 	req.Header.Set("Sec-WebSocket-Version", "13")
 	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
 	req.Header.Set("Origin", "https://evil.example")
-	k.nc.SetDeadline(time.Now().Add(waitTimeout))
+	k.nc.SetDeadline(time.Now().Add(livesynctest.Timeout))
 	req.Write(k.nc)
 	res, err := http.ReadResponse(k.br, req)
 	if err != nil {
@@ -310,7 +295,7 @@ func TestFailedUpgradeStaysCounted(t *testing.T) {
 		t.Fatalf("after a refused upgrade: %d HTTP, %d WebSocket, want 1 and 0", tcp, ws)
 	}
 	k.nc.Close()
-	waitFor(t, "the connection to be forgotten", func() bool {
+	livesynctest.WaitFor(t, "the connection to be forgotten", func() bool {
 		tcp, ws := count()
 		return tcp == 0 && ws == 0
 	})
@@ -326,17 +311,13 @@ func TestConnectionsPerIPBehindTrustedProxy(t *testing.T) {
 	}, nil)
 	url := "ws://" + addr + "/live"
 	from := func(ip string) http.Header { return http.Header{"X-Forwarded-For": {ip}} }
-	a1 := dial2(t, url, from("203.0.113.7"))
-	dial2(t, url, from("203.0.113.7"))
-	_, err := dialErr(t, url, from("203.0.113.7"))
-	var he *httpError
-	if !errorsAs(err, &he) || he.status != http.StatusTooManyRequests {
-		t.Fatalf("third connection of one client behind the proxy: %v, want HTTP 429", err)
-	}
+	a1 := livesynctest.DialHeader(t, url, from("203.0.113.7"))
+	livesynctest.DialHeader(t, url, from("203.0.113.7"))
+	wantTooMany(t, url, from("203.0.113.7"), "third connection of one client behind the proxy")
 	// Other clients of the same proxy, and plain requests through it: the
 	// proxy holds more than 2 connections, uncapped.
-	b := dial2(t, url, http.Header{"Forwarded": {`for="[2001:db8::1]:4711"`}})
-	dial2(t, url, from("198.51.100.1, 203.0.113.8"))
+	b := livesynctest.DialHeader(t, url, http.Header{"Forwarded": {`for="[2001:db8::1]:4711"`}})
+	livesynctest.DialHeader(t, url, from("198.51.100.1, 203.0.113.8"))
 	k, err := dialFrom("127.0.0.1", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -345,25 +326,9 @@ func TestConnectionsPerIPBehindTrustedProxy(t *testing.T) {
 	if status := getErr(k.nc, k.br, nil); status != http.StatusOK {
 		t.Fatalf("a plain request through the proxy: status %d", status)
 	}
-	a1.join("r", nil)
-	b.join("r", nil)
-	a1.expect(protocol.MsgPresenceUpdated, nil)
-	a1.ws.Close()
-	waitFor(t, "the client's slot to free", func() bool {
-		c, err := dialErr(t, url, from("203.0.113.7"))
-		if err == nil {
-			c.ws.Close()
-		}
-		return err == nil
-	})
-}
-
-// dial2 is dial with request headers.
-func dial2(t *testing.T, url string, h http.Header) *client {
-	t.Helper()
-	c, err := dialErr(t, url, h)
-	if err != nil {
-		t.Fatalf("dial %s %v: %v", url, h, err)
-	}
-	return c
+	a1.Join("r", nil)
+	b.Join("r", nil)
+	a1.Expect(protocol.MsgPresenceUpdated, nil)
+	a1.WS.Close()
+	waitForSlot(t, url, from("203.0.113.7"), "the client's slot to free")
 }

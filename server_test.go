@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -47,8 +48,8 @@ func TestRootAndNonUpgrade(t *testing.T) {
 
 func TestJoinSnapshotAndPresence(t *testing.T) {
 	_, url := startServer(t, nil)
-	a := dial(t, url)
-	rj := a.join("r1", map[string]any{"cursor": map[string]int{"x": 1}})
+	a := livesynctest.Dial(t, url)
+	rj := a.Join("r1", map[string]any{"cursor": map[string]int{"x": 1}})
 	if rj.RoomID != "r1" || rj.ConnectionID == "" || len(rj.Presence) != 1 {
 		t.Fatalf("room_joined %+v", rj)
 	}
@@ -57,9 +58,9 @@ func TestJoinSnapshotAndPresence(t *testing.T) {
 	}
 
 	// chatHistory is always an array, never null or absent.
-	b := dial(t, url)
-	b.send(protocol.MsgJoinRoom, map[string]any{"roomId": "r1", "name": "Bea", "email": "bea@example.com"})
-	env := b.expect(protocol.MsgRoomJoined, nil)
+	b := livesynctest.Dial(t, url)
+	b.Send(protocol.MsgJoinRoom, map[string]any{"roomId": "r1", "name": "Bea", "email": "bea@example.com"})
+	env := b.Expect(protocol.MsgRoomJoined, nil)
 	if !strings.Contains(string(env.Payload), `"chatHistory":[]`) {
 		t.Fatalf("room_joined without an empty chatHistory array: %s", env.Payload)
 	}
@@ -70,7 +71,7 @@ func TestJoinSnapshotAndPresence(t *testing.T) {
 	}
 
 	var pu protocol.PresenceUpdatedPayload
-	a.expect(protocol.MsgPresenceUpdated, &pu)
+	a.Expect(protocol.MsgPresenceUpdated, &pu)
 	if len(pu.Joined) != 1 || pu.Joined[0].ConnectionID != rjb.ConnectionID || pu.Joined[0].Name != "Bea" ||
 		pu.Joined[0].Email != "bea@example.com" || string(pu.Joined[0].Presence) != "{}" {
 		t.Fatalf("joined delta %+v", pu)
@@ -80,36 +81,36 @@ func TestJoinSnapshotAndPresence(t *testing.T) {
 		t.Fatalf("null in %s", env.Payload)
 	}
 
-	b.send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]int{"x": 5}})
-	a.expect(protocol.MsgPresenceUpdated, &pu)
+	b.Send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]int{"x": 5}})
+	a.Expect(protocol.MsgPresenceUpdated, &pu)
 	if len(pu.Updated) != 1 || string(pu.Updated[0].Presence) != `{"x":5}` || pu.Updated[0].Name != "Bea" {
 		t.Fatalf("updated delta %+v", pu)
 	}
 
-	b.send(protocol.MsgLeaveRoom, map[string]any{})
-	a.expect(protocol.MsgPresenceUpdated, &pu)
+	b.Send(protocol.MsgLeaveRoom, map[string]any{})
+	a.Expect(protocol.MsgPresenceUpdated, &pu)
 	if len(pu.Left) != 1 || pu.Left[0] != rjb.ConnectionID {
 		t.Fatalf("left delta %+v", pu)
 	}
 	// After leaving, b is not in a room.
-	b.send(protocol.MsgBroadcastEvent, map[string]any{"event": "x"})
-	b.expectError(protocol.CodeNotInRoom)
+	b.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "x"})
+	b.ExpectError(protocol.CodeNotInRoom)
 }
 
 func TestBroadcastEventGoesToOthersOnly(t *testing.T) {
 	_, url := startServer(t, &Options{OnAuth: func(r *http.Request) (*UserInfo, error) {
 		return &UserInfo{UserID: r.URL.Query().Get("u"), Name: "N", Provider: "test"}, nil
 	}})
-	a, b, c := dial(t, url+"?u=ua"), dial(t, url+"?u=ub"), dial(t, url+"?u=uc")
-	a.join("room", nil)
-	b.join("room", nil)
-	a.expect(protocol.MsgPresenceUpdated, nil)
-	c.join("other", nil)
+	a, b, c := livesynctest.Dial(t, url+"?u=ua"), livesynctest.Dial(t, url+"?u=ub"), livesynctest.Dial(t, url+"?u=uc")
+	a.Join("room", nil)
+	b.Join("room", nil)
+	a.Expect(protocol.MsgPresenceUpdated, nil)
+	c.Join("other", nil)
 
-	a.send(protocol.MsgBroadcastEvent, map[string]any{"event": "draw", "payload": map[string]any{"x": 1, "s": "é\u2028"}})
+	a.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "draw", "payload": map[string]any{"x": 1, "s": "é\u2028"}})
 	var ev protocol.BroadcastEventRelayPayload
-	b.expect(protocol.MsgBroadcastEventRelay, &ev)
-	if ev.RoomID != "room" || ev.ConnectionID != a.id || ev.UserID != "ua" || ev.Event != "draw" {
+	b.Expect(protocol.MsgBroadcastEventRelay, &ev)
+	if ev.RoomID != "room" || ev.ConnectionID != a.ID || ev.UserID != "ua" || ev.Event != "draw" {
 		t.Fatalf("relay %+v", ev)
 	}
 	var pl map[string]any
@@ -118,41 +119,38 @@ func TestBroadcastEventGoesToOthersOnly(t *testing.T) {
 	}
 	// Neither the sender nor another room got it: the next thing each sees
 	// is a marker sent afterwards.
-	b.send(protocol.MsgBroadcastEvent, map[string]any{"event": "marker"})
-	a.expect(protocol.MsgBroadcastEventRelay, &ev)
+	b.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "marker"})
+	a.Expect(protocol.MsgBroadcastEventRelay, &ev)
 	if ev.Event != "marker" {
 		t.Fatalf("sender got %+v", ev)
 	}
-	c2 := dial(t, url+"?u=uc2")
-	c2.join("other", nil)
-	c.expect(protocol.MsgPresenceUpdated, nil) // the marker for c: nothing came before it
+	c2 := livesynctest.Dial(t, url+"?u=uc2")
+	c2.Join("other", nil)
+	c.Expect(protocol.MsgPresenceUpdated, nil) // the marker for c: nothing came before it
 
 	// The user's fields appear in presence entries.
-	rj := dial(t, url+"?u=ud").join("room", nil)
-	if e := rj.Presence[a.id]; e.UserID != "ua" || e.Name != "N" || e.Provider != "test" {
+	rj := livesynctest.Dial(t, url+"?u=ud").Join("room", nil)
+	if e := rj.Presence[a.ID]; e.UserID != "ua" || e.Name != "N" || e.Provider != "test" {
 		t.Fatalf("entry %+v", e)
 	}
 }
 
 func TestChatStoredThenBroadcastToEveryone(t *testing.T) {
 	_, url := startServer(t, &Options{HistoryLimit: 3})
-	a, b := dial(t, url), dial(t, url)
-	a.join("r", nil)
-	b.join("r", nil)
-	a.expect(protocol.MsgPresenceUpdated, nil)
+	a, b := livesynctest.Pair(t, url, "r")
 	for i := range 5 {
-		a.send(protocol.MsgSendChat, map[string]any{"message": "m" + string(rune('0'+i)), "metadata": map[string]any{"i": i}})
+		a.Send(protocol.MsgSendChat, map[string]any{"message": "m" + string(rune('0'+i)), "metadata": map[string]any{"i": i}})
 	}
 	var got []protocol.StoredChatMessage
-	for _, c := range []*client{a, b} {
+	for _, c := range []*livesynctest.Client{a, b} {
 		got = got[:0]
 		for range 5 {
 			var m protocol.StoredChatMessage
-			c.expect(protocol.MsgChatMessage, &m)
+			c.Expect(protocol.MsgChatMessage, &m)
 			got = append(got, m)
 		}
 		for i, m := range got {
-			if m.Message != "m"+string(rune('0'+i)) || m.ID == "" || m.CreatedAt == 0 || m.ConnectionID != a.id || m.RoomID != "r" {
+			if m.Message != "m"+string(rune('0'+i)) || m.ID == "" || m.CreatedAt == 0 || m.ConnectionID != a.ID || m.RoomID != "r" {
 				t.Fatalf("message %d: %+v", i, m)
 			}
 			if i > 0 && m.ID == got[i-1].ID {
@@ -161,7 +159,7 @@ func TestChatStoredThenBroadcastToEveryone(t *testing.T) {
 		}
 	}
 	// A new joiner gets the last HistoryLimit messages, oldest first.
-	rj := dial(t, url).join("r", nil)
+	rj := livesynctest.Dial(t, url).Join("r", nil)
 	if len(rj.ChatHistory) != 3 || rj.ChatHistory[0].Message != "m2" || rj.ChatHistory[2].Message != "m4" ||
 		rj.ChatHistory[2].ID != got[4].ID || string(rj.ChatHistory[0].Metadata) != `{"i":2}` {
 		t.Fatalf("history %+v", rj.ChatHistory)
@@ -170,31 +168,28 @@ func TestChatStoredThenBroadcastToEveryone(t *testing.T) {
 
 func TestOneRoomPerConnection(t *testing.T) {
 	_, url := startServer(t, nil)
-	a, b := dial(t, url), dial(t, url)
-	a.join("one", nil)
-	b.join("one", nil)
-	a.expect(protocol.MsgPresenceUpdated, nil)
-	rj := b.join("two", nil)
+	a, b := livesynctest.Pair(t, url, "one")
+	rj := b.Join("two", nil)
 	if len(rj.Presence) != 1 {
 		t.Fatalf("two's snapshot %+v", rj.Presence)
 	}
 	var pu protocol.PresenceUpdatedPayload
-	a.expect(protocol.MsgPresenceUpdated, &pu)
-	if len(pu.Left) != 1 || pu.Left[0] != b.id {
+	a.Expect(protocol.MsgPresenceUpdated, &pu)
+	if len(pu.Left) != 1 || pu.Left[0] != b.ID {
 		t.Fatalf("a saw %+v", pu)
 	}
 	// A closed socket leaves its room: a member that saw b hears it leave,
 	// and a later joiner does not see it.
-	b.ws.Close()
-	c := dial(t, url)
-	if _, saw := c.join("two", nil).Presence[b.id]; saw {
-		c.expect(protocol.MsgPresenceUpdated, &pu)
-		if len(pu.Left) != 1 || pu.Left[0] != b.id {
+	b.WS.Close()
+	c := livesynctest.Dial(t, url)
+	if _, saw := c.Join("two", nil).Presence[b.ID]; saw {
+		c.Expect(protocol.MsgPresenceUpdated, &pu)
+		if len(pu.Left) != 1 || pu.Left[0] != b.ID {
 			t.Fatalf("c saw %+v, want b leaving", pu)
 		}
 	}
-	rj = dial(t, url).join("two", nil)
-	if _, ok := rj.Presence[b.id]; ok || len(rj.Presence) != 2 {
+	rj = livesynctest.Dial(t, url).Join("two", nil)
+	if _, ok := rj.Presence[b.ID]; ok || len(rj.Presence) != 2 {
 		t.Fatalf("two after b closed: %+v, want c and the joiner", rj.Presence)
 	}
 }
@@ -209,16 +204,16 @@ func TestAuthCloseCodes(t *testing.T) {
 		}
 		return nil, nil
 	}})
-	if code := dial(t, url).waitClosed(); code != protocol.CloseAuthRejected {
+	if code := livesynctest.Dial(t, url).WaitClosed(); code != protocol.CloseAuthRejected {
 		t.Fatalf("no user: close %d, want 4401", code)
 	}
-	if code := dial(t, url+"?t=fail").waitClosed(); code != protocol.CloseAuthFailed {
+	if code := livesynctest.Dial(t, url+"?t=fail").WaitClosed(); code != protocol.CloseAuthFailed {
 		t.Fatalf("auth error: close %d, want 4500", code)
 	}
-	c := dial(t, url+"?t=ok")
-	c.send(protocol.MsgJoinRoom, map[string]any{"roomId": "r", "name": "chosen", "email": "chosen@example.com"})
+	c := livesynctest.Dial(t, url+"?t=ok")
+	c.Send(protocol.MsgJoinRoom, map[string]any{"roomId": "r", "name": "chosen", "email": "chosen@example.com"})
 	var rj protocol.RoomJoinedPayload
-	c.expect(protocol.MsgRoomJoined, &rj)
+	c.Expect(protocol.MsgRoomJoined, &rj)
 	// Auth's email wins over the client's; the client's name fills the gap.
 	if e := rj.Presence[rj.ConnectionID]; e.UserID != "u1" || e.Email != "u1@example.com" || e.Name != "chosen" {
 		t.Fatalf("entry %+v", e)
@@ -232,13 +227,13 @@ func TestRoomPermissions(t *testing.T) {
 		},
 		CanJoin: func(_ context.Context, u *UserInfo, room string) bool { return room != "team-1/secret" },
 	})
-	c := dial(t, url)
+	c := livesynctest.Dial(t, url)
 	for _, room := range []string{"team-2/a", "lobbyx", "team-1/secret"} {
-		c.send(protocol.MsgJoinRoom, map[string]any{"roomId": room})
-		c.expectError(protocol.CodeForbidden)
+		c.Send(protocol.MsgJoinRoom, map[string]any{"roomId": room})
+		c.ExpectError(protocol.CodeForbidden)
 	}
-	c.join("team-1/a", nil)
-	c.join("lobby", nil)
+	c.Join("team-1/a", nil)
+	c.Join("lobby", nil)
 }
 
 // TestLargeSnapshotJoin: a room_joined whose snapshot is large goes out as
@@ -249,45 +244,45 @@ func TestRoomPermissions(t *testing.T) {
 func TestLargeSnapshotJoin(t *testing.T) {
 	_, url := startServer(t, &Options{PresenceThrottle: -1})
 	pad := strings.Repeat("x", 1200) // 20 members: more than sharedJoinBytes
-	var members []*client
+	var members []*livesynctest.Client
 	for i := range 20 {
-		c := dial(t, url)
-		c.join("big", map[string]any{"i": i, "pad": pad})
+		c := livesynctest.Dial(t, url)
+		c.Join("big", map[string]any{"i": i, "pad": pad})
 		members = append(members, c)
 	}
 	// skipUntil reads c's messages until one has type typ and satisfies ok.
-	skipUntil := func(c *client, typ string, ok func(json.RawMessage) bool) {
+	skipUntil := func(c *livesynctest.Client, typ string, ok func(json.RawMessage) bool) {
 		t.Helper()
 		for {
-			if env := c.next(); env.Type == typ && ok(env.Payload) {
+			if env := c.Next(); env.Type == typ && ok(env.Payload) {
 				return
 			}
 		}
 	}
-	members[0].send(protocol.MsgSendChat, map[string]any{"message": "hello"})
-	skipUntil(members[0], protocol.MsgChatMessage, func(json.RawMessage) bool { return true })
-	check := func(c *client, want int) {
+	members[0].Send(protocol.MsgSendChat, map[string]any{"message": "hello"})
+	members[0].NextOf(protocol.MsgChatMessage)
+	check := func(c *livesynctest.Client, want int) {
 		t.Helper()
-		rj := c.join("big", map[string]any{"i": want - 1, "pad": pad})
+		rj := c.Join("big", map[string]any{"i": want - 1, "pad": pad})
 		if len(rj.Presence) != want || len(rj.ChatHistory) != 1 || rj.ChatHistory[0].Message != "hello" {
 			t.Fatalf("room_joined with %d members (want %d), history %+v", len(rj.Presence), want, rj.ChatHistory)
 		}
 		for _, m := range members {
-			if e, ok := rj.Presence[m.id]; !ok || !strings.Contains(string(e.Presence), pad) {
-				t.Fatalf("snapshot lacks %s or its presence: %+v", m.id, e)
+			if e, ok := rj.Presence[m.ID]; !ok || !strings.Contains(string(e.Presence), pad) {
+				t.Fatalf("snapshot lacks %s or its presence: %+v", m.ID, e)
 			}
 		}
 		members = append(members, c)
 	}
-	check(dial(t, url), 21)
-	check(dial(t, url), 22)
-	members[3].send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]any{"i": 3, "pad": pad + "y"}})
+	check(livesynctest.Dial(t, url), 21)
+	check(livesynctest.Dial(t, url), 22)
+	members[3].Send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]any{"i": 3, "pad": pad + "y"}})
 	skipUntil(members[4], protocol.MsgPresenceUpdated, func(p json.RawMessage) bool {
 		var pu protocol.PresenceUpdatedPayload
 		json.Unmarshal(p, &pu)
 		return len(pu.Updated) == 1
 	})
-	check(dial(t, url), 23)
+	check(livesynctest.Dial(t, url), 23)
 }
 
 // TestOverTLS: a connection the poller cannot watch (TLS) is read by a
@@ -295,33 +290,33 @@ func TestLargeSnapshotJoin(t *testing.T) {
 // presence, events and chat work as on a plain one.
 func TestOverTLS(t *testing.T) {
 	s, ts := startOn(t, nil, httptest.NewTLSServer)
-	d := websocket.Dialer{HandshakeTimeout: waitTimeout, TLSClientConfig: ts.Client().Transport.(*http.Transport).TLSClientConfig}
+	d := websocket.Dialer{HandshakeTimeout: livesynctest.Timeout, TLSClientConfig: ts.Client().Transport.(*http.Transport).TLSClientConfig}
 	url := "wss" + strings.TrimPrefix(ts.URL, "https") + s.opts.Path
-	dialTLS := func() *client {
-		ws, _, err := d.Dial(url, nil)
+	dialTLS := func() *livesynctest.Client {
+		c, err := livesynctest.DialWith(t, &d, url, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return clientOn(t, ws)
+		return c
 	}
 	a, b := dialTLS(), dialTLS()
-	a.join("r", nil)
-	b.join("r", nil)
+	a.Join("r", nil)
+	b.Join("r", nil)
 	var pu protocol.PresenceUpdatedPayload
-	a.expect(protocol.MsgPresenceUpdated, &pu)
-	if len(pu.Joined) != 1 || pu.Joined[0].ConnectionID != b.id {
+	a.Expect(protocol.MsgPresenceUpdated, &pu)
+	if len(pu.Joined) != 1 || pu.Joined[0].ConnectionID != b.ID {
 		t.Fatalf("a saw %+v, want b joining", pu)
 	}
-	b.send(protocol.MsgBroadcastEvent, map[string]any{"event": "cursor", "payload": map[string]int{"x": 1}})
+	b.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "cursor", "payload": map[string]int{"x": 1}})
 	var ev protocol.BroadcastEventRelayPayload
-	a.expect(protocol.MsgBroadcastEventRelay, &ev)
+	a.Expect(protocol.MsgBroadcastEventRelay, &ev)
 	if ev.Event != "cursor" || string(ev.Payload) != `{"x":1}` {
 		t.Fatalf("relayed %+v", ev)
 	}
-	b.send(protocol.MsgSendChat, map[string]any{"message": "over tls"})
-	for _, c := range []*client{a, b} {
+	b.Send(protocol.MsgSendChat, map[string]any{"message": "over tls"})
+	for _, c := range []*livesynctest.Client{a, b} {
 		var m protocol.StoredChatMessage
-		c.expect(protocol.MsgChatMessage, &m)
+		c.Expect(protocol.MsgChatMessage, &m)
 		if m.Message != "over tls" {
 			t.Fatalf("chat %+v", m)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -53,7 +54,7 @@ func TestServerFramesAreUTF8(t *testing.T) {
 	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"join_room","payload":{"roomId":"r"}}`)); err != nil {
 		t.Fatal(err)
 	}
-	ws.SetReadDeadline(time.Now().Add(waitTimeout))
+	ws.SetReadDeadline(time.Now().Add(livesynctest.Timeout))
 	_, data, err := ws.ReadMessage()
 	if err != nil {
 		t.Fatal(err)
@@ -77,18 +78,15 @@ func TestServerFramesAreUTF8(t *testing.T) {
 // connection with 1007 and reaches no one.
 func TestInvalidUTF8FromClient(t *testing.T) {
 	_, url := startServer(t, nil)
-	a, b := dial(t, url), dial(t, url)
-	a.join("r", nil)
-	b.join("r", nil)
-	a.expect(protocol.MsgPresenceUpdated, nil)
-	if err := b.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"broadcast_event","payload":{"event":"e","payload":{"x":"`+"\xed\xa0\x80"+`"}}}`)); err != nil {
+	a, b := livesynctest.Pair(t, url, "r")
+	if err := b.WS.WriteMessage(websocket.TextMessage, []byte(`{"type":"broadcast_event","payload":{"event":"e","payload":{"x":"`+"\xed\xa0\x80"+`"}}}`)); err != nil {
 		t.Fatal(err)
 	}
-	if code := b.waitClosed(); code != 1007 {
+	if code := b.WaitClosed(); code != 1007 {
 		t.Fatalf("closed with %d, want 1007", code)
 	}
 	// b's leaving is what a sees next: the event never came.
-	env := a.next()
+	env := a.Next()
 	if env.Type != protocol.MsgPresenceUpdated {
 		t.Fatalf("a got %s %s", env.Type, env.Payload)
 	}
@@ -98,8 +96,8 @@ func TestInvalidUTF8FromClient(t *testing.T) {
 // that is not JSON, before anything is relayed or stored.
 func TestAPIRefusesInvalidUTF8(t *testing.T) {
 	o := startOpsServer(t, nil, testAPIKey)
-	a := dial(t, o.ws)
-	a.join("r", nil)
+	a := livesynctest.Dial(t, o.ws)
+	a.Join("r", nil)
 	for _, c := range []struct{ path, body string }{
 		{"/events", `{"event":"e","payload":{"x":"` + "\xff" + `"}}`},
 		{"/events", `{"event":"` + "\xed\xa0\x80" + `"}`},
@@ -114,7 +112,7 @@ func TestAPIRefusesInvalidUTF8(t *testing.T) {
 	// A valid one after them is the first thing a sees.
 	o.api(t, http.MethodPost, roomPath("r", "/events"), `{"event":"after"}`)
 	var ev protocol.BroadcastEventRelayPayload
-	a.expect(protocol.MsgBroadcastEventRelay, &ev)
+	a.Expect(protocol.MsgBroadcastEventRelay, &ev)
 	if ev.Event != "after" {
 		t.Fatalf("a got event %q first", ev.Event)
 	}

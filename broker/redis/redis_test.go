@@ -10,12 +10,11 @@ import (
 	"time"
 
 	"github.com/openlivesync/livesync/broker"
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/internal/tcpproxy"
 	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
 )
-
-const waitTimeout = 10 * time.Second
 
 // recorder is a sink that records what it receives as lines.
 type recorder struct {
@@ -53,16 +52,10 @@ func (r *recorder) resyncCount() int {
 // waitFor waits until the recorder has every line of want.
 func (r *recorder) waitFor(t *testing.T, want ...string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%q", want), func() bool {
+	livesynctest.WaitFor(t, fmt.Sprintf("%q", want), func() bool {
 		got := r.lines()
 		return !slices.ContainsFunc(want, func(w string) bool { return !slices.Contains(got, w) })
 	})
-}
-
-// eventually polls cond until it holds, failing t after waitTimeout.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	testsvc.WaitFor(t, what, waitTimeout, cond)
 }
 
 // startBroker starts a broker as node, with fast heartbeats, adjusted by
@@ -87,7 +80,7 @@ func startBroker(t *testing.T, addr, prefix, node string, tune ...func(*Options)
 
 func subscribe(t *testing.T, b *Broker, room string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), livesynctest.Timeout)
 	defer cancel()
 	if err := b.Subscribe(ctx, room); err != nil {
 		t.Fatal(err)
@@ -183,7 +176,7 @@ func TestBrokerChatLockIsExclusive(t *testing.T) {
 		if s != seq {
 			t.Fatalf("b's lock is after %d, want %d", s, seq)
 		}
-	case <-time.After(waitTimeout):
+	case <-time.After(livesynctest.Timeout):
 		t.Fatal("b never got the lock")
 	}
 }
@@ -224,7 +217,7 @@ func TestBrokerOutage(t *testing.T) {
 	rb.waitFor(t, "set r na-1 {}")
 
 	proxy.Cut()
-	eventually(t, "the outage to be noticed", func() bool { return a.Healthy() != nil })
+	livesynctest.WaitFor(t, "the outage to be noticed", func() bool { return a.Healthy() != nil })
 	// b sweeps a's member once a's heartbeat expires.
 	rb.waitFor(t, "left r na-1")
 	for i := range 10000 {
@@ -245,7 +238,7 @@ func TestBrokerOutage(t *testing.T) {
 	resyncs := ra.resyncCount()
 	proxy.Restore()
 	rb.waitFor(t, "set r na-1 {}", "set r na-2 {}")
-	eventually(t, "a resync after the outage", func() bool { return ra.resyncCount() > resyncs && a.Healthy() == nil })
+	livesynctest.WaitFor(t, "a resync after the outage", func() bool { return ra.resyncCount() > resyncs && a.Healthy() == nil })
 }
 
 // TestBrokerChatLockOfDeadHolder: a node that dies holding a room's chat
@@ -273,7 +266,7 @@ func TestBrokerChatLockOfDeadHolder(t *testing.T) {
 	}
 	a.stop() // a crash: no goodbye, its keys stay
 	start := time.Now()
-	wait, cancel := context.WithTimeout(ctx, waitTimeout)
+	wait, cancel := context.WithTimeout(ctx, livesynctest.Timeout)
 	defer cancel()
 	lb, err := b.LockChat(wait, "r")
 	if err != nil {
@@ -303,7 +296,7 @@ func TestBrokerSubscribeDuringReconnection(t *testing.T) {
 	old := a.ps
 	old.Close()
 	a.subMu.Unlock()
-	eventually(t, "the lost connection to be noticed", func() bool {
+	livesynctest.WaitFor(t, "the lost connection to be noticed", func() bool {
 		a.subMu.Lock()
 		defer a.subMu.Unlock()
 		return a.ps != old
@@ -336,7 +329,7 @@ func TestBrokerCloseLeavesNoGoroutines(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "the brokers' goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	livesynctest.WaitFor(t, "the brokers' goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 var _ broker.Sink = (*recorder)(nil)

@@ -11,31 +11,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/internal/testsvc"
 )
-
-// syncBuffer collects a run's progress log; the generator logs from several
-// goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // runWith parses args (plus -url) and runs the scenario, failing the test
 // on a usage error or a run error.
@@ -61,7 +42,7 @@ func runMode(t *testing.T, goroutines bool, url string, args ...string) result {
 	if goroutines {
 		cfg.Readers = "goroutine"
 	}
-	var logs syncBuffer
+	var logs livesynctest.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	res := runScenario(ctx, cfg, log.New(&logs, "", 0))

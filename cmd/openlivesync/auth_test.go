@@ -3,13 +3,14 @@ package main
 import (
 	"context"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/gorilla/websocket"
+	"github.com/openlivesync/livesync/internal/livesynctest"
 )
 
 func TestJWTSecretFlagGuardsConnections(t *testing.T) {
@@ -23,30 +24,17 @@ func TestJWTSecretFlagGuardsConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	// No token: closed with 4401.
-	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		t.Fatal(err)
+	if code := livesynctest.Dial(t, url).WaitClosed(); code != 4401 {
+		t.Fatalf("no token: close %d, want 4401", code)
 	}
-	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, 4401) {
-		t.Fatalf("no token: %v, want close 4401", err)
-	}
-	ws.Close()
 	// A valid token in the query: served, and the identity shows.
-	ws, _, err = websocket.DefaultDialer.Dial(url+"?access_token="+token, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"join_room","payload":{"roomId":"r"}}`))
-	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, msg, err := ws.ReadMessage()
-	if err != nil || !strings.Contains(string(msg), `"userId":"u1"`) || !strings.Contains(string(msg), `"name":"Ada"`) {
-		t.Fatalf("join with token: %s %v", msg, err)
+	rj := livesynctest.Dial(t, url+"?access_token="+token).Join("r", nil)
+	if e := rj.Presence[rj.ConnectionID]; e.UserID != "u1" || e.Name != "Ada" {
+		t.Fatalf("join with token: entry %+v, want user u1 named Ada", e)
 	}
 	// A browser from an origin not on the list is refused before upgrade.
-	_, resp, err := websocket.DefaultDialer.Dial(url+"?access_token="+token, map[string][]string{"Origin": {"https://evil.example.com"}})
-	if err == nil || resp == nil || resp.StatusCode != 403 {
+	_, err = livesynctest.TryDial(t, url+"?access_token="+token, http.Header{"Origin": {"https://evil.example.com"}})
+	if livesynctest.StatusOf(err) != http.StatusForbidden {
 		t.Fatalf("foreign origin: %v, want HTTP 403", err)
 	}
 }

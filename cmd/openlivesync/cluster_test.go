@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
 )
@@ -31,96 +31,12 @@ func clusterURL(t *testing.T) string {
 	return "redis://" + addr + "/0?prefix=" + prefix
 }
 
-// viewer is a room member that keeps its view of the room up to date.
-type viewer struct {
-	t    *testing.T
-	ws   *websocket.Conn
-	id   string
-	view map[string]bool
-	in   chan protocol.Envelope
-}
-
-func joinAs(t *testing.T, url, room string) *viewer {
+// joinAs connects a client to the binary at url and joins room.
+func joinAs(t *testing.T, url, room string) *livesynctest.Client {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ws.Close() })
-	v := &viewer{t: t, ws: ws, view: map[string]bool{}, in: make(chan protocol.Envelope, 1024)}
-	go func() {
-		defer close(v.in)
-		for {
-			_, data, err := ws.ReadMessage()
-			if err != nil {
-				return
-			}
-			var env protocol.Envelope
-			if json.Unmarshal(data, &env) == nil {
-				v.in <- env
-			}
-		}
-	}()
-	ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"join_room","payload":{"roomId":"`+room+`"}}`))
-	env := v.next()
-	var rj protocol.RoomJoinedPayload
-	if env.Type != protocol.MsgRoomJoined || json.Unmarshal(env.Payload, &rj) != nil {
-		t.Fatalf("join: got %s %s", env.Type, env.Payload)
-	}
-	v.id = rj.ConnectionID
-	for id := range rj.Presence {
-		v.view[id] = true
-	}
-	return v
-}
-
-func (v *viewer) next() protocol.Envelope {
-	v.t.Helper()
-	select {
-	case env, ok := <-v.in:
-		if !ok {
-			v.t.Fatal("connection closed")
-		}
-		return env
-	case <-time.After(20 * time.Second):
-		v.t.Fatal("timed out waiting for a message")
-	}
-	return protocol.Envelope{}
-}
-
-// sees waits, at most until deadline, for the view to be exactly ids.
-func (v *viewer) sees(deadline time.Time, ids ...string) {
-	v.t.Helper()
-	for {
-		got := make([]string, 0, len(v.view))
-		for id := range v.view {
-			got = append(got, id)
-		}
-		slices.Sort(got)
-		want := slices.Sorted(slices.Values(ids))
-		if slices.Equal(got, want) {
-			return
-		}
-		select {
-		case env, ok := <-v.in:
-			if !ok {
-				v.t.Fatal("connection closed")
-			}
-			if env.Type != protocol.MsgPresenceUpdated {
-				continue
-			}
-			var pu protocol.PresenceUpdatedPayload
-			json.Unmarshal(env.Payload, &pu)
-			for _, e := range pu.Joined {
-				v.view[e.ConnectionID] = true
-			}
-			for _, id := range pu.Left {
-				delete(v.view, id)
-			}
-		case <-time.After(time.Until(deadline)):
-			v.t.Fatalf("%s sees %v, want %v", v.id, got, want)
-		}
-	}
+	c := dialBinary(t, url)
+	c.Join(room, nil)
+	return c
 }
 
 // TestClusterKilledNodeLeaves: three binaries share a room through Redis;
@@ -141,20 +57,20 @@ func TestClusterKilledNodeLeaves(t *testing.T) {
 			victim = cmd.Process
 		}
 	}
-	var vs []*viewer
+	var vs []*livesynctest.Client
 	for i := range 6 {
 		vs = append(vs, joinAs(t, nodes[i%3], "room"))
 	}
 	var all, survivors []string
 	for i, v := range vs {
-		all = append(all, v.id)
+		all = append(all, v.ID)
 		if i%3 != 2 {
-			survivors = append(survivors, v.id)
+			survivors = append(survivors, v.ID)
 		}
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for _, v := range vs {
-		v.sees(deadline, all...)
+		v.SeesBy(deadline, all...)
 	}
 
 	if err := victim.Kill(); err != nil {
@@ -164,13 +80,13 @@ func TestClusterKilledNodeLeaves(t *testing.T) {
 	deadline = killed.Add(15 * time.Second)
 	for i, v := range vs {
 		if i%3 != 2 {
-			v.sees(deadline, survivors...)
+			v.SeesBy(deadline, survivors...)
 		}
 	}
 	t.Logf("the killed node's members left every view %v after SIGKILL", time.Since(killed).Round(10*time.Millisecond))
 	// And the survivors still share the room.
 	joiner := joinAs(t, nodes[0], "room")
-	joiner.sees(time.Now().Add(10*time.Second), append(survivors, joiner.id)...)
+	joiner.SeesBy(time.Now().Add(10*time.Second), append(survivors, joiner.ID)...)
 }
 
 // TestClusterDeliveryBenchmark measures event delivery within one node
@@ -236,7 +152,7 @@ func benchDelivery(t *testing.T, bin, url string, rdb *goredis.Client, mode stri
 			wg.Go(func() {
 				var mine []time.Duration
 				defer func() { mu.Lock(); lat = append(lat, mine...); mu.Unlock() }()
-				for env := range v.in {
+				for env := range v.In() {
 					if env.Type != protocol.MsgBroadcastEventRelay || !measuring.Load() {
 						continue
 					}
@@ -248,9 +164,9 @@ func benchDelivery(t *testing.T, bin, url string, rdb *goredis.Client, mode stri
 			})
 		}
 		s := joinAs(t, senderNode, room)
-		senders = append(senders, s.ws)
+		senders = append(senders, s.WS)
 		go func() {
-			for range s.in {
+			for range s.In() {
 			}
 		}()
 	}
@@ -340,12 +256,7 @@ func TestRedisFlag(t *testing.T) {
 	}
 
 	// A port nobody listens on.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := livesynctest.ClosedAddr(t)
 	var stderr bytes.Buffer
 	if code := run([]string{"-addr", "127.0.0.1:0", "-redis", "redis://" + addr + "/0"}, noEnv, &stderr, nil); code != 2 {
 		t.Fatalf("exit %d, want 2", code)

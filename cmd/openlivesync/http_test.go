@@ -1,41 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/internal/testsvc"
 )
-
-// lockedBuffer is a bytes.Buffer the server's logger and the test may
-// use at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestParseHTTPFlags(t *testing.T) {
 	c, err := parseConfig(nil, noEnv, io.Discard)
@@ -87,7 +64,7 @@ func TestHTTPFlagsReachTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs livesynctest.Buffer
 	srv, _, err := cfg.build(context.Background(), &logs)
 	if err != nil {
 		t.Fatal(err)
@@ -104,20 +81,11 @@ func TestHTTPFlagsReachTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	fmt.Fprintf(nc, "POST /api/rooms/r/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Length: 100\r\n\r\n{")
-	nc.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.Copy(io.Discard, nc); err != nil {
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			t.Fatal("a slow request body was not cut off")
-		}
+	if !livesynctest.ReadsUntilClosed(livesynctest.SlowRequest(t, nc, "k"), binaryTimeout) {
+		t.Fatal("a slow request body was not cut off")
 	}
 
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/live", http.Header{"X-Forwarded-For": {"203.0.113.7"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
+	livesynctest.DialHeader(t, "ws://"+addr+"/live", http.Header{"X-Forwarded-For": {"203.0.113.7"}})
 	testsvc.WaitFor(t, "the connection to be logged", 30*time.Second, func() bool {
 		return strings.Contains(logs.String(), "connection opened")
 	})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/internal/livesynctest"
 )
 
 // TestLimitsFromEnvironmentReachTheServer: run, given
@@ -34,7 +35,7 @@ func TestLimitsFromEnvironmentReachTheServer(t *testing.T) {
 	}
 	ready := make(chan net.Addr, 1)
 	done := make(chan int, 1)
-	var stderr lockedBuffer
+	var stderr livesynctest.Buffer
 	go func() {
 		done <- run([]string{"-addr", "127.0.0.1:0", "-chat-rate", "9"}, func(k string) string { return env[k] }, &stderr, ready)
 	}()

@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/internal/livesynctest"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -124,27 +125,33 @@ func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 	return nil, ""
 }
 
+// binaryTimeout bounds each wait of a client of a binary the tests
+// started, and of a server built from the binary's flags: a process of
+// its own, reaching real stores, is given more room than the kit's
+// default.
+const binaryTimeout = 30 * time.Second
+
+// dialBinary connects a kit client to the binary at url, its waits bounded
+// by binaryTimeout.
+func dialBinary(t *testing.T, url string) *livesynctest.Client {
+	t.Helper()
+	c := livesynctest.Dial(t, url)
+	c.Timeout = binaryTimeout
+	return c
+}
+
 func TestSIGTERMClosesClientsWith1001AndExits0(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
 	cmd, url := startBinary(t, buildBinary(t))
-	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"join_room","payload":{"roomId":"r"}}`))
-	if _, msg, err := ws.ReadMessage(); err != nil || !strings.Contains(string(msg), "room_joined") {
-		t.Fatalf("join: %s %v", msg, err)
-	}
+	c := dialBinary(t, url)
+	c.Join("r", nil)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	ws.SetReadDeadline(time.Now().Add(30 * time.Second))
-	_, _, err = ws.ReadMessage()
-	if !websocket.IsCloseError(err, websocket.CloseGoingAway) {
-		t.Fatalf("read after SIGTERM: %v, want close 1001", err)
+	if code := c.WaitClosed(); code != websocket.CloseGoingAway {
+		t.Fatalf("close %d after SIGTERM, want 1001", code)
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit: %v, want 0", err)

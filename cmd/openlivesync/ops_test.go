@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/openlivesync/livesync/internal/livesynctest"
 )
 
 // oneLine checks that out is one line starting "openlivesync: " and
@@ -267,7 +268,7 @@ func TestCertHolderFollowsTheFiles(t *testing.T) {
 	if !served().Equal(first) {
 		t.Fatal("not serving the loaded certificate")
 	}
-	var logs lockedBuffer
+	var logs livesynctest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -2,10 +2,11 @@ package main
 
 import (
 	"bytes"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/openlivesync/livesync/internal/livesynctest"
 )
 
 // TestPasswordsNeverReachStderr runs the binary's run with stores and
@@ -14,12 +15,7 @@ import (
 // and checks that stderr, the one line the operator sees, holds no piece
 // of the password.
 func TestPasswordsNeverReachStderr(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ln.Addr().String()
-	ln.Close()
+	closed := livesynctest.ClosedAddr(t)
 	passwords := []struct {
 		password string
 		pieces   []string // distinctive, or in the context they would show in

@@ -5,15 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/internal/tcpproxy"
 	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
@@ -35,58 +33,6 @@ func storeDSNs(t *testing.T) map[string]func(t *testing.T) string {
 	}
 }
 
-// wsClient is a minimal protocol client for the binary's tests.
-type wsClient struct {
-	t  *testing.T
-	ws *websocket.Conn
-}
-
-func dialWS(t *testing.T, url string) *wsClient {
-	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ws.Close() })
-	return &wsClient{t, ws}
-}
-
-func (c *wsClient) send(typ string, payload any) {
-	c.t.Helper()
-	p, _ := json.Marshal(payload)
-	msg, _ := json.Marshal(protocol.Envelope{Type: typ, Payload: p})
-	if err := c.ws.WriteMessage(websocket.TextMessage, msg); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-// next returns the next message of one of types, skipping others.
-func (c *wsClient) next(types ...string) protocol.Envelope {
-	c.t.Helper()
-	c.ws.SetReadDeadline(time.Now().Add(30 * time.Second))
-	for {
-		_, data, err := c.ws.ReadMessage()
-		if err != nil {
-			c.t.Fatalf("read: %v", err)
-		}
-		var env protocol.Envelope
-		json.Unmarshal(data, &env)
-		for _, typ := range types {
-			if env.Type == typ {
-				return env
-			}
-		}
-	}
-}
-
-func (c *wsClient) join(room string) protocol.RoomJoinedPayload {
-	c.t.Helper()
-	c.send(protocol.MsgJoinRoom, map[string]string{"roomId": room})
-	var rj protocol.RoomJoinedPayload
-	json.Unmarshal(c.next(protocol.MsgRoomJoined).Payload, &rj)
-	return rj
-}
-
 func randomRoom(prefix string) string {
 	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano(), rand.Int64())
 }
@@ -103,18 +49,18 @@ func TestRestartKeepsHistory(t *testing.T) {
 			store := dsn(t)
 			room := randomRoom("restart")
 			cmd, url := startBinary(t, bin, "-store", store)
-			c := dialWS(t, url)
-			c.join(room)
+			c := dialBinary(t, url)
+			c.Join(room, nil)
 			for i := range 3 {
-				c.send(protocol.MsgSendChat, map[string]any{"message": fmt.Sprintf("before restart %d", i), "metadata": map[string]any{"n": i}})
-				c.next(protocol.MsgChatMessage)
+				c.Send(protocol.MsgSendChat, map[string]any{"message": fmt.Sprintf("before restart %d", i), "metadata": map[string]any{"n": i}})
+				c.NextOf(protocol.MsgChatMessage)
 			}
 			cmd.Process.Signal(syscall.SIGTERM)
 			if err := cmd.Wait(); err != nil {
 				t.Fatalf("first run exit: %v", err)
 			}
 			_, url = startBinary(t, bin, "-store", store)
-			rj := dialWS(t, url).join(room)
+			rj := dialBinary(t, url).Join(room, nil)
 			if len(rj.ChatHistory) != 3 || rj.ChatHistory[0].Message != "before restart 0" ||
 				rj.ChatHistory[2].Message != "before restart 2" || string(rj.ChatHistory[1].Metadata) != `{"n":1}` {
 				t.Fatalf("history after restart: %+v", rj.ChatHistory)
@@ -126,12 +72,7 @@ func TestRestartKeepsHistory(t *testing.T) {
 // TestUnusableStoreExits2: a malformed DSN or an unreachable database at
 // start-up gets one line on stderr, the password masked, and exit 2.
 func TestUnusableStoreExits2(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ln.Addr().String()
-	ln.Close()
+	closed := livesynctest.ClosedAddr(t)
 	for _, store := range []string{
 		"postgres://app:hunter2secret@" + closed + "/db?connect_timeout=2",
 		"mysql://app:hunter2secret@" + closed + "/db",
@@ -175,31 +116,31 @@ func TestStoreFaultAndRecovery(t *testing.T) {
 			url := serveConfigured(t, "-store", db.dsn(proxy.Addr()))
 
 			room := randomRoom("fault")
-			a, b := dialWS(t, url), dialWS(t, url)
-			a.join(room)
-			b.join(room)
-			a.send(protocol.MsgSendChat, map[string]any{"message": "healthy"})
-			a.next(protocol.MsgChatMessage)
-			b.next(protocol.MsgChatMessage)
+			a, b := dialBinary(t, url), dialBinary(t, url)
+			a.Join(room, nil)
+			b.Join(room, nil)
+			a.Send(protocol.MsgSendChat, map[string]any{"message": "healthy"})
+			a.NextOf(protocol.MsgChatMessage)
+			b.NextOf(protocol.MsgChatMessage)
 
 			proxy.Cut()
-			a.send(protocol.MsgSendChat, map[string]any{"message": "during outage"})
+			a.Send(protocol.MsgSendChat, map[string]any{"message": "during outage"})
 			var e protocol.ErrorPayload
-			json.Unmarshal(a.next(protocol.MsgError, protocol.MsgChatMessage).Payload, &e)
+			json.Unmarshal(a.NextOf(protocol.MsgError, protocol.MsgChatMessage).Payload, &e)
 			if e.Code != protocol.CodeChatUnavailable {
 				t.Fatalf("during outage: %+v, want CHAT_UNAVAILABLE", e)
 			}
 			// Events still flow, and b saw no chat: the event comes first.
-			a.send(protocol.MsgBroadcastEvent, map[string]any{"event": "still-here"})
-			if env := b.next(protocol.MsgBroadcastEventRelay, protocol.MsgChatMessage); env.Type != protocol.MsgBroadcastEventRelay {
+			a.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "still-here"})
+			if env := b.NextOf(protocol.MsgBroadcastEventRelay, protocol.MsgChatMessage); env.Type != protocol.MsgBroadcastEventRelay {
 				t.Fatalf("b got %s during the outage", env.Payload)
 			}
 
 			proxy.Restore()
 			deadline := time.Now().Add(60 * time.Second)
 			for {
-				a.send(protocol.MsgSendChat, map[string]any{"message": "recovered"})
-				env := a.next(protocol.MsgChatMessage, protocol.MsgError)
+				a.Send(protocol.MsgSendChat, map[string]any{"message": "recovered"})
+				env := a.NextOf(protocol.MsgChatMessage, protocol.MsgError)
 				if env.Type == protocol.MsgChatMessage {
 					break
 				}
@@ -209,12 +150,12 @@ func TestStoreFaultAndRecovery(t *testing.T) {
 				time.Sleep(200 * time.Millisecond) // pace the retries, not a synchronisation
 			}
 			var m protocol.StoredChatMessage
-			json.Unmarshal(b.next(protocol.MsgChatMessage).Payload, &m)
+			json.Unmarshal(b.NextOf(protocol.MsgChatMessage).Payload, &m)
 			if m.Message != "recovered" {
 				t.Fatalf("b got %+v after recovery", m)
 			}
 			// The history holds exactly the stored messages, in order.
-			rj := dialWS(t, url).join(room)
+			rj := dialBinary(t, url).Join(room, nil)
 			var got []string
 			for _, m := range rj.ChatHistory {
 				got = append(got, m.Message)

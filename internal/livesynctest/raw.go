@@ -1,0 +1,91 @@
+package livesynctest
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+)
+
+// RawConn is a WebSocket connection that does nothing it is not told to:
+// it answers no ping, reads nothing and closes nothing. Tests use it for
+// a peer that is stuck or dead, or to write frames byte by byte.
+type RawConn struct {
+	net.Conn
+}
+
+// RawDial opens a TCP connection to the host of the ws:// URL u and
+// completes the WebSocket handshake on it by hand; the connection is
+// closed when the test ends.
+func RawDial(t testing.TB, u string) *RawConn {
+	t.Helper()
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := net.DialTimeout("tcp", pu.Host, Timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", pu.RequestURI(), pu.Host)
+	nc.SetReadDeadline(time.Now().Add(Timeout))
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("raw handshake: %v %v", resp, err)
+	}
+	nc.SetReadDeadline(time.Time{})
+	return &RawConn{nc}
+}
+
+// WriteText sends s as one masked text frame.
+func (c *RawConn) WriteText(t testing.TB, s string) {
+	t.Helper()
+	p := []byte(s)
+	hdr := []byte{0x81}
+	switch {
+	case len(p) < 126:
+		hdr = append(hdr, 0x80|byte(len(p)))
+	case len(p) <= 0xFFFF:
+		hdr = append(hdr, 0x80|126, byte(len(p)>>8), byte(len(p)))
+	default:
+		t.Fatalf("WriteText: %d bytes, more than a 16-bit length", len(p))
+	}
+	mask := []byte{1, 2, 3, 4}
+	hdr = append(hdr, mask...)
+	for i := range p {
+		p[i] ^= mask[i%4]
+	}
+	if _, err := c.Write(append(hdr, p...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ReadsUntilClosed reads and discards what nc receives and reports
+// whether the peer closed it (or reading failed otherwise) before
+// timeout passed.
+func ReadsUntilClosed(nc net.Conn, timeout time.Duration) bool {
+	nc.SetReadDeadline(time.Now().Add(timeout))
+	_, err := io.Copy(io.Discard, nc)
+	ne, isNet := err.(net.Error)
+	return err == nil || !(isNet && ne.Timeout())
+}
+
+// SlowRequest writes on nc the head of a POST to the HTTP API (room r's
+// events, with bearer key) and the first byte of its 100-byte body, and
+// no more: a client sending its body a byte now and then. It returns nc,
+// which is closed when the test ends.
+func SlowRequest(t testing.TB, nc net.Conn, key string) net.Conn {
+	t.Helper()
+	t.Cleanup(func() { nc.Close() })
+	if _, err := fmt.Fprintf(nc, "POST /api/rooms/r/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{", key); err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
