@@ -45,7 +45,6 @@ func (s *Server) startCluster() error {
 		return fmt.Errorf("livesync: starting the cluster broker: %w", err)
 	}
 	s.metrics.enableBroker()
-	s.addReadinessCheck("broker", func(context.Context) error { return s.broker.Healthy() })
 	return nil
 }
 

@@ -573,6 +573,7 @@ type fakeBroker struct {
 	gate       chan struct{} // when not nil, RoomState waits for it to close
 	entered    chan struct{} // RoomState signals each call here when not nil
 	roomStates int
+	unhealthy  error // Healthy's answer
 }
 
 func (f *fakeBroker) Start(_ string, sink broker.Sink) error {
@@ -600,7 +601,11 @@ func (f *fakeBroker) PublishEvent(string, []byte)      {}
 func (f *fakeBroker) LockChat(context.Context, string) (broker.ChatLock, error) {
 	return nil, broker.ErrUnavailable
 }
-func (f *fakeBroker) Healthy() error { return nil }
+func (f *fakeBroker) Healthy() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.unhealthy
+}
 func (f *fakeBroker) Close() error   { return nil }
 
 func (f *fakeBroker) set(fn func(*fakeBroker)) {

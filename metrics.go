@@ -41,19 +41,10 @@ type metrics struct {
 	brokerOn                         atomic.Bool
 	load                             cpuLoad // stretches write coalescing; exported as a gauge
 
-	// ops lives beside the counters so that every Server has its own
-	// registry and readiness checks: two servers in one process share
-	// nothing.
-	ops opsState
-}
-
-// opsState is the per-server state of /metrics and /readyz.
-type opsState struct {
+	// The server's own Prometheus registry (see registry): two servers
+	// in one process share nothing.
 	regOnce sync.Once
 	reg     *prometheus.Registry
-
-	mu     sync.Mutex       // guards checks
-	checks []readinessCheck // beyond the store's; see addReadinessCheck
 }
 
 // The hooks below are called from the core's hot paths; each is one or
@@ -240,14 +231,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 // collectors. It is never the global default registry, so two servers in
 // one process each export their own numbers.
 func (m *metrics) registry() *prometheus.Registry {
-	m.ops.regOnce.Do(func() {
+	m.regOnce.Do(func() {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(
 			newCollector(m),
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		)
-		m.ops.reg = reg
+		m.reg = reg
 	})
-	return m.ops.reg
+	return m.reg
 }

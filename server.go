@@ -165,23 +165,15 @@ func (s *Server) Stats() Stats { return s.metrics.snapshot() }
 
 // Handler returns the whole site of a standalone server: the WebSocket
 // endpoint at Options.Path, "openlivesync" at GET /, and the operational
-// endpoints (see routes).
+// endpoints (see routes, in ops.go).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(s.opts.Path, s)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
+	// "/{$}" is "/" alone: any other path is the mux's 404.
+	mux.Handle("/{$}", getOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("openlivesync"))
-	})
+	})))
 	s.routes(mux)
 	return mux
 }

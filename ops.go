@@ -6,11 +6,64 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/internal/demo"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
+
+// routes adds the operational endpoints to a standalone server's mux:
+//
+//	GET /healthz  200 "ok" while the process serves (liveness)
+//	GET /readyz   200 when ready, 503 with a JSON reason (see Ready)
+//	GET /metrics  Prometheus metrics from the server's own registry
+//	              (unless Options.DisableMetricsRoute)
+//	GET /demo     a collaborative demo page (cursors, members, chat)
+//	              (unless Options.DisableDemo)
+//	/api/         the HTTP API, only with Options.APIKey
+//
+// A route that would shadow the WebSocket path is left out.
+func (s *Server) routes(mux *http.ServeMux) {
+	add := func(path string, h http.Handler) {
+		if path == s.opts.Path || (strings.HasSuffix(path, "/") && strings.HasPrefix(s.opts.Path, path)) {
+			s.log.Warn("route not mounted: it would shadow the WebSocket path", "route", path, "path", s.opts.Path)
+			return
+		}
+		mux.Handle(path, h)
+	}
+	add("/healthz", getOnly(http.HandlerFunc(s.serveHealthz)))
+	add("/readyz", getOnly(http.HandlerFunc(s.serveReadyz)))
+	if !s.opts.DisableMetricsRoute {
+		add("/metrics", getOnly(s.MetricsHandler()))
+	}
+	if !s.opts.DisableDemo {
+		add("/demo", getOnly(demo.Handler(s.opts.Path)))
+	}
+	if key := s.opts.APIKey; key != "" {
+		if len(key) < 16 {
+			s.log.Warn("the API key is short; use at least 16 random bytes")
+		}
+		add("/api/", s.APIHandler(key))
+	}
+}
+
+// getOnly answers 405 to methods other than GET and HEAD. The patterns
+// carry no method so that another method gets 405 here rather than the
+// 404 of the catch-all "/".
+func getOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
 
 // readyTimeout bounds each readiness check: a probe must answer well
 // within the few seconds orchestrators wait for it.
@@ -20,16 +73,6 @@ const readyTimeout = 2 * time.Second
 type readinessCheck struct {
 	name  string
 	check func(context.Context) error
-}
-
-// addReadinessCheck adds a dependency that /readyz checks beside the chat
-// store. This is the hook for the cluster broker: when one is configured,
-// the cluster code calls s.addReadinessCheck("broker", client.Ping) once
-// at start-up (and s.metrics.enableBroker for its latency histogram).
-func (s *Server) addReadinessCheck(name string, check func(context.Context) error) {
-	s.metrics.ops.mu.Lock()
-	defer s.metrics.ops.mu.Unlock()
-	s.metrics.ops.checks = append(s.metrics.ops.checks, readinessCheck{name, check})
 }
 
 // shuttingDown reports whether Shutdown has begun.
@@ -54,9 +97,9 @@ func (s *Server) readiness(ctx context.Context) []checkResult {
 	if p, ok := s.store.(chat.Pinger); ok {
 		checks = append(checks, readinessCheck{"store", p.Ping})
 	}
-	s.metrics.ops.mu.Lock()
-	checks = append(checks, s.metrics.ops.checks...)
-	s.metrics.ops.mu.Unlock()
+	if b := s.broker; b != nil {
+		checks = append(checks, readinessCheck{"broker", func(context.Context) error { return b.Healthy() }})
+	}
 
 	results := make([]checkResult, len(checks))
 	var wg sync.WaitGroup
@@ -158,4 +201,31 @@ func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	w.Write(body)
+}
+
+// MetricsHandler serves the server's metrics in the Prometheus text
+// format, from the server's own registry: mount it wherever your scraper
+// looks when you serve the WebSocket endpoint on your own mux (Handler
+// mounts it at /metrics). Nothing is registered globally, so several
+// servers in one process each export their own numbers.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.metrics.registry(), promhttp.HandlerOpts{
+		ErrorLog:      promErrorLog{s},
+		ErrorHandling: promhttp.ContinueOnError,
+	})
+}
+
+// Collector returns the server's metrics as a prometheus.Collector, for an
+// application that keeps its own registry and wants the server's numbers
+// in it. The metric names are fixed, so the collectors of two servers in
+// one registry clash: register each through prometheus.WrapRegistererWith
+// with a label that tells them apart.
+func (s *Server) Collector() prometheus.Collector { return newCollector(&s.metrics) }
+
+// promErrorLog sends promhttp's gathering errors to the server's logger.
+type promErrorLog struct{ s *Server }
+
+// Println implements promhttp.Logger.
+func (l promErrorLog) Println(v ...any) {
+	l.s.log.Warn("metrics: gathering failed", "err", strings.TrimSpace(fmt.Sprintln(v...)))
 }

@@ -71,15 +71,20 @@ func TestReadyzFollowsTheStore(t *testing.T) {
 	}
 }
 
-func TestReadyzWithoutPingerAndWithExtraChecks(t *testing.T) {
+func TestReadyzWithoutPingerAndWithABroker(t *testing.T) {
 	o := startOpsServer(t, &Options{Store: noPingStore{chat.NewMemoryStore(nil)}}, "")
 	code, st := readyz(t, o)
 	if code != 200 || len(st.Checks) != 0 {
 		t.Fatalf("store without Pinger: %d %+v", code, st)
 	}
-	// The broker hook: an extra dependency that fails makes the node
+	// A cluster broker that cannot reach the cluster makes the node
 	// unready, named in the reason.
-	o.s.addReadinessCheck("broker", func(context.Context) error { return errors.New("down") })
+	fb := &fakeBroker{}
+	o = startOpsServer(t, &Options{Store: noPingStore{chat.NewMemoryStore(nil)}, Broker: fb}, "")
+	if code, st = readyz(t, o); code != 200 || st.Checks["broker"] != "ok" {
+		t.Fatalf("healthy broker: %d %+v", code, st)
+	}
+	fb.set(func(f *fakeBroker) { f.unhealthy = errors.New("down") })
 	code, st = readyz(t, o)
 	if code != http.StatusServiceUnavailable || st.Reason != "broker unreachable" || st.Checks["broker"] != "unreachable" {
 		t.Fatalf("failing broker check: %d %+v", code, st)
