@@ -606,7 +606,7 @@ func (f *fakeBroker) Healthy() error {
 	defer f.mu.Unlock()
 	return f.unhealthy
 }
-func (f *fakeBroker) Close() error   { return nil }
+func (f *fakeBroker) Close() error { return nil }
 
 func (f *fakeBroker) set(fn func(*fakeBroker)) {
 	f.mu.Lock()
