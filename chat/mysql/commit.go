@@ -163,11 +163,5 @@ func abort(ctx context.Context, conn *sql.Conn) {
 // (COMMIT still in flight), so once it succeeds the rows are gone for
 // good; while it waits past ctx, it fails and is retried later.
 func (s *Store) undo(ctx context.Context, d sqlstore.Doubt) error {
-	q := "DELETE FROM " + quote(s.table) + " WHERE seq IN (?" + strings.Repeat(",?", len(d.Seqs)-1) + ")"
-	args := make([]any, len(d.Seqs))
-	for i, seq := range d.Seqs {
-		args[i] = seq
-	}
-	_, err := s.db.ExecContext(ctx, q, args...)
-	return err
+	return sqlstore.DeleteSeqs(ctx, s.db, quote(s.table), d.Seqs)
 }

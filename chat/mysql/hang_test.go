@@ -14,11 +14,6 @@ import (
 	"github.com/openlivesync/livesync/internal/testsvc"
 )
 
-// hangSlack is how late past its deadline an Append may fail before the
-// test calls it held: generous for a loaded machine, far below the 30 s
-// the committer's own timeout used to hold it.
-const hangSlack = 5 * time.Second
-
 // newProxiedStore opens a store on table through a new proxy, and stores
 // "first" through it.
 func newProxiedStore(t *testing.T, table string) (*Store, *tcpproxy.Proxy) {
@@ -44,23 +39,6 @@ func newProxiedStore(t *testing.T, table string) (*Store, *tcpproxy.Proxy) {
 		t.Fatal(err)
 	}
 	return s, p
-}
-
-// appendByDeadline appends text with a 1 s deadline, which must fail in
-// time.
-func appendByDeadline(t *testing.T, s *Store, text string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	deadline, _ := ctx.Deadline()
-	_, err := s.Append(ctx, chat.Message{RoomID: "r", ConnectionID: "c", Message: text})
-	if err == nil {
-		t.Fatal("Append succeeded with the database hung")
-	}
-	t.Logf("Append with the database hung: %v", err)
-	if late := time.Since(deadline); late > hangSlack {
-		t.Errorf("Append failed %v after its deadline", late)
-	}
 }
 
 // checkNeverStored waits until the store has nothing in doubt, then
@@ -90,7 +68,7 @@ func TestAppendFailsByItsDeadlineWhenTheDatabaseHangs(t *testing.T) {
 	table := testsvc.TableName(t, "olshang")
 	s, p := newProxiedStore(t, table)
 	p.Hang()
-	appendByDeadline(t, s, "hung")
+	storetest.AppendFailsByDeadline(t, s, "hung")
 	p.Restore()
 	checkNeverStored(t, s, table, "hung")
 }
@@ -103,7 +81,7 @@ func TestUnansweredCommitIsUndone(t *testing.T) {
 	s, p := newProxiedStore(t, table)
 	var once sync.Once
 	s.beforeCommit = func() { once.Do(p.Hang) }
-	appendByDeadline(t, s, "committed late")
+	storetest.AppendFailsByDeadline(t, s, "committed late")
 	testsvc.WaitFor(t, "the unanswered COMMIT's row to be in doubt", 10*time.Second, func() bool { return s.core.Doubtful() == 1 })
 	p.Restore()
 	checkNeverStored(t, s, table, "committed late")

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"sync"
 	"testing"
 	"time"
@@ -12,28 +11,6 @@ import (
 	"github.com/openlivesync/livesync/chat/internal/storetest"
 	"github.com/openlivesync/livesync/internal/testsvc"
 )
-
-// hangSlack is how late past its deadline an Append may fail before the
-// test calls it held: generous for a loaded machine, far below the 30 s
-// the committer's own timeout used to hold it.
-const hangSlack = 5 * time.Second
-
-// appendByDeadline appends text with a 1 s deadline, which must fail in
-// time.
-func appendByDeadline(t *testing.T, s *Store, text string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	deadline, _ := ctx.Deadline()
-	_, err := s.Append(ctx, chat.Message{RoomID: "r", ConnectionID: "c", Message: text})
-	if err == nil {
-		t.Fatal("Append succeeded with the database hung")
-	}
-	t.Logf("Append with the database hung: %v", err)
-	if late := time.Since(deadline); late > hangSlack {
-		t.Errorf("Append failed %v after its deadline", late)
-	}
-}
 
 // checkNeverStored waits until the store has nothing in doubt, then
 // checks, on a connection of its own, that no row holds text, and that
@@ -68,7 +45,7 @@ func TestAppendFailsByItsDeadlineWhenTheDatabaseHangs(t *testing.T) {
 	s, p := newProxiedStore(t, nil, Options{TableName: table})
 	t.Cleanup(p.Restore) // first: the table cannot be dropped while a hung session locks it
 	p.Hang()
-	appendByDeadline(t, s, "hung")
+	storetest.AppendFailsByDeadline(t, s, "hung")
 	p.Restore()
 	checkNeverStored(t, s, table, "hung")
 }
@@ -82,7 +59,7 @@ func TestUnansweredCommitIsUndone(t *testing.T) {
 	t.Cleanup(p.Restore) // first: the table cannot be dropped while a hung session locks it
 	var once sync.Once
 	s.beforeCommit = func() { once.Do(p.Hang) }
-	appendByDeadline(t, s, "committed late")
+	storetest.AppendFailsByDeadline(t, s, "committed late")
 	testsvc.WaitFor(t, "the unanswered COMMIT's row to be in doubt", 10*time.Second, func() bool { return s.core.Doubtful() == 1 })
 	p.Restore()
 	checkNeverStored(t, s, table, "committed late")

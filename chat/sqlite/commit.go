@@ -79,11 +79,5 @@ func (s *Store) commit(ctx context.Context, msgs []chat.Message) ([]protocol.Sto
 // undo is the store's sqlstore.UndoFunc, for messages a commit stored
 // just after their callers gave up.
 func (s *Store) undo(ctx context.Context, d sqlstore.Doubt) error {
-	q := "DELETE FROM " + quote(s.table) + " WHERE seq IN (?" + strings.Repeat(",?", len(d.Seqs)-1) + ")"
-	args := make([]any, len(d.Seqs))
-	for i, seq := range d.Seqs {
-		args[i] = seq
-	}
-	_, err := s.writer.ExecContext(ctx, q, args...)
-	return err
+	return sqlstore.DeleteSeqs(ctx, s.writer, quote(s.table), d.Seqs)
 }

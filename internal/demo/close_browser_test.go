@@ -25,15 +25,7 @@ import (
 // then fails the connection and reports 1006. Its needs are those of
 // TestDemoInBrowser.
 func TestCloseCodesInBrowser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode")
-	}
-	node, err := exec.LookPath("node")
-	requireTool(t, "Node.js", "apt-get install -y nodejs npm", err)
-	_, err = os.Stat(chromiumPath)
-	requireTool(t, "Chromium", "apt-get install -y chromium", err)
-	_, err = os.Stat(filepath.Join("e2e", "node_modules", "playwright-core", "package.json"))
-	requireTool(t, "playwright-core", "cd internal/demo/e2e && npm ci", err)
+	node := requireBrowser(t)
 
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	start := func(opts livesync.Options) (*livesync.Server, string) {

@@ -34,15 +34,7 @@ const chromiumPath = "/usr/bin/chromium"
 // `npm ci` in e2e/; without them it skips, or fails when
 // OPENLIVESYNC_REQUIRE_SERVICES is set.
 func TestDemoInBrowser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode")
-	}
-	node, err := exec.LookPath("node")
-	requireTool(t, "Node.js", "apt-get install -y nodejs npm", err)
-	_, err = os.Stat(chromiumPath)
-	requireTool(t, "Chromium", "apt-get install -y chromium", err)
-	_, err = os.Stat(filepath.Join("e2e", "node_modules", "playwright-core", "package.json"))
-	requireTool(t, "playwright-core", "cd internal/demo/e2e && npm ci", err)
+	node := requireBrowser(t)
 
 	const historyLimit, seeded = 20, 30
 	const key = "browser-test-api-key-0123456789"
@@ -102,6 +94,23 @@ func TestDemoInBrowser(t *testing.T) {
 // requireTool skips the test when a tool it needs is missing (err is not
 // nil), saying how to install it, or fails it where the environment
 // promises every tool (testsvc.RequireEnv, set in CI).
+// requireBrowser skips the test (or fails it, when services are
+// required) unless Node.js, Chromium and playwright-core are there, and
+// returns the path of node.
+func requireBrowser(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("browser test skipped in -short mode")
+	}
+	node, err := exec.LookPath("node")
+	requireTool(t, "Node.js", "apt-get install -y nodejs npm", err)
+	_, err = os.Stat(chromiumPath)
+	requireTool(t, "Chromium", "apt-get install -y chromium", err)
+	_, err = os.Stat(filepath.Join("e2e", "node_modules", "playwright-core", "package.json"))
+	requireTool(t, "playwright-core", "cd internal/demo/e2e && npm ci", err)
+	return node
+}
+
 func requireTool(t *testing.T, name, install string, err error) {
 	t.Helper()
 	if err == nil {

@@ -2,9 +2,11 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/openlivesync/livesync/protocol"
@@ -194,3 +196,21 @@ func (c *Core) Doubtful() int { return int(c.nDoubtful.Load()) }
 // extra is how many more rows a read fetches so that, once rows being
 // undone are dropped, the page is still full.
 func (c *Core) extra() int { return int(c.nDoubtful.Load()) }
+
+// Execer is the part of *sql.DB and *sql.Conn DeleteSeqs uses.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// DeleteSeqs deletes the rows of table (quoted) whose seq is one of
+// seqs, for the stores on database/sql whose placeholder is "?": their
+// UndoFunc.
+func DeleteSeqs(ctx context.Context, db Execer, table string, seqs []int64) error {
+	q := "DELETE FROM " + table + " WHERE seq IN (?" + strings.Repeat(",?", len(seqs)-1) + ")"
+	args := make([]any, len(seqs))
+	for i, seq := range seqs {
+		args[i] = seq
+	}
+	_, err := db.ExecContext(ctx, q, args...)
+	return err
+}

@@ -298,3 +298,25 @@ func findSecret(err error, secret string) string {
 	}
 	return ""
 }
+
+// HangSlack is how late after its deadline an append to a hung database
+// may fail: scheduling, and closing the connection it was cut off on.
+const HangSlack = 5 * time.Second
+
+// AppendFailsByDeadline appends text to room "r" with a 1 s deadline,
+// while the database hangs: the append must fail, and by its deadline
+// (give or take HangSlack).
+func AppendFailsByDeadline(t testing.TB, s chat.Store, text string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	_, err := s.Append(ctx, chat.Message{RoomID: "r", ConnectionID: "c", Message: text})
+	if err == nil {
+		t.Fatal("Append succeeded with the database hung")
+	}
+	t.Logf("Append with the database hung: %v", err)
+	if late := time.Since(deadline); late > HangSlack {
+		t.Errorf("Append failed %v after its deadline", late)
+	}
+}
