@@ -254,7 +254,7 @@ func (c *conn) writeFailed(err error) {
 	}
 	c.mu.Lock()
 	c.closing = true
-	c.queue, c.queued, c.frames = nil, 0, 0
+	c.queue, c.queued, c.spared, c.frames = nil, 0, 0, 0
 	c.mu.Unlock()
 }
 
