@@ -12,9 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/openlivesync/livesync/internal/livesynctest"
-	"github.com/openlivesync/livesync/protocol"
 )
 
 // TestLimitTableCoversLimits: one row per Limits field, in the struct's
@@ -96,7 +93,7 @@ func TestResolveLimitsDefaults(t *testing.T) {
 // resolving to what the enforcing code reads as off, and an error naming
 // the field for every other row.
 func TestResolveLimitsNegative(t *testing.T) {
-	off := map[string]bool{"ConnectionsPerIP": true, "MaxConnections": true, "EventRate": true, "ChatRate": true, "HistoryRate": true}
+	off := map[string]bool{"ConnectionsPerIP": true, "MaxConnections": true}
 	for _, r := range limitTable {
 		info := r.info()
 		var l Limits
@@ -113,7 +110,11 @@ func TestResolveLimitsNegative(t *testing.T) {
 				t.Errorf("flag -%s %s: err %v, want it refused", info.Flag, v, err)
 			}
 			// Set it behind the flag's back, as a library user would.
-			reflect.ValueOf(&l).Elem().FieldByName(info.Field).SetInt(-1)
+			if f := reflect.ValueOf(&l).Elem().FieldByName(info.Field); f.Kind() == reflect.Float64 {
+				f.SetFloat(-1)
+			} else {
+				f.SetInt(-1)
+			}
 			if _, err := resolveLimits(l); err == nil || !strings.Contains(err.Error(), "Limits."+info.Field+" ") {
 				t.Errorf("%s -1: err %v, want one naming the field", info.Field, err)
 			}
@@ -131,8 +132,8 @@ func TestResolveLimitsNegative(t *testing.T) {
 			t.Fatalf("%s: resolving twice gives %+v (%v), want %+v", info.Field, again, err, got)
 		}
 	}
-	got, _ := resolveLimits(Limits{EventRate: -1, ConnectionsPerIP: -5, MaxConnections: -5})
-	if !math.IsInf(got.EventRate, 1) || got.ConnectionsPerIP >= 0 || got.MaxConnections >= 0 {
+	got, _ := resolveLimits(Limits{ConnectionsPerIP: -5, MaxConnections: -5})
+	if got.ConnectionsPerIP >= 0 || got.MaxConnections >= 0 {
 		t.Fatalf("off limits resolved to %+v", got)
 	}
 	if _, err := resolveLimits(Limits{ChatRate: math.NaN()}); err == nil || !strings.Contains(err.Error(), "ChatRate") {
@@ -185,21 +186,23 @@ func TestRegisterFlags(t *testing.T) {
 	}
 }
 
-// TestEventRateOff: a negative EventRate lets a connection send past any
-// burst without a refusal.
-func TestEventRateOff(t *testing.T) {
-	s, url := startServer(t, &Options{Limits: Limits{EventRate: -1, EventBurst: 1, MaxViolations: 1}})
-	if r := s.Limits().EventRate; !math.IsInf(r, 1) {
-		t.Fatalf("effective EventRate %v, want +Inf", r)
+// TestZeroFlagIsRefused: 0 given to a limit's flag is refused, naming the
+// default to leave it out for, except where the default is none.
+func TestZeroFlagIsRefused(t *testing.T) {
+	for _, r := range limitTable {
+		info := r.info()
+		var l Limits
+		err := r.value(&l).Set("0")
+		if info.Default == "none" {
+			if err != nil {
+				t.Errorf("-%s 0: %v, want it accepted (the default is none)", info.Flag, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "must be positive") {
+			t.Errorf("-%s 0: err %v, want it refused", info.Flag, err)
+		}
 	}
-	c := livesynctest.Dial(t, url)
-	c.Join("r", nil)
-	for range 50 {
-		c.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "e"})
-	}
-	c.Send(protocol.MsgSendChat, map[string]any{"message": "after the events"})
-	c.Expect(protocol.MsgChatMessage, nil) // no RATE_LIMITED before it
-
 }
 
 // TestREADMELimitsTable compares the README's limits table with the

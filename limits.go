@@ -13,10 +13,12 @@ import (
 // Limits bounds what one client may do.
 //
 // One rule holds for every field, in the library and in the binary's
-// flags alike: 0 means the field's default. A negative value means "off"
-// for the fields that say what it means (ConnectionsPerIP and
-// MaxConnections: no cap; EventRate, ChatRate and HistoryRate: no rate
-// limit), and makes New fail, naming the field, for every other one: a
+// flags alike: 0 is never a limit. In the library a field left 0 takes
+// its default; the binary, whose flags left alone do the same, refuses a
+// 0 given explicitly (a zero send queue or rate is a mistake, not a
+// setting), except for MaxConnections, whose default is none. A negative
+// value means "no cap" for ConnectionsPerIP and MaxConnections, and is
+// refused, naming the field or the flag, for every other one: a rate,
 // frame size, queue, size or timeout that is off would let one client
 // hold the server. LimitTable lists every field with its default, its
 // flag and what a negative value means.
@@ -128,11 +130,11 @@ var limitTable = []limitRow{
 	row(func(l *Limits) *int { return &l.MaxConnections }, "MaxConnections", 0,
 		"concurrent `connections` in all (HTTP 503 beyond)").off(-1, "no cap").defText("none"),
 	row(func(l *Limits) *float64 { return &l.EventRate }, "EventRate", 100,
-		"broadcast_event per connection, in `events/s` (RATE_LIMITED beyond)").off(math.Inf(1), "no limit"),
+		"broadcast_event per connection, in `events/s` (RATE_LIMITED beyond)"),
 	row(func(l *Limits) *int { return &l.EventBurst }, "EventBurst", 200,
 		"broadcast_event `events` a connection may send at once above -event-rate"),
 	row(func(l *Limits) *float64 { return &l.ChatRate }, "ChatRate", 10,
-		"send_chat per connection, in `messages/s` (RATE_LIMITED beyond)").off(math.Inf(1), "no limit"),
+		"send_chat per connection, in `messages/s` (RATE_LIMITED beyond)"),
 	row(func(l *Limits) *int { return &l.ChatBurst }, "ChatBurst", 20,
 		"send_chat `messages` a connection may send at once above -chat-rate"),
 	row(func(l *Limits) *int { return &l.MaxViolations }, "MaxViolations", 100,
@@ -144,7 +146,7 @@ var limitTable = []limitRow{
 	row(func(l *Limits) *int { return &l.MaxChatBytes }, "MaxChatBytes", 16<<10,
 		"largest chat message, in `bytes`"),
 	row(func(l *Limits) *float64 { return &l.HistoryRate }, "HistoryRate", 5,
-		"get_chat_history per connection, in `requests/s` (RATE_LIMITED beyond)").off(math.Inf(1), "no limit"),
+		"get_chat_history per connection, in `requests/s` (RATE_LIMITED beyond)"),
 	row(func(l *Limits) *int { return &l.HistoryBurst }, "HistoryBurst", 10,
 		"get_chat_history `requests` a connection may send at once above -history-rate"),
 	row(func(l *Limits) *int { return &l.HistoryBytes }, "HistoryBytes", 256<<10,
@@ -342,6 +344,9 @@ func (v limitValue[T]) Set(text string) error {
 	n, err := parseLimit[T](strings.TrimSpace(text))
 	if err == nil {
 		err = v.s.check(n)
+	}
+	if err == nil && n == 0 && (v.s.def != 0 || v.s.derive != nil) {
+		err = fmt.Errorf("must be positive (leave it out for the default, %s)", v.s.info().Default)
 	}
 	if err != nil {
 		return err

@@ -87,7 +87,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	// message for -h only.
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: openlivesync [flags]  (each flag also as OPENLIVESYNC_<FLAG> in the environment)")
-		fmt.Fprintln(stderr, "A limit, -presence-throttle or -history-limit at 0 takes its default; negative means what its help says, and is refused where its help says nothing.")
+		fmt.Fprintln(stderr, "A limit left out takes its default, and given as 0 is refused (-max-connections excepted); -presence-throttle or -history-limit at 0 takes its default. Negative means what the help says, and is refused where it says nothing.")
 		fs.PrintDefaults()
 	}
 	if err := parseQuietly(fs, args, stderr); err != nil {

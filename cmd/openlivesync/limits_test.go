@@ -59,8 +59,8 @@ func TestLimitsFromEnvironmentReachTheServer(t *testing.T) {
 	}
 }
 
-// TestBadLimitExits2WithOneLine: a limit that is not a number, or is
-// negative where it cannot be off, stops the binary with exit code 2 and
+// TestBadLimitExits2WithOneLine: a limit that is not a number, is
+// negative where it cannot be off, or is given as 0, stops the binary with exit code 2 and
 // one line naming the flag or the variable.
 func TestBadLimitExits2WithOneLine(t *testing.T) {
 	for _, tc := range []struct {
@@ -71,6 +71,9 @@ func TestBadLimitExits2WithOneLine(t *testing.T) {
 		{args: []string{"-send-queue-bytes", "-1"}, want: "-send-queue-bytes"},
 		{args: []string{"-event-burst", "-5"}, want: "-event-burst"},
 		{args: []string{"-event-rate", "fast"}, want: "-event-rate"},
+		{args: []string{"-event-rate", "-1"}, want: "-event-rate"},
+		{args: []string{"-send-queue-bytes", "0"}, want: "-send-queue-bytes"},
+		{env: map[string]string{"OPENLIVESYNC_CHAT_RATE": "0"}, want: "OPENLIVESYNC_CHAT_RATE"},
 		{args: []string{"-store-timeout", "5"}, want: "-store-timeout"},
 		{env: map[string]string{"OPENLIVESYNC_MAX_CHAT_BYTES": "lots"}, want: "OPENLIVESYNC_MAX_CHAT_BYTES"},
 		{env: map[string]string{"OPENLIVESYNC_PING_INTERVAL": "-1s"}, want: "OPENLIVESYNC_PING_INTERVAL"},
@@ -103,7 +106,7 @@ func TestHelpListsEveryLimit(t *testing.T) {
 			t.Errorf("-h does not list -%s with its default %s", info.Flag, def)
 		}
 	}
-	for _, want := range []string{"(default 100ms)", "(default 100)", "negative: no throttle", "at 0 takes its default"} {
+	for _, want := range []string{"(default 100ms)", "(default 100)", "negative: no throttle", "given as 0 is refused"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("-h does not say %q:\n%s", want, help)
 		}
