@@ -158,11 +158,7 @@ func (c *Client) Close() { c.WS.Close() }
 // Send sends a message of type typ with payload encoded as JSON.
 func (c *Client) Send(typ string, payload any) {
 	c.T.Helper()
-	p, err := json.Marshal(payload)
-	if err != nil {
-		c.T.Fatal(err)
-	}
-	msg, err := json.Marshal(protocol.Envelope{Type: typ, Payload: p})
+	msg, err := protocol.Encode(typ, payload)
 	if err != nil {
 		c.T.Fatal(err)
 	}
