@@ -123,3 +123,19 @@ var ErrClosed = errors.New("chat: store closed")
 // DefaultHistoryLimit is the number of messages History returns when
 // called with limit <= 0 and the store was given no default of its own.
 const DefaultHistoryLimit = 100
+
+// Deleter is implemented by stores that can remove a message from a
+// room's history, for moderation (the HTTP API's DELETE
+// /api/rooms/{room}/chat/{id}). A deleted message no longer shows up in
+// History or HistoryBefore, and its id is never given to another message,
+// so that an id a client or a server's memory still holds cannot come to
+// name a different message. Using a deleted message's id as the
+// HistoryBefore cursor may fail with ErrBadCursor (the SQL stores look the
+// cursor up) or page from where the message was (the memory store).
+type Deleter interface {
+	// Delete removes the message id of roomID. It reports found false,
+	// with a nil error, when roomID has no message id: never stored, of
+	// another room, or deleted already, so that a repeated call changes
+	// nothing.
+	Delete(ctx context.Context, roomID, id string) (found bool, err error)
+}

@@ -190,6 +190,46 @@ func (s *MemoryStore) HistoryBefore(ctx context.Context, roomID, beforeID string
 	return out, begin > 0, nil
 }
 
+// Delete implements Deleter. It shifts the newer messages of the room
+// down over the deleted one: a room holds at most MaxPerRoom messages, and
+// deletions are rare.
+func (s *MemoryStore) Delete(ctx context.Context, roomID, id string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false, ErrClosed
+	}
+	r := s.rooms[roomID]
+	if r == nil {
+		return false, nil
+	}
+	return r.remove(id), nil
+}
+
+// remove drops the message id from the ring, keeping the others in order.
+func (r *memoryRoom) remove(id string) bool {
+	at := -1
+	for i := 0; i < r.n; i++ {
+		if r.ring[(r.start+i)%len(r.ring)].ID == id {
+			at = i
+			break
+		}
+	}
+	if at < 0 {
+		return false
+	}
+	for i := at; i < r.n-1; i++ {
+		r.ring[(r.start+i)%len(r.ring)] = r.ring[(r.start+i+1)%len(r.ring)]
+	}
+	r.n--
+	// The freed slot is zeroed so the message's text is not kept alive.
+	r.ring[(r.start+r.n)%len(r.ring)] = protocol.StoredChatMessage{}
+	return true
+}
+
 // Ping implements Pinger.
 func (s *MemoryStore) Ping(context.Context) error {
 	s.mu.RLock()
@@ -208,3 +248,5 @@ func (s *MemoryStore) Close() error {
 	s.rooms = nil
 	return nil
 }
+
+var _ Deleter = (*MemoryStore)(nil)

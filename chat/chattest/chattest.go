@@ -4,8 +4,8 @@
 // paging contract of package chat, field and metadata round trips
 // (metadata byte for byte once compacted), the refusal of U+0000, large
 // messages, concurrency, batches, and behaviour after Close. Cases for the
-// optional interfaces (chat.BatchAppender, chat.Pinger, chat.Pager) are
-// skipped for stores that do not implement them.
+// optional interfaces (chat.BatchAppender, chat.Pinger, chat.Pager,
+// chat.Deleter) are skipped for stores that do not implement them.
 //
 // A store package's test calls Run with a factory:
 //
@@ -61,6 +61,7 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 		{"HistoryBefore", testHistoryBefore},
 		{"HistoryBeforeBadCursor", testHistoryBeforeBadCursor},
 		{"HistoryBeforeRoomIsolation", testHistoryBeforeRoomIsolation},
+		{"Delete", testDelete},
 		{"CanceledContext", testCanceledContext},
 		{"Ping", testPing},
 		{"Close", testClose},

@@ -57,5 +57,9 @@ func testClose(t *testing.T, s chat.Store) {
 		_, _, err = p.HistoryBefore(c, "closing", "", 0)
 		requireErrClosed(t, "HistoryBefore", err)
 	}
+	if d, ok := s.(chat.Deleter); ok {
+		_, err = d.Delete(c, "closing", "1")
+		requireErrClosed(t, "Delete", err)
+	}
 	_ = s.Close() // a second Close must not panic or hang
 }

@@ -35,7 +35,7 @@ type Options struct {
 	MaxConns int
 }
 
-// Store is a chat.Store, chat.BatchAppender, chat.Pinger and chat.Pager
+// Store is a chat.Store, chat.BatchAppender, chat.Pinger, chat.Pager and chat.Deleter
 // backed by MySQL or MariaDB. It is safe for concurrent use.
 type Store struct {
 	db          *sql.DB
@@ -45,6 +45,7 @@ type Store struct {
 	historySQL  string
 	beforeSQL   string
 	cursorSQL   string
+	deleteSQL   string
 
 	// beforeCommit, when set (by tests), runs just before COMMIT is sent.
 	beforeCommit func()
@@ -53,6 +54,7 @@ type Store struct {
 var (
 	_ chat.Store         = (*Store)(nil)
 	_ chat.BatchAppender = (*Store)(nil)
+	_ chat.Deleter       = (*Store)(nil)
 	_ chat.Pinger        = (*Store)(nil)
 	_ chat.Pager         = (*Store)(nil)
 )
@@ -128,6 +130,8 @@ func NewFromConfig(ctx context.Context, cfg *mysql.Config, opts *Options) (*Stor
 	s.beforeSQL = fmt.Sprintf(columns+" FROM %[1]s FORCE INDEX (room_seq)"+
 		" WHERE room_id = ? AND CAST(room_id AS BINARY) = CAST(? AS BINARY) AND seq < ("+cursor+") ORDER BY seq DESC LIMIT ?", t)
 	s.cursorSQL = fmt.Sprintf("SELECT EXISTS ("+cursor+")", t)
+	s.deleteSQL = fmt.Sprintf("DELETE FROM %s WHERE id = ? AND CAST(id AS BINARY) = CAST(? AS BINARY)"+
+		" AND CAST(room_id AS BINARY) = CAST(? AS BINARY)", t)
 	s.core = sqlstore.NewCore("mysql chat store", o.HistoryLimit,
 		sqlstore.Reads{Newest: s.newest, Before: s.before, Exists: s.exists}, s.commit, s.undo)
 	return s, nil
@@ -175,6 +179,19 @@ func (s *Store) exists(ctx context.Context, id string) (bool, error) {
 	var known bool
 	err := s.db.QueryRowContext(ctx, s.cursorSQL, id, id).Scan(&known)
 	return known, err
+}
+
+// Delete implements chat.Deleter. The id and room are compared byte for
+// byte, as reads compare them, so that a case-insensitive collation of a
+// migrated table cannot delete another room's or another id's message.
+func (s *Store) Delete(ctx context.Context, roomID, id string) (bool, error) {
+	return s.core.Delete(ctx, roomID, id, func(ctx context.Context, roomID, id string) (int64, error) {
+		res, err := s.db.ExecContext(ctx, s.deleteSQL, id, id, roomID)
+		if err != nil {
+			return 0, err
+		}
+		return res.RowsAffected()
+	})
 }
 
 // Ping implements chat.Pinger.

@@ -59,7 +59,7 @@ type Options struct {
 	MaxConns int
 }
 
-// Store is a chat.Store, chat.BatchAppender, chat.Pinger and chat.Pager
+// Store is a chat.Store, chat.BatchAppender, chat.Pinger, chat.Pager and chat.Deleter
 // backed by PostgreSQL. It is safe for concurrent use.
 type Store struct {
 	pool     *pgxpool.Pool
@@ -75,6 +75,8 @@ type Store struct {
 	beforeSQL  string
 	cursorSQL  string
 	deleteSQL  string
+	// deleteOneSQL removes one message by id and room (chat.Deleter).
+	deleteOneSQL string
 
 	// beforeCommit, when set (by tests), runs just before COMMIT is sent.
 	beforeCommit func()
@@ -85,6 +87,7 @@ var (
 	_ chat.BatchAppender = (*Store)(nil)
 	_ chat.Pinger        = (*Store)(nil)
 	_ chat.Pager         = (*Store)(nil)
+	_ chat.Deleter       = (*Store)(nil)
 )
 
 // New connects to the database at dsn, creates or migrates the table (see
@@ -210,6 +213,7 @@ func newStore(ctx context.Context, pool *pgxpool.Pool, owns bool, o Options) (*S
 	s.beforeSQL = beforeSQL(o.TableName)
 	s.cursorSQL = cursorSQL(o.TableName)
 	s.deleteSQL = fmt.Sprintf(`DELETE FROM %s WHERE seq = ANY($1)`, quote(o.TableName))
+	s.deleteOneSQL = fmt.Sprintf(`DELETE FROM %s WHERE id = $1 AND room_id = $2`, quote(o.TableName))
 	s.core = sqlstore.NewCore("postgres chat store", o.HistoryLimit,
 		sqlstore.Reads{Newest: s.newest, Before: s.before, Exists: s.exists}, s.commit, s.undo)
 	return s, nil
@@ -288,6 +292,21 @@ func (s *Store) read(ctx context.Context, f func(*pgxpool.Conn) error) error {
 		}
 		return err
 	}
+}
+
+// Delete implements chat.Deleter. It goes through read, which repeats a
+// statement on a broken connection: deleting by id is safe to repeat (a
+// repeat that finds the row gone reports it not found).
+func (s *Store) Delete(ctx context.Context, roomID, id string) (bool, error) {
+	return s.core.Delete(ctx, roomID, id, func(ctx context.Context, roomID, id string) (int64, error) {
+		var n int64
+		err := s.read(ctx, func(conn *pgxpool.Conn) error {
+			tag, err := conn.Exec(ctx, s.deleteOneSQL, id, roomID)
+			n = tag.RowsAffected()
+			return err
+		})
+		return n, err
+	})
 }
 
 // Ping implements chat.Pinger: a round trip on a pooled connection.

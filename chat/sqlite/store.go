@@ -38,7 +38,7 @@ type Options struct {
 // lock on the file before failing.
 const busyTimeoutMS = "10000"
 
-// Store is a chat.Store, chat.BatchAppender, chat.Pinger and chat.Pager
+// Store is a chat.Store, chat.BatchAppender, chat.Pinger, chat.Pager and chat.Deleter
 // backed by a SQLite file. It is safe for concurrent use.
 type Store struct {
 	writer, reader *sql.DB
@@ -47,6 +47,7 @@ type Store struct {
 	historySQL     string
 	beforeSQL      string
 	cursorSQL      string
+	deleteSQL      string
 }
 
 var (
@@ -54,6 +55,7 @@ var (
 	_ chat.BatchAppender = (*Store)(nil)
 	_ chat.Pinger        = (*Store)(nil)
 	_ chat.Pager         = (*Store)(nil)
+	_ chat.Deleter       = (*Store)(nil)
 )
 
 // New opens (creating it if needed) the SQLite database at path, a file
@@ -127,6 +129,7 @@ func New(ctx context.Context, path string, opts *Options) (*Store, error) {
 	s.beforeSQL = fmt.Sprintf(columns+` FROM %[1]s WHERE room_id = ? AND seq < (SELECT seq FROM %[1]s WHERE id = ?)
 	ORDER BY seq DESC LIMIT ?`, t)
 	s.cursorSQL = fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE id = ?)`, t)
+	s.deleteSQL = fmt.Sprintf(`DELETE FROM %s WHERE id = ? AND room_id = ?`, t)
 	s.core = sqlstore.NewCore("sqlite chat store", o.HistoryLimit,
 		sqlstore.Reads{Newest: s.newest, Before: s.before, Exists: s.exists}, s.commit, s.undo)
 	return s, nil
@@ -195,6 +198,19 @@ func (s *Store) exists(ctx context.Context, id string) (bool, error) {
 	var known bool
 	err := s.reader.QueryRowContext(ctx, s.cursorSQL, id).Scan(&known)
 	return known, err
+}
+
+// Delete implements chat.Deleter, on the writer connection: it waits
+// behind a group commit in progress, so a message being stored is either
+// found or not yet visible to the caller.
+func (s *Store) Delete(ctx context.Context, roomID, id string) (bool, error) {
+	return s.core.Delete(ctx, roomID, id, func(ctx context.Context, roomID, id string) (int64, error) {
+		res, err := s.writer.ExecContext(ctx, s.deleteSQL, id, roomID)
+		if err != nil {
+			return 0, err
+		}
+		return res.RowsAffected()
+	})
 }
 
 // Ping implements chat.Pinger: it reads the schema, which fails when the
