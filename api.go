@@ -129,8 +129,7 @@ func (a *apiHandler) serve(w http.ResponseWriter, r *http.Request) (res apiResul
 		method, get = http.MethodGet, a.listRooms
 	case len(segs) == 3:
 		room = segs[1]
-		if e := checkRoomID("api", room, a.s.limits.MaxRoomIDBytes); e != nil {
-			e.message = strings.Replace(e.message, `field "roomId"`, "the room id in the path", 1)
+		if e := a.checkPathRoom(room); e != nil {
 			return fromClientError(e), false, room
 		}
 		switch segs[2] {
@@ -142,9 +141,20 @@ func (a *apiHandler) serve(w http.ResponseWriter, r *http.Request) (res apiResul
 			method, get = http.MethodGet, func() apiResult { return a.presence(room) }
 		case "history":
 			method, get = http.MethodGet, func() apiResult { return a.history(r, room) }
+		case "kick":
+			method, post = http.MethodPost, func(b []byte) apiResult { return a.kick(room, b) }
 		default:
 			return errAPINotFound, false, room
 		}
+	case len(segs) == 4 && segs[2] == "chat":
+		// DELETE takes no body; it goes the way of a POST for the rest
+		// (not while shutting down, Idempotency-Key).
+		room = segs[1]
+		if e := a.checkPathRoom(room); e != nil {
+			return fromClientError(e), false, room
+		}
+		id := segs[3]
+		method, post = http.MethodDelete, func([]byte) apiResult { return a.deleteChat(room, id) }
 	default:
 		return errAPINotFound, false, ""
 	}
@@ -186,6 +196,16 @@ func (a *apiHandler) serve(w http.ResponseWriter, r *http.Request) (res apiResul
 	h.Sum(fp[:0])
 	res, replayed = a.idem.do(r.Context(), key, fp, func() apiResult { return post(body) })
 	return res, replayed, room
+}
+
+// checkPathRoom checks the room id of a request's path, with the
+// WebSocket side's rules and messages.
+func (a *apiHandler) checkPathRoom(room string) *clientError {
+	e := checkRoomID("api", room, a.s.limits.MaxRoomIDBytes)
+	if e != nil {
+		e.message = strings.Replace(e.message, `field "roomId"`, "the room id in the path", 1)
+	}
+	return e
 }
 
 // apiPath splits the path after /api/ into its unescaped segments, so a

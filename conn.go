@@ -45,6 +45,10 @@ type conn struct {
 	// historyLimit rate-limits get_chat_history, a store read each.
 	historyLimit *rate.Limiter
 	violations   int // reader: consecutive rate-limit refusals
+	// kicked is set when moderation removed the connection from its room
+	// (see kickLocal): from then on its messages are ignored while its
+	// close handshake runs, so nothing it sends reaches the room.
+	kicked atomic.Bool
 
 	mu      sync.Mutex // guards the send queue and closing
 	queue   [][]byte

@@ -95,6 +95,9 @@ func (c *conn) joinRoom(raw []byte) *clientError {
 	if !c.srv.mayJoin(c.context(), user, p.RoomID) {
 		return &clientError{protocol.CodeForbidden, "join_room: not allowed to join room " + quoteTrunc(p.RoomID)}
 	}
+	if c.srv.bans.banned(p.RoomID, userID(user)) {
+		return &clientError{protocol.CodeForbidden, "join_room: banned from room " + quoteTrunc(p.RoomID) + " for now"}
+	}
 	c.user = user
 
 	entry := protocol.PresenceEntry{ConnectionID: c.id, Presence: compactObject(p.Presence), Name: p.Name, Email: p.Email}
@@ -280,6 +283,9 @@ func (c *conn) sendError(e *clientError) {
 
 // handle dispatches one client message by the table of message types.
 func (c *conn) handle(data []byte) {
+	if c.kicked.Load() {
+		return // being closed by moderation; no answer after the close frame anyway
+	}
 	env, cerr := decodeEnvelope(data)
 	kind := messageKind(env.Type)
 	c.srv.metrics.messageType(kind)

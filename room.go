@@ -71,6 +71,9 @@ type room struct {
 	history       []protocol.StoredChatMessage
 	historyJSON   []byte // encoding of history; nil when stale
 	historyLoaded bool
+	// deleted lists messages moderation deleted while the room lived, at
+	// most maxDeleted, so they do not come back (room_moderation.go).
+	deleted []deletedMessage
 
 	chatQueue   []chatRequest // guarded by mu
 	chatRunning bool          // a chat worker is draining chatQueue

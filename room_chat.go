@@ -67,6 +67,7 @@ func (r *room) ensureHistory() {
 			msgs = append(msgs, *m)
 		}
 	}
+	msgs = r.withoutDeleted(msgs) // read before a deletion that raced with it
 	if over := len(msgs) - max(r.srv.opts.HistoryLimit, 0); over > 0 {
 		msgs = msgs[over:]
 	}
@@ -254,7 +255,7 @@ func (r *room) appendChat(stored []protocol.StoredChatMessage, frames [][]byte) 
 		}
 	}
 	limit := max(r.srv.opts.HistoryLimit, 0)
-	r.history = append(r.history, stored...)
+	r.history = append(r.history, r.withoutDeleted(stored)...)
 	if over := len(r.history) - limit; over > 0 {
 		r.history = append(r.history[:0:0], r.history[over:]...)
 	}

@@ -51,6 +51,7 @@ type Server struct {
 	rooms   map[string]*room
 
 	broker Broker // nil unless the server is a node of a cluster
+	bans   banList
 
 	wg sync.WaitGroup // connection readers and chat workers
 	// draining is set by Shutdown: chat is no longer accepted, and

@@ -50,6 +50,7 @@ const (
 const (
 	CloseAuthRejected = 4401 // OnAuth returned no user, or the token did not verify
 	CloseAuthFailed   = 4500 // OnAuth returned an error
+	CloseKicked       = 4403 // removed from its room by moderation (the HTTP API's kick)
 	CloseGoingAway    = 1001 // server shutting down
 	ClosePolicy       = 1008 // abuse or slow consumer
 	CloseTooLarge     = 1009 // frame larger than the read limit

@@ -1,0 +1,196 @@
+package livesync
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/openlivesync/livesync/broker"
+	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// This file is the HTTP API's moderation: deleting a chat message from
+// history, and kicking (and banning) members. Both work across a cluster
+// when the broker is a broker.Moderator (broker/redis is).
+
+// deleteChat removes a message from the room's history:
+// DELETE /api/rooms/{room}/chat/{id}, answered 204 when the store held
+// it. The store deletes it (it must be a chat.Deleter, or 501), and this
+// node and the others drop it from the recent history they give joiners;
+// get_chat_history and GET .../history read the store. Connected members
+// are told nothing: the 1.0.x client would take a new message type for an
+// error.
+//
+// 404 says the store has no such message in that room: never stored, or
+// deleted already. That is what makes it idempotent: after a 204 or a 404
+// the message is not in history, so a client retrying a DELETE whose
+// answer it lost may take either as done (or send an Idempotency-Key to
+// get the first answer replayed). A 204 for an id never stored would hide
+// a typo; telling "deleted already" apart from "never stored" would take
+// keeping every deletion forever. The room's own existence is not asked:
+// a room whose store holds no message of that id is answered 404 alike.
+func (a *apiHandler) deleteChat(room, id string) apiResult {
+	s := a.s
+	d, ok := s.store.(chat.Deleter)
+	if !ok {
+		return apiError(http.StatusNotImplemented, protocol.CodeServerError, "this server's chat store cannot delete messages")
+	}
+	if id == "" || len(id) > maxNameBytes {
+		return fromClientError(errPayload("chat: the message id in the path must be 1 to %d bytes", maxNameBytes))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.limits.StoreTimeout)
+	defer cancel()
+	found, err := d.Delete(ctx, room, id)
+	if err != nil {
+		s.log.Warn("chat delete failed", "room", room, "id", id, "err", err)
+		return apiError(http.StatusServiceUnavailable, protocol.CodeChatUnavailable, "chat storage is unavailable; the message was not deleted")
+	}
+	// Forgotten here even when the store did not find it: a retry after a
+	// failure below finds the store done and the nodes maybe not.
+	connID, inMemory := "", false
+	if r := s.lookupRoom(room); r != nil {
+		connID, inMemory = r.forget("", id)
+	}
+	if m := s.moderator(); m != nil && (found || inMemory) {
+		if err := m.DeleteChat(ctx, room, connID, id); err != nil {
+			s.log.Warn("cluster: chat deletion not sent to other nodes; their recent history keeps the message until the room empties there",
+				"room", room, "id", id, "err", err)
+		}
+	}
+	if !found {
+		return apiError(http.StatusNotFound, protocol.CodeInvalidPayload,
+			fmt.Sprintf("chat: no message %s in room %s (never stored, or deleted already)", quoteTrunc(id), quoteTrunc(room)))
+	}
+	s.log.Info("chat message deleted", "room", room, "id", id)
+	return apiResult{status: http.StatusNoContent}
+}
+
+// apiKickRequest is the body of POST /api/rooms/{room}/kick: exactly one
+// of ConnectionID and UserID.
+type apiKickRequest struct {
+	ConnectionID string `json:"connectionId,omitempty"`
+	UserID       string `json:"userId,omitempty"`
+	Reason       string `json:"reason,omitempty"`     // the close frame's reason
+	BanSeconds   int64  `json:"banSeconds,omitempty"` // refuse the user's rejoin this long
+}
+
+// apiKickResponse answers POST /api/rooms/{room}/kick.
+type apiKickResponse struct {
+	// Kicked counts the connections removed, on every node: this node's,
+	// and those the cluster registry lists on the others.
+	Kicked int `json:"kicked"`
+	// Banned lists the user ids banned, when banSeconds was given.
+	Banned []string `json:"banned,omitempty"`
+}
+
+const (
+	// maxBanSeconds bounds a ban: 30 days. A longer exclusion belongs to
+	// the backend's own access rules (OnAuth, UserInfo.Rooms, CanJoin).
+	maxBanSeconds = 30 * 24 * 3600
+	// maxCloseReason is the most a close frame's reason can hold: a
+	// control frame carries 125 bytes, two of them the code.
+	maxCloseReason = 123
+)
+
+// kick removes members from the room: POST /api/rooms/{room}/kick
+// {connectionId | userId, reason?, banSeconds?}. The connections named,
+// wherever they are connected, are closed with 4403 and the reason, and
+// leave the room as any member leaves. With banSeconds, the user (the
+// userId given, or the user of the connection given; an anonymous
+// connection has none, and once closed nothing of it can rejoin) is
+// refused with FORBIDDEN when it joins the room again within that time,
+// on every node.
+//
+// 404 when the room is unknown: nobody is in it on any node and its store
+// holds no message. Kicking someone who is not (or no longer) in a known
+// room is 200 with {"kicked": 0} and still bans a userId, so a retry is
+// harmless; a retry with an Idempotency-Key replays the first answer.
+func (a *apiHandler) kick(room string, body []byte) apiResult {
+	s := a.s
+	var p apiKickRequest
+	if e := decodeBody("kick", body, &p); e != nil {
+		return fromClientError(e)
+	}
+	switch {
+	case (p.ConnectionID == "") == (p.UserID == ""):
+		return fromClientError(errPayload("kick: give exactly one of the fields \"connectionId\" and \"userId\""))
+	case len(p.ConnectionID) > maxNameBytes || len(p.UserID) > maxNameBytes:
+		return fromClientError(errPayload("kick: connectionId and userId are limited to %d bytes", maxNameBytes))
+	case len(p.Reason) > maxCloseReason || !utf8.ValidString(p.Reason):
+		return fromClientError(errPayload("kick: field \"reason\" is limited to %d bytes (it goes in the close frame)", maxCloseReason))
+	case p.BanSeconds < 0 || p.BanSeconds > maxBanSeconds:
+		return fromClientError(errPayload("kick: field \"banSeconds\" must be 0 to %d (30 days)", maxBanSeconds))
+	}
+	k := broker.Kick{ConnectionID: p.ConnectionID, UserID: p.UserID, Reason: p.Reason}
+	ctx, cancel := context.WithTimeout(context.Background(), s.limits.StoreTimeout)
+	defer cancel()
+
+	// Who is in the room elsewhere: for the count, to know the room, and
+	// the user of a connection on another node, for its ban.
+	mod := s.moderator()
+	var remote []broker.Member
+	if mod != nil {
+		st, err := s.broker.RoomState(ctx, room)
+		if err != nil {
+			s.log.Warn("cluster: kick refused, the cluster is unreachable", "room", room, "err", err)
+			return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the cluster cannot be reached; nobody was kicked")
+		}
+		remote = st.Members
+	}
+	remoteKicked := 0
+	users := map[string]bool{}
+	if k.UserID != "" {
+		users[k.UserID] = true
+	} else if u, ok := s.localMember(room, k.ConnectionID); ok && u != "" {
+		users[u] = true
+	}
+	for _, m := range remote {
+		var e struct {
+			UserID string `json:"userId"`
+		}
+		if json.Unmarshal(m.Entry, &e) == nil && k.Matches(m.ConnID, e.UserID) {
+			remoteKicked++
+			if e.UserID != "" {
+				users[e.UserID] = true
+			}
+		}
+	}
+	if len(remote) == 0 && s.localMembers(room) == 0 {
+		msgs, err := s.store.History(ctx, room, 1, 0)
+		if err != nil {
+			return apiError(http.StatusServiceUnavailable, protocol.CodeChatUnavailable, "chat storage is unavailable, so whether the room exists is unknown; nobody was kicked")
+		}
+		if len(msgs) == 0 {
+			return apiError(http.StatusNotFound, protocol.CodeInvalidPayload, "kick: no room "+quoteTrunc(room)+" (nobody in it, no chat)")
+		}
+	}
+
+	// The ban first: a kicked client that reconnects at once must find it.
+	var banned []string
+	if p.BanSeconds > 0 {
+		until := s.bans.clock().Add(time.Duration(p.BanSeconds) * time.Second)
+		for u := range users {
+			s.bans.add(room, u, until)
+			if mod != nil {
+				if err := mod.Ban(ctx, room, u, until); err != nil {
+					s.log.Warn("cluster: ban not recorded in the cluster", "room", room, "user", u, "err", err)
+					return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the cluster cannot be reached; the ban holds on this node only and nobody was kicked")
+				}
+			}
+			banned = append(banned, u)
+		}
+		s.log.Info("users banned", "room", room, "users", banned, "seconds", p.BanSeconds)
+	}
+	n := s.kickLocal(room, k)
+	if mod != nil && remoteKicked > 0 {
+		if err := mod.Kick(ctx, room, k); err != nil {
+			s.log.Warn("cluster: kick not sent to other nodes", "room", room, "err", err)
+			remoteKicked = 0
+		}
+	}
+	return apiJSON(http.StatusOK, apiKickResponse{Kicked: n + remoteKicked, Banned: banned})
+}

@@ -1,0 +1,142 @@
+package livesync
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/openlivesync/livesync/broker"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// This file is moderation as the server applies it: removing members
+// from a room (a kick: close 4403) and the bans that keep a user out of a
+// room for a while. The HTTP API (api_moderation.go) asks for them, and
+// in a cluster other nodes do too (cluster_moderation.go).
+
+// banList holds the bans in force on this node: which user may not join
+// which room, until when. In a cluster every node holds every ban (the
+// broker carries them), so a join is checked in memory, with no round trip.
+// Bans are rare and short-lived, so expired ones are purged when another
+// is added, not by a timer.
+type banList struct {
+	n     atomic.Int64 // len(until): joins skip the lock while there are none
+	mu    sync.Mutex
+	until map[banKey]time.Time
+	// now is the clock the bans are read against; tests replace it so no
+	// test waits for a ban to end.
+	now func() time.Time
+}
+
+type banKey struct{ room, user string }
+
+func (b *banList) clock() time.Time {
+	if b.now != nil {
+		return b.now()
+	}
+	return time.Now()
+}
+
+// banned reports whether user ("" for an anonymous connection, which no
+// ban names) may not join room now.
+func (b *banList) banned(room, user string) bool {
+	if user == "" || b.n.Load() == 0 {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	until, ok := b.until[banKey{room, user}]
+	return ok && b.clock().Before(until)
+}
+
+// add bans user from room until then; a ban in force that ends later is
+// kept (a ban is never shortened, so that nodes applying the same bans in
+// different orders agree).
+func (b *banList) add(room, user string, until time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.clock()
+	for k, t := range b.until {
+		if !now.Before(t) {
+			delete(b.until, k)
+		}
+	}
+	if now.Before(until) {
+		if b.until == nil {
+			b.until = make(map[banKey]time.Time)
+		}
+		k := banKey{room, user}
+		if until.After(b.until[k]) {
+			b.until[k] = until
+		}
+	}
+	b.n.Store(int64(len(b.until)))
+}
+
+// defaultKickReason is the close reason of a kick that gives none.
+const defaultKickReason = "removed by moderation"
+
+// kickLocal removes this node's members of room id that k names: each is
+// marked kicked (its further messages are ignored), leaves the room at
+// once, so the others see it go in the next presence delta as for any
+// leave, and gets a close frame with 4403 and k.Reason. It returns how
+// many it removed.
+func (s *Server) kickLocal(id string, k broker.Kick) int {
+	r := s.lookupRoom(id)
+	if r == nil {
+		return 0
+	}
+	var conns []*conn
+	r.mu.Lock()
+	for _, c := range r.local {
+		if k.Matches(c.id, r.members[c.id].entry.UserID) {
+			conns = append(conns, c)
+		}
+	}
+	r.mu.Unlock()
+	reason := k.Reason
+	if reason == "" {
+		reason = defaultKickReason
+	}
+	for _, c := range conns {
+		c.kicked.Store(true)
+		r.leave(c)
+		c.close(protocol.CloseKicked, reason)
+		s.log.Info("connection kicked", "conn", c.id, "room", id, "reason", reason)
+	}
+	return len(conns)
+}
+
+// localMember returns the user id of this node's member connID of room
+// id, and whether there is one.
+func (s *Server) localMember(id, connID string) (userID string, ok bool) {
+	r := s.lookupRoom(id)
+	if r == nil {
+		return "", false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.members[connID]
+	if m == nil || m.conn == nil {
+		return "", false
+	}
+	return m.entry.UserID, true
+}
+
+// localMembers is how many members room id has on this node.
+func (s *Server) localMembers(id string) int {
+	r := s.lookupRoom(id)
+	if r == nil {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.local)
+}
+
+// moderator is the cluster's carrier of moderation, nil when the server
+// is a single node or its broker carries none.
+func (s *Server) moderator() broker.Moderator {
+	m, _ := s.broker.(broker.Moderator)
+	return m
+}
