@@ -23,6 +23,7 @@ const (
 	opUnlock                // release a chat lock
 	opReplace               // re-register all of this node's members
 	opBarrier               // signal done: everything before it was sent
+	opPublish               // publish data on the room's channel, and report the outcome (moderation)
 )
 
 // op is one queued operation.
@@ -33,6 +34,13 @@ type op struct {
 	data []byte
 	chat *chatOp
 	reg  []string // opReplace: conn, room, entry for each member
+	done chan struct{}
+	wait *waiter // opPublish: its outcome
+}
+
+// waiter is the outcome of an operation its caller waits for.
+type waiter struct {
+	err  error
 	done chan struct{}
 }
 
@@ -108,6 +116,9 @@ func (b *Broker) finish(o *op, err error) {
 	case o.kind == opChat:
 		o.chat.err = err
 		close(o.chat.done)
+	case o.wait != nil:
+		o.wait.err = err
+		close(o.wait.done)
 	case o.done != nil:
 		close(o.done)
 	}
@@ -245,6 +256,8 @@ func (b *Broker) script(o *op) {
 		}
 	case opUnlock:
 		err = unlockScript.Run(ctx, b.rdb, []string{b.k.lock(o.room)}, o.chat.token).Err()
+	case opPublish:
+		err = b.rdb.Publish(ctx, b.k.channel(o.room), string(o.data)).Err()
 	case opReplace:
 		args := make([]any, 0, 2+len(o.reg))
 		args = append(args, b.opts.Prefix, b.node)

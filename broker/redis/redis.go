@@ -301,6 +301,8 @@ func (k keys) alive(node string) string   { return k.p + ":n:" + node + ":alive"
 func (k keys) nodeSet(node string) string { return k.p + ":n:" + node + ":members" }
 func (k keys) control(node string) string { return k.p + ":c:" + node }
 func (k keys) nodes() string              { return k.p + ":nodes" }
+func (k keys) bans() string               { return k.p + ":b" }
+func (k keys) banChannel() string         { return k.p + ":bc" }
 func (k keys) room(channel string) (string, bool) {
 	return strings.CutPrefix(channel, k.p+":r:")
 }

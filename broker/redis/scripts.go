@@ -18,9 +18,14 @@ import goredis "github.com/redis/go-redis/v9"
 //	p:nodes             set of node ids, for the dead-node sweep
 //	p:c:<node>          the node's control channel (reconnection detection)
 //
+//	p:b                 hash of bans: JSON [room, user] → end in Unix ms
+//	p:bc                pub/sub channel of bans, subscribed by every node
+//
 // Messages on a room channel: a kind byte, the publishing node, '\n',
 // then "S" <conn>\n<entry>, "L" <conn>, "E" <message JSON>,
-// "C" <seq>\n<JSON array of stored messages>.
+// "C" <seq>\n<JSON array of stored messages>, "K" <kick JSON>,
+// "D" <deletion JSON>. On the bans channel: "B", the node, '\n', the
+// ban's JSON.
 
 // dropMemberLua defines dropMember, which removes the registry entry m
 // ("<conn>\n<room>", as in a node's member set) if node n still owns it,
@@ -147,4 +152,24 @@ local last = string.format('%.0f', base + tonumber(ARGV[2]))
 redis.call('SET', KEYS[2], last, 'PX', 86400000)
 redis.call('PUBLISH', KEYS[3], ARGV[4] .. last .. '\n' .. ARGV[5])
 return last
+`)
+
+// banScript records a ban unless one that ends later is in force, drops
+// the bans that have ended, keeps the hash until its last ban ends, and
+// announces the ban on the bans channel. KEYS: bans hash, bans channel.
+// ARGV: field, end in Unix ms, now in Unix ms, message.
+var banScript = goredis.NewScript(`
+local untilms, now = tonumber(ARGV[2]), tonumber(ARGV[3])
+if untilms > tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if tonumber(all[i + 1]) <= now then redis.call('HDEL', KEYS[1], all[i]) end
+end
+if redis.call('PTTL', KEYS[1]) < untilms - now then
+  redis.call('PEXPIRE', KEYS[1], untilms - now)
+end
+redis.call('PUBLISH', KEYS[2], ARGV[4])
+return 0
 `)

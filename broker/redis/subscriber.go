@@ -136,7 +136,7 @@ func (b *Broker) connect() (*goredis.PubSub, error) {
 		return nil, nil
 	}
 	listed := map[string]bool{}
-	chans := []string{b.k.control(b.node)}
+	chans := []string{b.k.control(b.node), b.k.banChannel()}
 	for ch, st := range b.subs {
 		if st.refs == 0 {
 			delete(b.subs, ch)
@@ -238,6 +238,14 @@ func (b *Broker) receive(ps *goredis.PubSub, first *bool) (received bool) {
 // channel's, first on each connection, says the connection is subscribed
 // to every channel: a new connection after the first one resynchronises.
 func (b *Broker) confirmed(s *goredis.Subscription, first *bool) {
+	if s.Channel == b.k.banChannel() {
+		if s.Kind == "subscribe" {
+			// Bans made while this node was not listening (before it
+			// started, during an outage) are read once it listens again.
+			b.loadBansLater()
+		}
+		return
+	}
 	if s.Channel == b.k.control(b.node) {
 		if s.Kind == "subscribe" {
 			recovered := b.setSub(nil)
@@ -272,6 +280,10 @@ func (b *Broker) confirmed(s *goredis.Subscription, first *bool) {
 
 // dispatch hands a room message from another node to the sink.
 func (b *Broker) dispatch(m *goredis.Message) {
+	if m.Channel == b.k.banChannel() {
+		b.dispatchBan(m.Payload)
+		return
+	}
 	room, ok := b.k.room(m.Channel)
 	if !ok || len(m.Payload) < 2 {
 		return
@@ -302,5 +314,7 @@ func (b *Broker) dispatch(m *goredis.Message) {
 			return
 		}
 		b.sink.Chat(room, seq, msgs)
+	case 'K', 'D':
+		b.dispatchModeration(room, origin, kind, rest)
 	}
 }

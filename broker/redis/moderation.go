@@ -1,0 +1,177 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/openlivesync/livesync/broker"
+)
+
+// Moderation across the cluster (broker.Moderator). Kicks and deletions
+// go on the room's channel, so they reach exactly the nodes with members
+// in the room, after this node's earlier publications to it (the same
+// queue sends them). Bans are kept in a hash and announced on a channel
+// every node subscribes, since a node without members in the room now
+// must refuse a banned user's join later; a node loads the hash each time
+// its subscription connection is made.
+//
+// A ban's end is a Unix time, written by the banning node's clock and
+// read by each node's own: clocks that disagree (NTP keeps them within
+// milliseconds) shift a ban's end by as much. Redis holds bans only in
+// memory like everything else here: a Redis restart without persistence
+// loses them for nodes started afterwards, while running nodes keep
+// applying those they had.
+
+var _ broker.Moderator = (*Broker)(nil)
+
+// kickMessage and deletionMessage are the JSON of "K" and "D" messages.
+type kickMessage struct {
+	ConnectionID string `json:"c,omitempty"`
+	UserID       string `json:"u,omitempty"`
+	Reason       string `json:"r,omitempty"`
+}
+
+type deletionMessage struct {
+	ConnectionID string `json:"c,omitempty"`
+	ID           string `json:"id"`
+}
+
+// banMessage is the JSON of a "B" message.
+type banMessage struct {
+	Room  string `json:"room"`
+	User  string `json:"user"`
+	Until int64  `json:"until"` // Unix ms
+}
+
+// Kick implements broker.Moderator.
+func (b *Broker) Kick(ctx context.Context, roomID string, k broker.Kick) error {
+	body, _ := json.Marshal(kickMessage{k.ConnectionID, k.UserID, k.Reason})
+	return b.publish(ctx, roomID, 'K', body)
+}
+
+// DeleteChat implements broker.Moderator.
+func (b *Broker) DeleteChat(ctx context.Context, roomID, connID, id string) error {
+	body, _ := json.Marshal(deletionMessage{connID, id})
+	return b.publish(ctx, roomID, 'D', body)
+}
+
+// publish sends a moderation message on the room's channel through the
+// queue, behind this node's earlier publications, and waits for the
+// outcome until ctx ends.
+func (b *Broker) publish(ctx context.Context, roomID string, kind byte, body []byte) error {
+	if err := b.health.cmdDown(); err != nil {
+		return err
+	}
+	msg := append(append([]byte{kind}, b.node+"\n"...), body...)
+	w := &waiter{done: make(chan struct{})}
+	b.enqueue(op{kind: opPublish, room: roomID, data: msg, wait: w}, true)
+	select {
+	case <-w.done:
+		return w.err
+	case <-ctx.Done():
+		return fmt.Errorf("redis broker: publishing to room %q: %w", roomID, ctx.Err())
+	}
+}
+
+// Ban implements broker.Moderator.
+func (b *Broker) Ban(ctx context.Context, roomID, userID string, until time.Time) error {
+	if err := b.health.cmdDown(); err != nil {
+		return err
+	}
+	field, _ := json.Marshal([]string{roomID, userID})
+	ms := until.UnixMilli()
+	body, _ := json.Marshal(banMessage{roomID, userID, ms})
+	msg := "B" + b.node + "\n" + string(body)
+	err := banScript.Run(ctx, b.rdb, []string{b.k.bans(), b.k.banChannel()}, string(field), ms, time.Now().UnixMilli(), msg).Err()
+	if err != nil {
+		b.failed(err)
+		return fmt.Errorf("redis broker: banning in room %q: %w", roomID, err)
+	}
+	return nil
+}
+
+// moderationSink is the sink's broker.ModerationSink, nil when the server
+// takes no moderation from other nodes.
+func (b *Broker) moderationSink() broker.ModerationSink {
+	m, _ := b.sink.(broker.ModerationSink)
+	return m
+}
+
+// dispatchModeration hands a "K" or "D" message of another node to the
+// sink.
+func (b *Broker) dispatchModeration(room, origin string, kind byte, body string) {
+	sink := b.moderationSink()
+	if sink == nil {
+		return
+	}
+	switch kind {
+	case 'K':
+		var k kickMessage
+		if err := json.Unmarshal([]byte(body), &k); err != nil {
+			b.log.Warn("cluster: undecodable kick from another node", "room", room, "from", origin, "err", err)
+			return
+		}
+		sink.Kick(room, broker.Kick{ConnectionID: k.ConnectionID, UserID: k.UserID, Reason: k.Reason})
+	case 'D':
+		var d deletionMessage
+		if err := json.Unmarshal([]byte(body), &d); err != nil {
+			b.log.Warn("cluster: undecodable chat deletion from another node", "room", room, "from", origin, "err", err)
+			return
+		}
+		sink.ChatDeleted(room, d.ConnectionID, d.ID)
+	}
+}
+
+// dispatchBan hands a ban another node announced to the sink.
+func (b *Broker) dispatchBan(payload string) {
+	sink := b.moderationSink()
+	if sink == nil || len(payload) < 2 || payload[0] != 'B' {
+		return
+	}
+	_, body, ok := strings.Cut(payload[1:], "\n")
+	if !ok {
+		return
+	}
+	var m banMessage
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		b.log.Warn("cluster: undecodable ban", "err", err)
+		return
+	}
+	sink.Banned(m.Room, m.User, time.UnixMilli(m.Until))
+}
+
+// loadBansLater loads the bans in force into the sink, in the background:
+// it runs from the subscription's receive loop, which must not wait for
+// Redis. A ban announced meanwhile arrives twice, which changes nothing.
+func (b *Broker) loadBansLater() {
+	sink := b.moderationSink()
+	if sink == nil || b.ctx.Err() != nil {
+		return
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
+		defer cancel()
+		all, err := b.rdb.HGetAll(ctx, b.k.bans()).Result()
+		if err != nil {
+			if b.ctx.Err() == nil {
+				b.failed(err)
+				b.log.Warn("cluster: bans not loaded; those made elsewhere before now are not applied here", "err", err)
+			}
+			return
+		}
+		now := time.Now().UnixMilli()
+		for field, v := range all {
+			var key []string
+			var until int64
+			if json.Unmarshal([]byte(field), &key) != nil || len(key) != 2 || json.Unmarshal([]byte(v), &until) != nil || until <= now {
+				continue
+			}
+			sink.Banned(key[0], key[1], time.UnixMilli(until))
+		}
+	}()
+}
