@@ -20,7 +20,8 @@ import (
 
 // APIHandler returns the server-side HTTP API, for a backend that needs
 // to speak in rooms without holding a WebSocket: publish an event or a
-// chat message, read presence, list rooms, page through history. Every
+// chat message, read presence, list rooms, page through history, and
+// moderate (delete a chat message, kick and ban members). Every
 // request must carry "Authorization: Bearer <key>"; an empty key refuses
 // every request. Mount it at "/api/" without stripping the prefix (Handler
 // does so when Options.APIKey is set). Bodies are JSON; errors are

@@ -186,7 +186,9 @@ func (a *apiHandler) kick(room string, body []byte) apiResult {
 		s.log.Info("users banned", "room", room, "users", banned, "seconds", p.BanSeconds)
 	}
 	n := s.kickLocal(room, k)
-	if mod != nil && remoteKicked > 0 {
+	// Sent even when the registry listed no match: a member that joined
+	// elsewhere since it was read is removed all the same.
+	if mod != nil {
 		if err := mod.Kick(ctx, room, k); err != nil {
 			s.log.Warn("cluster: kick not sent to other nodes", "room", room, "err", err)
 			remoteKicked = 0
