@@ -37,6 +37,7 @@ type conn struct {
 	lastPing atomic.Int64
 
 	room *room // reader; the room joined or being joined
+	name string // reader: the name c joined its room with (for OnChat)
 	// joinSeq is room.changes at c's join: c is announced to the room's
 	// members once room.announced reaches it (see room.announce). Reader.
 	joinSeq    uint64
