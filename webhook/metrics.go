@@ -89,6 +89,7 @@ func (w *Webhooks) Stats() Stats {
 	s.Depth, s.Oldest = w.m.outbox.Stats()
 	return s
 }
+
 // count reads a counter's value.
 func count(c prometheus.Counter) int64 {
 	var m dto.Metric
