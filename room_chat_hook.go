@@ -37,13 +37,8 @@ func (r *room) decideOne(req *chatRequest) *clientError {
 	ctx, cancel := context.WithTimeout(parent, min(h.ChatTimeout, time.Until(req.deadline)))
 	defer cancel()
 	m := &req.msg
-	d, err := h.OnChat(ctx, ChatRequest{RoomID: m.RoomID, ConnectionID: m.ConnectionID, UserID: m.UserID,
+	d, err := callOnChat(ctx, h.OnChat, ChatRequest{RoomID: m.RoomID, ConnectionID: m.ConnectionID, UserID: m.UserID,
 		Name: req.name, Message: m.Message, Metadata: m.Metadata})
-	if err == nil && ctx.Err() != nil {
-		// A hook that answers after its deadline is not believed: the
-		// sender's wait is bounded by ChatTimeout whatever the hook does.
-		err = ctx.Err()
-	}
 	if err != nil {
 		if !errors.Is(err, context.Canceled) { // the sender left: nobody to tell
 			r.srv.log.Warn("chat hook failed", "room", r.id, "conn", m.ConnectionID, "err", err)
@@ -73,6 +68,27 @@ func (r *room) decideOne(req *chatRequest) *clientError {
 	default:
 		r.srv.log.Warn("chat hook answered an unknown action", "room", r.id, "action", int(d.Action))
 		return errHookFailed
+	}
+}
+
+// callOnChat calls hook on a goroutine of its own and waits for its
+// answer until ctx ends: the room's chat waits ChatTimeout at most, even
+// for a hook that ignores ctx (which then finishes on its own, unheard).
+func callOnChat(ctx context.Context, hook func(context.Context, ChatRequest) (ChatDecision, error), req ChatRequest) (ChatDecision, error) {
+	type answer struct {
+		d   ChatDecision
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		d, err := hook(ctx, req)
+		ch <- answer{d, err}
+	}()
+	select {
+	case a := <-ch:
+		return a.d, a.err
+	case <-ctx.Done():
+		return ChatDecision{}, ctx.Err()
 	}
 }
 
