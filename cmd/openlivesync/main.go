@@ -117,6 +117,10 @@ func run(args []string, getenv func(string) string, stderr io.Writer, ready chan
 		log.Error("shutdown", "err", err)
 		return 1
 	}
+	// After the server: its last leaves and chat are webhooks too.
+	if err := cfg.hooks.close(sctx); err != nil {
+		log.Warn("webhooks", "err", err)
+	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("server stopped", "err", err)
 		return 1
