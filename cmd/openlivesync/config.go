@@ -245,8 +245,8 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 	}
 	srv, err := newServer(opts)
 	if err == nil {
-		if err = c.hooks.registerMetrics(srv); err != nil {
-			srv.Shutdown(context.Background())
+		if err := c.hooks.registerMetrics(srv); err != nil {
+			log.Warn("webhook metrics not exported", "err", err)
 		}
 	}
 	if err != nil {
