@@ -68,6 +68,8 @@ func fromClientError(e *clientError) apiResult {
 		status = http.StatusTooManyRequests
 	case protocol.CodeChatUnavailable:
 		status = http.StatusServiceUnavailable
+	case protocol.CodeChatRejected:
+		status = http.StatusUnprocessableEntity
 	case protocol.CodeServerError:
 		status = http.StatusInternalServerError
 	}
@@ -324,6 +326,10 @@ func (a *apiHandler) postChat(room string, body []byte) apiResult {
 		p.UserID = defaultAPIUserID
 	}
 	stored, err := a.s.publishChat(chat.Message{RoomID: room, ConnectionID: a.s.apiConnectionID(), UserID: p.UserID, Message: p.Message, Metadata: meta})
+	var refused *clientError
+	if errors.As(err, &refused) {
+		return fromClientError(refused) // OnChat's decision
+	}
 	if err != nil {
 		a.s.log.Warn("chat store failed", "room", room, "messages", 1, "err", err, "via", "api")
 		return apiError(http.StatusServiceUnavailable, protocol.CodeChatUnavailable, "chat storage is unavailable; the message was not sent")

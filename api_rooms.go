@@ -88,6 +88,9 @@ func (s *Server) publishChat(msg chat.Message) (protocol.StoredChatMessage, erro
 	done := make(chan outcome, 1)
 	req := chatRequest{msg: msg, done: func(m protocol.StoredChatMessage, err error) { done <- outcome{m, err} },
 		deadline: time.Now().Add(s.limits.StoreTimeout)}
+	if s.opts.Hooks.OnChat != nil {
+		req.deadline = req.deadline.Add(s.opts.Hooks.ChatTimeout)
+	}
 	for {
 		queued, cerr := s.acquireRoom(msg.RoomID).enqueueChat(req)
 		if cerr != nil {

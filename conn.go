@@ -36,7 +36,8 @@ type conn struct {
 	lastRead atomic.Int64 // unix nanoseconds of the last frame or pong
 	lastPing atomic.Int64
 
-	room *room // reader; the room joined or being joined
+	room *room  // reader; the room joined or being joined
+	name string // reader: the name c joined its room with (for OnChat)
 	// joinSeq is room.changes at c's join: c is announced to the room's
 	// members once room.announced reaches it (see room.announce). Reader.
 	joinSeq    uint64

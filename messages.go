@@ -118,7 +118,7 @@ func (c *conn) joinRoom(raw []byte) *clientError {
 		r := c.srv.acquireRoom(p.RoomID)
 		r.ensureHistory()
 		if r.join(c, entry) {
-			c.room = r
+			c.room, c.name = r, entry.Name
 			return nil
 		}
 	}
@@ -218,7 +218,12 @@ func (c *conn) handleChat(raw []byte) *clientError {
 		msg.UserID = c.user.UserID
 	}
 	c.room.announce(c)
-	_, e := c.room.enqueueChat(chatRequest{conn: c, msg: msg, deadline: time.Now().Add(lim.StoreTimeout)})
+	req := chatRequest{conn: c, msg: msg, deadline: time.Now().Add(lim.StoreTimeout)}
+	if h := &c.srv.opts.Hooks; h.OnChat != nil {
+		req.ctx, req.name = c.context(), c.name
+		req.deadline = req.deadline.Add(h.ChatTimeout)
+	}
+	_, e := c.room.enqueueChat(req)
 	return e
 }
 

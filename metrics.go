@@ -242,3 +242,10 @@ func (m *metrics) registry() *prometheus.Registry {
 	})
 	return m.reg
 }
+
+// RegisterMetrics adds c to the server's own registry, so that /metrics
+// (and MetricsHandler) export it with the server's numbers: the webhook
+// package's delivery metrics, for one.
+func (s *Server) RegisterMetrics(c prometheus.Collector) error {
+	return s.metrics.registry().Register(c)
+}

@@ -113,4 +113,9 @@ type Options struct {
 
 	// Limits bounds what one client may do. Zero fields take defaults.
 	Limits Limits
+
+	// Hooks puts the application's backend in the loop: a decision on
+	// each chat message (OnChat) and observers of joins, leaves,
+	// connections and stored chat (see Hooks, and the webhook package).
+	Hooks Hooks
 }

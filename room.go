@@ -180,6 +180,10 @@ func (r *room) join(c *conn, entry protocol.PresenceEntry) bool {
 		return false
 	}
 	_, was := r.members[c.id]
+	if o := r.srv.observers; o != nil {
+		// Under mu, so the room's observations keep its order.
+		o.add(observation{kind: obsJoin, member: memberEvent(r.id, &entry, len(r.local) == 0, false)})
+	}
 	m := &member{entry: entry, conn: c, index: len(r.local)}
 	r.members[c.id] = m
 	r.local = append(r.local, c)
@@ -218,6 +222,9 @@ func (r *room) leave(c *conn) {
 	}
 	r.local[last] = nil
 	r.local = r.local[:last]
+	if o := r.srv.observers; o != nil {
+		o.add(observation{kind: obsLeave, member: memberEvent(r.id, &m.entry, false, len(r.local) == 0)})
+	}
 	if m.trailing != nil {
 		m.trailing.Stop()
 	}

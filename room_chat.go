@@ -18,8 +18,13 @@ type chatRequest struct {
 	msg  chat.Message
 	done func(protocol.StoredChatMessage, error)
 	// deadline is when the sender must have its answer: StoreTimeout
-	// after the message arrived, however long it waited in the queue.
+	// (plus Hooks.ChatTimeout with an OnChat hook) after the message
+	// arrived, however long it waited in the queue.
 	deadline time.Time
+	// For Hooks.OnChat only: the sender's connection context (nil: the
+	// API's, which has none) and the name it joined with.
+	ctx  context.Context
+	name string
 }
 
 // encodedHistory is the chatHistory array of room_joined: the recent
@@ -150,6 +155,9 @@ func (r *room) chatWorker() {
 		}
 		r.chatFailed(batch[:expired], context.DeadlineExceeded)
 		batch = batch[expired:]
+		if r.srv.opts.Hooks.OnChat != nil {
+			batch = r.decide(batch)
+		}
 		if len(batch) == 0 {
 			continue
 		}
@@ -226,6 +234,11 @@ func (r *room) deliverChat(stored []protocol.StoredChatMessage) {
 		frames := chatFrames(stored)
 		r.mu.Lock()
 		r.appendChat(stored, frames)
+		if o := r.srv.observers; o != nil {
+			for i := range stored {
+				o.add(observation{kind: obsChat, chat: stored[i]})
+			}
+		}
 		r.mu.Unlock()
 	}
 }

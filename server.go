@@ -53,6 +53,10 @@ type Server struct {
 	broker Broker // nil unless the server is a node of a cluster
 	bans   banList
 
+	// observers delivers to the Hooks' observers; nil when none is set,
+	// so that the paths that would feed it test one pointer.
+	observers *observers
+
 	wg sync.WaitGroup // connection readers and chat workers
 	// draining is set by Shutdown: chat is no longer accepted, and
 	// chatWorkers, the rooms' running chat workers, are waited for before
@@ -117,6 +121,13 @@ func New(opts *Options) (*Server, error) {
 		broker: o.Broker,
 	}
 	s.trusted = trusted
+	if s.opts.Hooks.ChatTimeout <= 0 {
+		s.opts.Hooks.ChatTimeout = defaultChatTimeout
+	}
+	if s.opts.Hooks.observing() {
+		s.observers = newObservers(s.opts.Hooks)
+		s.metrics.registry().MustRegister(s.observers)
+	}
 	s.tcpPerIP, s.tcpConns = make(map[string]int), make(map[net.Conn]*tcpSlot)
 	if s.broker != nil {
 		if err := s.startCluster(); err != nil {
@@ -346,6 +357,9 @@ func (s *Server) register(c *conn) bool {
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.metrics.connections.Add(1)
+	if s.observers != nil {
+		s.observers.add(observation{kind: obsConnect, conn: c.event()})
+	}
 	return true
 }
 
@@ -353,6 +367,9 @@ func (s *Server) unregister(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.release(c.ip)
+	if s.observers != nil {
+		s.observers.add(observation{kind: obsDisconnect, conn: c.event()})
+	}
 	s.mu.Unlock()
 	s.metrics.connections.Add(-1)
 	s.wg.Done()
@@ -490,6 +507,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	close(s.stop)
 	s.sweeper.Wait()
 	s.upgrader.Close()
+	if s.observers != nil {
+		if err := s.observers.close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("livesync: hook observers: %w", err))
+		}
+	}
 	if err := s.closeCluster(); err != nil {
 		errs = append(errs, err)
 	}

@@ -44,6 +44,9 @@ const (
 	CodeMessageTooLarge = "MESSAGE_TOO_LARGE"
 	CodeChatUnavailable = "CHAT_UNAVAILABLE"
 	CodeServerError     = "SERVER_ERROR"
+	// CodeChatRejected: the server's OnChat hook (the backend) refused a
+	// chat message; its reason is the error's message. Nothing was stored.
+	CodeChatRejected = "CHAT_REJECTED"
 )
 
 // WebSocket close codes the server uses besides the standard ones.

@@ -47,6 +47,9 @@ type config struct {
 	// The operator's kit: TLS, -version, -healthcheck, /metrics and
 	// /demo (ops.go).
 	ops opsConfig
+
+	// Webhooks and the chat hook (hooks.go).
+	hooks hooksConfig
 }
 
 var errHelp = flag.ErrHelp
@@ -83,6 +86,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For/Forwarded is believed (per-address caps, logs)")
 	c.limits.RegisterFlags(fs)
 	c.ops.register(fs)
+	c.hooks.register(fs)
 	// Errors are reported by the caller in one line; keep flag's own
 	// message for -h only.
 	fs.Usage = func() {
@@ -169,7 +173,7 @@ func (c *config) validate() error {
 	if (c.jwtIssuer != "" || c.jwtAudience != "") && c.jwtSecret == "" && c.jwksURL == "" {
 		return errors.New("-jwt-issuer and -jwt-audience need -jwt-secret or -jwks-url")
 	}
-	return nil
+	return c.hooks.validate()
 }
 
 // storeName is the store DSN with any password masked, for logs.
@@ -232,8 +236,21 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 		}
 	}
 	c.ops.apply(opts)
+	if err := c.hooks.apply(opts, log); err != nil {
+		if opts.Broker != nil {
+			opts.Broker.Close()
+		}
+		store.Close()
+		return nil, nil, err
+	}
 	srv, err := newServer(opts)
+	if err == nil {
+		if err := c.hooks.registerMetrics(srv); err != nil {
+			log.Warn("webhook metrics not exported", "err", err)
+		}
+	}
 	if err != nil {
+		c.hooks.close(context.Background())
 		if opts.Broker != nil {
 			opts.Broker.Close()
 		}

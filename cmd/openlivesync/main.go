@@ -117,6 +117,13 @@ func run(args []string, getenv func(string) string, stderr io.Writer, ready chan
 		log.Error("shutdown", "err", err)
 		return 1
 	}
+	// After the server: its last leaves and chat are webhooks too. A
+	// receiver that is down holds the exit for a few seconds at most.
+	wctx, wcancel := context.WithTimeout(sctx, 5*time.Second)
+	defer wcancel()
+	if err := cfg.hooks.close(wctx); err != nil {
+		log.Warn("webhooks", "err", err)
+	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("server stopped", "err", err)
 		return 1

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/webhook"
+)
+
+// hooksConfig is the flags that put the operator's backend in the loop:
+// Standard Webhooks of what happens, and the chat hook.
+type hooksConfig struct {
+	webhookURL    string
+	webhookSecret string
+	webhookEvents string
+	chatHookURL   string
+	chatTimeout   time.Duration
+	chatFailOpen  bool
+
+	// Parsed by validate.
+	secret webhook.Secret
+	events []string
+
+	wh *webhook.Webhooks // made by apply; closed after the server
+}
+
+func (h *hooksConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&h.webhookURL, "webhook-url", "", "POST Standard Webhooks of room, member, user and chat events to this http(s) URL")
+	fs.StringVar(&h.webhookSecret, "webhook-secret", "", "whsec_<base64 of at least 24 random bytes>: signs the webhooks and the chat hook's calls")
+	fs.StringVar(&h.webhookEvents, "webhook-events", "", "comma-separated events to send (default all: "+strings.Join(webhook.AllEvents, ",")+")")
+	fs.StringVar(&h.chatHookURL, "chat-hook-url", "", "ask this http(s) URL to accept, rewrite or reject each chat message before it is stored (signed with -webhook-secret)")
+	fs.DurationVar(&h.chatTimeout, "chat-hook-timeout", 2*time.Second, "how long the chat hook may take; then CHAT_UNAVAILABLE (or accepted, with -chat-hook-fail-open)")
+	fs.BoolVar(&h.chatFailOpen, "chat-hook-fail-open", false, "accept chat messages when the chat hook fails or times out, instead of refusing them")
+}
+
+// validate checks the flags, each mistake in one line.
+func (h *hooksConfig) validate() error {
+	if h.webhookURL != "" {
+		if err := webhook.CheckURL(h.webhookURL); err != nil {
+			return fmt.Errorf("-webhook-url: %v", err)
+		}
+	}
+	if h.chatHookURL != "" {
+		if err := webhook.CheckURL(h.chatHookURL); err != nil {
+			return fmt.Errorf("-chat-hook-url: %v", err)
+		}
+	}
+	if (h.webhookURL != "" || h.chatHookURL != "") && h.webhookSecret == "" {
+		return errors.New("-webhook-url and -chat-hook-url need -webhook-secret (whsec_ followed by the base64 of at least 24 random bytes, e.g. whsec_$(openssl rand -base64 32))")
+	}
+	if h.webhookSecret != "" {
+		s, err := webhook.ParseSecret(h.webhookSecret)
+		if err != nil {
+			return fmt.Errorf("-webhook-secret: %v", err)
+		}
+		h.secret = s
+	}
+	if h.webhookEvents != "" && h.webhookURL == "" {
+		return errors.New("-webhook-events needs -webhook-url")
+	}
+	events, err := webhook.ParseEvents(h.webhookEvents)
+	if err != nil {
+		return fmt.Errorf("-webhook-events: %v", err)
+	}
+	h.events = events
+	if h.chatTimeout <= 0 {
+		return fmt.Errorf("-chat-hook-timeout %v must be positive", h.chatTimeout)
+	}
+	return nil
+}
+
+// apply sets up the webhooks and the chat hook in opts.
+func (h *hooksConfig) apply(opts *livesync.Options, log *slog.Logger) error {
+	if h.chatHookURL != "" {
+		hook, err := webhook.ChatHook(webhook.ChatHookConfig{URL: h.chatHookURL, Secret: h.secret,
+			Timeout: h.chatTimeout, FailOpen: h.chatFailOpen, Logger: log})
+		if err != nil {
+			return err
+		}
+		opts.Hooks.OnChat = hook
+		// The call's own timeout fires first, so that -chat-hook-fail-open
+		// decides a slow call rather than the server's bound.
+		opts.Hooks.ChatTimeout = h.chatTimeout + time.Second
+	}
+	if h.webhookURL == "" {
+		return nil
+	}
+	wh, err := webhook.New(webhook.Config{URL: h.webhookURL, Secret: h.secret, Events: h.events, Logger: log})
+	if err != nil {
+		return err
+	}
+	wh.Install(&opts.Hooks)
+	h.wh = wh
+	log.Info("webhooks: the outbox is in memory and bounded: events still queued when the process stops are lost, and beyond the bound new ones are dropped (counted)",
+		"url", redactURL(h.webhookURL), "events", strings.Join(h.events, ","), "outbox_size", webhook.DefaultOutboxSize)
+	return nil
+}
+
+// registerMetrics exports the webhooks' metrics with the server's.
+func (h *hooksConfig) registerMetrics(srv *livesync.Server) error {
+	if h.wh == nil {
+		return nil
+	}
+	return srv.RegisterMetrics(h.wh)
+}
+
+// close delivers what the webhooks still hold, until ctx ends.
+func (h *hooksConfig) close(ctx context.Context) error {
+	if h.wh == nil {
+		return nil
+	}
+	return h.wh.Close(ctx)
+}
+
+// redactURL is u without its query and user info, which may hold a token.
+func redactURL(u string) string {
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		u = u[:i]
+	}
+	if i := strings.Index(u, "@"); i >= 0 {
+		if j := strings.Index(u, "://"); j >= 0 && j < i {
+			u = u[:j+3] + "…@" + u[i+1:]
+		}
+	}
+	return u
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+var hookSecret = "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+
+func TestWebhookFlagsRefusedInOneLine(t *testing.T) {
+	short := "whsec_" + base64.StdEncoding.EncodeToString(make([]byte, 16))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-webhook-url", "ftp://x", "-webhook-secret", hookSecret}, "-webhook-url"},
+		{[]string{"-webhook-url", "example.com/hook", "-webhook-secret", hookSecret}, "-webhook-url"},
+		{[]string{"-webhook-url", "http://x/h"}, "-webhook-secret"},
+		{[]string{"-webhook-url", "http://x/h", "-webhook-secret", "s3cret"}, "whsec_"},
+		{[]string{"-webhook-url", "http://x/h", "-webhook-secret", "whsec_!!!"}, "base64"},
+		{[]string{"-webhook-url", "http://x/h", "-webhook-secret", short}, "16 bytes"},
+		{[]string{"-webhook-url", "http://x/h", "-webhook-secret", hookSecret, "-webhook-events", "chat.message,room.joined"}, `"room.joined"`},
+		{[]string{"-chat-hook-url", "http://x/h"}, "-webhook-secret"},
+		{[]string{"-chat-hook-url", "mailto:a@b", "-webhook-secret", hookSecret}, "-chat-hook-url"},
+	} {
+		var stderr bytes.Buffer
+		if code := run(tc.args, noEnv, &stderr, nil); code != 2 {
+			t.Fatalf("%v: exit %d, want 2", tc.args, code)
+		}
+		out := strings.TrimSpace(stderr.String())
+		if strings.Contains(out, "\n") || !strings.Contains(out, tc.want) {
+			t.Fatalf("%v: stderr %q, want one line naming %s", tc.args, out, tc.want)
+		}
+	}
+}
+
+// The flags wire the chat hook (fail-open here) and the webhooks.
+func TestChatHookAndWebhooksFromFlags(t *testing.T) {
+	var mu sync.Mutex
+	var events []string
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.Header.Get("webhook-signature") == "" {
+			t.Errorf("unsigned call to %s", r.URL.Path)
+		}
+		if r.URL.Path == "/events" {
+			var p struct{ Type string }
+			json.Unmarshal(body, &p)
+			mu.Lock()
+			events = append(events, p.Type)
+			mu.Unlock()
+			return
+		}
+		var req struct{ Message string }
+		json.Unmarshal(body, &req)
+		switch req.Message {
+		case "reject":
+			io.WriteString(w, `{"action":"reject","reason":"no"}`)
+		case "fail":
+			w.WriteHeader(http.StatusBadGateway)
+		default:
+			io.WriteString(w, `{"action":"accept"}`)
+		}
+	}))
+	defer backend.Close()
+	url := serveConfigured(t, "-webhook-url", backend.URL+"/events", "-webhook-secret", hookSecret,
+		"-webhook-events", "chat.message", "-chat-hook-url", backend.URL+"/chat", "-chat-hook-fail-open")
+	c := livesynctest.Dial(t, url)
+	c.Join("r", nil)
+	c.Send(protocol.MsgSendChat, map[string]any{"message": "reject"})
+	c.ExpectError(protocol.CodeChatRejected)
+	c.Send(protocol.MsgSendChat, map[string]any{"message": "fail"})
+	c.Expect(protocol.MsgChatMessage, nil) // accepted: fail-open
+	deadline := time.Now().Add(livesynctest.Timeout)
+	for {
+		mu.Lock()
+		got := strings.Join(events, ",")
+		mu.Unlock()
+		if got == "chat.message" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhooks %q, want one chat.message", got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

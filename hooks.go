@@ -1,0 +1,138 @@
+package livesync
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// Hooks lets the application's backend take part in what happens in
+// rooms. Every field is optional; a nil func costs nothing.
+//
+// OnChat decides: it runs before a chat message is stored and may accept,
+// rewrite or reject it. The other hooks observe: they are called after the
+// fact, in order, by one goroutine of the server's own fed from a bounded
+// queue (Hooks.QueueSize), so a slow observer never slows a room. When the
+// queue is full, an observation is dropped and counted
+// (livesync_hook_events_dropped_total) rather than waited for. Each room's
+// observations arrive in the order the room saw them: a member's join
+// before its chat messages, before its leave.
+//
+// The webhook package turns the observers into signed webhooks.
+type Hooks struct {
+	// OnChat, when set, decides each chat message before it is stored:
+	// from clients (send_chat) and from the HTTP API alike. It is called
+	// by the room's chat worker, one message at a time, so the room's chat
+	// keeps one order; a slow hook delays that room's chat only. ctx is
+	// cancelled when the sender's connection ends, and when ChatTimeout
+	// runs out. A rejection gets the sender an error CHAT_REJECTED with
+	// the reason; an error or a timeout gets CHAT_UNAVAILABLE. Either way
+	// nothing is stored or broadcast.
+	OnChat func(ctx context.Context, req ChatRequest) (ChatDecision, error)
+	// ChatTimeout bounds one OnChat call. Default 2s.
+	ChatTimeout time.Duration
+
+	// OnConnect and OnDisconnect observe connections opening (after
+	// OnAuth admitted them) and ending.
+	OnConnect    func(ConnectionEvent)
+	OnDisconnect func(ConnectionEvent)
+	// OnJoin and OnLeave observe members joining and leaving rooms on
+	// this node.
+	OnJoin  func(MemberEvent)
+	OnLeave func(MemberEvent)
+	// OnChatStored observes each chat message once it is stored, before
+	// or while it is broadcast.
+	OnChatStored func(protocol.StoredChatMessage)
+
+	// QueueSize bounds the observations waiting for the observers.
+	// Default 65536.
+	QueueSize int
+}
+
+// ChatRequest is a chat message OnChat decides on.
+type ChatRequest struct {
+	RoomID       string
+	ConnectionID string // the server's "server-<node>" for the HTTP API's chat
+	UserID       string // "" when anonymous
+	Name         string // the name the sender joined with, if any
+	Message      string
+	Metadata     json.RawMessage // nil when none
+}
+
+// ChatAction is what OnChat decided.
+type ChatAction int
+
+// The actions of a ChatDecision. The zero value accepts.
+const (
+	ChatAccept ChatAction = iota
+	// ChatRewrite stores and broadcasts ChatDecision.Message (and
+	// Metadata, when not nil) instead of the sender's. The rewritten
+	// message must pass the same checks as a client's (size, no U+0000):
+	// one that does not is treated as a hook error.
+	ChatRewrite
+	// ChatReject refuses the message with ChatDecision.Reason.
+	ChatReject
+)
+
+// ChatDecision is OnChat's answer.
+type ChatDecision struct {
+	Action ChatAction
+	// Message replaces the text when Action is ChatRewrite.
+	Message string
+	// Metadata, when Action is ChatRewrite and it is not nil, replaces the
+	// metadata (a JSON object).
+	Metadata json.RawMessage
+	// Reason is told to the sender when Action is ChatReject.
+	Reason string
+}
+
+// ConnectionEvent describes a connection OnConnect or OnDisconnect
+// observes.
+type ConnectionEvent struct {
+	ConnectionID string
+	UserID       string // "" when anonymous
+	Name         string // from UserInfo
+}
+
+// MemberEvent describes a join or a leave.
+type MemberEvent struct {
+	RoomID       string
+	ConnectionID string
+	UserID       string // "" when anonymous
+	Name         string
+	// First (on a join): the room had no member on this node before.
+	// Last (on a leave): the room has no member on this node any more.
+	// They are what room.occupied and room.vacated are made of.
+	First, Last bool
+	// At is when it happened, for observers that report it later.
+	At time.Time
+}
+
+// defaultChatTimeout is Hooks.ChatTimeout's default.
+const defaultChatTimeout = 2 * time.Second
+
+// defaultHookQueue is Hooks.QueueSize's default.
+const defaultHookQueue = 1 << 16
+
+// observing reports whether any observer is set.
+func (h *Hooks) observing() bool {
+	return h.OnConnect != nil || h.OnDisconnect != nil || h.OnJoin != nil || h.OnLeave != nil || h.OnChatStored != nil
+}
+
+// memberEvent describes a join or a leave of the member whose entry is e.
+func memberEvent(roomID string, e *protocol.PresenceEntry, first, last bool) MemberEvent {
+	return MemberEvent{RoomID: roomID, ConnectionID: e.ConnectionID, UserID: e.UserID, Name: e.Name,
+		First: first, Last: last, At: time.Now()}
+}
+
+// event describes c for OnConnect and OnDisconnect. Reader, or before
+// reading starts.
+func (c *conn) event() ConnectionEvent {
+	e := ConnectionEvent{ConnectionID: c.id}
+	if c.user != nil {
+		e.UserID, e.Name = c.user.UserID, c.user.Name
+	}
+	return e
+}

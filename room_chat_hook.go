@@ -1,0 +1,121 @@
+package livesync
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// decide runs Hooks.OnChat on each message of batch, in order, on the
+// room's chat worker: calling it here, rather than on the sender's
+// reader, keeps the room's one order (the hook's answers cannot reorder
+// messages) and lets a slow hook delay only this room. It answers the
+// senders of refused messages and returns the rest, rewritten as decided.
+func (r *room) decide(batch []chatRequest) []chatRequest {
+	kept := batch[:0]
+	for _, req := range batch {
+		if e := r.decideOne(&req); e != nil {
+			r.refuse(&req, e)
+			continue
+		}
+		kept = append(kept, req)
+	}
+	return kept
+}
+
+// decideOne asks OnChat about req and applies a rewrite to req.msg. It
+// returns what the sender is told when the message is not to be stored.
+func (r *room) decideOne(req *chatRequest) *clientError {
+	h := &r.srv.opts.Hooks
+	parent := req.ctx
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(parent, min(h.ChatTimeout, time.Until(req.deadline)))
+	defer cancel()
+	m := &req.msg
+	d, err := callOnChat(ctx, h.OnChat, ChatRequest{RoomID: m.RoomID, ConnectionID: m.ConnectionID, UserID: m.UserID,
+		Name: req.name, Message: m.Message, Metadata: m.Metadata})
+	if err != nil {
+		if !errors.Is(err, context.Canceled) { // the sender left: nobody to tell
+			r.srv.log.Warn("chat hook failed", "room", r.id, "conn", m.ConnectionID, "err", err)
+		}
+		return errHookFailed
+	}
+	switch d.Action {
+	case ChatAccept:
+		return nil
+	case ChatReject:
+		return &clientError{protocol.CodeChatRejected, reasonText(d.Reason)}
+	case ChatRewrite:
+		lim := &r.srv.limits
+		e := checkChatText(protocol.MsgSendChat, d.Message, lim.MaxChatBytes)
+		if e == nil && d.Metadata != nil {
+			e = checkObject(protocol.MsgSendChat, "metadata", d.Metadata, lim.MaxPresenceBytes)
+		}
+		if e != nil {
+			r.srv.log.Warn("chat hook rewrote a message into an invalid one", "room", r.id, "err", e.message)
+			return errHookFailed
+		}
+		m.Message = d.Message
+		if d.Metadata != nil {
+			m.Metadata = compactObject(d.Metadata)
+		}
+		return nil
+	default:
+		r.srv.log.Warn("chat hook answered an unknown action", "room", r.id, "action", int(d.Action))
+		return errHookFailed
+	}
+}
+
+// callOnChat calls hook on a goroutine of its own and waits for its
+// answer until ctx ends: the room's chat waits ChatTimeout at most, even
+// for a hook that ignores ctx (which then finishes on its own, unheard).
+func callOnChat(ctx context.Context, hook func(context.Context, ChatRequest) (ChatDecision, error), req ChatRequest) (ChatDecision, error) {
+	type answer struct {
+		d   ChatDecision
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		d, err := hook(ctx, req)
+		ch <- answer{d, err}
+	}()
+	select {
+	case a := <-ch:
+		return a.d, a.err
+	case <-ctx.Done():
+		return ChatDecision{}, ctx.Err()
+	}
+}
+
+// errHookFailed answers a message whose hook failed, timed out or
+// answered nonsense: the backend could not decide, so nothing is stored.
+var errHookFailed = &clientError{protocol.CodeChatUnavailable, "the chat hook failed or did not answer in time; the message was not sent"}
+
+// refuse tells req's sender that its message was not stored, and why.
+func (r *room) refuse(req *chatRequest, e *clientError) {
+	if req.done != nil {
+		req.done(protocol.StoredChatMessage{}, e)
+		return
+	}
+	req.conn.send(errorFrame(e.code, e.message))
+}
+
+// maxReasonBytes bounds the reason a rejection carries to the sender.
+const maxReasonBytes = 1024
+
+// reasonText is a rejection's reason as the sender reads it: valid
+// UTF-8, bounded, and never empty.
+func reasonText(reason string) string {
+	if reason == "" {
+		return "the message was refused"
+	}
+	if len(reason) > maxReasonBytes {
+		reason = reason[:maxReasonBytes]
+	}
+	return strings.ToValidUTF8(reason, "")
+}

@@ -1,0 +1,140 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/openlivesync/livesync"
+)
+
+// ChatHookConfig configures ChatHook.
+type ChatHookConfig struct {
+	// URL receives one POST per chat message: http or https.
+	URL string
+	// Secret signs the POSTs as webhooks are signed, so the backend
+	// verifies them the same way.
+	Secret Secret
+	// Timeout bounds one call. Default 2s. Set the server's
+	// Hooks.ChatTimeout above it (ChatHook's caller in the binary adds a
+	// second) so that FailOpen, not the server's timeout, decides a slow
+	// call.
+	Timeout time.Duration
+	// FailOpen accepts the message when the call fails (timeout,
+	// connection error, a non-2xx answer, a body that does not parse).
+	// Default: the message is refused with CHAT_UNAVAILABLE.
+	FailOpen bool
+	// Client makes the calls. Default: one of its own, reusing
+	// connections and following no redirect.
+	Client *http.Client
+	// Logger receives failed calls. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// chatHookRequest is the body ChatHook posts.
+type chatHookRequest struct {
+	RoomID       string          `json:"roomId"`
+	ConnectionID string          `json:"connectionId"`
+	UserID       string          `json:"userId,omitempty"`
+	Name         string          `json:"name,omitempty"`
+	Message      string          `json:"message"`
+	Metadata     json.RawMessage `json:"metadata,omitempty"`
+}
+
+// chatHookResponse is the answer ChatHook expects.
+type chatHookResponse struct {
+	Action string `json:"action"` // accept, rewrite or reject
+	// Message, for rewrite, replaces the text; absent keeps it.
+	Message *string `json:"message"`
+	// Metadata, for rewrite, replaces the metadata; absent keeps it.
+	Metadata json.RawMessage `json:"metadata"`
+	Reason   string          `json:"reason"` // for reject
+}
+
+// ChatHook returns a livesync.Hooks.OnChat that asks the backend at
+// cfg.URL about each chat message: a signed POST of {roomId,
+// connectionId, userId, name, message, metadata}, answered with
+// {"action": "accept" | "rewrite" | "reject", "message", "metadata",
+// "reason"}. The server calls it from each room's chat worker, one message
+// at a time, so a slow backend delays only the rooms waiting for it.
+func ChatHook(cfg ChatHookConfig) (func(context.Context, livesync.ChatRequest) (livesync.ChatDecision, error), error) {
+	if err := CheckURL(cfg.URL); err != nil {
+		return nil, fmt.Errorf("webhook: chat hook URL: %w", err)
+	}
+	if cfg.Secret.IsZero() {
+		return nil, errors.New("webhook: the chat hook needs a Secret (ParseSecret)")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.Client == nil {
+		cfg.Client = newClient(64)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return func(ctx context.Context, req livesync.ChatRequest) (livesync.ChatDecision, error) {
+		d, err := cfg.call(ctx, req)
+		if err != nil {
+			cfg.Logger.Warn("chat hook failed", "room", req.RoomID, "err", err, "fail_open", cfg.FailOpen)
+			if cfg.FailOpen && ctx.Err() == nil {
+				return livesync.ChatDecision{Action: livesync.ChatAccept}, nil
+			}
+		}
+		return d, err
+	}, nil
+}
+
+// call makes one call and reads its decision.
+func (cfg *ChatHookConfig) call(ctx context.Context, req livesync.ChatRequest) (livesync.ChatDecision, error) {
+	body, err := json.Marshal(chatHookRequest{req.RoomID, req.ConnectionID, req.UserID, req.Name, req.Message, req.Metadata})
+	if err != nil {
+		return livesync.ChatDecision{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return livesync.ChatDecision{}, err
+	}
+	cfg.Secret.setHeaders(hreq.Header, newID(), body)
+	hreq.Header.Set("User-Agent", "openlivesync-chat-hook")
+	resp, err := cfg.Client.Do(hreq)
+	if err != nil {
+		return livesync.ChatDecision{}, err
+	}
+	defer resp.Body.Close()
+	answer, over := readBody(resp)
+	switch {
+	case resp.StatusCode < 200 || resp.StatusCode >= 300:
+		return livesync.ChatDecision{}, fmt.Errorf("answered HTTP %d: %s", resp.StatusCode, snippet(answer))
+	case over:
+		return livesync.ChatDecision{}, fmt.Errorf("answer larger than %d bytes", maxResponseBytes)
+	}
+	var r chatHookResponse
+	if err := json.Unmarshal(answer, &r); err != nil {
+		return livesync.ChatDecision{}, fmt.Errorf("answer is not the expected JSON: %v", err)
+	}
+	switch r.Action {
+	case "accept":
+		return livesync.ChatDecision{Action: livesync.ChatAccept}, nil
+	case "reject":
+		return livesync.ChatDecision{Action: livesync.ChatReject, Reason: r.Reason}, nil
+	case "rewrite":
+		d := livesync.ChatDecision{Action: livesync.ChatRewrite, Message: req.Message, Metadata: r.Metadata}
+		if r.Message != nil {
+			d.Message = *r.Message
+		}
+		if string(d.Metadata) == "null" {
+			d.Metadata = nil
+		}
+		return d, nil
+	default:
+		return livesync.ChatDecision{}, fmt.Errorf("answer's action %q is not accept, rewrite or reject", r.Action)
+	}
+}

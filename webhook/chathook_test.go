@@ -1,0 +1,119 @@
+package webhook_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/protocol"
+	"github.com/openlivesync/livesync/webhook"
+)
+
+// backend is a chat hook endpoint that decides by the message's text,
+// checking each call's signature first.
+func backend(t *testing.T) *httptest.Server {
+	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(testSecret, "whsec_"))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		want := "v1," + mustSecretKeySign(key, r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), body)
+		if r.Header.Get("webhook-signature") != want {
+			t.Errorf("chat hook call not signed: %q", r.Header.Get("webhook-signature"))
+		}
+		var req struct{ RoomID, ConnectionID, UserID, Name, Message string }
+		json.Unmarshal(body, &req)
+		switch req.Message {
+		case "rewrite":
+			io.WriteString(w, `{"action":"rewrite","message":"by `+req.Name+` in `+req.RoomID+`","metadata":{"checked":true}}`)
+		case "reject":
+			io.WriteString(w, `{"action":"reject","reason":"not here"}`)
+		case "500":
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, strings.Repeat("oops ", 100000))
+		case "garbage":
+			io.WriteString(w, `<html>`)
+		case "slow":
+			<-r.Context().Done()
+		default:
+			io.WriteString(w, `{"action":"accept"}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// chatNode starts a server whose OnChat is ChatHook to be.
+func chatNode(t *testing.T, be *httptest.Server, failOpen bool) string {
+	hook, err := webhook.ChatHook(webhook.ChatHookConfig{URL: be.URL, Secret: mustSecret(t), Timeout: 50 * time.Millisecond,
+		FailOpen: failOpen, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := livesync.New(&livesync.Options{Logger: slog.New(slog.DiscardHandler),
+		Hooks: livesync.Hooks{OnChat: hook, ChatTimeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { srv.Shutdown(t.Context()); ts.Close() })
+	return "ws" + strings.TrimPrefix(ts.URL, "http") + "/live"
+}
+
+func TestChatHookOverHTTP(t *testing.T) {
+	url := chatNode(t, backend(t), false)
+	a := livesynctest.Dial(t, url)
+	a.Send(protocol.MsgJoinRoom, map[string]any{"roomId": "r", "name": "ann"})
+	a.ExpectJoined()
+	send := func(text string) { a.Send(protocol.MsgSendChat, map[string]any{"message": text}) }
+	var m protocol.StoredChatMessage
+	send("fine")
+	if a.Expect(protocol.MsgChatMessage, &m); m.Message != "fine" {
+		t.Fatalf("accepted: %+v", m)
+	}
+	send("rewrite")
+	if a.Expect(protocol.MsgChatMessage, &m); m.Message != "by ann in r" || string(m.Metadata) != `{"checked":true}` {
+		t.Fatalf("rewritten: %+v", m)
+	}
+	send("reject")
+	if e := a.ExpectError(protocol.CodeChatRejected); e.Message != "not here" {
+		t.Fatalf("rejected: %+v", e)
+	}
+	for _, failing := range []string{"500", "garbage", "slow"} {
+		send(failing)
+		a.ExpectError(protocol.CodeChatUnavailable)
+	}
+}
+
+func TestChatHookFailOpen(t *testing.T) {
+	url := chatNode(t, backend(t), true)
+	a := livesynctest.Dial(t, url)
+	a.Join("r", nil)
+	for _, failing := range []string{"500", "garbage", "slow"} {
+		a.Send(protocol.MsgSendChat, map[string]any{"message": failing})
+		var m protocol.StoredChatMessage
+		if a.Expect(protocol.MsgChatMessage, &m); m.Message != failing {
+			t.Fatalf("fail-open stored %+v", m)
+		}
+	}
+	// A refusal is still a refusal.
+	a.Send(protocol.MsgSendChat, map[string]any{"message": "reject"})
+	a.ExpectError(protocol.CodeChatRejected)
+}
+
+// Redirects are not followed: a 3xx is a failure.
+func TestChatHookFollowsNoRedirect(t *testing.T) {
+	elsewhere := backend(t)
+	redirect := httptest.NewServer(http.RedirectHandler(elsewhere.URL, http.StatusTemporaryRedirect))
+	t.Cleanup(redirect.Close)
+	a := livesynctest.Dial(t, chatNode(t, redirect, false))
+	a.Join("r", nil)
+	a.Send(protocol.MsgSendChat, map[string]any{"message": "fine"})
+	a.ExpectError(protocol.CodeChatUnavailable)
+}

@@ -1,0 +1,114 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Config configures Webhooks. URL and Secret are required; every zero
+// field takes its default.
+type Config struct {
+	// URL receives the POSTs: http or https.
+	URL string
+	// Secret signs them (ParseSecret).
+	Secret Secret
+	// Events lists the event types sent (see AllEvents, ParseEvents).
+	// Default: all.
+	Events []string
+
+	// Timeout bounds one delivery attempt. Default 10s.
+	Timeout time.Duration
+	// Retries is the wait before each retry of a failed delivery; after
+	// the last, the event is given up and counted. Each wait is stretched
+	// or shrunk by up to a quarter at random (jitter), so that receivers
+	// coming back are not hit by every retry at once. Default
+	// DefaultRetries; an empty non-nil slice retries nothing.
+	Retries []time.Duration
+	// OfflineDelay is how long a user id must stay without connections
+	// before user.offline is sent: a page reload within it sends nothing.
+	// Default 3s.
+	OfflineDelay time.Duration
+
+	// Outbox holds the events waiting for delivery. Default a
+	// MemoryOutbox of OutboxSize events.
+	Outbox Outbox
+	// OutboxSize bounds the default outbox. Default 100,000.
+	OutboxSize int
+	// Workers is how many deliveries may be in flight at once, each for a
+	// different room or user. Default 16.
+	Workers int
+
+	// Client posts the webhooks. Default: a client of its own that reuses
+	// connections and follows no redirect.
+	Client *http.Client
+	// Logger receives delivery failures. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultRetries is Config.Retries' default: exponential backoff over
+// about an hour and a quarter.
+var DefaultRetries = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute, time.Hour}
+
+// Defaults of Config.
+const (
+	DefaultTimeout      = 10 * time.Second
+	DefaultOfflineDelay = 3 * time.Second
+	DefaultOutboxSize   = 100_000
+	DefaultWorkers      = 16
+)
+
+// CheckURL refuses a receiver URL that is not absolute http(s).
+func CheckURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http:// or https:// URL", raw)
+	}
+	return nil
+}
+
+// withDefaults checks c and fills in its defaults.
+func (c Config) withDefaults() (Config, error) {
+	if err := CheckURL(c.URL); err != nil {
+		return c, fmt.Errorf("webhook: URL: %w", err)
+	}
+	if c.Secret.IsZero() {
+		return c, errors.New("webhook: a Secret is required (ParseSecret)")
+	}
+	if c.Events == nil {
+		c.Events = AllEvents
+	}
+	for _, e := range c.Events {
+		if _, err := ParseEvents(e); err != nil {
+			return c, fmt.Errorf("webhook: %w", err)
+		}
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Retries == nil {
+		c.Retries = DefaultRetries
+	}
+	if c.OfflineDelay <= 0 {
+		c.OfflineDelay = DefaultOfflineDelay
+	}
+	if c.OutboxSize <= 0 {
+		c.OutboxSize = DefaultOutboxSize
+	}
+	if c.Outbox == nil {
+		c.Outbox = NewMemoryOutbox(c.OutboxSize)
+	}
+	if c.Workers <= 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.Client == nil {
+		c.Client = newClient(c.Workers)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}

@@ -1,0 +1,25 @@
+// Package webhook tells an application's backend what happens on an
+// OpenLiveSync server, and lets it decide on chat over HTTP.
+//
+// Webhooks (New) follow the Standard Webhooks specification
+// (https://www.standardwebhooks.com): each event is a POST of
+// {"type", "timestamp", "data"} signed with HMAC-SHA256 under a
+// "whsec_…" secret, so a receiver verifies it with any maintained
+// standardwebhooks library. Delivery is at least once, with a webhook-id
+// that stays the same across retries so receivers can deduplicate, and in
+// order per room (and per user for user.online/user.offline): one delivery
+// per room is in flight at a time, and a failing one holds back the room's
+// later events until it succeeds or is given up.
+//
+// The events come from the server's observer hooks (livesync.Hooks):
+// install them with Webhooks.Install before livesync.New. Nothing is
+// delivered on the server's paths: events go to an Outbox, and workers of
+// their own post them, so a slow or dead receiver never slows a room.
+//
+// This version keeps the outbox in memory (MemoryOutbox), bounded: events
+// that do not fit are dropped and counted, and what is queued at a crash is
+// lost. The Outbox interface is where a durable one plugs in.
+//
+// ChatHook is livesync.Hooks.OnChat as a signed HTTP call, for servers
+// whose backend is not written in Go.
+package webhook

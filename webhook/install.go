@@ -1,0 +1,64 @@
+package webhook
+
+import (
+	"time"
+
+	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// Install adds w's observers to h, keeping those h has (both are
+// called, h's first). Call it on the Options given to livesync.New. Only
+// the observers that the configured events need are installed.
+func (w *Webhooks) Install(h *livesync.Hooks) {
+	e := w.enabled
+	if e[RoomOccupied] || e[MemberJoined] {
+		h.OnJoin = chain(h.OnJoin, w.joined)
+	}
+	if e[RoomVacated] || e[MemberLeft] {
+		h.OnLeave = chain(h.OnLeave, w.left)
+	}
+	if e[UserOnline] || e[UserOffline] {
+		h.OnConnect = chain(h.OnConnect, func(c livesync.ConnectionEvent) { w.users.connected(c.UserID, c.Name, time.Now()) })
+		h.OnDisconnect = chain(h.OnDisconnect, func(c livesync.ConnectionEvent) { w.users.disconnected(c.UserID) })
+	}
+	if e[ChatMessage] {
+		h.OnChatStored = chain(h.OnChatStored, w.chat)
+	}
+}
+
+// chain returns a func calling a (when set) and then b.
+func chain[T any](a, b func(T)) func(T) {
+	if a == nil {
+		return b
+	}
+	return func(v T) { a(v); b(v) }
+}
+
+func roomKey(id string) string { return "room:" + id }
+
+func memberOf(m livesync.MemberEvent) memberData {
+	return memberData{RoomID: m.RoomID, ConnectionID: m.ConnectionID, UserID: m.UserID, Name: m.Name}
+}
+
+// joined sends room.occupied before the first member's member.joined.
+func (w *Webhooks) joined(m livesync.MemberEvent) {
+	if m.First {
+		w.emit(newEvent(RoomOccupied, roomKey(m.RoomID), m.At, roomData{m.RoomID}))
+	}
+	w.emit(newEvent(MemberJoined, roomKey(m.RoomID), m.At, memberOf(m)))
+}
+
+// left sends room.vacated after the last member's member.left.
+func (w *Webhooks) left(m livesync.MemberEvent) {
+	w.emit(newEvent(MemberLeft, roomKey(m.RoomID), m.At, memberOf(m)))
+	if m.Last {
+		w.emit(newEvent(RoomVacated, roomKey(m.RoomID), m.At, roomData{m.RoomID}))
+	}
+}
+
+// chat sends chat.message; its data is the message as chat_message
+// carries it on the wire, createdAt in Unix milliseconds.
+func (w *Webhooks) chat(m protocol.StoredChatMessage) {
+	w.emit(newEvent(ChatMessage, roomKey(m.RoomID), time.UnixMilli(m.CreatedAt), m))
+}

@@ -1,0 +1,98 @@
+package webhook
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// metrics counts deliveries for Prometheus and Stats. Delivery is off the
+// server's hot paths, so plain client_golang vectors do.
+type metrics struct {
+	outbox     Outbox
+	deliveries *prometheus.CounterVec
+	retries    *prometheus.CounterVec
+	latency    prometheus.Histogram
+	depth      *prometheus.Desc
+	oldest     *prometheus.Desc
+	dropLogged atomic.Bool // the outbox-full warning is logged once per overflow
+}
+
+func newMetrics(o Outbox) *metrics {
+	return &metrics{
+		outbox: o,
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livesync_webhook_deliveries_total",
+			Help: "Webhook events by type and outcome: delivered, failed (refused, not retried), gave_up (retries exhausted), dropped (outbox full).",
+		}, []string{"event", "outcome"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livesync_webhook_retries_total",
+			Help: "Webhook delivery attempts that failed and were scheduled again, by event type.",
+		}, []string{"event"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "livesync_webhook_delivery_latency_seconds",
+			Help:    "Time from an event to its successful delivery, retries included.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 120, 600, 3600},
+		}),
+		depth:  prometheus.NewDesc("livesync_webhook_outbox_depth", "Webhook events waiting for delivery.", nil, nil),
+		oldest: prometheus.NewDesc("livesync_webhook_outbox_oldest_age_seconds", "Age of the oldest webhook event waiting for delivery (0 when none).", nil, nil),
+	}
+}
+
+func (m *metrics) outcome(event, outcome string) { m.deliveries.WithLabelValues(event, outcome).Inc() }
+
+// Describe implements prometheus.Collector: register a Webhooks in the
+// server's registry with livesync.Server.RegisterMetrics.
+func (w *Webhooks) Describe(ch chan<- *prometheus.Desc) {
+	m := w.m
+	m.deliveries.Describe(ch)
+	m.retries.Describe(ch)
+	m.latency.Describe(ch)
+	ch <- m.depth
+	ch <- m.oldest
+}
+
+// Collect implements prometheus.Collector.
+func (w *Webhooks) Collect(ch chan<- prometheus.Metric) {
+	m := w.m
+	m.deliveries.Collect(ch)
+	m.retries.Collect(ch)
+	m.latency.Collect(ch)
+	n, oldest := m.outbox.Stats()
+	age := 0.0
+	if !oldest.IsZero() {
+		age = time.Since(oldest).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(m.depth, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(m.oldest, prometheus.GaugeValue, age)
+}
+
+// Stats is a snapshot of a Webhooks' counters, summed over event types.
+type Stats struct {
+	Delivered, Failed, GaveUp, Dropped, Retries int64
+	Depth                                       int // events in the outbox
+	Oldest                                      time.Time
+}
+
+// Stats reads the counters.
+func (w *Webhooks) Stats() Stats {
+	var s Stats
+	for _, e := range AllEvents {
+		s.Delivered += count(w.m.deliveries.WithLabelValues(e, outcomeDelivered))
+		s.Failed += count(w.m.deliveries.WithLabelValues(e, outcomeFailed))
+		s.GaveUp += count(w.m.deliveries.WithLabelValues(e, outcomeGaveUp))
+		s.Dropped += count(w.m.deliveries.WithLabelValues(e, outcomeDropped))
+		s.Retries += count(w.m.retries.WithLabelValues(e))
+	}
+	s.Depth, s.Oldest = w.m.outbox.Stats()
+	return s
+}
+
+// count reads a counter's value.
+func count(c prometheus.Counter) int64 {
+	var m dto.Metric
+	c.Write(&m)
+	return int64(m.GetCounter().GetValue())
+}
