@@ -117,6 +117,21 @@ func (s *Store) commitOnce(ctx context.Context, msgs []chat.Message) (_ []protoc
 		return nil, false, groupcommit.RolledBack(fmt.Errorf(
 			"the batch's %d AUTO_INCREMENT values were not consecutive from %d (innodb_autoinc_lock_mode 2 with a concurrent bulk insert?)", n, first))
 	}
+	out := make([]protocol.StoredChatMessage, n)
+	for i, m := range msgs {
+		out[i] = sqlstore.Stored(m, strconv.FormatInt(seqs[i], 10), now)
+	}
+	// The outbox entries of the messages, when it is enabled, commit or
+	// roll back with them.
+	stmts, err := s.core.OutboxInserts(out)
+	if err != nil {
+		return nil, false, groupcommit.RolledBack(err)
+	}
+	for _, st := range stmts {
+		if _, err := conn.ExecContext(ctx, st.Query, st.Args...); err != nil {
+			return nil, isBrokenConn(err), groupcommit.RolledBack(err)
+		}
+	}
 	if s.beforeCommit != nil {
 		s.beforeCommit()
 	}
@@ -132,10 +147,6 @@ func (s *Store) commitOnce(ctx context.Context, msgs []chat.Message) (_ []protoc
 		return nil, false, fmt.Errorf("%w: %w", errCommitUnknown, err)
 	}
 	ended = true
-	out := make([]protocol.StoredChatMessage, n)
-	for i, m := range msgs {
-		out[i] = sqlstore.Stored(m, strconv.FormatInt(seqs[i], 10), now)
-	}
 	return out, false, nil
 }
 

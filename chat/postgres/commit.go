@@ -117,6 +117,23 @@ func (s *Store) commitOnce(ctx context.Context, msgs []chat.Message) ([]protocol
 		return nil, groupcommit.RolledBack(fmt.Errorf("stored %d of %d messages", len(seqs), n))
 	}
 	slices.Sort(seqs)
+	out := make([]protocol.StoredChatMessage, n)
+	for i, m := range msgs {
+		out[i] = sqlstore.Stored(m, strconv.FormatInt(seqs[i], 10), now)
+	}
+	// The outbox entries of the messages, when it is enabled, commit or
+	// roll back with them: one more round trip, only then.
+	stmts, err := s.core.OutboxInserts(out)
+	if err != nil {
+		s.abort(ctx, conn)
+		return nil, groupcommit.RolledBack(err)
+	}
+	for _, st := range stmts {
+		if _, err := conn.Exec(ctx, st.Query, st.Args...); err != nil {
+			s.abort(ctx, conn)
+			return nil, groupcommit.RolledBack(err)
+		}
+	}
 
 	if s.beforeCommit != nil {
 		s.beforeCommit()
@@ -134,10 +151,6 @@ func (s *Store) commitOnce(ctx context.Context, msgs []chat.Message) ([]protocol
 		return nil, fmt.Errorf("%w: %w", errCommitUnknown, err)
 	}
 	conn.Release()
-	out := make([]protocol.StoredChatMessage, n)
-	for i, m := range msgs {
-		out[i] = sqlstore.Stored(m, strconv.FormatInt(seqs[i], 10), now)
-	}
 	return out, nil
 }
 

@@ -68,6 +68,7 @@ type Store struct {
 	// before it gives up: every pooled one, plus a new one.
 	acquireAttempts int
 	core            *sqlstore.Core
+	table           string // the chat table, unquoted
 
 	sequence   string // regclass text of the seq column's sequence
 	insertSQL  string
@@ -208,6 +209,7 @@ func newStore(ctx context.Context, pool *pgxpool.Pool, owns bool, o Options) (*S
 		return nil, fmt.Errorf("postgres chat store: %w", err)
 	}
 	s.sequence = schema.sequence
+	s.table = o.TableName
 	s.insertSQL = insertSQL(o.TableName, schema.metadataCast)
 	s.historySQL = historySQL(o.TableName)
 	s.beforeSQL = beforeSQL(o.TableName)

@@ -67,6 +67,17 @@ func (s *Store) commit(ctx context.Context, msgs []chat.Message) ([]protocol.Sto
 			return nil, groupcommit.RolledBack(err)
 		}
 	}
+	// The outbox entries of the messages, when it is enabled, commit or
+	// roll back with them.
+	stmts, err := s.core.OutboxInserts(out)
+	if err != nil {
+		return nil, groupcommit.RolledBack(err)
+	}
+	for _, st := range stmts {
+		if _, err := tx.ExecContext(ctx, st.Query, st.Args...); err != nil {
+			return nil, groupcommit.RolledBack(err)
+		}
+	}
 	// SQLite runs in this process: a COMMIT that returned an error did
 	// not commit (database/sql returns ctx's error without committing
 	// once ctx has ended), so the outcome is never unknown.

@@ -57,6 +57,10 @@ type Core struct {
 	undoStop  chan struct{}
 	undoDone  chan struct{}
 
+	// outbox is the enabled transactional outbox (EnableOutbox), nil
+	// while none is.
+	outbox atomic.Pointer[outboxState]
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 }
@@ -126,6 +130,7 @@ func (c *Core) appendBatch(ctx context.Context, op string, msgs []chat.Message) 
 	if err != nil {
 		return nil, c.errorf(op, err)
 	}
+	c.wakeOutbox()
 	return out, nil
 }
 

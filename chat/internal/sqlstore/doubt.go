@@ -120,7 +120,7 @@ func (c *Core) undoPass(timeout time.Duration) {
 	c.doubtMu.Unlock()
 	for _, d := range todo {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		err := c.undo(ctx, d)
+		err := c.undoWithOutbox(ctx, d)
 		cancel()
 		if err != nil {
 			slog.Warn(c.name+": removing messages whose commit outcome is unknown failed; retrying", "seqs", d.Seqs, "err", err)

@@ -1,0 +1,78 @@
+package chat
+
+import (
+	"context"
+	"time"
+
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// OutboxEntry is one event waiting in a store's transactional outbox. The
+// store keeps its bytes as given and never looks inside Body: what an
+// event means is its sender's business (package webhook), which is why
+// the entry is not the sender's own type.
+type OutboxEntry struct {
+	// Seq is the entry's order key, assigned by the store when it is
+	// written; ignored by Add.
+	Seq int64
+	// ID is the event's stable id (a webhook's webhook-id), the same on
+	// every attempt so that receivers can deduplicate.
+	ID string
+	// Type names the event ("chat.message").
+	Type string
+	// Key orders entries: Claim hands out an entry only once every older
+	// entry of its key is done, so events with one key arrive in order.
+	Key string
+	// Body is the event as sent.
+	Body []byte
+	// Created is when the event happened, to the millisecond.
+	Created time.Time
+	// Attempts made so far, and Due, when the next may start: Retry
+	// records them.
+	Attempts int
+	Due      time.Time
+}
+
+// OutboxEncoder builds the outbox entry written with a stored message, in
+// the transaction that stores it; ok false writes none for that message.
+// It runs inside the store's commit, so it must be quick and must not
+// call the store.
+type OutboxEncoder func(m protocol.StoredChatMessage) (e OutboxEntry, ok bool)
+
+// OutboxStore is implemented by stores that keep a transactional outbox
+// in their database (chat/postgres, chat/mysql, chat/sqlite), so that a
+// message is stored if and only if its outbox entry is: a crash can lose
+// neither one without the other.
+type OutboxStore interface {
+	// EnableOutbox creates the outbox table when it is missing and, when
+	// encode is not nil, makes every later append write encode's entry
+	// for each message in the message's own transaction. Call it before
+	// the store is used; calling it again replaces encode.
+	EnableOutbox(ctx context.Context, encode OutboxEncoder) (Outbox, error)
+}
+
+// Outbox is a store's outbox table. Several processes may share it (the
+// nodes of a cluster on one database): Claim leases an entry, so that
+// while the lease lasts no other claimer gets it, and an entry whose
+// claimer died is claimed again once its lease ends.
+type Outbox interface {
+	// Table names the outbox table, for the operator's logs.
+	Table() string
+	// Add writes e, in a transaction of its own, behind the entries with
+	// its key.
+	Add(ctx context.Context, e OutboxEntry) error
+	// Claim leases, for lease, the oldest due entry that heads its key
+	// and is not leased, and reports ok false when there is none.
+	Claim(ctx context.Context, lease time.Duration) (e OutboxEntry, ok bool, err error)
+	// Done deletes a claimed entry: delivered, refused or given up.
+	Done(ctx context.Context, e OutboxEntry) error
+	// Retry ends e's lease and records e.Attempts and e.Due: the entry
+	// stays at the head of its key and is claimed again from e.Due.
+	Retry(ctx context.Context, e OutboxEntry) error
+	// Stats reports the entries held and when the oldest was created
+	// (zero when none).
+	Stats(ctx context.Context) (depth int, oldest time.Time, err error)
+	// Wake is signalled when this process wrote entries (a commit or an
+	// Add), so that an idle claimer need not wait for its next poll.
+	Wake() <-chan struct{}
+}
