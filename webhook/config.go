@@ -6,7 +6,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
+
+	"github.com/openlivesync/livesync/chat"
 )
 
 // Config configures Webhooks. URL and Secret are required; every zero
@@ -38,6 +41,13 @@ type Config struct {
 	Outbox Outbox
 	// OutboxSize bounds the default outbox. Default 100,000.
 	OutboxSize int
+	// Store, when set, keeps the outbox in a table of the chat store's
+	// database (a StoreOutbox; chat/postgres, chat/mysql and chat/sqlite
+	// implement chat.OutboxStore): chat.message is written in the
+	// message's own transaction, the other events before they are sent,
+	// so none is lost to a crash or a restart. Set Store or Outbox, not
+	// both; give the same store to the server's Options.Store.
+	Store chat.OutboxStore
 	// Workers is how many deliveries may be in flight at once, each for a
 	// different room or user. Default 16.
 	Workers int
@@ -98,9 +108,6 @@ func (c Config) withDefaults() (Config, error) {
 	if c.OutboxSize <= 0 {
 		c.OutboxSize = DefaultOutboxSize
 	}
-	if c.Outbox == nil {
-		c.Outbox = NewMemoryOutbox(c.OutboxSize)
-	}
 	if c.Workers <= 0 {
 		c.Workers = DefaultWorkers
 	}
@@ -109,6 +116,20 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	switch {
+	case c.Store != nil && c.Outbox != nil:
+		return c, errors.New("webhook: set Store or Outbox, not both")
+	case c.Store != nil:
+		// The lease outlasts an attempt, so that no other node claims an
+		// event still in flight.
+		ob, err := newStoreOutbox(c.Store, slices.Contains(c.Events, ChatMessage), c.Timeout+30*time.Second, c.Logger)
+		if err != nil {
+			return c, fmt.Errorf("webhook: outbox: %w", err)
+		}
+		c.Outbox = ob
+	case c.Outbox == nil:
+		c.Outbox = NewMemoryOutbox(c.OutboxSize)
 	}
 	return c, nil
 }

@@ -22,7 +22,9 @@ func (w *Webhooks) Install(h *livesync.Hooks) {
 		h.OnConnect = chain(h.OnConnect, func(c livesync.ConnectionEvent) { w.users.connected(c.UserID, c.Name, time.Now()) })
 		h.OnDisconnect = chain(h.OnDisconnect, func(c livesync.ConnectionEvent) { w.users.disconnected(c.UserID) })
 	}
-	if e[ChatMessage] {
+	// A StoreOutbox's store writes chat.message itself, in the message's
+	// transaction.
+	if _, durable := w.cfg.Outbox.(*StoreOutbox); e[ChatMessage] && !durable {
 		h.OnChatStored = chain(h.OnChatStored, w.chat)
 	}
 }

@@ -56,7 +56,7 @@ func (w *Webhooks) emit(e Event) {
 	if err := w.cfg.Outbox.Add(e); err != nil {
 		w.m.outcome(e.Type, outcomeDropped)
 		if w.m.dropLogged.CompareAndSwap(false, true) {
-			w.cfg.Logger.Warn("webhook outbox full: events are dropped until it drains", "err", err)
+			w.cfg.Logger.Warn("webhook events cannot be queued (outbox full, or its database away): they are dropped, counted, until one is queued again", "err", err)
 		}
 		return
 	}
@@ -149,7 +149,9 @@ func (w *Webhooks) post(e Event) (int, error) {
 // Close stops accepting events, sends user.offline now for the users
 // waiting out OfflineDelay (the server is gone, so they are offline), and
 // waits for the outbox to empty until ctx ends: then what is left is
-// abandoned (in a MemoryOutbox, lost) and ctx's error returned.
+// abandoned (in a MemoryOutbox, lost) and ctx's error returned. A
+// StoreOutbox is not waited for: its events stay in the table, for the
+// next start or another node. Close it before the store.
 func (w *Webhooks) Close(ctx context.Context) error {
 	w.users.flush()
 	w.closed.Store(true)
@@ -160,6 +162,9 @@ func (w *Webhooks) Close(ctx context.Context) error {
 			m.Close()
 		}
 	}()
+	if _, durable := w.cfg.Outbox.(*StoreOutbox); durable {
+		return nil
+	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -172,6 +177,15 @@ func (w *Webhooks) Close(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// OutboxTable names the table of a StoreOutbox, and is "" for an outbox
+// in memory.
+func (w *Webhooks) OutboxTable() string {
+	if o, ok := w.cfg.Outbox.(*StoreOutbox); ok {
+		return o.Table()
+	}
+	return ""
 }
 
 // Events returns the event types sent.

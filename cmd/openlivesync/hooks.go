@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/webhook"
 )
 
@@ -91,13 +92,24 @@ func (h *hooksConfig) apply(opts *livesync.Options, log *slog.Logger) error {
 	if h.webhookURL == "" {
 		return nil
 	}
-	wh, err := webhook.New(webhook.Config{URL: h.webhookURL, Secret: h.secret, Events: h.events, Logger: log})
+	wcfg := webhook.Config{URL: h.webhookURL, Secret: h.secret, Events: h.events, Logger: log}
+	// A database store keeps the outbox: chat.message commits with its
+	// message, and nothing queued is lost when the process dies.
+	if s, ok := opts.Store.(chat.OutboxStore); ok {
+		wcfg.Store = s
+	}
+	wh, err := webhook.New(wcfg)
 	if err != nil {
 		return err
 	}
 	wh.Install(&opts.Hooks)
 	h.wh = wh
-	log.Info("webhooks: the outbox is in memory and bounded: events still queued when the process stops are lost, and beyond the bound new ones are dropped (counted)",
+	if table := wh.OutboxTable(); table != "" {
+		log.Info("webhook outbox: durable, in table "+table+": chat.message is written in the message's transaction, and queued events survive a crash or restart",
+			"url", redactURL(h.webhookURL), "events", strings.Join(h.events, ","), "outbox_table", table)
+		return nil
+	}
+	log.Info("webhook outbox: in memory, bounded: events still queued when the process stops are lost, and beyond the bound new ones are dropped (counted)",
 		"url", redactURL(h.webhookURL), "events", strings.Join(h.events, ","), "outbox_size", webhook.DefaultOutboxSize)
 	return nil
 }

@@ -1,0 +1,166 @@
+package webhook
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// StoreOutbox is an Outbox kept in a table of the chat store's database
+// (Config.Store): its events survive a crash or a restart, and a
+// chat.message event is written by the store in the transaction that
+// stores the message, so that a message is stored if and only if its
+// webhook is (and is then delivered at least once). Nodes of a cluster
+// sharing the database share the outbox: each event is leased to one of
+// them at a time.
+type StoreOutbox struct {
+	ob    chat.Outbox
+	lease time.Duration
+	log   *slog.Logger
+	more  chan struct{} // capacity 1: a claim succeeded, so others may too
+
+	mu      sync.Mutex
+	claimed map[string]int64 // the seq of each claimed event, by webhook-id
+
+	errLogged atomic.Bool // an outbox error was logged since the last success
+}
+
+// storeOutboxPoll is how often an idle claimer looks at the table: other
+// nodes' entries and retries coming due wake no one in this process.
+const storeOutboxPoll = time.Second
+
+// storeOutboxCall bounds each statement run outside a claim (Done,
+// Retry, Add, Stats).
+const storeOutboxCall = 10 * time.Second
+
+// newStoreOutbox enables store's outbox; with chatToo, the store writes
+// a chat.message event with each message it stores.
+func newStoreOutbox(store chat.OutboxStore, chatToo bool, lease time.Duration, log *slog.Logger) (*StoreOutbox, error) {
+	var encode chat.OutboxEncoder
+	if chatToo {
+		encode = func(m protocol.StoredChatMessage) (chat.OutboxEntry, bool) {
+			return entryOf(newEvent(ChatMessage, roomKey(m.RoomID), time.UnixMilli(m.CreatedAt), m)), true
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ob, err := store.EnableOutbox(ctx, encode)
+	if err != nil {
+		return nil, err
+	}
+	return &StoreOutbox{ob: ob, lease: lease, log: log, more: make(chan struct{}, 1), claimed: map[string]int64{}}, nil
+}
+
+// Table names the outbox table.
+func (o *StoreOutbox) Table() string { return o.ob.Table() }
+
+func entryOf(e Event) chat.OutboxEntry {
+	return chat.OutboxEntry{ID: e.ID, Type: e.Type, Key: e.Key, Body: e.Body, Created: e.Created, Attempts: e.Attempts, Due: e.Due}
+}
+
+// failed logs err once per run of failures: a database that is away
+// would otherwise log once a second per worker.
+func (o *StoreOutbox) failed(op string, err error) {
+	if o.errLogged.CompareAndSwap(false, true) {
+		o.log.Warn("webhook outbox: "+op+" failed; the event stays in the outbox (retried)", "err", err)
+	}
+}
+
+// Add implements Outbox: the event is in the table when it returns nil.
+func (o *StoreOutbox) Add(e Event) error {
+	ctx, cancel := context.WithTimeout(context.Background(), storeOutboxCall)
+	defer cancel()
+	return o.ob.Add(ctx, entryOf(e))
+}
+
+// Claim implements Outbox. It polls the table while nothing is due, and
+// keeps trying while the database is away.
+func (o *StoreOutbox) Claim(ctx context.Context) (Event, error) {
+	for {
+		en, ok, err := o.ob.Claim(ctx, o.lease)
+		if ctx.Err() != nil {
+			return Event{}, ctx.Err()
+		}
+		if ok {
+			o.errLogged.Store(false)
+			o.mu.Lock()
+			o.claimed[en.ID] = en.Seq
+			o.mu.Unlock()
+			select { // one claim may not be the last: let another worker look
+			case o.more <- struct{}{}:
+			default:
+			}
+			return Event{ID: en.ID, Type: en.Type, Key: en.Key, Body: en.Body, Created: en.Created, Attempts: en.Attempts}, nil
+		}
+		if err != nil {
+			o.failed("claim", err)
+		}
+		t := time.NewTimer(storeOutboxPoll)
+		select {
+		case <-o.ob.Wake():
+		case <-o.more:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return Event{}, ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
+// take forgets claimed e and returns it with its seq.
+func (o *StoreOutbox) take(e Event) (chat.OutboxEntry, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	seq, ok := o.claimed[e.ID]
+	delete(o.claimed, e.ID)
+	en := entryOf(e)
+	en.Seq = seq
+	return en, ok
+}
+
+// Done implements Outbox. When the database is away the row stays, and
+// is delivered again once its lease ends: at least once.
+func (o *StoreOutbox) Done(e Event) {
+	en, ok := o.take(e)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeOutboxCall)
+	defer cancel()
+	if err := o.ob.Done(ctx, en); err != nil {
+		o.failed("done", err)
+	}
+}
+
+// Retry implements Outbox. When the database is away the row is claimed
+// again once its lease ends, with its earlier attempt count.
+func (o *StoreOutbox) Retry(e Event) {
+	en, ok := o.take(e)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeOutboxCall)
+	defer cancel()
+	if err := o.ob.Retry(ctx, en); err != nil {
+		o.failed("retry", err)
+	}
+}
+
+// Stats implements Outbox: the whole table, every node's events. It
+// reports nothing (0) while the database cannot be read.
+func (o *StoreOutbox) Stats() (int, time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeOutboxCall)
+	defer cancel()
+	n, oldest, err := o.ob.Stats(ctx)
+	if err != nil {
+		o.failed("stats", err)
+		return 0, time.Time{}
+	}
+	return n, oldest
+}
