@@ -1,0 +1,22 @@
+package mysql
+
+import (
+	"testing"
+
+	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/chat/chattest"
+	"github.com/openlivesync/livesync/chat/internal/sqlstore"
+	"github.com/openlivesync/livesync/internal/testsvc"
+)
+
+func TestOutbox(t *testing.T) {
+	chattest.RunOutbox(t, chattest.OutboxFixture{
+		Open: func(t *testing.T) (chat.Store, chat.Store) {
+			a := newTestStore(t, nil)
+			dsn := testsvc.MySQLDSN(t)
+			dropOnCleanup(t, dsn, sqlstore.OutboxTableName(a.table, maxIdentLen))
+			return a, openTable(t, dsn, a.table)
+		},
+		Exec: func(t *testing.T, q string) { exec(t, testsvc.MySQLDSN(t), q) },
+	})
+}
