@@ -261,7 +261,7 @@ func (b *Broker) Close() error {
 			}
 			if b.health.cmdDown() == nil {
 				ctx, cancel := context.WithTimeout(context.Background(), b.opts.OpTimeout)
-				if e := deregisterScript.Run(ctx, b.rdb, nil, b.opts.Prefix, b.node).Err(); e != nil {
+				if e := deregisterScript.Run(ctx, b.rdb, nil, b.opts.Prefix, b.node, pendingOfflineTTL.Milliseconds()).Err(); e != nil {
 					b.log.Warn("cluster: could not withdraw this node's members; they leave when its heartbeat expires", "err", e)
 				}
 				cancel()
@@ -337,25 +337,36 @@ func (b *Broker) RoomState(ctx context.Context, roomID string) (broker.RoomState
 func (b *Broker) SetMember(roomID, connID string, entry []byte) {
 	b.qmu.Lock()
 	defer b.qmu.Unlock()
+	b.mirrorSetLocked(roomID, connID, entry)
+	b.enqueueLocked(op{kind: opSet, room: roomID, conn: connID, data: entry}, false)
+}
+
+// mirrorSetLocked records this node's member, for re-registrations.
+// b.qmu held.
+func (b *Broker) mirrorSetLocked(roomID, connID string, entry []byte) {
 	m := b.mirror[roomID]
 	if m == nil {
 		m = make(map[string][]byte)
 		b.mirror[roomID] = m
 	}
 	m[connID] = entry
-	b.enqueueLocked(op{kind: opSet, room: roomID, conn: connID, data: entry}, false)
 }
 
-// RemoveMember implements broker.Broker.
-func (b *Broker) RemoveMember(roomID, connID string) {
-	b.qmu.Lock()
-	defer b.qmu.Unlock()
+// mirrorRemoveLocked forgets this node's member. b.qmu held.
+func (b *Broker) mirrorRemoveLocked(roomID, connID string) {
 	if m := b.mirror[roomID]; m != nil {
 		delete(m, connID)
 		if len(m) == 0 {
 			delete(b.mirror, roomID)
 		}
 	}
+}
+
+// RemoveMember implements broker.Broker.
+func (b *Broker) RemoveMember(roomID, connID string) {
+	b.qmu.Lock()
+	defer b.qmu.Unlock()
+	b.mirrorRemoveLocked(roomID, connID)
 	b.enqueueLocked(op{kind: opRemove, room: roomID, conn: connID}, false)
 }
 
