@@ -16,16 +16,16 @@ import (
 type opKind uint8
 
 const (
-	opSet     opKind = iota // register a member and announce it
-	opRemove                // unregister a member and announce its departure
-	opEvent                 // relay an event
-	opChat                  // publish a chat batch and release the lock
-	opUnlock                // release a chat lock
-	opReplace               // re-register all of this node's members
-	opBarrier               // signal done: everything before it was sent
-	opPublish               // publish data on the room's channel, and report the outcome (moderation)
-	opConnect               // count a user's connection (broker.Counter)
-	opDisconnect            // uncount it
+	opSet        opKind = iota // register a member and announce it
+	opRemove                   // unregister a member and announce its departure
+	opEvent                    // relay an event
+	opChat                     // publish a chat batch and release the lock
+	opUnlock                   // release a chat lock
+	opReplace                  // re-register all of this node's members
+	opBarrier                  // signal done: everything before it was sent
+	opPublish                  // publish data on the room's channel, and report the outcome (moderation)
+	opConnect                  // count a user's connection (broker.Counter)
+	opDisconnect               // uncount it
 )
 
 // op is one queued operation.
