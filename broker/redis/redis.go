@@ -12,7 +12,9 @@
 // that have members in it; a presence registry (a hash per room) holds
 // every member with its node; each node refreshes a heartbeat key, and
 // every node regularly sweeps the members of nodes whose heartbeat
-// expired, announcing their departure. Changes are sent from one queue
+// expired, announcing their departure (and reporting it, from that one
+// node, to the server: see broker.LossSink). It also counts each room's
+// members and each user's connections (broker.Counter). Changes are sent from one queue
 // per node, in order, pipelined; the queue is bounded and never blocks a
 // room. Chat order across nodes comes from a per-room lock held while a
 // batch is stored and until it is published (see broker.ChatLock).
