@@ -240,3 +240,55 @@ func TestClusterHooksDeadNode(t *testing.T) {
 		t.Errorf("the dead node observed %d departures itself", n)
 	}
 }
+
+// TestClusterHooksCountsSurviveRedisLoss: Redis loses everything during
+// an outage; once it is back the nodes re-register their members and
+// connections, so the last leave and the last close are still observed
+// as the room's last and the user going offline, once.
+func TestClusterHooksCountsSurviveRedisLoss(t *testing.T) {
+	e := newClusterEnv(t)
+	h := &hookRecorder{}
+	proxy, err := tcpproxy.New(e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	const delay = 100 * time.Millisecond
+	var srvs []*Server
+	var urls []string
+	for i := range 2 {
+		opts := e.nodeOptions(proxy.Addr(), nil, nil)
+		opts.Hooks = h.hooks(i, delay)
+		opts.OnAuth = func(r *http.Request) (*UserInfo, error) {
+			return &UserInfo{UserID: r.URL.Query().Get("user")}, nil
+		}
+		s, url := startServer(t, opts)
+		srvs, urls = append(srvs, s), append(urls, url)
+	}
+	a := livesynctest.Dial(t, urls[0]+"?user=ann")
+	a.Join("r", nil)
+	b := livesynctest.Dial(t, urls[1]+"?user=bob")
+	b.Join("r", nil)
+	livesynctest.WaitFor(t, "both online", func() bool { return h.count(func(r hookRecord) bool { return r.kind == "online" }) == 2 })
+
+	proxy.Cut()
+	e.wipe()
+	for _, s := range srvs {
+		livesynctest.WaitFor(t, "the outage noticed", func() bool { return s.broker.Healthy() != nil })
+	}
+	proxy.Restore()
+	// The re-registration is the broker's business; its result shows in
+	// Redis as both users' connections counted again.
+	livesynctest.WaitFor(t, "connections re-registered", func() bool {
+		return e.rdb.HLen(t.Context(), e.prefix+":u:ann").Val() == 1 && e.rdb.HLen(t.Context(), e.prefix+":u:bob").Val() == 1 &&
+			e.rdb.HLen(t.Context(), e.prefix+":m:r").Val() == 2
+	})
+
+	a.Close()
+	b.Close()
+	livesynctest.WaitFor(t, "both offline", func() bool { return h.count(func(r hookRecord) bool { return r.kind == "offline" }) == 2 })
+	livesynctest.WaitFor(t, "both leaves", func() bool { return h.count(kindIn("leave", "r")) == 2 })
+	if n := h.count(func(r hookRecord) bool { return r.kind == "leave" && r.edge }); n != 1 {
+		t.Fatalf("%d leaves were the room's last, want 1", n)
+	}
+}

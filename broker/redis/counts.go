@@ -44,14 +44,24 @@ func (b *Broker) LeaveMember(roomID, connID string, report func(last, ok bool)) 
 
 // ConnectUser implements broker.Counter.
 func (b *Broker) ConnectUser(connID, userID, name string, report func(online, ok bool)) {
-	b.enqueue(op{kind: opConnect, conn: connID, user: userID, name: name, count: report}, false)
+	b.qmu.Lock()
+	defer b.qmu.Unlock()
+	b.users[connID] = userConn{userID, name}
+	b.enqueueLocked(op{kind: opConnect, conn: connID, user: userID, name: name, count: report}, false)
 }
+
+// userConn is a connection of this node that ConnectUser counted, kept
+// for re-registrations.
+type userConn struct{ user, name string }
 
 // DisconnectUser implements broker.Counter. The token names this
 // disconnect, so that ConfirmOffline can tell whether the user came and
 // went again meanwhile.
 func (b *Broker) DisconnectUser(connID, userID string, report func(token string, ok bool)) {
-	b.enqueue(op{kind: opDisconnect, conn: connID, user: userID, token: b.node + "\n" + randomToken(), gone: report}, false)
+	b.qmu.Lock()
+	defer b.qmu.Unlock()
+	delete(b.users, connID)
+	b.enqueueLocked(op{kind: opDisconnect, conn: connID, user: userID, token: b.node + "\n" + randomToken(), gone: report}, false)
 }
 
 // ConfirmOffline implements broker.Counter.

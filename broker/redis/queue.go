@@ -36,6 +36,7 @@ type op struct {
 	data []byte
 	chat *chatOp
 	reg  []string // opReplace: conn, room, entry for each member
+	ureg []string // opReplace: conn, user, name for each counted connection
 	done chan struct{}
 	wait *waiter // opPublish: its outcome
 
@@ -118,7 +119,11 @@ func (b *Broker) enqueueReplace() {
 			reg = append(reg, conn, room, string(entry))
 		}
 	}
-	b.enqueueLocked(op{kind: opReplace, reg: reg}, true)
+	var ureg []string
+	for conn, u := range b.users {
+		ureg = append(ureg, conn, u.user, u.name)
+	}
+	b.enqueueLocked(op{kind: opReplace, reg: reg, ureg: ureg}, true)
 }
 
 // finish reports the outcome of an operation someone waits for.
@@ -312,6 +317,14 @@ func (b *Broker) script(o *op) {
 			args = append(args, a)
 		}
 		err = replaceScript.Run(ctx, b.rdb, []string{b.k.nodeSet(b.node)}, args...).Err()
+		if err == nil {
+			uargs := make([]any, 0, 2+len(o.ureg))
+			uargs = append(uargs, b.opts.Prefix, b.node)
+			for _, a := range o.ureg {
+				uargs = append(uargs, a)
+			}
+			err = replaceUsersScript.Run(ctx, b.rdb, []string{b.k.nodeUsers(b.node)}, uargs...).Err()
+		}
 	case opConnect:
 		var n int
 		n, err = connectScript.Run(ctx, b.rdb, b.k.userKeys(b.node, o.user),

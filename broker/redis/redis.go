@@ -127,6 +127,7 @@ type Broker struct {
 	queue       []op
 	qwake       chan struct{}
 	mirror      map[string]map[string][]byte // room → conn → entry: this node's members
+	users       map[string]userConn          // conn → user: this node's counted connections
 	dropping    bool                         // dropping for a full queue; logged once
 	dropped     int                          // operations dropped since dropping began
 	lostMembers bool                         // presence changes among them: resynchronise
@@ -210,6 +211,7 @@ func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
 		k:      keys{o.Prefix},
 		qwake:  make(chan struct{}, 1),
 		mirror: make(map[string]map[string][]byte),
+		users:  make(map[string]userConn),
 		subs:   make(map[string]*sub),
 		resync: make(chan struct{}, 1),
 	}

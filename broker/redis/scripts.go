@@ -248,6 +248,36 @@ end
 return 0
 `)
 
+// replaceUsersScript makes the connection counts hold exactly the
+// node's connections given, as replaceScript does for its members, after
+// the node may have been swept as dead or Redis lost its data. It sends
+// no user event: a user whose last connection it withdraws, or whose
+// first it restores, is told of by nobody (see broker.Counter).
+// KEYS: the node's user set. ARGV: prefix, node, then conn, user, name
+// for each connection.
+var replaceUsersScript = goredis.NewScript(`
+local prefix, node = ARGV[1], ARGV[2]
+local want = {}
+for i = 3, #ARGV, 3 do want[ARGV[i] .. '\n' .. ARGV[i + 1]] = true end
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not want[m] then
+    local nl = string.find(m, '\n', 1, true)
+    if nl then
+      local conn, user = string.sub(m, 1, nl - 1), string.sub(m, nl + 1)
+      local h = prefix .. ':u:' .. user
+      local v = redis.call('HGET', h, conn)
+      if v and string.sub(v, 1, #node + 1) == node .. '\n' then redis.call('HDEL', h, conn) end
+    end
+    redis.call('SREM', KEYS[1], m)
+  end
+end
+for i = 3, #ARGV, 3 do
+  redis.call('HSET', prefix .. ':u:' .. ARGV[i + 1], ARGV[i], node .. '\n' .. ARGV[i + 2])
+  redis.call('SADD', KEYS[1], ARGV[i] .. '\n' .. ARGV[i + 1])
+end
+return 0
+`)
+
 // confirmOfflineScript returns 1, once, when the user still has no
 // connection and the pending key still holds the token: no connection
 // came and went since. KEYS: user hash, pending key. ARGV: token.
