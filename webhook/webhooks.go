@@ -144,8 +144,10 @@ func (w *Webhooks) post(e Event) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// Close stops accepting events and waits for the outbox to empty until ctx ends: then what is left is
-// abandoned (in a MemoryOutbox, lost) and ctx's error returned.
+// Close stops accepting events and waits for the outbox to empty until
+// ctx ends: then what is left is abandoned (in a MemoryOutbox, lost) and
+// ctx's error returned. (The users waiting out the offline delay are the
+// server's: its Shutdown sends their user.offline.)
 func (w *Webhooks) Close(ctx context.Context) error {
 	w.closed.Store(true)
 	defer func() {
