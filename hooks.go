@@ -38,10 +38,26 @@ type Hooks struct {
 	// OnAuth admitted them) and ending.
 	OnConnect    func(ConnectionEvent)
 	OnDisconnect func(ConnectionEvent)
-	// OnJoin and OnLeave observe members joining and leaving rooms on
-	// this node.
+	// OnJoin and OnLeave observe members joining and leaving rooms. Each
+	// join and leave is observed once, by the node the member is
+	// connected to; in a cluster, the departures of a dead node's members
+	// are observed once, by the node that swept them (within the
+	// broker's node TTL and heartbeat, about 6s with broker/redis).
 	OnJoin  func(MemberEvent)
 	OnLeave func(MemberEvent)
+	// OnUser observes user ids coming online (their first connection)
+	// and going offline (their last connection closed and none opened
+	// within OfflineDelay, so that a page reload is not observed).
+	// Anonymous connections count for nobody. In a cluster whose broker
+	// counts connections (broker.Counter, as broker/redis does), it is
+	// cluster-wide: a user is online while it has a connection on any
+	// node, each change is observed once, by one node, and the offline
+	// delay is checked cluster-wide, so a reload onto another node is
+	// not observed either. Otherwise it is per node.
+	OnUser func(UserEvent)
+	// OfflineDelay is how long a user id must stay without connections
+	// before OnUser observes it offline. Default 3s.
+	OfflineDelay time.Duration
 	// OnChatStored observes each chat message once it is stored, before
 	// or while it is broadcast.
 	OnChatStored func(protocol.StoredChatMessage)
@@ -102,13 +118,30 @@ type MemberEvent struct {
 	ConnectionID string
 	UserID       string // "" when anonymous
 	Name         string
-	// First (on a join): the room had no member on this node before.
-	// Last (on a leave): the room has no member on this node any more.
-	// They are what room.occupied and room.vacated are made of.
+	// First (on a join): the room had no member before. Last (on a
+	// leave): the room has no member any more. They are what
+	// room.occupied and room.vacated are made of. In a cluster whose
+	// broker counts members (broker.Counter, as broker/redis does), they
+	// are cluster-wide: exactly one join has First and one leave has Last
+	// per occupation of the room, whichever nodes its members are on;
+	// should the count be unknown (Redis unreachable), they fall back to
+	// this node's view. Otherwise they are per node.
 	First, Last bool
 	// At is when it happened, for observers that report it later.
 	At time.Time
 }
+
+// UserEvent describes a user id coming online or going offline (see
+// Hooks.OnUser).
+type UserEvent struct {
+	UserID string
+	Name   string // from UserInfo, as of the connection that counted
+	Online bool   // false: offline
+	At     time.Time
+}
+
+// defaultOfflineDelay is Hooks.OfflineDelay's default.
+const defaultOfflineDelay = 3 * time.Second
 
 // defaultChatTimeout is Hooks.ChatTimeout's default.
 const defaultChatTimeout = 2 * time.Second
@@ -118,7 +151,7 @@ const defaultHookQueue = 1 << 16
 
 // observing reports whether any observer is set.
 func (h *Hooks) observing() bool {
-	return h.OnConnect != nil || h.OnDisconnect != nil || h.OnJoin != nil || h.OnLeave != nil || h.OnChatStored != nil
+	return h.OnConnect != nil || h.OnDisconnect != nil || h.OnJoin != nil || h.OnLeave != nil || h.OnChatStored != nil || h.OnUser != nil
 }
 
 // memberEvent describes a join or a leave of the member whose entry is e.

@@ -16,6 +16,11 @@ type observation struct {
 	member MemberEvent
 	conn   ConnectionEvent
 	chat   protocol.StoredChatMessage
+	user   UserEvent
+	// tally, when set, is the cluster's count that decides member.First
+	// or Last (obsJoin, obsLeave) or whether user is observed at all
+	// (obsUser online): the observer waits for it (see tally).
+	tally *tally
 }
 
 type observationKind uint8
@@ -26,6 +31,7 @@ const (
 	obsJoin
 	obsLeave
 	obsChat
+	obsUser
 )
 
 // observers delivers observations to the Hooks' observers from one
@@ -93,6 +99,22 @@ func (o *observers) run() {
 
 func (o *observers) deliver(ob *observation) {
 	h := &o.hooks
+	if t := ob.tally; t != nil {
+		edge, known := t.wait()
+		switch {
+		case ob.kind == obsUser && known && !edge:
+			// Another connection of the user counts already, somewhere
+			// in the cluster. (Unknown, during an outage: observed, as a
+			// repeat is better than a loss.)
+			return
+		case !known:
+			// Keep this node's view, computed when queued.
+		case ob.kind == obsJoin:
+			ob.member.First = edge
+		case ob.kind == obsLeave:
+			ob.member.Last = edge
+		}
+	}
 	switch ob.kind {
 	case obsConnect:
 		if h.OnConnect != nil {
@@ -113,6 +135,10 @@ func (o *observers) deliver(ob *observation) {
 	case obsChat:
 		if h.OnChatStored != nil {
 			h.OnChatStored(ob.chat)
+		}
+	case obsUser:
+		if h.OnUser != nil {
+			h.OnUser(ob.user)
 		}
 	}
 }

@@ -180,14 +180,22 @@ func (r *room) join(c *conn, entry protocol.PresenceEntry) bool {
 		return false
 	}
 	_, was := r.members[c.id]
+	var t *tally
 	if o := r.srv.observers; o != nil {
 		// Under mu, so the room's observations keep its order.
-		o.add(observation{kind: obsJoin, member: memberEvent(r.id, &entry, len(r.local) == 0, false)})
+		ob := observation{kind: obsJoin, member: memberEvent(r.id, &entry, len(r.local) == 0, false)}
+		if r.srv.counter != nil {
+			t = newTally()
+			ob.tally = t
+		}
+		o.add(ob)
 	}
 	m := &member{entry: entry, conn: c, index: len(r.local)}
 	r.members[c.id] = m
 	r.local = append(r.local, c)
-	if b := r.srv.broker; b != nil {
+	if t != nil {
+		r.srv.counter.JoinMember(r.id, c.id, m.encoded(), t.report)
+	} else if b := r.srv.broker; b != nil {
 		b.SetMember(r.id, c.id, m.encoded())
 	}
 	r.markDirty(c.id, was)
@@ -222,14 +230,22 @@ func (r *room) leave(c *conn) {
 	}
 	r.local[last] = nil
 	r.local = r.local[:last]
+	var t *tally
 	if o := r.srv.observers; o != nil {
-		o.add(observation{kind: obsLeave, member: memberEvent(r.id, &m.entry, false, len(r.local) == 0)})
+		ob := observation{kind: obsLeave, member: memberEvent(r.id, &m.entry, false, len(r.local) == 0)}
+		if r.srv.counter != nil {
+			t = newTally()
+			ob.tally = t
+		}
+		o.add(ob)
 	}
 	if m.trailing != nil {
 		m.trailing.Stop()
 	}
 	delete(r.fresh, c.id)
-	if b := r.srv.broker; b != nil {
+	if t != nil {
+		r.srv.counter.LeaveMember(r.id, c.id, t.report)
+	} else if b := r.srv.broker; b != nil {
 		b.RemoveMember(r.id, c.id)
 	}
 	if len(r.local) > 0 {

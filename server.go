@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/openlivesync/livesync/broker"
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/internal/ws"
 	"github.com/openlivesync/livesync/protocol"
@@ -56,6 +57,11 @@ type Server struct {
 	// observers delivers to the Hooks' observers; nil when none is set,
 	// so that the paths that would feed it test one pointer.
 	observers *observers
+	// counter is the broker, when it counts members and connections
+	// cluster-wide and there are observers to tell; nil otherwise.
+	counter broker.Counter
+	// users tracks user ids for Hooks.OnUser; nil when it is not set.
+	users *users
 
 	wg sync.WaitGroup // connection readers and chat workers
 	// draining is set by Shutdown: chat is no longer accepted, and
@@ -127,6 +133,10 @@ func New(opts *Options) (*Server, error) {
 	if s.opts.Hooks.observing() {
 		s.observers = newObservers(s.opts.Hooks)
 		s.metrics.registry().MustRegister(s.observers)
+		s.counter, _ = s.broker.(broker.Counter)
+		if s.opts.Hooks.OnUser != nil {
+			s.users = newUsers(s, s.counter)
+		}
 	}
 	s.tcpPerIP, s.tcpConns = make(map[string]int), make(map[net.Conn]*tcpSlot)
 	if s.broker != nil {
@@ -358,7 +368,11 @@ func (s *Server) register(c *conn) bool {
 	s.wg.Add(1)
 	s.metrics.connections.Add(1)
 	if s.observers != nil {
-		s.observers.add(observation{kind: obsConnect, conn: c.event()})
+		ev := c.event()
+		s.observers.add(observation{kind: obsConnect, conn: ev})
+		if s.users != nil {
+			s.users.connected(ev)
+		}
 	}
 	return true
 }
@@ -368,7 +382,11 @@ func (s *Server) unregister(c *conn) {
 	delete(s.conns, c)
 	s.release(c.ip)
 	if s.observers != nil {
-		s.observers.add(observation{kind: obsDisconnect, conn: c.event()})
+		ev := c.event()
+		s.observers.add(observation{kind: obsDisconnect, conn: ev})
+		if s.users != nil {
+			s.users.disconnected(ev)
+		}
 	}
 	s.mu.Unlock()
 	s.metrics.connections.Add(-1)
@@ -507,6 +525,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	close(s.stop)
 	s.sweeper.Wait()
 	s.upgrader.Close()
+	if s.users != nil {
+		s.users.flush(ctx)
+	}
 	if s.observers != nil {
 		if err := s.observers.close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("livesync: hook observers: %w", err))

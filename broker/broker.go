@@ -156,3 +156,66 @@ type Broker interface {
 	// Shutdown.
 	Close() error
 }
+
+// Counter is an optional interface of a Broker that counts, cluster-wide,
+// each room's members and each user id's connections, in the same atomic
+// step as the registry change. The node whose change moves a count from
+// or to zero is the one told so, which lets exactly one node of the
+// cluster report a room's first and last member (room.occupied,
+// room.vacated) and a user's first and last connection (user.online,
+// user.offline), where each node on its own would report its own share.
+// The server uses it, when the broker implements it, for the hooks'
+// MemberEvent.First/Last and user events.
+//
+// Like SetMember and RemoveMember, its calls are made under a room's or
+// the server's lock and must not block. Their report funcs are called
+// once each, later, from the broker's own goroutine, and must not block
+// either: ok false means the count is unknown (the change was dropped or
+// failed, as during an outage), and the caller falls back to what it
+// knows locally.
+type Counter interface {
+	// JoinMember is SetMember for a join: it registers and announces the
+	// member, and reports whether it was the room's first member in the
+	// cluster.
+	JoinMember(roomID, connID string, entry []byte, report func(first, ok bool))
+	// LeaveMember is RemoveMember, reporting whether the member was the
+	// room's last in the cluster.
+	LeaveMember(roomID, connID string, report func(last, ok bool))
+	// ConnectUser counts connection connID of userID (name is what
+	// user.offline will carry if this node's sweep has to send it), and
+	// reports whether the user is now online: it had no connection
+	// anywhere and was not waiting out an offline delay.
+	ConnectUser(connID, userID, name string, report func(online, ok bool))
+	// DisconnectUser uncounts connID. When that was the user's last
+	// connection anywhere, report gets a token: after the offline delay,
+	// the caller asks ConfirmOffline whether the user is still offline.
+	DisconnectUser(connID, userID string, report func(token string, ok bool))
+	// ConfirmOffline reports whether userID has had no connection since
+	// DisconnectUser gave token, and consumes the token: of all the
+	// nodes asking, at most one is told true, once.
+	ConfirmOffline(ctx context.Context, userID, token string) (bool, error)
+}
+
+// LostMember is a member of a dead node that a sweep removed.
+type LostMember struct {
+	RoomID, ConnID string
+	// Entry is the JSON of the member's protocol.PresenceEntry.
+	Entry []byte
+	// Last: the room has no member left in the cluster.
+	Last bool
+}
+
+// LostUser is a user whose last connection was on a dead node: the sweep
+// left a token to confirm, after the offline delay, that it is offline.
+type LostUser struct {
+	UserID, Name, Token string
+}
+
+// LossSink is an optional interface of a Sink, used by brokers that are
+// Counters. When a sweep removes a dead node's members and connections,
+// the broker of the node that ran it (one node, atomically) calls
+// NodeLost, once, from its own goroutine: that node alone reports the
+// departures, so each is reported once in the cluster. It must not block.
+type LossSink interface {
+	NodeLost(members []LostMember, users []LostUser)
+}

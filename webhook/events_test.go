@@ -68,7 +68,7 @@ func TestEventsOfJoinChatLeaveInRoomOrder(t *testing.T) {
 
 // user.online once for a user's connections; a reconnect within
 // OfflineDelay sends no user.offline; the last close (here flushed by
-// Close) sends one.
+// the server's Shutdown) sends one.
 func TestUserOfflineDebounced(t *testing.T) {
 	rcv := newReceiver(t, nil)
 	n := startNode(t, rcv, webhook.Config{Events: []string{webhook.UserOnline, webhook.UserOffline},
@@ -83,7 +83,7 @@ func TestUserOfflineDebounced(t *testing.T) {
 	waitStat(t, n.wh, "nothing queued", func(s webhook.Stats) bool { return s.Depth == 0 })
 	tab3.Close()
 	waitConns(t, n.srv, 0)
-	n.wh.Close(t.Context())
+	n.srv.Shutdown(t.Context())
 	got := rcv.waitN(2)
 	if ts := types(got); ts != "user.online,user.offline" {
 		t.Fatalf("got %s, want one user.online and one user.offline", ts)

@@ -9,7 +9,16 @@ import (
 
 // Install adds w's observers to h, keeping those h has (both are
 // called, h's first). Call it on the Options given to livesync.New. Only
-// the observers that the configured events need are installed.
+// the observers that the configured events need are installed. It sets
+// h.OfflineDelay to Config.OfflineDelay unless h has one.
+//
+// The events are what the server observes, so when the server is a node
+// of a cluster whose broker counts members and connections (broker/redis
+// does), room.occupied, room.vacated, user.online and user.offline are
+// cluster-wide and each is sent once, by one node; and a dead node's
+// member.left (with the room.vacated and user.offline they cause) are sent
+// once, by the node that swept it. See livesync.MemberEvent and
+// livesync.Hooks.OnUser.
 func (w *Webhooks) Install(h *livesync.Hooks) {
 	e := w.enabled
 	if e[RoomOccupied] || e[MemberJoined] {
@@ -19,8 +28,10 @@ func (w *Webhooks) Install(h *livesync.Hooks) {
 		h.OnLeave = chain(h.OnLeave, w.left)
 	}
 	if e[UserOnline] || e[UserOffline] {
-		h.OnConnect = chain(h.OnConnect, func(c livesync.ConnectionEvent) { w.users.connected(c.UserID, c.Name, time.Now()) })
-		h.OnDisconnect = chain(h.OnDisconnect, func(c livesync.ConnectionEvent) { w.users.disconnected(c.UserID) })
+		h.OnUser = chain(h.OnUser, w.user)
+		if h.OfflineDelay == 0 {
+			h.OfflineDelay = w.cfg.OfflineDelay
+		}
 	}
 	// A StoreOutbox's store writes chat.message itself, in the message's
 	// transaction.
@@ -57,6 +68,15 @@ func (w *Webhooks) left(m livesync.MemberEvent) {
 	if m.Last {
 		w.emit(newEvent(RoomVacated, roomKey(m.RoomID), m.At, roomData{m.RoomID}))
 	}
+}
+
+// user sends user.online or user.offline.
+func (w *Webhooks) user(u livesync.UserEvent) {
+	typ := UserOffline
+	if u.Online {
+		typ = UserOnline
+	}
+	w.emit(newEvent(typ, "user:"+u.UserID, u.At, userData{UserID: u.UserID, Name: u.Name}))
 }
 
 // chat sends chat.message; its data is the message as chat_message

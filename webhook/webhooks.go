@@ -18,7 +18,6 @@ import (
 type Webhooks struct {
 	cfg     Config
 	enabled map[string]bool
-	users   users
 	m       *metrics
 
 	closed atomic.Bool // Close began: no new event is accepted
@@ -37,7 +36,6 @@ func New(cfg Config) (*Webhooks, error) {
 	for _, e := range cfg.Events {
 		w.enabled[e] = true
 	}
-	w.users.init(w)
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	for range cfg.Workers {
 		w.wg.Add(1)
@@ -146,14 +144,13 @@ func (w *Webhooks) post(e Event) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// Close stops accepting events, sends user.offline now for the users
-// waiting out OfflineDelay (the server is gone, so they are offline), and
-// waits for the outbox to empty until ctx ends: then what is left is
-// abandoned (in a MemoryOutbox, lost) and ctx's error returned. A
-// StoreOutbox is not waited for: its events stay in the table, for the
-// next start or another node. Close it before the store.
+// Close stops accepting events and waits for the outbox to empty until
+// ctx ends: then what is left is abandoned (in a MemoryOutbox, lost) and
+// ctx's error returned. A StoreOutbox is not waited for: its events stay
+// in the table, for the next start or another node. Close it before the
+// store. (The users waiting out the offline delay are the server's: its
+// Shutdown sends their user.offline.)
 func (w *Webhooks) Close(ctx context.Context) error {
-	w.users.flush()
 	w.closed.Store(true)
 	defer func() {
 		w.cancel()

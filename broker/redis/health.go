@@ -142,15 +142,7 @@ func (b *Broker) heartbeatLoop() {
 		if b.health.cmdDown() != nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
-		n, err := sweepScript.Run(ctx, b.rdb, nil, b.opts.Prefix, b.node).Int()
-		cancel()
-		switch {
-		case err != nil:
-			b.failed(err)
-		case n > 0:
-			b.log.Info("cluster: removed the members of dead nodes", "members", n)
-		}
+		b.sweep()
 	}
 }
 

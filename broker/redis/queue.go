@@ -16,14 +16,16 @@ import (
 type opKind uint8
 
 const (
-	opSet     opKind = iota // register a member and announce it
-	opRemove                // unregister a member and announce its departure
-	opEvent                 // relay an event
-	opChat                  // publish a chat batch and release the lock
-	opUnlock                // release a chat lock
-	opReplace               // re-register all of this node's members
-	opBarrier               // signal done: everything before it was sent
-	opPublish               // publish data on the room's channel, and report the outcome (moderation)
+	opSet        opKind = iota // register a member and announce it
+	opRemove                   // unregister a member and announce its departure
+	opEvent                    // relay an event
+	opChat                     // publish a chat batch and release the lock
+	opUnlock                   // release a chat lock
+	opReplace                  // re-register all of this node's members
+	opBarrier                  // signal done: everything before it was sent
+	opPublish                  // publish data on the room's channel, and report the outcome (moderation)
+	opConnect                  // count a user's connection (broker.Counter)
+	opDisconnect               // uncount it
 )
 
 // op is one queued operation.
@@ -34,8 +36,16 @@ type op struct {
 	data []byte
 	chat *chatOp
 	reg  []string // opReplace: conn, room, entry for each member
+	ureg []string // opReplace: conn, user, name for each counted connection
 	done chan struct{}
 	wait *waiter // opPublish: its outcome
+
+	user, name, token string // opConnect, opDisconnect
+	// count, when set, is told the outcome of an opSet (first member),
+	// opRemove (last member) or opConnect (online); gone that of an
+	// opDisconnect (the pending-offline token). See broker.Counter.
+	count func(bool, bool)
+	gone  func(string, bool)
 }
 
 // waiter is the outcome of an operation its caller waits for.
@@ -75,7 +85,8 @@ func (b *Broker) enqueueLocked(o op, essential bool) {
 		return
 	}
 	if !essential {
-		if b.health.cmdDown() != nil {
+		if err := b.health.cmdDown(); err != nil {
+			b.finish(&o, err)
 			return
 		}
 		if len(b.queue) >= b.opts.QueueSize {
@@ -85,6 +96,7 @@ func (b *Broker) enqueueLocked(o op, essential bool) {
 			}
 			b.dropped++
 			b.lostMembers = b.lostMembers || o.kind != opEvent
+			b.finish(&o, broker.ErrUnavailable)
 			return
 		}
 	}
@@ -107,11 +119,23 @@ func (b *Broker) enqueueReplace() {
 			reg = append(reg, conn, room, string(entry))
 		}
 	}
-	b.enqueueLocked(op{kind: opReplace, reg: reg}, true)
+	var ureg []string
+	for conn, u := range b.users {
+		ureg = append(ureg, conn, u.user, u.name)
+	}
+	b.enqueueLocked(op{kind: opReplace, reg: reg, ureg: ureg}, true)
 }
 
 // finish reports the outcome of an operation someone waits for.
 func (b *Broker) finish(o *op, err error) {
+	if err != nil {
+		if o.count != nil {
+			o.count(false, false)
+		}
+		if o.gone != nil {
+			o.gone("", false)
+		}
+	}
 	switch {
 	case o.kind == opChat:
 		o.chat.err = err
@@ -214,15 +238,30 @@ func (b *Broker) pipeline(ops []op) error {
 		pipe = b.rdb.TxPipeline()
 	}
 	head := b.node + "\n"
+	// For the counted changes, the registry change's reply (1: the
+	// member is new, or was there) and the room's count right after it,
+	// read in the same transaction.
+	type counted struct {
+		o       *op
+		changed *goredis.IntCmd
+		n       *goredis.IntCmd
+	}
+	var counts []counted
 	for i := range ops {
 		o := &ops[i]
 		switch o.kind {
 		case opSet:
-			pipe.HSet(ctx, b.k.members(o.room), o.conn, head+string(o.data))
+			set := pipe.HSet(ctx, b.k.members(o.room), o.conn, head+string(o.data))
+			if o.count != nil {
+				counts = append(counts, counted{o, set, pipe.HLen(ctx, b.k.members(o.room))})
+			}
 			pipe.SAdd(ctx, b.k.nodeSet(b.node), o.conn+"\n"+o.room)
 			pipe.Publish(ctx, b.k.channel(o.room), "S"+head+o.conn+"\n"+string(o.data))
 		case opRemove:
-			pipe.HDel(ctx, b.k.members(o.room), o.conn)
+			del := pipe.HDel(ctx, b.k.members(o.room), o.conn)
+			if o.count != nil {
+				counts = append(counts, counted{o, del, pipe.HLen(ctx, b.k.members(o.room))})
+			}
 			pipe.SRem(ctx, b.k.nodeSet(b.node), o.conn+"\n"+o.room)
 			pipe.Publish(ctx, b.k.channel(o.room), "L"+head+o.conn)
 		case opEvent:
@@ -235,7 +274,20 @@ func (b *Broker) pipeline(ops []op) error {
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		b.failed(err)
-		return fmt.Errorf("redis broker: sending %d operations: %w", len(ops), err)
+		err = fmt.Errorf("redis broker: sending %d operations: %w", len(ops), err)
+		for i := range ops {
+			b.finish(&ops[i], err)
+		}
+		return err
+	}
+	for _, c := range counts {
+		// A join is the room's first when it added the member to an empty
+		// room; a leave its last when it removed the last member.
+		edge := int64(1)
+		if c.o.kind == opRemove {
+			edge = 0
+		}
+		c.o.count(c.changed.Val() == 1 && c.n.Val() == edge, true)
 	}
 	return nil
 }
@@ -265,6 +317,32 @@ func (b *Broker) script(o *op) {
 			args = append(args, a)
 		}
 		err = replaceScript.Run(ctx, b.rdb, []string{b.k.nodeSet(b.node)}, args...).Err()
+		if err == nil {
+			uargs := make([]any, 0, 2+len(o.ureg))
+			uargs = append(uargs, b.opts.Prefix, b.node)
+			for _, a := range o.ureg {
+				uargs = append(uargs, a)
+			}
+			err = replaceUsersScript.Run(ctx, b.rdb, []string{b.k.nodeUsers(b.node)}, uargs...).Err()
+		}
+	case opConnect:
+		var n int
+		n, err = connectScript.Run(ctx, b.rdb, b.k.userKeys(b.node, o.user),
+			o.conn, b.node+"\n"+o.name, o.conn+"\n"+o.user).Int()
+		if err == nil && o.count != nil {
+			o.count(n == 1, true)
+		}
+	case opDisconnect:
+		var n int
+		n, err = disconnectScript.Run(ctx, b.rdb, b.k.userKeys(b.node, o.user),
+			o.conn, o.conn+"\n"+o.user, o.token, pendingOfflineTTL.Milliseconds()).Int()
+		if err == nil && o.gone != nil {
+			token := ""
+			if n == 1 {
+				token = o.token
+			}
+			o.gone(token, true)
+		}
 	}
 	if err != nil && !errors.Is(err, goredis.Nil) {
 		b.failed(err)

@@ -12,7 +12,9 @@
 // that have members in it; a presence registry (a hash per room) holds
 // every member with its node; each node refreshes a heartbeat key, and
 // every node regularly sweeps the members of nodes whose heartbeat
-// expired, announcing their departure. Changes are sent from one queue
+// expired, announcing their departure (and reporting it, from that one
+// node, to the server: see broker.LossSink). It also counts each room's
+// members and each user's connections (broker.Counter). Changes are sent from one queue
 // per node, in order, pipelined; the queue is bounded and never blocks a
 // room. Chat order across nodes comes from a per-room lock held while a
 // batch is stored and until it is published (see broker.ChatLock).
@@ -125,6 +127,7 @@ type Broker struct {
 	queue       []op
 	qwake       chan struct{}
 	mirror      map[string]map[string][]byte // room → conn → entry: this node's members
+	users       map[string]userConn          // conn → user: this node's counted connections
 	dropping    bool                         // dropping for a full queue; logged once
 	dropped     int                          // operations dropped since dropping began
 	lostMembers bool                         // presence changes among them: resynchronise
@@ -208,6 +211,7 @@ func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
 		k:      keys{o.Prefix},
 		qwake:  make(chan struct{}, 1),
 		mirror: make(map[string]map[string][]byte),
+		users:  make(map[string]userConn),
 		subs:   make(map[string]*sub),
 		resync: make(chan struct{}, 1),
 	}
@@ -261,7 +265,7 @@ func (b *Broker) Close() error {
 			}
 			if b.health.cmdDown() == nil {
 				ctx, cancel := context.WithTimeout(context.Background(), b.opts.OpTimeout)
-				if e := deregisterScript.Run(ctx, b.rdb, nil, b.opts.Prefix, b.node).Err(); e != nil {
+				if e := deregisterScript.Run(ctx, b.rdb, nil, b.opts.Prefix, b.node, pendingOfflineTTL.Milliseconds()).Err(); e != nil {
 					b.log.Warn("cluster: could not withdraw this node's members; they leave when its heartbeat expires", "err", e)
 				}
 				cancel()
@@ -337,25 +341,36 @@ func (b *Broker) RoomState(ctx context.Context, roomID string) (broker.RoomState
 func (b *Broker) SetMember(roomID, connID string, entry []byte) {
 	b.qmu.Lock()
 	defer b.qmu.Unlock()
+	b.mirrorSetLocked(roomID, connID, entry)
+	b.enqueueLocked(op{kind: opSet, room: roomID, conn: connID, data: entry}, false)
+}
+
+// mirrorSetLocked records this node's member, for re-registrations.
+// b.qmu held.
+func (b *Broker) mirrorSetLocked(roomID, connID string, entry []byte) {
 	m := b.mirror[roomID]
 	if m == nil {
 		m = make(map[string][]byte)
 		b.mirror[roomID] = m
 	}
 	m[connID] = entry
-	b.enqueueLocked(op{kind: opSet, room: roomID, conn: connID, data: entry}, false)
 }
 
-// RemoveMember implements broker.Broker.
-func (b *Broker) RemoveMember(roomID, connID string) {
-	b.qmu.Lock()
-	defer b.qmu.Unlock()
+// mirrorRemoveLocked forgets this node's member. b.qmu held.
+func (b *Broker) mirrorRemoveLocked(roomID, connID string) {
 	if m := b.mirror[roomID]; m != nil {
 		delete(m, connID)
 		if len(m) == 0 {
 			delete(b.mirror, roomID)
 		}
 	}
+}
+
+// RemoveMember implements broker.Broker.
+func (b *Broker) RemoveMember(roomID, connID string) {
+	b.qmu.Lock()
+	defer b.qmu.Unlock()
+	b.mirrorRemoveLocked(roomID, connID)
 	b.enqueueLocked(op{kind: opRemove, room: roomID, conn: connID}, false)
 }
 

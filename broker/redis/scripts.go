@@ -17,6 +17,15 @@ import goredis "github.com/redis/go-redis/v9"
 //	p:n:<node>:members  set of "<connId>\n<room>" the node registered
 //	p:nodes             set of node ids, for the dead-node sweep
 //	p:c:<node>          the node's control channel (reconnection detection)
+//	p:n:<node>:users    set of "<connId>\n<user>" the node counted
+//	p:u:<user>          hash connId → "<node>\n<name>": the user's connections
+//	p:uo:<user>         pending offline: the token of the disconnect that left
+//	                    the user without connections (expires after an hour)
+//
+// The registry hash's length is the room's member count cluster-wide and
+// p:u:<user>'s the user's connection count: they change atomically with
+// the registrations, so the node whose change takes one from or to zero
+// knows it alone (see broker.Counter).
 //
 //	p:b                 hash of bans: JSON [room, user] → end in Unix ms
 //	p:bc                pub/sub channel of bans, subscribed by every node
@@ -30,55 +39,92 @@ import goredis "github.com/redis/go-redis/v9"
 // dropMemberLua defines dropMember, which removes the registry entry m
 // ("<conn>\n<room>", as in a node's member set) if node n still owns it,
 // and announces the departure on n's behalf so that every live node, the
-// one running the script included, receives it. It returns 1 when it
-// removed the entry.
+// one running the script included, receives it. When it removed the
+// entry it returns the room, the connection, the member's entry and
+// whether the room is left without members in the cluster ('1' or '0');
+// otherwise nil.
 const dropMemberLua = `
 local function dropMember(prefix, n, m)
   local nl = string.find(m, '\n', 1, true)
-  if not nl then return 0 end
+  if not nl then return nil end
   local conn, room = string.sub(m, 1, nl - 1), string.sub(m, nl + 1)
   local h = prefix .. ':m:' .. room
   local v = redis.call('HGET', h, conn)
-  if not v or string.sub(v, 1, #n + 1) ~= n .. '\n' then return 0 end
+  if not v or string.sub(v, 1, #n + 1) ~= n .. '\n' then return nil end
   redis.call('HDEL', h, conn)
   redis.call('PUBLISH', prefix .. ':r:' .. room, 'L' .. n .. '\n' .. conn)
-  return 1
+  local last = '0'
+  if redis.call('HLEN', h) == 0 then last = '1' end
+  return room, conn, string.sub(v, #n + 2), last
 end
 `
 
 // removeNodeLua defines removeNode, which removes node n's members from
-// every room's registry, announcing their departure, and forgets n.
+// every room's registry, announcing their departure, uncounts its users'
+// connections, and forgets n. It appends to out what it removed, for the
+// node that runs the sweep to report (see broker.LossSink): "M", room,
+// conn, entry, last for each member; "U", user, name, token for each user
+// left without connections, whose pending-offline key it sets to token
+// for ttl ms.
 const removeNodeLua = dropMemberLua + `
-local function removeNode(prefix, n)
+local function removeNode(prefix, n, out, ttl)
   local set = prefix .. ':n:' .. n .. ':members'
-  local removed = 0
   for _, m in ipairs(redis.call('SMEMBERS', set)) do
-    removed = removed + dropMember(prefix, n, m)
+    local room, conn, entry, last = dropMember(prefix, n, m)
+    if room then
+      table.insert(out, 'M'); table.insert(out, room); table.insert(out, conn)
+      table.insert(out, entry); table.insert(out, last)
+    end
   end
   redis.call('DEL', set)
+  local uset = prefix .. ':n:' .. n .. ':users'
+  for _, m in ipairs(redis.call('SMEMBERS', uset)) do
+    local nl = string.find(m, '\n', 1, true)
+    if nl then
+      local conn, user = string.sub(m, 1, nl - 1), string.sub(m, nl + 1)
+      local h = prefix .. ':u:' .. user
+      local v = redis.call('HGET', h, conn)
+      if v and string.sub(v, 1, #n + 1) == n .. '\n' then
+        redis.call('HDEL', h, conn)
+        if redis.call('HLEN', h) == 0 then
+          local token = 'swept\n' .. n .. '\n' .. conn
+          redis.call('SET', prefix .. ':uo:' .. user, token, 'PX', ttl)
+          table.insert(out, 'U'); table.insert(out, user)
+          table.insert(out, string.sub(v, #n + 2)); table.insert(out, token)
+        end
+      end
+    end
+  end
+  redis.call('DEL', uset)
   redis.call('SREM', prefix .. ':nodes', n)
-  return removed
 end
 `
 
-// sweepScript removes the members of every node whose heartbeat expired.
-// ARGV: prefix, this node. Returns how many members it removed.
+// sweepScript removes the members and connections of every node whose
+// heartbeat expired. It runs atomically, so each dead node is removed
+// by exactly one sweeping node, which alone gets (and reports) what was
+// removed. ARGV: prefix, this node, pending-offline TTL in ms. Returns
+// removeNode's list.
 var sweepScript = goredis.NewScript(removeNodeLua + `
 local prefix, self = ARGV[1], ARGV[2]
-local removed = 0
+local out = {}
 for _, n in ipairs(redis.call('SMEMBERS', prefix .. ':nodes')) do
   if n ~= self and redis.call('EXISTS', prefix .. ':n:' .. n .. ':alive') == 0 then
-    removed = removed + removeNode(prefix, n)
+    removeNode(prefix, n, out, ARGV[3])
   end
 end
-return removed
+return out
 `)
 
-// deregisterScript withdraws this node at a clean shutdown.
-// ARGV: prefix, this node.
+// deregisterScript withdraws this node at a clean shutdown. Its members
+// and connections have normally left already; what is left is withdrawn
+// without being reported (the node is going away, and it reported or
+// will report its own departures itself).
+// ARGV: prefix, this node, pending-offline TTL in ms.
 var deregisterScript = goredis.NewScript(removeNodeLua + `
 redis.call('DEL', ARGV[1] .. ':n:' .. ARGV[2] .. ':alive')
-return removeNode(ARGV[1], ARGV[2])
+removeNode(ARGV[1], ARGV[2], {}, ARGV[3])
+return 0
 `)
 
 // heartbeatScript refreshes the node's heartbeat and reports whether it
@@ -171,5 +217,74 @@ if redis.call('PTTL', KEYS[1]) < untilms - now then
   redis.call('PEXPIRE', KEYS[1], untilms - now)
 end
 redis.call('PUBLISH', KEYS[2], ARGV[4])
+return 0
+`)
+
+// connectScript counts a user's connection and returns 1 when the user
+// goes online: its first connection, and no offline pending (a pending
+// one is cancelled: a reload sends neither offline nor online).
+// KEYS: user hash, node's user set, pending key. ARGV: conn, "<node>\n<name>",
+// "<conn>\n<user>".
+var connectScript = goredis.NewScript(`
+local new = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+if new == 1 and redis.call('HLEN', KEYS[1]) == 1 then
+  if redis.call('DEL', KEYS[3]) == 1 then return 0 end
+  return 1
+end
+return 0
+`)
+
+// disconnectScript uncounts a user's connection; when it was the last,
+// it sets the pending key to the caller's token and returns 1.
+// KEYS: as connectScript. ARGV: conn, "<conn>\n<user>", token, TTL in ms.
+var disconnectScript = goredis.NewScript(`
+local gone = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+if gone == 1 and redis.call('HLEN', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+  return 1
+end
+return 0
+`)
+
+// replaceUsersScript makes the connection counts hold exactly the
+// node's connections given, as replaceScript does for its members, after
+// the node may have been swept as dead or Redis lost its data. It sends
+// no user event: a user whose last connection it withdraws, or whose
+// first it restores, is told of by nobody (see broker.Counter).
+// KEYS: the node's user set. ARGV: prefix, node, then conn, user, name
+// for each connection.
+var replaceUsersScript = goredis.NewScript(`
+local prefix, node = ARGV[1], ARGV[2]
+local want = {}
+for i = 3, #ARGV, 3 do want[ARGV[i] .. '\n' .. ARGV[i + 1]] = true end
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not want[m] then
+    local nl = string.find(m, '\n', 1, true)
+    if nl then
+      local conn, user = string.sub(m, 1, nl - 1), string.sub(m, nl + 1)
+      local h = prefix .. ':u:' .. user
+      local v = redis.call('HGET', h, conn)
+      if v and string.sub(v, 1, #node + 1) == node .. '\n' then redis.call('HDEL', h, conn) end
+    end
+    redis.call('SREM', KEYS[1], m)
+  end
+end
+for i = 3, #ARGV, 3 do
+  redis.call('HSET', prefix .. ':u:' .. ARGV[i + 1], ARGV[i], node .. '\n' .. ARGV[i + 2])
+  redis.call('SADD', KEYS[1], ARGV[i] .. '\n' .. ARGV[i + 1])
+end
+return 0
+`)
+
+// confirmOfflineScript returns 1, once, when the user still has no
+// connection and the pending key still holds the token: no connection
+// came and went since. KEYS: user hash, pending key. ARGV: token.
+var confirmOfflineScript = goredis.NewScript(`
+if redis.call('HLEN', KEYS[1]) == 0 and redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
 return 0
 `)
