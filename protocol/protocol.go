@@ -67,9 +67,9 @@ const (
 	CloseInvalidData = 1007
 	// CloseInternalError: the server could not serve the document.
 	CloseInternalError = 1011
-	CloseGoingAway    = 1001 // server shutting down
-	ClosePolicy       = 1008 // abuse or slow consumer
-	CloseTooLarge     = 1009 // frame larger than the read limit
+	CloseGoingAway     = 1001 // server shutting down
+	ClosePolicy        = 1008 // abuse or slow consumer
+	CloseTooLarge      = 1009 // frame larger than the read limit
 )
 
 // Envelope is one frame: a type and its raw payload.
