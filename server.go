@@ -189,7 +189,8 @@ func randomID(n int) string {
 func (s *Server) Stats() Stats { return s.metrics.snapshot() }
 
 // Handler returns the whole site of a standalone server: the WebSocket
-// endpoint at Options.Path, "openlivesync" at GET /, and the operational
+// endpoint at Options.Path, shared documents at DocPath+"{room}"
+// (DocHandler), "openlivesync" at GET /, and the operational
 // endpoints (see routes, in ops.go).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
