@@ -36,8 +36,13 @@ type conn struct {
 	lastRead atomic.Int64 // unix nanoseconds of the last frame or pong
 	lastPing atomic.Int64
 
-	room *room  // reader; the room joined or being joined
-	name string // reader: the name c joined its room with (for OnChat)
+	room *room // reader; the room joined or being joined
+	// doc is the shared document of a connection of the document
+	// endpoint (DocHandler); nil on the rooms' endpoint. Set before
+	// reading starts.
+	doc       *ydoc
+	docClosed bool   // reader: closed for a bad message; the rest is ignored
+	name      string // reader: the name c joined its room with (for OnChat)
 	// joinSeq is room.changes at c's join: c is announced to the room's
 	// members once room.announced reaches it (see room.announce). Reader.
 	joinSeq    uint64
@@ -270,6 +275,10 @@ const closeGrace = 2 * time.Second
 func (c *conn) Message(text bool, data []byte) {
 	c.touch()
 	c.srv.metrics.messageIn(len(data))
+	if c.doc != nil {
+		c.docMessage(text, data)
+		return
+	}
 	if !text {
 		c.sendError(&clientError{protocol.CodeInvalidMessage, "binary frames are not supported; send JSON text frames"})
 		return
@@ -295,6 +304,9 @@ func (c *conn) Closed(err error) {
 		c.cancel()
 	}
 	c.ended(err)
+	if c.doc != nil {
+		c.doc.leave(c)
+	}
 	if c.room != nil {
 		c.room.leave(c)
 		c.room = nil

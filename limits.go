@@ -81,6 +81,15 @@ type Limits struct {
 	// the latest this long after sending. It bounds a history read too.
 	// Default 5s.
 	StoreTimeout time.Duration
+	// MaxDocMessageBytes is the largest accepted frame on the document
+	// endpoint (DocHandler), which needs more than MaxMessageBytes: one
+	// pasted page is an update of hundreds of KiB. A larger frame closes
+	// the connection with 1009. Default 1 MiB.
+	MaxDocMessageBytes int64
+	// MaxDocBytes bounds a document's size, as its merged updates: an
+	// update that would take it beyond is not applied nor relayed, and
+	// its sender is closed with 1009. Default 64 MiB.
+	MaxDocBytes int64
 
 	// The three below bound plain HTTP under Serve and ListenAndServe (on
 	// a server of your own, set them on your http.Server), so that a slow
@@ -153,6 +162,10 @@ var limitTable = []limitRow{
 		"chat history sent to a joiner, and one chat_history page, in `bytes` of JSON"),
 	row(func(l *Limits) *time.Duration { return &l.StoreTimeout }, "StoreTimeout", 5*time.Second,
 		"time a chat message may wait for the store from its arrival (a `duration`); then CHAT_UNAVAILABLE"),
+	row(func(l *Limits) *int64 { return &l.MaxDocMessageBytes }, "MaxDocMessageBytes", 1<<20,
+		"largest accepted frame on the document endpoint /yjs, in `bytes`; a larger one closes with 1009"),
+	row(func(l *Limits) *int64 { return &l.MaxDocBytes }, "MaxDocBytes", 64<<20,
+		"largest document, in `bytes` of merged updates; an update beyond is refused and closes with 1009"),
 	row(func(l *Limits) *time.Duration { return &l.ReadHeaderTimeout }, "ReadHeaderTimeout", 0,
 		"time to read an HTTP request's headers (a `duration`)").
 		from(func(l *Limits) time.Duration { return l.HandshakeTimeout }, "HandshakeTimeout"),

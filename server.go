@@ -51,6 +51,9 @@ type Server struct {
 	roomsMu sync.Mutex
 	rooms   map[string]*room
 
+	docsMu sync.Mutex
+	docs   map[string]*ydoc // shared documents (DocHandler), made on first use
+
 	broker Broker // nil unless the server is a node of a cluster
 	bans   banList
 
@@ -186,11 +189,13 @@ func randomID(n int) string {
 func (s *Server) Stats() Stats { return s.metrics.snapshot() }
 
 // Handler returns the whole site of a standalone server: the WebSocket
-// endpoint at Options.Path, "openlivesync" at GET /, and the operational
+// endpoint at Options.Path, shared documents at DocPath+"{room}"
+// (DocHandler), "openlivesync" at GET /, and the operational
 // endpoints (see routes, in ops.go).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(s.opts.Path, s)
+	mux.Handle(DocPath+"{room...}", s.DocHandler())
 	// "/{$}" is "/" alone: any other path is the mux's 404.
 	mux.Handle("/{$}", getOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -241,16 +246,32 @@ func (s *Server) Serve(ln net.Listener) error {
 // ServeHTTP upgrades the request to a WebSocket connection and serves it
 // until it ends. Mount it on any router at the path of your choice.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := s.accept(w, r)
+	if c == nil {
+		return
+	}
+	// Reading is the ws package's; this goroutine returns, and with it
+	// net/http's request, headers and buffers.
+	c.ws.Serve(c, s.limits.MaxMessageBytes)
+}
+
+// accept does what every WebSocket endpoint does before serving a
+// connection: admission (per-address and total caps), OnAuth, the upgrade
+// (origin check included) and registration (heartbeats, Shutdown). It
+// returns the registered connection for the caller to Serve, or nil when
+// the request was answered or the connection refused (which then ends on
+// its own).
+func (s *Server) accept(w http.ResponseWriter, r *http.Request) *conn {
 	if !isUpgrade(r) {
 		w.Header().Set("Upgrade", "websocket")
 		http.Error(w, "openlivesync: this endpoint expects a WebSocket upgrade", http.StatusUpgradeRequired)
-		return
+		return nil
 	}
 	ip := s.clientIP(r)
 	slot, _ := r.Context().Value(tcpSlotKey{}).(*tcpSlot) // nil unless under Serve
 	if status, msg := s.admit(ip, slot); status != 0 {
 		http.Error(w, msg, status)
-		return
+		return nil
 	}
 	// The address's slot is this goroutine's until a conn exists; from then
 	// on the conn holds it, refused or not, and gives it back when it ends.
@@ -272,7 +293,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	wc, err := s.upgrader.Upgrade(w, r)
 	if err != nil {
 		s.log.Debug("upgrade failed", "ip", ip, "err", err)
-		return
+		return nil
 	}
 	c := &conn{srv: s, ws: wc, ip: ip, user: user}
 	handedOver = true
@@ -282,23 +303,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.metrics.authFailed()
 		s.log.Warn("auth hook failed", "ip", ip, "err", authErr)
 		s.refuse(c, protocol.CloseAuthFailed, "authentication failed")
-		return
+		return nil
 	case s.opts.OnAuth != nil && user == nil:
 		s.metrics.authFailed()
 		s.log.Info("connection rejected by auth", "ip", ip)
 		s.refuse(c, protocol.CloseAuthRejected, "unauthorized")
-		return
+		return nil
 	}
 	c.id = s.nodeID + "-" + strconv.FormatUint(s.connSeq.Add(1), 36)
 	if !s.register(c) {
 		s.refuse(c, protocol.CloseGoingAway, "server shutting down")
-		return
+		return nil
 	}
 	c.registered, c.opened = true, time.Now()
 	s.log.Info("connection opened", "conn", c.id, "ip", ip, "user", userID(user))
-	// Reading is the ws package's; this goroutine returns, and with it
-	// net/http's request, headers and buffers.
-	c.ws.Serve(c, s.limits.MaxMessageBytes)
+	return c
 }
 
 // refuse closes a connection that was never registered with code. It

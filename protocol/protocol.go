@@ -54,9 +54,22 @@ const (
 	CloseAuthRejected = 4401 // OnAuth returned no user, or the token did not verify
 	CloseAuthFailed   = 4500 // OnAuth returned an error
 	CloseKicked       = 4403 // removed from its room by moderation (the HTTP API's kick)
-	CloseGoingAway    = 1001 // server shutting down
-	ClosePolicy       = 1008 // abuse or slow consumer
-	CloseTooLarge     = 1009 // frame larger than the read limit
+	// CloseForbidden: the document endpoint refused the document (the
+	// token's rooms, CanJoin, or a ban). The same code as CloseKicked.
+	CloseForbidden = 4403
+	// CloseBadDocument: the document endpoint's path names no valid room id.
+	CloseBadDocument = 4400
+	// CloseUnsupported: a text frame on the document endpoint, which speaks
+	// binary y-websocket messages only.
+	CloseUnsupported = 1003
+	// CloseInvalidData: a document message or Yjs update that does not
+	// decode; it was neither applied nor relayed.
+	CloseInvalidData = 1007
+	// CloseInternalError: the server could not serve the document.
+	CloseInternalError = 1011
+	CloseGoingAway     = 1001 // server shutting down
+	ClosePolicy        = 1008 // abuse or slow consumer
+	CloseTooLarge      = 1009 // frame larger than the read limit
 )
 
 // Envelope is one frame: a type and its raw payload.

@@ -257,6 +257,12 @@ func Frame(buf []byte) []byte {
 	return frame(opText, buf, 0)
 }
 
+// BinaryFrame is Frame for a binary frame: buf[FrameHeadroom:] is the
+// payload, and the result a subslice of buf.
+func BinaryFrame(buf []byte) []byte {
+	return frame(opBinary, buf, 0)
+}
+
 // FrameHead is Frame for a frame whose payload goes on, after
 // buf[FrameHeadroom:], with more bytes written right after the result: a
 // large shared part of a message need not be copied into each frame.

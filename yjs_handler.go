@@ -1,0 +1,187 @@
+package livesync
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/openlivesync/livesync/internal/ws"
+	"github.com/openlivesync/livesync/protocol"
+	"github.com/openlivesync/livesync/yupdate"
+)
+
+// DocPath is where Handler mounts DocHandler: a y-websocket provider
+// connects to DocPath + roomId, so its serverUrl is "ws://host:3000/yjs".
+const DocPath = "/yjs/"
+
+// Errors that end a document connection; see docClose.
+var (
+	errDocTooLarge    = errors.New("document size limit reached")
+	errTooManyClients = errors.New("too many awareness clients on one connection")
+)
+
+// DocHandler returns the endpoint of shared documents: the y-websocket
+// protocol (y-protocols sync and awareness messages in binary frames), so
+// that the unmodified npm y-websocket provider with yjs edits a document
+// held by the server:
+//
+//	new WebsocketProvider('ws://host:3000/yjs', roomId, ydoc, { params: { access_token } })
+//
+// The document's name is a room id (the rules of join_room's roomId), and
+// it is taken from the request: the path value "room" when the handler is
+// mounted on a pattern that has one (Handler mounts it at "/yjs/{room...}"),
+// otherwise the whole path without its leading slash (mount it under
+// http.StripPrefix("/yjs/", …)).
+//
+// The rules of rooms apply: admission and per-address caps, OnAuth (the
+// token arrives as ?access_token=, which y-websocket's params become),
+// the origin check, heartbeats, bounded send queues; then UserInfo.Rooms,
+// CanJoin and the room's bans for the document. Close codes:
+// 4401 / 4500 as on the rooms' endpoint, 4403 (protocol.CloseForbidden)
+// when the document is refused, 4400 (protocol.CloseBadDocument) when the
+// path is no valid room id, 1009 for a frame over Limits.MaxDocMessageBytes
+// or an update that would take the document over Limits.MaxDocBytes, 1007
+// (protocol.CloseInvalidData) for a message or Yjs update that does not
+// decode (never applied nor relayed), 1003 for a text frame, 1008 for a
+// slow consumer. The y-websocket 3 provider does not reconnect after a
+// close code in 4400–4499.
+//
+// Documents are kept in memory only, on this server (not shared with the
+// other nodes of a cluster), until it ends.
+func (s *Server) DocHandler() http.Handler {
+	return http.HandlerFunc(s.serveDoc)
+}
+
+func (s *Server) serveDoc(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("room")
+	if name == "" {
+		name = strings.TrimPrefix(r.URL.Path, "/")
+	}
+	c := s.accept(w, r)
+	if c == nil {
+		return
+	}
+	limit := s.limits.MaxDocMessageBytes
+	if cerr := checkRoomID("document", name, s.limits.MaxRoomIDBytes); cerr != nil {
+		c.close(protocol.CloseBadDocument, "invalid document name")
+		c.ws.Serve(c, limit)
+		return
+	}
+	ctx := c.context()
+	if !s.mayJoin(ctx, c.user, name) || s.bans.banned(name, userID(c.user)) {
+		s.log.Info("document refused", "conn", c.id, "doc", name, "user", userID(c.user))
+		c.close(protocol.CloseForbidden, "forbidden")
+		c.ws.Serve(c, limit)
+		return
+	}
+	d := s.acquireDoc(name)
+	c.doc = d
+	if err := d.join(c); err != nil {
+		s.log.Error("document unreadable", "doc", name, "err", err)
+		c.close(protocol.CloseInternalError, "server error")
+		c.ws.Serve(c, limit)
+		return
+	}
+	c.ws.Serve(c, limit)
+}
+
+// docMessage handles one message on the document endpoint. Reader only.
+func (c *conn) docMessage(text bool, data []byte) {
+	if c.docClosed {
+		return // its close handshake runs: nothing more is applied or relayed
+	}
+	if text {
+		c.docClosed = true
+		c.close(protocol.CloseUnsupported, "binary y-websocket messages only")
+		return
+	}
+	r := yReader{b: data}
+	typ := r.uint()
+	if r.err != nil {
+		c.docClose(errYWire)
+		return
+	}
+	d := c.doc
+	switch typ {
+	case yMsgSync:
+		sub := r.uint()
+		payload := r.bytes()
+		if r.err != nil {
+			c.docClose(errYWire)
+			return
+		}
+		switch sub {
+		case ySyncStep1:
+			sv, err := yupdate.DecodeStateVector(payload)
+			if err != nil {
+				c.docClose(err)
+				return
+			}
+			state, err := d.snapshot()
+			if err == nil {
+				var diff []byte
+				if diff, err = yupdate.DiffUpdateState(state, sv); err == nil {
+					// A snapshot, like room_joined: as large as the document
+					// makes it, not a backlog (see conn.sendSnapshot).
+					c.sendSnapshot(ySyncFrame(ySyncStep2, diff))
+					return
+				}
+			}
+			c.srv.log.Error("document unreadable", "doc", d.name, "err", err)
+			c.docClosed = true
+			c.close(protocol.CloseInternalError, "server error")
+		case ySyncStep2, ySyncUpdate:
+			u, err := yupdate.Decode(payload)
+			if err == nil {
+				err = u.Validate()
+			}
+			if err != nil {
+				c.docClose(err)
+				return
+			}
+			if len(u.Structs) == 0 && len(u.DeleteSet) == 0 {
+				return // changes nothing (a step 2 from a peer with nothing new)
+			}
+			// The relayed frame is built once; its tail is the update,
+			// kept as the document's pending update.
+			f := ySyncFrame(ySyncUpdate, payload)
+			if err := d.apply(c, f[len(f)-len(payload):], f, c.srv.limits.MaxDocBytes); err != nil {
+				c.docClose(err)
+			}
+		default:
+			c.docClose(errYWire)
+		}
+	case yMsgAwareness:
+		update := r.bytes()
+		if r.err != nil || len(r.b) != 0 {
+			c.docClose(errYWire)
+			return
+		}
+		entries, err := decodeYAwareness(update)
+		if err != nil {
+			c.docClose(err)
+			return
+		}
+		b := make([]byte, ws.FrameHeadroom, ws.FrameHeadroom+len(data))
+		if err := d.awareness(c, entries, ws.BinaryFrame(append(b, data...))); err != nil {
+			c.docClose(err)
+		}
+	case yMsgQueryAwareness:
+		d.queryAwareness(c)
+	default:
+		// Auth (2) and unknown types: the official server ignores them too.
+	}
+}
+
+// docClose closes c for what its document message did wrong.
+func (c *conn) docClose(err error) {
+	c.docClosed = true
+	switch {
+	case errors.Is(err, errDocTooLarge):
+		c.close(protocol.CloseTooLarge, err.Error())
+	case errors.Is(err, errTooManyClients):
+		c.close(protocol.ClosePolicy, err.Error())
+	default:
+		c.close(protocol.CloseInvalidData, "malformed document message")
+	}
+}
