@@ -1,6 +1,7 @@
 package livesync
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/openlivesync/livesync/yupdate"
@@ -26,6 +27,7 @@ type ydoc struct {
 	// the state for everyone). Removed states are forgotten.
 	aware map[uint64]yAware
 	owned map[*conn]int // client ids each connection owns
+	gone  bool          // forgotten: its last peer left (see leave)
 }
 
 // yAware is one client's last known awareness state.
@@ -54,7 +56,10 @@ const (
 )
 
 // acquireDoc returns the document name, creating it (empty) when needed.
-// Documents stay in memory until the server ends.
+// A document lives while it has peers: kept in memory only, it is
+// forgotten when its last peer leaves (as y-websocket's server does
+// without persistence), so that documents nobody edits any more hold no
+// memory and a client cannot pile up documents by visiting names.
 func (s *Server) acquireDoc(name string) *ydoc {
 	s.docsMu.Lock()
 	defer s.docsMu.Unlock()
@@ -96,6 +101,9 @@ func (d *ydoc) compactLocked() error {
 func (d *ydoc) join(c *conn) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.gone {
+		return errDocGone
+	}
 	if err := d.compactLocked(); err != nil {
 		return err
 	}
@@ -233,8 +241,19 @@ func (d *ydoc) leave(c *conn) {
 		}
 	}
 	if len(d.peers) == 0 {
-		if err := d.compactLocked(); err != nil {
-			c.srv.log.Error("document merge failed; updates kept unmerged", "doc", d.name, "err", err)
+		// Nobody left to sync with, and nowhere to keep it: forget it. A
+		// joiner that found it before it was gone gets errDocGone and
+		// acquires a new one.
+		d.gone = true
+		s := c.srv
+		s.docsMu.Lock()
+		if s.docs[d.name] == d {
+			delete(s.docs, d.name)
 		}
+		s.docsMu.Unlock()
 	}
 }
+
+// errDocGone is join's answer for a document forgotten since it was
+// acquired (its last peer left): acquire it again.
+var errDocGone = errors.New("document forgotten: its last peer left")

@@ -75,8 +75,13 @@ func (s *Server) serveDoc(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := s.acquireDoc(name)
+	err := d.join(c)
+	for errors.Is(err, errDocGone) { // its last peer left meanwhile
+		d = s.acquireDoc(name)
+		err = d.join(c)
+	}
 	c.doc = d
-	if err := d.join(c); err != nil {
+	if err != nil {
 		s.log.Error("document unreadable", "doc", name, "err", err)
 		c.close(protocol.CloseInternalError, "server error")
 		c.ws.Serve(c, limit)

@@ -313,6 +313,8 @@ func TestDocMalformedUpdateCloses(t *testing.T) {
 
 func TestDocLimits(t *testing.T) {
 	_, base := startDocServer(t, &Options{Limits: Limits{MaxDocMessageBytes: 1000, MaxDocBytes: 300}})
+	keeper := dialDoc(t, base+"d") // keeps the document alive while the others come and go
+	keeper.handshake(nil)
 	a := dialDoc(t, base+"d")
 	a.handshake(nil)
 	a.write(ySync(ySyncUpdate, yText(1, 0, strings.Repeat("x", 2000))))
@@ -329,6 +331,30 @@ func TestDocLimits(t *testing.T) {
 	c := dialDoc(t, base+"d")
 	if got := svOf(t, c.handshake(nil)); got[1] != 200 {
 		t.Fatalf("document after the refused update: state vector %v, want {1:200}", got)
+	}
+}
+
+// TestDocForgottenWhenEmpty: a document kept in memory lives while it
+// has peers; once the last leaves it is forgotten, and the next peer
+// starts an empty one.
+func TestDocForgottenWhenEmpty(t *testing.T) {
+	s, base := startDocServer(t, nil)
+	a := dialDoc(t, base+"d")
+	a.handshake(nil)
+	b := dialDoc(t, base+"d")
+	b.handshake(nil)
+	a.write(ySync(ySyncUpdate, yText(1, 0, "hello")))
+	b.expect(yMsgSync, ySyncUpdate) // the document holds it
+	a.ws.Close()
+	b.ws.Close()
+	livesynctest.WaitFor(t, "the document to be forgotten", func() bool {
+		s.docsMu.Lock()
+		defer s.docsMu.Unlock()
+		return len(s.docs) == 0
+	})
+	c := dialDoc(t, base+"d")
+	if got := svOf(t, c.handshake(nil)); len(got) != 0 {
+		t.Fatalf("after every peer left: state vector %v, want empty", got)
 	}
 }
 
