@@ -48,6 +48,12 @@ type conn struct {
 	joinSeq    uint64
 	eventLimit *rate.Limiter
 	chatLimit  *rate.Limiter
+	// queueHeadroom is what the send queue may hold beyond
+	// SendQueueBytes: one relayed document update. Set before the
+	// connection is shared.
+	queueHeadroom int
+	// docBytes rate-limits the document update bytes a /yjs peer sends.
+	docBytes *rate.Limiter
 	// historyLimit rate-limits get_chat_history, a store read each.
 	historyLimit *rate.Limiter
 	violations   int // reader: consecutive rate-limit refusals
@@ -97,11 +103,12 @@ func (c *conn) enqueue(snapshot bool, frame [][]byte) {
 		c.mu.Unlock()
 		return
 	}
+	limit := c.srv.limits.SendQueueBytes + c.queueHeadroom
 	counted := c.queued - c.spared + n
 	if snapshot {
 		counted = c.queued
 	}
-	if counted > c.srv.limits.SendQueueBytes {
+	if counted > limit {
 		c.mu.Unlock()
 		c.srv.metrics.slowConsumer()
 		c.abort("slow consumer: send queue full")

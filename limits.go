@@ -90,6 +90,12 @@ type Limits struct {
 	// update that would take it beyond is not applied nor relayed, and
 	// its sender is closed with 1009. Default 64 MiB.
 	MaxDocBytes int64
+	// DocUpdateRate bounds the bytes of document updates one connection
+	// may send per second, with a burst of MaxDocMessageBytes: every
+	// update is relayed to every peer, so one member's flood would fill
+	// the others' send queues. Beyond it the connection is closed with
+	// 1008 (its provider reconnects and syncs). Default 1 MiB/s.
+	DocUpdateRate int
 
 	// The three below bound plain HTTP under Serve and ListenAndServe (on
 	// a server of your own, set them on your http.Server), so that a slow
@@ -166,6 +172,8 @@ var limitTable = []limitRow{
 		"largest accepted frame on the document endpoint /yjs, in `bytes`; a larger one closes with 1009"),
 	row(func(l *Limits) *int64 { return &l.MaxDocBytes }, "MaxDocBytes", 64<<20,
 		"largest document, in `bytes` of merged updates; an update beyond is refused and closes with 1009"),
+	row(func(l *Limits) *int { return &l.DocUpdateRate }, "DocUpdateRate", 1<<20,
+		"document update `bytes/s` one connection may send (burst: -max-doc-message-bytes); beyond, close 1008"),
 	row(func(l *Limits) *time.Duration { return &l.ReadHeaderTimeout }, "ReadHeaderTimeout", 0,
 		"time to read an HTTP request's headers (a `duration`)").
 		from(func(l *Limits) time.Duration { return l.HandshakeTimeout }, "HandshakeTimeout"),

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/openlivesync/livesync/internal/ws"
 	"github.com/openlivesync/livesync/protocol"
 	"github.com/openlivesync/livesync/yupdate"
+	"golang.org/x/time/rate"
 )
 
 // DocPath is where Handler mounts DocHandler: a y-websocket provider
@@ -74,13 +76,18 @@ func (s *Server) serveDoc(w http.ResponseWriter, r *http.Request) {
 		c.ws.Serve(c, limit)
 		return
 	}
+	// A relayed update may be as large as a frame: a peer's queue has
+	// room for one beyond SendQueueBytes, so that one large paste does not
+	// drop every peer as a slow consumer (the rate limit bounds the rest).
+	c.queueHeadroom = int(s.limits.MaxDocMessageBytes)
 	d := s.acquireDoc(name)
+	c.doc = d
 	err := d.join(c)
 	for errors.Is(err, errDocGone) { // its last peer left meanwhile
 		d = s.acquireDoc(name)
+		c.doc = d
 		err = d.join(c)
 	}
-	c.doc = d
 	if err != nil {
 		s.log.Error("document unreadable", "doc", name, "err", err)
 		c.close(protocol.CloseInternalError, "server error")
@@ -147,6 +154,11 @@ func (c *conn) docMessage(text bool, data []byte) {
 			if len(u.Structs) == 0 && len(u.DeleteSet) == 0 {
 				return // changes nothing (a step 2 from a peer with nothing new)
 			}
+			if !c.allowDocBytes(len(payload)) {
+				c.docClosed = true
+				c.close(protocol.ClosePolicy, "document update rate exceeded")
+				return
+			}
 			// The relayed frame is built once; its tail is the update,
 			// kept as the document's pending update.
 			f := ySyncFrame(ySyncUpdate, payload)
@@ -189,4 +201,14 @@ func (c *conn) docClose(err error) {
 	default:
 		c.close(protocol.CloseInvalidData, "malformed document message")
 	}
+}
+
+// allowDocBytes takes n bytes from the connection's document update
+// budget (Limits.DocUpdateRate, burst MaxDocMessageBytes). Reader only.
+func (c *conn) allowDocBytes(n int) bool {
+	lim := &c.srv.limits
+	if c.docBytes == nil {
+		c.docBytes = rate.NewLimiter(rate.Limit(lim.DocUpdateRate), int(lim.MaxDocMessageBytes))
+	}
+	return c.docBytes.AllowN(time.Now(), n)
 }

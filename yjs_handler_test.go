@@ -334,6 +334,31 @@ func TestDocLimits(t *testing.T) {
 	}
 }
 
+// TestDocUpdateFloodIsCut: a peer sending updates faster than
+// DocUpdateRate is closed with 1008, and its peer, which received what
+// was relayed before, stays connected: a large update fits the headroom
+// a document peer's queue has beyond SendQueueBytes.
+func TestDocUpdateFloodIsCut(t *testing.T) {
+	_, base := startDocServer(t, &Options{Limits: Limits{DocUpdateRate: 1000, MaxDocMessageBytes: 8 << 10, SendQueueBytes: 4 << 10}})
+	a, b := dialDoc(t, base+"d"), dialDoc(t, base+"d")
+	a.handshake(nil)
+	b.handshake(nil)
+	a.write(ySync(ySyncUpdate, yText(1, 0, strings.Repeat("x", 6000)))) // over SendQueueBytes: relayed all the same
+	b.expect(yMsgSync, ySyncUpdate)
+	for i := range 40 { // 4,000 bytes more: beyond the 8 KiB burst at 1,000 bytes/s
+		a.write(ySync(ySyncUpdate, yText(1, uint64(6000+100*i), strings.Repeat("y", 100))))
+	}
+	if code := a.expectClose(); code != 1008 {
+		t.Fatalf("flooding peer: close code %d, want 1008", code)
+	}
+	c := dialDoc(t, base+"d")
+	if got := svOf(t, c.handshake(nil)); got[1] < 6000 {
+		t.Fatalf("document after the flood: state vector %v, want at least {1:6000}", got)
+	}
+	b.write(ySync(ySyncUpdate, yText(2, 0, "still here")))
+	c.expect(yMsgSync, ySyncUpdate)
+}
+
 // TestDocForgottenWhenEmpty: a document kept in memory lives while it
 // has peers; once the last leaves it is forgotten, and the next peer
 // starts an empty one.
