@@ -226,6 +226,9 @@ func (b *Broker) pipeline(ops []op) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	if b.cluster != nil {
+		return b.clusterPipeline(ops)
+	}
 	ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
 	defer cancel()
 	members := false
@@ -311,6 +314,10 @@ func (b *Broker) script(o *op) {
 	case opPublish:
 		err = b.rdb.Publish(ctx, b.k.channel(o.room), string(o.data)).Err()
 	case opReplace:
+		if b.cluster != nil {
+			err = b.clusterReplace(ctx, o)
+			break
+		}
 		args := make([]any, 0, 2+len(o.reg))
 		args = append(args, b.opts.Prefix, b.node)
 		for _, a := range o.reg {
@@ -327,15 +334,23 @@ func (b *Broker) script(o *op) {
 		}
 	case opConnect:
 		var n int
-		n, err = connectScript.Run(ctx, b.rdb, b.k.userKeys(b.node, o.user),
-			o.conn, b.node+"\n"+o.name, o.conn+"\n"+o.user).Int()
+		if b.cluster != nil {
+			n, err = b.clusterConnect(ctx, o)
+		} else {
+			n, err = connectScript.Run(ctx, b.rdb, b.k.userKeys(b.node, o.user),
+				o.conn, b.node+"\n"+o.name, o.conn+"\n"+o.user).Int()
+		}
 		if err == nil && o.count != nil {
 			o.count(n == 1, true)
 		}
 	case opDisconnect:
 		var n int
-		n, err = disconnectScript.Run(ctx, b.rdb, b.k.userKeys(b.node, o.user),
-			o.conn, o.conn+"\n"+o.user, o.token, pendingOfflineTTL.Milliseconds()).Int()
+		if b.cluster != nil {
+			n, err = b.clusterDisconnect(ctx, o)
+		} else {
+			n, err = disconnectScript.Run(ctx, b.rdb, b.k.userKeys(b.node, o.user),
+				o.conn, o.conn+"\n"+o.user, o.token, pendingOfflineTTL.Milliseconds()).Int()
+		}
 		if err == nil && o.gone != nil {
 			token := ""
 			if n == 1 {
