@@ -35,7 +35,8 @@ package redis
 //
 // Keys are different from the single-Redis ones: the modes are never
 // mixed on one Redis, and nothing in Redis needs migrating (it holds
-// nothing the nodes cannot re-register).
+// nothing the nodes cannot re-register). Room traffic uses sharded
+// pub/sub: see shards.go.
 
 import (
 	"context"
@@ -92,7 +93,7 @@ func clusterEnabled(ctx context.Context, rdb *goredis.Client) (bool, error) {
 // "<node>\n<entry>", message.
 var cSetScript = goredis.NewScript(`
 local new = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PUBLISH', KEYS[2], ARGV[3])
+redis.call('SPUBLISH', KEYS[2], ARGV[3])
 return {new, redis.call('HLEN', KEYS[1])}
 `)
 
@@ -101,7 +102,7 @@ return {new, redis.call('HLEN', KEYS[1])}
 // channel. ARGV: conn, message.
 var cRemoveScript = goredis.NewScript(`
 local gone = redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('PUBLISH', KEYS[2], ARGV[2])
+redis.call('SPUBLISH', KEYS[2], ARGV[2])
 return {gone, redis.call('HLEN', KEYS[1])}
 `)
 
@@ -111,7 +112,7 @@ return {gone, redis.call('HLEN', KEYS[1])}
 var cPutScript = goredis.NewScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  redis.call('PUBLISH', KEYS[2], ARGV[3])
+  redis.call('SPUBLISH', KEYS[2], ARGV[3])
 end
 return 0
 `)
@@ -125,7 +126,7 @@ local n, conn = ARGV[1], ARGV[2]
 local v = redis.call('HGET', KEYS[1], conn)
 if not v or string.sub(v, 1, #n + 1) ~= n .. '\n' then return false end
 redis.call('HDEL', KEYS[1], conn)
-redis.call('PUBLISH', KEYS[2], 'L' .. n .. '\n' .. conn)
+redis.call('SPUBLISH', KEYS[2], 'L' .. n .. '\n' .. conn)
 local last = '0'
 if redis.call('HLEN', KEYS[1]) == 0 then last = '1' end
 return {string.sub(v, #n + 2), last}
@@ -188,6 +189,39 @@ if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 en
 return 1
 `)
 
+// cChatScript and cBanScript are chatScript and banScript with sharded
+// publication: their keys and channel share a hash tag already.
+var (
+	cChatScript = goredis.NewScript(sharded(chatLua))
+	cBanScript  = goredis.NewScript(sharded(banLua))
+)
+
+// sharded turns a script's PUBLISH into SPUBLISH.
+func sharded(src string) string { return strings.ReplaceAll(src, "'PUBLISH'", "'SPUBLISH'") }
+
+// chatScript, banScript and publish pick the single-Redis or the cluster
+// form.
+func (b *Broker) chatScript() *goredis.Script {
+	if b.cluster != nil {
+		return cChatScript
+	}
+	return chatScript
+}
+
+func (b *Broker) banScript() *goredis.Script {
+	if b.cluster != nil {
+		return cBanScript
+	}
+	return banScript
+}
+
+func (b *Broker) publishCmd(ctx context.Context, channel, msg string) error {
+	if b.cluster != nil {
+		return b.rdb.SPublish(ctx, channel, msg).Err()
+	}
+	return b.rdb.Publish(ctx, channel, msg).Err()
+}
+
 // claimTTL is how long a sweeper's claim on a dead node lasts: longer
 // than a sweep takes, short enough that a sweeper that died midway holds
 // the rest up only briefly.
@@ -244,7 +278,7 @@ func (b *Broker) clusterPipeline(ops []op) error {
 		case opRemove:
 			cmds[i] = cRemoveScript.Eval(ctx, pipe, b.k.roomKeys(o.room), o.conn, "L"+head+o.conn)
 		case opEvent:
-			pipe.Publish(ctx, b.k.channel(o.room), "E"+head+string(o.data))
+			pipe.SPublish(ctx, b.k.channel(o.room), "E"+head+string(o.data))
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {

@@ -305,14 +305,14 @@ func (b *Broker) script(o *op) {
 		c := o.chat
 		keys := []string{b.k.lock(o.room), b.k.seq(o.room), b.k.channel(o.room)}
 		var s string
-		s, err = chatScript.Run(ctx, b.rdb, keys, c.token, c.n, time.Now().UnixMicro(), "C"+b.node+"\n", c.body).Text()
+		s, err = b.chatScript().Run(ctx, b.rdb, keys, c.token, c.n, time.Now().UnixMicro(), "C"+b.node+"\n", c.body).Text()
 		if err == nil {
 			c.seq, err = strconv.ParseUint(s, 10, 64)
 		}
 	case opUnlock:
 		err = unlockScript.Run(ctx, b.rdb, []string{b.k.lock(o.room)}, o.chat.token).Err()
 	case opPublish:
-		err = b.rdb.Publish(ctx, b.k.channel(o.room), string(o.data)).Err()
+		err = b.publishCmd(ctx, b.k.channel(o.room), string(o.data))
 	case opReplace:
 		if b.cluster != nil {
 			err = b.clusterReplace(ctx, o)

@@ -139,9 +139,12 @@ type Broker struct {
 	lostMembers bool                         // presence changes among them: resynchronise
 	closing     bool
 
-	subMu sync.Mutex
-	ps    *goredis.PubSub // nil between connections
-	subs  map[string]*sub // by channel
+	subMu  sync.Mutex
+	ps     *goredis.PubSub   // single Redis: nil between connections
+	subs   map[string]*sub   // by channel
+	shards map[string]*shard // cluster: by master address (see shards.go)
+	placed map[string]*shard // cluster: channel → the shard it is subscribed on
+	swake  chan struct{}     // cluster: wakes the placer
 
 	resync      chan struct{}
 	replyLogged atomic.Int64 // unix ns of the last "refused a command" log
@@ -152,6 +155,7 @@ type Broker struct {
 type sub struct {
 	refs    int           // Subscribe calls not yet matched by Unsubscribe
 	pending int           // SUBSCRIBE commands not yet confirmed
+	unsub   int           // cluster: SUNSUBSCRIBE commands not yet confirmed
 	ready   chan struct{} // closed when subscribed
 	isReady bool
 }
@@ -243,6 +247,9 @@ func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
 		mirror:  make(map[string]map[string][]byte),
 		users:   make(map[string]userConn),
 		subs:    make(map[string]*sub),
+		shards:  make(map[string]*shard),
+		placed:  make(map[string]*shard),
+		swake:   make(chan struct{}, 1),
 		resync:  make(chan struct{}, 1),
 	}
 	b.health.logger = b.log
@@ -293,7 +300,11 @@ func (b *Broker) Start(nodeID string, sink broker.Sink) error {
 		b.wg.Add(4)
 		go b.heartbeatLoop()
 		go b.sender()
-		go b.subscriber()
+		if b.cluster != nil {
+			go b.placer()
+		} else {
+			go b.subscriber()
+		}
 		go b.resyncLoop()
 	})
 	return err

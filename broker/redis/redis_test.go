@@ -58,15 +58,29 @@ func (r *recorder) waitFor(t *testing.T, want ...string) {
 	})
 }
 
-// startBroker starts a broker as node, with fast heartbeats, adjusted by
-// tune when it is not nil; it is closed when the test ends.
-func startBroker(t *testing.T, addr, prefix, node string, tune ...func(*Options)) (*Broker, *recorder) {
+// forBackends runs a test against a single Redis and against a Redis
+// Cluster, each under a key prefix of its own: one suite, two backends.
+func forBackends(t *testing.T, test func(t *testing.T, url string)) {
+	t.Run("single", func(t *testing.T) {
+		addr, prefix := testsvc.RedisPrefix(t)
+		test(t, "redis://"+addr+"/0?prefix="+prefix)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		url, _ := testsvc.RedisClusterURL(t)
+		test(t, url)
+	})
+}
+
+// startBroker starts a broker as node on the Redis at url, with fast
+// heartbeats, adjusted by tune when it is not nil; it is closed when the
+// test ends.
+func startBroker(t *testing.T, url, node string, tune ...func(*Options)) (*Broker, *recorder) {
 	t.Helper()
 	o := &Options{Heartbeat: 50 * time.Millisecond, NodeTTL: 300 * time.Millisecond, OpTimeout: time.Second}
 	for _, f := range tune {
 		f(o)
 	}
-	b, err := New(context.Background(), "redis://"+addr+"/0?prefix="+prefix, o)
+	b, err := New(context.Background(), url, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,10 +104,11 @@ func subscribe(t *testing.T, b *Broker, room string) {
 // TestBrokerRelaysToOthersOnly: announcements, events and chat reach the
 // other nodes subscribed to the room, never their sender; the registry
 // shows each node the others' members.
-func TestBrokerRelaysToOthersOnly(t *testing.T) {
-	addr, prefix := testsvc.RedisPrefix(t)
-	a, ra := startBroker(t, addr, prefix, "na")
-	b, rb := startBroker(t, addr, prefix, "nb")
+func TestBrokerRelaysToOthersOnly(t *testing.T) { forBackends(t, testBrokerRelaysToOthersOnly) }
+
+func testBrokerRelaysToOthersOnly(t *testing.T, url string) {
+	a, ra := startBroker(t, url, "na")
+	b, rb := startBroker(t, url, "nb")
 	subscribe(t, a, "r")
 	subscribe(t, b, "r")
 	a.SetMember("r", "na-1", []byte(`{"connectionId":"na-1","presence":{}}`))
@@ -142,10 +157,11 @@ func TestBrokerRelaysToOthersOnly(t *testing.T) {
 
 // TestBrokerChatLockIsExclusive: a second node waits for the lock until
 // the first publishes, and sees its sequence.
-func TestBrokerChatLockIsExclusive(t *testing.T) {
-	addr, prefix := testsvc.RedisPrefix(t)
-	a, _ := startBroker(t, addr, prefix, "na")
-	b, _ := startBroker(t, addr, prefix, "nb")
+func TestBrokerChatLockIsExclusive(t *testing.T) { forBackends(t, testBrokerChatLockIsExclusive) }
+
+func testBrokerChatLockIsExclusive(t *testing.T, url string) {
+	a, _ := startBroker(t, url, "na")
+	b, _ := startBroker(t, url, "nb")
 	ctx := context.Background()
 	la, err := a.LockChat(ctx, "r")
 	if err != nil {
@@ -184,10 +200,11 @@ func TestBrokerChatLockIsExclusive(t *testing.T) {
 // TestBrokerSweepsDeadNode: a node that stops without a word (no
 // deregistration) has its members removed by the others, in every room,
 // once its heartbeat expires.
-func TestBrokerSweepsDeadNode(t *testing.T) {
-	addr, prefix := testsvc.RedisPrefix(t)
-	a, _ := startBroker(t, addr, prefix, "na")
-	b, rb := startBroker(t, addr, prefix, "nb")
+func TestBrokerSweepsDeadNode(t *testing.T) { forBackends(t, testBrokerSweepsDeadNode) }
+
+func testBrokerSweepsDeadNode(t *testing.T, url string) {
+	a, _ := startBroker(t, url, "na")
+	b, rb := startBroker(t, url, "nb")
 	subscribe(t, b, "r")
 	a.SetMember("r", "na-1", []byte(`{}`))
 	a.SetMember("s", "na-2", []byte(`{}`))
@@ -209,8 +226,9 @@ func TestBrokerOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proxy.Close() })
-	a, ra := startBroker(t, proxy.Addr(), prefix, "na")
-	b, rb := startBroker(t, addr, prefix, "nb")
+	url := "redis://" + addr + "/0?prefix=" + prefix
+	a, ra := startBroker(t, "redis://"+proxy.Addr()+"/0?prefix="+prefix, "na")
+	b, rb := startBroker(t, url, "nb")
 	subscribe(t, a, "r")
 	subscribe(t, b, "r")
 	a.SetMember("r", "na-1", []byte(`{}`))
@@ -245,11 +263,12 @@ func TestBrokerOutage(t *testing.T) {
 // lock (it stored a batch and never published it) holds up the room's
 // chat only until the lock expires; the next holder sees the sequence of
 // the last batch that was published.
-func TestBrokerChatLockOfDeadHolder(t *testing.T) {
-	addr, prefix := testsvc.RedisPrefix(t)
+func TestBrokerChatLockOfDeadHolder(t *testing.T) { forBackends(t, testBrokerChatLockOfDeadHolder) }
+
+func testBrokerChatLockOfDeadHolder(t *testing.T, url string) {
 	ttl := func(o *Options) { o.ChatLockTTL = 300 * time.Millisecond }
-	a, _ := startBroker(t, addr, prefix, "na", ttl)
-	b, rb := startBroker(t, addr, prefix, "nb", ttl)
+	a, _ := startBroker(t, url, "na", ttl)
+	b, rb := startBroker(t, url, "nb", ttl)
 	subscribe(t, b, "r")
 	ctx := context.Background()
 	la, err := a.LockChat(ctx, "r")
@@ -288,19 +307,14 @@ func TestBrokerChatLockOfDeadHolder(t *testing.T) {
 // connection has the channel, so a publication made right after it
 // returns is delivered.
 func TestBrokerSubscribeDuringReconnection(t *testing.T) {
-	addr, prefix := testsvc.RedisPrefix(t)
-	a, ra := startBroker(t, addr, prefix, "na")
-	b, _ := startBroker(t, addr, prefix, "nb")
+	forBackends(t, testBrokerSubscribeDuringReconnection)
+}
+
+func testBrokerSubscribeDuringReconnection(t *testing.T, url string) {
+	a, ra := startBroker(t, url, "na")
+	b, _ := startBroker(t, url, "nb")
 	subscribe(t, a, "r")
-	a.subMu.Lock()
-	old := a.ps
-	old.Close()
-	a.subMu.Unlock()
-	livesynctest.WaitFor(t, "the lost connection to be noticed", func() bool {
-		a.subMu.Lock()
-		defer a.subMu.Unlock()
-		return a.ps != old
-	})
+	cutSubscription(t, a, "r")
 	subscribe(t, a, "r") // a second interest in the room, as a room's next life has
 	b.PublishEvent("r", []byte("after"))
 	ra.waitFor(t, "event r after")
@@ -309,10 +323,13 @@ func TestBrokerSubscribeDuringReconnection(t *testing.T) {
 // TestBrokerCloseLeavesNoGoroutines: two nodes exchange traffic and
 // close; every goroutine they started ends.
 func TestBrokerCloseLeavesNoGoroutines(t *testing.T) {
-	addr, prefix := testsvc.RedisPrefix(t)
+	forBackends(t, testBrokerCloseLeavesNoGoroutines)
+}
+
+func testBrokerCloseLeavesNoGoroutines(t *testing.T, url string) {
 	before := runtime.NumGoroutine()
-	a, _ := startBroker(t, addr, prefix, "na")
-	b, rb := startBroker(t, addr, prefix, "nb")
+	a, _ := startBroker(t, url, "na")
+	b, rb := startBroker(t, url, "nb")
 	subscribe(t, b, "r")
 	a.SetMember("r", "na-1", []byte(`{}`))
 	a.PublishEvent("r", []byte(`{}`))
@@ -330,6 +347,30 @@ func TestBrokerCloseLeavesNoGoroutines(t *testing.T) {
 		}
 	}
 	livesynctest.WaitFor(t, "the brokers' goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// cutSubscription closes the pub/sub connection that has room's channel
+// (the only one with a single Redis, the room's shard's in a cluster), as
+// a network failure would, and waits until b notices.
+func cutSubscription(t *testing.T, b *Broker, room string) {
+	t.Helper()
+	b.subMu.Lock()
+	var gone func() bool
+	if b.cluster != nil {
+		sh := b.placed[b.k.channel(room)]
+		sh.ps.Close()
+		gone = func() bool { return b.placed[b.k.channel(room)] != sh }
+	} else {
+		old := b.ps
+		old.Close()
+		gone = func() bool { return b.ps != old }
+	}
+	b.subMu.Unlock()
+	livesynctest.WaitFor(t, "the lost connection to be noticed", func() bool {
+		b.subMu.Lock()
+		defer b.subMu.Unlock()
+		return gone()
+	})
 }
 
 var _ broker.Sink = (*recorder)(nil)
