@@ -292,7 +292,9 @@ func testClusterPresenceEventsChat(t *testing.T, e *clusterEnv) {
 // TestClusterNewcomerIsAnnouncedFirst: a newcomer on one node is
 // announced to the members on another before its first event reaches
 // them.
-func TestClusterNewcomerIsAnnouncedFirst(t *testing.T) { forRedisModes(t, testClusterNewcomerIsAnnouncedFirst) }
+func TestClusterNewcomerIsAnnouncedFirst(t *testing.T) {
+	forRedisModes(t, testClusterNewcomerIsAnnouncedFirst)
+}
 
 func testClusterNewcomerIsAnnouncedFirst(t *testing.T, e *clusterEnv) {
 	urls := e.nodes(2, newSharedStore(t))
