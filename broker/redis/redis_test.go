@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -374,3 +375,140 @@ func cutSubscription(t *testing.T, b *Broker, room string) {
 }
 
 var _ broker.Sink = (*recorder)(nil)
+
+// lossRecorder is a recorder that is a broker.LossSink too.
+type lossRecorder struct {
+	*recorder
+}
+
+func (r lossRecorder) NodeLost(members []broker.LostMember, users []broker.LostUser) {
+	for _, m := range members {
+		r.add(fmt.Sprintf("lost %s %s %s last=%v", m.RoomID, m.ConnID, m.Entry, m.Last))
+	}
+	for _, u := range users {
+		r.add(fmt.Sprintf("offline %s %s", u.UserID, u.Name))
+	}
+}
+
+// report is a Counter's report, as a channel.
+func report(t *testing.T) (func(bool, bool), func() bool) {
+	ch := make(chan [2]bool, 1)
+	return func(v, ok bool) { ch <- [2]bool{v, ok} }, func() bool {
+		t.Helper()
+		select {
+		case r := <-ch:
+			if !r[1] {
+				t.Fatal("counter failed")
+			}
+			return r[0]
+		case <-time.After(livesynctest.Timeout):
+			t.Fatal("no report")
+			return false
+		}
+	}
+}
+
+// TestBrokerCountsAndSweepReports: room and user counts see first and
+// last across nodes; a node that dies is swept by one other node, which
+// alone reports its members and its users left without connections.
+// On a Redis Cluster this runs every counting and sweeping script: a
+// script that crossed slots would fail.
+func TestBrokerCountsAndSweepReports(t *testing.T) {
+	forBackends(t, testBrokerCountsAndSweepReports)
+}
+
+func testBrokerCountsAndSweepReports(t *testing.T, url string) {
+	a, _ := startBroker(t, url, "na")
+	o := &Options{Heartbeat: 50 * time.Millisecond, NodeTTL: 300 * time.Millisecond, OpTimeout: time.Second}
+	newLoss := func(node string) (*Broker, lossRecorder) {
+		b, err := New(context.Background(), url, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := lossRecorder{&recorder{}}
+		if err := b.Start(node, rec); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		return b, rec
+	}
+	b, rb := newLoss("nb")
+	c, rc := newLoss("nc")
+
+	rep, got := report(t)
+	a.JoinMember("r", "na-1", []byte(`{}`), rep)
+	if !got() {
+		t.Fatal("first join of r not first")
+	}
+	b.JoinMember("r", "nb-1", []byte(`{}`), rep)
+	if got() {
+		t.Fatal("second join of r first")
+	}
+	a.ConnectUser("na-1", "ann", "Ann", rep)
+	if !got() {
+		t.Fatal("ann's first connection not online")
+	}
+	b.ConnectUser("nb-1", "ann", "Ann", rep)
+	if got() {
+		t.Fatal("ann's second connection online")
+	}
+	a.ConnectUser("na-2", "bob", "Bob", rep)
+	got()
+	a.JoinMember("s", "na-2", []byte(`{"b":1}`), rep)
+	got()
+	tokens := make(chan string, 1)
+	b.DisconnectUser("nb-1", "ann", func(tok string, ok bool) { tokens <- tok })
+	if tok := <-tokens; tok != "" {
+		t.Fatal("ann offline while connected on a")
+	}
+	b.LeaveMember("r", "nb-1", rep)
+	if got() {
+		t.Fatal("leave of r last while a's member stays")
+	}
+
+	a.stop() // a crash
+	want := []string{"lost r na-1 {} last=true", "lost s na-2 {\"b\":1} last=true", "offline ann Ann", "offline bob Bob"}
+	livesynctest.WaitFor(t, "the sweep's report", func() bool {
+		return len(rb.lines())+len(rc.lines()) >= len(want)
+	})
+	var all []string
+	for _, l := range append(rb.lines(), rc.lines()...) {
+		if strings.HasPrefix(l, "lost") || strings.HasPrefix(l, "offline") {
+			all = append(all, l)
+		}
+	}
+	slices.Sort(all)
+	if !slices.Equal(all, want) {
+		t.Fatalf("reported %q, want %q once each", all, want)
+	}
+	// The pending offlines the sweep left are confirmable once.
+	if ok, err := c.ConfirmOffline(context.Background(), "bob", "swept\nna\nna-2"); err != nil || !ok {
+		t.Fatalf("confirming bob offline: %v %v", ok, err)
+	}
+	if st, _ := b.RoomState(context.Background(), "s"); len(st.Members) != 0 {
+		t.Fatalf("dead node's member still registered: %+v", st)
+	}
+}
+
+// TestNewDetectsClusterNode: a single address that is a node of a Redis
+// Cluster makes a cluster broker; a cluster URL on a Redis that is not a
+// cluster, and a prefix with a brace on a cluster, are refused at once.
+func TestNewDetectsClusterNode(t *testing.T) {
+	seeds := testsvc.RedisClusterAddrs(t)
+	ctx := context.Background()
+	b, err := New(ctx, "redis://"+seeds[0]+"/0?prefix=olstest-detect", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.cluster == nil {
+		t.Error("a cluster node's address made a single-Redis broker")
+	}
+	b.Close()
+	if _, err := New(ctx, "redis://"+seeds[0]+"?prefix=a{b}", nil); err == nil || !strings.Contains(err.Error(), "{") {
+		t.Errorf("prefix with braces on a cluster: %v", err)
+	}
+	single := testsvc.RedisAddr(t)
+	if _, err := New(ctx, "redis://"+single+"?addr="+single, nil); err == nil || !strings.Contains(err.Error(), "not a cluster") {
+		t.Errorf("cluster URL on a single Redis: %v", err)
+	}
+}
