@@ -67,9 +67,9 @@ func newClusterClient(ctx context.Context, u *url.URL, q url.Values, o Options) 
 	c := goredis.NewClusterClient(co)
 	pctx, cancel := context.WithTimeout(ctx, o.OpTimeout)
 	defer cancel()
-	// CLUSTER SLOTS: fails alike when no seed answers and when the seeds
-	// are not in cluster mode.
-	if err := c.ClusterSlots(pctx).Err(); err != nil {
+	// CLUSTER SHARDS (Redis 7, which sharded pub/sub needs anyway): fails
+	// alike when no seed answers and when the seeds are not in cluster mode.
+	if err := c.ClusterShards(pctx).Err(); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("redis broker: Redis Cluster at %s unreachable or not a cluster: %w", strings.Join(co.Addrs, ","), err)
 	}
