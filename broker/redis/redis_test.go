@@ -507,6 +507,9 @@ func TestNewDetectsClusterNode(t *testing.T) {
 	if _, err := New(ctx, "redis://"+seeds[0]+"?prefix=a{b}", nil); err == nil || !strings.Contains(err.Error(), "{") {
 		t.Errorf("prefix with braces on a cluster: %v", err)
 	}
+	if _, err := New(ctx, "redis://127.0.0.1:1?addr=127.0.0.1:2", &Options{OpTimeout: 500 * time.Millisecond}); err == nil {
+		t.Error("a cluster URL whose seeds are all unreachable was accepted")
+	}
 	single := testsvc.RedisAddr(t)
 	if _, err := New(ctx, "redis://"+single+"?addr="+single, nil); err == nil || !strings.Contains(err.Error(), "not a cluster") {
 		t.Errorf("cluster URL on a single Redis: %v", err)

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/openlivesync/livesync/broker"
 )
 
 // shard is the pub/sub connection to one master.
@@ -54,6 +56,11 @@ func (b *Broker) wantedLocked() []string {
 func (b *Broker) placeLocked(ctx context.Context, ch string) error {
 	if _, ok := b.placed[ch]; ok {
 		return nil
+	}
+	if b.ctx.Err() != nil {
+		// Closing: the placer closes the connections it knows of, under
+		// subMu; none may be opened after it did.
+		return fmt.Errorf("redis broker: closed: %w", broker.ErrUnavailable)
 	}
 	master, err := b.cluster.MasterForKey(ctx, ch)
 	if err != nil {
