@@ -10,8 +10,9 @@
 // restart loses nothing that the nodes cannot re-register, and each node
 // keeps serving its own members while Redis is away.
 //
-// How it works: each room is a pub/sub channel, subscribed by the nodes
-// that have members in it; a presence registry (a hash per room) holds
+// How it works: each room is a pub/sub channel (a sharded one, on the
+// shard that owns the room's keys, in a Redis Cluster: see shards.go),
+// subscribed by the nodes that have members in it; a presence registry (a hash per room) holds
 // every member with its node; each node refreshes a heartbeat key, and
 // every node regularly sweeps the members of nodes whose heartbeat
 // expired, announcing their departure (and reporting it, from that one
