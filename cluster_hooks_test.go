@@ -92,8 +92,9 @@ func userKind(kind, user string) func(hookRecord) bool {
 // TestClusterHooksRoomOnce: members of one room on three nodes, joining
 // and leaving at once: exactly one join is the room's first and exactly
 // one leave its last, cluster-wide, wherever they happen.
-func TestClusterHooksRoomOnce(t *testing.T) {
-	e := newClusterEnv(t)
+func TestClusterHooksRoomOnce(t *testing.T) { forRedisModes(t, testClusterHooksRoomOnce) }
+
+func testClusterHooksRoomOnce(t *testing.T, e *clusterEnv) {
 	h := &hookRecorder{}
 	var urls []string
 	for i := range 3 {
@@ -129,8 +130,9 @@ func TestClusterHooksRoomOnce(t *testing.T) {
 // sends nothing; closing the last sends one offline, after the delay.
 // Markers (other users' offline, on the same node, after the same delay)
 // show that nothing more is coming.
-func TestClusterHooksUserOnce(t *testing.T) {
-	e := newClusterEnv(t)
+func TestClusterHooksUserOnce(t *testing.T) { forRedisModes(t, testClusterHooksUserOnce) }
+
+func testClusterHooksUserOnce(t *testing.T, e *clusterEnv) {
 	h := &hookRecorder{}
 	const delay = time.Second // far longer than a reload takes
 	var urls []string

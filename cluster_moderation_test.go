@@ -18,8 +18,8 @@ type moderationCluster struct {
 	store sharedStore
 }
 
-func newModerationCluster(t *testing.T) *moderationCluster {
-	return &moderationCluster{newClusterEnv(t), newSharedStore(t)}
+func newModerationCluster(t *testing.T, e *clusterEnv) *moderationCluster {
+	return &moderationCluster{e, newSharedStore(t)}
 }
 
 // node starts one more node.
@@ -30,8 +30,8 @@ func (c *moderationCluster) node(t *testing.T) *opsServer {
 }
 
 // moderationNodes starts a cluster of n such nodes.
-func moderationNodes(t *testing.T, n int) (*moderationCluster, []*opsServer) {
-	c := newModerationCluster(t)
+func moderationNodes(t *testing.T, e *clusterEnv, n int) (*moderationCluster, []*opsServer) {
+	c := newModerationCluster(t, e)
 	out := make([]*opsServer, n)
 	for i := range out {
 		out[i] = c.node(t)
@@ -53,8 +53,10 @@ func recentTexts(s *Server, id string) []string {
 // TestClusterModerationDelete: a message deleted through one node leaves
 // the recent history of another node where the room is live, so a joiner
 // there, and get_chat_history there, no longer see it.
-func TestClusterModerationDelete(t *testing.T) {
-	_, nodes := moderationNodes(t, 2)
+func TestClusterModerationDelete(t *testing.T) { forRedisModes(t, testClusterModerationDelete) }
+
+func testClusterModerationDelete(t *testing.T, e *clusterEnv) {
+	_, nodes := moderationNodes(t, e, 2)
 	a, b := nodes[0], nodes[1]
 	onA, onB := livesynctest.Dial(t, a.ws), livesynctest.Dial(t, b.ws)
 	onA.Join("r", nil)
@@ -89,8 +91,10 @@ func TestClusterModerationDelete(t *testing.T) {
 // TestClusterModerationKickAndBan: a kick sent to node A closes members on
 // node B, counted in the answer; everyone sees them leave; the ban made on
 // A refuses the user's join on B, and on a node started afterwards.
-func TestClusterModerationKickAndBan(t *testing.T) {
-	cluster, nodes := moderationNodes(t, 2)
+func TestClusterModerationKickAndBan(t *testing.T) { forRedisModes(t, testClusterModerationKickAndBan) }
+
+func testClusterModerationKickAndBan(t *testing.T, e *clusterEnv) {
+	cluster, nodes := moderationNodes(t, e, 2)
 	a, b := nodes[0], nodes[1]
 	watchA := livesynctest.Dial(t, a.ws+"?u=wa")
 	watchA.Join("r", nil)

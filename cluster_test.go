@@ -27,12 +27,14 @@ import (
 )
 
 // clusterEnv is a Redis key space of one test: a prefix no other test
-// uses, deleted when the test ends.
+// uses, deleted when the test ends; on a single Redis or, with
+// newRedisClusterEnv, on a Redis Cluster.
 type clusterEnv struct {
-	t      testing.TB
-	addr   string // Redis
-	prefix string
-	rdb    *goredis.Client
+	t          testing.TB
+	addr       string // Redis (single mode: tests put proxies in front of it)
+	clusterURL string // Redis Cluster mode: the broker's URL, prefix included
+	prefix     string
+	rdb        goredis.UniversalClient
 }
 
 func newClusterEnv(t testing.TB) *clusterEnv {
@@ -41,6 +43,34 @@ func newClusterEnv(t testing.TB) *clusterEnv {
 	e := &clusterEnv{t: t, addr: addr, prefix: prefix, rdb: goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2})}
 	t.Cleanup(func() { e.rdb.Close() })
 	return e
+}
+
+// newRedisClusterEnv is newClusterEnv on the 3-shard Redis Cluster. Its
+// addr is the first seed, which the broker detects as a cluster node;
+// nodes given that address use the whole cluster.
+func newRedisClusterEnv(t testing.TB) *clusterEnv {
+	t.Helper()
+	url, prefix := testsvc.RedisClusterURL(t)
+	addrs := testsvc.RedisClusterAddrs(t)
+	e := &clusterEnv{t: t, addr: addrs[0], clusterURL: url, prefix: prefix,
+		rdb: goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: addrs, Protocol: 2})}
+	t.Cleanup(func() { e.rdb.Close() })
+	return e
+}
+
+// forRedisModes runs test on a single Redis and on a Redis Cluster: one
+// suite, two backends.
+func forRedisModes(t *testing.T, test func(t *testing.T, e *clusterEnv)) {
+	t.Run("single", func(t *testing.T) { test(t, newClusterEnv(t)) })
+	t.Run("cluster", func(t *testing.T) { test(t, newRedisClusterEnv(t)) })
+}
+
+// brokerURL is the broker URL of a node reaching Redis at addr.
+func (e *clusterEnv) brokerURL(addr string) string {
+	if e.clusterURL != "" && addr == e.addr {
+		return e.clusterURL
+	}
+	return "redis://" + addr + "/0?prefix=" + e.prefix
 }
 
 // wipe deletes the test's keys, as a Redis restart without persistence
@@ -70,7 +100,7 @@ func (e *clusterEnv) nodeOptions(addr string, store chat.Store, log *slog.Logger
 	if log == nil {
 		log = discardLogger()
 	}
-	b, err := redis.New(context.Background(), "redis://"+addr+"/0?prefix="+e.prefix, &redis.Options{
+	b, err := redis.New(context.Background(), e.brokerURL(addr), &redis.Options{
 		Logger:    log,
 		Heartbeat: 100 * time.Millisecond,
 		NodeTTL:   time.Second,
@@ -154,8 +184,9 @@ func (p *peer) event(n int) {
 // TestClusterPresenceEventsChat: members of one room on three nodes see
 // each other join, update and leave, receive each other's events exactly
 // once, and all see the chat in the order of the shared history.
-func TestClusterPresenceEventsChat(t *testing.T) {
-	e := newClusterEnv(t)
+func TestClusterPresenceEventsChat(t *testing.T) { forRedisModes(t, testClusterPresenceEventsChat) }
+
+func testClusterPresenceEventsChat(t *testing.T, e *clusterEnv) {
 	store := newSharedStore(t)
 	urls := e.nodes(3, store)
 	// a and a2 share a node: they get each other's traffic once, not once
@@ -262,7 +293,10 @@ func TestClusterPresenceEventsChat(t *testing.T) {
 // announced to the members on another before its first event reaches
 // them.
 func TestClusterNewcomerIsAnnouncedFirst(t *testing.T) {
-	e := newClusterEnv(t)
+	forRedisModes(t, testClusterNewcomerIsAnnouncedFirst)
+}
+
+func testClusterNewcomerIsAnnouncedFirst(t *testing.T, e *clusterEnv) {
 	urls := e.nodes(2, newSharedStore(t))
 	for _, size := range []int{1, largeRoom + 2} {
 		announcedFirst(t, fmt.Sprint("r", size), size, urls[0], urls[1])
@@ -273,8 +307,9 @@ func TestClusterNewcomerIsAnnouncedFirst(t *testing.T) {
 // room at once while a quarter leave and a quarter disconnect; every
 // remaining member's view (snapshot plus deltas) converges to the room's
 // true membership, with no member missing or announced twice.
-func TestClusterConvergence(t *testing.T) {
-	e := newClusterEnv(t)
+func TestClusterConvergence(t *testing.T) { forRedisModes(t, testClusterConvergence) }
+
+func testClusterConvergence(t *testing.T, e *clusterEnv) {
 	store := newSharedStore(t)
 	urls := e.nodes(3, store)
 	const n = 300

@@ -21,9 +21,21 @@ func (k keys) userKeys(node, user string) []string {
 	return []string{k.user(user), k.nodeUsers(node), k.pendingOffline(user)}
 }
 
-func (k keys) user(user string) string           { return k.p + ":u:" + user }
-func (k keys) nodeUsers(node string) string      { return k.p + ":n:" + node + ":users" }
-func (k keys) pendingOffline(user string) string { return k.p + ":uo:" + user }
+// user and pendingOffline share the hash tag {p:u:<user>} in a cluster,
+// so that the scripts counting a user's connections stay in one slot.
+func (k keys) user(user string) string {
+	if k.cluster {
+		return "{" + k.p + ":u:" + user + "}"
+	}
+	return k.p + ":u:" + user
+}
+func (k keys) nodeUsers(node string) string { return k.nodeKey(node, "users") }
+func (k keys) pendingOffline(user string) string {
+	if k.cluster {
+		return "{" + k.p + ":u:" + user + "}:o"
+	}
+	return k.p + ":uo:" + user
+}
 
 // JoinMember implements broker.Counter: SetMember, with the room's count
 // read in the same transaction as the registration.
@@ -82,13 +94,26 @@ func (b *Broker) ConfirmOffline(ctx context.Context, userID, token string) (bool
 // script is atomic, so only this node got it.
 func (b *Broker) sweep() {
 	ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
-	out, err := sweepScript.Run(ctx, b.rdb, nil, b.opts.Prefix, b.node, pendingOfflineTTL.Milliseconds()).StringSlice()
-	cancel()
-	if err != nil {
-		b.failed(err)
-		return
+	var members []broker.LostMember
+	var users []broker.LostUser
+	if b.cluster != nil {
+		var err error
+		members, users, err = b.clusterSweep(ctx)
+		cancel()
+		if err != nil {
+			b.failed(err)
+			// What was removed before the failure is reported still:
+			// nobody else will.
+		}
+	} else {
+		out, err := sweepScript.Run(ctx, b.rdb, nil, b.opts.Prefix, b.node, pendingOfflineTTL.Milliseconds()).StringSlice()
+		cancel()
+		if err != nil {
+			b.failed(err)
+			return
+		}
+		members, users = parseLost(out)
 	}
-	members, users := parseLost(out)
 	if len(members) > 0 || len(users) > 0 {
 		b.log.Info("cluster: removed the members of dead nodes", "members", len(members), "users", len(users))
 		if ls, ok := b.sink.(broker.LossSink); ok {

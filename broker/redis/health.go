@@ -110,11 +110,23 @@ func isConnReply(err error) bool {
 func (b *Broker) heartbeat() {
 	ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
 	defer cancel()
-	was, err := heartbeatScript.Run(ctx, b.rdb, []string{b.k.alive(b.node), b.k.nodes()}, b.node, b.opts.NodeTTL.Milliseconds()).Int64()
+	var was int64
+	var err error
+	if b.cluster != nil {
+		was, err = b.clusterHeartbeat(ctx)
+	} else {
+		was, err = heartbeatScript.Run(ctx, b.rdb, []string{b.k.alive(b.node), b.k.nodes()}, b.node, b.opts.NodeTTL.Milliseconds()).Int64()
+	}
 	if err != nil {
 		if b.ctx.Err() == nil {
 			b.setCmd(err)
 		}
+		return
+	}
+	if was < 0 {
+		// Being swept as dead: beat again once the sweep is over, and
+		// then re-register (was is 0 then).
+		b.setCmd(nil)
 		return
 	}
 	recovered := b.setCmd(nil)

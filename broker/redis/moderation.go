@@ -85,7 +85,7 @@ func (b *Broker) Ban(ctx context.Context, roomID, userID string, until time.Time
 	ms := until.UnixMilli()
 	body, _ := json.Marshal(banMessage{roomID, userID, ms})
 	msg := "B" + b.node + "\n" + string(body)
-	err := banScript.Run(ctx, b.rdb, []string{b.k.bans(), b.k.banChannel()}, string(field), ms, time.Now().UnixMilli(), msg).Err()
+	err := b.banScript().Run(ctx, b.rdb, []string{b.k.bans(), b.k.banChannel()}, string(field), ms, time.Now().UnixMilli(), msg).Err()
 	if err != nil {
 		b.failed(err)
 		return fmt.Errorf("redis broker: banning in room %q: %w", roomID, err)

@@ -226,6 +226,9 @@ func (b *Broker) pipeline(ops []op) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	if b.cluster != nil {
+		return b.clusterPipeline(ops)
+	}
 	ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
 	defer cancel()
 	members := false
@@ -302,15 +305,19 @@ func (b *Broker) script(o *op) {
 		c := o.chat
 		keys := []string{b.k.lock(o.room), b.k.seq(o.room), b.k.channel(o.room)}
 		var s string
-		s, err = chatScript.Run(ctx, b.rdb, keys, c.token, c.n, time.Now().UnixMicro(), "C"+b.node+"\n", c.body).Text()
+		s, err = b.chatScript().Run(ctx, b.rdb, keys, c.token, c.n, time.Now().UnixMicro(), "C"+b.node+"\n", c.body).Text()
 		if err == nil {
 			c.seq, err = strconv.ParseUint(s, 10, 64)
 		}
 	case opUnlock:
 		err = unlockScript.Run(ctx, b.rdb, []string{b.k.lock(o.room)}, o.chat.token).Err()
 	case opPublish:
-		err = b.rdb.Publish(ctx, b.k.channel(o.room), string(o.data)).Err()
+		err = b.publishCmd(ctx, b.k.channel(o.room), string(o.data))
 	case opReplace:
+		if b.cluster != nil {
+			err = b.clusterReplace(ctx, o)
+			break
+		}
 		args := make([]any, 0, 2+len(o.reg))
 		args = append(args, b.opts.Prefix, b.node)
 		for _, a := range o.reg {
@@ -327,15 +334,23 @@ func (b *Broker) script(o *op) {
 		}
 	case opConnect:
 		var n int
-		n, err = connectScript.Run(ctx, b.rdb, b.k.userKeys(b.node, o.user),
-			o.conn, b.node+"\n"+o.name, o.conn+"\n"+o.user).Int()
+		if b.cluster != nil {
+			n, err = b.clusterConnect(ctx, o)
+		} else {
+			n, err = connectScript.Run(ctx, b.rdb, b.k.userKeys(b.node, o.user),
+				o.conn, b.node+"\n"+o.name, o.conn+"\n"+o.user).Int()
+		}
 		if err == nil && o.count != nil {
 			o.count(n == 1, true)
 		}
 	case opDisconnect:
 		var n int
-		n, err = disconnectScript.Run(ctx, b.rdb, b.k.userKeys(b.node, o.user),
-			o.conn, o.conn+"\n"+o.user, o.token, pendingOfflineTTL.Milliseconds()).Int()
+		if b.cluster != nil {
+			n, err = b.clusterDisconnect(ctx, o)
+		} else {
+			n, err = disconnectScript.Run(ctx, b.rdb, b.k.userKeys(b.node, o.user),
+				o.conn, o.conn+"\n"+o.user, o.token, pendingOfflineTTL.Milliseconds()).Int()
+		}
 		if err == nil && o.gone != nil {
 			token := ""
 			if n == 1 {

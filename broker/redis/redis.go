@@ -3,13 +3,16 @@
 // connected to any node see each other's presence, events and chat.
 //
 // It needs a single Redis (or a Sentinel-managed primary), version 5 or
-// later; Redis Cluster is not supported, since its scripts touch keys of
-// many rooms. Redis is a relay and a registry, not a store: a Redis
+// later, or a Redis Cluster (or Valkey cluster), version 7 or later: see
+// New for how each is given, and cluster.go for how the keys are laid
+// out so that no script or transaction crosses slots. Redis is a relay
+// and a registry, not a store: a Redis
 // restart loses nothing that the nodes cannot re-register, and each node
 // keeps serving its own members while Redis is away.
 //
-// How it works: each room is a pub/sub channel, subscribed by the nodes
-// that have members in it; a presence registry (a hash per room) holds
+// How it works: each room is a pub/sub channel (a sharded one, on the
+// shard that owns the room's keys, in a Redis Cluster: see shards.go),
+// subscribed by the nodes that have members in it; a presence registry (a hash per room) holds
 // every member with its node; each node refreshes a heartbeat key, and
 // every node regularly sweeps the members of nodes whose heartbeat
 // expired, announcing their departure (and reporting it, from that one
@@ -107,10 +110,14 @@ var _ broker.Broker = (*Broker)(nil)
 // Broker is a broker.Broker on Redis. Create it with New, hand it to
 // livesync.Options.Broker; the server starts and closes it.
 type Broker struct {
-	rdb  *goredis.Client
-	opts Options
-	log  *slog.Logger
-	k    keys
+	// rdb is a *goredis.Client for a single Redis, a *goredis.ClusterClient
+	// for a Redis Cluster (then cluster is set too): the commands that work
+	// unchanged on both go through it.
+	rdb     goredis.UniversalClient
+	cluster *goredis.ClusterClient
+	opts    Options
+	log     *slog.Logger
+	k       keys
 
 	node string      // set by Start
 	sink broker.Sink // set by Start
@@ -133,9 +140,12 @@ type Broker struct {
 	lostMembers bool                         // presence changes among them: resynchronise
 	closing     bool
 
-	subMu sync.Mutex
-	ps    *goredis.PubSub // nil between connections
-	subs  map[string]*sub // by channel
+	subMu  sync.Mutex
+	ps     *goredis.PubSub   // single Redis: nil between connections
+	subs   map[string]*sub   // by channel
+	shards map[string]*shard // cluster: by master address (see shards.go)
+	placed map[string]*shard // cluster: channel → the shard it is subscribed on
+	swake  chan struct{}     // cluster: wakes the placer
 
 	resync      chan struct{}
 	replyLogged atomic.Int64 // unix ns of the last "refused a command" log
@@ -146,14 +156,22 @@ type Broker struct {
 type sub struct {
 	refs    int           // Subscribe calls not yet matched by Unsubscribe
 	pending int           // SUBSCRIBE commands not yet confirmed
+	unsub   int           // cluster: SUNSUBSCRIBE commands not yet confirmed
 	ready   chan struct{} // closed when subscribed
 	isReady bool
 }
 
-// New connects to the Redis at rawURL (redis://[user:pass@]host:port/db,
-// or rediss:// for TLS, with go-redis's query options and "prefix") and
-// checks that it answers, within ctx. It silences go-redis's internal
-// logger, a process-wide setting: the broker logs what matters itself.
+// New connects to the Redis at rawURL and checks that it answers, within
+// ctx. rawURL is either a single Redis, redis://[user:pass@]host:port/db
+// (or rediss:// for TLS), or a Redis Cluster in go-redis's cluster form,
+// redis://[user:pass@]host1:port?addr=host2:port&addr=host3:port (the
+// seeds: any reachable one is enough). A single address that turns out to
+// be a cluster node (INFO cluster says cluster_enabled:1) is used as a
+// cluster seed: pointed at one node of a cluster, a single-Redis broker
+// would fail on every multi-room operation while the node served on
+// alone. Both forms take go-redis's query options and "prefix". It
+// silences go-redis's internal logger, a process-wide setting: the broker
+// logs what matters itself.
 func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
 	var o Options
 	if opts != nil {
@@ -177,47 +195,88 @@ func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
 	if err := o.resolve(); err != nil {
 		return nil, err
 	}
-	ro, err := goredis.ParseURL(u.String())
-	if err != nil {
-		return nil, fmt.Errorf("redis broker: %w", err)
+	quietGoRedis.Do(func() { goredis.SetLogger(discardLogging{}) })
+	var rdb goredis.UniversalClient
+	var cluster *goredis.ClusterClient
+	if q.Has("addr") {
+		cluster, err = newClusterClient(ctx, u, q, o)
+		if err != nil {
+			return nil, err
+		}
+		rdb = cluster
+	} else {
+		ro, err := goredis.ParseURL(u.String())
+		if err != nil {
+			return nil, fmt.Errorf("redis broker: %w", err)
+		}
+		setTimeouts(q, o, &ro.DialTimeout, &ro.ReadTimeout, &ro.WriteTimeout, &ro.PoolTimeout, &ro.MaxRetries, &ro.Protocol, &ro.DialerRetries)
+		ro.DisableIdentity = true
+		single := goredis.NewClient(ro)
+		pctx, cancel := context.WithTimeout(ctx, o.OpTimeout)
+		defer cancel()
+		if err := single.Ping(pctx).Err(); err != nil {
+			single.Close()
+			return nil, fmt.Errorf("redis broker: %s unreachable: %w", ro.Addr, err)
+		}
+		isCluster, err := clusterEnabled(pctx, single)
+		if err != nil {
+			single.Close()
+			return nil, fmt.Errorf("redis broker: %s: %w", ro.Addr, err)
+		}
+		if isCluster {
+			single.Close()
+			cluster, err = newClusterClient(ctx, u, q, o)
+			if err != nil {
+				return nil, err
+			}
+			rdb = cluster
+		} else {
+			rdb = single
+		}
 	}
-	for name, d := range map[string]*time.Duration{"dial_timeout": &ro.DialTimeout, "read_timeout": &ro.ReadTimeout, "write_timeout": &ro.WriteTimeout, "pool_timeout": &ro.PoolTimeout} {
+	if cluster != nil && strings.ContainsAny(o.Prefix, "{}") {
+		rdb.Close()
+		return nil, fmt.Errorf("redis broker: prefix %q must not contain { or }: in a Redis Cluster they would change which keys share a slot", o.Prefix)
+	}
+	b := &Broker{
+		rdb:     rdb,
+		cluster: cluster,
+		opts:    o,
+		log:     o.Logger,
+		k:       keys{p: o.Prefix, cluster: cluster != nil},
+		qwake:   make(chan struct{}, 1),
+		mirror:  make(map[string]map[string][]byte),
+		users:   make(map[string]userConn),
+		subs:    make(map[string]*sub),
+		shards:  make(map[string]*shard),
+		placed:  make(map[string]*shard),
+		swake:   make(chan struct{}, 1),
+		resync:  make(chan struct{}, 1),
+	}
+	b.health.logger = b.log
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return b, nil
+}
+
+// setTimeouts applies the broker's defaults to go-redis options the URL
+// does not set: every call bounded by OpTimeout, no retries (the broker
+// resynchronises instead), RESP2, and one dial attempt (fail fast: an
+// outage is handled, not waited out).
+func setTimeouts(q url.Values, o Options, dial, read, write, pool *time.Duration, retries, protocol, dialerRetries *int) {
+	for name, d := range map[string]*time.Duration{"dial_timeout": dial, "read_timeout": read, "write_timeout": write, "pool_timeout": pool} {
 		if !q.Has(name) {
 			*d = o.OpTimeout
 		}
 	}
 	if !q.Has("max_retries") {
-		ro.MaxRetries = -1 // the broker resynchronises instead of retrying
+		*retries = -1
 	}
 	if !q.Has("protocol") {
-		ro.Protocol = 2
+		*protocol = 2
 	}
 	if !q.Has("dialer_retries") {
-		ro.DialerRetries = 1 // fail fast: an outage is handled, not waited out
+		*dialerRetries = 1
 	}
-	ro.DisableIdentity = true
-	quietGoRedis.Do(func() { goredis.SetLogger(discardLogging{}) })
-	rdb := goredis.NewClient(ro)
-	pctx, cancel := context.WithTimeout(ctx, o.OpTimeout)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("redis broker: %s unreachable: %w", ro.Addr, err)
-	}
-	b := &Broker{
-		rdb:    rdb,
-		opts:   o,
-		log:    o.Logger,
-		k:      keys{o.Prefix},
-		qwake:  make(chan struct{}, 1),
-		mirror: make(map[string]map[string][]byte),
-		users:  make(map[string]userConn),
-		subs:   make(map[string]*sub),
-		resync: make(chan struct{}, 1),
-	}
-	b.health.logger = b.log
-	b.ctx, b.cancel = context.WithCancel(context.Background())
-	return b, nil
 }
 
 // quietGoRedis silences go-redis's own logging, which is process-wide and
@@ -242,7 +301,11 @@ func (b *Broker) Start(nodeID string, sink broker.Sink) error {
 		b.wg.Add(4)
 		go b.heartbeatLoop()
 		go b.sender()
-		go b.subscriber()
+		if b.cluster != nil {
+			go b.placer()
+		} else {
+			go b.subscriber()
+		}
 		go b.resyncLoop()
 	})
 	return err
@@ -265,7 +328,7 @@ func (b *Broker) Close() error {
 			}
 			if b.health.cmdDown() == nil {
 				ctx, cancel := context.WithTimeout(context.Background(), b.opts.OpTimeout)
-				if e := deregisterScript.Run(ctx, b.rdb, nil, b.opts.Prefix, b.node, pendingOfflineTTL.Milliseconds()).Err(); e != nil {
+				if e := b.deregister(ctx); e != nil {
 					b.log.Warn("cluster: could not withdraw this node's members; they leave when its heartbeat expires", "err", e)
 				}
 				cancel()
@@ -294,20 +357,66 @@ func (b *Broker) stop() {
 	b.wg.Wait()
 }
 
-// keys names the broker's keys and channels (see scripts.go).
-type keys struct{ p string }
+// keys names the broker's keys and channels (see scripts.go for a
+// single Redis, cluster.go for a Redis Cluster).
+type keys struct {
+	p       string
+	cluster bool
+}
 
-func (k keys) channel(room string) string { return k.p + ":r:" + room }
-func (k keys) members(room string) string { return k.p + ":m:" + room }
-func (k keys) lock(room string) string    { return k.p + ":l:" + room }
-func (k keys) seq(room string) string     { return k.p + ":s:" + room }
-func (k keys) alive(node string) string   { return k.p + ":n:" + node + ":alive" }
-func (k keys) nodeSet(node string) string { return k.p + ":n:" + node + ":members" }
-func (k keys) control(node string) string { return k.p + ":c:" + node }
-func (k keys) nodes() string              { return k.p + ":nodes" }
-func (k keys) bans() string               { return k.p + ":b" }
-func (k keys) banChannel() string         { return k.p + ":bc" }
+// roomKey is a key of a room: in a cluster all of them share the hash tag
+// {p:r:<room>}, so that a room's scripts and transactions stay in one
+// slot while rooms spread over the shards.
+func (k keys) roomKey(kind, room string) string {
+	if k.cluster {
+		return "{" + k.p + ":r:" + room + "}:" + kind
+	}
+	return k.p + ":" + kind + ":" + room
+}
+
+// nodeKey is a key of a node: in a cluster all of them share the hash tag
+// {p:n:<node>}, so that the heartbeat and the sweep's claim on a dead node
+// are atomic together.
+func (k keys) nodeKey(node, kind string) string {
+	if k.cluster {
+		return "{" + k.p + ":n:" + node + "}:" + kind
+	}
+	return k.p + ":n:" + node + ":" + kind
+}
+
+func (k keys) channel(room string) string { return k.roomKey("r", room) }
+func (k keys) members(room string) string { return k.roomKey("m", room) }
+func (k keys) lock(room string) string    { return k.roomKey("l", room) }
+func (k keys) seq(room string) string     { return k.roomKey("s", room) }
+func (k keys) alive(node string) string   { return k.nodeKey(node, "alive") }
+func (k keys) nodeSet(node string) string { return k.nodeKey(node, "members") }
+func (k keys) control(node string) string {
+	if k.cluster {
+		return k.nodeKey(node, "c")
+	}
+	return k.p + ":c:" + node
+}
+func (k keys) nodes() string { return k.p + ":nodes" }
+func (k keys) bans() string {
+	if k.cluster {
+		return "{" + k.p + ":b}"
+	}
+	return k.p + ":b"
+}
+func (k keys) banChannel() string {
+	if k.cluster {
+		return "{" + k.p + ":b}:c"
+	}
+	return k.p + ":bc"
+}
 func (k keys) room(channel string) (string, bool) {
+	if k.cluster {
+		r, ok := strings.CutPrefix(channel, "{"+k.p+":r:")
+		if !ok {
+			return "", false
+		}
+		return strings.CutSuffix(r, "}:r")
+	}
 	return strings.CutPrefix(channel, k.p+":r:")
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,15 +59,29 @@ func (r *recorder) waitFor(t *testing.T, want ...string) {
 	})
 }
 
-// startBroker starts a broker as node, with fast heartbeats, adjusted by
-// tune when it is not nil; it is closed when the test ends.
-func startBroker(t *testing.T, addr, prefix, node string, tune ...func(*Options)) (*Broker, *recorder) {
+// forBackends runs a test against a single Redis and against a Redis
+// Cluster, each under a key prefix of its own: one suite, two backends.
+func forBackends(t *testing.T, test func(t *testing.T, url string)) {
+	t.Run("single", func(t *testing.T) {
+		addr, prefix := testsvc.RedisPrefix(t)
+		test(t, "redis://"+addr+"/0?prefix="+prefix)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		url, _ := testsvc.RedisClusterURL(t)
+		test(t, url)
+	})
+}
+
+// startBroker starts a broker as node on the Redis at url, with fast
+// heartbeats, adjusted by tune when it is not nil; it is closed when the
+// test ends.
+func startBroker(t *testing.T, url, node string, tune ...func(*Options)) (*Broker, *recorder) {
 	t.Helper()
 	o := &Options{Heartbeat: 50 * time.Millisecond, NodeTTL: 300 * time.Millisecond, OpTimeout: time.Second}
 	for _, f := range tune {
 		f(o)
 	}
-	b, err := New(context.Background(), "redis://"+addr+"/0?prefix="+prefix, o)
+	b, err := New(context.Background(), url, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,10 +105,11 @@ func subscribe(t *testing.T, b *Broker, room string) {
 // TestBrokerRelaysToOthersOnly: announcements, events and chat reach the
 // other nodes subscribed to the room, never their sender; the registry
 // shows each node the others' members.
-func TestBrokerRelaysToOthersOnly(t *testing.T) {
-	addr, prefix := testsvc.RedisPrefix(t)
-	a, ra := startBroker(t, addr, prefix, "na")
-	b, rb := startBroker(t, addr, prefix, "nb")
+func TestBrokerRelaysToOthersOnly(t *testing.T) { forBackends(t, testBrokerRelaysToOthersOnly) }
+
+func testBrokerRelaysToOthersOnly(t *testing.T, url string) {
+	a, ra := startBroker(t, url, "na")
+	b, rb := startBroker(t, url, "nb")
 	subscribe(t, a, "r")
 	subscribe(t, b, "r")
 	a.SetMember("r", "na-1", []byte(`{"connectionId":"na-1","presence":{}}`))
@@ -142,10 +158,11 @@ func TestBrokerRelaysToOthersOnly(t *testing.T) {
 
 // TestBrokerChatLockIsExclusive: a second node waits for the lock until
 // the first publishes, and sees its sequence.
-func TestBrokerChatLockIsExclusive(t *testing.T) {
-	addr, prefix := testsvc.RedisPrefix(t)
-	a, _ := startBroker(t, addr, prefix, "na")
-	b, _ := startBroker(t, addr, prefix, "nb")
+func TestBrokerChatLockIsExclusive(t *testing.T) { forBackends(t, testBrokerChatLockIsExclusive) }
+
+func testBrokerChatLockIsExclusive(t *testing.T, url string) {
+	a, _ := startBroker(t, url, "na")
+	b, _ := startBroker(t, url, "nb")
 	ctx := context.Background()
 	la, err := a.LockChat(ctx, "r")
 	if err != nil {
@@ -184,10 +201,11 @@ func TestBrokerChatLockIsExclusive(t *testing.T) {
 // TestBrokerSweepsDeadNode: a node that stops without a word (no
 // deregistration) has its members removed by the others, in every room,
 // once its heartbeat expires.
-func TestBrokerSweepsDeadNode(t *testing.T) {
-	addr, prefix := testsvc.RedisPrefix(t)
-	a, _ := startBroker(t, addr, prefix, "na")
-	b, rb := startBroker(t, addr, prefix, "nb")
+func TestBrokerSweepsDeadNode(t *testing.T) { forBackends(t, testBrokerSweepsDeadNode) }
+
+func testBrokerSweepsDeadNode(t *testing.T, url string) {
+	a, _ := startBroker(t, url, "na")
+	b, rb := startBroker(t, url, "nb")
 	subscribe(t, b, "r")
 	a.SetMember("r", "na-1", []byte(`{}`))
 	a.SetMember("s", "na-2", []byte(`{}`))
@@ -209,8 +227,9 @@ func TestBrokerOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proxy.Close() })
-	a, ra := startBroker(t, proxy.Addr(), prefix, "na")
-	b, rb := startBroker(t, addr, prefix, "nb")
+	url := "redis://" + addr + "/0?prefix=" + prefix
+	a, ra := startBroker(t, "redis://"+proxy.Addr()+"/0?prefix="+prefix, "na")
+	b, rb := startBroker(t, url, "nb")
 	subscribe(t, a, "r")
 	subscribe(t, b, "r")
 	a.SetMember("r", "na-1", []byte(`{}`))
@@ -245,11 +264,12 @@ func TestBrokerOutage(t *testing.T) {
 // lock (it stored a batch and never published it) holds up the room's
 // chat only until the lock expires; the next holder sees the sequence of
 // the last batch that was published.
-func TestBrokerChatLockOfDeadHolder(t *testing.T) {
-	addr, prefix := testsvc.RedisPrefix(t)
+func TestBrokerChatLockOfDeadHolder(t *testing.T) { forBackends(t, testBrokerChatLockOfDeadHolder) }
+
+func testBrokerChatLockOfDeadHolder(t *testing.T, url string) {
 	ttl := func(o *Options) { o.ChatLockTTL = 300 * time.Millisecond }
-	a, _ := startBroker(t, addr, prefix, "na", ttl)
-	b, rb := startBroker(t, addr, prefix, "nb", ttl)
+	a, _ := startBroker(t, url, "na", ttl)
+	b, rb := startBroker(t, url, "nb", ttl)
 	subscribe(t, b, "r")
 	ctx := context.Background()
 	la, err := a.LockChat(ctx, "r")
@@ -288,19 +308,14 @@ func TestBrokerChatLockOfDeadHolder(t *testing.T) {
 // connection has the channel, so a publication made right after it
 // returns is delivered.
 func TestBrokerSubscribeDuringReconnection(t *testing.T) {
-	addr, prefix := testsvc.RedisPrefix(t)
-	a, ra := startBroker(t, addr, prefix, "na")
-	b, _ := startBroker(t, addr, prefix, "nb")
+	forBackends(t, testBrokerSubscribeDuringReconnection)
+}
+
+func testBrokerSubscribeDuringReconnection(t *testing.T, url string) {
+	a, ra := startBroker(t, url, "na")
+	b, _ := startBroker(t, url, "nb")
 	subscribe(t, a, "r")
-	a.subMu.Lock()
-	old := a.ps
-	old.Close()
-	a.subMu.Unlock()
-	livesynctest.WaitFor(t, "the lost connection to be noticed", func() bool {
-		a.subMu.Lock()
-		defer a.subMu.Unlock()
-		return a.ps != old
-	})
+	cutSubscription(t, a, "r")
 	subscribe(t, a, "r") // a second interest in the room, as a room's next life has
 	b.PublishEvent("r", []byte("after"))
 	ra.waitFor(t, "event r after")
@@ -309,10 +324,13 @@ func TestBrokerSubscribeDuringReconnection(t *testing.T) {
 // TestBrokerCloseLeavesNoGoroutines: two nodes exchange traffic and
 // close; every goroutine they started ends.
 func TestBrokerCloseLeavesNoGoroutines(t *testing.T) {
-	addr, prefix := testsvc.RedisPrefix(t)
+	forBackends(t, testBrokerCloseLeavesNoGoroutines)
+}
+
+func testBrokerCloseLeavesNoGoroutines(t *testing.T, url string) {
 	before := runtime.NumGoroutine()
-	a, _ := startBroker(t, addr, prefix, "na")
-	b, rb := startBroker(t, addr, prefix, "nb")
+	a, _ := startBroker(t, url, "na")
+	b, rb := startBroker(t, url, "nb")
 	subscribe(t, b, "r")
 	a.SetMember("r", "na-1", []byte(`{}`))
 	a.PublishEvent("r", []byte(`{}`))
@@ -332,4 +350,168 @@ func TestBrokerCloseLeavesNoGoroutines(t *testing.T) {
 	livesynctest.WaitFor(t, "the brokers' goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
 
+// cutSubscription closes the pub/sub connection that has room's channel
+// (the only one with a single Redis, the room's shard's in a cluster), as
+// a network failure would, and waits until b notices.
+func cutSubscription(t *testing.T, b *Broker, room string) {
+	t.Helper()
+	b.subMu.Lock()
+	var gone func() bool
+	if b.cluster != nil {
+		sh := b.placed[b.k.channel(room)]
+		sh.ps.Close()
+		gone = func() bool { return b.placed[b.k.channel(room)] != sh }
+	} else {
+		old := b.ps
+		old.Close()
+		gone = func() bool { return b.ps != old }
+	}
+	b.subMu.Unlock()
+	livesynctest.WaitFor(t, "the lost connection to be noticed", func() bool {
+		b.subMu.Lock()
+		defer b.subMu.Unlock()
+		return gone()
+	})
+}
+
 var _ broker.Sink = (*recorder)(nil)
+
+// lossRecorder is a recorder that is a broker.LossSink too.
+type lossRecorder struct {
+	*recorder
+}
+
+func (r lossRecorder) NodeLost(members []broker.LostMember, users []broker.LostUser) {
+	for _, m := range members {
+		r.add(fmt.Sprintf("lost %s %s %s last=%v", m.RoomID, m.ConnID, m.Entry, m.Last))
+	}
+	for _, u := range users {
+		r.add(fmt.Sprintf("offline %s %s", u.UserID, u.Name))
+	}
+}
+
+// report is a Counter's report, as a channel.
+func report(t *testing.T) (func(bool, bool), func() bool) {
+	ch := make(chan [2]bool, 1)
+	return func(v, ok bool) { ch <- [2]bool{v, ok} }, func() bool {
+		t.Helper()
+		select {
+		case r := <-ch:
+			if !r[1] {
+				t.Fatal("counter failed")
+			}
+			return r[0]
+		case <-time.After(livesynctest.Timeout):
+			t.Fatal("no report")
+			return false
+		}
+	}
+}
+
+// TestBrokerCountsAndSweepReports: room and user counts see first and
+// last across nodes; a node that dies is swept by one other node, which
+// alone reports its members and its users left without connections.
+// On a Redis Cluster this runs every counting and sweeping script: a
+// script that crossed slots would fail.
+func TestBrokerCountsAndSweepReports(t *testing.T) {
+	forBackends(t, testBrokerCountsAndSweepReports)
+}
+
+func testBrokerCountsAndSweepReports(t *testing.T, url string) {
+	a, _ := startBroker(t, url, "na")
+	o := &Options{Heartbeat: 50 * time.Millisecond, NodeTTL: 300 * time.Millisecond, OpTimeout: time.Second}
+	newLoss := func(node string) (*Broker, lossRecorder) {
+		b, err := New(context.Background(), url, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := lossRecorder{&recorder{}}
+		if err := b.Start(node, rec); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		return b, rec
+	}
+	b, rb := newLoss("nb")
+	c, rc := newLoss("nc")
+
+	rep, got := report(t)
+	a.JoinMember("r", "na-1", []byte(`{}`), rep)
+	if !got() {
+		t.Fatal("first join of r not first")
+	}
+	b.JoinMember("r", "nb-1", []byte(`{}`), rep)
+	if got() {
+		t.Fatal("second join of r first")
+	}
+	a.ConnectUser("na-1", "ann", "Ann", rep)
+	if !got() {
+		t.Fatal("ann's first connection not online")
+	}
+	b.ConnectUser("nb-1", "ann", "Ann", rep)
+	if got() {
+		t.Fatal("ann's second connection online")
+	}
+	a.ConnectUser("na-2", "bob", "Bob", rep)
+	got()
+	a.JoinMember("s", "na-2", []byte(`{"b":1}`), rep)
+	got()
+	tokens := make(chan string, 1)
+	b.DisconnectUser("nb-1", "ann", func(tok string, ok bool) { tokens <- tok })
+	if tok := <-tokens; tok != "" {
+		t.Fatal("ann offline while connected on a")
+	}
+	b.LeaveMember("r", "nb-1", rep)
+	if got() {
+		t.Fatal("leave of r last while a's member stays")
+	}
+
+	a.stop() // a crash
+	want := []string{"lost r na-1 {} last=true", "lost s na-2 {\"b\":1} last=true", "offline ann Ann", "offline bob Bob"}
+	livesynctest.WaitFor(t, "the sweep's report", func() bool {
+		return len(rb.lines())+len(rc.lines()) >= len(want)
+	})
+	var all []string
+	for _, l := range append(rb.lines(), rc.lines()...) {
+		if strings.HasPrefix(l, "lost") || strings.HasPrefix(l, "offline") {
+			all = append(all, l)
+		}
+	}
+	slices.Sort(all)
+	if !slices.Equal(all, want) {
+		t.Fatalf("reported %q, want %q once each", all, want)
+	}
+	// The pending offlines the sweep left are confirmable once.
+	if ok, err := c.ConfirmOffline(context.Background(), "bob", "swept\nna\nna-2"); err != nil || !ok {
+		t.Fatalf("confirming bob offline: %v %v", ok, err)
+	}
+	if st, _ := b.RoomState(context.Background(), "s"); len(st.Members) != 0 {
+		t.Fatalf("dead node's member still registered: %+v", st)
+	}
+}
+
+// TestNewDetectsClusterNode: a single address that is a node of a Redis
+// Cluster makes a cluster broker; a cluster URL on a Redis that is not a
+// cluster, and a prefix with a brace on a cluster, are refused at once.
+func TestNewDetectsClusterNode(t *testing.T) {
+	seeds := testsvc.RedisClusterAddrs(t)
+	ctx := context.Background()
+	b, err := New(ctx, "redis://"+seeds[0]+"/0?prefix=olstest-detect", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.cluster == nil {
+		t.Error("a cluster node's address made a single-Redis broker")
+	}
+	b.Close()
+	if _, err := New(ctx, "redis://"+seeds[0]+"?prefix=a{b}", nil); err == nil || !strings.Contains(err.Error(), "{") {
+		t.Errorf("prefix with braces on a cluster: %v", err)
+	}
+	if _, err := New(ctx, "redis://127.0.0.1:1?addr=127.0.0.1:2", &Options{OpTimeout: 500 * time.Millisecond}); err == nil {
+		t.Error("a cluster URL whose seeds are all unreachable was accepted")
+	}
+	single := testsvc.RedisAddr(t)
+	if _, err := New(ctx, "redis://"+single+"?addr="+single, nil); err == nil || !strings.Contains(err.Error(), "not a cluster") {
+		t.Errorf("cluster URL on a single Redis: %v", err)
+	}
+}

@@ -190,7 +190,9 @@ return 0
 // nodes are better off getting it late than never. KEYS: lock, sequence,
 // channel. ARGV: token, batch size, now in µs, message header, JSON body.
 // Returns the last number.
-var chatScript = goredis.NewScript(`
+var chatScript = goredis.NewScript(chatLua)
+
+const chatLua = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
 local base = math.max(cur, tonumber(ARGV[3]))
@@ -198,13 +200,15 @@ local last = string.format('%.0f', base + tonumber(ARGV[2]))
 redis.call('SET', KEYS[2], last, 'PX', 86400000)
 redis.call('PUBLISH', KEYS[3], ARGV[4] .. last .. '\n' .. ARGV[5])
 return last
-`)
+`
 
 // banScript records a ban unless one that ends later is in force, drops
 // the bans that have ended, keeps the hash until its last ban ends, and
 // announces the ban on the bans channel. KEYS: bans hash, bans channel.
 // ARGV: field, end in Unix ms, now in Unix ms, message.
-var banScript = goredis.NewScript(`
+var banScript = goredis.NewScript(banLua)
+
+const banLua = `
 local untilms, now = tonumber(ARGV[2]), tonumber(ARGV[3])
 if untilms > tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -218,7 +222,7 @@ if redis.call('PTTL', KEYS[1]) < untilms - now then
 end
 redis.call('PUBLISH', KEYS[2], ARGV[4])
 return 0
-`)
+`
 
 // connectScript counts a user's connection and returns 1 when the user
 // goes online: its first connection, and no offline pending (a pending

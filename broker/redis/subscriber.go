@@ -35,7 +35,9 @@ func (b *Broker) Subscribe(ctx context.Context, roomID string) error {
 		// The first interest, maybe while an unsubscription is still
 		// unconfirmed: wait for this SUBSCRIBE's own confirmation.
 		st.ready, st.isReady = make(chan struct{}), false
-		if b.ps != nil {
+		if b.cluster != nil {
+			err = b.clusterSubscribeLocked(ctx, ch)
+		} else if b.ps != nil {
 			st.pending++
 			err = b.ps.Subscribe(ctx, ch)
 		}
@@ -67,6 +69,10 @@ func (b *Broker) Unsubscribe(roomID string) {
 		return
 	}
 	if st.refs--; st.refs > 0 {
+		return
+	}
+	if b.cluster != nil {
+		b.clusterUnsubscribeLocked(ch, st)
 		return
 	}
 	if b.ps == nil {

@@ -82,7 +82,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "required token audience (aud)")
 	fs.StringVar(&c.apiKey, "api-key", "", "enables the server-side HTTP API under /api/ for requests with Authorization: Bearer <key>")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin allowlist for browser upgrades (default: any)")
-	fs.StringVar(&c.redis, "redis", "", "redis://host:port/db: join a cluster of nodes sharing rooms")
+	fs.StringVar(&c.redis, "redis", "", "redis://host:port/db, or a Redis Cluster as redis://h1:7000?addr=h2:7001&addr=h3:7002: join a cluster of nodes sharing rooms")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For/Forwarded is believed (per-address caps, logs)")
 	c.limits.RegisterFlags(fs)
 	c.ops.register(fs)

@@ -6,7 +6,9 @@
 //
 // Each service's address can be overridden with an environment variable:
 // OPENLIVESYNC_TEST_POSTGRES_DSN, OPENLIVESYNC_TEST_MYSQL_DSN (in
-// go-sql-driver form) and OPENLIVESYNC_TEST_REDIS_ADDR.
+// go-sql-driver form), OPENLIVESYNC_TEST_REDIS_ADDR and
+// OPENLIVESYNC_TEST_REDIS_CLUSTER_ADDRS (comma-separated seeds of a Redis
+// Cluster; .ci/run starts one on 127.0.0.1:7000-7002).
 package testsvc
 
 import (
@@ -36,6 +38,9 @@ const (
 	DefaultPostgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	DefaultMySQLDSN    = "root@tcp(127.0.0.1:3306)/test"
 	DefaultRedisAddr   = "127.0.0.1:6379"
+	// DefaultRedisClusterAddrs are the seeds of the 3-master Redis Cluster
+	// that .ci/run starts.
+	DefaultRedisClusterAddrs = "127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002"
 )
 
 // probeTimeout bounds each reachability check so a missing service costs
@@ -64,7 +69,7 @@ type probe struct {
 }
 
 var (
-	pgProbe, mysqlProbe, redisProbe probe
+	pgProbe, mysqlProbe, redisProbe, clusterProbe probe
 )
 
 func (p *probe) check(f func() error) error {
@@ -171,11 +176,7 @@ func TableName(t testing.TB, prefix string) string {
 func RedisPrefix(t testing.TB) (addr, prefix string) {
 	t.Helper()
 	addr = RedisAddr(t)
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatalf("testsvc: random key prefix: %v", err)
-	}
-	prefix = "olstest-" + hex.EncodeToString(b[:])
+	prefix = randomPrefix(t)
 	t.Cleanup(func() {
 		rdb := goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2})
 		defer rdb.Close()
@@ -185,17 +186,76 @@ func RedisPrefix(t testing.TB) (addr, prefix string) {
 }
 
 // DeleteKeys deletes the keys under prefix, as a Redis restart without
-// persistence would.
-func DeleteKeys(rdb *goredis.Client, prefix string) {
+// persistence would. With a cluster client it deletes them on every
+// master: in a cluster the broker's keys start with "{"+prefix.
+func DeleteKeys(rdb goredis.UniversalClient, prefix string) {
 	ctx := context.Background()
-	iter := rdb.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
+	del := func(ctx context.Context, c *goredis.Client) error {
+		for _, pattern := range []string{prefix + ":*", "{" + prefix + ":*"} {
+			iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+			for iter.Next(ctx) {
+				// One key at a time: keys of different slots cannot go in
+				// one DEL on a cluster node.
+				c.Del(ctx, iter.Val())
+			}
+		}
+		return nil
 	}
-	if len(keys) > 0 {
-		rdb.Del(ctx, keys...)
+	switch c := rdb.(type) {
+	case *goredis.ClusterClient:
+		c.ForEachMaster(ctx, del)
+	case *goredis.Client:
+		del(ctx, c)
 	}
+}
+
+// RedisClusterAddrs returns the seed addresses of a Redis Cluster, after
+// checking that the cluster answers and says cluster_state:ok.
+func RedisClusterAddrs(t testing.TB) []string {
+	t.Helper()
+	addrs := strings.Split(env("OPENLIVESYNC_TEST_REDIS_CLUSTER_ADDRS", DefaultRedisClusterAddrs), ",")
+	Require(t, "Redis Cluster", clusterProbe.check(func() error {
+		c := goredis.NewClient(&goredis.Options{Addr: addrs[0], Protocol: 2, DialTimeout: probeTimeout, MaxRetries: -1})
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		defer cancel()
+		info, err := c.ClusterInfo(ctx).Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "cluster_state:ok") {
+			return fmt.Errorf("cluster at %s is not ok: %s", addrs[0], info)
+		}
+		return nil
+	}))
+	return addrs
+}
+
+// RedisClusterURL returns the go-redis cluster URL of the Redis Cluster
+// (see RedisClusterAddrs), with a key prefix no other test uses; the
+// prefix's keys are deleted when the test ends.
+func RedisClusterURL(t testing.TB) (url, prefix string) {
+	t.Helper()
+	addrs := RedisClusterAddrs(t)
+	prefix = randomPrefix(t)
+	url = "redis://" + addrs[0] + "?prefix=" + prefix
+	for _, a := range addrs[1:] {
+		url += "&addr=" + a
+	}
+	t.Cleanup(func() {
+		rdb := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: addrs, Protocol: 2})
+		defer rdb.Close()
+		DeleteKeys(rdb, prefix)
+	})
+	return url, prefix
+}
+
+func randomPrefix(t testing.TB) string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatalf("testsvc: random key prefix: %v", err)
+	}
+	return "olstest-" + hex.EncodeToString(b[:])
 }
 
 // WaitFor polls cond until it holds, failing t when timeout passes first:
