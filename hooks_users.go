@@ -165,7 +165,7 @@ func (u *users) wait(p *pendingOffline) {
 	u.mu.Lock()
 	if u.closing {
 		u.mu.Unlock()
-		u.confirm(p)
+		u.confirm(p, false)
 		return
 	}
 	u.pending[p] = time.AfterFunc(u.delay, func() {
@@ -174,18 +174,29 @@ func (u *users) wait(p *pendingOffline) {
 		delete(u.pending, p)
 		u.mu.Unlock()
 		if mine {
-			u.confirm(p)
+			u.confirm(p, true)
 		}
 	})
 	u.mu.Unlock()
 }
 
 // confirm asks the broker whether p's user is still offline; the one
-// node told yes observes it.
-func (u *users) confirm(p *pendingOffline) {
+// node told yes observes it. A patient confirm tries again, until
+// confirmTimeout, when Redis does not answer (it may be coming back
+// from an outage); Shutdown's is not, so that it does not wait per user.
+func (u *users) confirm(p *pendingOffline, patient bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), confirmTimeout)
 	defer cancel()
+	// Redis may be coming back from an outage just then: try again until
+	// the bound rather than lose the event to one failed round trip.
 	offline, err := u.counter.ConfirmOffline(ctx, p.id, p.token)
+	for wait := 50 * time.Millisecond; patient && err != nil && ctx.Err() == nil; wait = min(2*wait, time.Second) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+			offline, err = u.counter.ConfirmOffline(ctx, p.id, p.token)
+		}
+	}
 	if err != nil {
 		u.s.log.Log(ctx, slogLevelFor(err), "cluster: could not confirm a user offline; not observed", "err", err)
 		return
@@ -218,7 +229,7 @@ func (u *users) flush(ctx context.Context) {
 	}
 	u.mu.Unlock()
 	for _, p := range ps {
-		u.confirm(p)
+		u.confirm(p, false)
 	}
 	// Disconnects the broker has not reported yet confirm as they come.
 	done := make(chan struct{})
