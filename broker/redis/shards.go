@@ -22,8 +22,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -183,57 +181,22 @@ func (b *Broker) placeAll() error {
 // fails or the broker closes, pinging it when it is quiet.
 func (b *Broker) receiveShard(sh *shard) {
 	defer b.wg.Done()
-	var last atomic.Int64
-	last.Store(time.Now().UnixNano())
-	stop := make(chan struct{})
-	var watchdog sync.WaitGroup
-	watchdog.Go(func() {
-		every := b.opts.Heartbeat
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-			idle := time.Duration(time.Now().UnixNano() - last.Load())
-			if idle > every+b.opts.OpTimeout {
-				sh.ps.Close() // a connection cut without a reset
-				return
-			}
-			if idle >= every {
-				ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
-				sh.ps.Ping(ctx)
-				cancel()
-			}
-		}
-	})
-	defer func() {
-		close(stop)
-		watchdog.Wait()
-	}()
-	for {
-		msg, err := sh.ps.Receive(b.ctx)
-		if err != nil {
-			if b.ctx.Err() != nil {
-				return
-			}
-			b.subMu.Lock()
-			b.dropShardLocked(sh)
-			b.subMu.Unlock()
-			b.setSub(fmt.Errorf("redis broker: subscription to %s: %w", sh.addr, err))
-			b.wakePlacer()
-			return
-		}
-		last.Store(time.Now().UnixNano())
+	err := b.receiveWatched(sh.ps, func() {}, func(msg any) {
 		switch m := msg.(type) {
 		case *goredis.Subscription:
 			b.confirmedShard(sh, m)
 		case *goredis.Message:
 			b.dispatch(m)
 		}
+	})
+	if b.ctx.Err() != nil {
+		return
 	}
+	b.subMu.Lock()
+	b.dropShardLocked(sh)
+	b.subMu.Unlock()
+	b.setSub(fmt.Errorf("redis broker: subscription to %s: %w", sh.addr, err))
+	b.wakePlacer()
 }
 
 // confirmedShard handles a (un)subscription on a shard's connection. An

@@ -186,10 +186,31 @@ func (b *Broker) connect() (*goredis.PubSub, error) {
 	return ps, nil
 }
 
-// receive dispatches what ps receives until it fails, pinging it when it
-// is quiet and giving it up when even pings go unanswered (a connection
-// cut without a reset). It reports whether anything was received.
+// receive dispatches what ps receives until it fails. It reports
+// whether anything was received.
 func (b *Broker) receive(ps *goredis.PubSub, first *bool) (received bool) {
+	err := b.receiveWatched(ps, func() {
+		b.setSub(errors.New("redis broker: subscription connection silent"))
+	}, func(msg any) {
+		received = true
+		switch m := msg.(type) {
+		case *goredis.Subscription:
+			b.confirmed(m, first)
+		case *goredis.Message:
+			b.dispatch(m)
+		}
+	})
+	if b.ctx.Err() == nil {
+		b.setSub(fmt.Errorf("redis broker: subscription: %w", err))
+	}
+	return received
+}
+
+// receiveWatched hands each message ps receives to handle until
+// receiving fails, and returns why. Meanwhile it pings ps when it is
+// quiet, and gives it up (silent, then closing it) when even pings go
+// unanswered: a connection cut without a reset.
+func (b *Broker) receiveWatched(ps *goredis.PubSub, silent func(), handle func(msg any)) error {
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())
 	stop := make(chan struct{})
@@ -206,7 +227,7 @@ func (b *Broker) receive(ps *goredis.PubSub, first *bool) (received bool) {
 			}
 			idle := time.Duration(time.Now().UnixNano() - last.Load())
 			if idle > every+b.opts.OpTimeout {
-				b.setSub(errors.New("redis broker: subscription connection silent"))
+				silent()
 				ps.Close()
 				return
 			}
@@ -224,19 +245,10 @@ func (b *Broker) receive(ps *goredis.PubSub, first *bool) (received bool) {
 	for {
 		msg, err := ps.Receive(b.ctx)
 		if err != nil {
-			if b.ctx.Err() == nil {
-				b.setSub(fmt.Errorf("redis broker: subscription: %w", err))
-			}
-			return received
+			return err
 		}
 		last.Store(time.Now().UnixNano())
-		received = true
-		switch m := msg.(type) {
-		case *goredis.Subscription:
-			b.confirmed(m, first)
-		case *goredis.Message:
-			b.dispatch(m)
-		}
+		handle(msg)
 	}
 }
 
