@@ -41,27 +41,15 @@ func newProxiedStore(t *testing.T, table string) (*Store, *tcpproxy.Proxy) {
 	return s, p
 }
 
-// checkNeverStored waits until the store has nothing in doubt, then
-// checks, on a connection of its own, that no row holds text, and that
-// the store goes on working.
+// checkNeverStored is storetest.NeverStored, counting the rows on a
+// connection of its own.
 func checkNeverStored(t *testing.T, s *Store, table, text string) {
 	t.Helper()
-	ctx := storetest.Ctx(t)
-	testsvc.WaitFor(t, "the doubtful rows to be undone", 25*time.Second, func() bool { return s.core.Doubtful() == 0 })
-	var n int
-	if err := openDB(t, testsvc.MySQLDSN(t)).QueryRowContext(ctx, "SELECT COUNT(*) FROM "+quote(table)+" WHERE message = ?", text).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
-		t.Fatalf("the message whose Append failed is stored (%d rows)", n)
-	}
-	if _, err := s.Append(ctx, chat.Message{RoomID: "r", ConnectionID: "c", Message: "after"}); err != nil {
-		t.Fatalf("Append once the database answers again: %v", err)
-	}
-	got, err := s.History(ctx, "r", 0, 0)
-	if err != nil || len(got) != 2 || got[0].Message != "first" || got[1].Message != "after" {
-		t.Fatalf("History = %+v, %v; want first, after", got, err)
-	}
+	storetest.NeverStored(t, s, s.core.Doubtful, func(ctx context.Context) (int, error) {
+		var n int
+		err := openDB(t, testsvc.MySQLDSN(t)).QueryRowContext(ctx, "SELECT COUNT(*) FROM "+quote(table)+" WHERE message = ?", text).Scan(&n)
+		return n, err
+	})
 }
 
 func TestAppendFailsByItsDeadlineWhenTheDatabaseHangs(t *testing.T) {

@@ -1,43 +1,31 @@
 package postgres
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/chat/internal/storetest"
 	"github.com/openlivesync/livesync/internal/testsvc"
 )
 
-// checkNeverStored waits until the store has nothing in doubt, then
-// checks, on a connection of its own, that no row holds text, and that
-// the store goes on working.
+// checkNeverStored is storetest.NeverStored, counting the rows on a
+// connection of its own.
 func checkNeverStored(t *testing.T, s *Store, table, text string) {
 	t.Helper()
-	ctx := storetest.Ctx(t)
-	testsvc.WaitFor(t, "the doubtful rows to be undone", 25*time.Second, func() bool { return s.core.Doubtful() == 0 })
-	conn, err := pgx.Connect(ctx, testsvc.PostgresDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var n int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM `+quote(table)+` WHERE message = $1`, text).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
-		t.Fatalf("the message whose Append failed is stored (%d rows)", n)
-	}
-	if _, err := s.Append(ctx, chat.Message{RoomID: "r", ConnectionID: "c", Message: "after"}); err != nil {
-		t.Fatalf("Append once the database answers again: %v", err)
-	}
-	got, err := s.History(ctx, "r", 0, 0)
-	if err != nil || len(got) != 2 || got[0].Message != "first" || got[1].Message != "after" {
-		t.Fatalf("History = %+v, %v; want first, after", got, err)
-	}
+	storetest.NeverStored(t, s, s.core.Doubtful, func(ctx context.Context) (int, error) {
+		conn, err := pgx.Connect(ctx, testsvc.PostgresDSN(t))
+		if err != nil {
+			return 0, err
+		}
+		defer conn.Close(ctx)
+		var n int
+		err = conn.QueryRow(ctx, `SELECT count(*) FROM `+quote(table)+` WHERE message = $1`, text).Scan(&n)
+		return n, err
+	})
 }
 
 func TestAppendFailsByItsDeadlineWhenTheDatabaseHangs(t *testing.T) {

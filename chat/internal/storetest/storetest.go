@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -318,5 +319,30 @@ func AppendFailsByDeadline(t testing.TB, s chat.Store, text string) {
 	t.Logf("Append with the database hung: %v", err)
 	if late := time.Since(deadline); late > HangSlack {
 		t.Errorf("Append failed %v after its deadline", late)
+	}
+}
+
+// NeverStored is the end of a hang test: once the store has nothing in
+// doubt (doubtful() == 0), no row may hold the message whose Append
+// failed (stored counts them, on a connection of its own), and the store
+// must work again: an append after "first" and the failed one lands,
+// and History holds first, after.
+func NeverStored(t testing.TB, s chat.Store, doubtful func() int, stored func(ctx context.Context) (int, error)) {
+	t.Helper()
+	ctx := Ctx(t)
+	testsvc.WaitFor(t, "the doubtful rows to be undone", 25*time.Second, func() bool { return doubtful() == 0 })
+	n, err := stored(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("the message whose Append failed is stored (%d rows)", n)
+	}
+	if _, err := s.Append(ctx, chat.Message{RoomID: "r", ConnectionID: "c", Message: "after"}); err != nil {
+		t.Fatalf("Append once the database answers again: %v", err)
+	}
+	got, err := s.History(ctx, "r", 0, 0)
+	if err != nil || len(got) != 2 || got[0].Message != "first" || got[1].Message != "after" {
+		t.Fatalf("History = %+v, %v; want first, after", got, err)
 	}
 }
