@@ -181,14 +181,8 @@ func (r *room) join(c *conn, entry protocol.PresenceEntry) bool {
 	}
 	_, was := r.members[c.id]
 	var t *tally
-	if o := r.srv.observers; o != nil {
-		// Under mu, so the room's observations keep its order.
-		ob := observation{kind: obsJoin, member: memberEvent(r.id, &entry, len(r.local) == 0, false)}
-		if r.srv.counter != nil {
-			t = newTally()
-			ob.tally = t
-		}
-		o.add(ob)
+	if r.srv.observers != nil {
+		t = r.observeMember(obsJoin, memberEvent(r.id, &entry, len(r.local) == 0, false))
 	}
 	m := &member{entry: entry, conn: c, index: len(r.local)}
 	r.members[c.id] = m
@@ -231,13 +225,8 @@ func (r *room) leave(c *conn) {
 	r.local[last] = nil
 	r.local = r.local[:last]
 	var t *tally
-	if o := r.srv.observers; o != nil {
-		ob := observation{kind: obsLeave, member: memberEvent(r.id, &m.entry, false, len(r.local) == 0)}
-		if r.srv.counter != nil {
-			t = newTally()
-			ob.tally = t
-		}
-		o.add(ob)
+	if r.srv.observers != nil {
+		t = r.observeMember(obsLeave, memberEvent(r.id, &m.entry, false, len(r.local) == 0))
 	}
 	if m.trailing != nil {
 		m.trailing.Stop()
@@ -313,4 +302,18 @@ func (r *room) sendLocal(frame []byte, except *conn) {
 			c.send(frame)
 		}
 	}
+}
+
+// observeMember queues a join or leave for the Hooks' observers, under
+// r.mu so that the room's observations keep its order. With a broker
+// that counts members cluster-wide it returns the tally the broker's
+// count fills in (First or Last), which the observer waits for; nil
+// otherwise. r.mu held; r.srv.observers not nil.
+func (r *room) observeMember(kind observationKind, ev MemberEvent) *tally {
+	ob := observation{kind: kind, member: ev}
+	if r.srv.counter != nil {
+		ob.tally = newTally()
+	}
+	r.srv.observers.add(ob)
+	return ob.tally
 }
