@@ -179,11 +179,7 @@ func testClusterHooksUserOnce(t *testing.T, e *clusterEnv) {
 func TestClusterHooksDeadNode(t *testing.T) {
 	e := newClusterEnv(t)
 	h := &hookRecorder{}
-	proxy, err := tcpproxy.New(e.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := tcpproxy.Start(t, e.addr)
 	const delay = 200 * time.Millisecond
 	urls := []string{e.hookNode(0, e.addr, h, delay), e.hookNode(1, e.addr, h, delay), e.hookNode(2, proxy.Addr(), h, delay)}
 	dial := func(node int, user, room string) *livesynctest.Client {
@@ -250,11 +246,7 @@ func TestClusterHooksDeadNode(t *testing.T) {
 func TestClusterHooksCountsSurviveRedisLoss(t *testing.T) {
 	e := newClusterEnv(t)
 	h := &hookRecorder{}
-	proxy, err := tcpproxy.New(e.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := tcpproxy.Start(t, e.addr)
 	const delay = 100 * time.Millisecond
 	var srvs []*Server
 	var urls []string

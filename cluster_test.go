@@ -417,11 +417,7 @@ func (h *countingHandler) WithGroup(string) slog.Handler         { return h }
 // presence is resynchronised and views converge cluster-wide again.
 func TestClusterRedisOutage(t *testing.T) {
 	e := newClusterEnv(t)
-	proxy, err := tcpproxy.New(e.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := tcpproxy.Start(t, e.addr)
 	store := newSharedStore(t)
 	var (
 		srvs   []*Server
@@ -507,11 +503,7 @@ func TestClusterPartitionedNode(t *testing.T) {
 	for i := range 3 {
 		addr := e.addr
 		if i == 2 {
-			p, err := tcpproxy.New(e.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { p.Close() })
+			p := tcpproxy.Start(t, e.addr)
 			cut, addr = p, p.Addr()
 		}
 		s, url := e.node(addr, store, nil)

@@ -222,11 +222,7 @@ func testBrokerSweepsDeadNode(t *testing.T, url string) {
 // re-registers its members (Redis lost them) and asks for a resync.
 func TestBrokerOutage(t *testing.T) {
 	addr, prefix := testsvc.RedisPrefix(t)
-	proxy, err := tcpproxy.New(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := tcpproxy.Start(t, addr)
 	url := "redis://" + addr + "/0?prefix=" + prefix
 	a, ra := startBroker(t, "redis://"+proxy.Addr()+"/0?prefix="+prefix, "na")
 	b, rb := startBroker(t, url, "nb")

@@ -26,11 +26,7 @@ func newProxiedStore(t *testing.T, table string) (*Store, *tcpproxy.Proxy) {
 	if cfg.Net != "tcp" {
 		t.Skip("the test database is not reached over TCP; the proxy tests need it")
 	}
-	p, err := tcpproxy.New(cfg.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := tcpproxy.Start(t, cfg.Addr)
 	dropOnCleanup(t, dsn, table)
 	t.Cleanup(p.Restore) // first: the table cannot be dropped while a hung session locks it
 	cfg.Addr = p.Addr()

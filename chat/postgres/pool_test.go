@@ -41,11 +41,7 @@ func dsnWith(t testing.TB, dsn string, params map[string]string) string {
 // startProxy starts a proxy in front of target, closed when t ends.
 func startProxy(t testing.TB, target string) *tcpproxy.Proxy {
 	t.Helper()
-	p, err := tcpproxy.New(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := tcpproxy.Start(t, target)
 	return p
 }
 

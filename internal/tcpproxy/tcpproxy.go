@@ -9,6 +9,7 @@ package tcpproxy
 import (
 	"net"
 	"sync"
+	"testing"
 )
 
 // Proxy forwards connections from its own loopback address to a target.
@@ -22,6 +23,18 @@ type Proxy struct {
 	hung   bool
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
+}
+
+// Start is New for a test: it fails t when the proxy cannot listen, and
+// closes the proxy when t ends.
+func Start(t testing.TB, target string) *Proxy {
+	t.Helper()
+	p, err := New(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
 }
 
 // New starts a proxy to target on a free loopback port.
