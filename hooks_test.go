@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -159,19 +160,12 @@ func TestObserversInRoomOrder(t *testing.T) {
 	b.NextOf(protocol.MsgPresenceUpdated)
 	b.Send(protocol.MsgLeaveRoom, nil)
 	want := "join " + ida + " first|join " + idb + "|chat hi|leave " + ida + "|leave " + idb + " last"
-	deadline := time.Now().Add(livesynctest.Timeout)
-	for {
+	testsvc.WaitState(t, "observations "+want, livesynctest.Timeout, func() (bool, any) {
 		mu.Lock()
+		defer mu.Unlock()
 		s := strings.Join(got, "|")
-		mu.Unlock()
-		if s == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("observed %q, want %q", s, want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return s == want, s
+	})
 }
 
 func mark(b bool, s string) string {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
 	"github.com/openlivesync/livesync/webhook"
 )
@@ -158,26 +159,18 @@ func TestGiveUpAfterRetries(t *testing.T) {
 
 func waitStat(t testing.TB, w *webhook.Webhooks, what string, cond func(webhook.Stats) bool) webhook.Stats {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s := w.Stats()
-		if cond(s) {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %+v", what, s)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	var s webhook.Stats
+	testsvc.WaitState(t, what, 10*time.Second, func() (bool, any) {
+		s = w.Stats()
+		return cond(s), s
+	})
+	return s
 }
 
 func waitConns(t testing.TB, s *livesync.Server, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Stats().Connections != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("connections %d, want %d", s.Stats().Connections, n)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testsvc.WaitState(t, fmt.Sprintf("%d connections", n), 10*time.Second, func() (bool, any) {
+		c := s.Stats().Connections
+		return c == n, c
+	})
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/openlivesync/livesync"
 	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/webhook"
 )
 
@@ -84,19 +85,14 @@ func newReceiver(t testing.TB, status func(d *delivery, seen int) int) *receiver
 // when it does not within the kit's timeout.
 func (r *receiver) wait(what string, cond func([]delivery) bool) []delivery {
 	r.t.Helper()
-	deadline := time.Now().Add(livesynctest.Timeout)
-	for {
+	var got []delivery
+	testsvc.WaitState(r.t, what, livesynctest.Timeout, func() (bool, any) {
 		r.mu.Lock()
-		got := append([]delivery(nil), r.got...)
+		got = append([]delivery(nil), r.got...)
 		r.mu.Unlock()
-		if cond(got) {
-			return got
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("waiting for %s; received %s", what, types(got))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return cond(got), types(got)
+	})
+	return got
 }
 
 // waitN waits for n deliveries.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/internal/testsvc"
 )
 
 // hookLog is a webhook receiver's record: each distinct webhook-id once
@@ -63,13 +65,10 @@ next:
 // waitCount waits until count(typ, want...) is n.
 func (h *hookLog) waitCount(t *testing.T, n int, typ string, want ...string) {
 	t.Helper()
-	deadline := time.Now().Add(binaryTimeout)
-	for h.count(typ, want...) != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %d %s %v; have %d", n, typ, want, h.count(typ, want...))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsvc.WaitState(t, fmt.Sprintf("%d %s %v", n, typ, want), binaryTimeout, func() (bool, any) {
+		have := h.count(typ, want...)
+		return have == n, have
+	})
 }
 
 // TestClusterKilledNodeWebhooks: three binaries share a room through

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -82,17 +82,10 @@ func TestChatHookAndWebhooksFromFlags(t *testing.T) {
 	c.ExpectError(protocol.CodeChatRejected)
 	c.Send(protocol.MsgSendChat, map[string]any{"message": "fail"})
 	c.Expect(protocol.MsgChatMessage, nil) // accepted: fail-open
-	deadline := time.Now().Add(livesynctest.Timeout)
-	for {
+	testsvc.WaitState(t, "one chat.message webhook", livesynctest.Timeout, func() (bool, any) {
 		mu.Lock()
+		defer mu.Unlock()
 		got := strings.Join(events, ",")
-		mu.Unlock()
-		if got == "chat.message" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("webhooks %q, want one chat.message", got)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return got == "chat.message", got
+	})
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/internal/testsvc"
 )
 
 // oneLine checks that out is one line starting "openlivesync: " and
@@ -217,13 +218,10 @@ func servedCert(t *testing.T, addr string) *x509.Certificate {
 // want.
 func waitCert(t *testing.T, addr string, want *x509.Certificate) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !servedCert(t, addr).Equal(want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("still serving %q, want %q", servedCert(t, addr).Subject.CommonName, want.Subject.CommonName)
-		}
-		time.Sleep(20 * time.Millisecond) // polling, not a timing assumption
-	}
+	testsvc.WaitState(t, "certificate "+want.Subject.CommonName, 30*time.Second, func() (bool, any) {
+		got := servedCert(t, addr)
+		return got.Equal(want), got.Subject.CommonName
+	})
 }
 
 func TestTLSPairErrorsAtStartUp(t *testing.T) {
@@ -276,23 +274,15 @@ func TestCertHolderFollowsTheFiles(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	second := makeCert(t, "second", certFile, keyFile)
-	deadline := time.Now().Add(30 * time.Second)
-	for !served().Equal(second) {
-		if time.Now().After(deadline) {
-			t.Fatal("the renewed certificate was not picked up")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testsvc.WaitFor(t, "the renewed certificate to be picked up", 30*time.Second, func() bool { return served().Equal(second) })
 	// Half a renewal: a key that does not match. The error is logged and
 	// the second certificate stays.
 	other := filepath.Join(dir, "other")
 	makeCert(t, "third", certFile, other)
-	for !strings.Contains(logs.String(), "not reloaded") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no reload error logged: %s", logs.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testsvc.WaitState(t, "a reload error logged", 30*time.Second, func() (bool, any) {
+		l := logs.String()
+		return strings.Contains(l, "not reloaded"), l
+	})
 	if !served().Equal(second) {
 		t.Fatal("a failed reload replaced the certificate")
 	}

@@ -262,9 +262,23 @@ func randomPrefix(t testing.TB) string {
 // tests wait for a condition, never for a fixed time.
 func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
+	WaitState(t, what, timeout, func() (bool, any) { return cond(), nil })
+}
+
+// WaitState is WaitFor for a condition on some state, which the failure
+// shows as it last was: cond returns whether it holds, and the state.
+func WaitState(t testing.TB, what string, timeout time.Duration, cond func() (bool, any)) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for !cond() {
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
 		if time.Now().After(deadline) {
+			if state != nil {
+				t.Fatalf("timed out after %v waiting for %s; last seen: %v", timeout, what, state)
+			}
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 		time.Sleep(5 * time.Millisecond)

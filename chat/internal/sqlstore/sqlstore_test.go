@@ -15,6 +15,7 @@ import (
 
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/chat/chattest"
+	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -357,13 +358,7 @@ func TestDoubtfulRowsAreHiddenUntilUndone(t *testing.T) {
 	s.reads.mu.Lock()
 	s.reads.undoFail = nil
 	s.reads.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
-	for s.nDoubtful.Load() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the doubtful rows were not undone once the undo could succeed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsvc.WaitFor(t, "the doubtful rows to be undone once the undo can succeed", 10*time.Second, func() bool { return s.nDoubtful.Load() == 0 })
 	s.reads.mu.Lock()
 	n := len(s.reads.msgs)
 	s.reads.mu.Unlock()
