@@ -53,4 +53,3 @@ type DocLog struct {
 	// Bytes is the sum of the updates' lengths.
 	Bytes int64
 }
-
