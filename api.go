@@ -43,7 +43,7 @@ type apiHandler struct {
 // apiError is an error response with a protocol error code.
 func apiError(status int, code, message string) apiResult {
 	body, _ := json.Marshal(protocol.ErrorPayload{Code: code, Message: message})
-	return apiResult{status, body}
+	return apiResult{status: status, body: body}
 }
 
 // apiJSON is a response with v as its JSON body.
@@ -52,7 +52,7 @@ func apiJSON(status int, v any) apiResult {
 	if err != nil {
 		return apiError(http.StatusInternalServerError, protocol.CodeServerError, "encoding the response failed")
 	}
-	return apiResult{status, body}
+	return apiResult{status: status, body: body}
 }
 
 // fromClientError turns a validation error of the WebSocket side into an
@@ -96,7 +96,11 @@ func (a *apiHandler) authorized(r *http.Request) bool {
 func (a *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	res, replayed, room := a.serve(w, r)
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	if res.contentType != "" {
+		h.Set("Content-Type", res.contentType)
+	} else if res.status != http.StatusNoContent {
+		h.Set("Content-Type", "application/json")
+	}
 	h.Set("Cache-Control", "no-store")
 	if res.status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="openlivesync"`)
@@ -126,6 +130,8 @@ func (a *apiHandler) serve(w http.ResponseWriter, r *http.Request) (res apiResul
 		method string
 		get    func() apiResult
 		post   func(body []byte) apiResult
+		// bodyLimit bounds a POST's body.
+		bodyLimit = a.s.limits.MaxMessageBytes
 	)
 	switch {
 	case len(segs) == 1:
@@ -146,6 +152,12 @@ func (a *apiHandler) serve(w http.ResponseWriter, r *http.Request) (res apiResul
 			method, get = http.MethodGet, func() apiResult { return a.history(r, room) }
 		case "kick":
 			method, post = http.MethodPost, func(b []byte) apiResult { return a.kick(room, b) }
+		case "document":
+			if r.Method == http.MethodPost {
+				method, post, bodyLimit = http.MethodPost, func(b []byte) apiResult { return a.postDocument(room, b) }, a.s.limits.MaxDocMessageBytes
+			} else {
+				method, get = http.MethodGet, func() apiResult { return a.getDocument(room) }
+			}
 		default:
 			return errAPINotFound, false, room
 		}
@@ -173,7 +185,7 @@ func (a *apiHandler) serve(w http.ResponseWriter, r *http.Request) (res apiResul
 		return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the server is shutting down"), false, room
 	}
 
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.s.limits.MaxMessageBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, bodyLimit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -364,7 +376,7 @@ func (a *apiHandler) presence(room string) apiResult {
 	f.field("presence")
 	f.bytes(snap)
 	f.raw("}")
-	return apiResult{http.StatusOK, f.b}
+	return apiResult{status: http.StatusOK, body: f.b}
 }
 
 // apiRoomsResponse answers GET /api/rooms.

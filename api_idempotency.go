@@ -25,6 +25,8 @@ const (
 type apiResult struct {
 	status int
 	body   []byte
+	// contentType is the body's type when it is not JSON.
+	contentType string
 }
 
 // idemEntry is one Idempotency-Key: in flight until done is closed, then

@@ -45,7 +45,7 @@ func (c *idempotencyCache) len() int {
 func counted(runs *int, status int) func() apiResult {
 	return func() apiResult {
 		*runs++
-		return apiResult{status, []byte(fmt.Sprintf(`{"run":%d}`, *runs))}
+		return apiResult{status: status, body: []byte(fmt.Sprintf(`{"run":%d}`, *runs))}
 	}
 }
 
@@ -113,7 +113,7 @@ func TestIdempotencyCacheIsBounded(t *testing.T) {
 	c.maxBytes = 10 << 10
 	big := make([]byte, 4<<10)
 	for i := range 10 {
-		c.do(ctx, fmt.Sprint(i), [32]byte{}, func() apiResult { return apiResult{200, big} })
+		c.do(ctx, fmt.Sprint(i), [32]byte{}, func() apiResult { return apiResult{status: 200, body: big} })
 	}
 	if c.bytes > c.maxBytes || c.len() != 2 {
 		t.Fatalf("%d bytes in %d entries, bound %d", c.bytes, c.len(), c.maxBytes)
@@ -141,7 +141,7 @@ func TestIdempotencyCacheWaitsForInFlight(t *testing.T) {
 		res, _ := c.do(context.Background(), "k", [32]byte{}, func() apiResult {
 			close(started)
 			<-release
-			return apiResult{200, []byte("first")}
+			return apiResult{status: 200, body: []byte("first")}
 		})
 		done <- res
 	}()

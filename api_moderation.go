@@ -159,7 +159,7 @@ func (a *apiHandler) kick(room string, body []byte) apiResult {
 			}
 		}
 	}
-	if len(remote) == 0 && s.localMembers(room) == 0 {
+	if len(remote) == 0 && s.localMembers(room) == 0 && s.lookupDoc(room) == nil {
 		msgs, err := s.store.History(ctx, room, 1, 0)
 		if err != nil {
 			return apiError(http.StatusServiceUnavailable, protocol.CodeChatUnavailable, "chat storage is unavailable, so whether the room exists is unknown; nobody was kicked")
@@ -192,6 +192,11 @@ func (a *apiHandler) kick(room string, body []byte) apiResult {
 		if err := mod.Kick(ctx, room, k); err != nil {
 			s.log.Warn("cluster: kick not sent to other nodes", "room", room, "err", err)
 			remoteKicked = 0
+		}
+		// The document's peers elsewhere hear it on the document's own
+		// traffic, which nodes without members in the room follow too.
+		if err := mod.Kick(ctx, docRoom(room), k); err != nil {
+			s.log.Warn("cluster: kick not sent to other nodes' document peers", "room", room, "err", err)
 		}
 	}
 	return apiJSON(http.StatusOK, apiKickResponse{Kicked: n + remoteKicked, Banned: banned})

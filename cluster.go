@@ -76,18 +76,30 @@ func (s *Server) relayEvent(roomID string, frame []byte) {
 type clusterSink struct{ s *Server }
 
 func (k clusterSink) MemberSet(roomID, connID string, entry []byte) {
+	if name, ok := docName(roomID); ok {
+		k.s.docPeerSet(name, connID)
+		return
+	}
 	if r := k.s.lookupRoom(roomID); r != nil {
 		r.remoteChange(connID, entry)
 	}
 }
 
 func (k clusterSink) MemberRemoved(roomID, connID string) {
+	if name, ok := docName(roomID); ok {
+		k.s.docPeerRemoved(name, connID)
+		return
+	}
 	if r := k.s.lookupRoom(roomID); r != nil {
 		r.remoteChange(connID, nil)
 	}
 }
 
 func (k clusterSink) Event(roomID string, msg []byte) {
+	if name, ok := docName(roomID); ok {
+		k.s.docRelayed(name, msg)
+		return
+	}
 	r := k.s.lookupRoom(roomID)
 	if r == nil {
 		return
@@ -153,6 +165,7 @@ func (k clusterSink) Resync() {
 	}
 	close(work)
 	wg.Wait()
+	k.s.resyncDocs()
 }
 
 // remoteChange applies a change of another node's member conn (entry

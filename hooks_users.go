@@ -250,6 +250,9 @@ func (k clusterSink) NodeLost(members []broker.LostMember, lost []broker.LostUse
 	}
 	at := time.Now()
 	for _, m := range members {
+		if _, doc := docName(m.RoomID); doc {
+			continue // a document's peer, not a room's member
+		}
 		var e protocol.PresenceEntry
 		json.Unmarshal(m.Entry, &e) // the dead node encoded it; a bad one still has the ids below
 		ev := MemberEvent{RoomID: m.RoomID, ConnectionID: m.ConnID, UserID: e.UserID, Name: e.Name, Last: m.Last, At: at}

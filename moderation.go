@@ -79,9 +79,13 @@ const defaultKickReason = "removed by moderation"
 // leave, and gets a close frame with 4403 and k.Reason. It returns how
 // many it removed.
 func (s *Server) kickLocal(id string, k broker.Kick) int {
+	if name, ok := docName(id); ok {
+		return s.kickDocPeers(name, k)
+	}
+	kicked := s.kickDocPeers(id, k)
 	r := s.lookupRoom(id)
 	if r == nil {
-		return 0
+		return kicked
 	}
 	var conns []*conn
 	r.mu.Lock()
@@ -101,7 +105,7 @@ func (s *Server) kickLocal(id string, k broker.Kick) int {
 		c.close(protocol.CloseKicked, reason)
 		s.log.Info("connection kicked", "conn", c.id, "room", id, "reason", reason)
 	}
-	return len(conns)
+	return kicked + len(conns)
 }
 
 // localMember returns the user id of this node's member connID of room

@@ -68,8 +68,15 @@ type Options struct {
 	PresenceThrottle time.Duration
 
 	// Store persists chat. Default: a chat.MemoryStore. The server closes
-	// it on Shutdown.
+	// it on Shutdown. When it is a chat.DocStore (MemoryStore and the SQL
+	// stores are), it keeps the shared documents too; otherwise a
+	// document lives in memory while it has peers.
 	Store chat.Store
+	// NoDocGC keeps the content of deleted document items when updates
+	// are merged, for apps whose clients run Yjs with gc: false to keep
+	// snapshots of past versions. By default merging collects it, as a
+	// Y.Doc does.
+	NoDocGC bool
 	// HistoryLimit is how many recent messages a joiner receives, at most
 	// Limits.HistoryBytes of them. Default 100; a negative value sends
 	// none (and keeps no recent history in memory).

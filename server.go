@@ -51,8 +51,7 @@ type Server struct {
 	roomsMu sync.Mutex
 	rooms   map[string]*room
 
-	docsMu sync.Mutex
-	docs   map[string]*ydoc // shared documents (DocHandler), made on first use
+	docs docSet // shared documents (DocHandler)
 
 	broker Broker // nil unless the server is a node of a cluster
 	bans   banList
@@ -142,6 +141,9 @@ func New(opts *Options) (*Server, error) {
 		}
 	}
 	s.tcpPerIP, s.tcpConns = make(map[string]int), make(map[net.Conn]*tcpSlot)
+	if err := s.initDocs(&o); err != nil {
+		return nil, err
+	}
 	if s.broker != nil {
 		if err := s.startCluster(); err != nil {
 			return nil, err
@@ -541,7 +543,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 		errs = append(errs, ctx.Err())
 	}
+	if err := s.drainDocs(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	close(s.stop)
+	s.docs.writers.Wait() // those still failing give up once stop is closed
 	s.sweeper.Wait()
 	s.upgrader.Close()
 	if s.users != nil {

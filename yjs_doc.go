@@ -1,52 +1,62 @@
 package livesync
 
 import (
+	"context"
 	"errors"
 	"sync"
 
 	"github.com/openlivesync/livesync/yupdate"
 )
 
-// ydoc is one shared document, held in memory: its state as one merged
+// ydoc is one shared document open on this node: its state as one merged
 // Yjs update plus the updates received since, the connections editing it,
-// and the awareness states (cursors) they announced.
+// the awareness states (cursors) known, and what is not stored yet.
 //
 // Every frame to the document's peers is queued under mu, so that each
 // peer sees the document's messages in one order, and a joiner's sync
 // step 1 and snapshot come before any update relayed after its arrival.
 type ydoc struct {
 	name string
+	srv  *Server
+	// ready is closed once load has run; loadErr is its outcome.
+	ready   chan struct{}
+	loadErr error
+	// subscribed: load subscribed to the document's traffic in the
+	// cluster, which forgetting it withdraws. Set before ready.
+	subscribed bool
 
 	mu      sync.Mutex
 	state   []byte   // the merged update; emptyYUpdate for a new document
-	pending [][]byte // updates since state was merged, in arrival order
+	pending [][]byte // updates since state was merged
 	pendBy  int64    // bytes in pending
 	peers   map[*conn]struct{}
-	// aware is the latest awareness state of each client id, and the
-	// connection that first announced it (which owns it: its end removes
-	// the state for everyone). Removed states are forgotten.
-	aware map[uint64]yAware
-	owned map[*conn]int // client ids each connection owns
-	gone  bool          // forgotten: its last peer left (see leave)
-}
+	holds   int  // peers and API calls holding it open (openDoc)
+	gone    bool // forgotten: nothing holds it (see closeDoc)
 
-// yAware is one client's last known awareness state.
-type yAware struct {
-	clock uint64
-	state string
-	owner *conn
+	// Awareness: see yjs_awareness.go.
+	aware  map[uint64]yAware
+	owned  map[string]int      // client ids each connection (local or remote) owns
+	remote map[string]struct{} // the document's peers on other nodes
+
+	// Storage: see yjs_persist.go.
+	unstored   [][]byte // accepted from this node's peers, not stored yet
+	unstoredBy int64
+	writing    bool  // a store writer runs (and holds the document in memory)
+	storedRows int   // updates the store holds, as last known
+	storedBy   int64 // their bytes
+	compacting bool
 }
 
 // emptyYUpdate is the update of an empty document: no structs, no deletes.
 var emptyYUpdate = []byte{0, 0}
 
-// Compaction: pending updates are merged into state when there are
-// yCompactCount of them, or when they weigh as much as state (at least
-// yCompactBytes). A merge costs the whole document, so merging on every
-// keystroke would make typing cost grow with the document; merging when
-// the pending updates double its size keeps the cost per byte received
-// constant, and a sync step 1 (which needs one update to diff) merges
-// whatever is pending.
+// Compaction in memory: pending updates are merged into state when there
+// are yCompactCount of them, or when they weigh as much as state (at
+// least yCompactBytes). A merge costs the whole document, so merging on
+// every keystroke would make typing cost grow with the document; merging
+// when the pending updates double its size keeps the cost per byte
+// received constant, and a sync step 1 (which needs one update to diff)
+// merges whatever is pending.
 const (
 	yCompactCount = 512
 	yCompactBytes = 64 << 10
@@ -55,24 +65,60 @@ const (
 	yMaxOwnedClients = 32
 )
 
-// acquireDoc returns the document name, creating it (empty) when needed.
-// A document lives while it has peers: kept in memory only, it is
-// forgotten when its last peer leaves (as y-websocket's server does
-// without persistence), so that documents nobody edits any more hold no
-// memory and a client cannot pile up documents by visiting names.
-func (s *Server) acquireDoc(name string) *ydoc {
-	s.docsMu.Lock()
-	defer s.docsMu.Unlock()
-	if s.docs == nil {
-		s.docs = make(map[string]*ydoc)
+func newYDoc(s *Server, name string) *ydoc {
+	return &ydoc{name: name, srv: s, ready: make(chan struct{}), state: emptyYUpdate,
+		peers: make(map[*conn]struct{}), aware: make(map[uint64]yAware),
+		owned: make(map[string]int), remote: make(map[string]struct{})}
+}
+
+// hold takes one more hold on d, unless it is being forgotten.
+func (d *ydoc) hold() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.gone {
+		return false
 	}
-	d := s.docs[name]
-	if d == nil {
-		d = &ydoc{name: name, state: emptyYUpdate, peers: make(map[*conn]struct{}),
-			aware: make(map[uint64]yAware), owned: make(map[*conn]int)}
-		s.docs[name] = d
+	d.holds++
+	return true
+}
+
+// load fills a new document: it subscribes to the document's traffic in
+// the cluster first, so that an update another node relays while the
+// store is read is not missed (it lands in pending, and merging is
+// order-free), then reads the store, then asks the other nodes for what
+// the store lacks (what their peers sent and they have not stored yet).
+func (d *ydoc) load(ctx context.Context) error {
+	s := d.srv
+	ctx, cancel := context.WithTimeout(ctx, docLoadTimeout)
+	defer cancel()
+	if s.broker != nil {
+		d.subscribe(ctx)
 	}
-	return d
+	var stored [][]byte
+	if s.docs.store != nil {
+		log, err := s.docs.store.LoadDoc(ctx, d.name)
+		if err != nil {
+			return errors.Join(errDocUnavailable, err)
+		}
+		stored = log.Updates
+		d.mu.Lock()
+		d.storedRows, d.storedBy = len(log.Updates), log.Bytes
+		d.mu.Unlock()
+	}
+	d.mu.Lock()
+	d.pending = append(stored, d.pending...)
+	for _, u := range stored {
+		d.pendBy += int64(len(u))
+	}
+	err := d.compactLocked()
+	if err == nil && s.broker != nil {
+		d.askPeersLocked()
+	}
+	if err == nil {
+		d.maybeCompactStoreLocked()
+	}
+	d.mu.Unlock()
+	return err
 }
 
 // compactLocked merges the pending updates into state. d.mu held. On a
@@ -85,7 +131,7 @@ func (d *ydoc) compactLocked() error {
 	parts := make([][]byte, 0, len(d.pending)+1)
 	parts = append(parts, d.state)
 	parts = append(parts, d.pending...)
-	merged, err := yupdate.MergeUpdates(parts)
+	merged, err := d.srv.docs.merge(parts)
 	if err != nil {
 		return err
 	}
@@ -101,9 +147,6 @@ func (d *ydoc) compactLocked() error {
 func (d *ydoc) join(c *conn) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.gone {
-		return errDocGone
-	}
 	if err := d.compactLocked(); err != nil {
 		return err
 	}
@@ -112,11 +155,21 @@ func (d *ydoc) join(c *conn) error {
 		return err
 	}
 	d.peers[c] = struct{}{}
+	if s := d.srv; s.broker != nil {
+		s.broker.SetMember(docRoom(d.name), c.id, docPeerEntry)
+	}
 	c.send(ySyncFrame(ySyncStep1, sv))
 	if len(d.aware) > 0 {
 		c.send(d.awarenessFrameLocked())
 	}
 	return nil
+}
+
+// size is the document's size in bytes, as its updates.
+func (d *ydoc) size() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return int64(len(d.state)) + d.pendBy
 }
 
 // snapshot returns the document as one merged update.
@@ -127,8 +180,10 @@ func (d *ydoc) snapshot() ([]byte, error) {
 	return d.state, err
 }
 
-// apply adds update, which decoded, to the document and relays it to the
-// other peers as frame (whose tail is the update). It refuses an update
+// apply adds update, which decoded, to the document: it is relayed to the
+// other peers here as frame (whose tail is the update), to the other
+// nodes of the cluster, and stored. from is nil for an update of the HTTP
+// API, which stores it itself before it is applied. It refuses an update
 // that would take the document beyond limit bytes.
 func (d *ydoc) apply(from *conn, update, frame []byte, limit int64) error {
 	d.mu.Lock()
@@ -136,124 +191,53 @@ func (d *ydoc) apply(from *conn, update, frame []byte, limit int64) error {
 	if int64(len(d.state))+d.pendBy+int64(len(update)) > limit {
 		return errDocTooLarge
 	}
+	d.srv.docs.metrics.updatesIn.Inc()
+	d.addLocked(update, frame, from)
+	var fromID string
+	if from != nil {
+		fromID = from.id
+		d.storeLocked(update)
+	}
+	d.relayLocked(docRelayUpdate, fromID, update)
+	return nil
+}
+
+// addLocked adds update to pending and sends frame to every peer but
+// from. d.mu held.
+func (d *ydoc) addLocked(update, frame []byte, from *conn) {
 	d.pending = append(d.pending, update)
 	d.pendBy += int64(len(update))
+	n := 0
 	for p := range d.peers {
 		if p != from {
 			p.send(frame)
+			n++
 		}
 	}
+	d.srv.docs.metrics.updatesOut.Add(float64(n))
 	if len(d.pending) >= yCompactCount || d.pendBy >= max(int64(len(d.state)), yCompactBytes) {
 		if err := d.compactLocked(); err != nil {
-			from.srv.log.Error("document merge failed; updates kept unmerged", "doc", d.name, "err", err)
+			d.srv.log.Error("document merge failed; updates kept unmerged", "doc", d.name, "err", err)
 		}
 	}
-	return nil
 }
 
-// awareness records an awareness update from c and relays frame, the
-// message as received, to every peer including c: a provider that hears
-// nothing for 30 s reconnects, and a lone peer's own renewals (every 15 s)
-// are what keeps it connected, since browsers do not surface pings. A
-// message that changes nothing (peers re-send the states they receive,
-// with the same clock) is not relayed.
-func (d *ydoc) awareness(c *conn, entries []yAwarenessEntry, frame []byte) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	fresh := false
-	for _, e := range entries {
-		known, ok := d.aware[e.client]
-		switch {
-		case e.state == "null":
-			if ok && e.clock >= known.clock {
-				delete(d.aware, e.client)
-				d.disown(known.owner)
-				fresh = true
-			}
-		case !ok:
-			if d.owned[c] >= yMaxOwnedClients {
-				return errTooManyClients
-			}
-			d.owned[c]++
-			d.aware[e.client] = yAware{clock: e.clock, state: e.state, owner: c}
-			fresh = true
-		case e.clock > known.clock:
-			known.clock, known.state = e.clock, e.state
-			d.aware[e.client] = known
-			fresh = true
-		}
-	}
-	if fresh {
-		for p := range d.peers {
-			p.send(frame)
-		}
-	}
-	return nil
-}
-
-func (d *ydoc) disown(owner *conn) {
-	if d.owned[owner]--; d.owned[owner] <= 0 {
-		delete(d.owned, owner)
-	}
-}
-
-// awarenessFrameLocked is an awareness message with every known state.
-// d.mu held.
-func (d *ydoc) awarenessFrameLocked() []byte {
-	entries := make([]yAwarenessEntry, 0, len(d.aware))
-	for id, a := range d.aware {
-		entries = append(entries, yAwarenessEntry{client: id, clock: a.clock, state: a.state})
-	}
-	return yAwarenessFrame(entries)
-}
-
-// queryAwareness sends c every known awareness state.
-func (d *ydoc) queryAwareness(c *conn) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	c.send(d.awarenessFrameLocked())
-}
-
-// leave removes c, and tells the remaining peers that the awareness
-// clients c introduced are gone (state null, clock + 1), so that its
-// cursors vanish at once rather than after y-protocols' 30 s timeout.
+// leave removes c, and tells the remaining peers (here and, through its
+// departure from the cluster's registry, on the other nodes) that the
+// awareness clients c introduced are gone, so that its cursors vanish at
+// once rather than after y-protocols' 30 s timeout.
 func (d *ydoc) leave(c *conn) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, ok := d.peers[c]; !ok {
-		return
-	}
-	delete(d.peers, c)
-	var gone []yAwarenessEntry
-	if d.owned[c] > 0 {
-		for id, a := range d.aware {
-			if a.owner == c {
-				gone = append(gone, yAwarenessEntry{client: id, clock: a.clock + 1, state: "null"})
-				delete(d.aware, id)
-			}
-		}
-		delete(d.owned, c)
-	}
-	if len(gone) > 0 && len(d.peers) > 0 {
-		f := yAwarenessFrame(gone)
-		for p := range d.peers {
-			p.send(f)
+	_, ok := d.peers[c]
+	if ok {
+		delete(d.peers, c)
+		d.dropOwnerLocked(c.id)
+		if s := d.srv; s.broker != nil {
+			s.broker.RemoveMember(docRoom(d.name), c.id)
 		}
 	}
-	if len(d.peers) == 0 {
-		// Nobody left to sync with, and nowhere to keep it: forget it. A
-		// joiner that found it before it was gone gets errDocGone and
-		// acquires a new one.
-		d.gone = true
-		s := c.srv
-		s.docsMu.Lock()
-		if s.docs[d.name] == d {
-			delete(s.docs, d.name)
-		}
-		s.docsMu.Unlock()
+	d.mu.Unlock()
+	if ok {
+		d.srv.closeDoc(d)
 	}
 }
-
-// errDocGone is join's answer for a document forgotten since it was
-// acquired (its last peer left): acquire it again.
-var errDocGone = errors.New("document forgotten: its last peer left")

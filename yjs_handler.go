@@ -1,6 +1,7 @@
 package livesync
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -48,8 +49,8 @@ var (
 // slow consumer. The y-websocket 3 provider does not reconnect after a
 // close code in 4400–4499.
 //
-// Documents are kept in memory only, on this server (not shared with the
-// other nodes of a cluster), until it ends.
+// Documents are kept in the chat store when it is a chat.DocStore (see
+// Options.Store), and shared with the other nodes of a cluster.
 func (s *Server) DocHandler() http.Handler {
 	return http.HandlerFunc(s.serveDoc)
 }
@@ -80,26 +81,27 @@ func (s *Server) serveDoc(w http.ResponseWriter, r *http.Request) {
 	// room for one beyond SendQueueBytes, so that one large paste does not
 	// drop every peer as a slow consumer (the rate limit bounds the rest).
 	c.queueHeadroom = int(s.limits.MaxDocMessageBytes)
-	d := s.acquireDoc(name)
-	c.doc = d
-	err := d.join(c)
-	for errors.Is(err, errDocGone) { // its last peer left meanwhile
-		d = s.acquireDoc(name)
-		c.doc = d
-		err = d.join(c)
+	openCtx, cancel := context.WithTimeout(ctx, docLoadTimeout)
+	d, err := s.openDoc(openCtx, name)
+	cancel()
+	if err == nil {
+		if err = d.join(c); err != nil {
+			s.closeDoc(d)
+		}
 	}
 	if err != nil {
-		s.log.Error("document unreadable", "doc", name, "err", err)
-		c.close(protocol.CloseInternalError, "server error")
+		s.log.Error("document unavailable", "doc", name, "err", err)
+		c.close(protocol.CloseInternalError, "document unavailable")
 		c.ws.Serve(c, limit)
 		return
 	}
+	c.doc = d
 	c.ws.Serve(c, limit)
 }
 
 // docMessage handles one message on the document endpoint. Reader only.
 func (c *conn) docMessage(text bool, data []byte) {
-	if c.docClosed {
+	if c.docClosed || c.kicked.Load() {
 		return // its close handshake runs: nothing more is applied or relayed
 	}
 	if text {
@@ -143,15 +145,12 @@ func (c *conn) docMessage(text bool, data []byte) {
 			c.docClosed = true
 			c.close(protocol.CloseInternalError, "server error")
 		case ySyncStep2, ySyncUpdate:
-			u, err := yupdate.Decode(payload)
-			if err == nil {
-				err = u.Validate()
-			}
+			empty, err := checkYUpdate(payload)
 			if err != nil {
 				c.docClose(err)
 				return
 			}
-			if len(u.Structs) == 0 && len(u.DeleteSet) == 0 {
+			if empty {
 				return // changes nothing (a step 2 from a peer with nothing new)
 			}
 			if !c.allowDocBytes(len(payload)) {
@@ -180,7 +179,7 @@ func (c *conn) docMessage(text bool, data []byte) {
 			return
 		}
 		b := make([]byte, ws.FrameHeadroom, ws.FrameHeadroom+len(data))
-		if err := d.awareness(c, entries, ws.BinaryFrame(append(b, data...))); err != nil {
+		if err := d.awareness(c, entries, update, ws.BinaryFrame(append(b, data...))); err != nil {
 			c.docClose(err)
 		}
 	case yMsgQueryAwareness:
@@ -211,4 +210,17 @@ func (c *conn) allowDocBytes(n int) bool {
 		c.docBytes = rate.NewLimiter(rate.Limit(lim.DocUpdateRate), int(lim.MaxDocMessageBytes))
 	}
 	return c.docBytes.AllowN(time.Now(), n)
+}
+
+// checkYUpdate decodes and validates a Yjs update from a client, and
+// reports whether it changes nothing.
+func checkYUpdate(update []byte) (empty bool, err error) {
+	u, err := yupdate.Decode(update)
+	if err == nil {
+		err = u.Validate()
+	}
+	if err != nil {
+		return false, err
+	}
+	return len(u.Structs) == 0 && len(u.DeleteSet) == 0, nil
 }

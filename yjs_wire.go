@@ -117,6 +117,11 @@ func decodeYAwareness(update []byte) ([]yAwarenessEntry, error) {
 // yAwarenessFrame is a complete binary frame of an awareness message
 // carrying entries.
 func yAwarenessFrame(entries []yAwarenessEntry) []byte {
+	return yAwarenessUpdateFrame(encodeYAwareness(entries))
+}
+
+// encodeYAwareness encodes entries as an awareness update.
+func encodeYAwareness(entries []yAwarenessEntry) []byte {
 	size := 16
 	for _, e := range entries {
 		size += 24 + len(e.state)
@@ -128,6 +133,12 @@ func yAwarenessFrame(entries []yAwarenessEntry) []byte {
 		u = appendYUint(u, e.clock)
 		u = appendYBytes(u, []byte(e.state))
 	}
+	return u
+}
+
+// yAwarenessUpdateFrame is a complete binary frame of an awareness
+// message carrying the awareness update u.
+func yAwarenessUpdateFrame(u []byte) []byte {
 	b := make([]byte, ws.FrameHeadroom, ws.FrameHeadroom+len(u)+8)
 	b = appendYUint(b, yMsgAwareness)
 	b = appendYBytes(b, u)

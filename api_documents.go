@@ -1,0 +1,73 @@
+package livesync
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// The document endpoints of the HTTP API: GET /api/rooms/{room}/document
+// returns the room's shared document as one merged Yjs update (binary,
+// application/octet-stream; an empty document is the two bytes 0 0), and
+// POST applies a Yjs update sent as the body (binary, at most
+// Limits.MaxDocMessageBytes) as a peer's would be: stored first, then
+// sent to the document's peers on every node. Both open the document as a
+// peer does (a load from the store) when it is not open here.
+
+// getDocument serves GET …/document.
+func (a *apiHandler) getDocument(room string) apiResult {
+	s := a.s
+	ctx, cancel := context.WithTimeout(context.Background(), s.limits.StoreTimeout)
+	defer cancel()
+	d, err := s.openDoc(ctx, room)
+	if err != nil {
+		s.log.Warn("api: document unavailable", "doc", room, "err", err)
+		return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the document cannot be loaded")
+	}
+	defer s.closeDoc(d)
+	state, err := d.snapshot()
+	if err != nil {
+		s.log.Error("api: document unreadable", "doc", room, "err", err)
+		return apiError(http.StatusInternalServerError, protocol.CodeServerError, "the document cannot be read")
+	}
+	return apiResult{status: http.StatusOK, body: state, contentType: "application/octet-stream"}
+}
+
+// postDocument serves POST …/document.
+func (a *apiHandler) postDocument(room string, update []byte) apiResult {
+	s := a.s
+	empty, err := checkYUpdate(update)
+	if err != nil {
+		return apiError(http.StatusBadRequest, protocol.CodeInvalidPayload, "the body is not a valid Yjs update: "+err.Error())
+	}
+	if empty {
+		return apiResult{status: http.StatusNoContent}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.limits.StoreTimeout)
+	defer cancel()
+	d, err := s.openDoc(ctx, room)
+	if err != nil {
+		s.log.Warn("api: document unavailable", "doc", room, "err", err)
+		return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the document cannot be loaded")
+	}
+	defer s.closeDoc(d)
+	if d.size()+int64(len(update)) > s.limits.MaxDocBytes {
+		return apiError(http.StatusRequestEntityTooLarge, protocol.CodeMessageTooLarge, errDocTooLarge.Error())
+	}
+	if st := s.docs.store; st != nil {
+		if err := st.AppendUpdates(ctx, room, [][]byte{update}); err != nil {
+			s.log.Warn("api: document update not stored", "doc", room, "err", err)
+			return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the document store is unavailable; the update was not applied")
+		}
+	}
+	f := ySyncFrame(ySyncUpdate, update)
+	if err := d.apply(nil, f[len(f)-len(update):], f, s.limits.MaxDocBytes); err != nil {
+		if errors.Is(err, errDocTooLarge) {
+			return apiError(http.StatusRequestEntityTooLarge, protocol.CodeMessageTooLarge, err.Error())
+		}
+		return apiError(http.StatusInternalServerError, protocol.CodeServerError, err.Error())
+	}
+	return apiResult{status: http.StatusNoContent}
+}

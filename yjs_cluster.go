@@ -1,0 +1,197 @@
+package livesync
+
+import (
+	"bytes"
+	"context"
+	"strings"
+
+	"github.com/openlivesync/livesync/yupdate"
+)
+
+// A document's traffic crosses the cluster through the broker as the
+// traffic of a room of its own, docRoom(name), which no client can join:
+// room ids are printable, and its name starts with a control character.
+// Its peers are that room's members in the broker's registry, so that
+// their departure, including a dead node's sweep, reaches every node and
+// removes their cursors; its messages are relayed events, opaque to the
+// broker:
+//
+//	'u' from "\n" update        an update a peer sent (from: its connection)
+//	'a' owner "\n" awareness    an awareness update of owner's clients
+//	'q' "\n" state vector       a node opened the document: send me what I lack
+//
+// Only the node whose peer sent an update stores it; the others hold it
+// in memory. Merging is order-free and idempotent, so an update that
+// arrives twice, or after a snapshot that holds it, changes nothing.
+const (
+	docRelayUpdate    = 'u'
+	docRelayAwareness = 'a'
+	docRelayQuery     = 'q'
+
+	docRoomPrefix = "\x1fyjs\x1f"
+)
+
+// docPeerEntry is a document peer's entry in the broker's registry: the
+// registry only needs the peer to be there.
+var docPeerEntry = []byte("{}")
+
+// docRoom is the broker's room of document name.
+func docRoom(name string) string { return docRoomPrefix + name }
+
+// docName is the document of a broker room, when it is one.
+func docName(room string) (string, bool) { return strings.CutPrefix(room, docRoomPrefix) }
+
+// subscribe subscribes to the document's traffic and reads which of its
+// peers are on other nodes. A failure is logged and left to the broker's
+// resynchronisation (Resync), as for rooms.
+func (d *ydoc) subscribe(ctx context.Context) {
+	s := d.srv
+	room := docRoom(d.name)
+	if err := s.broker.Subscribe(ctx, room); err != nil {
+		s.log.Debug("cluster: document subscription pending", "doc", d.name, "err", err)
+	}
+	d.subscribed = true
+	d.reconcileRemote(ctx)
+}
+
+// reconcileRemote reloads the document's peers on other nodes from the
+// registry and removes the cursors of those that are gone.
+func (d *ydoc) reconcileRemote(ctx context.Context) {
+	st, err := d.srv.broker.RoomState(ctx, docRoom(d.name))
+	if err != nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	clear(d.remote)
+	for _, m := range st.Members {
+		d.remote[m.ConnID] = struct{}{}
+	}
+	local := make(map[string]bool, len(d.peers))
+	for p := range d.peers {
+		local[p.id] = true
+	}
+	for owner := range d.owned {
+		if _, ok := d.remote[owner]; !ok && !local[owner] {
+			d.dropOwnerLocked(owner)
+		}
+	}
+}
+
+// relayLocked publishes one of the document's messages to the other
+// nodes. d.mu held, so that each node's messages of a document go out in
+// the order their effects were applied here.
+func (d *ydoc) relayLocked(kind byte, from string, payload []byte) {
+	b := d.srv.broker
+	if b == nil {
+		return
+	}
+	msg := make([]byte, 0, len(from)+len(payload)+2)
+	msg = append(msg, kind)
+	msg = append(msg, from...)
+	msg = append(msg, '\n')
+	msg = append(msg, payload...)
+	b.PublishEvent(docRoom(d.name), msg)
+}
+
+// askPeersLocked asks the other nodes for what this node lacks: its state
+// vector, which they answer with the difference.
+func (d *ydoc) askPeersLocked() {
+	if sv, err := yupdate.EncodeStateVectorFromUpdate(d.state); err == nil {
+		d.relayLocked(docRelayQuery, "", sv)
+	}
+}
+
+// docRelayed handles a document message another node published.
+func (s *Server) docRelayed(name string, msg []byte) {
+	d := s.lookupDoc(name)
+	if d == nil || len(msg) < 2 {
+		return // not open here: the store and the next open have it
+	}
+	kind := msg[0]
+	from, payload, ok := bytes.Cut(msg[1:], []byte{'\n'})
+	if !ok {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch kind {
+	case docRelayUpdate:
+		f := ySyncFrame(ySyncUpdate, payload)
+		d.addLocked(f[len(f)-len(payload):], f, nil)
+	case docRelayAwareness:
+		entries, err := decodeYAwareness(payload)
+		if err == nil {
+			d.awarenessLocked(string(from), entries, yAwarenessUpdateFrame(payload), 0)
+		}
+	case docRelayQuery:
+		d.answerLocked(payload)
+	}
+}
+
+// answerLocked answers another node's query (its state vector sv) with
+// what it lacks, and with the awareness states of this node's peers.
+func (d *ydoc) answerLocked(sv []byte) {
+	if err := d.compactLocked(); err != nil {
+		return
+	}
+	want, err := yupdate.DecodeStateVector(sv)
+	if err != nil {
+		return
+	}
+	if diff, err := yupdate.DiffUpdateState(d.state, want); err == nil && !bytes.Equal(diff, emptyYUpdate) {
+		d.relayLocked(docRelayUpdate, "", diff)
+	}
+	byOwner := make(map[string][]yAwarenessEntry)
+	local := make(map[string]bool, len(d.peers))
+	for p := range d.peers {
+		local[p.id] = true
+	}
+	for id, a := range d.aware {
+		if local[a.owner] {
+			byOwner[a.owner] = append(byOwner[a.owner], yAwarenessEntry{client: id, clock: a.clock, state: a.state})
+		}
+	}
+	for owner, entries := range byOwner {
+		d.relayLocked(docRelayAwareness, owner, encodeYAwareness(entries))
+	}
+}
+
+// docPeerSet records a peer of document name on another node.
+func (s *Server) docPeerSet(name, connID string) {
+	if d := s.lookupDoc(name); d != nil {
+		d.mu.Lock()
+		d.remote[connID] = struct{}{}
+		d.mu.Unlock()
+	}
+}
+
+// docPeerRemoved says a peer of document name on another node is gone
+// (it left, or its node died): its cursors vanish.
+func (s *Server) docPeerRemoved(name, connID string) {
+	if d := s.lookupDoc(name); d != nil {
+		d.mu.Lock()
+		delete(d.remote, connID)
+		d.dropOwnerLocked(connID)
+		d.mu.Unlock()
+	}
+}
+
+// resyncDocs follows a possible loss of cluster traffic: each open
+// document reloads its remote peers and asks again for what it lacks.
+func (s *Server) resyncDocs() {
+	for _, d := range s.openDocs() {
+		<-d.ready
+		if !d.subscribed {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+		d.reconcileRemote(ctx)
+		cancel()
+		d.mu.Lock()
+		if err := d.compactLocked(); err == nil {
+			d.askPeersLocked()
+		}
+		d.mu.Unlock()
+	}
+}
