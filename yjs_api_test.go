@@ -1,0 +1,85 @@
+package livesync
+
+import (
+	"bytes"
+	"net/http"
+	"testing"
+
+	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/protocol"
+	"github.com/openlivesync/livesync/yupdate"
+)
+
+// The API reads a document as one merged update and applies a backend's
+// update as a peer's: every peer gets it, and a later read holds it.
+func TestDocAPI(t *testing.T) {
+	o := startOpsServer(t, nil, testAPIKey)
+	docURL := "ws" + o.base[len("http"):] + DocPath
+	if res := o.api(t, http.MethodGet, roomPath("notes", "/document"), ""); res.status != http.StatusOK ||
+		!bytes.Equal(res.body, emptyYUpdate) || res.header.Get("Content-Type") != "application/octet-stream" {
+		t.Fatalf("GET of a new document: %d %q %q, want 200, the empty update, application/octet-stream", res.status, res.body, res.header.Get("Content-Type"))
+	}
+	a := dialDoc(t, docURL+"notes")
+	a.handshake(nil)
+	a.write(ySync(ySyncUpdate, yText(1, 0, "hi")))
+
+	if res := o.api(t, http.MethodPost, roomPath("notes", "/document"), string(yText(2, 0, "backend"))); res.status != http.StatusNoContent {
+		t.Fatalf("POST of an update: %d %s", res.status, res.body)
+	}
+	if got := a.expect(yMsgSync, ySyncUpdate); !bytes.Equal(got, yText(2, 0, "backend")) {
+		t.Fatalf("the peer got %x, want the backend's update", got)
+	}
+	res := o.api(t, http.MethodGet, roomPath("notes", "/document"), "")
+	sv, err := yupdate.StateVectorFromUpdate(res.body)
+	if err != nil || sv[1] != 2 || sv[2] != 7 {
+		t.Fatalf("GET after both: state vector %v (%v), want client 1 at 2 and client 2 at 7", sv, err)
+	}
+
+	for _, bad := range []string{"", "\x00", "not an update", string(yText(3, 0, "x")[:4])} {
+		if res := o.api(t, http.MethodPost, roomPath("notes", "/document"), bad); res.status != http.StatusBadRequest {
+			t.Errorf("POST %q: %d %s, want 400", bad, res.status, res.body)
+		}
+	}
+	if res := o.api(t, http.MethodPut, roomPath("notes", "/document"), ""); res.status != http.StatusMethodNotAllowed {
+		t.Errorf("PUT: %d, want 405", res.status)
+	}
+	if res := o.do(t, http.MethodGet, roomPath("notes", "/document"), ""); res.status != http.StatusUnauthorized {
+		t.Errorf("GET without the key: %d, want 401", res.status)
+	}
+}
+
+// A document's updates must not grow it past MaxDocBytes through the API
+// either.
+func TestDocAPISizeLimit(t *testing.T) {
+	o := startOpsServer(t, &Options{Limits: Limits{MaxDocBytes: 64}}, testAPIKey)
+	big := yText(1, 0, string(bytes.Repeat([]byte("x"), 100)))
+	if res := o.api(t, http.MethodPost, roomPath("d", "/document"), string(big)); res.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("POST over MaxDocBytes: %d %s, want 413", res.status, res.body)
+	}
+	if res := o.api(t, http.MethodGet, roomPath("d", "/document"), ""); !bytes.Equal(res.body, emptyYUpdate) {
+		t.Fatalf("after a refused POST the document is %x, want empty", res.body)
+	}
+}
+
+// A kick by user id closes that user's document connections too, with
+// the kick's close code, and leaves the others.
+func TestDocKick(t *testing.T) {
+	o := startOpsServer(t, &Options{OnAuth: func(r *http.Request) (*UserInfo, error) {
+		return &UserInfo{UserID: r.URL.Query().Get("access_token")}, nil
+	}}, testAPIKey)
+	docURL := "ws" + o.base[len("http"):] + DocPath
+	mallory := dialDoc(t, docURL+"d?access_token=mallory")
+	mallory.handshake(nil)
+	alice := dialDoc(t, docURL+"d?access_token=alice")
+	alice.handshake(nil)
+	if res := o.api(t, http.MethodPost, roomPath("d", "/kick"), `{"userId":"mallory"}`); res.status != http.StatusOK {
+		t.Fatalf("kick: %d %s", res.status, res.body)
+	}
+	if code := mallory.expectClose(); code != protocol.CloseKicked {
+		t.Fatalf("the kicked peer got close %d, want %d", code, protocol.CloseKicked)
+	}
+	alice.write(ySync(ySyncUpdate, yText(1, 0, "still here")))
+	livesynctest.WaitFor(t, "the other peer's update after the kick", func() bool {
+		return len(o.api(t, http.MethodGet, roomPath("d", "/document"), "").body) > len(emptyYUpdate)
+	})
+}
