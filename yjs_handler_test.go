@@ -1,9 +1,9 @@
 package livesync
 
 import (
-	"github.com/openlivesync/livesync/chat"
 	"bytes"
 	"errors"
+	"github.com/openlivesync/livesync/chat"
 	"net/http"
 	"strings"
 	"testing"
