@@ -98,27 +98,11 @@ func (d *ydoc) dropOwnerLocked(owner string) {
 
 // awarenessFrameLocked is an awareness message with every known state.
 func (d *ydoc) awarenessFrameLocked() []byte {
-	return yAwarenessFrame(d.awarenessEntriesLocked(func(string) bool { return true }))
-}
-
-// localAwarenessLocked lists the states this node's peers own.
-func (d *ydoc) localAwarenessLocked() []yAwarenessEntry {
-	local := make(map[string]bool, len(d.peers))
-	for p := range d.peers {
-		local[p.id] = true
-	}
-	return d.awarenessEntriesLocked(func(owner string) bool { return local[owner] })
-}
-
-// awarenessEntriesLocked lists the known states whose owner keep accepts.
-func (d *ydoc) awarenessEntriesLocked(keep func(owner string) bool) []yAwarenessEntry {
 	entries := make([]yAwarenessEntry, 0, len(d.aware))
 	for id, a := range d.aware {
-		if keep(a.owner) {
-			entries = append(entries, yAwarenessEntry{client: id, clock: a.clock, state: a.state})
-		}
+		entries = append(entries, yAwarenessEntry{client: id, clock: a.clock, state: a.state})
 	}
-	return entries
+	return yAwarenessFrame(entries)
 }
 
 // queryAwareness sends c every known awareness state.

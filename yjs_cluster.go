@@ -142,6 +142,12 @@ func (d *ydoc) answerLocked(sv []byte) {
 	if diff, err := yupdate.DiffUpdateState(d.state, want); err == nil && !bytes.Equal(diff, emptyYUpdate) {
 		d.relayLocked(docRelayUpdate, "", diff)
 	}
+	d.relayLocalAwarenessLocked()
+}
+
+// relayLocalAwarenessLocked publishes the awareness states of this node's
+// peers, one message per owner.
+func (d *ydoc) relayLocalAwarenessLocked() {
 	byOwner := make(map[string][]yAwarenessEntry)
 	local := make(map[string]bool, len(d.peers))
 	for p := range d.peers {
@@ -177,8 +183,10 @@ func (s *Server) docPeerRemoved(name, connID string) {
 	}
 }
 
-// resyncDocs follows a possible loss of cluster traffic: each open
-// document reloads its remote peers and asks again for what it lacks.
+// resyncDocs follows a possible loss of cluster traffic (or this node
+// having been swept as dead): each open document reloads its remote
+// peers, asks again for what it lacks, and publishes its peers' cursors
+// again, which the other nodes may have removed.
 func (s *Server) resyncDocs() {
 	for _, d := range s.openDocs() {
 		<-d.ready
@@ -192,6 +200,7 @@ func (s *Server) resyncDocs() {
 		if err := d.compactLocked(); err == nil {
 			d.askPeersLocked()
 		}
+		d.relayLocalAwarenessLocked()
 		d.mu.Unlock()
 	}
 }

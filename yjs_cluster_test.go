@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/internal/tcpproxy"
 	"github.com/openlivesync/livesync/yupdate"
 )
 
@@ -103,4 +104,28 @@ func testDocClusterAsksPeers(t *testing.T, e *clusterEnv) {
 	if !hasClock(t, st, 1, 14) {
 		c.readUntil(st, func(st, _ []byte) bool { return st != nil && hasClock(t, st, 1, 14) })
 	}
+}
+
+// A peer's cursor vanishes on the other nodes when its node is cut off
+// and swept as dead, and comes back when the node returns.
+func TestDocClusterNodeLost(t *testing.T) {
+	e := newClusterEnv(t)
+	store := newSharedStore(t)
+	s1, u1 := e.node(e.addr, store, nil)
+	cut := tcpproxy.Start(t, e.addr)
+	s2, u2 := e.node(cut.Addr(), store, nil)
+	a := dialDoc(t, docBase(s1, u1)+"doc")
+	a.handshake(nil)
+	c := dialDoc(t, docBase(s2, u2)+"doc")
+	c.handshake(nil)
+	c.write(yAwarenessMsg(yAwarenessEntry{client: 9, clock: 1, state: `{"name":"c"}`}))
+	a.readUntil(nil, func(_, aw []byte) bool { return bytes.Contains(aw, []byte(`{"name":"c"}`)) })
+
+	cut.Cut()
+	a.readUntil(nil, func(_, aw []byte) bool {
+		entries, err := decodeYAwareness(aw)
+		return err == nil && len(entries) == 1 && entries[0].client == 9 && entries[0].state == "null"
+	})
+	cut.Restore()
+	a.readUntil(nil, func(_, aw []byte) bool { return bytes.Contains(aw, []byte(`{"name":"c"}`)) })
 }
