@@ -19,14 +19,14 @@ func TestDocAPI(t *testing.T) {
 		!bytes.Equal(res.body, emptyYUpdate) || res.header.Get("Content-Type") != "application/octet-stream" {
 		t.Fatalf("GET of a new document: %d %q %q, want 200, the empty update, application/octet-stream", res.status, res.body, res.header.Get("Content-Type"))
 	}
-	a := dialDoc(t, docURL+"notes")
-	a.handshake(nil)
-	a.write(ySync(ySyncUpdate, yText(1, 0, "hi")))
+	a := livesynctest.DialDoc(t, docURL+"notes")
+	a.Handshake(nil)
+	a.Write(livesynctest.SyncMsg(ySyncUpdate, livesynctest.TextUpdate(1, 0, "hi")))
 
-	if res := o.api(t, http.MethodPost, roomPath("notes", "/document"), string(yText(2, 0, "backend"))); res.status != http.StatusNoContent {
+	if res := o.api(t, http.MethodPost, roomPath("notes", "/document"), string(livesynctest.TextUpdate(2, 0, "backend"))); res.status != http.StatusNoContent {
 		t.Fatalf("POST of an update: %d %s", res.status, res.body)
 	}
-	if got := a.expect(yMsgSync, ySyncUpdate); !bytes.Equal(got, yText(2, 0, "backend")) {
+	if got := a.Expect(yMsgSync, ySyncUpdate); !bytes.Equal(got, livesynctest.TextUpdate(2, 0, "backend")) {
 		t.Fatalf("the peer got %x, want the backend's update", got)
 	}
 	res := o.api(t, http.MethodGet, roomPath("notes", "/document"), "")
@@ -35,7 +35,7 @@ func TestDocAPI(t *testing.T) {
 		t.Fatalf("GET after both: state vector %v (%v), want client 1 at 2 and client 2 at 7", sv, err)
 	}
 
-	for _, bad := range []string{"", "\x00", "not an update", string(yText(3, 0, "x")[:4])} {
+	for _, bad := range []string{"", "\x00", "not an update", string(livesynctest.TextUpdate(3, 0, "x")[:4])} {
 		if res := o.api(t, http.MethodPost, roomPath("notes", "/document"), bad); res.status != http.StatusBadRequest {
 			t.Errorf("POST %q: %d %s, want 400", bad, res.status, res.body)
 		}
@@ -52,7 +52,7 @@ func TestDocAPI(t *testing.T) {
 // either.
 func TestDocAPISizeLimit(t *testing.T) {
 	o := startOpsServer(t, &Options{Limits: Limits{MaxDocBytes: 64}}, testAPIKey)
-	big := yText(1, 0, string(bytes.Repeat([]byte("x"), 100)))
+	big := livesynctest.TextUpdate(1, 0, string(bytes.Repeat([]byte("x"), 100)))
 	if res := o.api(t, http.MethodPost, roomPath("d", "/document"), string(big)); res.status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("POST over MaxDocBytes: %d %s, want 413", res.status, res.body)
 	}
@@ -68,17 +68,17 @@ func TestDocKick(t *testing.T) {
 		return &UserInfo{UserID: r.URL.Query().Get("access_token")}, nil
 	}}, testAPIKey)
 	docURL := "ws" + o.base[len("http"):] + DocPath
-	mallory := dialDoc(t, docURL+"d?access_token=mallory")
-	mallory.handshake(nil)
-	alice := dialDoc(t, docURL+"d?access_token=alice")
-	alice.handshake(nil)
+	mallory := livesynctest.DialDoc(t, docURL+"d?access_token=mallory")
+	mallory.Handshake(nil)
+	alice := livesynctest.DialDoc(t, docURL+"d?access_token=alice")
+	alice.Handshake(nil)
 	if res := o.api(t, http.MethodPost, roomPath("d", "/kick"), `{"userId":"mallory"}`); res.status != http.StatusOK {
 		t.Fatalf("kick: %d %s", res.status, res.body)
 	}
-	if code := mallory.expectClose(); code != protocol.CloseKicked {
+	if code := mallory.ExpectClose(); code != protocol.CloseKicked {
 		t.Fatalf("the kicked peer got close %d, want %d", code, protocol.CloseKicked)
 	}
-	alice.write(ySync(ySyncUpdate, yText(1, 0, "still here")))
+	alice.Write(livesynctest.SyncMsg(ySyncUpdate, livesynctest.TextUpdate(1, 0, "still here")))
 	livesynctest.WaitFor(t, "the other peer's update after the kick", func() bool {
 		return len(o.api(t, http.MethodGet, roomPath("d", "/document"), "").body) > len(emptyYUpdate)
 	})

@@ -7,10 +7,12 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/openlivesync/livesync/internal/lib0"
 	"github.com/openlivesync/livesync/internal/ws"
 	"github.com/openlivesync/livesync/protocol"
 	"github.com/openlivesync/livesync/yupdate"
-	"golang.org/x/time/rate"
 )
 
 // DocPath is where Handler mounts DocHandler: a y-websocket provider
@@ -109,18 +111,18 @@ func (c *conn) docMessage(text bool, data []byte) {
 		c.close(protocol.CloseUnsupported, "binary y-websocket messages only")
 		return
 	}
-	r := yReader{b: data}
-	typ := r.uint()
-	if r.err != nil {
+	r := lib0.Reader{B: data}
+	typ := r.Uint()
+	if r.Err != nil {
 		c.docClose(errYWire)
 		return
 	}
 	d := c.doc
 	switch typ {
 	case yMsgSync:
-		sub := r.uint()
-		payload := r.bytes()
-		if r.err != nil {
+		sub := r.Uint()
+		payload := r.Bytes()
+		if r.Err != nil {
 			c.docClose(errYWire)
 			return
 		}
@@ -168,8 +170,8 @@ func (c *conn) docMessage(text bool, data []byte) {
 			c.docClose(errYWire)
 		}
 	case yMsgAwareness:
-		update := r.bytes()
-		if r.err != nil || len(r.b) != 0 {
+		update := r.Bytes()
+		if r.Err != nil || len(r.B) != 0 {
 			c.docClose(errYWire)
 			return
 		}
