@@ -26,6 +26,7 @@ type config struct {
 	presenceThrottle time.Duration
 	historyLimit     int
 	store            string
+	docGC            bool
 	logFormat        string
 	logLevel         string
 	jwtSecret        string
@@ -74,6 +75,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&c.historyLimit, "history-limit", 0, "chat messages sent to a new joiner; negative: none")
 	fs.Lookup("history-limit").DefValue = strconv.Itoa(chat.DefaultHistoryLimit)
 	fs.StringVar(&c.store, "store", "memory", "chat store: memory, sqlite:PATH, postgres://…, mysql://user:pass@host:port/db")
+	fs.BoolVar(&c.docGC, "doc-gc", true, "collect deleted content when shared documents are compacted; false for clients running Yjs with gc: false")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "verify HS256 tokens at connect with this secret (at least 32 bytes)")
@@ -198,6 +200,7 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 		PresenceThrottle: c.presenceThrottle,
 		Store:            store,
 		HistoryLimit:     c.historyLimit,
+		NoDocGC:          !c.docGC,
 		Logger:           log,
 		Limits:           c.limits,
 		APIKey:           c.apiKey,
