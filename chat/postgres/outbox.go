@@ -51,7 +51,7 @@ CREATE INDEX IF NOT EXISTS %s ON %s (msg_seq)`,
 // literal quotes a validated identifier as an SQL string.
 func literal(name string) string { return "'" + name + "'" }
 
-// outboxDB is sqlstore.OutboxDB on the store's pool.
+// outboxDB is sqlstore.DB on the store's pool.
 type outboxDB struct{ s *Store }
 
 func (d outboxDB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
