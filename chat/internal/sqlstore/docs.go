@@ -27,8 +27,10 @@ type DocsSQL struct {
 	// (binary) and created_at (Unix milliseconds), and an index on
 	// (room_id, seq).
 	Create []string
-	// IndexHint follows the table's name where a statement reads a room's
-	// rows in seq order (MySQL: FORCE INDEX), "" for none.
+	// IndexHint follows the table's name where a statement reads or
+	// deletes a room's rows (MySQL: FORCE INDEX), "" for none. With a
+	// hint the DELETEs take the multi-table form, DELETE t FROM t hint,
+	// the only one MySQL and MariaDB accept hints in.
 	IndexHint string
 	// LockRead ends the SELECT with which a compaction reads the room's
 	// rows (MySQL: FOR UPDATE), "" for none.
@@ -115,6 +117,10 @@ func newDocs(c *Core, d DocsSQL) *docs {
 	}
 	t := d.Quote(d.Table)
 	rooms := t + d.IndexHint + " WHERE room_id = ? ORDER BY seq"
+	deleteFrom := "DELETE FROM " + t
+	if d.IndexHint != "" {
+		deleteFrom = "DELETE " + t + " FROM " + t + d.IndexHint
+	}
 	return &docs{
 		core:      c,
 		sql:       d,
@@ -124,9 +130,9 @@ func newDocs(c *Core, d DocsSQL) *docs {
 		// By range, not by the list of seqs read, so that 100,000 rows
 		// cost one short statement: Tx's isolation makes the range hold
 		// exactly the rows read, and compact checks the count.
-		deleteRangeSQL: Rebind("DELETE FROM "+t+" WHERE room_id = ? AND seq BETWEEN ? AND ?", d.Dollar),
+		deleteRangeSQL: Rebind(deleteFrom+" WHERE room_id = ? AND seq BETWEEN ? AND ?", d.Dollar),
 		snapshotSQL:    Rebind("INSERT INTO "+t+" (seq, room_id, data, created_at) VALUES (?,?,?,?)", d.Dollar),
-		deleteSQL:      Rebind("DELETE FROM "+t+" WHERE room_id = ?", d.Dollar),
+		deleteSQL:      Rebind(deleteFrom+" WHERE room_id = ?", d.Dollar),
 	}
 }
 
