@@ -42,6 +42,7 @@ func RunDocs(t *testing.T, f DocsFixture) {
 		{"CompactAtMostOne", testDocsCompactAtMostOne},
 		{"ConcurrentAppendSurvivesCompaction", testDocsConcurrentAppend},
 		{"Delete", testDocsDelete},
+		{"DeleteDuringCompaction", testDocsDeleteDuringCompaction},
 		{"CanceledContext", testDocsCanceledContext},
 		{"Close", testDocsClose},
 		{"LargeDoc", testDocsLarge},
@@ -318,6 +319,44 @@ func testDocsDelete(t *testing.T, f DocsFixture) {
 	}
 	appendUpdates(t, d, "r", []byte("new"))
 	sameLog(t, "a document written again", loadDoc(t, d, "r"), []byte("new"))
+}
+
+// testDocsDeleteDuringCompaction deletes the document through a second
+// store while the first one's merge runs: whichever fails, a DeleteDoc
+// that succeeded leaves no update behind.
+func testDocsDeleteDuringCompaction(t *testing.T, f DocsFixture) {
+	a, b := f.Open(t)
+	da, db := enableDocs(t, a), enableDocs(t, b)
+	appendUpdates(t, da, "r", []byte("a"), []byte("b"))
+	started := make(chan struct{})
+	deleted := make(chan error, 1)
+	go func() {
+		<-started
+		deleted <- db.DeleteDoc(ctx(t), "r")
+	}()
+	var during bool
+	var delErr error
+	_, compactErr := da.CompactDoc(ctx(t), "r", func(updates [][]byte) ([]byte, error) {
+		close(started)
+		select {
+		case delErr = <-deleted:
+			during = true
+		case <-time.After(time.Second):
+		}
+		return concat(updates)
+	})
+	if !during {
+		delErr = <-deleted
+	}
+	t.Logf("compaction: %v; deletion (during merge: %v): %v", compactErr, during, delErr)
+	switch {
+	case delErr == nil:
+		sameLog(t, "after a deletion during compaction", loadDoc(t, da, "r"))
+	case compactErr == nil:
+		sameLog(t, "after a compaction that made the deletion fail", loadDoc(t, da, "r"), []byte("a|b"))
+	default:
+		t.Fatalf("both failed: compaction %v, deletion %v", compactErr, delErr)
+	}
 }
 
 func testDocsCanceledContext(t *testing.T, f DocsFixture) {

@@ -46,7 +46,7 @@ type DocsSQL struct {
 // DocsDB is DB with the store's transactions.
 type DocsDB interface {
 	// Exec and Query run outside any transaction: Query reads a room's
-	// rows for LoadDoc, Exec deletes them for DeleteDoc.
+	// rows for LoadDoc, Exec creates the table.
 	DB
 	// Tx runs f in one transaction, on a connection of its own, and
 	// commits it when f returns nil. It returns f's error after rolling
@@ -307,12 +307,21 @@ type mergeError struct{ err error }
 
 func (e *mergeError) Error() string { return e.err.Error() }
 
-// DeleteDoc implements chat.Docs.
+// DeleteDoc implements chat.Docs. It runs in a transaction of Tx's
+// isolation, like a compaction, so that one committing meanwhile cannot
+// leave its merged update behind: on PostgreSQL a plain DELETE's
+// snapshot, taken while the compaction had not committed, would not see
+// that row, whereas at REPEATABLE READ the DELETE fails instead when it
+// meets the rows the compaction deleted.
 func (d *docs) DeleteDoc(ctx context.Context, roomID string) error {
 	if err := d.usable(ctx, roomID); err != nil {
 		return d.errorf("delete", roomID, err)
 	}
-	if _, err := d.sql.DB.Exec(ctx, d.deleteSQL, roomID); err != nil {
+	err := d.sql.DB.Tx(ctx, func(tx DB) error {
+		_, err := tx.Exec(ctx, d.deleteSQL, roomID)
+		return err
+	})
+	if err != nil {
 		return d.errorf("delete", roomID, d.core.closedOr(err))
 	}
 	return nil
