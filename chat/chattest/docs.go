@@ -44,6 +44,7 @@ func RunDocs(t *testing.T, f DocsFixture) {
 		{"Delete", testDocsDelete},
 		{"DeleteDuringCompaction", testDocsDeleteDuringCompaction},
 		{"CanceledContext", testDocsCanceledContext},
+		{"AppendDeadlines", testDocsAppendDeadlines},
 		{"Close", testDocsClose},
 		{"LargeDoc", testDocsLarge},
 	}
@@ -388,6 +389,42 @@ func testDocsCanceledContext(t *testing.T, f DocsFixture) {
 		t.Error("CompactDoc whose context ended during merge succeeded")
 	}
 	sameLog(t, "after a compaction canceled during merge", loadDoc(t, d, "r"), []byte("a"), []byte("b"))
+}
+
+// testDocsAppendDeadlines appends with deadlines that end at every
+// stage of the transaction: an append that succeeded must be stored, once;
+// one that failed may be stored only when its commit's outcome was
+// unknown, which the suite cannot tell, so it only counts them.
+func testDocsAppendDeadlines(t *testing.T, f DocsFixture) {
+	_, d := openDocs(t, f)
+	const n = 40
+	errs := make(map[string]error)
+	for i := range n {
+		u := fmt.Sprint("d", i)
+		c, cancel := context.WithTimeout(ctx(t), time.Duration(i)*250*time.Microsecond)
+		errs[u] = d.AppendUpdates(c, "r", [][]byte{[]byte(u), []byte(u + "'")})
+		cancel()
+	}
+	stored := make(map[string]int)
+	for _, u := range loadDoc(t, d, "r").Updates {
+		stored[string(u)]++
+	}
+	succeeded, failedStored := 0, 0
+	for u, err := range errs {
+		if stored[u] != stored[u+"'"] {
+			t.Errorf("update %q stored %d times, the other of its append %d times: an append is all or nothing", u, stored[u], stored[u+"'"])
+		}
+		switch {
+		case err == nil && stored[u] != 1:
+			t.Errorf("append of %q succeeded and stored it %d times", u, stored[u])
+		case err == nil:
+			succeeded++
+		case stored[u] > 0:
+			failedStored++
+			t.Logf("append of %q failed and is stored: %v", u, err)
+		}
+	}
+	t.Logf("%d appends with deadlines from 0 to %v: %d succeeded, %d failed and stored (outcome unknown)", n, (n-1)*250*time.Microsecond, succeeded, failedStored)
 }
 
 func testDocsClose(t *testing.T, f DocsFixture) {

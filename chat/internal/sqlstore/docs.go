@@ -66,7 +66,7 @@ type DocsDB interface {
 
 // ErrCommitUnknown is wrapped by the error of a DocsDB.Tx whose COMMIT
 // was sent and never answered: the transaction may have committed.
-var ErrCommitUnknown = errors.New("the answer to COMMIT was lost: the transaction may have committed")
+var ErrCommitUnknown = errors.New("the answer to COMMIT was lost")
 
 // docsRowsPerInsert keeps one INSERT's parameters (3 a row) below every
 // dialect's limit; defaultInsertBytes is DocsSQL.MaxInsertBytes's default.
@@ -190,7 +190,7 @@ func (d *docs) AppendUpdates(ctx context.Context, roomID string, updates [][]byt
 		return nil
 	})
 	if errors.Is(err, ErrCommitUnknown) {
-		return d.errorf("append", roomID, fmt.Errorf("the updates may be stored, appending them again is harmless: %w", err))
+		return d.errorf("append", roomID, fmt.Errorf("the updates may be stored (appending them again is harmless): %w", err))
 	}
 	if err != nil {
 		return d.errorf("append", roomID, d.core.closedOr(err))
