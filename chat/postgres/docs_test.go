@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/openlivesync/livesync/chat"
@@ -22,4 +23,28 @@ func TestDocs(t *testing.T) {
 			return a, b
 		},
 	})
+}
+
+// TestDocsLongTableName checks the documents table of a chat table whose
+// name leaves no room for the suffix: shortened, not truncated by the
+// server into another table's name.
+func TestDocsLongTableName(t *testing.T) {
+	table := testsvc.TableName(t, "olsdocs")
+	table += strings.Repeat("x", maxIdentLen-len(table))
+	s := newTestStore(t, &Options{TableName: table})
+	docsTable := sqlstore.DocsTableName(table, maxIdentLen)
+	dropOnCleanup(t, testsvc.PostgresDSN(t), docsTable)
+	d, err := s.EnableDocs(storetest.Ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Table() != docsTable || len(docsTable) > maxIdentLen {
+		t.Fatalf("Table() = %q, want %q of at most %d characters", d.Table(), docsTable, maxIdentLen)
+	}
+	if err := d.AppendUpdates(storetest.Ctx(t), "r", [][]byte{[]byte("u")}); err != nil {
+		t.Fatal(err)
+	}
+	if log, err := d.LoadDoc(storetest.Ctx(t), "r"); err != nil || len(log.Updates) != 1 {
+		t.Fatalf("LoadDoc: %+v, %v; want the one update", log, err)
+	}
 }
