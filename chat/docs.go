@@ -27,9 +27,15 @@ type DocStore interface {
 type Docs interface {
 	// Table names the documents table, for the operator's logs.
 	Table() string
-	// AppendUpdates stores updates of the document roomID, returning once
-	// all of them are durable; on error none of them is stored. Appends
-	// made at the same time, for any documents, may share one commit.
+	// AppendUpdates stores updates of the document roomID, in one
+	// transaction, returning once all of them are durable. On error none
+	// of them is stored, unless the error says that the commit's outcome
+	// is unknown (its answer was lost): then all of them may be, and
+	// appending them again is harmless, an update stored twice being
+	// merged once. An append whose ctx ends before it commits stores
+	// nothing. Appends made at the same time, for any documents, may
+	// share one commit. A room id holding NUL is refused with an error
+	// wrapping ErrNUL.
 	AppendUpdates(ctx context.Context, roomID string, updates [][]byte) error
 	// LoadDoc returns every update stored for roomID (nil when there is
 	// none), in the order stored, a compacted snapshot first.
@@ -40,9 +46,21 @@ type Docs interface {
 	// both nor neither, and an update another process appends meanwhile
 	// is never removed unless merge was given it. A document with at
 	// most one stored update is left alone and merge not called. It
-	// returns the log as it stands after the compaction.
+	// returns the log as the compaction left it: the merged update, or
+	// the update read when merge was not called; updates appended
+	// meanwhile, which follow it, are LoadDoc's to show.
+	//
+	// The merged update keeps a place that sorts before the updates
+	// appended after the compaction. In the SQL stores merge runs inside
+	// the transaction, which holds a connection, and locks, while it
+	// runs. When merge fails, nothing changes and the error wraps
+	// merge's; when another process compacts or deletes the document at
+	// the same time, one of them may fail, changing nothing.
 	CompactDoc(ctx context.Context, roomID string, merge func(updates [][]byte) ([]byte, error)) (DocLog, error)
-	// DeleteDoc removes every update stored for roomID.
+	// DeleteDoc removes every update stored for roomID. A compaction
+	// running meanwhile cannot bring the document back: either it fails,
+	// or DeleteDoc removes the merged update too, or DeleteDoc fails
+	// (PostgreSQL: could not serialize access), changing nothing.
 	DeleteDoc(ctx context.Context, roomID string) error
 }
 

@@ -34,6 +34,7 @@ type MemoryStore struct {
 	rooms  map[string]*memoryRoom
 	seq    uint64
 	closed bool
+	docs   *memoryDocs // see EnableDocs; nil until enabled
 }
 
 // memoryRoom is a ring of the room's newest messages.
@@ -240,12 +241,15 @@ func (s *MemoryStore) Ping(context.Context) error {
 	return nil
 }
 
-// Close implements Store. It drops the history.
+// Close implements Store. It drops the history and the documents.
 func (s *MemoryStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
 	s.rooms = nil
+	if s.docs != nil {
+		s.docs.drop()
+	}
 	return nil
 }
 

@@ -65,3 +65,13 @@ func TestMemoryStoreKeepsLastMaxPerRoom(t *testing.T) {
 		t.Errorf("trimming one room touched another: %d messages", len(got))
 	}
 }
+
+func TestMemoryStoreDocs(t *testing.T) {
+	chattest.RunDocs(t, chattest.DocsFixture{
+		Open: func(t *testing.T) (chat.Store, chat.Store) {
+			s := chat.NewMemoryStore(nil)
+			t.Cleanup(func() { s.Close() })
+			return s, s
+		},
+	})
+}

@@ -24,6 +24,10 @@
 // created with the default history limit (chat.DefaultHistoryLimit) that
 // keeps at least 1,000 messages per room. The suite closes some stores
 // itself, so Close must tolerate a second call.
+//
+// RunOutbox and RunDocs check the tables a store may keep beside the
+// chat (chat.OutboxStore, chat.DocStore); their fixtures open two stores
+// on one database, as two nodes of a cluster would.
 package chattest
 
 import (

@@ -72,4 +72,13 @@
 // "user:password@tcp(127.0.0.1:3306)/dbname". The store turns on
 // interpolateParams (one round trip per statement) unless the connection
 // collation makes that unsafe.
+//
+// Shared documents (chat.DocStore): EnableDocs creates the table
+// <TableName>_docs (seq BIGINT AUTO_INCREMENT PRIMARY KEY, room_id
+// VARBINARY(1024), data LONGBLOB, created_at BIGINT, KEY room_seq
+// (room_id, seq)), which keeps each document as a log of updates. A
+// compaction replaces them by the merged one after reading them with
+// SELECT ... FOR UPDATE, whose locks make appends to the document wait
+// for it, so that it deletes exactly the rows it read. An update must fit
+// the server's max_allowed_packet.
 package mysql

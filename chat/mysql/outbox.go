@@ -42,6 +42,6 @@ func (s *Store) EnableOutbox(ctx context.Context, encode chat.OutboxEncoder) (ch
 	INDEX msg_seq (msg_seq)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`, quote(table)),
 		},
-		DB: sqlstore.SQLOutboxDB{DB: s.db},
+		DB: sqlstore.SQLDB{DB: s.db},
 	}, encode)
 }

@@ -72,4 +72,11 @@
 // reaching the server is retried once on a fresh connection; one whose
 // connection broke after the statement was sent fails, since it may have
 // committed. Reads are retried once on a broken connection.
+//
+// Shared documents (chat.DocStore): EnableDocs creates the table
+// <TableName>_docs (seq BIGSERIAL PRIMARY KEY, room_id TEXT, data BYTEA,
+// created_at BIGINT, an index on (room_id, seq)), which keeps each
+// document as a log of updates. A compaction replaces them by the merged
+// one at REPEATABLE READ, so it deletes only the rows it read, never an
+// update another node appended meanwhile, and never makes appends wait.
 package postgres

@@ -44,29 +44,9 @@ CREATE INDEX IF NOT EXISTS %s ON %s (msg_seq)`,
 		Quote:  quote,
 		Dollar: true,
 		Create: []string{create},
-		DB:     outboxDB{s},
+		DB:     pgxDB{s.pool},
 	}, encode)
 }
 
 // literal quotes a validated identifier as an SQL string.
 func literal(name string) string { return "'" + name + "'" }
-
-// outboxDB is sqlstore.OutboxDB on the store's pool.
-type outboxDB struct{ s *Store }
-
-func (d outboxDB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	tag, err := d.s.pool.Exec(ctx, q, args...)
-	if err != nil {
-		return 0, err
-	}
-	return tag.RowsAffected(), nil
-}
-
-func (d outboxDB) Query(ctx context.Context, q string, args []any, each func(sqlstore.Rows) error) error {
-	rows, err := d.s.pool.Query(ctx, q, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	return each(rows)
-}

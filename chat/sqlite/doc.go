@@ -47,4 +47,11 @@
 // messages, in one transaction. seq values are assigned explicitly under
 // the write lock (BEGIN IMMEDIATE), in the order of the batch, so two
 // stores, even in two processes, sharing one file never collide.
+//
+// Shared documents (chat.DocStore): EnableDocs creates the table
+// <TableName>_docs (seq INTEGER PRIMARY KEY AUTOINCREMENT, room_id TEXT,
+// data BLOB, created_at INTEGER, an index on (room_id, seq)) in the same
+// file, which keeps each document as a log of updates; a compaction
+// replaces them by the merged one under the file's write lock (BEGIN
+// IMMEDIATE), so chat appends wait for the merge it runs.
 package sqlite

@@ -41,6 +41,6 @@ func (s *Store) EnableOutbox(ctx context.Context, encode chat.OutboxEncoder) (ch
 		},
 		// The writer connection: the outbox's reads are followed by
 		// writes, and SQLite has one writer anyway.
-		DB: sqlstore.SQLOutboxDB{DB: s.writer},
+		DB: sqlstore.SQLDB{DB: s.writer},
 	}, encode)
 }

@@ -61,6 +61,10 @@ type Core struct {
 	// while none is.
 	outbox atomic.Pointer[outboxState]
 
+	// docs is the documents table (EnableDocs), nil until enabled.
+	docsMu sync.Mutex
+	docs   *docs
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 }

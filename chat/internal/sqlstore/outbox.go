@@ -2,10 +2,8 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"time"
@@ -13,16 +11,6 @@ import (
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/protocol"
 )
-
-// OutboxDB runs the outbox's statements on a store's database, outside
-// any transaction. Statements use ? placeholders; OutboxSQL.Dollar
-// rewrites them for PostgreSQL.
-type OutboxDB interface {
-	// Exec runs q and returns the number of rows it changed.
-	Exec(ctx context.Context, q string, args ...any) (int64, error)
-	// Query runs q and calls each with its rows, which it closes after.
-	Query(ctx context.Context, q string, args []any, each func(Rows) error) error
-}
 
 // OutboxSQL is what a store tells the Core about its outbox table. The
 // statements the Core runs on it are the same in every dialect but for
@@ -40,8 +28,8 @@ type OutboxSQL struct {
 	// msg_seq (the chat row's seq, NULL for events of their own),
 	// attempts, next_at and lease_until (Unix milliseconds; 0 is never).
 	Create []string
-	// DB runs the statements.
-	DB OutboxDB
+	// DB runs the statements, outside any transaction.
+	DB DB
 }
 
 // outboxState is an enabled outbox and what a commit writes into it.
@@ -185,24 +173,8 @@ type outbox struct {
 	insertSQL, claimSQL, leaseSQL, doneSQL, retrySQL, statsSQL, undoSQL string
 }
 
-// rebind rewrites q's ? placeholders for the dialect. The statements
-// hold no literal ?: every value is a parameter.
-func (b *outbox) rebind(q string) string {
-	if !b.sql.Dollar {
-		return q
-	}
-	var out strings.Builder
-	n := 0
-	for _, r := range q {
-		if r == '?' {
-			n++
-			out.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		out.WriteRune(r)
-	}
-	return out.String()
-}
+// rebind rewrites q's ? placeholders for the dialect.
+func (b *outbox) rebind(q string) string { return Rebind(q, b.sql.Dollar) }
 
 func (b *outbox) signal() {
 	select {
@@ -319,34 +291,5 @@ func (b *outbox) Stats(ctx context.Context) (int, time.Time, error) {
 // maxLen (the dialect's identifier length), so that two chat tables never
 // share an outbox.
 func OutboxTableName(table string, maxLen int) string {
-	const suffix = "_outbox"
-	if len(table)+len(suffix) <= maxLen {
-		return table + suffix
-	}
-	h := fnv.New32a()
-	h.Write([]byte(table))
-	tag := fmt.Sprintf("_%08x", h.Sum32())
-	return table[:maxLen-len(suffix)-len(tag)] + tag + suffix
-}
-
-// SQLOutboxDB is OutboxDB on a database/sql handle.
-type SQLOutboxDB struct{ DB *sql.DB }
-
-// Exec implements OutboxDB.
-func (d SQLOutboxDB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	res, err := d.DB.ExecContext(ctx, q, args...)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
-}
-
-// Query implements OutboxDB.
-func (d SQLOutboxDB) Query(ctx context.Context, q string, args []any, each func(Rows) error) error {
-	rows, err := d.DB.QueryContext(ctx, q, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	return each(rows)
+	return derivedTableName(table, "_outbox", maxLen)
 }

@@ -3,9 +3,13 @@
 // into messages, and Core, which turns a store's three dialect queries
 // into the chat.Store and chat.Pager contract (defaults, paging, cursor
 // errors, oldest-first order) and runs appends through the group
-// committer. It builds no SQL: each store keeps its dialect's statements,
-// connection handling and schema migration, so a fix to the contract is
-// made once while the dialects stay free to differ.
+// committer. It builds no SQL for the chat table: each store keeps its
+// dialect's statements, connection handling and schema migration, so a
+// fix to the contract is made once while the dialects stay free to
+// differ. The tables beside it, the outbox (EnableOutbox) and the
+// documents (EnableDocs), are simple enough that their statements are
+// built here, from each store's quoting, placeholders, hints and
+// transactions.
 package sqlstore
 
 import (
