@@ -1,8 +1,12 @@
 package livesync
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,16 +52,30 @@ func TestDocYWebsocketProviders(t *testing.T) {
 			return nil, nil
 		},
 	})
+	checkConverged(t, runYjsScript(t, "converge.mjs", strings.TrimSuffix(base, "/"), "doc-1", "secret"))
+}
+
+// runYjsScript runs a script of yjsClientDir with node and returns what
+// it printed on stdout.
+func runYjsScript(t *testing.T, script string, args ...string) []byte {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*livesynctest.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "converge.mjs", strings.TrimSuffix(base, "/"), "doc-1", "secret")
+	cmd := exec.CommandContext(ctx, "node", append([]string{script}, args...)...)
 	cmd.Dir = yjsClientDir
 	cmd.Stderr = os.Stderr
 	cmd.WaitDelay = time.Second
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("converge.mjs: %v\n%s", err, out)
+		t.Fatalf("%s: %v\n%s", script, err, out)
 	}
+	return out
+}
+
+// checkConverged checks converge.mjs's output: the three providers hold
+// the same document, with both writers' edits.
+func checkConverged(t *testing.T, out []byte) {
+	t.Helper()
 	var res struct{ A, B, C string }
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("converge.mjs printed %q: %v", out, err)
@@ -66,4 +84,86 @@ func TestDocYWebsocketProviders(t *testing.T) {
 		t.Fatalf("documents differ or miss edits:\nA %s\nB %s\nC %s", res.A, res.B, res.C)
 	}
 	t.Logf("converged: %.200s", res.A)
+}
+
+// TestDocYWebsocketCluster runs converge.mjs with its providers spread
+// over two nodes of a cluster.
+func TestDocYWebsocketCluster(t *testing.T) {
+	needYjsClient(t)
+	forRedisModes(t, func(t *testing.T, e *clusterEnv) {
+		store := newSharedStore(t)
+		s1, u1 := e.node(e.addr, store, nil)
+		s2, u2 := e.node(e.addr, store, nil)
+		urls := strings.TrimSuffix(docBase(s1, u1), "/") + "," + strings.TrimSuffix(docBase(s2, u2), "/")
+		checkConverged(t, runYjsScript(t, "converge.mjs", urls, "doc-1"))
+	})
+}
+
+// TestDocYWebsocketRestart runs reconnect.mjs: the server restarts (on
+// the same address, with the same store) between edits, and a provider
+// edits while it is away and while its socket is cut; everything
+// converges, and a provider joining at the end gets it all.
+func TestDocYWebsocketRestart(t *testing.T) {
+	needYjsClient(t)
+	store := newSharedStore(t) // outlives the servers, as a database does
+	serve := func(ln net.Listener) *Server {
+		s := newTestServer(t, &Options{Store: store})
+		go s.Serve(ln)
+		return s
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	s := serve(ln)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*livesynctest.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "reconnect.mjs", "ws://"+addr+"/yjs", "doc")
+	cmd.Dir = yjsClientDir
+	cmd.WaitDelay = time.Second
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stderr)
+	for lines.Scan() && lines.Text() != "restart" {
+		t.Log(lines.Text())
+	}
+	ctxShutdown(t, s)
+	livesynctest.WaitFor(t, "the address to be free again", func() bool {
+		ln, err = net.Listen("tcp", addr)
+		return err == nil
+	})
+	s = serve(ln)
+	defer ctxShutdown(t, s)
+	io.WriteString(stdin, "restarted\n")
+	for lines.Scan() {
+		t.Log(lines.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("reconnect.mjs: %v\n%s", err, out.Bytes())
+	}
+	var res struct{ A, B, C string }
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("reconnect.mjs printed %q: %v", out.Bytes(), err)
+	}
+	for _, want := range []string{"before ", "offline-a ", "cut-a ", "b "} {
+		if !strings.Contains(res.C, want) {
+			t.Errorf("the late joiner's text %q misses %q", res.C, want)
+		}
+	}
+	if res.A != res.B || res.B != res.C {
+		t.Fatalf("documents differ:\nA %s\nB %s\nC %s", res.A, res.B, res.C)
+	}
 }

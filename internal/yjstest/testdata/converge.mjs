@@ -1,19 +1,24 @@
 // Drives the unmodified y-websocket provider (with yjs) against the
 // server's /yjs endpoint: two providers edit a Y.Text and a Y.Map of one
 // document concurrently and must converge; a third joining later must get
-// everything. Usage: node converge.mjs ws://host:port/yjs room [token]
+// everything. Usage: node converge.mjs ws://host:port/yjs[,ws://other/yjs…] room [token]
+// With several servers (the nodes of a cluster) the providers connect to
+// them in turn: a to the first, b to the second, c to the third (or the
+// first).
 // Prints one JSON line with the final contents; exits non-zero on failure.
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
 
-const [serverUrl, room, token] = process.argv.slice(2)
+const [serverList, room, token] = process.argv.slice(2)
+const servers = serverList.split(',')
+let opened = 0
 let debug = () => ''
 const deadline = setTimeout(() => { console.error('timeout', debug()); process.exit(2) }, 20000)
 
 const open = () => {
   const doc = new Y.Doc()
-  const provider = new WebsocketProvider(serverUrl, room, doc, {
+  const provider = new WebsocketProvider(servers[opened++ % servers.length], room, doc, {
     WebSocketPolyfill: WebSocket,
     params: token ? { access_token: token } : {},
     disableBc: true
