@@ -199,7 +199,7 @@ if wanted D1-ols || wanted D1-yws; then
 	else
 		if [ ! -f "$YWS_SERVER" ] && command -v npm >/dev/null; then
 			echo "run.sh: installing bench/yws (npm ci)" >&2
-			(cd "$YWS_DIR" && npm ci --no-audit --no-fund --loglevel=error --omit=optional) ||
+			(cd "$YWS_DIR" && npm ci --no-audit --no-fund --loglevel=error) ||
 				echo "run.sh: npm ci in bench/yws failed" >&2
 		fi
 		if [ ! -f "$YWS_SERVER" ]; then
