@@ -1,10 +1,9 @@
 // Command olsbench is a load generator for an OpenLiveSync server running on
 // the same machine. It opens many WebSocket connections, drives one of five
-// scenarios (fanout, idle, joinstorm, chat; doc for any y-websocket
-// server), and prints one JSON line of results on stdout; progress goes to
-// stderr. With -server-pid it reads the server's CPU time and RSS from
-// /proc, and it always measures its own CPU so that a result bounded by the
-// generator is flagged as such.
+// scenarios (fanout, idle, joinstorm, chat, doc), and prints one JSON line of
+// results on stdout; progress goes to stderr. With -server-pid it reads the
+// server's CPU time and RSS from /proc, and it always measures its own CPU
+// so that a result bounded by the generator is flagged as such.
 //
 // See BENCHMARKS.md at the repository root for the scenarios and targets,
 // and bench/run.sh for the full suite.
