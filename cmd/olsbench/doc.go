@@ -76,7 +76,7 @@ type docRun struct {
 	byClient map[uint64]*editor
 	win      *window
 	hist     *ShardedHistogram
-	n        docCounters
+	count    docCounters
 	readers  sync.WaitGroup
 }
 
@@ -142,9 +142,9 @@ func runDoc(ctx context.Context, g *gen) (*DocResult, error) {
 	if expected > 0 {
 		res.Loss = 1 - float64(delivered)/float64(expected)
 	}
-	res.Duplicates, res.Gaps = r.n.dups.Load(), r.n.gaps.Load()
-	res.SelfDeliveries, res.Foreign = r.n.self.Load(), r.n.foreign.Load()
-	res.Undecodable = r.n.undecodable.Load()
+	res.Duplicates, res.Gaps = r.count.dups.Load(), r.count.gaps.Load()
+	res.SelfDeliveries, res.Foreign = r.count.self.Load(), r.count.foreign.Load()
+	res.Undecodable = r.count.undecodable.Load()
 	if res.WindowS > 0 {
 		res.DeliveredPerS = math.Round(float64(delivered) / res.WindowS)
 	}
@@ -314,7 +314,7 @@ func (r *docRun) handle(e *editor, msg []byte, now time.Time) {
 func (r *docRun) receive(e *editor, update []byte, now time.Time) {
 	u, err := yupdate.Decode(update)
 	if err != nil {
-		r.n.undecodable.Add(1)
+		r.count.undecodable.Add(1)
 		return
 	}
 	for i := range u.Structs {
@@ -325,21 +325,21 @@ func (r *docRun) receive(e *editor, update []byte, now time.Time) {
 		from := r.byClient[s.ID.Client]
 		switch {
 		case from == nil:
-			r.n.foreign.Add(1)
+			r.count.foreign.Add(1)
 			continue
 		case from == e:
 			// The Node server relays an update to every connection of
 			// the document, its sender included; ours does not.
-			r.n.self.Add(int64(s.Length))
+			r.count.self.Add(int64(s.Length))
 			continue
 		}
 		for clock := s.ID.Clock; clock < s.End(); clock++ {
 			switch next := e.next[from.idx]; {
 			case clock < next:
-				r.n.dups.Add(1)
+				r.count.dups.Add(1)
 				continue
 			case clock > next:
-				r.n.gaps.Add(1)
+				r.count.gaps.Add(1)
 			}
 			e.next[from.idx] = clock + 1
 			var t int64
@@ -354,7 +354,7 @@ func (r *docRun) receive(e *editor, update []byte, now time.Time) {
 	}
 }
 
-// load types: every -interval each editor sends one keystroke, from
+// load makes the editors type: every -interval each sends one keystroke, from
 // startDelay on, through -warmup and the -duration window. It mirrors
 // gen.runLoad for editors instead of clients.
 func (r *docRun) load(ctx context.Context) (loadRun, error) {
