@@ -134,6 +134,103 @@ run S5-5000 "view_complete_s<=3" -scenario joinstorm -conns 5000 -inflight 50
 run S6 "latency_p99_ms<=5" \
 	-scenario chat -clients 500 -rooms 50 -rate 2000 "${T[@]}"
 
+# ---- D1 (documents) -------------------------------------------------------
+# 50 editors typing into one Yjs document, against our /yjs endpoint (D1-ols)
+# and the official Node server @y/websocket-server (D1-yws, pinned in
+# bench/yws, documents in memory as ours are), each freshly started on a free
+# loopback port and pinned like the server above. D1_ROUNDS=N repeats the
+# pair, alternating which server goes first. The target "at least as many
+# updates per server CPU-second as the Node server" compares two lines, so
+# it is printed here rather than checked by -expect.
+YWS_DIR=$ROOT/bench/yws
+YWS_SERVER=$YWS_DIR/node_modules/@y/websocket-server/src/server.js
+
+# d1_port prints a loopback port nothing listens on.
+d1_port() {
+	local p
+	for _ in $(seq 1 100); do
+		p=$((20000 + RANDOM % 20000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+# d1_run LABEL PORT EXPECT SERVER-COMMAND...: one D1 run against a server
+# started with SERVER-COMMAND (which must exec into the server, so that
+# its pid is the one /proc is read for) listening on PORT.
+d1_run() {
+	local label=$1 port=$2 expect=$3
+	shift 3
+	wanted "$label" || return 0
+	echo "run.sh: === $label: ${D1_ARGS[*]}" >&2
+	"$@" >>"$SERVER_LOG" 2>&1 &
+	SERVER_PID=$!
+	local up=
+	for _ in $(seq 1 100); do # at most 10 s
+		kill -0 "$SERVER_PID" 2>/dev/null || break
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			up=1
+			break
+		fi
+		sleep 0.1
+	done
+	if [ -z "$up" ]; then
+		echo "run.sh: $label: server not listening on port $port; see $SERVER_LOG" >&2
+		stop_server
+		return 0
+	fi
+	local args=(-url "ws://127.0.0.1:$port/yjs" -server-pid "$SERVER_PID" -label "$label")
+	[ -n "$expect" ] && args+=(-expect "$expect")
+	local code=0 line
+	line=$("${PIN_CLIENT[@]}" "$BENCH_BIN" "${args[@]}" "${D1_ARGS[@]}") || code=$?
+	echo "$line" >>"$OUT"
+	case $code in
+	0) ;;
+	3) echo "run.sh: $label missed a target" >&2 ;;
+	*) echo "run.sh: $label failed (exit $code)" >&2 ;;
+	esac
+	D1_PER_CPU[$label]=$(echo "$line" | grep -o '"deliveries_per_server_cpu_s":[0-9.]*' | cut -d: -f2)
+	stop_server
+}
+
+if wanted D1-ols || wanted D1-yws; then
+	if ! command -v node >/dev/null; then
+		echo "run.sh: D1 skipped: node is not installed (the Node server runs on it)" >&2
+	else
+		if [ ! -f "$YWS_SERVER" ] && command -v npm >/dev/null; then
+			echo "run.sh: installing bench/yws (npm ci)" >&2
+			(cd "$YWS_DIR" && npm ci --no-audit --no-fund --loglevel=error) ||
+				echo "run.sh: npm ci in bench/yws failed" >&2
+		fi
+		if [ ! -f "$YWS_SERVER" ]; then
+			echo "run.sh: D1 skipped: bench/yws/node_modules is missing (run npm ci there)" >&2
+		else
+			D1_ARGS=(-scenario doc -clients 50 -interval 100ms "${T[@]}")
+			declare -A D1_PER_CPU=()
+			for round in $(seq 1 "${D1_ROUNDS:-1}"); do
+				order="ols yws"
+				[ $((round % 2)) -eq 0 ] && order="yws ols"
+				for side in $order; do
+					port=$(d1_port) || { echo "run.sh: D1: no free port" >&2; break; }
+					case $side in
+					ols) d1_run D1-ols "$port" "loss<=0,latency_p99_ms<=20" \
+						"${PIN_SERVER[@]}" "$SERVER_BIN" -addr "127.0.0.1:$port" -log-level warn ;;
+					yws) d1_run D1-yws "$port" "loss<=0" \
+						env HOST=127.0.0.1 PORT="$port" "${PIN_SERVER[@]}" node "$YWS_SERVER" ;;
+					esac
+				done
+			done
+			ols=${D1_PER_CPU[D1-ols]:-} yws=${D1_PER_CPU[D1-yws]:-}
+			if [ -n "$ols" ] && [ -n "$yws" ]; then
+				verdict="met"
+				awk -v a="$ols" -v b="$yws" 'BEGIN { exit !(a < b) }' && verdict="MISSED"
+				echo "run.sh: D1 updates per server CPU-s: ours $ols, @y/websocket-server $yws (target ours >= Node: $verdict)" >&2
+			fi
+		fi
+	fi
+fi
+# ---- end of D1 --------------------------------------------------------------
+
 echo "run.sh: results in $OUT" >&2
 [ -n "${NO_TABLE:-}" ] && exit 0
 

@@ -19,6 +19,7 @@ const (
 	scenarioIdle      = "idle"
 	scenarioJoinstorm = "joinstorm"
 	scenarioChat      = "chat"
+	scenarioDoc       = "doc" // D1: see doc.go
 )
 
 // Upper bounds that keep every run finite and sane even with a typo in a
@@ -76,6 +77,7 @@ var (
 		scenarioIdle:      {"conns", "room-size", "settle"},
 		scenarioJoinstorm: {"conns"},
 		scenarioChat:      {"clients", "rooms", "rate", "warmup", "duration", "grace", "payload-bytes"},
+		scenarioDoc:       {"clients", "interval", "warmup", "duration", "grace"},
 	}
 )
 
@@ -87,7 +89,12 @@ Usage:
   olsbench -scenario idle      [-conns N] [-room-size K] [-settle D] [flags]
   olsbench -scenario joinstorm [-conns N] [-inflight K] [flags]
   olsbench -scenario chat      [-clients N] [-rooms R] [-rate MSGS_PER_S] [-warmup D] [-duration D] [flags]
+  olsbench -scenario doc       -url ws://HOST:PORT/BASE [-clients N] [-interval D] [-warmup D] [-duration D] [flags]
   olsbench -report RESULTS.jsonl
+
+The doc scenario speaks y-websocket: -url is a y-websocket server's base
+(ws://127.0.0.1:3000/yjs for this server), -clients the editors of its one
+document, each typing a character every -interval.
 
 Each run prints one JSON line of results on stdout and progress on stderr.
 Exit codes: 0 done, 1 run failed, 2 bad flags, 3 a -expect target was missed.
@@ -103,7 +110,7 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 		fmt.Fprint(fs.Output(), usageText)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&cfg.Scenario, "scenario", "", "fanout, idle, joinstorm or chat")
+	fs.StringVar(&cfg.Scenario, "scenario", "", "fanout, idle, joinstorm, chat or doc")
 	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:3000/live", "server WebSocket URL (loopback hosts only)")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server process id, to read its CPU time and RSS from /proc")
 	fs.StringVar(&cfg.Label, "label", "", "name echoed in the result (e.g. S1), used by -report")
@@ -164,11 +171,11 @@ func parseConfig(args []string, out io.Writer) (*Config, error) {
 		return cfg, nil
 	}
 	if cfg.Scenario == "" {
-		return nil, errors.New("-scenario is required (fanout, idle, joinstorm or chat)")
+		return nil, errors.New("-scenario is required (fanout, idle, joinstorm, chat or doc)")
 	}
 	allowed, known := scenarioFlags[cfg.Scenario]
 	if !known {
-		return nil, fmt.Errorf("-scenario %q: want fanout, idle, joinstorm or chat", cfg.Scenario)
+		return nil, fmt.Errorf("-scenario %q: want fanout, idle, joinstorm, chat or doc", cfg.Scenario)
 	}
 	ok := map[string]bool{}
 	for _, f := range append(append([]string{}, commonFlags...), allowed...) {
@@ -283,6 +290,8 @@ func (c *Config) validate() error {
 		dur("settle", c.Settle, 0)
 	case scenarioJoinstorm:
 		check(c.Conns < 2 || c.Conns > maxConns, "-conns %d: want 2..%d", c.Conns, maxConns)
+	case scenarioDoc:
+		errs = append(errs, c.docErrors()...)
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
@@ -313,6 +322,8 @@ func (c *Config) params() string {
 		return fmt.Sprintf("%s, %d in flight", plural(c.Conns, "conn"), c.Inflight)
 	case scenarioChat:
 		return fmt.Sprintf("%s in %s, %g msgs/s", plural(c.Clients, "client"), plural(c.Rooms, "room"), c.Rate)
+	case scenarioDoc:
+		return c.docParams()
 	}
 	return ""
 }

@@ -1,6 +1,6 @@
 // Command olsbench is a load generator for an OpenLiveSync server running on
-// the same machine. It opens many WebSocket connections, drives one of four
-// scenarios (fanout, idle, joinstorm, chat), and prints one JSON line of
+// the same machine. It opens many WebSocket connections, drives one of five
+// scenarios (fanout, idle, joinstorm, chat, doc), and prints one JSON line of
 // results on stdout; progress goes to stderr. With -server-pid it reads the
 // server's CPU time and RSS from /proc, and it always measures its own CPU
 // so that a result bounded by the generator is flagged as such.
@@ -104,6 +104,8 @@ func runScenario(ctx context.Context, cfg *Config, logger *log.Logger) result {
 			res, err = runJoinstorm(ctx, g)
 		case scenarioChat:
 			res, err = runChat(ctx, g)
+		case scenarioDoc:
+			res, err = runDoc(ctx, g)
 		default:
 			err = fmt.Errorf("unknown scenario %q", cfg.Scenario)
 		}

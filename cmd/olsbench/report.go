@@ -103,6 +103,10 @@ func (r row) summary() string {
 		s = fmt.Sprintf("views complete in %s s (all joined %s s), %s presence msgs carrying %s entries, join p99 %s ms",
 			r.f("view_complete_s", secs), r.f("joined_all_s", secs), r.f("presence_messages", count),
 			r.f("presence_entries", count), r.f("join_p99_ms", ms))
+	case scenarioDoc:
+		s = fmt.Sprintf("loss %s (%s of %s updates delivered), %s, %s updates/s, sent %s of nominal",
+			r.f("loss", pct), r.f("delivered", count), r.f("expected", count), lat(),
+			r.f("delivered_per_s", count), r.f("sent_fraction_of_nominal", pct))
 	case scenarioChat:
 		s = fmt.Sprintf("echo %s, %s persisted/s, lost %s, sent %s of nominal",
 			lat(), r.f("persisted_per_s", count), r.f("lost", count), r.f("sent_fraction_of_nominal", pct))

@@ -144,12 +144,43 @@ type ChatResult struct {
 	SendStats
 }
 
+// DocResult is the doc scenario's line (D1).
+type DocResult struct {
+	Common
+	Editors    int     `json:"editors"`
+	IntervalMS float64 `json:"interval_ms"`
+	// Sent counts keystrokes (one Yjs update each) sent inside the window;
+	// Expected is Sent × (editors − 1), the deliveries a lossless server
+	// makes; Delivered counts those received, by (client id, clock).
+	Sent      int64   `json:"sent"`
+	Delivered int64   `json:"delivered"`
+	Expected  int64   `json:"expected"`
+	Loss      float64 `json:"loss"`
+	// Duplicates, Gaps, Foreign and Undecodable should all be 0: a
+	// keystroke received twice, an editor's clocks received out of order,
+	// a struct of a client that is not one of the editors, an update
+	// that does not decode.
+	Duplicates  int64 `json:"duplicates"`
+	Gaps        int64 `json:"gaps"`
+	Foreign     int64 `json:"foreign"`
+	Undecodable int64 `json:"undecodable"`
+	// SelfDeliveries counts keystrokes echoed to their own editor: the
+	// Node server relays to the sender too, ours does not. Not an error,
+	// and not counted in Delivered.
+	SelfDeliveries int64   `json:"self_deliveries"`
+	DeliveredPerS  float64 `json:"delivered_per_s"`
+	LatencySummary
+	DeliveriesPerServerCPUS *float64 `json:"deliveries_per_server_cpu_s"`
+	SendStats
+}
+
 // resultTypes maps each scenario to its result type, for -expect checking.
 var resultTypes = map[string]reflect.Type{
 	scenarioFanout:    reflect.TypeFor[FanoutResult](),
 	scenarioIdle:      reflect.TypeFor[IdleResult](),
 	scenarioJoinstorm: reflect.TypeFor[JoinstormResult](),
 	scenarioChat:      reflect.TypeFor[ChatResult](),
+	scenarioDoc:       reflect.TypeFor[DocResult](),
 }
 
 // numericResultFields lists the JSON names of a scenario's numeric fields,
