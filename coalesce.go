@@ -89,10 +89,11 @@ func (l *cpuLoad) sample(now time.Time, since time.Duration) {
 // what its last write carried: frames and bytes that came over since. A
 // quiet connection, whose frames come busyGap apart or more, does not
 // wait; a busy one waits for about coalesceFrames more frames, at most
-// maxCoalesce, both stretched by load, and never for more than maxBytes
+// maxWait (maxCoalesce, or less for a connection whose peers need
+// quicker delivery), both stretched by load, and never for more than maxBytes
 // at the rate they came, so that a fast stream of large frames neither
 // fills its send queue nor makes one huge write.
-func coalesceWait(since time.Duration, frames, bytes, maxBytes int, load *cpuLoad, now time.Time) time.Duration {
+func coalesceWait(since, maxWait time.Duration, frames, bytes, maxBytes int, load *cpuLoad, now time.Time) time.Duration {
 	gap := since / time.Duration(max(frames, 1))
 	if gap >= busyGap*stretchSteps[len(stretchSteps)-1]/64 {
 		return 0 // quiet at any load: no need to sample it
@@ -101,7 +102,7 @@ func coalesceWait(since time.Duration, frames, bytes, maxBytes int, load *cpuLoa
 	if gap >= busyGap*f/64 {
 		return 0
 	}
-	wait := min(coalesceFrames*gap, maxCoalesce) * f / 64
+	wait := min(coalesceFrames*gap, maxWait) * f / 64
 	if bytes > 0 {
 		// No overflow: since is one interval between writes (seconds at
 		// most) and maxBytes at most coalesceBytes.
@@ -119,4 +120,9 @@ const (
 	coalesceFrames = 12
 	maxCoalesce    = 25 * time.Millisecond
 	coalesceBytes  = 64 << 10
+	// docMaxCoalesce is maxCoalesce for document peers: a keystroke is
+	// small, editors see each other's typing, and a document's updates
+	// come one per keystroke of every editor, so its peers are busy at
+	// rates where a room's are not; at most about 19 ms under load.
+	docMaxCoalesce = 5 * time.Millisecond
 )

@@ -52,6 +52,9 @@ type conn struct {
 	// SendQueueBytes: one relayed document update. Set before the
 	// connection is shared.
 	queueHeadroom int
+	// quickWrites: a busy connection's writer waits less for more frames
+	// (docMaxCoalesce). Set before the connection is shared.
+	quickWrites bool
 	// docBytes rate-limits the document update bytes a /yjs peer sends.
 	docBytes *rate.Limiter
 	// historyLimit rate-limits get_chat_history, a store read each.
@@ -254,7 +257,11 @@ func (c *conn) writeLoop() {
 		since := now.Sub(c.lastWrite)
 		c.lastWrite = now
 		limit := min(coalesceBytes, c.srv.limits.SendQueueBytes/4)
-		if wait := coalesceWait(since, n, size, limit, &c.srv.metrics.load, now); wait > 0 {
+		maxWait := maxCoalesce
+		if c.quickWrites {
+			maxWait = docMaxCoalesce
+		}
+		if wait := coalesceWait(since, maxWait, n, size, limit, &c.srv.metrics.load, now); wait > 0 {
 			time.Sleep(wait)
 		}
 	}

@@ -106,7 +106,7 @@ func TestCoalesceWait(t *testing.T) {
 		{"large frames, loaded", 10 * ms, 10, 64 << 10, top, 10 * ms},
 		{"no frames", 10 * ms, 0, 0, 0, 0},
 	} {
-		if got := coalesceWait(tc.since, tc.frames, tc.bytes, coalesceBytes, atLevel(tc.level), now); got != tc.want {
+		if got := coalesceWait(tc.since, maxCoalesce, tc.frames, tc.bytes, coalesceBytes, atLevel(tc.level), now); got != tc.want {
 			t.Errorf("%s: coalesceWait(%v, %d frames, %d bytes, level %d) = %v, want %v",
 				tc.name, tc.since, tc.frames, tc.bytes, tc.level, got, tc.want)
 		}

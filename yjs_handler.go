@@ -83,6 +83,7 @@ func (s *Server) serveDoc(w http.ResponseWriter, r *http.Request) {
 	// room for one beyond SendQueueBytes, so that one large paste does not
 	// drop every peer as a slow consumer (the rate limit bounds the rest).
 	c.queueHeadroom = int(s.limits.MaxDocMessageBytes)
+	c.quickWrites = true
 	openCtx, cancel := context.WithTimeout(ctx, docLoadTimeout)
 	d, err := s.openDoc(openCtx, name)
 	cancel()
