@@ -30,9 +30,13 @@ const chromiumPath = "/usr/bin/chromium"
 
 // TestDemoInBrowser runs e2e/demo.e2e.mjs against a real server: two
 // Chromium pages in one room must see each other's cursor and chat, page
-// back through seeded history, and show an event the API published. It needs Debian's chromium and
-// `npm ci` in e2e/; without them it skips, or fails when
-// OPENLIVESYNC_REQUIRE_SERVICES is set.
+// back through seeded history, show an event the API published, and edit
+// the shared text together, which a page opened later and the room's
+// document on the server then hold; a page without the CDN still chats.
+// The browser has no network: e2e/cdn.mjs serves the CDN's modules from
+// e2e/node_modules. It needs Debian's chromium and `npm ci` in e2e/;
+// without them it skips, or fails when OPENLIVESYNC_REQUIRE_SERVICES is
+// set.
 func TestDemoInBrowser(t *testing.T) {
 	node := requireBrowser(t)
 
