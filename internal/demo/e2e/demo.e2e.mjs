@@ -6,7 +6,8 @@
 // screenshot of her page is saved. A third page whose name holds a
 // RIGHT-TO-LEFT OVERRIDE shows the whole shared text from the server, and
 // chats: Ada's page must show the name isolated, so that it does not
-// reorder the text after it. Last, a page that cannot reach the CDN says
+// reorder the text after it. Ada replaces an emoji in the shared text by
+// another, which the third page must show whole. Last, a page that cannot reach the CDN says
 // the shared text is unavailable, and its chat still works.
 //
 // The browser has no network: cdn.mjs serves jsDelivr's URLs from
@@ -252,6 +253,19 @@ try {
   if (!bidi.member || !bidi.member.isolated || bidi.member.name !== "Malory") throw new Error(`member list: ${JSON.stringify(bidi.member)}`);
   if (!bidi.who.isolated || bidi.who.name !== "Malory") throw new Error(`chat sender: ${JSON.stringify(bidi.who)}`);
   if (!bidi.textAfterName) throw new Error("the chat text is not to the right of the sender's name");
+
+  // An emoji replaced by another differs from it in its second UTF-16
+  // unit only: the edit must replace the whole pair, which Yjs would
+  // otherwise break into U+FFFD.
+  await ada.bringToFront();
+  await ada.locator("#shared").focus();
+  await ada.locator("#shared").evaluate((el) => el.setSelectionRange(el.value.length, el.value.length));
+  await ada.keyboard.type(" 🙂");
+  await seesShared(spoof, sharedText + " 🙂");
+  await ada.locator("#shared").evaluate((el) => el.setSelectionRange(el.value.length - 2, el.value.length));
+  await ada.keyboard.type("🙃");
+  await seesShared(spoof, sharedText + " 🙃");
+  await seesShared(ada, sharedText + " 🙃");
 
   // Without the CDN, the shared text says so and the rest works.
   const offline = await open("Offline", { offline: true });
