@@ -22,7 +22,8 @@ import (
 //	GET /readyz   200 when ready, 503 with a JSON reason (see Ready)
 //	GET /metrics  Prometheus metrics from the server's own registry
 //	              (unless Options.DisableMetricsRoute)
-//	GET /demo     a collaborative demo page (cursors, members, chat)
+//	GET /demo     a collaborative demo page (cursors, members, chat,
+//	              shared text)
 //	              (unless Options.DisableDemo)
 //	/api/         the HTTP API, only with Options.APIKey
 //

@@ -3,6 +3,7 @@ package demo_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"image/png"
@@ -30,9 +31,13 @@ const chromiumPath = "/usr/bin/chromium"
 
 // TestDemoInBrowser runs e2e/demo.e2e.mjs against a real server: two
 // Chromium pages in one room must see each other's cursor and chat, page
-// back through seeded history, and show an event the API published. It needs Debian's chromium and
-// `npm ci` in e2e/; without them it skips, or fails when
-// OPENLIVESYNC_REQUIRE_SERVICES is set.
+// back through seeded history, show an event the API published, and edit
+// the shared text together, which a page opened later and the room's
+// document on the server then hold; a page without the CDN still chats.
+// The browser has no network: e2e/cdn.mjs serves the CDN's modules from
+// e2e/node_modules. It needs Debian's chromium and `npm ci` in e2e/;
+// without them it skips, or fails when OPENLIVESYNC_REQUIRE_SERVICES is
+// set.
 func TestDemoInBrowser(t *testing.T) {
 	node := requireBrowser(t)
 
@@ -91,12 +96,9 @@ func TestDemoInBrowser(t *testing.T) {
 	}
 }
 
-// requireTool skips the test when a tool it needs is missing (err is not
-// nil), saying how to install it, or fails it where the environment
-// promises every tool (testsvc.RequireEnv, set in CI).
 // requireBrowser skips the test (or fails it, when services are
-// required) unless Node.js, Chromium and playwright-core are there, and
-// returns the path of node.
+// required) unless Node.js, Chromium and the npm packages of e2e/ are
+// there, and returns the path of node.
 func requireBrowser(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
@@ -106,11 +108,41 @@ func requireBrowser(t *testing.T) string {
 	requireTool(t, "Node.js", "apt-get install -y nodejs npm", err)
 	_, err = os.Stat(chromiumPath)
 	requireTool(t, "Chromium", "apt-get install -y chromium", err)
-	_, err = os.Stat(filepath.Join("e2e", "node_modules", "playwright-core", "package.json"))
-	requireTool(t, "playwright-core", "cd internal/demo/e2e && npm ci", err)
+	requireTool(t, "e2e/node_modules", "cd internal/demo/e2e && npm ci", npmInstalled("e2e"))
 	return node
 }
 
+// npmInstalled reports whether dir/node_modules holds the packages of
+// dir/package.json at their pinned versions: a node_modules from before a
+// package was added fails there with an error saying so, not mid-test.
+func npmInstalled(dir string) error {
+	var manifest struct{ DevDependencies map[string]string }
+	b, err := os.ReadFile(filepath.Join(dir, "package.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &manifest)
+	}
+	if err != nil {
+		return err
+	}
+	for name, want := range manifest.DevDependencies {
+		var installed struct{ Version string }
+		b, err := os.ReadFile(filepath.Join(dir, "node_modules", name, "package.json"))
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &installed); err != nil {
+			return err
+		}
+		if installed.Version != want {
+			return fmt.Errorf("%s %s is installed, package.json wants %s", name, installed.Version, want)
+		}
+	}
+	return nil
+}
+
+// requireTool skips the test when a tool it needs is missing (err is not
+// nil), saying how to install it, or fails it where the environment
+// promises every tool (testsvc.RequireEnv, set in CI).
 func requireTool(t *testing.T, name, install string, err error) {
 	t.Helper()
 	if err == nil {

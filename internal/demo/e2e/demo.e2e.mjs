@@ -1,9 +1,17 @@
 // Browser test of the /demo page: two pages join one room; Ada moves her
 // mouse, Grace moves hers and sends a chat message; each page must show
-// the other's cursor and the message. Then Ada loads older chat, and a
-// screenshot of her page is saved. Last, a third page whose name holds a
-// RIGHT-TO-LEFT OVERRIDE chats, and Ada's page must show the name
-// isolated, so that it does not reorder the text after it.
+// the other's cursor and the message. Ada types in the shared text and
+// Grace sees it; Grace edits it in the middle and Ada sees that, her caret
+// still at her end of the text. Then Ada loads older chat, and a
+// screenshot of her page is saved. A third page whose name holds a
+// RIGHT-TO-LEFT OVERRIDE shows the whole shared text from the server, and
+// chats: Ada's page must show the name isolated, so that it does not
+// reorder the text after it. Ada replaces an emoji in the shared text by
+// another, which the third page must show whole. Last, a page that cannot reach the CDN says
+// the shared text is unavailable, and its chat still works.
+//
+// The browser has no network: cdn.mjs serves jsDelivr's URLs from
+// node_modules, and the page must load one Yjs only.
 //
 //   node demo.e2e.mjs BASE_URL [ROOM] [SCREENSHOT] [SEEDED]
 //
@@ -12,10 +20,13 @@
 // SEEDED, when given, is how many chat messages the room already holds,
 // and the test checks that "Load older" brings them all. With API_KEY in
 // the environment, it also publishes an event through the server's HTTP
-// API, which both pages must show as coming from the server. Every wait
-// is a condition with a deadline; the script exits non-zero on the first
+// API, which both pages must show as coming from the server, and reads the
+// room's document, which must hold the shared text. Every wait is a
+// condition with a deadline; the script exits non-zero on the first
 // failure.
 import { chromium } from "playwright-core";
+import * as Y from "yjs";
+import { cdn } from "./cdn.mjs";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -44,18 +55,28 @@ const context = await chromium.launchPersistentContext(userDataDir, {
   ],
 });
 context.setDefaultTimeout(timeout);
+const jsdelivr = cdn();
+await context.route(jsdelivr.pattern, jsdelivr.handler);
 
 const problems = [];
-function watch(page, who) {
+// watch records the page's errors; offline, the failed loads from the CDN
+// are expected.
+function watch(page, who, offline) {
   page.on("pageerror", (err) => problems.push(`${who}: page error: ${err.message}`));
   page.on("console", (msg) => {
-    if (msg.type() === "error") problems.push(`${who}: console error: ${msg.text()}`);
+    if (msg.type() === "error" && !(offline && msg.text().startsWith("Failed to load resource"))) {
+      problems.push(`${who}: console error: ${msg.text()}`);
+    }
+    // Yjs warns when a second copy of it loads, which breaks it.
+    if (msg.text().includes("Yjs was already imported")) problems.push(`${who}: ${msg.text()}`);
   });
 }
 
-async function open(name) {
+// open opens the demo page as name; offline, it cannot reach the CDN.
+async function open(name, { offline = false } = {}) {
   const page = await context.newPage();
-  watch(page, name);
+  watch(page, name, offline);
+  if (offline) await page.route(jsdelivr.pattern, (route) => route.abort("internetdisconnected"));
   const url = `${base}/demo?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`;
   await page.goto(url);
   await page.waitForSelector("#status.ok");
@@ -96,6 +117,23 @@ async function seesSystemLine(page, text) {
   );
 }
 
+// seesShared waits until page's shared text, open for editing, is text.
+async function seesShared(page, text) {
+  try {
+    await page.waitForFunction(
+      (t) => { const el = document.getElementById("shared"); return !el.disabled && el.value === t; },
+      text,
+      { polling: 50 },
+    );
+  } catch (err) {
+    const got = await page.evaluate(() => {
+      const el = document.getElementById("shared");
+      return { value: el.value, disabled: el.disabled, status: document.getElementById("sharedStatus").textContent };
+    });
+    throw new Error(`shared text: want ${JSON.stringify(text)}, the page has ${JSON.stringify(got)}: ${err.message}`);
+  }
+}
+
 let failed = false;
 try {
   const ada = await open("Ada");
@@ -113,6 +151,25 @@ try {
   await seesCursor(grace, "Ada");
   await moveOnBoard(grace, 0.62, 0.3);
   await seesCursor(ada, "Grace");
+
+  // The shared text: typed key by key, each keystroke an edit of the
+  // room's document that the other page gets through the server (the
+  // page opens no BroadcastChannel between the two).
+  await seesShared(ada, "");
+  await seesShared(grace, "");
+  await ada.bringToFront();
+  await ada.locator("#shared").pressSequentially("Hello from Ada");
+  await seesShared(grace, "Hello from Ada");
+  // Grace writes in the middle; Ada's caret, at the end, stays there.
+  await grace.bringToFront();
+  await grace.locator("#shared").focus();
+  await grace.locator("#shared").evaluate((el) => el.setSelectionRange(5, 5));
+  await grace.keyboard.type(" and Grace");
+  const sharedText = "Hello and Grace from Ada";
+  await seesShared(ada, sharedText);
+  await seesShared(grace, sharedText);
+  const caret = await ada.locator("#shared").evaluate((el) => [el.selectionStart, el.selectionEnd, el.value.length]);
+  if (caret[0] !== caret[2] || caret[1] !== caret[2]) throw new Error(`Ada's caret is at ${caret[0]}–${caret[1]}, want the end (${caret[2]})`);
 
   const text = "Hello from Grace — ça va?";
   await grace.bringToFront();
@@ -155,6 +212,18 @@ try {
     });
     if (res.status !== 200) throw new Error(`POST events: ${res.status} ${await res.text()}`);
     for (const page of [ada, grace]) await seesSystemLine(page, "event “deploy” from the server");
+
+    // The shared text is the room's document on the server, under the
+    // room's own name.
+    const doc = await fetch(`${base}/api/rooms/${encodeURIComponent(room)}/document`, {
+      headers: { Authorization: `Bearer ${apiKey}` },
+      signal: AbortSignal.timeout(timeout),
+    });
+    if (doc.status !== 200) throw new Error(`GET document: ${doc.status} ${await doc.text()}`);
+    const ydoc = new Y.Doc();
+    Y.applyUpdate(ydoc, new Uint8Array(await doc.arrayBuffer()));
+    const held = ydoc.getText("text").toString();
+    if (held !== sharedText) throw new Error(`the server's document holds ${JSON.stringify(held)}, want ${JSON.stringify(sharedText)}`);
   }
 
   // Ada's pointer is over the board for the picture, with Grace's cursor
@@ -166,6 +235,7 @@ try {
   // text after it: Ada's page shows it isolated (a <bdi>), without the
   // override, and the chat text to the right of the sender's name.
   const spoof = await open("Mal\u202Eory");
+  await seesShared(spoof, sharedText); // from the server: the others typed it before
   await spoof.fill("#text", "after the name");
   await spoof.press("#text", "Enter");
   await seesMessage(ada, "after the name");
@@ -183,6 +253,31 @@ try {
   if (!bidi.member || !bidi.member.isolated || bidi.member.name !== "Malory") throw new Error(`member list: ${JSON.stringify(bidi.member)}`);
   if (!bidi.who.isolated || bidi.who.name !== "Malory") throw new Error(`chat sender: ${JSON.stringify(bidi.who)}`);
   if (!bidi.textAfterName) throw new Error("the chat text is not to the right of the sender's name");
+
+  // An emoji replaced by another differs from it in its second UTF-16
+  // unit only: the edit must replace the whole pair, which Yjs would
+  // otherwise break into U+FFFD.
+  await ada.bringToFront();
+  await ada.locator("#shared").focus();
+  await ada.locator("#shared").evaluate((el) => el.setSelectionRange(el.value.length, el.value.length));
+  await ada.keyboard.type(" 🙂");
+  await seesShared(spoof, sharedText + " 🙂");
+  await ada.locator("#shared").evaluate((el) => el.setSelectionRange(el.value.length - 2, el.value.length));
+  await ada.keyboard.type("🙃");
+  await seesShared(spoof, sharedText + " 🙃");
+  await seesShared(ada, sharedText + " 🙃");
+
+  // Without the CDN, the shared text says so and the rest works.
+  const offline = await open("Offline", { offline: true });
+  await offline.waitForFunction(
+    () => document.getElementById("sharedStatus").textContent === "shared text unavailable (could not load Yjs)",
+    null, { polling: 50 });
+  if (!(await offline.locator("#shared").isDisabled())) throw new Error("the offline page's shared text is editable");
+  await offline.fill("#text", "no CDN here");
+  await offline.press("#text", "Enter");
+  await seesMessage(ada, "no CDN here");
+
+  if (jsdelivr.failures.length) throw new Error("the CDN stand-in could not serve:\n" + jsdelivr.failures.join("\n"));
   console.log(`ok: room ${room}; screenshot ${shot}`);
   if (problems.length) throw new Error("the page reported errors:\n" + problems.join("\n"));
 } catch (err) {
