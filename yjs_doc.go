@@ -1,9 +1,11 @@
 package livesync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/openlivesync/livesync/yupdate"
 )
@@ -32,6 +34,9 @@ type ydoc struct {
 	peers   map[*conn]struct{}
 	holds   int  // peers and API calls holding it open (openDoc)
 	gone    bool // forgotten: nothing holds it (see closeDoc)
+	// idle merges the pending updates once the document has been quiet
+	// for yIdleMerge, so that an idle document holds one merged update.
+	idle *time.Timer
 
 	// Awareness: see yjs_awareness.go.
 	aware  map[uint64]yAware
@@ -60,6 +65,7 @@ var emptyYUpdate = []byte{0, 0}
 const (
 	yCompactCount = 512
 	yCompactBytes = 64 << 10
+	yIdleMerge    = time.Second
 	// yMaxOwnedClients bounds the awareness client ids one connection may
 	// introduce (a provider has one); beyond it the connection is closed.
 	yMaxOwnedClients = 32
@@ -134,6 +140,9 @@ func (d *ydoc) compactLocked() error {
 	merged, err := d.srv.docs.merge(parts)
 	if err != nil {
 		return err
+	}
+	if cap(merged) > len(merged)+len(merged)/4 {
+		merged = bytes.Clone(merged) // an idle document costs its size, not its buffer's
 	}
 	d.state = merged
 	clear(d.pending)
@@ -216,9 +225,28 @@ func (d *ydoc) addLocked(update, frame []byte, from *conn) {
 	}
 	d.srv.docs.metrics.updatesOut.Add(float64(n))
 	if len(d.pending) >= yCompactCount || d.pendBy >= max(int64(len(d.state)), yCompactBytes) {
-		if err := d.compactLocked(); err != nil {
-			d.srv.log.Error("document merge failed; updates kept unmerged", "doc", d.name, "err", err)
-		}
+		d.mergeLocked()
+		return
+	}
+	if d.idle == nil {
+		d.idle = time.AfterFunc(yIdleMerge, d.mergeWhenIdle)
+	} else {
+		d.idle.Reset(yIdleMerge)
+	}
+}
+
+// mergeWhenIdle merges the pending updates of a document that has been
+// quiet for yIdleMerge.
+func (d *ydoc) mergeWhenIdle() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.mergeLocked()
+}
+
+// mergeLocked is compactLocked, logging a failure.
+func (d *ydoc) mergeLocked() {
+	if err := d.compactLocked(); err != nil {
+		d.srv.log.Error("document merge failed; updates kept unmerged", "doc", d.name, "err", err)
 	}
 }
 

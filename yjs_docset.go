@@ -135,6 +135,11 @@ func (s *Server) closeDoc(d *ydoc) {
 // forgetDoc removes d, marked gone, from the open documents and the
 // cluster's subscriptions.
 func (s *Server) forgetDoc(d *ydoc) {
+	d.mu.Lock()
+	if d.idle != nil {
+		d.idle.Stop()
+	}
+	d.mu.Unlock()
 	ds := &s.docs
 	ds.mu.Lock()
 	if ds.open[d.name] == d {

@@ -285,3 +285,24 @@ func TestDocAccess(t *testing.T) {
 	ok := livesynctest.DialDoc(t, base+"team-a?access_token=alice")
 	ok.Handshake(nil)
 }
+
+// An idle document holds one merged update: what arrived is merged once
+// the document has been quiet for a moment, and no spare buffer is kept.
+func TestDocIdleHoldsOneUpdate(t *testing.T) {
+	s, base := startDocServer(t, nil)
+	a := livesynctest.DialDoc(t, base+"d")
+	a.Handshake(nil)
+	for i := range uint64(40) {
+		a.Write(livesynctest.SyncMsg(livesynctest.SyncUpdate, livesynctest.TextUpdate(1, i, "k")))
+	}
+	livesynctest.WaitFor(t, "the updates to be merged", func() bool {
+		d := s.lookupDoc("d")
+		if d == nil {
+			return false
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		sv, err := yupdate.StateVectorFromUpdate(d.state)
+		return err == nil && sv[1] == 40 && len(d.pending) == 0 && cap(d.state) <= len(d.state)+len(d.state)/4
+	})
+}
