@@ -61,6 +61,14 @@ type Hooks struct {
 	// OnChatStored observes each chat message once it is stored, before
 	// or while it is broadcast.
 	OnChatStored func(protocol.StoredChatMessage)
+	// OnDocUpdated observes a shared document changed by this node's
+	// peers or the HTTP API, debounced: once the document has had no
+	// change for DocUpdateDelay, or every 10 DocUpdateDelay while changes
+	// go on, with what changed since the last observation. In a cluster
+	// each node observes what its own peers changed.
+	OnDocUpdated func(DocEvent)
+	// DocUpdateDelay is OnDocUpdated's quiet period. Default 2s.
+	DocUpdateDelay time.Duration
 
 	// QueueSize bounds the observations waiting for the observers.
 	// Default 65536.
@@ -131,6 +139,18 @@ type MemberEvent struct {
 	At time.Time
 }
 
+// DocEvent describes changes to a shared document (see
+// Hooks.OnDocUpdated).
+type DocEvent struct {
+	RoomID string
+	// Updates and Bytes count the updates accepted since the last
+	// observation, and their size.
+	Updates int
+	Bytes   int64
+	// At is when the last of them was accepted.
+	At time.Time
+}
+
 // UserEvent describes a user id coming online or going offline (see
 // Hooks.OnUser).
 type UserEvent struct {
@@ -151,7 +171,8 @@ const defaultHookQueue = 1 << 16
 
 // observing reports whether any observer is set.
 func (h *Hooks) observing() bool {
-	return h.OnConnect != nil || h.OnDisconnect != nil || h.OnJoin != nil || h.OnLeave != nil || h.OnChatStored != nil || h.OnUser != nil
+	return h.OnConnect != nil || h.OnDisconnect != nil || h.OnJoin != nil || h.OnLeave != nil || h.OnChatStored != nil ||
+		h.OnUser != nil || h.OnDocUpdated != nil
 }
 
 // memberEvent describes a join or a leave of the member whose entry is e.

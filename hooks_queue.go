@@ -17,6 +17,7 @@ type observation struct {
 	conn   ConnectionEvent
 	chat   protocol.StoredChatMessage
 	user   UserEvent
+	doc    DocEvent
 	// tally, when set, is the cluster's count that decides member.First
 	// or Last (obsJoin, obsLeave) or whether user is observed at all
 	// (obsUser online): the observer waits for it (see tally).
@@ -32,6 +33,7 @@ const (
 	obsLeave
 	obsChat
 	obsUser
+	obsDoc
 )
 
 // observers delivers observations to the Hooks' observers from one
@@ -139,6 +141,10 @@ func (o *observers) deliver(ob *observation) {
 	case obsUser:
 		if h.OnUser != nil {
 			h.OnUser(ob.user)
+		}
+	case obsDoc:
+		if h.OnDocUpdated != nil {
+			h.OnDocUpdated(ob.doc)
 		}
 	}
 }

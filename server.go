@@ -132,6 +132,9 @@ func New(opts *Options) (*Server, error) {
 	if s.opts.Hooks.ChatTimeout <= 0 {
 		s.opts.Hooks.ChatTimeout = defaultChatTimeout
 	}
+	if s.opts.Hooks.DocUpdateDelay <= 0 {
+		s.opts.Hooks.DocUpdateDelay = defaultDocUpdateDelay
+	}
 	if s.opts.Hooks.observing() {
 		s.observers = newObservers(s.opts.Hooks)
 		s.metrics.registry().MustRegister(s.observers)

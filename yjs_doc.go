@@ -37,6 +37,8 @@ type ydoc struct {
 	// idle merges the pending updates once the document has been quiet
 	// for yIdleMerge, so that an idle document holds one merged update.
 	idle *time.Timer
+	// changes are what OnDocUpdated has not observed yet.
+	changes docChanges
 
 	// Awareness: see yjs_awareness.go.
 	aware  map[uint64]yAware
@@ -201,6 +203,7 @@ func (d *ydoc) apply(from *conn, update, frame []byte, limit int64) error {
 		return errDocTooLarge
 	}
 	d.srv.docs.metrics.updatesIn.Inc()
+	d.noteChangeLocked(len(update))
 	d.addLocked(update, frame, from)
 	var fromID string
 	if from != nil {

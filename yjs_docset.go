@@ -140,6 +140,7 @@ func (s *Server) forgetDoc(d *ydoc) {
 		d.idle.Stop()
 	}
 	d.mu.Unlock()
+	d.flushChanges()
 	ds := &s.docs
 	ds.mu.Lock()
 	if ds.open[d.name] == d {

@@ -17,10 +17,13 @@ const (
 	UserOnline   = "user.online"   // a user id's first connection opened: data {userId, name?}
 	UserOffline  = "user.offline"  // its last one closed, and none opened within Config.OfflineDelay
 	ChatMessage  = "chat.message"  // a chat message was stored: data as chat_message on the wire
+	// DocumentUpdated: a room's shared document changed, debounced (see
+	// livesync.Hooks.OnDocUpdated): data {roomId, updates, bytes}.
+	DocumentUpdated = "document.updated"
 )
 
 // AllEvents lists every event type, in the order the README describes them.
-var AllEvents = []string{RoomOccupied, RoomVacated, MemberJoined, MemberLeft, UserOnline, UserOffline, ChatMessage}
+var AllEvents = []string{RoomOccupied, RoomVacated, MemberJoined, MemberLeft, UserOnline, UserOffline, ChatMessage, DocumentUpdated}
 
 // ParseEvents reads a comma-separated list of event types ("" for all),
 // refusing an unknown name so that a typo does not silently subscribe to
@@ -93,4 +96,12 @@ type memberData struct {
 type userData struct {
 	UserID string `json:"userId"`
 	Name   string `json:"name,omitempty"`
+}
+
+// documentData is the data of document.updated: the updates accepted
+// since the last one, and their bytes.
+type documentData struct {
+	RoomID  string `json:"roomId"`
+	Updates int    `json:"updates"`
+	Bytes   int64  `json:"bytes"`
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
 	"github.com/openlivesync/livesync/webhook"
@@ -173,4 +174,23 @@ func waitConns(t testing.TB, s *livesync.Server, n int64) {
 		c := s.Stats().Connections
 		return c == n, c
 	})
+}
+
+// Typing into a room's document sends one document.updated once the
+// document is quiet, counting the keystrokes, not one per keystroke.
+func TestDocumentUpdatedDebounced(t *testing.T) {
+	rcv := newReceiver(t, nil)
+	n := startNode(t, rcv, webhook.Config{Events: []string{webhook.DocumentUpdated}},
+		livesync.Options{Hooks: livesync.Hooks{DocUpdateDelay: 100 * time.Millisecond}})
+	doc := livesynctest.DialDoc(t, strings.TrimSuffix(n.url, "/live")+"/yjs/notes?user=ann")
+	doc.Handshake(nil)
+	for i := range uint64(20) {
+		doc.Write(livesynctest.SyncMsg(livesynctest.SyncUpdate, livesynctest.TextUpdate(1, i, "k")))
+	}
+	got := rcv.waitN(1)
+	d := got[0]
+	verify(t, &d)
+	if d.Type != webhook.DocumentUpdated || d.Data["roomId"] != "notes" || d.Data["updates"] != float64(20) {
+		t.Fatalf("got %s %v, want one document.updated for notes with 20 updates (all: %s)", d.Type, d.Data, types(got))
+	}
 }

@@ -33,6 +33,9 @@ func (w *Webhooks) Install(h *livesync.Hooks) {
 			h.OfflineDelay = w.cfg.OfflineDelay
 		}
 	}
+	if e[DocumentUpdated] {
+		h.OnDocUpdated = chain(h.OnDocUpdated, w.document)
+	}
 	// A StoreOutbox's store writes chat.message itself, in the message's
 	// transaction.
 	if _, durable := w.cfg.Outbox.(*StoreOutbox); e[ChatMessage] && !durable {
@@ -83,4 +86,9 @@ func (w *Webhooks) user(u livesync.UserEvent) {
 // carries it on the wire, createdAt in Unix milliseconds.
 func (w *Webhooks) chat(m protocol.StoredChatMessage) {
 	w.emit(newEvent(ChatMessage, roomKey(m.RoomID), time.UnixMilli(m.CreatedAt), m))
+}
+
+// document sends document.updated.
+func (w *Webhooks) document(d livesync.DocEvent) {
+	w.emit(newEvent(DocumentUpdated, roomKey(d.RoomID), d.At, documentData{RoomID: d.RoomID, Updates: d.Updates, Bytes: d.Bytes}))
 }
