@@ -140,47 +140,47 @@ func (g *collector) isDeleted(id ID) bool {
 	return found && k < len(rs)
 }
 
-// ref resolves what Yjs's Item.getMissing resolves for item i: done is
-// set when the answer follows from i alone (gc tells it), otherwise i is
-// collected exactly when item dep is. It mirrors getMissing: an origin or
-// right origin in a GC range drops the parent (the item is integrated as
-// GC); a named parent that is a GC range, or a deleted item (whose content
-// Yjs has collected, so it is no type), does the same; an implied parent
-// is the origin's, else the right origin's.
-func (g *collector) ref(i int) (dep int, gc, done bool) {
+// refs resolves what Yjs's Item.getMissing resolves for item i: done is
+// set when the answer follows from i alone (gc tells it); otherwise i is
+// collected exactly when item dep1 or item dep2 (when >= 0) is. It mirrors
+// getMissing: an origin or right origin in a GC range drops the parent
+// (the item is integrated as GC); a named parent that is a GC range, or a
+// deleted item (whose content Yjs has collected, so it is no type), does
+// the same; an implied parent is the origin's, else the right origin's.
+// Both neighbours count: in an update Yjs wrote they share the item's
+// parent, and where a malformed one says otherwise, a neighbour this
+// collects into a GC range would make Yjs collect the item anyway.
+func (g *collector) refs(i int) (dep1, dep2 int, gc, done bool) {
 	s := &g.structs[i]
 	if !s.HasOrigin && !s.HasRightOrigin {
 		if s.Parent != ParentItem {
-			return 0, false, true // a root type is never deleted
+			return -1, -1, false, true // a root type is never deleted
 		}
 		p := g.find(s.ParentID)
 		if p < 0 || g.structs[p].Kind == KindSkip {
-			return 0, false, true // not in the update: leave as it is
+			return -1, -1, false, true // not in the update: leave as it is
 		}
 		ps := &g.structs[p]
 		if ps.Kind == KindGC || g.deletedItem(ps, s.ParentID) {
-			return 0, true, true
+			return -1, -1, true, true
 		}
-		return p, false, false
+		return p, -1, false, false
 	}
 	left, right := -1, -1
 	if s.HasOrigin {
 		if left = g.find(s.Origin); left < 0 || g.structs[left].Kind == KindSkip {
-			return 0, false, true
+			return -1, -1, false, true
 		}
 	}
 	if s.HasRightOrigin {
 		if right = g.find(s.RightOrigin); right < 0 || g.structs[right].Kind == KindSkip {
-			return 0, false, true
+			return -1, -1, false, true
 		}
 	}
 	if (left >= 0 && g.structs[left].Kind == KindGC) || (right >= 0 && g.structs[right].Kind == KindGC) {
-		return 0, true, true
+		return -1, -1, true, true
 	}
-	if left >= 0 {
-		return left, false, false
-	}
-	return right, false, false
+	return left, right, false, false
 }
 
 // deletedItem tells whether the unit id of item s is deleted.
@@ -193,32 +193,44 @@ func (g *collector) deletedItem(s *Struct, id ID) bool {
 
 // inGC tells whether item i sits in a deleted or collected type. The
 // chains it follows (origin after origin, parent after parent) can be as
-// long as the update, so it walks them with an explicit stack and
-// remembers every answer.
+// long as the update, so it walks them depth first with an explicit stack
+// and remembers every answer.
 func (g *collector) inGC(i int, stack []int) ([]int, bool) {
-	stack = stack[:0]
-	for g.ctx[i] == ctxUnknown {
-		dep, gc, done := g.ref(i)
-		if done {
-			g.ctx[i] = ctxLive
-			if gc {
-				g.ctx[i] = ctxGC
-			}
-			break
+	stack = append(stack[:0], i)
+	for len(stack) > 0 {
+		j := stack[len(stack)-1]
+		if g.ctx[j] == ctxLive || g.ctx[j] == ctxGC {
+			stack = stack[:len(stack)-1]
+			continue
 		}
-		g.ctx[i] = ctxVisiting
-		stack = append(stack, i)
-		i = dep
+		dep1, dep2, gc, done := g.refs(j)
+		if done {
+			g.ctx[j] = ctxLive
+			if gc {
+				g.ctx[j] = ctxGC
+			}
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		if g.ctx[j] == ctxUnknown {
+			// First visit: resolve the dependencies first. One met
+			// again while visiting is a cycle, which no document
+			// makes: it counts as live, so its items stay as they are.
+			g.ctx[j] = ctxVisiting
+			for _, d := range [2]int{dep1, dep2} {
+				if d >= 0 && g.ctx[d] == ctxUnknown {
+					stack = append(stack, d)
+				}
+			}
+			continue
+		}
+		g.ctx[j] = ctxLive
+		if (dep1 >= 0 && g.ctx[dep1] == ctxGC) || (dep2 >= 0 && g.ctx[dep2] == ctxGC) {
+			g.ctx[j] = ctxGC
+		}
+		stack = stack[:len(stack)-1]
 	}
-	// A cycle (ctxVisiting) is malformed: leave its items as they are.
-	v := g.ctx[i]
-	if v == ctxVisiting {
-		v = ctxLive
-	}
-	for _, j := range stack {
-		g.ctx[j] = v
-	}
-	return stack, v == ctxGC
+	return stack, g.ctx[i] == ctxGC
 }
 
 // collect writes the collected update.
@@ -261,6 +273,9 @@ func (g *collector) collectDeleted(s *Struct, w *gcWriter) {
 	})
 	pos := s.ID.Clock // the next clock of s to write
 	piece := func(end uint64, deleted bool) {
+		if end == pos {
+			return // an empty delete range
+		}
 		p := *s
 		if off := pos - s.ID.Clock; off > 0 {
 			p = sliceStruct(p, off)
