@@ -17,8 +17,12 @@ import (
 //     GC range, recursively, so a deleted type takes its children, nested
 //     types and map entries with it. The parent is the one the item names,
 //     or the one of the item its origin (or right origin) points to,
-//     resolved through the update itself; an item whose parent cannot be
-//     resolved that way is left as it is;
+//     resolved through the update itself; an item whose origin, right
+//     origin or parent is a GC range becomes one too, as Yjs integrates
+//     it. An item whose parent cannot be resolved that way (it refers to
+//     a clock the update lacks) does not become a GC range, though its
+//     deleted content still becomes ContentDeleted (Yjs does that to any
+//     deleted item);
 //   - adjacent GC ranges of a client join, and so do adjacent items that
 //     Yjs's Item.mergeWith would join (same client, consecutive clocks, the
 //     right one's origin the left one's last unit, the same right origin,

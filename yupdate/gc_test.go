@@ -212,3 +212,45 @@ func TestGCMalformed(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestGCOriginInGCRange(t *testing.T) {
+	// 1.0-1.1 are already collected; 2.0 was inserted after 1.1 and 2.1
+	// in 2.0's parent, so Yjs integrates both as GC ranges.
+	u := &Update{Structs: []Struct{
+		{Kind: KindGC, ID: ID{2, 0}, Length: 2},
+		after(item(1, 0, ContentString{"x"}), ID{2, 1}),
+		inItem(item(1, 1, ContentString{"y"}), ID{2, 0}, ""),
+		inRoot(item(1, 2, ContentString{"z"}), "t"),
+	}}
+	got, err := GC(u.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `GC 2.0+2; GC 1.0+2; Item 1.2+1 yupdate.ContentString"z"; `
+	if d := describe(t, got); d != want {
+		t.Errorf("got  %s\nwant %s", d, want)
+	}
+}
+
+func TestGCKeystrokes(t *testing.T) {
+	// Typing with every fifth keystroke a backspace collects to what a
+	// gc:true Y.Doc holds: runs of three characters, each followed by one
+	// deleted.
+	snap, err := compact(keystrokes(1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := Decode(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u.Structs) != 400 {
+		t.Fatalf("%d structs, want 400", len(u.Structs))
+	}
+	for i, s := range u.Structs {
+		_, deleted := s.Content.(ContentDeleted)
+		if s.Kind != KindItem || deleted != (i%2 == 1) || s.Length != uint64(3-2*(i%2)) {
+			t.Fatalf("struct %d: %s %d+%d %T", i, s.Kind, s.ID.Clock, s.Length, s.Content)
+		}
+	}
+}
