@@ -17,7 +17,8 @@ import (
 // (testdata/oracle/gc.mjs: random sessions and the special cases) and asks
 // Yjs whether the result loads to the same document, how its size compares
 // with a gc:true Y.Doc's, and whether clients that saw the uncollected
-// history still converge with one that loaded the collected one.
+// history still converge with one that loaded the collected one; then
+// compacts the collected snapshot again with those clients' updates.
 func TestGCOracle(t *testing.T) {
 	needOracle(t)
 	sessions := "60"
@@ -79,18 +80,36 @@ func TestGCOracle(t *testing.T) {
 		Name    string `json:"name"`
 		OK      bool   `json:"ok"`
 		Why     string `json:"why"`
-		Size    int    `json:"size"`
-		YjsSize int    `json:"yjsSize"`
+		Size    int      `json:"size"`
+		YjsSize int      `json:"yjsSize"`
+		Later   []string `json:"later"`
 	}
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatal(err)
 	}
 	var ratios []float64
+	var again []semanticPair
 	for i, r := range res {
 		if !r.OK {
 			t.Errorf("%s: %s", r.Name, r.Why)
 			continue
 		}
+		// The server compacts again: the collected snapshot and the
+		// clients' later updates, merged and collected, must load to
+		// what they load to merged without collecting.
+		ups := [][]byte{b64(t, gcds[i])}
+		for _, s := range r.Later {
+			ups = append(ups, b64(t, s))
+		}
+		merged, err := MergeUpdates(ups)
+		if err != nil {
+			t.Fatalf("%s: MergeUpdates after the round: %v", r.Name, err)
+		}
+		gcd, err := GC(merged)
+		if err != nil {
+			t.Fatalf("%s: GC after the round: %v", r.Name, err)
+		}
+		again = append(again, semanticPair{A: base64.StdEncoding.EncodeToString(gcd), B: base64.StdEncoding.EncodeToString(merged), what: r.Name + ", compacted again after the round"})
 		ratio := float64(r.Size) / float64(r.YjsSize)
 		ratios = append(ratios, ratio)
 		if !strings.HasPrefix(r.Name, "session") || ratio > 2 {
@@ -102,6 +121,7 @@ func TestGCOracle(t *testing.T) {
 		q := func(p float64) float64 { return ratios[int(p*float64(len(ratios)-1))] }
 		t.Logf("%d cases; size ratio to a gc:true Y.Doc: min %.2f, median %.2f, p90 %.2f, max %.2f", len(ratios), q(0), q(0.5), q(0.9), q(1))
 	}
+	semanticCheck(t, again)
 }
 
 // item is an item for the hand-built updates below.

@@ -11,7 +11,8 @@
 // update, edit concurrently (A also in types deleted since) and exchange
 // updates; A, B and a server holding the gc'd update plus both clients'
 // updates must load to what they load to when B and the server start from
-// the uncollected history instead.
+// the uncollected history instead. Each result carries A's and B's updates
+// (later), for the caller to compact again.
 import * as Y from 'yjs'
 import { canon } from './canon.mjs'
 
@@ -171,7 +172,7 @@ const round = (updates, base, i) => {
   Y.applyUpdate(A, base); fromB.forEach(u => Y.applyUpdate(A, u))
   fromA.forEach(u => Y.applyUpdate(B, u))
   const S = load(base, ...fromA, ...fromB)
-  return { A: canon(A), B: canon(B), S: canon(S) }
+  return { A: canon(A), B: canon(B), S: canon(S), later: [...fromA, ...fromB].map(b64) }
 }
 
 const check = (c, gcd, i) => {
@@ -186,10 +187,12 @@ const check = (c, gcd, i) => {
   // The concurrent round, on the gc'd update and on the uncollected one.
   const gc = round(updates, gcd, i)
   const un = round(updates, Y.mergeUpdates(updates.length < 3000 ? updates : [Y.encodeStateAsUpdate(load.call({ gc: false }, ...updates))]), i)
+  const later = gc.later
+  delete gc.later; delete un.later
   for (const n of Object.keys(gc)) {
     if (gc[n] !== un[n]) return { ok: false, why: `after the concurrent round, ${n} differs from ${n} without GC: ${diff(gc[n], un[n])}` }
   }
-  return { ok: true, size: gcd.length, yjsSize, merged: updates.length < 3000 ? Y.mergeUpdates(updates).length : 0 }
+  return { ok: true, later, size: gcd.length, yjsSize, merged: updates.length < 3000 ? Y.mergeUpdates(updates).length : 0 }
 }
 
 if (mode === 'gen') {
