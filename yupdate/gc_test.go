@@ -77,9 +77,9 @@ func TestGCOracle(t *testing.T) {
 		t.Fatalf("gc.mjs check: %v", err)
 	}
 	var res []struct {
-		Name    string `json:"name"`
-		OK      bool   `json:"ok"`
-		Why     string `json:"why"`
+		Name    string   `json:"name"`
+		OK      bool     `json:"ok"`
+		Why     string   `json:"why"`
 		Size    int      `json:"size"`
 		YjsSize int      `json:"yjsSize"`
 		Later   []string `json:"later"`
