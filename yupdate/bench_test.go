@@ -64,3 +64,49 @@ func TestKeystrokesMerge(t *testing.T) {
 		t.Fatalf("merged: %d structs, delete set %v", len(u.Structs), u.DeleteSet)
 	}
 }
+
+// compact is what a server does to a document's stored updates on
+// compaction: merge them, then collect the result.
+func compact(ups [][]byte) ([]byte, error) {
+	merged, err := MergeUpdates(ups)
+	if err != nil {
+		return nil, err
+	}
+	return GC(merged)
+}
+
+// BenchmarkCompact100kKeystrokes merges and collects 100,000 stored
+// single-keystroke updates (keystrokes: one client typing, every fifth
+// keystroke a backspace). node testdata/oracle/bench.mjs 100000 prints
+// Yjs's figures for the same history.
+func BenchmarkCompact100kKeystrokes(b *testing.B) {
+	ups := keystrokes(100000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var out []byte
+	for i := 0; i < b.N; i++ {
+		var err error
+		if out, err = compact(ups); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(out)), "snapshot-bytes")
+}
+
+// BenchmarkSyncCompacted100k is what a new peer's sync costs once the
+// 100,000 keystrokes are compacted: DiffUpdate against an empty state
+// vector.
+func BenchmarkSyncCompacted100k(b *testing.B) {
+	snap, err := compact(keystrokes(100000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	empty := EncodeStateVector(StateVector{})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := DiffUpdate(snap, empty); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

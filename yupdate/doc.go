@@ -3,7 +3,8 @@
 // that keep no Y.Doc: merge updates (MergeUpdates, Yjs's mergeUpdates),
 // compute an update's state vector (EncodeStateVectorFromUpdate,
 // encodeStateVectorFromUpdate) and compute the part of an update a peer
-// lacks (DiffUpdate, diffUpdate).
+// lacks (DiffUpdate, diffUpdate). GC garbage-collects an update as a
+// gc:true Y.Doc collects itself.
 //
 // The results are those of Yjs 13.6 byte for byte: the tests compare them
 // with Yjs itself on random editing sessions (text with emoji and
@@ -26,8 +27,18 @@
 // multiple of its own size. Decode's results alias the input's bytes
 // (ContentBinary, RawAny): do not modify the input while using them.
 //
+// Compaction: a server that stores a document as updates compacts them
+// with MergeUpdates and then GC. MergeUpdates alone keeps every deleted
+// character's content (a Y.Doc with gc:true keeps only its length); GC
+// drops it, turning deleted content into ContentDeleted and the contents of
+// deleted types into GC ranges, so that the snapshot is about the size of
+// the gc:true Y.Doc's encodeStateAsUpdate, and clients that saw the
+// uncollected document still sync with it. GC is separate from
+// MergeUpdates because apps that keep gc:false documents (for version
+// history or snapshots of past states) need the deleted content: they
+// merge without collecting.
+//
 // What it does not do: it has no document model (no integration of
-// structs, no conflict resolution, no toJSON), does not garbage-collect
-// deleted content, and reads and writes the v1 encoding only (not Yjs's
-// v2 update format).
+// structs, no conflict resolution, no toJSON), and reads and writes the v1
+// encoding only (not Yjs's v2 update format).
 package yupdate

@@ -9,7 +9,8 @@ import (
 
 // FuzzUpdate feeds the decoder and the update functions arbitrary bytes,
 // seeded with updates Yjs produced (testdata/corpus.json): none may panic,
-// and whatever decodes must re-encode to bytes that decode the same.
+// whatever decodes must re-encode to bytes that decode the same, and what
+// GC returns must decode and be left as it is by a second GC.
 func FuzzUpdate(f *testing.F) {
 	b, err := os.ReadFile("testdata/corpus.json")
 	if err != nil {
@@ -44,5 +45,17 @@ func FuzzUpdate(f *testing.F) {
 		_, _ = MergeUpdates([][]byte{in, in})
 		_, _ = DiffUpdate(in, []byte{1, 5, 2})
 		_, _ = DecodeStateVector(in)
+		if gcd, err := GC(in); err == nil {
+			if _, err := Decode(gcd); err != nil {
+				t.Fatalf("collected update does not decode: %v", err)
+			}
+			again, err := GC(gcd)
+			if err != nil {
+				t.Fatalf("collected update does not collect: %v", err)
+			}
+			if !bytes.Equal(again, gcd) {
+				t.Fatal("GC is not idempotent")
+			}
+		}
 	})
 }

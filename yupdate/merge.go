@@ -9,8 +9,13 @@ import (
 // is dropped on re-encoding, as Yjs drops it), and skips are left out when
 // dropSkips is set.
 func decodeForMerge(update []byte, dropSkips bool) ([]Struct, DeleteSet, error) {
+	return decodeForMergeInto(nil, update, dropSkips)
+}
+
+// decodeForMergeInto is decodeForMerge appending the structs to dst, so
+// that many small updates share one allocation.
+func decodeForMergeInto(structs []Struct, update []byte, dropSkips bool) ([]Struct, DeleteSet, error) {
 	r := reader{buf: update}
-	var structs []Struct
 	err := decodeStructs(&r, func(s *Struct) error {
 		if s.Kind == KindSkip && dropSkips {
 			return nil
@@ -21,7 +26,7 @@ func decodeForMerge(update []byte, dropSkips bool) ([]Struct, DeleteSet, error) 
 		}
 		structs = append(structs, *s)
 		return nil
-	})
+	}, func(n int) { structs = slices.Grow(structs, n) })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -63,6 +68,9 @@ type mergeDecoder struct {
 	structs []Struct
 	pos     int
 	seq     int64 // order among decoders whose current structs tie
+	// The current struct's ID, kept here for the heap's comparisons,
+	// which dominate a merge of many small updates.
+	client, clock uint64
 }
 
 func (d *mergeDecoder) curr() *Struct {
@@ -74,7 +82,11 @@ func (d *mergeDecoder) curr() *Struct {
 
 func (d *mergeDecoder) next() *Struct {
 	d.pos++
-	return d.curr()
+	s := d.curr()
+	if s != nil {
+		d.client, d.clock = s.ID.Client, s.ID.Clock
+	}
+	return s
 }
 
 // mergeHeap orders decoders the way Yjs sorts them before each step of a
@@ -83,14 +95,14 @@ func (d *mergeDecoder) next() *Struct {
 type mergeHeap []*mergeDecoder
 
 func (h mergeHeap) less(i, j int) bool {
-	a, b := h[i].curr(), h[j].curr()
-	if a.ID.Client != b.ID.Client {
-		return a.ID.Client > b.ID.Client
+	a, b := h[i], h[j]
+	if a.client != b.client {
+		return a.client > b.client
 	}
-	if a.ID.Clock != b.ID.Clock {
-		return a.ID.Clock < b.ID.Clock
+	if a.clock != b.clock {
+		return a.clock < b.clock
 	}
-	return h[i].seq < h[j].seq
+	return a.seq < b.seq
 }
 
 func (h mergeHeap) down(i int) {
@@ -127,17 +139,29 @@ func MergeUpdates(updates [][]byte) ([]byte, error) {
 		}
 		return updates[0], nil
 	}
-	h := make(mergeHeap, 0, len(updates))
+	// All inputs' structs in one slice and all decoders in another: a
+	// compaction merges many updates of a struct or two each.
+	all := make([]Struct, 0, structsHint(updates))
+	ends := make([]int, len(updates))
 	dss := make([]DeleteSet, len(updates))
 	for i, u := range updates {
-		structs, ds, err := decodeForMerge(u, true)
-		if err != nil {
+		var err error
+		if all, dss[i], err = decodeForMergeInto(all, u, true); err != nil {
 			return nil, err
 		}
-		dss[i] = ds
-		if len(structs) > 0 {
-			h = append(h, &mergeDecoder{structs: structs, seq: int64(i)})
+		ends[i] = len(all)
+	}
+	decoders := make([]mergeDecoder, len(updates))
+	h := make(mergeHeap, 0, len(updates))
+	start := 0
+	for i, end := range ends {
+		if start < end {
+			d := &decoders[i]
+			d.structs, d.seq = all[start:end:end], int64(i)
+			d.client, d.clock = all[start].ID.Client, all[start].ID.Clock
+			h = append(h, d)
 		}
+		start = end
 	}
 	for i := len(h)/2 - 1; i >= 0; i-- {
 		h.down(i)
@@ -166,6 +190,26 @@ func MergeUpdates(updates [][]byte) ([]byte, error) {
 		e.add(&cw, 0)
 	}
 	return e.finish(mergeDeleteSets(dss)), nil
+}
+
+// structsHint guesses how many structs updates hold from each one's first
+// group count (exact for the single-client updates an editor sends), each
+// bounded by what its bytes can hold, so that decoding allocates once.
+func structsHint(updates [][]byte) int {
+	n := 0
+	for _, u := range updates {
+		r := reader{buf: u}
+		groups, err := r.uvarint()
+		if err != nil || groups == 0 {
+			continue
+		}
+		count, err := r.uvarint()
+		if err != nil {
+			continue
+		}
+		n += int(min(count, uint64(len(u)/2)))
+	}
+	return n
 }
 
 // mergeStep is one turn of Yjs's merge loop for the first decoder d.

@@ -82,7 +82,7 @@ func stateVectorEntries(update []byte) ([]svEntry, error) {
 			clock = s.End()
 		}
 		return nil
-	})
+	}, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package yupdate
 
 import (
 	"fmt"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -113,7 +114,7 @@ func Decode(update []byte) (*Update, error) {
 	if err := decodeStructs(&r, func(s *Struct) error {
 		u.Structs = append(u.Structs, *s)
 		return nil
-	}); err != nil {
+	}, func(n int) { u.Structs = slices.Grow(u.Structs, n) }); err != nil {
 		return nil, err
 	}
 	ds, err := decodeDeleteSet(&r)
@@ -128,8 +129,11 @@ func Decode(update []byte) (*Update, error) {
 }
 
 // decodeStructs reads the struct section, calling fn for each struct. The
-// Struct passed to fn is reused; fn copies it if it keeps it.
-func decodeStructs(r *reader, fn func(*Struct) error) error {
+// Struct passed to fn is reused; fn copies it if it keeps it. grow, when
+// not nil, is told each group's count of structs before them (bounded by
+// the input left, each struct taking at least two bytes), so that a caller
+// keeping them can allocate once.
+func decodeStructs(r *reader, fn func(*Struct) error, grow func(n int)) error {
 	groups, err := r.uvarint()
 	if err != nil {
 		return err
@@ -147,6 +151,9 @@ func decodeStructs(r *reader, fn func(*Struct) error) error {
 		clock, err := r.uvarint()
 		if err != nil {
 			return err
+		}
+		if grow != nil {
+			grow(int(min(n, uint64(r.remaining()/2))))
 		}
 		for i := uint64(0); i < n; i++ {
 			s = Struct{}
