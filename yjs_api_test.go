@@ -3,6 +3,7 @@ package livesync
 import (
 	"bytes"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/openlivesync/livesync/internal/livesynctest"
@@ -82,4 +83,23 @@ func TestDocKick(t *testing.T) {
 	livesynctest.WaitFor(t, "the other peer's update after the kick", func() bool {
 		return len(o.api(t, http.MethodGet, roomPath("d", "/document"), "").body) > len(emptyYUpdate)
 	})
+}
+
+// Merging collects deleted content, as a Y.Doc does, unless NoDocGC asks
+// to keep it (for clients running Yjs with gc: false).
+func TestDocGC(t *testing.T) {
+	paste := livesynctest.TextUpdate(1, 0, strings.Repeat("x", 1000))
+	del := (&yupdate.Update{DeleteSet: yupdate.DeleteSet{{Client: 1, Ranges: []yupdate.Range{{Clock: 0, Len: 1000}}}}}).Encode()
+	for _, keep := range []bool{false, true} {
+		o := startOpsServer(t, &Options{NoDocGC: keep}, testAPIKey)
+		for _, u := range [][]byte{paste, del} {
+			if res := o.api(t, http.MethodPost, roomPath("d", "/document"), string(u)); res.status != http.StatusNoContent {
+				t.Fatalf("POST: %d %s", res.status, res.body)
+			}
+		}
+		doc := o.api(t, http.MethodGet, roomPath("d", "/document"), "").body
+		if kept := len(doc) > 1000; kept != keep {
+			t.Errorf("NoDocGC %v: the pasted and deleted text takes %d bytes of the document", keep, len(doc))
+		}
+	}
 }

@@ -143,7 +143,7 @@ func (d *ydoc) compactLocked() error {
 	if err != nil {
 		return err
 	}
-	if cap(merged) > len(merged)+len(merged)/4 {
+	if cap(merged) > len(merged)+len(merged)/2 {
 		merged = bytes.Clone(merged) // an idle document costs its size, not its buffer's
 	}
 	d.state = merged

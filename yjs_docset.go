@@ -75,7 +75,11 @@ func (s *Server) initDocs(o *Options) error {
 // merge merges updates into one and, unless turned off, collects the
 // content of deleted items, as compaction does in memory and in the store.
 func (ds *docSet) merge(updates [][]byte) ([]byte, error) {
-	return yupdate.MergeUpdates(updates)
+	merged, err := yupdate.MergeUpdates(updates)
+	if err != nil || !ds.gc {
+		return merged, err
+	}
+	return yupdate.GC(merged)
 }
 
 // openDoc returns the document name, loaded, and holds it open until
