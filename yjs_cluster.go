@@ -97,7 +97,7 @@ func (d *ydoc) relayLocked(kind byte, from string, payload []byte) {
 // askPeersLocked asks the other nodes for what this node lacks: its state
 // vector, which they answer with the difference.
 func (d *ydoc) askPeersLocked() {
-	if sv, err := yupdate.EncodeStateVectorFromUpdate(d.state); err == nil {
+	if sv, err := d.stateVectorLocked(); err == nil {
 		d.relayLocked(docRelayQuery, "", sv)
 	}
 }

@@ -29,6 +29,7 @@ type ydoc struct {
 
 	mu      sync.Mutex
 	state   []byte   // the merged update; emptyYUpdate for a new document
+	sv      []byte   // state's encoded state vector, nil until needed (see stateVectorLocked)
 	pending [][]byte // updates since state was merged
 	pendBy  int64    // bytes in pending
 	peers   map[*conn]struct{}
@@ -114,11 +115,16 @@ func (d *ydoc) load(ctx context.Context) error {
 		d.mu.Unlock()
 	}
 	d.mu.Lock()
-	d.pending = append(stored, d.pending...)
-	for _, u := range stored {
-		d.pendBy += int64(len(u))
+	var err error
+	if len(stored) == 1 && len(d.pending) == 0 {
+		d.state = stored[0] // a compacted snapshot: merged and collected already
+	} else {
+		d.pending = append(stored, d.pending...)
+		for _, u := range stored {
+			d.pendBy += int64(len(u))
+		}
+		err = d.compactLocked()
 	}
-	err := d.compactLocked()
 	if err == nil && s.broker != nil {
 		d.askPeersLocked()
 	}
@@ -146,7 +152,7 @@ func (d *ydoc) compactLocked() error {
 	if cap(merged) > len(merged)+len(merged)/2 {
 		merged = bytes.Clone(merged) // an idle document costs its size, not its buffer's
 	}
-	d.state = merged
+	d.state, d.sv = merged, nil
 	clear(d.pending)
 	d.pending, d.pendBy = d.pending[:0], 0
 	return nil
@@ -161,7 +167,7 @@ func (d *ydoc) join(c *conn) error {
 	if err := d.compactLocked(); err != nil {
 		return err
 	}
-	sv, err := yupdate.EncodeStateVectorFromUpdate(d.state)
+	sv, err := d.stateVectorLocked()
 	if err != nil {
 		return err
 	}
@@ -181,6 +187,19 @@ func (d *ydoc) size() int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return int64(len(d.state)) + d.pendBy
+}
+
+// stateVectorLocked returns the state vector of d.state, encoded; pending
+// updates are not in it. d.mu held.
+func (d *ydoc) stateVectorLocked() ([]byte, error) {
+	if d.sv == nil {
+		sv, err := yupdate.EncodeStateVectorFromUpdate(d.state)
+		if err != nil {
+			return nil, err
+		}
+		d.sv = sv
+	}
+	return d.sv, nil
 }
 
 // snapshot returns the document as one merged update.

@@ -136,8 +136,11 @@ func (c *conn) docMessage(text bool, data []byte) {
 			}
 			state, err := d.snapshot()
 			if err == nil {
-				var diff []byte
-				if diff, err = yupdate.DiffUpdateState(state, sv); err == nil {
+				diff := state // a new peer's: everything, as it is
+				if len(sv) > 0 {
+					diff, err = yupdate.DiffUpdateState(state, sv)
+				}
+				if err == nil {
 					// A snapshot, like room_joined: as large as the document
 					// makes it, not a backlog (see conn.sendSnapshot).
 					c.sendSnapshot(ySyncFrame(ySyncStep2, diff))
