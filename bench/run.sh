@@ -20,8 +20,11 @@
 #   SERVER_CPU=0 CLIENT_CPU=1   CPUs for taskset
 #   REDIS_CPU=$CLIENT_CPU  CPU for Redis in the cluster runs
 #   NODE_PORT=3101 REDIS_PORT=6390 CLUSTER_PORT=7100
-#                          where the search for free ports starts: three
-#                          nodes, one Redis, three Redis Cluster masters
+#                          where the search for free ports starts: the
+#                          nodes, one Redis, the Redis Cluster's masters
+#   NODES=3 SHARDS=3       nodes of a cluster run, masters of C3 (at least 3:
+#                          redis-cli --cluster create wants 3); other values
+#                          are for exploring, the table's runs use 3 and 3
 #   WARMUP=5s DURATION=20s  measurement timing of fanout and chat
 #   ONLY="S1 S4"           run only these scenarios (label prefixes)
 #   OUT=/tmp/olsbench-results.jsonl   where the JSON result lines go
@@ -47,8 +50,8 @@ REDIS_CPU=${REDIS_CPU:-$CLIENT_CPU}
 NODE_PORT=${NODE_PORT:-3101}
 REDIS_PORT=${REDIS_PORT:-6390}
 CLUSTER_PORT=${CLUSTER_PORT:-7100}
-NODES=3
-SHARDS=3
+NODES=${NODES:-3}
+SHARDS=${SHARDS:-3}
 
 case "${ADDR%:*}" in
 127.*) ;;
