@@ -297,6 +297,13 @@ run_cluster() {
 	local label=$1 mode=$2 expect=$3
 	shift 3
 	wanted "$label" || return 0
+	local tool
+	for tool in redis-server redis-cli curl; do
+		if ! command -v "$tool" >/dev/null; then
+			echo "run.sh: $label skipped: needs redis-server, redis-cli and curl; $tool is missing" >&2
+			return 0
+		fi
+	done
 	echo "run.sh: === $label ($NODES nodes, Redis $mode): $*" >&2
 	start_redis "$mode"
 	start_nodes
