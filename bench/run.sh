@@ -131,8 +131,11 @@ stop_server() {
 }
 
 # Ports the shared services of this machine use (the developers' Redis and
-# the Redis Cluster the tests use): never started on, whatever is free.
-RESERVED_PORTS=" 6379 7000 7001 7002 16379 17000 17001 17002 ${ADDR##*:} "
+# the Redis Cluster the tests use, with its bus ports), and the single
+# server's: never handed out, even when free at the moment. RESERVED_PORTS
+# adds the ports of the cluster run under way.
+SHARED_PORTS=" 6379 7000 7001 7002 16379 17000 17001 17002 ${ADDR##*:} "
+RESERVED_PORTS=$SHARED_PORTS
 
 # port_free PORT: nothing listens on 127.0.0.1:PORT, and it is not reserved.
 port_free() {
@@ -141,22 +144,28 @@ port_free() {
 }
 
 # free_ports FROM N [BUS]: N free ports from FROM up, one per line; with BUS,
-# port+10000 (a Redis Cluster node's bus) must be free too. Each port found
-# is reserved, so that the next search does not hand it out again.
+# port+10000 (a Redis Cluster node's bus) must be free too. It runs in a
+# subshell, so the caller checks it got N and reserves them (reserve).
 free_ports() {
 	local p=$1 n=$2 bus=${3:-} found=0
-	while [ $found -lt "$n" ] && [ "$p" -lt 65000 ]; do
+	while [ $found -lt "$n" ] && [ "$p" -lt 55000 ]; do
 		if port_free "$p" && { [ -z "$bus" ] || port_free $((p + 10000)); }; then
 			echo "$p"
-			RESERVED_PORTS+="$p "
 			found=$((found + 1))
 		fi
 		p=$((p + 1))
 	done
-	[ $found -eq "$n" ] || {
-		echo "run.sh: no $n free ports from $1" >&2
+}
+
+# reserve WHAT N PORT...: exit unless N ports were found; else reserve them.
+reserve() {
+	local what=$1 n=$2
+	shift 2
+	if [ $# -ne "$n" ]; then
+		echo "run.sh: found $# free ports of the $n for $what" >&2
 		exit 1
-	}
+	fi
+	RESERVED_PORTS+="$* "
 }
 
 # The cluster runs' processes, and the temporary directory of Redis.
@@ -180,21 +189,24 @@ start_redis_process() {
 # masters (MODE cluster); sets REDIS_URL and REDIS_PIDS.
 start_redis() {
 	REDIS_DIR=$(mktemp -d /tmp/olsbench-redis.XXXXXX)
+	local ports=() p seeds=()
 	if [ "$1" = single ]; then
-		local port
-		port=$(free_ports "$REDIS_PORT" 1)
-		start_redis_process "$port"
-		REDIS_URL="redis://127.0.0.1:$port/0"
+		mapfile -t ports < <(free_ports "$REDIS_PORT" 1)
+		reserve Redis 1 "${ports[@]}"
+		start_redis_process "${ports[0]}"
+		REDIS_URL="redis://127.0.0.1:${ports[0]}/0"
 		return 0
 	fi
-	local ports=() p seeds=()
 	mapfile -t ports < <(free_ports "$CLUSTER_PORT" "$SHARDS" bus)
-	RESERVED_PORTS+="${ports[*]} "
+	reserve "the Redis Cluster" "$SHARDS" "${ports[@]}"
 	for p in "${ports[@]}"; do
 		start_redis_process "$p" --cluster-enabled yes --cluster-config-file "nodes-$p.conf"
 		seeds+=("127.0.0.1:$p")
 	done
-	redis-cli --cluster create "${seeds[@]}" --cluster-replicas 0 --cluster-yes >>"$REDIS_LOG" 2>&1
+	if ! redis-cli --cluster create "${seeds[@]}" --cluster-replicas 0 --cluster-yes >>"$REDIS_LOG" 2>&1; then
+		echo "run.sh: redis-cli --cluster create failed; see $REDIS_LOG" >&2
+		exit 1
+	fi
 	for _ in $(seq 1 200); do # at most 20 s
 		local ok=0
 		for p in "${ports[@]}"; do
@@ -217,7 +229,7 @@ start_redis() {
 start_nodes() {
 	local ports=() p
 	mapfile -t ports < <(free_ports "$NODE_PORT" "$NODES")
-	RESERVED_PORTS+="${ports[*]} "
+	reserve nodes "$NODES" "${ports[@]}"
 	for p in "${ports[@]}"; do
 		"${PIN_SERVER[@]}" "$SERVER_BIN" -addr "127.0.0.1:$p" -redis "$REDIS_URL" -log-level warn >>"$NODE_LOG" 2>&1 &
 		NODE_PIDS+=($!)
@@ -243,7 +255,7 @@ stop_cluster() {
 		rm -rf "$REDIS_DIR"
 		REDIS_DIR=
 	fi
-	RESERVED_PORTS=" 6379 7000 7001 7002 16379 17000 17001 17002 ${ADDR##*:} "
+	RESERVED_PORTS=$SHARED_PORTS
 }
 
 TMPFILES=()
