@@ -26,6 +26,7 @@ func runChat(ctx context.Context, g *gen) (*ChatResult, error) {
 	var missingIDs atomic.Int64
 
 	g.roomOf = func(i int) int { return i % cfg.Rooms }
+	g.memberOf = func(i int) int { return i / cfg.Rooms }
 	g.onFrame = func(c *client, typ, payload []byte, now time.Time) {
 		if string(typ) != "chat_message" {
 			return

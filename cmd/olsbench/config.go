@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -33,12 +34,18 @@ const (
 
 // Config is a validated command line.
 type Config struct {
-	Scenario  string
-	URL       string // normalised ws:// or wss:// URL on a loopback host
-	ServerPID int
-	Label     string
-	Expect    []Expectation
-	ExpectRaw string
+	Scenario string
+	// URLs are the nodes' normalised ws:// or wss:// URLs on loopback
+	// hosts; member k of every room connects to URLs[k mod len(URLs)].
+	URLs []string
+	// ServerPIDs are the nodes' processes, RedisPIDs those of Redis (one
+	// per shard of a Redis Cluster): their CPU time over the window is
+	// summed, and reported per process too.
+	ServerPIDs []int
+	RedisPIDs  []int
+	Label      string
+	Expect     []Expectation
+	ExpectRaw  string
 
 	Rooms        int
 	Clients      int // fanout: per room; chat: in total
@@ -58,8 +65,9 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	PerIP            int
 
-	Report     string // path of JSON lines to turn into a Markdown table
-	CPUProfile string // write the generator's own CPU profile here
+	Report        string // path of JSON lines to turn into a Markdown table
+	ClusterReport string // the same, for the cluster comparison table
+	CPUProfile    string // write the generator's own CPU profile here
 
 	// Readers is "epoll" (default: a few goroutines read every socket
 	// through epoll) or "goroutine" (one reader goroutine per connection,
@@ -71,7 +79,7 @@ type Config struct {
 // scenario ignores is reported, because it is almost always a mistake
 // (e.g. -conns for fanout, whose size is -rooms × -clients).
 var (
-	commonFlags   = []string{"scenario", "url", "server-pid", "label", "expect", "inflight", "timeout", "handshake-timeout", "per-ip", "cpuprofile", "readers"}
+	commonFlags   = []string{"scenario", "url", "server-pid", "redis-pid", "label", "expect", "inflight", "timeout", "handshake-timeout", "per-ip", "cpuprofile", "readers"}
 	scenarioFlags = map[string][]string{
 		scenarioFanout:    {"rooms", "clients", "interval", "warmup", "duration", "grace", "payload-bytes"},
 		scenarioIdle:      {"conns", "room-size", "settle"},
@@ -91,6 +99,11 @@ Usage:
   olsbench -scenario chat      [-clients N] [-rooms R] [-rate MSGS_PER_S] [-warmup D] [-duration D] [flags]
   olsbench -scenario doc       -url ws://HOST:PORT/BASE [-clients N] [-interval D] [-warmup D] [-duration D] [flags]
   olsbench -report RESULTS.jsonl
+  olsbench -cluster-report RESULTS.jsonl
+
+Several nodes of a cluster: -url ws://127.0.0.1:3001/live,ws://127.0.0.1:3002/live
+(or -url repeated) spreads each room's members over them round-robin;
+-server-pid and -redis-pid take lists the same way.
 
 The doc scenario speaks y-websocket: -url is a y-websocket server's base
 (ws://127.0.0.1:3000/yjs for this server), -clients the editors of its one
@@ -102,8 +115,20 @@ Exit codes: 0 done, 1 run failed, 2 bad flags, 3 a -expect target was missed.
 Flags:
 `
 
-// newFlagSet declares every flag on cfg.
-func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
+// defaultURL is -url when it is not given.
+const defaultURL = "ws://127.0.0.1:3000/live"
+
+// maxNodes bounds -url's list: more is a typo, not a cluster on one machine.
+const maxNodes = 64
+
+// listFlags holds the raw values of the flags that take lists, parsed into
+// Config once the command line has been read.
+type listFlags struct {
+	urls, serverPIDs, redisPIDs listFlag
+}
+
+// newFlagSet declares every flag on cfg, and the list flags on lists.
+func newFlagSet(cfg *Config, lists *listFlags, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("olsbench", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
@@ -111,8 +136,13 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.Scenario, "scenario", "", "fanout, idle, joinstorm, chat or doc")
-	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:3000/live", "server WebSocket URL (loopback hosts only)")
-	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server process id, to read its CPU time and RSS from /proc")
+	lists.urls = listFlag{vals: []string{defaultURL}}
+	fs.Var(&lists.urls, "url", "server WebSocket URL (loopback hosts only); for a cluster, each node's: comma-separated `URLs` or the flag repeated;\n"+
+		"member k of every room connects to URL k mod their number, so that every room spans the nodes")
+	fs.Var(&lists.serverPIDs, "server-pid", "server process id, to read its CPU time and RSS from /proc; for a cluster, each node's: comma-separated `pids`\n"+
+		"or the flag repeated; CPU and RSS are summed over them, and reported per process too")
+	fs.Var(&lists.redisPIDs, "redis-pid", "Redis process ids (one per shard of a Redis Cluster): comma-separated `pids` or the flag repeated;\n"+
+		"their CPU time over the window is reported as redis_cpu_s, per process, and per 1,000 deliveries (fanout)")
 	fs.StringVar(&cfg.Label, "label", "", "name echoed in the result (e.g. S1), used by -report")
 	fs.StringVar(&cfg.ExpectRaw, "expect", "", "targets checked against the result, e.g. 'loss<=0,latency_p99_ms<=50'")
 
@@ -137,6 +167,8 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the generator's CPU profile to this file (to see whether the client is the bottleneck, and why)")
 	fs.StringVar(&cfg.Readers, "readers", "epoll", "how frames are read: epoll (cheapest; Linux, ws:// only, else falls back) or goroutine (one per connection)")
 	fs.StringVar(&cfg.Report, "report", "", "print a Markdown results table from a file of result JSON lines, then exit")
+	fs.StringVar(&cfg.ClusterReport, "cluster-report", "", "print a Markdown table of the fanout runs of a cluster in a file of result JSON lines,\n"+
+		"each beside the single-node run of the same size in that file, then exit")
 	return fs
 }
 
@@ -144,7 +176,8 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 // a usage error (exit code 2), except flag.ErrHelp for -h.
 func parseConfig(args []string, out io.Writer) (*Config, error) {
 	cfg := &Config{}
-	fs := newFlagSet(cfg, out)
+	var lists listFlags
+	fs := newFlagSet(cfg, &lists, out)
 	// Errors are reported by the caller in one line; the flag package's own
 	// message plus full usage would bury it.
 	fs.SetOutput(io.Discard)
@@ -161,12 +194,17 @@ func parseConfig(args []string, out io.Writer) (*Config, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	if set["report"] {
-		if len(set) > 1 {
-			return nil, errors.New("-report takes no other flag")
+	for _, f := range []struct {
+		name, path string
+	}{{"report", cfg.Report}, {"cluster-report", cfg.ClusterReport}} {
+		if !set[f.name] {
+			continue
 		}
-		if cfg.Report == "" {
-			return nil, errors.New("-report needs a file name")
+		if len(set) > 1 {
+			return nil, fmt.Errorf("-%s takes no other flag", f.name)
+		}
+		if f.path == "" {
+			return nil, fmt.Errorf("-%s needs a file name", f.name)
 		}
 		return cfg, nil
 	}
@@ -192,18 +230,11 @@ func parseConfig(args []string, out io.Writer) (*Config, error) {
 		return nil, fmt.Errorf("%s: not used by scenario %s", strings.Join(stray, ", "), cfg.Scenario)
 	}
 
-	u, err := checkURL(cfg.URL)
-	if err != nil {
+	if err := cfg.setLists(&lists); err != nil {
 		return nil, err
 	}
-	cfg.URL = u
 	if err := cfg.validate(); err != nil {
 		return nil, err
-	}
-	if cfg.ServerPID != 0 {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d/stat", cfg.ServerPID)); err != nil {
-			return nil, fmt.Errorf("-server-pid %d: no such process readable in /proc", cfg.ServerPID)
-		}
 	}
 	if cfg.ExpectRaw != "" {
 		exp, err := parseExpect(cfg.ExpectRaw, numericResultFields(cfg.Scenario))
@@ -213,6 +244,63 @@ func parseConfig(args []string, out io.Writer) (*Config, error) {
 		cfg.Expect = exp
 	}
 	return cfg, nil
+}
+
+// setLists checks the list flags and stores them in c: every URL on a
+// loopback host, named once, in one scheme; every pid a live process, and
+// none both a server's and Redis's.
+func (c *Config) setLists(l *listFlags) error {
+	if len(l.urls.vals) > maxNodes {
+		return fmt.Errorf("-url: %d URLs, at most %d", len(l.urls.vals), maxNodes)
+	}
+	seen := map[string]bool{}
+	for _, raw := range l.urls.vals {
+		u, err := checkURL(raw)
+		if err != nil {
+			return err
+		}
+		if seen[u] {
+			return fmt.Errorf("-url %s: named twice", u)
+		}
+		seen[u] = true
+		c.URLs = append(c.URLs, u)
+	}
+	// One scheme for all, because the epoll reader serves ws:// only and
+	// is chosen for the whole run.
+	for _, u := range c.URLs[1:] {
+		if scheme(u) != scheme(c.URLs[0]) {
+			return fmt.Errorf("-url: %s and %s: all URLs must use one scheme", c.URLs[0], u)
+		}
+	}
+	var err error
+	if c.ServerPIDs, err = parsePIDs("server-pid", l.serverPIDs.vals); err != nil {
+		return err
+	}
+	if c.RedisPIDs, err = parsePIDs("redis-pid", l.redisPIDs.vals); err != nil {
+		return err
+	}
+	for _, s := range c.ServerPIDs {
+		if slices.Contains(c.RedisPIDs, s) {
+			return fmt.Errorf("pid %d is both a -server-pid and a -redis-pid", s)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		pids []int
+	}{{"server-pid", c.ServerPIDs}, {"redis-pid", c.RedisPIDs}} {
+		for _, pid := range f.pids {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d/stat", pid)); err != nil {
+				return fmt.Errorf("-%s %d: no such process readable in /proc", f.name, pid)
+			}
+		}
+	}
+	return nil
+}
+
+// scheme returns a checked URL's scheme, ws or wss.
+func scheme(u string) string {
+	s, _, _ := strings.Cut(u, ":")
+	return s
 }
 
 // checkURL accepts only ws/wss URLs whose host is a loopback address: the
@@ -260,7 +348,6 @@ func (c *Config) validate() error {
 	dur := func(name string, d, lo time.Duration) {
 		check(d < lo || d > maxDuration, "-%s %v: want %v..%v", name, d, lo, maxDuration)
 	}
-	check(c.ServerPID < 0, "-server-pid %d: want a process id", c.ServerPID)
 	check(c.Inflight < 1 || c.Inflight > 10_000, "-inflight %d: want 1..10000", c.Inflight)
 	dur("timeout", c.Timeout, time.Second)
 	dur("handshake-timeout", c.HandshakeTimeout, 100*time.Millisecond)

@@ -20,7 +20,7 @@ func TestParseConfigValid(t *testing.T) {
 		check func(t *testing.T, c *Config)
 	}{
 		{"fanout defaults", []string{"-scenario", "fanout"}, func(t *testing.T, c *Config) {
-			if c.URL != "ws://127.0.0.1:3000/live" || c.Rooms != 1 || c.Clients != 10 || c.Interval != 100*time.Millisecond {
+			if len(c.URLs) != 1 || c.URLs[0] != "ws://127.0.0.1:3000/live" || c.Rooms != 1 || c.Clients != 10 || c.Interval != 100*time.Millisecond {
 				t.Errorf("defaults: %+v", c)
 			}
 			if c.totalConns() != 10 || c.Inflight != 50 || c.PerIP != 900 {
@@ -30,7 +30,7 @@ func TestParseConfigValid(t *testing.T) {
 		{"fanout S1", []string{"-scenario", "fanout", "-rooms", "200", "-clients", "5", "-interval", "100ms",
 			"-warmup", "5s", "-duration", "20s", "-server-pid", pid, "-label", "S1",
 			"-expect", "loss<=0, deliveries_per_server_cpu_s>=120000"}, func(t *testing.T, c *Config) {
-			if c.totalConns() != 1000 || c.Label != "S1" || c.ServerPID != os.Getpid() {
+			if c.totalConns() != 1000 || c.Label != "S1" || len(c.ServerPIDs) != 1 || c.ServerPIDs[0] != os.Getpid() {
 				t.Errorf("%+v", c)
 			}
 			want := []Expectation{{"loss", "<=", 0}, {"deliveries_per_server_cpu_s", ">=", 120000}}
@@ -57,18 +57,18 @@ func TestParseConfigValid(t *testing.T) {
 			}
 		}},
 		{"localhost becomes 127.0.0.1", []string{"-scenario", "idle", "-url", "ws://localhost:8080/x"}, func(t *testing.T, c *Config) {
-			if c.URL != "ws://127.0.0.1:8080/x" {
-				t.Errorf("url = %q", c.URL)
+			if len(c.URLs) != 1 || c.URLs[0] != "ws://127.0.0.1:8080/x" {
+				t.Errorf("urls = %q", c.URLs)
 			}
 		}},
 		{"ipv6 loopback", []string{"-scenario", "idle", "-url", "ws://[::1]:3000/live"}, func(t *testing.T, c *Config) {
-			if c.URL != "ws://[::1]:3000/live" {
-				t.Errorf("url = %q", c.URL)
+			if len(c.URLs) != 1 || c.URLs[0] != "ws://[::1]:3000/live" {
+				t.Errorf("urls = %q", c.URLs)
 			}
 		}},
 		{"other loopback address", []string{"-scenario", "idle", "-url", "wss://127.1.2.3/live"}, func(t *testing.T, c *Config) {
-			if c.URL != "wss://127.1.2.3/live" {
-				t.Errorf("url = %q", c.URL)
+			if len(c.URLs) != 1 || c.URLs[0] != "wss://127.1.2.3/live" {
+				t.Errorf("urls = %q", c.URLs)
 			}
 		}},
 		{"report", []string{"-report", "results.jsonl"}, func(t *testing.T, c *Config) {
@@ -132,6 +132,15 @@ func TestParseConfigErrors(t *testing.T) {
 		{"expect string field", []string{"-scenario", "fanout", "-expect", "label==1"}, `unknown result field "label"`},
 		{"report with scenario", []string{"-report", "x", "-scenario", "idle"}, "-report takes no other flag"},
 		{"report empty", []string{"-report", ""}, "-report needs a file name"},
+		{"cluster report with scenario", []string{"-cluster-report", "x", "-scenario", "idle"}, "-cluster-report takes no other flag"},
+		{"empty url in list", []string{"-scenario", "idle", "-url", "ws://127.0.0.1:1/live,,ws://127.0.0.1:2/live"}, "empty item"},
+		{"remote url in list", []string{"-scenario", "idle", "-url", "ws://127.0.0.1:1/live", "-url", "ws://10.0.0.1:2/live"}, "must be a loopback address"},
+		{"url twice", []string{"-scenario", "idle", "-url", "ws://127.0.0.1:1/live,ws://localhost:1/live"}, "ws://127.0.0.1:1/live: named twice"},
+		{"mixed schemes", []string{"-scenario", "idle", "-url", "ws://127.0.0.1:1/live,wss://127.0.0.1:2/live"}, "one scheme"},
+		{"server pid twice", []string{"-scenario", "idle", "-server-pid", strconv.Itoa(os.Getpid()), "-server-pid", strconv.Itoa(os.Getpid())}, "named twice"},
+		{"server pid not a number", []string{"-scenario", "idle", "-server-pid", "1,x"}, "-server-pid x: want a process id"},
+		{"missing redis pid", []string{"-scenario", "idle", "-redis-pid", "999999999"}, "-redis-pid 999999999: no such process"},
+		{"pid as server and redis", []string{"-scenario", "idle", "-server-pid", strconv.Itoa(os.Getpid()), "-redis-pid", strconv.Itoa(os.Getpid())}, "both a -server-pid and a -redis-pid"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,6 +160,42 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Fatalf("stderr = %q, want one olsbench: line", msg)
 			}
 		})
+	}
+}
+
+// TestParseConfigLists: -url, -server-pid and -redis-pid take lists,
+// comma-separated, repeated or both, and the first -url replaces the
+// default.
+func TestParseConfigLists(t *testing.T) {
+	self, parent := strconv.Itoa(os.Getpid()), strconv.Itoa(os.Getppid())
+	c, err := parseConfig([]string{"-scenario", "fanout",
+		"-url", "ws://127.0.0.1:3001/live, ws://localhost:3002/live", "-url", "ws://127.0.0.1:3003/live",
+		"-server-pid", self + "," + parent, "-redis-pid", "1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ws://127.0.0.1:3001/live", "ws://127.0.0.1:3002/live", "ws://127.0.0.1:3003/live"}
+	if strings.Join(c.URLs, " ") != strings.Join(want, " ") {
+		t.Errorf("urls = %q, want %q", c.URLs, want)
+	}
+	if len(c.ServerPIDs) != 2 || c.ServerPIDs[0] != os.Getpid() || c.ServerPIDs[1] != os.Getppid() {
+		t.Errorf("server pids = %v", c.ServerPIDs)
+	}
+	if len(c.RedisPIDs) != 1 || c.RedisPIDs[0] != 1 {
+		t.Errorf("redis pids = %v", c.RedisPIDs)
+	}
+	// Without the flags: the default URL, no pids.
+	c, err = parseConfig([]string{"-scenario", "fanout"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.URLs) != 1 || c.ServerPIDs != nil || c.RedisPIDs != nil {
+		t.Errorf("defaults: urls %q, server pids %v, redis pids %v", c.URLs, c.ServerPIDs, c.RedisPIDs)
+	}
+	// -expect knows the Redis figures.
+	if _, err := parseConfig([]string{"-scenario", "fanout",
+		"-expect", "redis_cpu_ms_per_1k_deliveries<=0.5,redis_cpu_max_min_ratio<=2,redis_cpu_s<1"}, io.Discard); err != nil {
+		t.Errorf("-expect on Redis fields: %v", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,8 +71,11 @@ type docCounters struct {
 // docRun is one run's shared state, read-only once the editors connect
 // (except the atomics).
 type docRun struct {
-	g        *gen
-	docURL   string
+	g *gen
+	// docURLs are the document's URL on each node: editor i connects to
+	// docURLs[i mod len], so that with several -url the editors span a
+	// cluster's nodes.
+	docURLs  []string
 	editors  []*editor
 	byClient map[uint64]*editor
 	win      *window
@@ -90,10 +94,12 @@ func runDoc(ctx context.Context, g *gen) (*DocResult, error) {
 	perEditor := int((startDelay+cfg.Warmup+cfg.Duration)/cfg.Interval) + 2
 	r := &docRun{
 		g:        g,
-		docURL:   cfg.URL + "/olsb-" + g.runID + "-doc",
 		byClient: make(map[uint64]*editor, n),
 		win:      newWindow(),
 		hist:     NewShardedHistogram(min(n, histShards)),
+	}
+	for _, u := range cfg.URLs {
+		r.docURLs = append(r.docURLs, u+"/olsb-"+g.runID+"-doc")
 	}
 	for i := range n {
 		e := &editor{idx: i, synced: make(chan struct{}), dead: make(chan struct{}),
@@ -112,7 +118,7 @@ func runDoc(ctx context.Context, g *gen) (*DocResult, error) {
 		r.editors = append(r.editors, e)
 	}
 
-	g.log.Printf("doc: connecting %d editors to %s", n, r.docURL)
+	g.log.Printf("doc: connecting %d editors to %s", n, strings.Join(r.docURLs, ", "))
 	if err := r.connectAll(ctx); err != nil {
 		r.closeAll()
 		return res, err
@@ -210,7 +216,7 @@ func (r *docRun) connectAll(ctx context.Context) error {
 func (r *docRun) connect(ctx context.Context, e *editor) error {
 	hctx, cancel := context.WithTimeout(ctx, r.g.cfg.HandshakeTimeout)
 	defer cancel()
-	ws, resp, err := r.g.dialer.DialContext(hctx, r.docURL, nil)
+	ws, resp, err := r.g.dialer.DialContext(hctx, r.docURLs[e.idx%len(r.docURLs)], nil)
 	if err != nil {
 		if resp != nil {
 			err = fmt.Errorf("%w (HTTP %s)", err, resp.Status)

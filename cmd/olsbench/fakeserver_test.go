@@ -24,6 +24,7 @@ import (
 type fakeServer struct {
 	t         *testing.T
 	srv       *httptest.Server
+	handler   http.Handler
 	dropEvery int64
 	// stallID names a connection the server stops reading after its join,
 	// as a server stuck on one client would.
@@ -40,6 +41,7 @@ type fakeServer struct {
 	nextID  int
 	chatSeq int
 	remotes map[string]int // connections per remote IP
+	hostOf  map[int]string // Host header of the connection whose presence is {"i": key}
 
 	relayed atomic.Int64
 }
@@ -48,6 +50,7 @@ type fakeConn struct {
 	ws   *websocket.Conn
 	wmu  sync.Mutex
 	id   string
+	host string // the Host it dialled: which node, when there are several
 	room string
 	pres json.RawMessage
 }
@@ -55,9 +58,9 @@ type fakeConn struct {
 func newFakeServer(t *testing.T) *fakeServer {
 	t.Helper()
 	f := &fakeServer{t: t, rooms: map[string]map[*fakeConn]bool{}, remotes: map[string]int{},
-		stopped: make(chan struct{}), resume: make(chan struct{}), events: map[string]int{}}
+		stopped: make(chan struct{}), resume: make(chan struct{}), events: map[string]int{}, hostOf: map[int]string{}}
 	up := websocket.Upgrader{}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return
@@ -66,10 +69,11 @@ func newFakeServer(t *testing.T) *fakeServer {
 		f.mu.Lock()
 		f.remotes[host]++
 		f.nextID++
-		c := &fakeConn{ws: ws, id: "conn-" + strconv.Itoa(f.nextID)}
+		c := &fakeConn{ws: ws, id: "conn-" + strconv.Itoa(f.nextID), host: r.Host}
 		f.mu.Unlock()
 		f.serve(c)
-	}))
+	})
+	f.srv = httptest.NewServer(f.handler)
 	t.Cleanup(func() {
 		close(f.stopped)
 		f.srv.Close()
@@ -79,7 +83,31 @@ func newFakeServer(t *testing.T) *fakeServer {
 
 // url is the server's WebSocket URL.
 func (f *fakeServer) url() string {
-	return "ws" + strings.TrimPrefix(f.srv.URL, "http") + "/live"
+	return wsURL(f.srv)
+}
+
+// addNode serves the same rooms on another port, as another node of a
+// cluster does, and returns its WebSocket URL.
+func (f *fakeServer) addNode() string {
+	srv := httptest.NewServer(f.handler)
+	f.t.Cleanup(srv.Close)
+	return wsURL(srv)
+}
+
+func wsURL(srv *httptest.Server) string {
+	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/live"
+}
+
+// joinHosts returns, for each connection that joined with the generator's
+// presence {"i": N}, the Host it dialled, by N.
+func (f *fakeServer) joinHosts() map[int]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[int]string, len(f.hostOf))
+	for k, v := range f.hostOf {
+		out[k] = v
+	}
+	return out
 }
 
 func (c *fakeConn) send(typ string, payload any) {
@@ -172,6 +200,12 @@ func entry(c *fakeConn) map[string]any {
 func (f *fakeServer) join(c *fakeConn, room string, pres json.RawMessage) {
 	f.mu.Lock()
 	c.room, c.pres = room, pres
+	var named struct {
+		I *int `json:"i"`
+	}
+	if json.Unmarshal(pres, &named) == nil && named.I != nil {
+		f.hostOf[*named.I] = c.host
+	}
 	if f.rooms[room] == nil {
 		f.rooms[room] = map[*fakeConn]bool{}
 	}

@@ -24,6 +24,7 @@ func runFanout(ctx context.Context, g *gen) (*FanoutResult, error) {
 	var dups, reordered, misrouted, self atomic.Int64
 
 	g.roomOf = func(i int) int { return i / per }
+	g.memberOf = func(i int) int { return i % per }
 	g.initClient = func(c *client) { c.lastSeq = make([]int64, per) }
 	onStamp := func(c *client, s stamp, now time.Time) {
 		if s.sender == int64(c.idx) {
@@ -96,6 +97,10 @@ func runFanout(ctx context.Context, g *gen) (*FanoutResult, error) {
 	if res.ServerCPUS != nil && *res.ServerCPUS > 0 {
 		v := math.Round(float64(delivered) / *res.ServerCPUS)
 		res.DeliveriesPerServerCPUS = &v
+	}
+	if res.RedisCPUS != nil && delivered > 0 {
+		v := round3(*res.RedisCPUS * 1e6 / float64(delivered))
+		res.RedisCPUMSPer1kDeliveries = &v
 	}
 	res.SendStats = g.sendStats(run)
 	if res.Duplicates+res.Misrouted+res.SelfDeliveries > 0 {

@@ -15,7 +15,6 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -50,10 +49,13 @@ type gen struct {
 	cfg   *Config
 	log   *log.Logger
 	runID string
-	proc  *procReader // nil without -server-pid
+	procs *procSet // the -server-pid processes; nil without
+	redis *procSet // the -redis-pid processes; nil without
 
-	dialer   websocket.Dialer
-	targetV4 bool // source-address spreading works only for IPv4 loopback
+	dialer websocket.Dialer
+	// targetV4 is whether every -url is IPv4: source-address spreading
+	// works only for IPv4 loopback.
+	targetV4 bool
 
 	// rx reads every connection through epoll; nil means one reader
 	// goroutine per connection (off Linux, over TLS, or with
@@ -67,6 +69,7 @@ type gen struct {
 	onFrame    func(c *client, typ, payload []byte, now time.Time) // any other frame but error
 	onEvent    func(c *client, s stamp, now time.Time)             // a relayed broadcast_event's stamp (fast path)
 	roomOf     func(i int) int                                     // room index of connection i
+	memberOf   func(i int) int                                     // which member of its room connection i is (nil: i)
 
 	closing     atomic.Bool
 	disconnects atomic.Int64
@@ -119,11 +122,15 @@ func newGen(cfg *Config, logger *log.Logger) (*gen, error) {
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil {
-		return nil, err
+	v4 := true
+	for _, raw := range cfg.URLs {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, err
+		}
+		ip := net.ParseIP(u.Hostname())
+		v4 = v4 && ip != nil && ip.To4() != nil
 	}
-	ip := net.ParseIP(u.Hostname())
 	g := &gen{
 		cfg:   cfg,
 		log:   logger,
@@ -136,13 +143,12 @@ func newGen(cfg *Config, logger *log.Logger) (*gen, error) {
 			WriteBufferSize:  writeBufferSize,
 			WriteBufferPool:  &sync.Pool{},
 		},
-		targetV4:         ip != nil && ip.To4() != nil,
+		targetV4:         v4,
 		goroutineReaders: cfg.Readers == "goroutine",
 		errCodes:         map[string]int64{},
 	}
-	if cfg.ServerPID > 0 {
-		g.proc = newProcReader(cfg.ServerPID)
-	}
+	g.procs = newProcSet("server-pid", cfg.ServerPIDs)
+	g.redis = newProcSet("redis-pid", cfg.RedisPIDs)
 	return g, nil
 }
 
@@ -188,7 +194,8 @@ func (g *gen) countError(code string) {
 	g.errMu.Unlock()
 }
 
-// connectAll opens n connections, connection i joining room g.roomOf(i),
+// connectAll opens n connections, connection i joining room g.roomOf(i)
+// on node g.node(i),
 // with at most -inflight set-ups (dial, upgrade, join_room until room_joined)
 // at once. It fails as a whole: a benchmark with missing members would
 // report wrong expectations.
@@ -198,7 +205,7 @@ func (g *gen) connectAll(ctx context.Context, n int) ([]*client, error) {
 	} else if limit < uint64(n)+64 {
 		return nil, fmt.Errorf("open-file limit %d is too low for %d connections", limit, n)
 	}
-	if !g.goroutineReaders && strings.HasPrefix(g.cfg.URL, "ws:") {
+	if !g.goroutineReaders && scheme(g.cfg.URLs[0]) == "ws" {
 		rx, err := newReactors(g, n)
 		if err != nil {
 			g.log.Printf("one reader goroutine per connection: %v", err)
@@ -255,7 +262,7 @@ func (g *gen) connectAll(ctx context.Context, n int) ([]*client, error) {
 	return clients, nil
 }
 
-// connect dials connection i and joins its room.
+// connect dials connection i's node and joins its room.
 func (g *gen) connect(ctx context.Context, i int) (*client, error) {
 	d := g.dialer
 	if ip := g.sourceIP(i); ip != nil {
@@ -265,7 +272,7 @@ func (g *gen) connect(ctx context.Context, i int) (*client, error) {
 	hctx, cancel := context.WithTimeout(ctx, g.cfg.HandshakeTimeout)
 	defer cancel()
 	c := &client{g: g, idx: i, room: g.roomOf(i), joined: make(chan struct{}), dead: make(chan struct{}), dialStart: time.Now()}
-	ws, resp, err := d.DialContext(hctx, g.cfg.URL, nil)
+	ws, resp, err := d.DialContext(hctx, g.cfg.URLs[g.node(i)], nil)
 	if err != nil {
 		if resp != nil {
 			err = fmt.Errorf("%w (HTTP %s)", err, resp.Status)
@@ -464,24 +471,29 @@ func (g *gen) closeAll(clients []*client) {
 	}
 }
 
-// mark is a measurement instant: wall clock, own CPU time and the server's
-// sample.
+// mark is a measurement instant: wall clock, own CPU time and the samples
+// of the servers' and Redis's processes (nil when not asked for, or when
+// one could not be read).
 type mark struct {
-	wall   time.Time
-	cpu    float64
-	server *ProcSample
+	wall    time.Time
+	cpu     float64
+	servers []ProcSample
+	redis   []ProcSample
 }
 
 func (g *gen) mark() mark {
 	m := mark{wall: time.Now(), cpu: selfCPUSeconds()}
-	if g.proc != nil {
-		s, err := g.proc.sample()
-		if err != nil {
-			g.warn("reading server process %d: %v", g.cfg.ServerPID, err)
-		} else {
-			m.server = &s
+	read := func(s *procSet) []ProcSample {
+		if s == nil {
+			return nil
 		}
+		v, err := s.sample()
+		if err != nil {
+			g.warn("reading process: %v", err)
+		}
+		return v
 	}
+	m.servers, m.redis = read(g.procs), read(g.redis)
 	return m
 }
 
@@ -493,11 +505,22 @@ const clientSaturation = 0.9
 func (g *gen) fillCommon(c *Common, a, b mark) {
 	window := b.wall.Sub(a.wall).Seconds()
 	c.WindowS = round3(window)
-	if a.server != nil && b.server != nil {
-		cpu := round3(b.server.CPUSeconds - a.server.CPUSeconds)
-		c.ServerCPUS = &cpu
-		rss := b.server.RSSBytes
-		c.ServerRSSBytes = &rss
+	if a.servers != nil && b.servers != nil {
+		per, cpu, rss := g.procs.procCosts(a.servers, b.servers)
+		c.ServerCPUS, c.ServerRSSBytes = &cpu, &rss
+		// One server's figures are the totals already.
+		if len(per) > 1 {
+			c.ServerProcs = per
+		}
+	}
+	if a.redis != nil && b.redis != nil {
+		per, cpu, _ := g.redis.procCosts(a.redis, b.redis)
+		c.RedisCPUS, c.RedisProcs = &cpu, per
+		if r, ok := maxMinRatio(per); ok {
+			c.RedisCPUMaxMinRatio = &r
+		} else if len(per) > 1 {
+			g.warn("a Redis process used no measurable CPU: no max/min ratio")
+		}
 	}
 	cpus := min(runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	c.ClientCPUs = cpus

@@ -11,10 +11,10 @@ import (
 func runIdle(ctx context.Context, g *gen) (*IdleResult, error) {
 	cfg := g.cfg
 	res := &IdleResult{Conns: cfg.Conns, RoomSize: cfg.RoomSize}
-	if g.proc == nil {
+	if g.procs == nil {
 		g.warn("no -server-pid: server RSS is not measured")
 	} else {
-		before, err := g.proc.rss()
+		before, err := g.procs.rss()
 		if err != nil {
 			return res, err
 		}
@@ -22,6 +22,7 @@ func runIdle(ctx context.Context, g *gen) (*IdleResult, error) {
 	}
 
 	g.roomOf = func(i int) int { return i / cfg.RoomSize }
+	g.memberOf = func(i int) int { return i % cfg.RoomSize }
 	g.log.Printf("idle: connecting %d clients in rooms of %d", cfg.Conns, cfg.RoomSize)
 	t0 := time.Now()
 	clients, err := g.connectAll(ctx, cfg.Conns)
@@ -38,8 +39,8 @@ func runIdle(ctx context.Context, g *gen) (*IdleResult, error) {
 	}
 	b := g.mark()
 	g.fillCommon(&res.Common, a, b)
-	if res.RSSBeforeBytes != nil && b.server != nil {
-		after := b.server.RSSBytes
+	if res.RSSBeforeBytes != nil && res.ServerRSSBytes != nil {
+		after := *res.ServerRSSBytes
 		res.RSSAfterBytes = &after
 		per := (after - *res.RSSBeforeBytes) / int64(cfg.Conns)
 		res.RSSPerConnBytes = &per

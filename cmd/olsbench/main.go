@@ -1,9 +1,11 @@
 // Command olsbench is a load generator for an OpenLiveSync server running on
 // the same machine. It opens many WebSocket connections, drives one of five
 // scenarios (fanout, idle, joinstorm, chat, doc), and prints one JSON line of
-// results on stdout; progress goes to stderr. With -server-pid it reads the
-// server's CPU time and RSS from /proc, and it always measures its own CPU
-// so that a result bounded by the generator is flagged as such.
+// results on stdout; progress goes to stderr. Given several -url, it spreads
+// each room's members over those nodes of a cluster. With -server-pid it
+// reads the servers' CPU time and RSS from /proc, with -redis-pid Redis's
+// CPU time, and it always measures its own CPU so that a result bounded by
+// the generator is flagged as such.
 //
 // See BENCHMARKS.md at the repository root for the scenarios and targets,
 // and bench/run.sh for the full suite.
@@ -19,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -45,8 +48,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "olsbench: %v\n", err)
 		return exitUsage
 	}
-	if cfg.Report != "" {
-		if err := writeReportFile(cfg.Report, stdout); err != nil {
+	if cfg.Report != "" || cfg.ClusterReport != "" {
+		var err error
+		if cfg.Report != "" {
+			err = writeReportFile(cfg.Report, stdout)
+		} else {
+			err = writeClusterReportFile(cfg.ClusterReport, stdout)
+		}
+		if err != nil {
 			fmt.Fprintf(stderr, "olsbench: %v\n", err)
 			return exitFailed
 		}
@@ -114,7 +123,8 @@ func runScenario(ctx context.Context, cfg *Config, logger *log.Logger) result {
 		res = &Common{}
 	}
 	c := res.common()
-	c.Label, c.Scenario, c.Params, c.URL = cfg.Label, cfg.Scenario, cfg.params(), cfg.URL
+	c.Label, c.Scenario, c.Params = cfg.Label, cfg.Scenario, cfg.params()
+	c.URL, c.Nodes = strings.Join(cfg.URLs, ","), len(cfg.URLs)
 	c.Start = started.UTC().Format(time.RFC3339)
 	c.ClientCPUs = max(c.ClientCPUs, 1)
 	c.Expect = cfg.ExpectRaw

@@ -30,9 +30,23 @@ func writeReportFile(path string, w io.Writer) error {
 // line in file order. Lines that are not JSON objects are skipped, so a file
 // collected with tee may hold stray output.
 func renderReport(data []byte) (string, error) {
+	rows, err := readRows(data)
+	if err != nil {
+		return "", err
+	}
 	var sb strings.Builder
 	sb.WriteString("| Run | Scenario | Size | Result | Server | Target | Verdict |\n")
 	sb.WriteString("| --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, r := range rows {
+		writeRow(&sb, r.str("label"), r.str("scenario"), r.str("params"), r.summary(), r.server(), r.str("expect"), r.verdict())
+	}
+	return sb.String(), nil
+}
+
+// readRows decodes the result lines of data, in file order, skipping lines
+// that are not JSON objects.
+func readRows(data []byte) ([]row, error) {
+	var rows []row
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	line := 0
@@ -44,19 +58,23 @@ func renderReport(data []byte) (string, error) {
 		}
 		var m map[string]any
 		if err := json.Unmarshal(text, &m); err != nil {
-			return "", fmt.Errorf("line %d: %w", line, err)
+			return nil, fmt.Errorf("line %d: %w", line, err)
 		}
-		r := row{m}
-		cells := []string{r.str("label"), r.str("scenario"), r.str("params"), r.summary(), r.server(), r.str("expect"), r.verdict()}
-		for i, c := range cells {
-			if c == "" {
-				c = "—"
-			}
-			cells[i] = strings.ReplaceAll(c, "|", `\|`)
-		}
-		sb.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+		rows = append(rows, row{m})
 	}
-	return sb.String(), sc.Err()
+	return rows, sc.Err()
+}
+
+// writeRow writes one Markdown table row, a dash in each empty cell and
+// pipes escaped.
+func writeRow(sb *strings.Builder, cells ...string) {
+	for i, c := range cells {
+		if c == "" {
+			c = "—"
+		}
+		cells[i] = strings.ReplaceAll(c, "|", `\|`)
+	}
+	sb.WriteString("| " + strings.Join(cells, " | ") + " |\n")
 }
 
 // row reads one decoded result line.
@@ -124,16 +142,50 @@ func (r row) summary() string {
 	return s
 }
 
-// server summarises the server's measured cost.
+// server summarises the measured cost of the server (of all its nodes
+// together, for a cluster) and of Redis.
 func (r row) server() string {
-	if _, ok := r.num("server_cpu_s"); !ok {
+	var parts []string
+	if _, ok := r.num("server_cpu_s"); ok {
+		s := fmt.Sprintf("%s CPU-s, RSS %s", r.f("server_cpu_s", secs), r.f("server_rss_bytes", mib))
+		if _, ok := r.num("deliveries_per_server_cpu_s"); ok {
+			s = r.f("deliveries_per_server_cpu_s", count) + " deliveries/CPU-s; " + s
+		}
+		if n, _ := r.num("nodes"); n > 1 {
+			s = fmt.Sprintf("%d nodes together: %s", int(n), s)
+		}
+		parts = append(parts, s)
+	}
+	if _, ok := r.num("redis_cpu_s"); ok {
+		s := "Redis " + r.f("redis_cpu_s", secs) + " CPU-s"
+		if _, ok := r.num("redis_cpu_ms_per_1k_deliveries"); ok {
+			s += ", " + r.f("redis_cpu_ms_per_1k_deliveries", ms) + " CPU-ms/1k deliveries"
+		}
+		if split := r.redisSplit(); split != "" {
+			s += " (by process " + split + " s)"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// redisSplit renders each Redis process's CPU seconds, "0.41/0.39/0.44",
+// when there are several (a Redis Cluster's shards).
+func (r row) redisSplit() string {
+	procs, _ := r.m["redis_procs"].([]any)
+	if len(procs) < 2 {
 		return ""
 	}
-	s := fmt.Sprintf("%s CPU-s, RSS %s", r.f("server_cpu_s", secs), r.f("server_rss_bytes", mib))
-	if _, ok := r.num("deliveries_per_server_cpu_s"); ok {
-		s = r.f("deliveries_per_server_cpu_s", count) + " deliveries/CPU-s; " + s
+	cpus := make([]string, 0, len(procs))
+	for _, p := range procs {
+		m, _ := p.(map[string]any)
+		v, ok := m["cpu_s"].(float64)
+		if !ok {
+			return ""
+		}
+		cpus = append(cpus, strconv.FormatFloat(v, 'f', 2, 64))
 	}
-	return s
+	return strings.Join(cpus, "/")
 }
 
 func (r row) verdict() string {

@@ -16,15 +16,29 @@ type Common struct {
 	Label    string `json:"label,omitempty"`
 	Scenario string `json:"scenario"`
 	Params   string `json:"params"`
-	URL      string `json:"url"`
-	Start    string `json:"start"`
+	// URL is -url's list, comma-separated; Nodes is how many URLs it holds.
+	URL   string `json:"url"`
+	Nodes int    `json:"nodes"`
+	Start string `json:"start"`
 	// WindowS is the length of the measurement window in seconds.
 	WindowS float64 `json:"window_s"`
-	// ServerCPUS is the server's CPU seconds over the window; null without
-	// -server-pid.
+	// ServerCPUS is the server's CPU seconds over the window, of all the
+	// -server-pid processes together; null without -server-pid.
 	ServerCPUS *float64 `json:"server_cpu_s"`
-	// ServerRSSBytes is the server's resident memory at the window's end.
+	// ServerRSSBytes is the server's resident memory at the window's end,
+	// of all the processes together.
 	ServerRSSBytes *int64 `json:"server_rss_bytes"`
+	// ServerProcs breaks the two down per process, when there are several.
+	ServerProcs []ProcCost `json:"server_procs,omitempty"`
+	// RedisCPUS is the CPU seconds over the window of all the -redis-pid
+	// processes together, RedisProcs the same per process; absent without
+	// -redis-pid.
+	RedisCPUS  *float64   `json:"redis_cpu_s,omitempty"`
+	RedisProcs []ProcCost `json:"redis_procs,omitempty"`
+	// RedisCPUMaxMinRatio is the busiest Redis process's CPU over the
+	// idlest's: with one process per shard of a Redis Cluster, how evenly
+	// the shards shared the work.
+	RedisCPUMaxMinRatio *float64 `json:"redis_cpu_max_min_ratio,omitempty"`
 	// ClientCPUFraction is the generator's CPU use over the window in cores
 	// (1.0 = one core busy); ClientCPUs is how many it may use.
 	ClientCPUFraction float64 `json:"client_cpu_fraction"`
@@ -70,6 +84,9 @@ type FanoutResult struct {
 	DeliveredPerS  float64 `json:"delivered_per_s"`
 	LatencySummary
 	DeliveriesPerServerCPUS *float64 `json:"deliveries_per_server_cpu_s"`
+	// RedisCPUMSPer1kDeliveries is Redis's CPU milliseconds per 1,000
+	// deliveries: what the cluster's broker costs per unit of work.
+	RedisCPUMSPer1kDeliveries *float64 `json:"redis_cpu_ms_per_1k_deliveries,omitempty"`
 	SendStats
 }
 
