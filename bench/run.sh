@@ -453,6 +453,29 @@ if wanted D1-ols || wanted D1-yws; then
 fi
 # ---- end of D1 --------------------------------------------------------------
 
+# ---- D2 (document compaction) -----------------------------------------------
+# A document of 100,000 stored single-keystroke updates (typing, every
+# fifth keystroke a backspace): the server compacts it in SQLite and a new
+# peer opens it (BenchmarkDocD2), and the same history's merge and
+# collection in package yupdate beside Yjs's own Y.mergeUpdates in Node
+# (bench.mjs), on 20,000 of those updates and on all 100,000, which Node is
+# given D2_NODE_TIMEOUT (default 120 s) to finish: a merge still running
+# then is reported as slower than that.
+if wanted D2; then
+	echo "run.sh: === D2" >&2
+	(cd "$ROOT" && "${PIN_SERVER[@]}" go test -run '^$' -bench 'BenchmarkDocD2$' -benchtime 3x . | grep '^Benchmark') >&2 || echo "run.sh: D2: BenchmarkDocD2 failed" >&2
+	(cd "$ROOT" && "${PIN_SERVER[@]}" go test -run '^$' -bench '^Benchmark(Compact100kKeystrokes|Merge20kKeystrokes)$' -benchtime 5x ./yupdate | grep '^Benchmark') >&2 || echo "run.sh: D2: the yupdate benchmarks failed" >&2
+	oracle=$ROOT/yupdate/testdata/oracle
+	if ! command -v node >/dev/null || [ ! -d "$oracle/node_modules/yjs" ]; then
+		echo "run.sh: D2: Yjs's figure skipped: node or $oracle/node_modules is missing (npm ci there)" >&2
+	else
+		"${PIN_SERVER[@]}" node "$oracle/bench.mjs" 20000 >&2
+		timeout "${D2_NODE_TIMEOUT:-120}" "${PIN_SERVER[@]}" node "$oracle/bench.mjs" 100000 >&2 ||
+			echo "run.sh: D2: Y.mergeUpdates of 100,000 updates did not finish within ${D2_NODE_TIMEOUT:-120} s" >&2
+	fi
+fi
+# ---- end of D2 --------------------------------------------------------------
+
 echo "run.sh: results in $OUT" >&2
 [ -n "${NO_TABLE:-}" ] && exit 0
 
