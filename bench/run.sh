@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the benchmark suite S1–S6 and the cluster runs C1–C3 (see
-# BENCHMARKS.md) on this machine and rewrites the results tables in
-# BENCHMARKS.md.
+# Runs the benchmark suite S1–S6, the cluster runs C1–C3 and the document
+# runs D1 (against our /yjs and the Node y-websocket server) and D2
+# (compaction) (see BENCHMARKS.md) on this machine and rewrites the results
+# tables in BENCHMARKS.md.
 #
 # Each scenario gets a freshly started server, so that one scenario's
 # garbage, rooms or RSS high-water mark cannot leak into the next. The server
@@ -29,6 +30,8 @@
 #   ONLY="S1 S4"           run only these scenarios (label prefixes)
 #   OUT=/tmp/olsbench-results.jsonl   where the JSON result lines go
 #   NO_TABLE=1             do not touch BENCHMARKS.md
+#   BIN_DIR=/tmp           where the server and olsbench binaries are built
+#   D1_ROUNDS=1 D2_NODE_TIMEOUT=120   see D1 and D2 below
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -41,8 +44,11 @@ WARMUP=${WARMUP:-5s}
 DURATION=${DURATION:-20s}
 ONLY=${ONLY:-}
 OUT=${OUT:-/tmp/olsbench-results.jsonl}
-SERVER_BIN=/tmp/ols
-BENCH_BIN=/tmp/olsbench
+# The binaries are built here; BIN_DIR keeps runs from two checkouts at
+# once from overwriting each other's.
+BIN_DIR=${BIN_DIR:-/tmp}
+SERVER_BIN=$BIN_DIR/ols
+BENCH_BIN=$BIN_DIR/olsbench
 SERVER_LOG=/tmp/olsbench-server.log
 NODE_LOG=/tmp/olsbench-nodes.log
 REDIS_LOG=/tmp/olsbench-redis.log
