@@ -85,7 +85,7 @@ func (b *Broker) enqueueLocked(o op, essential bool) {
 		return
 	}
 	if !essential {
-		if err := b.health.cmdDown(); err != nil {
+		if err := b.opDown(&o); err != nil {
 			b.finish(&o, err)
 			return
 		}
@@ -124,6 +124,18 @@ func (b *Broker) enqueueReplace() {
 		ureg = append(ureg, conn, u.user, u.name)
 	}
 	b.enqueueLocked(op{kind: opReplace, reg: reg, ureg: ureg}, true)
+}
+
+// opDown is keyDown for the slot an operation works on: its room's, or
+// its user's for a connection count.
+func (b *Broker) opDown(o *op) error {
+	switch {
+	case b.cluster == nil:
+		return b.health.cmdDown()
+	case o.kind == opConnect || o.kind == opDisconnect:
+		return b.shardh.keyDown(b.k.user(o.user))
+	}
+	return b.shardh.keyDown(b.k.members(o.room))
 }
 
 // finish reports the outcome of an operation someone waits for.
