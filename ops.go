@@ -219,7 +219,7 @@ func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	code := http.StatusOK
-	if st.Status != "ready" {
+	if st.Status == "unavailable" {
 		code = http.StatusServiceUnavailable
 	}
 	body, _ := json.Marshal(st)
