@@ -83,7 +83,7 @@ func (b *Broker) ConfirmOffline(ctx context.Context, userID, token string) (bool
 	}
 	n, err := confirmOfflineScript.Run(ctx, b.rdb, []string{b.k.user(userID), b.k.pendingOffline(userID)}, token).Int()
 	if err != nil {
-		b.failed(err)
+		b.failedCall(ctx, err)
 		return false, fmt.Errorf("redis broker: confirming user %q offline: %w", userID, err)
 	}
 	return n == 1, nil

@@ -100,6 +100,16 @@ func (b *Broker) failed(err error) {
 	}
 }
 
+// failedCall is failed for a call bounded by its caller's ctx (RoomState,
+// LockChat, ConfirmOffline, Ban): when ctx has ended, the caller gave up
+// (a LockChat tried with a short deadline, say), which says nothing about
+// Redis and must not stop the broker until the next heartbeat.
+func (b *Broker) failedCall(ctx context.Context, err error) {
+	if ctx.Err() == nil {
+		b.failed(err)
+	}
+}
+
 // isConnReply tells the replies of a Redis that is not serving (loading,
 // read-only replica after a failover) from errors in a command.
 func isConnReply(err error) bool {

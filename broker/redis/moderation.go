@@ -87,7 +87,7 @@ func (b *Broker) Ban(ctx context.Context, roomID, userID string, until time.Time
 	msg := "B" + b.node + "\n" + string(body)
 	err := b.banScript().Run(ctx, b.rdb, []string{b.k.bans(), b.k.banChannel()}, string(field), ms, time.Now().UnixMilli(), msg).Err()
 	if err != nil {
-		b.failed(err)
+		b.failedCall(ctx, err)
 		return fmt.Errorf("redis broker: banning in room %q: %w", roomID, err)
 	}
 	return nil

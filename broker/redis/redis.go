@@ -450,7 +450,7 @@ func (b *Broker) RoomState(ctx context.Context, roomID string) (broker.RoomState
 	all := pipe.HGetAll(ctx, b.k.members(roomID))
 	seq := pipe.Get(ctx, b.k.seq(roomID))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
-		b.failed(err)
+		b.failedCall(ctx, err)
 		return broker.RoomState{}, fmt.Errorf("redis broker: reading room %q: %w", roomID, err)
 	}
 	var st broker.RoomState
@@ -525,7 +525,7 @@ func (b *Broker) LockChat(ctx context.Context, roomID string) (broker.ChatLock, 
 			return &chatLock{b: b, room: roomID, token: token, seq: seq}, nil
 		}
 		if !errors.Is(err, goredis.Nil) {
-			b.failed(err)
+			b.failedCall(ctx, err)
 			return nil, fmt.Errorf("redis broker: chat lock of room %q: %w", roomID, err)
 		}
 		t := time.NewTimer(wait)
