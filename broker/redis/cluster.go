@@ -71,7 +71,14 @@ func newClusterClient(ctx context.Context, u *url.URL, q url.Values, o Options) 
 	// alike when no seed answers and when the seeds are not in cluster mode.
 	if err := c.ClusterShards(pctx).Err(); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("redis broker: Redis Cluster at %s unreachable or not a cluster: %w", strings.Join(co.Addrs, ","), err)
+		seeds := strings.Join(co.Addrs, ",")
+		var reply goredis.Error
+		if errors.As(err, &reply) {
+			// It answered: a Redis that is not a cluster node ("cluster
+			// support disabled"), or older than 7.
+			return nil, fmt.Errorf("redis broker: %s is not a cluster (Redis Cluster 7 or later; give a single Redis without addr=): %w", seeds, err)
+		}
+		return nil, fmt.Errorf("redis broker: Redis Cluster at %s unreachable: %w", seeds, err)
 	}
 	return c, nil
 }
