@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -67,9 +68,11 @@ func newClusterClient(ctx context.Context, u *url.URL, q url.Values, o Options) 
 	c := goredis.NewClusterClient(co)
 	pctx, cancel := context.WithTimeout(ctx, o.OpTimeout)
 	defer cancel()
-	// CLUSTER SHARDS (Redis 7, which sharded pub/sub needs anyway): fails
-	// alike when no seed answers and when the seeds are not in cluster mode.
-	if err := c.ClusterShards(pctx).Err(); err != nil {
+	// CLUSTER SHARDS (Redis 7, which sharded pub/sub needs anyway) on
+	// every master: it fails when no seed answers and when the seeds are
+	// not in cluster mode, but a master that is down while others answer is
+	// an outage of its shard, not a start-up error.
+	if err := anyMasterAnswers(pctx, c); err != nil {
 		c.Close()
 		seeds := strings.Join(co.Addrs, ",")
 		var reply goredis.Error
@@ -81,6 +84,35 @@ func newClusterClient(ctx context.Context, u *url.URL, q url.Values, o Options) 
 		return nil, fmt.Errorf("redis broker: Redis Cluster at %s unreachable: %w", seeds, err)
 	}
 	return c, nil
+}
+
+// anyMasterAnswers asks every master of c for CLUSTER SHARDS and returns
+// nil when one answers, or the first failure (that of reading the slot map
+// from the seeds when none can).
+func anyMasterAnswers(ctx context.Context, c *goredis.ClusterClient) error {
+	var mu sync.Mutex
+	var first error
+	answered := false
+	err := c.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error {
+		err := m.ClusterShards(ctx).Err()
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil {
+			answered = true
+		} else if first == nil {
+			first = fmt.Errorf("%s: %w", m.Options().Addr, err)
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return err
+	case answered:
+		return nil
+	case first != nil:
+		return first
+	}
+	return errors.New("no master serves any slot")
 }
 
 // clusterEnabled reports whether the Redis rdb is connected to is a node

@@ -104,3 +104,32 @@ func TestClusterShardDown(t *testing.T) {
 	a.PublishEvent(dead, []byte(`"after"`))
 	rb.waitFor(t, "event "+dead+` "after"`)
 }
+
+// TestNewWithAShardDown: a broker starts on a Redis Cluster one of whose
+// masters is down (an outage of that shard, not a start-up error), and
+// names the shard at once.
+func TestNewWithAShardDown(t *testing.T) {
+	c := testsvc.StartRedisCluster(t, 3)
+	c.Kill(2)
+	// Every seed in turn first: a keyless command goes to any master.
+	for i := range 3 {
+		url := "redis://" + c.Addrs[i] + "?prefix=olstest-own"
+		for j := range 3 {
+			if j != i {
+				url += "&addr=" + c.Addrs[j]
+			}
+		}
+		b, _ := startBroker(t, url, fmt.Sprint("n", i))
+		if d := b.Degraded(); len(d) != 1 || !strings.Contains(d[0], c.Addrs[2]) {
+			t.Errorf("seed %s first: Degraded %q, want %s named", c.Addrs[i], d, c.Addrs[2])
+		}
+		if err := b.Healthy(); err != nil {
+			t.Errorf("seed %s first: Healthy %v", c.Addrs[i], err)
+		}
+	}
+	// A single address that is a cluster node, alive.
+	b, _ := startBroker(t, "redis://"+c.Addrs[0]+"?prefix=olstest-own", "single")
+	if b.cluster == nil {
+		t.Error("a cluster node's address made a single-Redis broker")
+	}
+}
