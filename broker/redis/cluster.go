@@ -307,13 +307,24 @@ func (b *Broker) clusterPipeline(ops []op) error {
 	// that fails, their registration is dropped: registered without being
 	// in the set, a member would outlive a crash of this node forever.
 	if len(adds) > 0 {
-		pipe := b.rdb.Pipeline()
-		pipe.SAdd(ctx, b.k.nodeSet(b.node), adds...)
-		if !b.listed.Load() {
-			pipe.SAdd(ctx, b.k.nodes(), b.node)
+		listed := b.listed.Load()
+		// A shard known to be down is not even tried: a shard that does not
+		// answer at all would hold every room's traffic for OpTimeout.
+		err := b.shardh.keyDown(b.k.nodeSet(b.node))
+		if err == nil && !listed {
+			err = b.shardh.keyDown(b.k.nodes())
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			b.failed(err)
+		if err == nil {
+			pipe := b.rdb.Pipeline()
+			pipe.SAdd(ctx, b.k.nodeSet(b.node), adds...)
+			if !listed {
+				pipe.SAdd(ctx, b.k.nodes(), b.node)
+			}
+			if _, err = pipe.Exec(ctx); err != nil {
+				b.failed(err)
+			}
+		}
+		if err != nil {
 			err = fmt.Errorf("redis broker: registering %d members in this node's set: %w", len(adds), err)
 			kept := send[:0]
 			for _, o := range send {
