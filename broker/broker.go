@@ -149,7 +149,8 @@ type Broker interface {
 
 	// Healthy reports why the cluster cannot be reached right now (nil
 	// when it can). Readiness checks use it; while it fails, the node
-	// serves its own members only.
+	// serves its own members only. A broker whose cluster can be partly
+	// down reports that part through Degrader instead.
 	Healthy() error
 	// Close withdraws this node's members from the cluster and releases
 	// the broker's connections. The server calls it at the end of

@@ -128,10 +128,10 @@ type Broker struct {
 	start  sync.Once
 	close  sync.Once
 
-	health health      // single Redis (and Close's barrier in both modes)
-	shardh shardHealth // cluster: each shard's (see shardhealth.go)
-	pwake  chan struct{}
-	listed atomic.Bool // cluster: this node is in p:nodes, as far as it knows
+	health health        // single Redis: whether it answers (always healthy in cluster mode)
+	shardh shardHealth   // cluster: each shard's (see shardhealth.go)
+	pwake  chan struct{} // cluster: wakes the prober
+	listed atomic.Bool   // cluster: this node is in p:nodes, as far as it knows
 	// known lists the members ("<conn>\n<room>") this node added to its
 	// member set in cluster mode, so that only new ones need adding; the
 	// sender alone uses it.
