@@ -2,13 +2,19 @@ package livesync
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/openlivesync/livesync/broker"
+	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -124,5 +130,170 @@ func TestRedisClusterRoomsAcrossShards(t *testing.T) {
 	}
 	if len(seen) != len(rooms) {
 		t.Errorf("rooms on %d shards, want %d", len(seen), len(rooms))
+	}
+}
+
+// newOwnRedisClusterEnv is newClusterEnv on a Redis Cluster the test
+// started for itself (testsvc.StartRedisCluster), which it may kill nodes
+// of. Its addr is the first master.
+func newOwnRedisClusterEnv(t testing.TB, c *testsvc.OwnRedisCluster) *clusterEnv {
+	t.Helper()
+	const prefix = "olstest-own" // the cluster is the test's alone
+	e := &clusterEnv{t: t, addr: c.Addrs[0], clusterURL: c.URL(prefix), prefix: prefix,
+		rdb: goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: c.Addrs, Protocol: 2, MaxRetries: -1})}
+	t.Cleanup(func() { e.rdb.Close() })
+	return e
+}
+
+// readyzOf fetches the /readyz of the node whose WebSocket URL is wsURL.
+func readyzOf(t *testing.T, s *Server, wsURL string) (int, readyStatus) {
+	t.Helper()
+	u := "http" + strings.TrimSuffix(strings.TrimPrefix(wsURL, "ws"), s.opts.Path) + "/readyz"
+	r, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	var st readyStatus
+	if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return r.StatusCode, st
+}
+
+// TestRedisClusterShardKilledAndRestarted: two nodes share rooms spread
+// over the three shards of a Redis Cluster of the test's own. One master
+// is killed: the one holding the node list (p:nodes), or the one holding
+// the second node's own keys (heartbeat, member set: the node can neither
+// beat nor be swept meanwhile, and is swept, empty, when the shard is
+// back). The rooms of the other shards go on across nodes (presence
+// updates, events exactly once and in order, chat in store order),
+// /readyz answers 200 "degraded" naming the dead shard and its slots, and
+// the dead shard's room is served on each node alone. The master restarts
+// empty, as the same node: the nodes resynchronise, the room's registry
+// is rebuilt on it, including a member that joined meanwhile, and its
+// traffic crosses nodes again.
+func TestRedisClusterShardKilledAndRestarted(t *testing.T) {
+	t.Run("node list", func(t *testing.T) {
+		testShardKilled(t, func(e *clusterEnv, _ *Server) string { return e.prefix + ":nodes" })
+	})
+	t.Run("node keys", func(t *testing.T) {
+		testShardKilled(t, func(e *clusterEnv, s1 *Server) string { return "{" + e.prefix + ":n:" + s1.nodeID + "}:alive" })
+	})
+}
+
+// testShardKilled is TestRedisClusterShardKilledAndRestarted, killing the
+// master of the key victimKey names.
+func testShardKilled(t *testing.T, victimKey func(e *clusterEnv, s1 *Server) string) {
+	c := testsvc.StartRedisCluster(t, 3)
+	e := newOwnRedisClusterEnv(t, c)
+	store := newSharedStore(t)
+	s0, url0 := e.node(e.addr, store, nil)
+	s1, url1 := e.node(e.addr, store, nil)
+	rooms := roomsOnShards(t, e)
+	cc := e.rdb.(*goredis.ClusterClient)
+	ctx := context.Background()
+	shardOf := func(key string) string {
+		m, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Options().Addr
+	}
+	victim := shardOf(victimKey(e, s1))
+	var dead string // the room on the victim shard
+	type pair struct{ a, b *peer }
+	pairs := map[string]pair{}
+	for _, room := range rooms {
+		a, b := newPeer(t, url0), newPeer(t, url1)
+		a.joinRoom(room, nil)
+		b.joinRoom(room, nil)
+		a.sees(a.ID, b.ID)
+		b.sees(a.ID, b.ID)
+		pairs[room] = pair{a, b}
+		if shardOf("{"+e.prefix+":r:"+room+"}:m") == victim {
+			dead = room
+		}
+	}
+	victimIndex := slices.Index(c.Addrs, victim)
+	if dead == "" || victimIndex < 0 {
+		t.Fatalf("no room on %s (masters %v)", victim, c.Addrs)
+	}
+
+	c.Kill(victimIndex)
+	for i, s := range []*Server{s0, s1} {
+		d := s.broker.(broker.Degrader)
+		livesynctest.WaitFor(t, fmt.Sprintf("node %d to name the dead shard", i), func() bool {
+			got := d.Degraded()
+			return len(got) == 1 && strings.HasPrefix(got[0], "shard "+victim+" (slots ")
+		})
+		if err := s.broker.Healthy(); err != nil {
+			t.Errorf("node %d: Healthy with one shard of three down: %v", i, err)
+		}
+	}
+	code, st := readyzOf(t, s0, url0)
+	if code != http.StatusOK || st.Status != "degraded" || !strings.Contains(st.Checks["broker"], victim) {
+		t.Errorf("/readyz with a shard down: %d %+v, want 200 degraded naming %s", code, st, victim)
+	}
+
+	// The rooms of the other shards work across nodes.
+	const events = 20
+	want := make([]int, events)
+	for i := range want {
+		want[i] = i
+	}
+	for _, room := range rooms {
+		if room == dead {
+			continue
+		}
+		p := pairs[room]
+		p.b.Send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]string{"during": "outage"}})
+		p.a.until("b's update during the outage", func() bool { return string(p.a.View[p.b.ID].Presence) == `{"during":"outage"}` })
+		for i := range events {
+			p.a.event(i)
+		}
+		p.a.Send(protocol.MsgSendChat, map[string]any{"message": "during the outage"})
+		p.b.until("a's events and chat", func() bool { return len(p.b.events[p.a.ID]) >= events && len(p.b.chats) >= 1 })
+		if got := p.b.events[p.a.ID]; !slices.Equal(got, want) {
+			t.Errorf("room %s: b received %v, want 0..%d once each in order", room, got, events-1)
+		}
+		history, err := store.History(ctx, room, 10, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(history) != 1 || p.b.chats[len(p.b.chats)-1].ID != history[0].ID {
+			t.Errorf("room %s: b's chat %+v, history %+v", room, p.b.chats, history)
+		}
+	}
+	// The dead shard's room is served on each node alone: a newcomer on
+	// node 1 sees b, who is on its node.
+	p := pairs[dead]
+	b2 := newPeer(t, url1)
+	b2.joinRoom(dead, nil)
+	b2.until("b (same node) in view", func() bool { _, ok := b2.View[p.b.ID]; return ok })
+
+	c.Restart(victimIndex)
+	for i, s := range []*Server{s0, s1} {
+		d := s.broker.(broker.Degrader)
+		livesynctest.WaitFor(t, fmt.Sprintf("node %d to see the shard back", i), func() bool { return len(d.Degraded()) == 0 })
+	}
+	if code, st := readyzOf(t, s0, url0); code != http.StatusOK || st.Status != "ready" {
+		t.Errorf("/readyz after the restart: %d %+v", code, st)
+	}
+	// The room converges: the registry, lost with the shard's data, is
+	// rebuilt by the nodes' resynchronisation.
+	for _, q := range []*peer{p.a, p.b, b2} {
+		q.sees(p.a.ID, p.b.ID, b2.ID)
+	}
+	key := "{" + e.prefix + ":r:" + dead + "}:m"
+	testsvc.WaitState(t, "the dead room's registry rebuilt", livesynctest.Timeout, func() (bool, any) {
+		n, err := cc.HLen(ctx, key).Result()
+		return err == nil && n == 3, fmt.Sprint(n, err)
+	})
+	p.a.event(42)
+	b2.until("a's event after the restart", func() bool { return len(b2.events[p.a.ID]) == 1 })
+	p.b.until("a's event after the restart", func() bool { return slices.Contains(p.b.events[p.a.ID], 42) })
+	if got := p.b.events[p.a.ID]; !slices.Equal(got, []int{42}) {
+		t.Errorf("b received %v in the restarted shard's room, want [42]", got)
 	}
 }

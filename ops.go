@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/openlivesync/livesync/broker"
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/internal/demo"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,7 +20,7 @@ import (
 // routes adds the operational endpoints to a standalone server's mux:
 //
 //	GET /healthz  200 "ok" while the process serves (liveness)
-//	GET /readyz   200 when ready, 503 with a JSON reason (see Ready)
+//	GET /readyz   200 when ready (or degraded), 503 with a JSON reason (see Ready)
 //	GET /metrics  Prometheus metrics from the server's own registry
 //	              (unless Options.DisableMetricsRoute)
 //	GET /demo     a collaborative demo page (cursors, members, chat,
@@ -138,7 +139,8 @@ func runCheck(ctx context.Context, check func(context.Context) error) error {
 // shutting down and its dependencies (the chat store when it implements
 // chat.Pinger, the cluster broker when there is one) answer within a
 // couple of seconds. It backs /readyz; call it from your own readiness
-// endpoint when you mount the server on your own mux.
+// endpoint when you mount the server on your own mux. A broker only partly
+// down (broker.Degrader) leaves the server ready: /readyz says degraded.
 func (s *Server) Ready(ctx context.Context) error {
 	if s.shuttingDown() {
 		return errShuttingDown
@@ -152,6 +154,15 @@ func (s *Server) Ready(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// brokerDegraded is what the broker reports partly down (see
+// broker.Degrader), nil when it is whole or not a Degrader.
+func (s *Server) brokerDegraded() []string {
+	if d, ok := s.broker.(broker.Degrader); ok {
+		return d.Degraded()
+	}
+	return nil
+}
+
 // serveHealthz answers 200 "ok" while the process serves HTTP: a liveness
 // probe that restarts the process only when it is truly stuck, never
 // because a database is down.
@@ -163,8 +174,8 @@ func (s *Server) serveHealthz(w http.ResponseWriter, r *http.Request) {
 
 // readyStatus is the JSON body of /readyz.
 type readyStatus struct {
-	Status string            `json:"status"`           // "ready" or "unavailable"
-	Reason string            `json:"reason,omitempty"` // why not ready
+	Status string            `json:"status"`           // "ready", "degraded" or "unavailable"
+	Reason string            `json:"reason,omitempty"` // why not ready, or what is degraded
 	Checks map[string]string `json:"checks"`           // check name → "ok" or why not
 }
 
@@ -172,6 +183,13 @@ type readyStatus struct {
 // with a JSON reason when it is not, so a load balancer stops sending new
 // clients to a node that could not store their chat. The reasons name the
 // failing dependency without its error details, which go to the log.
+//
+// A broker that is only partly down (broker.Degrader: a Redis Cluster with
+// a shard down) leaves the server ready, with status "degraded" and the
+// parts named: every node sees the same shard down, so failing them all
+// would take the whole service away for the rooms of one shard, while the
+// rooms of the other shards are served normally and those of the lost one
+// as in an outage (each node serving its own members).
 func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	st := readyStatus{Status: "ready", Checks: map[string]string{}}
 	if s.shuttingDown() {
@@ -192,9 +210,16 @@ func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 				st.Status, st.Reason = "unavailable", res.name+" "+why
 			}
 		}
+		if d := s.brokerDegraded(); len(d) > 0 && st.Checks["broker"] == "ok" {
+			why := "degraded: " + strings.Join(d, "; ")
+			st.Checks["broker"] = why
+			if st.Status == "ready" {
+				st.Status, st.Reason = "degraded", "broker "+why
+			}
+		}
 	}
 	code := http.StatusOK
-	if st.Status != "ready" {
+	if st.Status == "unavailable" {
 		code = http.StatusServiceUnavailable
 	}
 	body, _ := json.Marshal(st)

@@ -91,6 +91,43 @@ func TestReadyzWithoutPingerAndWithABroker(t *testing.T) {
 	}
 }
 
+// degradedBroker is a fakeBroker that is a broker.Degrader.
+type degradedBroker struct {
+	*fakeBroker
+	parts []string // Degraded's answer; under fakeBroker.mu
+}
+
+func (d *degradedBroker) Degraded() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.parts
+}
+
+// TestReadyzDegradedBroker: a broker only partly down (a Redis Cluster
+// with a shard down) leaves the node ready: /readyz answers 200 with
+// status "degraded" and the part named, and Ready is nil; a broker down
+// altogether still makes it 503.
+func TestReadyzDegradedBroker(t *testing.T) {
+	db := &degradedBroker{fakeBroker: &fakeBroker{}}
+	o := startOpsServer(t, &Options{Store: noPingStore{chat.NewMemoryStore(nil)}, Broker: db}, "")
+	if code, st := readyz(t, o); code != 200 || st.Status != "ready" || st.Checks["broker"] != "ok" {
+		t.Fatalf("whole broker: %d %+v", code, st)
+	}
+	db.set(func(*fakeBroker) { db.parts = []string{"shard 10.0.0.2:7001 (slots 5461-10922) unreachable"} })
+	code, st := readyz(t, o)
+	want := "degraded: shard 10.0.0.2:7001 (slots 5461-10922) unreachable"
+	if code != 200 || st.Status != "degraded" || st.Checks["broker"] != want || st.Reason != "broker "+want {
+		t.Fatalf("degraded broker: %d %+v", code, st)
+	}
+	if err := o.s.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready with a degraded broker: %v", err)
+	}
+	db.set(func(f *fakeBroker) { f.unhealthy = errors.New("every shard down") })
+	if code, st := readyz(t, o); code != http.StatusServiceUnavailable || st.Reason != "broker unreachable" {
+		t.Fatalf("broker down: %d %+v", code, st)
+	}
+}
+
 func TestReadyzWhileShuttingDown(t *testing.T) {
 	s, err := New(&Options{Logger: discardLogger()})
 	if err != nil {

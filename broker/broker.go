@@ -149,7 +149,8 @@ type Broker interface {
 
 	// Healthy reports why the cluster cannot be reached right now (nil
 	// when it can). Readiness checks use it; while it fails, the node
-	// serves its own members only.
+	// serves its own members only. A broker whose cluster can be partly
+	// down reports that part through Degrader instead.
 	Healthy() error
 	// Close withdraws this node's members from the cluster and releases
 	// the broker's connections. The server calls it at the end of
@@ -194,6 +195,22 @@ type Counter interface {
 	// DisconnectUser gave token, and consumes the token: of all the
 	// nodes asking, at most one is told true, once.
 	ConfirmOffline(ctx context.Context, userID, token string) (bool, error)
+}
+
+// Degrader is an optional interface of a Broker whose cluster can be
+// partly down while the rest of it serves: a Redis Cluster with one shard
+// down, whose rooms degrade as in an outage while the rooms of the other
+// shards keep flowing. Healthy then stays nil (the node is still a node
+// of the cluster for most rooms) and Degraded says which parts are down;
+// readiness checks report it without failing, since every node sees the
+// same shard down and taking them all out of service would turn a partial
+// outage into a total one. Healthy reports an error once no part answers.
+type Degrader interface {
+	// Degraded lists what part of the cluster cannot be reached now, one
+	// short line per part naming it without error details (the broker
+	// logs those), such as "shard 10.0.0.2:7001 (slots 5461-10922)
+	// unreachable"; nil when all of it can.
+	Degraded() []string
 }
 
 // LostMember is a member of a dead node that a sweep removed.

@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -67,13 +68,51 @@ func newClusterClient(ctx context.Context, u *url.URL, q url.Values, o Options) 
 	c := goredis.NewClusterClient(co)
 	pctx, cancel := context.WithTimeout(ctx, o.OpTimeout)
 	defer cancel()
-	// CLUSTER SHARDS (Redis 7, which sharded pub/sub needs anyway): fails
-	// alike when no seed answers and when the seeds are not in cluster mode.
-	if err := c.ClusterShards(pctx).Err(); err != nil {
+	// CLUSTER SHARDS (Redis 7, which sharded pub/sub needs anyway) on
+	// every master: it fails when no seed answers and when the seeds are
+	// not in cluster mode, but a master that is down while others answer is
+	// an outage of its shard, not a start-up error.
+	if err := anyMasterAnswers(pctx, c); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("redis broker: Redis Cluster at %s unreachable or not a cluster: %w", strings.Join(co.Addrs, ","), err)
+		seeds := strings.Join(co.Addrs, ",")
+		var reply goredis.Error
+		if errors.As(err, &reply) {
+			// It answered: a Redis that is not a cluster node ("cluster
+			// support disabled"), or older than 7.
+			return nil, fmt.Errorf("redis broker: %s is not a cluster (Redis Cluster 7 or later; give a single Redis without addr=): %w", seeds, err)
+		}
+		return nil, fmt.Errorf("redis broker: Redis Cluster at %s unreachable: %w", seeds, err)
 	}
 	return c, nil
+}
+
+// anyMasterAnswers asks every master of c for CLUSTER SHARDS and returns
+// nil when one answers, or the first failure (that of reading the slot map
+// from the seeds when none can).
+func anyMasterAnswers(ctx context.Context, c *goredis.ClusterClient) error {
+	var mu sync.Mutex
+	var first error
+	answered := false
+	err := c.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error {
+		err := m.ClusterShards(ctx).Err()
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil {
+			answered = true
+		} else if first == nil {
+			first = fmt.Errorf("%s: %w", m.Options().Addr, err)
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return err
+	case answered:
+		return nil
+	case first != nil:
+		return first
+	}
+	return errors.New("no master serves any slot")
 }
 
 // clusterEnabled reports whether the Redis rdb is connected to is a node
@@ -234,60 +273,121 @@ func (k keys) roomKeys(room string) []string { return []string{k.members(room), 
 func (k keys) userPair(user string) []string { return []string{k.user(user), k.pendingOffline(user)} }
 
 // clusterPipeline is pipeline in cluster mode (see the top of this file).
+// Each operation succeeds or fails on its own shard: those of rooms on a
+// shard that is down are dropped, as in an outage (see shardhealth.go),
+// and the others are sent. It returns the first failure.
 func (b *Broker) clusterPipeline(ops []op) error {
 	ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
 	defer cancel()
-	fail := func(err error) error {
-		b.failed(err)
-		err = fmt.Errorf("redis broker: sending %d operations: %w", len(ops), err)
-		for i := range ops {
-			b.finish(&ops[i], err)
+	var first error
+	drop := func(o *op, err error) {
+		if first == nil {
+			first = err
 		}
-		return err
+		b.finish(o, err)
 	}
 	head := b.node + "\n"
+	send := make([]*op, 0, len(ops))
 	var adds []any
-	last := map[string]opKind{} // "<conn>\n<room>" → its last change in ops
+	added := map[string]bool{}
 	for i := range ops {
 		o := &ops[i]
-		if o.kind == opSet {
-			adds = append(adds, o.conn+"\n"+o.room)
+		if err := b.shardh.keyDown(b.k.members(o.room)); err != nil {
+			drop(o, err)
+			continue
 		}
-		if o.kind != opEvent {
-			last[o.conn+"\n"+o.room] = o.kind
+		if m := o.conn + "\n" + o.room; o.kind == opSet && !b.known[m] && !added[m] {
+			added[m] = true
+			adds = append(adds, m)
+		}
+		send = append(send, o)
+	}
+	// New members go into the node's set first, and the node into p:nodes
+	// (a node that dies before its first heartbeat is still swept). When
+	// that fails, their registration is dropped: registered without being
+	// in the set, a member would outlive a crash of this node forever.
+	if len(adds) > 0 {
+		listed := b.listed.Load()
+		// A shard known to be down is not even tried: a shard that does not
+		// answer at all would hold every room's traffic for OpTimeout.
+		err := b.shardh.keyDown(b.k.nodeSet(b.node))
+		if err == nil && !listed {
+			err = b.shardh.keyDown(b.k.nodes())
+		}
+		if err == nil {
+			pipe := b.rdb.Pipeline()
+			pipe.SAdd(ctx, b.k.nodeSet(b.node), adds...)
+			if !listed {
+				pipe.SAdd(ctx, b.k.nodes(), b.node)
+			}
+			if _, err = pipe.Exec(ctx); err != nil {
+				b.failed(err)
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("redis broker: registering %d members in this node's set: %w", len(adds), err)
+			kept := send[:0]
+			for _, o := range send {
+				if o.kind == opSet && added[o.conn+"\n"+o.room] {
+					drop(o, err)
+					continue
+				}
+				kept = append(kept, o)
+			}
+			send = kept
+		} else {
+			b.listed.Store(true)
+			for m := range added {
+				b.known[m] = true
+			}
 		}
 	}
-	if len(last) > 0 {
-		pipe := b.rdb.Pipeline()
-		if len(adds) > 0 {
-			pipe.SAdd(ctx, b.k.nodeSet(b.node), adds...)
-		}
-		// A node that dies before its first heartbeat is still swept.
-		pipe.SAdd(ctx, b.k.nodes(), b.node)
-		if _, err := pipe.Exec(ctx); err != nil {
-			return fail(err)
-		}
+	if len(send) == 0 {
+		return first
 	}
 	pipe := b.rdb.Pipeline()
-	cmds := make([]*goredis.Cmd, len(ops))
-	for i := range ops {
-		o := &ops[i]
+	cmds := make([]goredis.Cmder, len(send))
+	for i, o := range send {
 		switch o.kind {
 		case opSet:
 			cmds[i] = cSetScript.Eval(ctx, pipe, b.k.roomKeys(o.room), o.conn, head+string(o.data), "S"+head+o.conn+"\n"+string(o.data))
 		case opRemove:
 			cmds[i] = cRemoveScript.Eval(ctx, pipe, b.k.roomKeys(o.room), o.conn, "L"+head+o.conn)
 		case opEvent:
-			pipe.SPublish(ctx, b.k.channel(o.room), "E"+head+string(o.data))
+			cmds[i] = pipe.SPublish(ctx, b.k.channel(o.room), "E"+head+string(o.data))
 		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fail(err)
+	// The pipeline runs on each shard apart: a shard that fails fails its
+	// own commands only.
+	pipe.Exec(ctx)
+	failedOnce := false
+	last := map[string]*op{} // "<conn>\n<room>" → its last change that went through
+	for i, o := range send {
+		if err := cmds[i].Err(); err != nil {
+			if !failedOnce {
+				failedOnce = true
+				b.failed(err)
+			}
+			drop(o, fmt.Errorf("redis broker: sending to room %q: %w", o.room, err))
+			continue
+		}
+		if o.kind != opEvent {
+			last[o.conn+"\n"+o.room] = o
+		}
+		if o.count != nil && o.kind != opEvent {
+			r, _ := cmds[i].(*goredis.Cmd).Int64Slice()
+			edge := int64(1)
+			if o.kind == opRemove {
+				edge = 0
+			}
+			o.count(len(r) == 2 && r[0] == 1 && r[1] == edge, true)
+		}
 	}
 	var rems []any
-	for m, k := range last {
-		if k == opRemove {
+	for m, o := range last {
+		if o.kind == opRemove {
 			rems = append(rems, m)
+			delete(b.known, m)
 		}
 	}
 	if len(rems) > 0 {
@@ -296,19 +396,7 @@ func (b *Broker) clusterPipeline(ops []op) error {
 			b.failed(err)
 		}
 	}
-	for i := range ops {
-		o := &ops[i]
-		if o.count == nil || cmds[i] == nil {
-			continue
-		}
-		r, _ := cmds[i].Int64Slice()
-		edge := int64(1)
-		if o.kind == opRemove {
-			edge = 0
-		}
-		o.count(len(r) == 2 && r[0] == 1 && r[1] == edge, true)
-	}
-	return nil
+	return first
 }
 
 // clusterHeartbeat is the heartbeat's Redis side in cluster mode; it
@@ -319,7 +407,16 @@ func (b *Broker) clusterHeartbeat(ctx context.Context) (int64, error) {
 	if err != nil || was < 0 {
 		return was, err
 	}
-	return was, b.rdb.SAdd(ctx, b.k.nodes(), b.node).Err()
+	// p:nodes may be on another shard than the heartbeat: its failure
+	// must not hide what the heartbeat found (an expired key asks for a
+	// resynchronisation).
+	if err := b.rdb.SAdd(ctx, b.k.nodes(), b.node).Err(); err != nil {
+		b.listed.Store(false)
+		b.failed(err)
+	} else {
+		b.listed.Store(true)
+	}
+	return was, nil
 }
 
 // clusterSweep is sweep's Redis side in cluster mode: it claims each dead
@@ -329,6 +426,7 @@ func (b *Broker) clusterSweep(ctx context.Context) (members []broker.LostMember,
 	if err != nil {
 		return nil, nil, err
 	}
+	var first error
 	for _, n := range nodes {
 		if n == b.node {
 			continue
@@ -336,7 +434,12 @@ func (b *Broker) clusterSweep(ctx context.Context) (members []broker.LostMember,
 		claim := b.k.nodeKey(n, "claim")
 		ok, err := cClaimScript.Run(ctx, b.rdb, []string{b.k.alive(n), claim}, randomToken(), b.claimTTL().Milliseconds()).Int()
 		if err != nil {
-			return members, users, err
+			// The node's shard is down: it cannot be told dead (nor beat)
+			// until it is back. The other nodes are swept meanwhile.
+			if first == nil {
+				first = err
+			}
+			continue
 		}
 		if ok != 1 {
 			continue
@@ -350,7 +453,7 @@ func (b *Broker) clusterSweep(ctx context.Context) (members []broker.LostMember,
 			return members, users, err
 		}
 	}
-	return members, users, nil
+	return members, users, first
 }
 
 // removeNode removes node n's members and counted connections, and n
@@ -370,24 +473,29 @@ func (b *Broker) removeNode(ctx context.Context, n string, report bool) (members
 				cmds[i] = cDropScript.Eval(ctx, pipe, b.k.roomKeys(room), n, conn)
 			}
 		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
-			return nil, nil, err
-		}
+		// Each room's shard runs its own commands: those of shards that
+		// answered are done, and reported even when another shard failed
+		// (the next sweep finds them gone and goes on with the rest).
+		pipe.Exec(ctx)
+		var failed error
 		for i, m := range ms {
 			if cmds[i] == nil {
 				continue
 			}
 			r, err := cmds[i].StringSlice()
 			if err != nil {
-				if errors.Is(err, goredis.Nil) {
-					continue
+				if !errors.Is(err, goredis.Nil) && failed == nil {
+					failed = err
 				}
-				return members, nil, err
+				continue
 			}
 			conn, room, _ := strings.Cut(m, "\n")
 			if len(r) == 2 {
 				members = append(members, broker.LostMember{RoomID: room, ConnID: conn, Entry: []byte(r[0]), Last: r[1] == "1"})
 			}
+		}
+		if failed != nil {
+			return members, nil, failed
 		}
 		if err := b.rdb.Del(ctx, set).Err(); err != nil {
 			return members, nil, err
@@ -480,6 +588,7 @@ func (b *Broker) clusterReplace(ctx context.Context, o *op) error {
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 		return err
 	}
+	b.known = want // the set holds exactly these now
 	if len(adds) > 0 {
 		// Only now that the set has them: see the top of this file.
 		head := b.node + "\n"

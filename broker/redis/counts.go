@@ -78,12 +78,12 @@ func (b *Broker) DisconnectUser(connID, userID string, report func(token string,
 
 // ConfirmOffline implements broker.Counter.
 func (b *Broker) ConfirmOffline(ctx context.Context, userID, token string) (bool, error) {
-	if err := b.health.cmdDown(); err != nil {
+	if err := b.keyDown(b.k.user(userID)); err != nil {
 		return false, err
 	}
 	n, err := confirmOfflineScript.Run(ctx, b.rdb, []string{b.k.user(userID), b.k.pendingOffline(userID)}, token).Int()
 	if err != nil {
-		b.failed(err)
+		b.failedCall(ctx, err)
 		return false, fmt.Errorf("redis broker: confirming user %q offline: %w", userID, err)
 	}
 	return n == 1, nil

@@ -74,7 +74,9 @@ func (b *Broker) setCmd(err error) bool { return b.health.set(&b.health.cmd, err
 func (b *Broker) setSub(err error) bool { return b.health.set(&b.health.sub, err) }
 
 // failed records a failed command. A connection failure makes the broker
-// unavailable until the next heartbeat succeeds, which then resynchronises;
+// unavailable until the next heartbeat succeeds, which then resynchronises
+// (in cluster mode, it has the prober find the shard that is down: see
+// shardhealth.go);
 // an error reply from Redis is logged, and resynchronises too since a
 // change may have been lost.
 func (b *Broker) failed(err error) {
@@ -88,8 +90,23 @@ func (b *Broker) failed(err error) {
 			b.log.Warn("cluster: redis refused a command (logged once per 10s)", "err", err)
 		}
 		b.triggerResync()
+	case b.cluster != nil:
+		// Which shard failed is for the prober to find out: the others
+		// go on serving their rooms.
+		b.shardh.setSuspect()
+		b.wakeProber()
 	default:
 		b.setCmd(err)
+	}
+}
+
+// failedCall is failed for a call bounded by its caller's ctx (RoomState,
+// LockChat, ConfirmOffline, Ban): when ctx has ended, the caller gave up
+// (a LockChat tried with a short deadline, say), which says nothing about
+// Redis and must not stop the broker until the next heartbeat.
+func (b *Broker) failedCall(ctx context.Context, err error) {
+	if ctx.Err() == nil {
+		b.failed(err)
 	}
 }
 
@@ -119,7 +136,11 @@ func (b *Broker) heartbeat() {
 	}
 	if err != nil {
 		if b.ctx.Err() == nil {
-			b.setCmd(err)
+			if b.cluster != nil {
+				b.failed(err)
+			} else {
+				b.setCmd(err)
+			}
 		}
 		return
 	}
@@ -181,6 +202,10 @@ func (b *Broker) resyncLoop() {
 		case <-b.ctx.Done():
 			return
 		case <-b.resync:
+		}
+		if b.cluster != nil && !b.shardh.allUp() {
+			// The recovery of the last shard triggers it again.
+			continue
 		}
 		if b.health.cmdDown() != nil || b.health.subDown() {
 			continue

@@ -62,7 +62,7 @@ func (b *Broker) DeleteChat(ctx context.Context, roomID, connID, id string) erro
 // queue, behind this node's earlier publications, and waits for the
 // outcome until ctx ends.
 func (b *Broker) publish(ctx context.Context, roomID string, kind byte, body []byte) error {
-	if err := b.health.cmdDown(); err != nil {
+	if err := b.keyDown(b.k.channel(roomID)); err != nil {
 		return err
 	}
 	msg := append(append([]byte{kind}, b.node+"\n"...), body...)
@@ -78,7 +78,7 @@ func (b *Broker) publish(ctx context.Context, roomID string, kind byte, body []b
 
 // Ban implements broker.Moderator.
 func (b *Broker) Ban(ctx context.Context, roomID, userID string, until time.Time) error {
-	if err := b.health.cmdDown(); err != nil {
+	if err := b.keyDown(b.k.bans()); err != nil {
 		return err
 	}
 	field, _ := json.Marshal([]string{roomID, userID})
@@ -87,7 +87,7 @@ func (b *Broker) Ban(ctx context.Context, roomID, userID string, until time.Time
 	msg := "B" + b.node + "\n" + string(body)
 	err := b.banScript().Run(ctx, b.rdb, []string{b.k.bans(), b.k.banChannel()}, string(field), ms, time.Now().UnixMilli(), msg).Err()
 	if err != nil {
-		b.failed(err)
+		b.failedCall(ctx, err)
 		return fmt.Errorf("redis broker: banning in room %q: %w", roomID, err)
 	}
 	return nil

@@ -85,7 +85,7 @@ func (b *Broker) enqueueLocked(o op, essential bool) {
 		return
 	}
 	if !essential {
-		if err := b.health.cmdDown(); err != nil {
+		if err := b.opDown(&o); err != nil {
 			b.finish(&o, err)
 			return
 		}
@@ -124,6 +124,24 @@ func (b *Broker) enqueueReplace() {
 		ureg = append(ureg, conn, u.user, u.name)
 	}
 	b.enqueueLocked(op{kind: opReplace, reg: reg, ureg: ureg}, true)
+}
+
+// opDown is keyDown for the slots an operation works on: its room's, or
+// its user's for a connection count (and, for a new one, this node's set
+// of them, which must hold it before it is counted: see cluster.go).
+func (b *Broker) opDown(o *op) error {
+	switch {
+	case b.cluster == nil:
+		return b.health.cmdDown()
+	case o.kind == opConnect:
+		if err := b.shardh.keyDown(b.k.nodeUsers(b.node)); err != nil {
+			return err
+		}
+		return b.shardh.keyDown(b.k.user(o.user))
+	case o.kind == opDisconnect:
+		return b.shardh.keyDown(b.k.user(o.user))
+	}
+	return b.shardh.keyDown(b.k.members(o.room))
 }
 
 // finish reports the outcome of an operation someone waits for.
@@ -297,6 +315,14 @@ func (b *Broker) pipeline(ops []op) error {
 
 // script runs an operation that needs a script, or signals a barrier.
 func (b *Broker) script(o *op) {
+	if b.cluster != nil && o.kind != opReplace && o.kind != opBarrier {
+		// On a shard known to be down it would fail anyway, maybe only
+		// after OpTimeout, holding up the other shards' traffic.
+		if err := b.opDown(o); err != nil {
+			b.finish(o, err)
+			return
+		}
+	}
 	ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
 	defer cancel()
 	var err error

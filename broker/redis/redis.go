@@ -128,7 +128,14 @@ type Broker struct {
 	start  sync.Once
 	close  sync.Once
 
-	health health
+	health health        // single Redis: whether it answers (always healthy in cluster mode)
+	shardh shardHealth   // cluster: each shard's (see shardhealth.go)
+	pwake  chan struct{} // cluster: wakes the prober
+	listed atomic.Bool   // cluster: this node is in p:nodes, as far as it knows
+	// known lists the members ("<conn>\n<room>") this node added to its
+	// member set in cluster mode, so that only new ones need adding; the
+	// sender alone uses it.
+	known map[string]bool
 
 	qmu         sync.Mutex
 	queue       []op
@@ -252,7 +259,10 @@ func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
 		placed:  make(map[string]*shard),
 		swake:   make(chan struct{}, 1),
 		resync:  make(chan struct{}, 1),
+		pwake:   make(chan struct{}, 1),
+		known:   make(map[string]bool),
 	}
+	b.shardh.down = make(map[string]*shardDown)
 	b.health.logger = b.log
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil
@@ -297,11 +307,16 @@ func (b *Broker) Start(nodeID string, sink broker.Sink) error {
 		b.node, b.sink = nodeID, sink
 		b.log = b.log.With("node", nodeID)
 		b.health.logger = b.log
+		if b.cluster != nil {
+			b.probe()
+		}
 		b.heartbeat()
 		b.wg.Add(4)
 		go b.heartbeatLoop()
 		go b.sender()
 		if b.cluster != nil {
+			b.wg.Add(1)
+			go b.proberLoop()
 			go b.placer()
 		} else {
 			go b.subscriber()
@@ -311,8 +326,14 @@ func (b *Broker) Start(nodeID string, sink broker.Sink) error {
 	return err
 }
 
-// Healthy implements broker.Broker.
-func (b *Broker) Healthy() error { return b.health.err() }
+// Healthy implements broker.Broker. In cluster mode it reports an error
+// only when no shard answers: a shard down alone is reported by Degraded.
+func (b *Broker) Healthy() error {
+	if b.cluster != nil {
+		return b.shardh.healthy()
+	}
+	return b.health.err()
+}
 
 // Close implements broker.Broker: it sends what is queued, withdraws
 // this node's members, and closes the connections.
@@ -422,14 +443,14 @@ func (k keys) room(channel string) (string, bool) {
 
 // RoomState implements broker.Broker.
 func (b *Broker) RoomState(ctx context.Context, roomID string) (broker.RoomState, error) {
-	if err := b.health.cmdDown(); err != nil {
+	if err := b.keyDown(b.k.members(roomID)); err != nil {
 		return broker.RoomState{}, err
 	}
 	pipe := b.rdb.Pipeline()
 	all := pipe.HGetAll(ctx, b.k.members(roomID))
 	seq := pipe.Get(ctx, b.k.seq(roomID))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
-		b.failed(err)
+		b.failedCall(ctx, err)
 		return broker.RoomState{}, fmt.Errorf("redis broker: reading room %q: %w", roomID, err)
 	}
 	var st broker.RoomState
@@ -490,7 +511,7 @@ func (b *Broker) PublishEvent(roomID string, msg []byte) {
 
 // LockChat implements broker.Broker.
 func (b *Broker) LockChat(ctx context.Context, roomID string) (broker.ChatLock, error) {
-	if err := b.health.cmdDown(); err != nil {
+	if err := b.keyDown(b.k.lock(roomID)); err != nil {
 		return nil, err
 	}
 	token := randomToken()
@@ -504,7 +525,7 @@ func (b *Broker) LockChat(ctx context.Context, roomID string) (broker.ChatLock, 
 			return &chatLock{b: b, room: roomID, token: token, seq: seq}, nil
 		}
 		if !errors.Is(err, goredis.Nil) {
-			b.failed(err)
+			b.failedCall(ctx, err)
 			return nil, fmt.Errorf("redis broker: chat lock of room %q: %w", roomID, err)
 		}
 		t := time.NewTimer(wait)

@@ -511,3 +511,28 @@ func TestNewDetectsClusterNode(t *testing.T) {
 		t.Errorf("cluster URL on a single Redis: %v", err)
 	}
 }
+
+// TestCallerDeadlineIsNoOutage: a call whose caller's context has ended
+// (a LockChat tried with a deadline that passed) fails, but says nothing
+// about Redis: the broker stays healthy and the next call works.
+func TestCallerDeadlineIsNoOutage(t *testing.T) { forBackends(t, testCallerDeadlineIsNoOutage) }
+
+func testCallerDeadlineIsNoOutage(t *testing.T, url string) {
+	b, _ := startBroker(t, url, "n", func(o *Options) { o.Heartbeat = time.Hour; o.NodeTTL = 2 * time.Hour })
+	ended, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	if _, err := b.LockChat(ended, "r"); err == nil {
+		t.Fatal("LockChat with an ended context succeeded")
+	}
+	if _, err := b.RoomState(ended, "r"); err == nil {
+		t.Fatal("RoomState with an ended context succeeded")
+	}
+	if err := b.Healthy(); err != nil {
+		t.Fatalf("Healthy after a caller gave up: %v", err)
+	}
+	l, err := b.LockChat(context.Background(), "r")
+	if err != nil {
+		t.Fatalf("LockChat after a caller gave up: %v", err)
+	}
+	l.Release()
+}

@@ -16,7 +16,9 @@ package redis
 // become unplaced. The placer goroutine places unplaced channels again on
 // their current masters (after reloading the slot map), every Heartbeat
 // or at once when woken, and asks for a resynchronisation once everything
-// is placed again, since messages may have been missed meanwhile.
+// is placed again, since messages may have been missed meanwhile. The
+// channels of a shard that is down (see shardhealth.go) wait without
+// dialling it; the others are placed as usual.
 
 import (
 	"context"
@@ -65,6 +67,11 @@ func (b *Broker) placeLocked(ctx context.Context, ch string) error {
 		return fmt.Errorf("redis broker: finding the shard of %s: %w", ch, err)
 	}
 	addr := master.Options().Addr
+	if err := b.shardh.addrDown(addr); err != nil {
+		// Known down: fail at once rather than dial it with subMu held.
+		// The prober wakes the placer when it is back.
+		return err
+	}
 	sh := b.shards[addr]
 	fresh := sh == nil
 	if fresh {
@@ -141,10 +148,10 @@ func (b *Broker) placer() {
 		switch {
 		case missing != nil:
 			lost = true
-			b.setSub(missing)
+			b.shardh.setUnplaced(missing)
 		case lost:
 			lost = false
-			b.setSub(nil)
+			b.shardh.setUnplaced(nil)
 			b.triggerResync()
 		}
 		select {
@@ -195,7 +202,8 @@ func (b *Broker) receiveShard(sh *shard) {
 	b.subMu.Lock()
 	b.dropShardLocked(sh)
 	b.subMu.Unlock()
-	b.setSub(fmt.Errorf("redis broker: subscription to %s: %w", sh.addr, err))
+	b.shardh.setUnplaced(fmt.Errorf("redis broker: subscription to %s: %w", sh.addr, err))
+	b.wakeProber()
 	b.wakePlacer()
 }
 

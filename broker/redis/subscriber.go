@@ -48,7 +48,7 @@ func (b *Broker) Subscribe(ctx context.Context, roomID string) error {
 	if err != nil {
 		return fmt.Errorf("redis broker: subscribing to room %q: %w", roomID, err)
 	}
-	if err := b.health.cmdDown(); err != nil {
+	if err := b.keyDown(ch); err != nil {
 		return err
 	}
 	select {

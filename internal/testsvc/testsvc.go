@@ -8,7 +8,9 @@
 // OPENLIVESYNC_TEST_POSTGRES_DSN, OPENLIVESYNC_TEST_MYSQL_DSN (in
 // go-sql-driver form), OPENLIVESYNC_TEST_REDIS_ADDR and
 // OPENLIVESYNC_TEST_REDIS_CLUSTER_ADDRS (comma-separated seeds of a Redis
-// Cluster; .ci/run starts one on 127.0.0.1:7000-7002).
+// Cluster; .ci/run starts one on 127.0.0.1:7000-7002). A test that kills
+// nodes of a Redis Cluster starts one of its own with StartRedisCluster,
+// never touching the shared one.
 package testsvc
 
 import (

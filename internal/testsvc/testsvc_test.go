@@ -1,6 +1,7 @@
 package testsvc
 
 import (
+	"context"
 	"errors"
 	"regexp"
 	"strings"
@@ -53,5 +54,37 @@ func TestServicesAnswerOrSkip(t *testing.T) {
 				t.Fatal("empty address")
 			}
 		})
+	}
+}
+
+// TestOwnRedisCluster: a throwaway cluster forms, a master killed stops
+// answering while the others serve their slots, and restarted it rejoins
+// as the same node and the cluster is ok again.
+func TestOwnRedisCluster(t *testing.T) {
+	c := StartRedisCluster(t, 3)
+	ctx := context.Background()
+	id := func(i int) string {
+		cl := c.client(i)
+		defer cl.Close()
+		s, err := cl.ClusterMyID(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := id(1)
+	c.Kill(1)
+	if c.running(1) {
+		t.Fatal("killed node still answers")
+	}
+	survivor := c.client(0)
+	defer survivor.Close()
+	// Any key: it is this master's, or the answer is MOVED, never CLUSTERDOWN.
+	if err := survivor.Set(ctx, "x", 1, 0).Err(); err != nil && !strings.Contains(err.Error(), "MOVED") {
+		t.Errorf("a surviving master refuses commands: %v", err)
+	}
+	c.Restart(1)
+	if after := id(1); after != before {
+		t.Errorf("restarted node is %s, was %s", after, before)
 	}
 }
