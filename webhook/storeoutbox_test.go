@@ -13,6 +13,7 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx", to look at the outbox behind the store's back
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/openlivesync/livesync"
 	"github.com/openlivesync/livesync/chat"
@@ -55,8 +56,14 @@ var outboxDBs = []outboxDB{
 		dsn := testsvc.PostgresDSN(t)
 		db := openDB(t, "pgx", dsn)
 		table := testsvc.TableName(t, "olswh")
+		if len(table) > 40 {
+			// Short enough that the outbox's name is table+"_outbox" (a
+			// longer one is shortened with a hash), with room for
+			// "_outbox_away": the random suffix at its end keeps it unique.
+			table = "olswh_" + table[len(table)-30:]
+		}
 		t.Cleanup(func() {
-			for _, tb := range []string{table, table + "_outbox"} {
+			for _, tb := range []string{table, table + "_outbox", table + "_outbox_away"} {
 				if _, err := db.Exec(`DROP TABLE IF EXISTS "` + tb + `" CASCADE`); err != nil {
 					t.Errorf("drop %s: %v", tb, err)
 				}
@@ -322,5 +329,86 @@ func TestStoreOutboxTwoClaimersKeepKeyOrder(t *testing.T) {
 		if da, db := wa.Stats().Delivered, wb.Stats().Delivered; da+db != rooms*perRoom {
 			t.Fatalf("delivered %d + %d", da, db)
 		}
+	})
+}
+
+// outboxErrors reads livesync_webhook_outbox_errors_total by op, as a
+// scrape of w would.
+func outboxErrors(t *testing.T, w *webhook.Webhooks) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(w)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "livesync_webhook_outbox_errors_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
+// Each failed call on the outbox table is counted by operation: the
+// table is renamed away under the sender (a database that lost it, or
+// that cannot be reached, fails alike) and back.
+func TestStoreOutboxCountsDatabaseErrors(t *testing.T) {
+	forEachDB(t, func(t *testing.T, d outboxDB) {
+		store, _, db := d.open(t)
+		var table string
+		rename := func(from, to string) {
+			if _, err := db.Exec(`ALTER TABLE "` + from + `" RENAME TO "` + to + `"`); err != nil {
+				t.Error(err)
+			}
+		}
+		away := func() { rename(table, table+"_away") }
+		back := func() { rename(table+"_away", table) }
+		// The first attempt fails with the table away, so its Retry
+		// fails; the second succeeds with the table away, so its Done
+		// fails.
+		rcv := newReceiver(t, func(_ *delivery, seen int) int {
+			away()
+			if seen == 0 {
+				return http.StatusServiceUnavailable
+			}
+			return http.StatusNoContent
+		})
+		w, h := startStoreWebhooks(t, store, rcv, webhook.Config{Retries: []time.Duration{time.Millisecond}})
+		table = w.OutboxTable()
+		if got := outboxErrors(t, w); len(got) != 5 || got["claim"] != 0 {
+			t.Fatalf("errors before any failure %v, want 5 ops at 0", got)
+		}
+		h.OnJoin(joined("r", "c1"))
+		rcv.waitN(1)
+		waitErrors := func(what, op string) {
+			t.Helper()
+			testsvc.WaitState(t, what, livesynctest.Timeout, func() (bool, any) {
+				got := outboxErrors(t, w)
+				return got[op] >= 1, got
+			})
+		}
+		waitErrors("the retry to fail", "retry")
+		waitErrors("a claim to fail", "claim") // the claimers poll the table
+		h.OnJoin(joined("r", "c2"))
+		if got := outboxErrors(t, w); got["add"] != 1 {
+			t.Fatalf("errors %v after an event could not be added", got)
+		}
+		waitErrors("stats to fail", "stats") // the scrape itself reads the table
+		// Back, with the failed Retry's lease ended, the entry goes again.
+		back()
+		if _, err := db.Exec(`UPDATE "` + table + `" SET lease_until = 0`); err != nil {
+			t.Fatal(err)
+		}
+		rcv.waitN(2)
+		waitErrors("done to fail", "done")
+		if s := w.Stats(); s.OutboxErrors < 5 || s.Dropped != 1 {
+			t.Fatalf("stats %+v", s)
+		}
+		back()
 	})
 }
