@@ -57,13 +57,14 @@ var outboxDBs = []outboxDB{
 		db := openDB(t, "pgx", dsn)
 		table := testsvc.TableName(t, "olswh")
 		if len(table) > 40 {
-			// Short enough that the outbox's name is table+"_outbox" (a
-			// longer one is shortened with a hash), with room for
-			// "_outbox_away": the random suffix at its end keeps it unique.
+			// Short enough that the outbox's tables are named
+			// table+"_outbox" and table+"_outbox_locks" (a longer one is
+			// shortened with a hash), with room for "_outbox_away": the
+			// random suffix at its end keeps it unique.
 			table = "olswh_" + table[len(table)-30:]
 		}
 		t.Cleanup(func() {
-			for _, tb := range []string{table, table + "_outbox", table + "_outbox_away"} {
+			for _, tb := range []string{table, table + "_outbox", table + "_outbox_locks", table + "_outbox_away"} {
 				if _, err := db.Exec(`DROP TABLE IF EXISTS "` + tb + `" CASCADE`); err != nil {
 					t.Errorf("drop %s: %v", tb, err)
 				}
