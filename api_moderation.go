@@ -65,6 +65,7 @@ func (a *apiHandler) deleteChat(room, id string) apiResult {
 		return apiError(http.StatusNotFound, protocol.CodeInvalidPayload,
 			fmt.Sprintf("chat: no message %s in room %s (never stored, or deleted already)", quoteTrunc(id), quoteTrunc(room)))
 	}
+	s.metrics.chatDeleted()
 	s.log.Info("chat message deleted", "room", room, "id", id)
 	return apiResult{status: http.StatusNoContent}
 }
@@ -183,6 +184,7 @@ func (a *apiHandler) kick(room string, body []byte) apiResult {
 			}
 			banned = append(banned, u)
 		}
+		s.metrics.banned(len(banned))
 		s.log.Info("users banned", "room", room, "users", banned, "seconds", p.BanSeconds)
 	}
 	n := s.kickLocal(room, k)

@@ -286,3 +286,48 @@ func TestClusterHooksCountsSurviveRedisLoss(t *testing.T) {
 		t.Fatalf("%d leaves were the room's last, want 1", n)
 	}
 }
+
+// TestClusterHooksDeadNodeMidOfflineDelay: a node dies while a user whose
+// last connection closed there waits out the offline delay (in that
+// node's memory): the node that sweeps it sends the user's offline, once.
+// A user who came back on another node within the delay is not sent one.
+func TestClusterHooksDeadNodeMidOfflineDelay(t *testing.T) {
+	e := newClusterEnv(t)
+	h := &hookRecorder{}
+	proxy := tcpproxy.Start(t, e.addr)
+	const delay = 200 * time.Millisecond
+	// The dying node's delay never ends within the test: only a survivor
+	// can send the offline.
+	urls := []string{e.hookNode(0, e.addr, h, delay), e.hookNode(1, e.addr, h, delay), e.hookNode(2, proxy.Addr(), h, time.Hour)}
+	dial := func(node int, user string) *livesynctest.Client {
+		c := livesynctest.Dial(t, urls[node]+"?user="+user)
+		c.Join("r-"+user, nil) // answered once the connection is registered
+		return c
+	}
+	cat, dan := dial(2, "cat"), dial(2, "dan")
+	livesynctest.WaitFor(t, "both online", func() bool {
+		return h.count(userKind("online", "cat")) == 1 && h.count(userKind("online", "dan")) == 1
+	})
+	pending := func(user string) bool { return e.rdb.Exists(t.Context(), e.prefix+":uo:"+user).Val() == 1 }
+	cat.Close()
+	dan.Close()
+	livesynctest.WaitFor(t, "both waiting out the delay on node 2", func() bool { return pending("cat") && pending("dan") })
+	dial(0, "dan") // back, on another node, within the delay
+	livesynctest.WaitFor(t, "dan's pending offline cancelled", func() bool { return !pending("dan") })
+
+	proxy.Cut() // node 2 dies, its timers with it as far as the cluster can tell
+	livesynctest.WaitFor(t, "cat offline", func() bool { return h.count(userKind("offline", "cat")) == 1 })
+	// Marker: a user closing on a survivor after the sweep; its offline
+	// comes after anything else the sweep caused.
+	dial(0, "marker").Close()
+	livesynctest.WaitFor(t, "the marker's offline", func() bool { return h.count(userKind("offline", "marker")) == 1 })
+	if n := h.count(func(r hookRecord) bool { return r.kind == "offline" && r.user == "cat" && r.node != 2 }); n != 1 {
+		t.Errorf("cat offline %d times by survivors, want 1", n)
+	}
+	if n := h.count(userKind("offline", "dan")); n != 0 {
+		t.Errorf("dan offline %d times while connected to node 0", n)
+	}
+	if n := h.count(userKind("online", "dan")); n != 1 {
+		t.Errorf("dan online %d times, want once (the return was within the delay)", n)
+	}
+}

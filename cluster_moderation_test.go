@@ -133,6 +133,11 @@ func testClusterModerationKickAndBan(t *testing.T, e *clusterEnv) {
 	if k := kickResult(t, b, "r", fmt.Sprintf(`{"connectionId":%q}`, anon.ID)); k.Kicked != 0 {
 		t.Fatalf("second kick answered %+v", k)
 	}
+	// Each node counts the connections it removed, and the node asked
+	// the bans it made.
+	if ka, kb, ba, bb := a.s.Stats().Kicks, b.s.Stats().Kicks, a.s.Stats().Bans, b.s.Stats().Bans; ka != 0 || kb != 2 || ba != 1 || bb != 0 {
+		t.Fatalf("kicks A %d B %d, bans A %d B %d; want B's 2 kicks, A's 1 ban", ka, kb, ba, bb)
+	}
 
 	// A node started after the ban loads it (in the background, once
 	// subscribed), and refuses the user's join.

@@ -53,7 +53,9 @@ type Hooks struct {
 	// cluster-wide: a user is online while it has a connection on any
 	// node, each change is observed once, by one node, and the offline
 	// delay is checked cluster-wide, so a reload onto another node is
-	// not observed either. Otherwise it is per node.
+	// not observed either; a user whose offline delay a node was timing
+	// when it died is observed offline by the node that swept it, after
+	// a delay of its own. Otherwise it is per node.
 	OnUser func(UserEvent)
 	// OfflineDelay is how long a user id must stay without connections
 	// before OnUser observes it offline. Default 3s.

@@ -25,6 +25,9 @@ type Stats struct {
 	AuthFailures            int64 // upgrades or tokens refused (livesync_auth_failures_total)
 	StoreCalls              int64 // chat store calls, one per stored batch (livesync_store_latency_seconds_count)
 	StoreLatencyMicros      int64 // summed over StoreCalls (livesync_store_latency_seconds_sum, in µs)
+	Kicks                   int64 // connections this node removed by moderation (livesync_kicks_total)
+	ChatDeletions           int64 // chat messages deleted through this node's API (livesync_chat_deletions_total)
+	Bans                    int64 // bans (a user from a room) made through this node's API (livesync_bans_total)
 }
 
 // metrics counts what Stats and /metrics report. Counters are atomic: they
@@ -36,6 +39,7 @@ type metrics struct {
 	framesOut, bytesOut              atomic.Int64
 	events, slow, limited, authFails atomic.Int64
 	storeCalls, storeMicros          atomic.Int64
+	kicks, chatDeletes, bans         atomic.Int64 // moderation (moderation.go, api_moderation.go)
 	inByType                         [otherMessage + 1]atomic.Int64
 	storeHist, brokerHist            histogram
 	brokerOn                         atomic.Bool
@@ -56,6 +60,13 @@ func (m *metrics) slowConsumer()        { m.slow.Add(1) }
 func (m *metrics) rateLimited()         { m.limited.Add(1) }
 func (m *metrics) authFailed()          { m.authFails.Add(1) }
 func (m *metrics) membersChanged(d int) { m.members.Add(int64(d)) }
+
+// Moderation is rare; it is counted like the rest so that a scrape
+// shows how much of it a node does.
+
+func (m *metrics) kicked(n int) { m.kicks.Add(int64(n)) }
+func (m *metrics) chatDeleted() { m.chatDeletes.Add(1) }
+func (m *metrics) banned(n int) { m.bans.Add(int64(n)) }
 func (m *metrics) storeLatency(d time.Duration) {
 	m.storeCalls.Add(1)
 	m.storeMicros.Add(d.Microseconds())
@@ -103,7 +114,8 @@ func (m *metrics) snapshot() Stats {
 		FramesIn: m.framesIn.Load(), BytesIn: m.bytesIn.Load(), MessagesOut: m.framesOut.Load(),
 		BytesOut: m.bytesOut.Load(), EventsRelayed: m.events.Load(), SlowConsumerDisconnects: m.slow.Load(),
 		RateLimited: m.limited.Load(), AuthFailures: m.authFails.Load(), StoreCalls: m.storeCalls.Load(),
-		StoreLatencyMicros: m.storeMicros.Load(),
+		StoreLatencyMicros: m.storeMicros.Load(), Kicks: m.kicks.Load(), ChatDeletions: m.chatDeletes.Load(),
+		Bans: m.bans.Load(),
 	}
 }
 
@@ -157,6 +169,7 @@ type collector struct {
 	messagesIn, framesIn, bytesIn *prometheus.Desc
 	framesOut, bytesOut, events   *prometheus.Desc
 	slow, limited, authFails      *prometheus.Desc
+	kicks, chatDeletes, bans      *prometheus.Desc
 	storeLatency, brokerLatency   *prometheus.Desc
 	stretch                       *prometheus.Desc
 }
@@ -179,6 +192,9 @@ func newCollector(m *metrics) *collector {
 		slow:          d("slow_consumer_disconnects_total", "Connections closed because their send queue overflowed."),
 		limited:       d("rate_limited_total", "Messages refused with RATE_LIMITED."),
 		authFails:     d("auth_failures_total", "Upgrades refused by OnAuth and join_room tokens that did not verify."),
+		kicks:         d("kicks_total", "Connections this node removed by moderation (a kick asked of this node's API or of another node), room members and document peers."),
+		chatDeletes:   d("chat_deletions_total", "Chat messages deleted from the store through this node's API."),
+		bans:          d("bans_total", "Bans (one user from one room) made through this node's API; each node holds every ban, only the node asked counts it."),
 		storeLatency:  d("store_latency_seconds", "Time to store one batch of chat messages in the chat store."),
 		brokerLatency: d("broker_latency_seconds", "Time of one round trip to the cluster broker."),
 		stretch:       d("write_coalesce_stretch", "How much busy connections' write coalescing is stretched because the CPUs are busy: 1 normally, up to about 3.8."),
@@ -190,7 +206,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.connections, c.rooms, c.members, c.messagesIn, c.framesIn, c.bytesIn,
 		c.framesOut, c.bytesOut, c.events, c.slow, c.limited, c.authFails,
-		c.storeLatency, c.brokerLatency, c.stretch,
+		c.kicks, c.chatDeletes, c.bans, c.storeLatency, c.brokerLatency, c.stretch,
 	} {
 		ch <- d
 	}
@@ -219,6 +235,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.slow, m.slow.Load())
 	counter(c.limited, m.limited.Load())
 	counter(c.authFails, m.authFails.Load())
+	counter(c.kicks, m.kicks.Load())
+	counter(c.chatDeletes, m.chatDeletes.Load())
+	counter(c.bans, m.bans.Load())
 	ch <- m.storeHist.metric(c.storeLatency)
 	ch <- prometheus.MustNewConstMetric(c.stretch, prometheus.GaugeValue, m.load.stretch())
 	if m.brokerOn.Load() {

@@ -100,7 +100,11 @@ func (s *Server) kickLocal(id string, k broker.Kick) int {
 		reason = defaultKickReason
 	}
 	for _, c := range conns {
-		c.kicked.Store(true)
+		// Counted once (two kicks may pick one connection) and before
+		// the close, so that whoever sees the close sees the count.
+		if !c.kicked.Swap(true) {
+			s.metrics.kicked(1)
+		}
 		r.leave(c)
 		c.close(protocol.CloseKicked, reason)
 		s.log.Info("connection kicked", "conn", c.id, "room", id, "reason", reason)

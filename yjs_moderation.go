@@ -26,7 +26,12 @@ func (s *Server) kickDocPeers(name string, k broker.Kick) int {
 		reason = defaultKickReason
 	}
 	for _, c := range conns {
-		c.kicked.Store(true)
+		// A peer stays listed until its connection ends: one kicked
+		// already is not counted again. Counted before the close, so
+		// that whoever sees the close sees the count.
+		if !c.kicked.Swap(true) {
+			s.metrics.kicked(1)
+		}
 		c.close(protocol.CloseKicked, reason)
 		s.log.Info("document peer kicked", "conn", c.id, "doc", name, "reason", reason)
 	}

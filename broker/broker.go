@@ -224,6 +224,9 @@ type LostMember struct {
 
 // LostUser is a user whose last connection was on a dead node: the sweep
 // left a token to confirm, after the offline delay, that it is offline.
+// It is also a user whose last connection closed on the dead node while
+// that node was waiting out the offline delay: Token is then the one
+// DisconnectUser gave it, for the sweeping node to confirm in its stead.
 type LostUser struct {
 	UserID, Name, Token string
 }

@@ -16,9 +16,12 @@
 // delivered on the server's paths: events go to an Outbox, and workers of
 // their own post them, so a slow or dead receiver never slows a room.
 //
-// This version keeps the outbox in memory (MemoryOutbox), bounded: events
-// that do not fit are dropped and counted, and what is queued at a crash is
-// lost. The Outbox interface is where a durable one plugs in.
+// The outbox is in memory by default (MemoryOutbox), bounded: events that
+// do not fit are dropped and counted, and what is queued at a crash is
+// lost. With Config.Store it is a table of the chat store's database
+// (StoreOutbox): chat.message is written in the message's transaction,
+// the other events before they are sent, so a crash loses none, and the
+// nodes sharing the database share the outbox.
 //
 // ChatHook is livesync.Hooks.OnChat as a signed HTTP call, for servers
 // whose backend is not written in Go.

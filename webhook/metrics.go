@@ -17,12 +17,18 @@ type metrics struct {
 	latency    prometheus.Histogram
 	depth      *prometheus.Desc
 	oldest     *prometheus.Desc
-	dropLogged atomic.Bool // the outbox-full warning is logged once per overflow
+	outboxErrs *prometheus.CounterVec // a StoreOutbox's failed calls; nil for an outbox in memory
+	dropLogged atomic.Bool            // the outbox-full warning is logged once per overflow
 }
 
 func newMetrics(o Outbox) *metrics {
+	var outboxErrs *prometheus.CounterVec
+	if so, ok := o.(*StoreOutbox); ok {
+		outboxErrs = so.errs
+	}
 	return &metrics{
-		outbox: o,
+		outboxErrs: outboxErrs,
+		outbox:     o,
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livesync_webhook_deliveries_total",
 			Help: "Webhook events by type and outcome: delivered, failed (refused, not retried), gave_up (retries exhausted), dropped (outbox full).",
@@ -52,6 +58,9 @@ func (w *Webhooks) Describe(ch chan<- *prometheus.Desc) {
 	m.latency.Describe(ch)
 	ch <- m.depth
 	ch <- m.oldest
+	if m.outboxErrs != nil {
+		m.outboxErrs.Describe(ch)
+	}
 }
 
 // Collect implements prometheus.Collector.
@@ -60,6 +69,9 @@ func (w *Webhooks) Collect(ch chan<- prometheus.Metric) {
 	m.deliveries.Collect(ch)
 	m.retries.Collect(ch)
 	m.latency.Collect(ch)
+	if m.outboxErrs != nil {
+		m.outboxErrs.Collect(ch)
+	}
 	n, oldest := m.outbox.Stats()
 	age := 0.0
 	if !oldest.IsZero() {
@@ -74,6 +86,9 @@ type Stats struct {
 	Delivered, Failed, GaveUp, Dropped, Retries int64
 	Depth                                       int // events in the outbox
 	Oldest                                      time.Time
+	// OutboxErrors counts a StoreOutbox's failed calls on its table,
+	// summed over operations (0 for an outbox in memory).
+	OutboxErrors int64
 }
 
 // Stats reads the counters.
@@ -87,6 +102,11 @@ func (w *Webhooks) Stats() Stats {
 		s.Retries += count(w.m.retries.WithLabelValues(e))
 	}
 	s.Depth, s.Oldest = w.m.outbox.Stats()
+	if w.m.outboxErrs != nil {
+		for _, op := range []string{opAdd, opClaim, opDone, opRetry, opStats} {
+			s.OutboxErrors += count(w.m.outboxErrs.WithLabelValues(op))
+		}
+	}
 	return s
 }
 

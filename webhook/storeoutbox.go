@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/protocol"
 )
@@ -28,7 +30,20 @@ type StoreOutbox struct {
 	claimed map[string]int64 // the seq of each claimed event, by webhook-id
 
 	errLogged atomic.Bool // an outbox error was logged since the last success
+	// errs counts the calls on the table that failed, by operation: the
+	// events stay safe in the table, but a database that keeps failing
+	// delays them all, and the log says so only once per run of failures.
+	errs *prometheus.CounterVec
 }
+
+// The operations errs counts, as its "op" label.
+const (
+	opAdd   = "add"
+	opClaim = "claim"
+	opDone  = "done"
+	opRetry = "retry"
+	opStats = "stats"
+)
 
 // storeOutboxPoll is how often an idle claimer looks at the table: other
 // nodes' entries and retries coming due wake no one in this process.
@@ -53,7 +68,14 @@ func newStoreOutbox(store chat.OutboxStore, chatToo bool, lease time.Duration, l
 	if err != nil {
 		return nil, err
 	}
-	return &StoreOutbox{ob: ob, lease: lease, log: log, more: make(chan struct{}, 1), claimed: map[string]int64{}}, nil
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "livesync_webhook_outbox_errors_total",
+		Help: "Failed calls on the webhook outbox's database table, by operation: add, claim, done, retry, stats.",
+	}, []string{"op"})
+	for _, op := range []string{opAdd, opClaim, opDone, opRetry, opStats} {
+		errs.WithLabelValues(op) // exported at 0 from the start
+	}
+	return &StoreOutbox{ob: ob, lease: lease, log: log, more: make(chan struct{}, 1), claimed: map[string]int64{}, errs: errs}, nil
 }
 
 // Table names the outbox table.
@@ -63,9 +85,10 @@ func entryOf(e Event) chat.OutboxEntry {
 	return chat.OutboxEntry{ID: e.ID, Type: e.Type, Key: e.Key, Body: e.Body, Created: e.Created, Attempts: e.Attempts, Due: e.Due}
 }
 
-// failed logs err once per run of failures: a database that is away
-// would otherwise log once a second per worker.
+// failed counts a failed call, and logs err once per run of failures: a
+// database that is away would otherwise log once a second per worker.
 func (o *StoreOutbox) failed(op string, err error) {
+	o.errs.WithLabelValues(op).Inc()
 	if o.errLogged.CompareAndSwap(false, true) {
 		o.log.Warn("webhook outbox: "+op+" failed; the event stays in the outbox (retried)", "err", err)
 	}
@@ -75,7 +98,12 @@ func (o *StoreOutbox) failed(op string, err error) {
 func (o *StoreOutbox) Add(e Event) error {
 	ctx, cancel := context.WithTimeout(context.Background(), storeOutboxCall)
 	defer cancel()
-	return o.ob.Add(ctx, entryOf(e))
+	if err := o.ob.Add(ctx, entryOf(e)); err != nil {
+		// Counted, not logged here: the sender logs the dropped event.
+		o.errs.WithLabelValues(opAdd).Inc()
+		return err
+	}
+	return nil
 }
 
 // Claim implements Outbox. It polls the table while nothing is due, and
@@ -98,7 +126,7 @@ func (o *StoreOutbox) Claim(ctx context.Context) (Event, error) {
 			return Event{ID: en.ID, Type: en.Type, Key: en.Key, Body: en.Body, Created: en.Created, Attempts: en.Attempts}, nil
 		}
 		if err != nil {
-			o.failed("claim", err)
+			o.failed(opClaim, err)
 		}
 		t := time.NewTimer(storeOutboxPoll)
 		select {
@@ -134,7 +162,7 @@ func (o *StoreOutbox) Done(e Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeOutboxCall)
 	defer cancel()
 	if err := o.ob.Done(ctx, en); err != nil {
-		o.failed("done", err)
+		o.failed(opDone, err)
 	}
 }
 
@@ -148,7 +176,7 @@ func (o *StoreOutbox) Retry(e Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeOutboxCall)
 	defer cancel()
 	if err := o.ob.Retry(ctx, en); err != nil {
-		o.failed("retry", err)
+		o.failed(opRetry, err)
 	}
 }
 
@@ -159,7 +187,7 @@ func (o *StoreOutbox) Stats() (int, time.Time) {
 	defer cancel()
 	n, oldest, err := o.ob.Stats(ctx)
 	if err != nil {
-		o.failed("stats", err)
+		o.failed(opStats, err)
 		return 0, time.Time{}
 	}
 	return n, oldest

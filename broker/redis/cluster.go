@@ -198,15 +198,19 @@ end
 return 0
 `)
 
-// cDisconnectScript is disconnectScript without the node's set.
+// cDisconnectScript is disconnectScript without the node's keys: when
+// the connection was the user's last it returns the user's name, for
+// the node's offline hash, and otherwise nil.
 // KEYS: user hash, pending. ARGV: conn, token, TTL in ms.
 var cDisconnectScript = goredis.NewScript(`
+local v = redis.call('HGET', KEYS[1], ARGV[1])
 local gone = redis.call('HDEL', KEYS[1], ARGV[1])
 if gone == 1 and redis.call('HLEN', KEYS[1]) == 0 then
   redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-  return 1
+  local nl = string.find(v, '\n', 1, true)
+  return string.sub(v, (nl or #v) + 1)
 end
-return 0
+return false
 `)
 
 // cHeartbeatScript refreshes the heartbeat and returns whether it had
@@ -539,6 +543,11 @@ func (b *Broker) removeNode(ctx context.Context, n string, report bool) (members
 			return members, users, err
 		}
 	}
+	pending, err := b.clusterSweepOffline(ctx, n, report)
+	users = append(users, pending...)
+	if err != nil {
+		return members, users, err
+	}
 	return members, users, b.rdb.SRem(ctx, b.k.nodes(), n).Err()
 }
 
@@ -654,9 +663,20 @@ func (b *Broker) clusterConnect(ctx context.Context, o *op) (int, error) {
 
 // clusterDisconnect is opDisconnect in cluster mode: the node's set last.
 func (b *Broker) clusterDisconnect(ctx context.Context, o *op) (int, error) {
-	n, err := cDisconnectScript.Run(ctx, b.rdb, b.k.userPair(o.user), o.conn, o.token, pendingOfflineTTL.Milliseconds()).Int()
-	if err != nil {
+	name, err := cDisconnectScript.Run(ctx, b.rdb, b.k.userPair(o.user), o.conn, o.token, pendingOfflineTTL.Milliseconds()).Text()
+	n := 1
+	switch {
+	case errors.Is(err, goredis.Nil):
+		n = 0
+	case err != nil:
 		return 0, err
+	default:
+		// Recorded after the pending key, in the node's slot: a node
+		// dying in between loses this user.offline, as every node did
+		// before the record existed.
+		if err := b.rdb.HSet(ctx, b.k.nodeOffline(b.node), o.user, o.token+"\n"+name).Err(); err != nil {
+			return 0, err
+		}
 	}
 	return n, b.rdb.SRem(ctx, b.k.nodeUsers(b.node), o.conn+"\n"+o.user).Err()
 }

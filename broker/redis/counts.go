@@ -11,9 +11,9 @@ import (
 var _ broker.Counter = (*Broker)(nil)
 
 // pendingOfflineTTL is how long a user's pending offline (p:uo:<user>)
-// outlives the node that set it: if that node dies before confirming,
-// nobody sends the user's user.offline, and after this a new connection
-// of the user counts as coming online again.
+// lasts unconfirmed: if the node that set it dies before confirming, the
+// node sweeping it confirms it instead (see offline.go); should nobody,
+// after this a new connection of the user counts as coming online again.
 const pendingOfflineTTL = time.Hour
 
 // userKeys are the keys connectScript and disconnectScript take.
@@ -86,6 +86,7 @@ func (b *Broker) ConfirmOffline(ctx context.Context, userID, token string) (bool
 		b.failedCall(ctx, err)
 		return false, fmt.Errorf("redis broker: confirming user %q offline: %w", userID, err)
 	}
+	b.forgetOffline(ctx, userID, token)
 	return n == 1, nil
 }
 

@@ -374,8 +374,8 @@ func (b *Broker) script(o *op) {
 		if b.cluster != nil {
 			n, err = b.clusterDisconnect(ctx, o)
 		} else {
-			n, err = disconnectScript.Run(ctx, b.rdb, b.k.userKeys(b.node, o.user),
-				o.conn, o.conn+"\n"+o.user, o.token, pendingOfflineTTL.Milliseconds()).Int()
+			n, err = disconnectScript.Run(ctx, b.rdb, append(b.k.userKeys(b.node, o.user), b.k.nodeOffline(b.node)),
+				o.conn, o.conn+"\n"+o.user, o.token, pendingOfflineTTL.Milliseconds(), o.user).Int()
 		}
 		if err == nil && o.gone != nil {
 			token := ""

@@ -462,8 +462,31 @@ func testBrokerCountsAndSweepReports(t *testing.T, url string) {
 		t.Fatal("leave of r last while a's member stays")
 	}
 
+	// Users whose last connection closed on a: cid waits out the delay
+	// there when a dies; eve's offline a confirmed already; fay came
+	// back on b within the delay.
+	disconnect := func(n *Broker, conn, user string) string {
+		n.DisconnectUser(conn, user, func(tok string, ok bool) { tokens <- tok })
+		return <-tokens
+	}
+	a.ConnectUser("na-3", "cid", "Cid", rep)
+	got()
+	tokCid := disconnect(a, "na-3", "cid")
+	a.ConnectUser("na-4", "eve", "Eve", rep)
+	got()
+	if ok, err := a.ConfirmOffline(context.Background(), "eve", disconnect(a, "na-4", "eve")); err != nil || !ok {
+		t.Fatalf("confirming eve offline: %v %v", ok, err)
+	}
+	a.ConnectUser("na-5", "fay", "Fay", rep)
+	got()
+	disconnect(a, "na-5", "fay")
+	b.ConnectUser("nb-2", "fay", "Fay", rep)
+	if got() {
+		t.Fatal("fay online again, back within the delay")
+	}
+
 	a.stop() // a crash
-	want := []string{"lost r na-1 {} last=true", "lost s na-2 {\"b\":1} last=true", "offline ann Ann", "offline bob Bob"}
+	want := []string{"lost r na-1 {} last=true", "lost s na-2 {\"b\":1} last=true", "offline ann Ann", "offline bob Bob", "offline cid Cid"}
 	livesynctest.WaitFor(t, "the sweep's report", func() bool {
 		return len(rb.lines())+len(rc.lines()) >= len(want)
 	})
@@ -480,6 +503,10 @@ func testBrokerCountsAndSweepReports(t *testing.T, url string) {
 	// The pending offlines the sweep left are confirmable once.
 	if ok, err := c.ConfirmOffline(context.Background(), "bob", "swept\nna\nna-2"); err != nil || !ok {
 		t.Fatalf("confirming bob offline: %v %v", ok, err)
+	}
+	// cid's keeps the token a gave it.
+	if ok, err := c.ConfirmOffline(context.Background(), "cid", tokCid); err != nil || !ok {
+		t.Fatalf("confirming cid offline: %v %v", ok, err)
 	}
 	if st, _ := b.RoomState(context.Background(), "s"); len(st.Members) != 0 {
 		t.Fatalf("dead node's member still registered: %+v", st)

@@ -21,6 +21,8 @@ import goredis "github.com/redis/go-redis/v9"
 //	p:u:<user>          hash connId → "<node>\n<name>": the user's connections
 //	p:uo:<user>         pending offline: the token of the disconnect that left
 //	                    the user without connections (expires after an hour)
+//	p:n:<node>:offline  hash user → "<token>\n<name>": the pending offlines the
+//	                    node set and has not confirmed (see offline.go)
 //
 // The registry hash's length is the room's member count cluster-wide and
 // p:u:<user>'s the user's connection count: they change atomically with
@@ -65,8 +67,9 @@ end
 // node that runs the sweep to report (see broker.LossSink): "M", room,
 // conn, entry, last for each member; "U", user, name, token for each user
 // left without connections, whose pending-offline key it sets to token
-// for ttl ms.
-const removeNodeLua = dropMemberLua + `
+// for ttl ms; and the same for each user whose pending offline n set and
+// did not confirm (see offline.go), with the token n set.
+const removeNodeLua = dropMemberLua + pendingOfflineLua + `
 local function removeNode(prefix, n, out, ttl)
   local set = prefix .. ':n:' .. n .. ':members'
   for _, m in ipairs(redis.call('SMEMBERS', set)) do
@@ -96,6 +99,16 @@ local function removeNode(prefix, n, out, ttl)
     end
   end
   redis.call('DEL', uset)
+  local oset = prefix .. ':n:' .. n .. ':offline'
+  local pend = redis.call('HGETALL', oset)
+  for i = 1, #pend, 2 do
+    local user = pend[i]
+    local token, name = pendingOffline(prefix .. ':u:' .. user, prefix .. ':uo:' .. user, pend[i + 1])
+    if token then
+      table.insert(out, 'U'); table.insert(out, user); table.insert(out, name); table.insert(out, token)
+    end
+  end
+  redis.call('DEL', oset)
   redis.call('SREM', prefix .. ':nodes', n)
 end
 `
@@ -240,13 +253,18 @@ return 0
 `)
 
 // disconnectScript uncounts a user's connection; when it was the last,
-// it sets the pending key to the caller's token and returns 1.
-// KEYS: as connectScript. ARGV: conn, "<conn>\n<user>", token, TTL in ms.
+// it sets the pending key to the caller's token, records it in the
+// node's offline hash (see offline.go) and returns 1.
+// KEYS: as connectScript, then the node's offline hash. ARGV: conn,
+// "<conn>\n<user>", token, TTL in ms, user.
 var disconnectScript = goredis.NewScript(`
+local v = redis.call('HGET', KEYS[1], ARGV[1])
 local gone = redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[2])
 if gone == 1 and redis.call('HLEN', KEYS[1]) == 0 then
   redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+  local nl = string.find(v, '\n', 1, true)
+  redis.call('HSET', KEYS[4], ARGV[5], ARGV[3] .. '\n' .. string.sub(v, (nl or #v) + 1))
   return 1
 end
 return 0

@@ -3,6 +3,7 @@ package chattest
 import (
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,11 @@ type OutboxFixture struct {
 	// Exec runs a statement on the stores' database behind their back.
 	// Table names in it are unquoted.
 	Exec func(t *testing.T, query string)
+	// BeforeCommit, when set, makes s call hook after its commit wrote
+	// the outbox entries and before it sends COMMIT, so that a test can
+	// hold a transaction open there. Stores whose writers take turns
+	// (SQLite) leave it nil: no commit can interleave with another.
+	BeforeCommit func(s chat.Store, hook func())
 }
 
 // outboxEncode writes an entry per message, its body the stored message.
@@ -197,6 +203,13 @@ func RunOutbox(t *testing.T, f OutboxFixture) {
 		}
 	})
 
+	t.Run("EntryCommittedFirstWaitsForAnOlderOneOfItsKey", func(t *testing.T) {
+		if f.BeforeCommit == nil {
+			t.Skip("commits do not interleave")
+		}
+		testInterleavedCommits(t, f)
+	})
+
 	t.Run("SecondClaimerDoesNotGetALeasedEntry", func(t *testing.T) {
 		s1, s2 := f.Open(t)
 		ob1, ob2 := enable(t, s1), enable(t, s2)
@@ -218,4 +231,64 @@ func RunOutbox(t *testing.T, f OutboxFixture) {
 			t.Fatalf("after the lease ended the second claimer got %q, %v; want %q", got.ID, ok, e.ID)
 		}
 	})
+}
+
+// testInterleavedCommits: a message's transaction wrote its outbox entry
+// and has not committed yet when another node adds an entry of the same
+// key (a member.joined of the room, say), which would get the later seq
+// yet commit first. The later entry must not be handed out before the
+// older one: neither while the older is invisible, nor beside it once it
+// commits.
+func testInterleavedCommits(t *testing.T, f OutboxFixture) {
+	s1, s2 := f.Open(t)
+	enable(t, s1)
+	ob2 := enable(t, s2)
+	held, release := make(chan struct{}), make(chan struct{})
+	var once, released sync.Once
+	unhold := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(unhold) // a failing test lets the transaction end, and the stores close
+	f.BeforeCommit(s1, func() { once.Do(func() { close(held); <-release }) })
+	appended := make(chan error, 1)
+	go func() {
+		_, err := s1.Append(ctx(t), chat.Message{RoomID: "r", ConnectionID: "c", Message: "older"})
+		appended <- err
+	}()
+	<-held
+	added := make(chan error, 1)
+	go func() {
+		added <- ob2.Add(ctx(t), chat.OutboxEntry{ID: "newer", Type: "member.left", Key: "room:r", Body: []byte(`{}`), Created: time.Now()})
+	}()
+	// An Add that does not wait for the older transaction returns at
+	// once; give it the time to, so that a claim would see its entry.
+	select {
+	case err := <-added:
+		if err != nil {
+			t.Fatal(err)
+		}
+		added <- nil
+	case <-time.After(200 * time.Millisecond):
+	}
+	if e, ok := claim(t, ob2, time.Minute); ok {
+		t.Fatalf("claimed %q while the older entry of its key was not committed", e.ID)
+	}
+	unhold()
+	if err := <-appended; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-added; err != nil {
+		t.Fatal(err)
+	}
+	first, ok := claim(t, ob2, time.Minute)
+	if !ok || first.ID == "newer" {
+		t.Fatalf("claimed %q (%v) first, want the older message's entry", first.ID, ok)
+	}
+	if e, ok := claim(t, ob2, time.Minute); ok {
+		t.Fatalf("claimed %q while %q of its key is in flight", e.ID, first.ID)
+	}
+	if err := ob2.Done(ctx(t), first); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := claim(t, ob2, time.Minute); !ok || e.ID != "newer" {
+		t.Fatalf("claimed %q (%v) after the older one was done, want newer", e.ID, ok)
+	}
 }

@@ -18,9 +18,11 @@ const maxIdentLen = 64
 // here when missing; its entries are written in the transaction that
 // stores their message. Nodes sharing the database claim entries with a
 // conditional UPDATE of the lease, so each is delivered by one node at a
-// time.
+// time. Beside it, <TableName>_outbox_locks holds the rows its writers
+// lock so that each key's entries commit in seq order.
 func (s *Store) EnableOutbox(ctx context.Context, encode chat.OutboxEncoder) (chat.Outbox, error) {
 	table := sqlstore.OutboxTableName(s.table, maxIdentLen)
+	locks := sqlstore.OutboxLocksTableName(s.table, maxIdentLen)
 	return s.core.EnableOutbox(ctx, sqlstore.OutboxSQL{
 		Table: table,
 		Quote: quote,
@@ -41,7 +43,25 @@ func (s *Store) EnableOutbox(ctx context.Context, encode chat.OutboxEncoder) (ch
 	INDEX key_seq (event_key(191), seq),
 	INDEX msg_seq (msg_seq)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`, quote(table)),
+			"CREATE TABLE IF NOT EXISTS " + quote(locks) + " (bucket INT NOT NULL PRIMARY KEY) ENGINE=InnoDB",
+			"INSERT IGNORE INTO " + quote(locks) + " (bucket) VALUES " + sqlstore.OutboxLockRows(),
 		},
-		DB: sqlstore.SQLDB{DB: s.db},
+		DB:    sqlstore.SQLDB{DB: s.db},
+		Locks: locks,
+		Tx:    s.outboxTx,
 	}, encode)
+}
+
+// outboxTx runs f in a transaction of the session's isolation: its
+// SELECT ... FOR UPDATE reads the last committed rows whatever it is.
+func (s *Store) outboxTx(ctx context.Context, f func(sqlstore.DB) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() // after Commit, does nothing
+	if err := f(sqlstore.SQLDB{DB: tx}); err != nil {
+		return err
+	}
+	return tx.Commit()
 }

@@ -15,8 +15,10 @@ func TestOutbox(t *testing.T) {
 			a := newTestStore(t, nil)
 			dsn := testsvc.MySQLDSN(t)
 			dropOnCleanup(t, dsn, sqlstore.OutboxTableName(a.table, maxIdentLen))
+			dropOnCleanup(t, dsn, sqlstore.OutboxLocksTableName(a.table, maxIdentLen))
 			return a, openTable(t, dsn, a.table)
 		},
-		Exec: func(t *testing.T, q string) { exec(t, testsvc.MySQLDSN(t), q) },
+		Exec:         func(t *testing.T, q string) { exec(t, testsvc.MySQLDSN(t), q) },
+		BeforeCommit: func(s chat.Store, hook func()) { s.(*Store).beforeCommit = hook },
 	})
 }

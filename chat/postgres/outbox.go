@@ -16,9 +16,11 @@ var _ chat.OutboxStore = (*Store)(nil)
 // together do not race; its entries are written in the transaction that
 // stores their message. Nodes sharing the database claim entries with a
 // conditional UPDATE of the lease, so each is delivered by one node at a
-// time.
+// time. Beside it, <TableName>_outbox_locks holds the rows its writers
+// lock so that each key's entries commit in seq order.
 func (s *Store) EnableOutbox(ctx context.Context, encode chat.OutboxEncoder) (chat.Outbox, error) {
 	table := sqlstore.OutboxTableName(s.table, maxIdentLen)
+	locks := sqlstore.OutboxLocksTableName(s.table, maxIdentLen)
 	t := quote(table)
 	// One string of several statements: pgx sends it with the simple
 	// protocol, which runs them in one implicit transaction, so the
@@ -37,15 +39,34 @@ CREATE TABLE IF NOT EXISTS %s (
 	lease_until BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS %s ON %s (event_key, seq);
-CREATE INDEX IF NOT EXISTS %s ON %s (msg_seq)`,
-		literal(table), t, quote(derivedName(table, "_key_seq")), t, quote(derivedName(table, "_msg_seq")), t)
+CREATE INDEX IF NOT EXISTS %s ON %s (msg_seq);
+CREATE TABLE IF NOT EXISTS %s (bucket INT PRIMARY KEY);
+INSERT INTO %s (bucket) VALUES %s ON CONFLICT DO NOTHING`,
+		literal(table), t, quote(derivedName(table, "_key_seq")), t, quote(derivedName(table, "_msg_seq")), t,
+		quote(locks), quote(locks), sqlstore.OutboxLockRows())
 	return s.core.EnableOutbox(ctx, sqlstore.OutboxSQL{
 		Table:  table,
 		Quote:  quote,
 		Dollar: true,
 		Create: []string{create},
 		DB:     pgxDB{s.pool},
+		Locks:  locks,
+		Tx:     s.outboxTx,
 	}, encode)
+}
+
+// outboxTx runs f in a READ COMMITTED transaction, the default, in which
+// a row locked FOR UPDATE is read as last committed once its lock is had.
+func (s *Store) outboxTx(ctx context.Context, f func(sqlstore.DB) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) // after Commit, does nothing
+	if err := f(pgxDB{tx}); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 // literal quotes a validated identifier as an SQL string.

@@ -16,11 +16,13 @@ func TestOutbox(t *testing.T) {
 		Open: func(t *testing.T) (chat.Store, chat.Store) {
 			a := newTestStore(t, nil)
 			dropOnCleanup(t, testsvc.PostgresDSN(t), sqlstore.OutboxTableName(a.table, maxIdentLen))
+			dropOnCleanup(t, testsvc.PostgresDSN(t), sqlstore.OutboxLocksTableName(a.table, maxIdentLen))
 			b := storetest.Open(t, func(ctx context.Context) (*Store, error) {
 				return New(ctx, testsvc.PostgresDSN(t), &Options{TableName: a.table})
 			})
 			return a, b
 		},
-		Exec: func(t *testing.T, q string) { exec(t, testsvc.PostgresDSN(t), q) },
+		Exec:         func(t *testing.T, q string) { exec(t, testsvc.PostgresDSN(t), q) },
+		BeforeCommit: func(s chat.Store, hook func()) { s.(*Store).beforeCommit = hook },
 	})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -54,6 +58,40 @@ func TestKill9LosesNoChatWebhook(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
+	testKill9LosesNoChatWebhook(t, "sqlite:"+filepath.Join(t.TempDir(), "chat.db"))
+}
+
+// TestKill9LosesNoChatWebhookPostgres is the same on PostgreSQL, in a
+// schema of its own (the DSN's search_path), so that its chat and outbox
+// tables are new and no other test's events reach its receiver.
+func TestKill9LosesNoChatWebhookPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dsn := testsvc.PostgresDSN(t)
+	schema := testsvc.TableName(t, "olscrash")
+	pgExec(t, dsn, `CREATE SCHEMA "`+schema+`"`)
+	t.Cleanup(func() { pgExec(t, dsn, `DROP SCHEMA "`+schema+`" CASCADE`) })
+	testKill9LosesNoChatWebhook(t, "postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path="+schema)
+}
+
+// pgExec runs q on a connection of its own.
+func pgExec(t *testing.T, dsn, q string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, q); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// testKill9LosesNoChatWebhook runs the binary on the chat store store.
+func testKill9LosesNoChatWebhook(t *testing.T, store string) {
 	recv := &crashReceiver{ids: map[string]map[string]bool{}, texts: map[string]string{}}
 	rs := httptest.NewServer(recv)
 	defer rs.Close()
@@ -70,7 +108,7 @@ func TestKill9LosesNoChatWebhook(t *testing.T) {
 	defer hook.Close()
 
 	bin := buildBinary(t)
-	args := []string{"-store", "sqlite:" + filepath.Join(t.TempDir(), "chat.db"),
+	args := []string{"-store", store,
 		"-webhook-url", rs.URL, "-webhook-secret", hookSecret, "-chat-hook-url", hook.URL}
 	cmd, url := startBinary(t, bin, args...)
 	c := dialBinary(t, url)

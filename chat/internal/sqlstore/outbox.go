@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,14 @@ type OutboxSQL struct {
 	Create []string
 	// DB runs the statements, outside any transaction.
 	DB DB
+	// Locks, when set, names the lock table (unquoted) that keeps each
+	// key's entries committing in seq order (see outbox_order.go): its
+	// column bucket holds 0 to OutboxLockBuckets-1, and Create makes it
+	// and its rows. Tx then runs f in a READ COMMITTED (or stronger, as
+	// long as locked rows are read as last committed) transaction, for
+	// Add. A dialect whose writers take turns (SQLite) needs neither.
+	Locks string
+	Tx    func(ctx context.Context, f func(tx DB) error) error
 }
 
 // outboxState is an enabled outbox and what a commit writes into it.
@@ -103,6 +112,7 @@ func (c *Core) OutboxInserts(stored []protocol.StoredChatMessage) ([]Stmt, error
 	var out []Stmt
 	var q strings.Builder
 	var args []any
+	var keys []string
 	n := 0
 	flush := func() {
 		if n > 0 {
@@ -126,12 +136,17 @@ func (c *Core) OutboxInserts(stored []protocol.StoredChatMessage) ([]Stmt, error
 			q.WriteByte(',')
 		}
 		q.WriteString(outboxValues)
+		keys = append(keys, e.Key)
 		args = append(args, e.ID, e.Key, e.Type, string(e.Body), e.Created.UnixMilli(), seq, e.Created.UnixMilli())
 		if n++; n == outboxRowsPerInsert {
 			flush()
 		}
 	}
 	flush()
+	// The keys are locked first, before any entry takes its seq.
+	if lock, ok := st.box.lockStmt(keys); ok {
+		out = slices.Insert(out, 0, lock)
+	}
 	return out, nil
 }
 
@@ -198,8 +213,9 @@ func (b *outbox) Add(ctx context.Context, e chat.OutboxEntry) error {
 	if b.core.closed.Load() {
 		return b.errorf("add", chat.ErrClosed)
 	}
-	q := b.rebind(b.insertSQL + outboxValues)
-	if _, err := b.sql.DB.Exec(ctx, q, e.ID, e.Key, e.Type, string(e.Body), e.Created.UnixMilli(), nil, e.Created.UnixMilli()); err != nil {
+	insert := Stmt{Query: b.rebind(b.insertSQL + outboxValues),
+		Args: []any{e.ID, e.Key, e.Type, string(e.Body), e.Created.UnixMilli(), nil, e.Created.UnixMilli()}}
+	if err := b.addLocked(ctx, e.Key, insert); err != nil {
 		return b.errorf("add", err)
 	}
 	b.signal()
