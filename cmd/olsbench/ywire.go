@@ -3,15 +3,17 @@ package main
 import (
 	"errors"
 
+	"github.com/openlivesync/livesync/internal/lib0"
 	"github.com/openlivesync/livesync/yupdate"
 )
 
 // The y-websocket wire format (y-protocols), as the doc scenario speaks
 // it: every binary message is a lib0 varuint type, then its body; a sync
 // message's body is a varuint sub-type and a length-prefixed payload (a
-// state vector or an update). The generator keeps its own small copy
-// rather than importing the server's, so that it measures the server
-// against the protocol and not against itself.
+// state vector or an update). The generator keeps its own small copy of
+// the message layout rather than importing the server's, so that it
+// measures the server against the protocol and not against itself; only
+// the lib0 varuints are shared (internal/lib0).
 const (
 	yMsgSync           = 0
 	yMsgAwareness      = 1
@@ -33,56 +35,35 @@ var yEmptyUpdate = []byte{0, 0}
 // yEmptyStateVector is the state vector of an empty document.
 var yEmptyStateVector = []byte{0}
 
-// appendYUint appends n as a lib0 varuint (little-endian base 128).
-func appendYUint(b []byte, n uint64) []byte {
-	for n >= 0x80 {
-		b = append(b, byte(n)|0x80)
-		n >>= 7
-	}
-	return append(b, byte(n))
-}
-
 // appendYSync appends a sync message of sub-type sub carrying payload.
 func appendYSync(b []byte, sub uint64, payload []byte) []byte {
-	b = appendYUint(b, yMsgSync)
-	b = appendYUint(b, sub)
-	b = appendYUint(b, uint64(len(payload)))
-	return append(b, payload...)
-}
-
-// readYUint reads a varuint of at most 53 bits, as lib0 writes them, and
-// returns it with the rest of b.
-func readYUint(b []byte) (uint64, []byte, error) {
-	var n uint64
-	for shift := uint(0); ; shift += 7 {
-		if len(b) == 0 || shift > 49 {
-			return 0, nil, errYMessage
-		}
-		c := b[0]
-		b = b[1:]
-		n |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			return n, b, nil
-		}
-	}
+	b = lib0.AppendUint(b, yMsgSync)
+	b = lib0.AppendUint(b, sub)
+	return lib0.AppendBytes(b, payload)
 }
 
 // parseYMessage splits a message into its type and, for a sync message,
 // its sub-type and payload (aliasing msg). Other types are returned with
 // sub 0 and no payload: the scenario ignores them.
 func parseYMessage(msg []byte) (typ, sub uint64, payload []byte, err error) {
-	typ, rest, err := readYUint(msg)
-	if err != nil || typ != yMsgSync {
-		return typ, 0, nil, err
+	r := lib0.Reader{B: msg}
+	if typ = r.Uint(); r.Err != nil || typ != yMsgSync {
+		return typ, 0, nil, errOf(r.Err)
 	}
-	if sub, rest, err = readYUint(rest); err != nil {
-		return typ, 0, nil, err
-	}
-	n, rest, err := readYUint(rest)
-	if err != nil || n != uint64(len(rest)) {
+	sub = r.Uint()
+	payload = r.Bytes()
+	if r.Err != nil || len(r.B) != 0 {
 		return typ, sub, nil, errYMessage
 	}
-	return typ, sub, rest, nil
+	return typ, sub, payload, nil
+}
+
+// errOf is errYMessage when err is set.
+func errOf(err error) error {
+	if err != nil {
+		return errYMessage
+	}
+	return nil
 }
 
 // keystroke is the Yjs update of one typed character: client's item at
