@@ -1,0 +1,258 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// What this node sends in cluster mode: registry changes and events,
+// each on its room's hash tag, and the re-registration and connection
+// counts that the single-Redis mode does in one script each.
+
+// clusterPipeline is pipeline in cluster mode (see the top of this file).
+// Each operation succeeds or fails on its own shard: those of rooms on a
+// shard that is down are dropped, as in an outage (see shardhealth.go),
+// and the others are sent. It returns the first failure.
+func (b *Broker) clusterPipeline(ops []op) error {
+	ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
+	defer cancel()
+	var first error
+	drop := func(o *op, err error) {
+		if first == nil {
+			first = err
+		}
+		b.finish(o, err)
+	}
+	head := b.node + "\n"
+	send := make([]*op, 0, len(ops))
+	var adds []any
+	added := map[string]bool{}
+	for i := range ops {
+		o := &ops[i]
+		if err := b.shardh.keyDown(b.k.members(o.room)); err != nil {
+			drop(o, err)
+			continue
+		}
+		if m := o.conn + "\n" + o.room; o.kind == opSet && !b.known[m] && !added[m] {
+			added[m] = true
+			adds = append(adds, m)
+		}
+		send = append(send, o)
+	}
+	// New members go into the node's set first, and the node into p:nodes
+	// (a node that dies before its first heartbeat is still swept). When
+	// that fails, their registration is dropped: registered without being
+	// in the set, a member would outlive a crash of this node forever.
+	if len(adds) > 0 {
+		listed := b.listed.Load()
+		// A shard known to be down is not even tried: a shard that does not
+		// answer at all would hold every room's traffic for OpTimeout.
+		err := b.shardh.keyDown(b.k.nodeSet(b.node))
+		if err == nil && !listed {
+			err = b.shardh.keyDown(b.k.nodes())
+		}
+		if err == nil {
+			pipe := b.rdb.Pipeline()
+			pipe.SAdd(ctx, b.k.nodeSet(b.node), adds...)
+			if !listed {
+				pipe.SAdd(ctx, b.k.nodes(), b.node)
+			}
+			if _, err = pipe.Exec(ctx); err != nil {
+				b.failed(err)
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("redis broker: registering %d members in this node's set: %w", len(adds), err)
+			kept := send[:0]
+			for _, o := range send {
+				if o.kind == opSet && added[o.conn+"\n"+o.room] {
+					drop(o, err)
+					continue
+				}
+				kept = append(kept, o)
+			}
+			send = kept
+		} else {
+			b.listed.Store(true)
+			for m := range added {
+				b.known[m] = true
+			}
+		}
+	}
+	if len(send) == 0 {
+		return first
+	}
+	pipe := b.rdb.Pipeline()
+	cmds := make([]goredis.Cmder, len(send))
+	for i, o := range send {
+		switch o.kind {
+		case opSet:
+			cmds[i] = cSetScript.Eval(ctx, pipe, b.k.roomKeys(o.room), o.conn, head+string(o.data), "S"+head+o.conn+"\n"+string(o.data))
+		case opRemove:
+			cmds[i] = cRemoveScript.Eval(ctx, pipe, b.k.roomKeys(o.room), o.conn, "L"+head+o.conn)
+		case opEvent:
+			cmds[i] = pipe.SPublish(ctx, b.k.channel(o.room), "E"+head+string(o.data))
+		}
+	}
+	// The pipeline runs on each shard apart: a shard that fails fails its
+	// own commands only.
+	pipe.Exec(ctx)
+	failedOnce := false
+	last := map[string]*op{} // "<conn>\n<room>" → its last change that went through
+	for i, o := range send {
+		if err := cmds[i].Err(); err != nil {
+			if !failedOnce {
+				failedOnce = true
+				b.failed(err)
+			}
+			drop(o, fmt.Errorf("redis broker: sending to room %q: %w", o.room, err))
+			continue
+		}
+		if o.kind != opEvent {
+			last[o.conn+"\n"+o.room] = o
+		}
+		if o.count != nil && o.kind != opEvent {
+			r, _ := cmds[i].(*goredis.Cmd).Int64Slice()
+			edge := int64(1)
+			if o.kind == opRemove {
+				edge = 0
+			}
+			o.count(len(r) == 2 && r[0] == 1 && r[1] == edge, true)
+		}
+	}
+	var rems []any
+	for m, o := range last {
+		if o.kind == opRemove {
+			rems = append(rems, m)
+			delete(b.known, m)
+		}
+	}
+	if len(rems) > 0 {
+		if err := b.rdb.SRem(ctx, b.k.nodeSet(b.node), rems...).Err(); err != nil {
+			// The changes are made; a stale entry in the set is harmless.
+			b.failed(err)
+		}
+	}
+	return first
+}
+
+// clusterReplace is opReplace in cluster mode: what replaceScript and
+// replaceUsersScript do, room by room and user by user.
+func (b *Broker) clusterReplace(ctx context.Context, o *op) error {
+	set := b.k.nodeSet(b.node)
+	have, err := b.rdb.SMembers(ctx, set).Result()
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	var adds []any
+	for i := 0; i+2 < len(o.reg); i += 3 {
+		m := o.reg[i] + "\n" + o.reg[i+1]
+		want[m] = true
+		adds = append(adds, m)
+	}
+	pipe := b.rdb.Pipeline()
+	var rems []any
+	for _, m := range have {
+		if conn, room, ok := strings.Cut(m, "\n"); ok && !want[m] {
+			cDropScript.Eval(ctx, pipe, b.k.roomKeys(room), b.node, conn)
+			rems = append(rems, m)
+		}
+	}
+	if len(rems) > 0 {
+		pipe.SRem(ctx, set, rems...)
+	}
+	if len(adds) > 0 {
+		pipe.SAdd(ctx, set, adds...)
+	}
+	pipe.SAdd(ctx, b.k.nodes(), b.node)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return err
+	}
+	b.known = want // the set holds exactly these now
+	if len(adds) > 0 {
+		// Only now that the set has them: see the top of this file.
+		head := b.node + "\n"
+		pipe = b.rdb.Pipeline()
+		for i := 0; i+2 < len(o.reg); i += 3 {
+			conn, room, entry := o.reg[i], o.reg[i+1], o.reg[i+2]
+			cPutScript.Eval(ctx, pipe, b.k.roomKeys(room), conn, head+entry, "S"+head+conn+"\n"+entry)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+	}
+
+	uset := b.k.nodeUsers(b.node)
+	uhave, err := b.rdb.SMembers(ctx, uset).Result()
+	if err != nil {
+		return err
+	}
+	uwant := map[string]bool{}
+	var uadds []any
+	for i := 0; i+2 < len(o.ureg); i += 3 {
+		m := o.ureg[i] + "\n" + o.ureg[i+1]
+		uwant[m] = true
+		uadds = append(uadds, m)
+	}
+	pipe = b.rdb.Pipeline()
+	var urems []any
+	for _, m := range uhave {
+		if conn, user, ok := strings.Cut(m, "\n"); ok && !uwant[m] {
+			cDropUserScript.Eval(ctx, pipe, b.k.userPair(user), b.node, conn, "", 0)
+			urems = append(urems, m)
+		}
+	}
+	if len(urems) > 0 {
+		pipe.SRem(ctx, uset, urems...)
+	}
+	if len(uadds) > 0 {
+		pipe.SAdd(ctx, uset, uadds...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return err
+	}
+	if len(uadds) > 0 {
+		pipe = b.rdb.Pipeline()
+		for i := 0; i+2 < len(o.ureg); i += 3 {
+			pipe.HSet(ctx, b.k.user(o.ureg[i+1]), o.ureg[i], b.node+"\n"+o.ureg[i+2])
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clusterConnect is opConnect in cluster mode: the node's set first (see
+// the top of this file).
+func (b *Broker) clusterConnect(ctx context.Context, o *op) (int, error) {
+	if err := b.rdb.SAdd(ctx, b.k.nodeUsers(b.node), o.conn+"\n"+o.user).Err(); err != nil {
+		return 0, err
+	}
+	return cConnectScript.Run(ctx, b.rdb, b.k.userPair(o.user), o.conn, b.node+"\n"+o.name).Int()
+}
+
+// clusterDisconnect is opDisconnect in cluster mode: the node's set last.
+func (b *Broker) clusterDisconnect(ctx context.Context, o *op) (int, error) {
+	name, err := cDisconnectScript.Run(ctx, b.rdb, b.k.userPair(o.user), o.conn, o.token, pendingOfflineTTL.Milliseconds()).Text()
+	n := 1
+	switch {
+	case errors.Is(err, goredis.Nil):
+		n = 0
+	case err != nil:
+		return 0, err
+	default:
+		// Recorded after the pending key, in the node's slot: a node
+		// dying in between loses this user.offline, as every node did
+		// before the record existed.
+		if err := b.rdb.HSet(ctx, b.k.nodeOffline(b.node), o.user, o.token+"\n"+name).Err(); err != nil {
+			return 0, err
+		}
+	}
+	return n, b.rdb.SRem(ctx, b.k.nodeUsers(b.node), o.conn+"\n"+o.user).Err()
+}
