@@ -398,18 +398,10 @@ func (r *docRun) load(ctx context.Context) (loadRun, error) {
 		})
 	}()
 
-	g.log.Printf("doc: warm-up %v, window %v", cfg.Warmup, cfg.Duration)
-	if err := sleepUntil(ctx, winStart); err != nil {
-		<-schedDone
-		return run, errInterrupted
+	var err error
+	if run.a, run.b, run.skipped, err = g.measureWindow(ctx, "doc", winStart, winEnd, schedDone); err != nil {
+		return run, err
 	}
-	run.a = g.mark()
-	if err := sleepUntil(ctx, winEnd); err != nil {
-		<-schedDone
-		return run, errInterrupted
-	}
-	run.b = g.mark()
-	run.skipped = <-schedDone // also orders the counters before these reads
 	run.sent, run.errs = sent, errs
 	return run, nil
 }

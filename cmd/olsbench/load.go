@@ -85,18 +85,10 @@ func (g *gen) runLoad(ctx context.Context, win *window, clients []*client, inter
 		})
 	}()
 
-	g.log.Printf("%s: warm-up %v, window %v", cfg.Scenario, cfg.Warmup, cfg.Duration)
-	if err := sleepUntil(ctx, winStart); err != nil {
-		<-schedDone
-		return run, errInterrupted
+	var err error
+	if run.a, run.b, run.skipped, err = g.measureWindow(ctx, cfg.Scenario, winStart, winEnd, schedDone); err != nil {
+		return run, err
 	}
-	run.a = g.mark()
-	if err := sleepUntil(ctx, winEnd); err != nil {
-		<-schedDone
-		return run, errInterrupted
-	}
-	run.b = g.mark()
-	run.skipped = <-schedDone // also orders the counters before these reads
 	run.sent, run.errs, run.full = sent, errs, full
 	return run, nil
 }

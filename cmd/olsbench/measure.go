@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"math"
 	"runtime"
 	"sort"
@@ -111,4 +112,22 @@ func round3(x float64) float64 {
 func selfCPUSeconds() float64 {
 	used, _ := cputime.Process()
 	return used.Seconds()
+}
+
+// measureWindow waits out the warm-up, marks the window's two ends and
+// waits for the scheduler (schedDone gives its skipped sends, and its
+// receipt orders the scheduler's counters before the caller reads them).
+func (g *gen) measureWindow(ctx context.Context, name string, winStart, winEnd time.Time, schedDone <-chan int64) (a, b mark, skipped int64, err error) {
+	g.log.Printf("%s: warm-up %v, window %v", name, g.cfg.Warmup, g.cfg.Duration)
+	if err := sleepUntil(ctx, winStart); err != nil {
+		<-schedDone
+		return a, b, 0, errInterrupted
+	}
+	a = g.mark()
+	if err := sleepUntil(ctx, winEnd); err != nil {
+		<-schedDone
+		return a, b, 0, errInterrupted
+	}
+	b = g.mark()
+	return a, b, <-schedDone, nil
 }
