@@ -76,9 +76,8 @@ func (s *Server) relayEvent(roomID string, frame []byte) {
 type clusterSink struct{ s *Server }
 
 func (k clusterSink) MemberSet(roomID, connID string, entry []byte) {
-	if name, ok := docName(roomID); ok {
-		k.s.docPeerSet(name, connID)
-		return
+	if _, ok := docName(roomID); ok {
+		return // a document's peer elsewhere: only its departure matters (docPeerRemoved)
 	}
 	if r := k.s.lookupRoom(roomID); r != nil {
 		r.remoteChange(connID, entry)

@@ -41,9 +41,8 @@ func docRoom(name string) string { return docRoomPrefix + name }
 // docName is the document of a broker room, when it is one.
 func docName(room string) (string, bool) { return strings.CutPrefix(room, docRoomPrefix) }
 
-// subscribe subscribes to the document's traffic and reads which of its
-// peers are on other nodes. A failure is logged and left to the broker's
-// resynchronisation (Resync), as for rooms.
+// subscribe subscribes to the document's traffic. A failure is logged and
+// left to the broker's resynchronisation (Resync), as for rooms.
 func (d *ydoc) subscribe(ctx context.Context) {
 	s := d.srv
 	room := docRoom(d.name)
@@ -51,28 +50,27 @@ func (d *ydoc) subscribe(ctx context.Context) {
 		s.log.Debug("cluster: document subscription pending", "doc", d.name, "err", err)
 	}
 	d.subscribed = true
-	d.reconcileRemote(ctx)
 }
 
-// reconcileRemote reloads the document's peers on other nodes from the
-// registry and removes the cursors of those that are gone.
+// reconcileRemote reads the document's peers on other nodes from the
+// registry and removes the cursors of owners that are neither there nor
+// here: their departures may have been lost.
 func (d *ydoc) reconcileRemote(ctx context.Context) {
 	st, err := d.srv.broker.RoomState(ctx, docRoom(d.name))
 	if err != nil {
 		return
 	}
+	present := make(map[string]bool, len(st.Members))
+	for _, m := range st.Members {
+		present[m.ConnID] = true
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	clear(d.remote)
-	for _, m := range st.Members {
-		d.remote[m.ConnID] = struct{}{}
-	}
-	local := make(map[string]bool, len(d.peers))
 	for p := range d.peers {
-		local[p.id] = true
+		present[p.id] = true
 	}
 	for owner := range d.owned {
-		if _, ok := d.remote[owner]; !ok && !local[owner] {
+		if !present[owner] {
 			d.dropOwnerLocked(owner)
 		}
 	}
@@ -163,21 +161,11 @@ func (d *ydoc) relayLocalAwarenessLocked() {
 	}
 }
 
-// docPeerSet records a peer of document name on another node.
-func (s *Server) docPeerSet(name, connID string) {
-	if d := s.lookupDoc(name); d != nil {
-		d.mu.Lock()
-		d.remote[connID] = struct{}{}
-		d.mu.Unlock()
-	}
-}
-
 // docPeerRemoved says a peer of document name on another node is gone
 // (it left, or its node died): its cursors vanish.
 func (s *Server) docPeerRemoved(name, connID string) {
 	if d := s.lookupDoc(name); d != nil {
 		d.mu.Lock()
-		delete(d.remote, connID)
 		d.dropOwnerLocked(connID)
 		d.mu.Unlock()
 	}

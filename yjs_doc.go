@@ -42,16 +42,14 @@ type ydoc struct {
 	changes docChanges
 
 	// Awareness: see yjs_awareness.go.
-	aware  map[uint64]yAware
-	owned  map[string]int      // client ids each connection (local or remote) owns
-	remote map[string]struct{} // the document's peers on other nodes
+	aware map[uint64]yAware
+	owned map[string]int // client ids each connection (local or remote) owns
 
 	// Storage: see yjs_persist.go.
 	unstored   [][]byte // accepted from this node's peers, not stored yet
-	unstoredBy int64
-	writing    bool  // a store writer runs (and holds the document in memory)
-	storedRows int   // updates the store holds, as last known
-	storedBy   int64 // their bytes
+	writing    bool     // a store writer runs (and holds the document in memory)
+	storedRows int      // updates the store holds, as last known
+	storedBy   int64    // their bytes
 	compacting bool
 }
 
@@ -77,7 +75,7 @@ const (
 func newYDoc(s *Server, name string) *ydoc {
 	return &ydoc{name: name, srv: s, ready: make(chan struct{}), state: emptyYUpdate,
 		peers: make(map[*conn]struct{}), aware: make(map[uint64]yAware),
-		owned: make(map[string]int), remote: make(map[string]struct{})}
+		owned: make(map[string]int)}
 }
 
 // hold takes one more hold on d, unless it is being forgotten.

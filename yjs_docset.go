@@ -126,14 +126,21 @@ func (s *Server) openDoc(ctx context.Context, name string) (*ydoc, error) {
 func (s *Server) closeDoc(d *ydoc) {
 	d.mu.Lock()
 	d.holds--
-	forget := d.holds == 0 && !d.writing && !d.gone
-	if forget {
-		d.gone = true
-	}
+	forget := d.unusedLocked()
 	d.mu.Unlock()
 	if forget {
 		s.forgetDoc(d)
 	}
+}
+
+// unusedLocked marks d gone, and reports it, when nothing holds it and
+// nothing of it waits to be stored: the caller then forgets it. d.mu held.
+func (d *ydoc) unusedLocked() bool {
+	if d.holds > 0 || d.writing || d.gone {
+		return false
+	}
+	d.gone = true
+	return true
 }
 
 // forgetDoc removes d, marked gone, from the open documents and the

@@ -31,7 +31,6 @@ func (d *ydoc) storeLocked(update []byte) {
 		return
 	}
 	d.unstored = append(d.unstored, update)
-	d.unstoredBy += int64(len(update))
 	if !d.writing {
 		d.writing = true
 		ds.writers.Add(1)
@@ -57,10 +56,7 @@ func (d *ydoc) write() {
 		if n == 0 {
 			d.unstored = nil
 			d.writing = false
-			forget := d.holds == 0 && !d.gone
-			if forget {
-				d.gone = true
-			}
+			forget := d.unusedLocked()
 			d.mu.Unlock()
 			if forget {
 				d.srv.forgetDoc(d)
@@ -79,7 +75,6 @@ func (d *ydoc) write() {
 			ds.metrics.bytesStored.Add(float64(size))
 			d.mu.Lock()
 			d.unstored = d.unstored[n:]
-			d.unstoredBy -= size
 			d.storedRows += n
 			d.storedBy += size
 			d.maybeCompactStoreLocked()
@@ -95,7 +90,7 @@ func (d *ydoc) write() {
 		case <-d.srv.stop:
 			d.mu.Lock()
 			lost := len(d.unstored)
-			d.unstored, d.unstoredBy = nil, 0
+			d.unstored = nil
 			d.mu.Unlock()
 			d.srv.log.Error("server shut down before document updates could be stored; peers send them again when they reconnect",
 				"doc", d.name, "updates", lost, "err", err)
