@@ -282,6 +282,21 @@ wanted() {
 	return 1
 }
 
+# bench LABEL EXPECT OLSBENCH-ARGS...: runs olsbench, its result line
+# appended to $OUT, and says when it missed a target or failed.
+bench() {
+	local label=$1 expect=$2
+	shift 2
+	[ -n "$expect" ] && set -- "$@" -expect "$expect"
+	local code=0
+	"${PIN_CLIENT[@]}" "$BENCH_BIN" "$@" >>"$OUT" || code=$?
+	case $code in
+	0) ;;
+	3) echo "run.sh: $label missed a target" >&2 ;;
+	*) echo "run.sh: $label failed (exit $code)" >&2 ;;
+	esac
+}
+
 # run LABEL EXPECT OLSBENCH-ARGS...: one scenario against a fresh server.
 run() {
 	local label=$1 expect=$2
@@ -290,14 +305,7 @@ run() {
 	echo "run.sh: === $label: $*" >&2
 	start_server
 	local args=(-url "$URL" -server-pid "$SERVER_PID" -label "$label")
-	[ -n "$expect" ] && args+=(-expect "$expect")
-	local code=0
-	"${PIN_CLIENT[@]}" "$BENCH_BIN" "${args[@]}" "$@" >>"$OUT" || code=$?
-	case $code in
-	0) ;;
-	3) echo "run.sh: $label missed a target" >&2 ;;
-	*) echo "run.sh: $label failed (exit $code)" >&2 ;;
-	esac
+	bench "$label" "$expect" "${args[@]}" "$@"
 	stop_server
 }
 
@@ -327,14 +335,7 @@ run_cluster() {
 	start_nodes
 	local args=(-url "$(join_by , "${NODE_URLS[@]}")" -server-pid "$(join_by , "${NODE_PIDS[@]}")"
 		-redis-pid "$(join_by , "${REDIS_PIDS[@]}")" -label "$label")
-	[ -n "$expect" ] && args+=(-expect "$expect")
-	local code=0
-	"${PIN_CLIENT[@]}" "$BENCH_BIN" "${args[@]}" "$@" >>"$OUT" || code=$?
-	case $code in
-	0) ;;
-	3) echo "run.sh: $label missed a target" >&2 ;;
-	*) echo "run.sh: $label failed (exit $code)" >&2 ;;
-	esac
+	bench "$label" "$expect" "${args[@]}" "$@"
 	stop_cluster
 }
 
