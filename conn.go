@@ -64,6 +64,10 @@ type conn struct {
 	// (see kickLocal): from then on its messages are ignored while its
 	// close handshake runs, so nothing it sends reaches the room.
 	kicked atomic.Bool
+	// shut is set once the server has queued its close frame or given the
+	// connection up: from then on nothing the client sends is acted on.
+	// A refused connection (never registered) is shut from the start.
+	shut atomic.Bool
 
 	mu      sync.Mutex // guards the send queue and closing
 	queue   [][]byte
@@ -186,6 +190,7 @@ func (c *conn) close(code int, reason string) {
 	c.queue = append(c.queue, ws.CloseFrame(code, reason))
 	c.frames++
 	c.closing, c.closeQueued = true, true
+	c.shut.Store(true)
 	c.reason = reason
 	if !c.writing {
 		c.writing = true
@@ -202,6 +207,7 @@ func (c *conn) abort(reason string) {
 		c.reason = reason
 	}
 	c.closing = true
+	c.shut.Store(true)
 	c.queue, c.queued, c.spared, c.frames = nil, 0, 0, 0
 	c.mu.Unlock()
 	c.ws.Close()
@@ -289,6 +295,9 @@ const closeGrace = 2 * time.Second
 func (c *conn) Message(text bool, data []byte) {
 	c.touch()
 	c.srv.metrics.messageIn(len(data))
+	if !c.registered || c.shut.Load() {
+		return // in its close handshake: it may say nothing more
+	}
 	if c.doc != nil {
 		c.docMessage(text, data)
 		return
