@@ -33,9 +33,11 @@ type Docs interface {
 	// is unknown (its answer was lost): then all of them may be, and
 	// appending them again is harmless, an update stored twice being
 	// merged once. An append whose ctx ends before it commits stores
-	// nothing. Appends made at the same time, for any documents, may
-	// share one commit. A room id holding NUL is refused with an error
-	// wrapping ErrNUL.
+	// nothing. Each call is one commit: the server groups what a
+	// document's peers sent while its previous append ran into the next
+	// call, so a busy document costs one commit per round trip, not one
+	// per update. A room id holding NUL is refused with an error wrapping
+	// ErrNUL.
 	AppendUpdates(ctx context.Context, roomID string, updates [][]byte) error
 	// LoadDoc returns every update stored for roomID (nil when there is
 	// none), in the order stored, a compacted snapshot first.
