@@ -1,8 +1,10 @@
 package livesync
 
 import (
+	"bytes"
 	"context"
 	"net/http"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -122,5 +124,24 @@ func TestDocHeartbeatRemovesAwareness(t *testing.T) {
 	}
 	if got := readAwareness(t, watcher); len(got) != 1 || got[0] != (yAwarenessEntry{42, 8, "null"}) {
 		t.Fatalf("after the dead peer's timeout the watcher got %+v, want client 42 removed at clock 8", got)
+	}
+}
+
+// A room id with characters that mean something in a URL names its
+// document when escaped, as encodeURIComponent escapes it (the README's
+// snippet): the server unescapes the path segment, "/" included.
+func TestDocEscapedRoomID(t *testing.T) {
+	o := startOpsServer(t, nil, testAPIKey)
+	docURL := "ws" + o.base[len("http"):] + DocPath
+	const room = "team a/b?c=1#d 100%"
+	c := livesynctest.DialDoc(t, docURL+url.PathEscape(room))
+	c.Handshake(nil)
+	u := livesynctest.TextUpdate(1, 0, "escaped")
+	c.Write(livesynctest.SyncMsg(ySyncUpdate, u))
+	livesynctest.WaitFor(t, "the update in the document named "+room, func() bool {
+		return bytes.Equal(o.api(t, http.MethodGet, roomPath(room, "/document"), "").body, u)
+	})
+	if o.s.lookupDoc(room) == nil || len(o.s.openDocs()) != 1 {
+		t.Fatalf("open documents %d, want the one named %q", len(o.s.openDocs()), room)
 	}
 }
