@@ -54,10 +54,11 @@ var (
 // or a client over the document rates (DocUpdateRate, DocSyncRate, or
 // MaxViolations awareness messages in a row over DocAwarenessRate).
 //
-// The y-websocket 3 provider reconnects after every close, refusals
-// included: an app stops it on a code in 4400–4499, from its
-// "connection-close" event, with provider.disconnect() (the README shows
-// how).
+// A close code in 4400–4499 is a refusal that reconnecting cannot cure.
+// y-websocket from 3.1 stops on one by default (its shouldReconnect);
+// 3.0 reconnects after every close, so an app stops it from its
+// "connection-close" event with provider.disconnect(), as the README
+// shows, which is harmless on 3.1.
 //
 // Documents are kept in the chat store when it is a chat.DocStore (see
 // Options.Store), and shared with the other nodes of a cluster.
