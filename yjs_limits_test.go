@@ -229,3 +229,19 @@ func TestDocTrailingBytesAreMalformed(t *testing.T) {
 		t.Fatalf("the document after them: % x, want it empty", got)
 	}
 }
+
+// A document message may take a few MiB by default: one paste of a long
+// text, or the sync step 2 of a provider that edited offline, is accepted
+// and relayed whole.
+func TestDocLargeUpdateFitsByDefault(t *testing.T) {
+	_, base := startDocServer(t, nil)
+	a := livesynctest.DialDoc(t, base+"d")
+	a.Handshake(nil)
+	b := livesynctest.DialDoc(t, base+"d")
+	b.Handshake(nil)
+	paste := livesynctest.TextUpdate(1, 0, strings.Repeat("long text ", 300_000)) // 3 MB
+	a.Write(livesynctest.SyncMsg(ySyncStep2, paste))
+	if got := b.Expect(yMsgSync, ySyncUpdate); !bytes.Equal(got, paste) {
+		t.Fatalf("relayed %d bytes, want the %d of the paste", len(got), len(paste))
+	}
+}
