@@ -98,8 +98,9 @@ type Limits struct {
 	// DocUpdateRate bounds the bytes of document updates one connection
 	// may send per second, with a burst of MaxDocMessageBytes: every
 	// update is relayed to every peer, so one member's flood would fill
-	// the others' send queues. Beyond it the connection is closed with
-	// 1008 (its provider reconnects and syncs). Default 1 MiB/s.
+	// the others' send queues; the awareness messages it relays take from
+	// the same budget. Beyond it the connection is closed with 1008 (its
+	// provider reconnects and syncs). Default 1 MiB/s.
 	DocUpdateRate int
 	// DocAwarenessRate and DocAwarenessBurst limit the awareness and
 	// query-awareness messages of one document connection: each is
