@@ -132,6 +132,8 @@ func (a *apiHandler) serve(w http.ResponseWriter, r *http.Request) (res apiResul
 		post   func(body []byte) apiResult
 		// bodyLimit bounds a POST's body.
 		bodyLimit = a.s.limits.MaxMessageBytes
+		// allow is what a 405 lists, when the endpoint takes more than method.
+		allow string
 	)
 	switch {
 	case len(segs) == 1:
@@ -153,6 +155,7 @@ func (a *apiHandler) serve(w http.ResponseWriter, r *http.Request) (res apiResul
 		case "kick":
 			method, post = http.MethodPost, func(b []byte) apiResult { return a.kick(room, b) }
 		case "document":
+			allow = "GET, POST"
 			if r.Method == http.MethodPost {
 				method, post, bodyLimit = http.MethodPost, func(b []byte) apiResult { return a.postDocument(room, b) }, a.s.limits.MaxDocMessageBytes
 			} else {
@@ -174,8 +177,11 @@ func (a *apiHandler) serve(w http.ResponseWriter, r *http.Request) (res apiResul
 		return errAPINotFound, false, ""
 	}
 	if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
-		w.Header().Set("Allow", method)
-		return apiError(http.StatusMethodNotAllowed, protocol.CodeInvalidMessage, "this endpoint takes "+method), false, room
+		if allow == "" {
+			allow = method
+		}
+		w.Header().Set("Allow", allow)
+		return apiError(http.StatusMethodNotAllowed, protocol.CodeInvalidMessage, "this endpoint takes "+allow), false, room
 	}
 	if get != nil {
 		return get(), false, room

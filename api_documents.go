@@ -2,7 +2,6 @@ package livesync
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
 	"github.com/openlivesync/livesync/protocol"
@@ -12,8 +11,9 @@ import (
 // returns the room's shared document as one merged Yjs update (binary,
 // application/octet-stream; an empty document is the two bytes 0 0), and
 // POST applies a Yjs update sent as the body (binary, at most
-// Limits.MaxDocMessageBytes) as a peer's would be: stored first, then
-// sent to the document's peers on every node. Both open the document as a
+// Limits.MaxDocMessageBytes) as a peer's would be: checked against
+// Limits.MaxDocBytes, stored, then sent to the document's peers on every
+// node; an update refused (413) is not stored. Both open the document as a
 // peer does (a load from the store) when it is not open here.
 
 // getDocument serves GET …/document.
@@ -53,21 +53,18 @@ func (a *apiHandler) postDocument(room string, update []byte) apiResult {
 		return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the document cannot be loaded")
 	}
 	defer s.closeDoc(d)
-	if d.size()+int64(len(update)) > s.limits.MaxDocBytes {
+	n := int64(len(update))
+	if !d.reserve(n, s.limits.MaxDocBytes) {
 		return apiError(http.StatusRequestEntityTooLarge, protocol.CodeMessageTooLarge, errDocTooLarge.Error())
 	}
 	if st := s.docs.store; st != nil {
 		if err := st.AppendUpdates(ctx, room, [][]byte{update}); err != nil {
+			d.unreserve(n)
 			s.log.Warn("api: document update not stored", "doc", room, "err", err)
 			return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the document store is unavailable; the update was not applied")
 		}
 	}
 	f := ySyncFrame(ySyncUpdate, update)
-	if err := d.apply(nil, f[len(f)-len(update):], f, s.limits.MaxDocBytes); err != nil {
-		if errors.Is(err, errDocTooLarge) {
-			return apiError(http.StatusRequestEntityTooLarge, protocol.CodeMessageTooLarge, err.Error())
-		}
-		return apiError(http.StatusInternalServerError, protocol.CodeServerError, err.Error())
-	}
+	d.applyStored(f[len(f)-len(update):], f)
 	return apiResult{status: http.StatusNoContent}
 }

@@ -55,8 +55,9 @@ type conn struct {
 	// quickWrites: a busy connection's writer waits less for more frames
 	// (docMaxCoalesce). Set before the connection is shared.
 	quickWrites bool
-	// docBytes rate-limits the document update bytes a /yjs peer sends.
-	docBytes *rate.Limiter
+	// docBytes rate-limits the document update bytes a /yjs peer sends;
+	// docAwareness its awareness messages, docSync its sync step 1s.
+	docBytes, docAwareness, docSync *rate.Limiter
 	// historyLimit rate-limits get_chat_history, a store read each.
 	historyLimit *rate.Limiter
 	violations   int // reader: consecutive rate-limit refusals

@@ -77,7 +77,8 @@ func TestResolveLimitsDefaults(t *testing.T) {
 		EventRate: 100, EventBurst: 200, ChatRate: 10, ChatBurst: 20, MaxViolations: 100,
 		MaxRoomIDBytes: 256, MaxPresenceBytes: 8 << 10, MaxChatBytes: 16 << 10,
 		HistoryRate: 5, HistoryBurst: 10, HistoryBytes: 256 << 10, StoreTimeout: 5 * time.Second,
-		MaxDocMessageBytes: 1 << 20, MaxDocBytes: 64 << 20, DocUpdateRate: 1 << 20,
+		MaxDocMessageBytes: 8 << 20, MaxDocBytes: 64 << 20, DocUpdateRate: 1 << 20,
+		DocAwarenessRate: 60, DocAwarenessBurst: 120, DocSyncRate: 1, DocSyncBurst: 10,
 		ReadHeaderTimeout: 10 * time.Second, RequestReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 	}
 	if got != want {

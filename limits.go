@@ -83,19 +83,42 @@ type Limits struct {
 	StoreTimeout time.Duration
 	// MaxDocMessageBytes is the largest accepted frame on the document
 	// endpoint (DocHandler), which needs more than MaxMessageBytes: one
-	// pasted page is an update of hundreds of KiB. A larger frame closes
-	// the connection with 1009. Default 1 MiB.
+	// pasted page is an update of hundreds of KiB, and the sync step 2 of
+	// a provider that edited offline holds all it did. A larger frame
+	// closes the connection with 1009. It is also the burst of
+	// DocUpdateRate and the body limit of the API's POST …/document.
+	// Default 8 MiB.
 	MaxDocMessageBytes int64
 	// MaxDocBytes bounds a document's size, as its merged updates: an
 	// update that would take it beyond is not applied nor relayed, and
-	// its sender is closed with 1009. Default 64 MiB.
+	// its sender is closed with 4413 (protocol.CloseDocumentFull), a
+	// refusal the app stops its provider on; the API answers 413.
+	// Default 64 MiB, eight of the largest messages.
 	MaxDocBytes int64
 	// DocUpdateRate bounds the bytes of document updates one connection
 	// may send per second, with a burst of MaxDocMessageBytes: every
 	// update is relayed to every peer, so one member's flood would fill
-	// the others' send queues. Beyond it the connection is closed with
-	// 1008 (its provider reconnects and syncs). Default 1 MiB/s.
+	// the others' send queues; the awareness messages it relays take from
+	// the same budget. Beyond it the connection is closed with 1008 (its
+	// provider reconnects and syncs). Default 1 MiB/s.
 	DocUpdateRate int
+	// DocAwarenessRate and DocAwarenessBurst limit the awareness and
+	// query-awareness messages of one document connection: each is
+	// relayed to every peer (or answered with every state). A message
+	// beyond the rate is dropped, which loses nothing lasting (a
+	// provider's next awareness message carries its whole state again),
+	// and MaxViolations of them in a row close the connection with 1008.
+	// Default 60/s (a cursor dragged at a screen's refresh rate), burst
+	// 120.
+	DocAwarenessRate  float64
+	DocAwarenessBurst int
+	// DocSyncRate and DocSyncBurst limit the sync step 1 messages of one
+	// document connection, each answered with a diff of the whole
+	// document: a provider sends one per connection (and one per
+	// resyncInterval, when set). Beyond it the connection is closed with
+	// 1008. Default 1/s, burst 10.
+	DocSyncRate  float64
+	DocSyncBurst int
 
 	// The three below bound plain HTTP under Serve and ListenAndServe (on
 	// a server of your own, set them on your http.Server), so that a slow
@@ -168,12 +191,20 @@ var limitTable = []limitRow{
 		"chat history sent to a joiner, and one chat_history page, in `bytes` of JSON"),
 	row(func(l *Limits) *time.Duration { return &l.StoreTimeout }, "StoreTimeout", 5*time.Second,
 		"time a chat message may wait for the store from its arrival (a `duration`); then CHAT_UNAVAILABLE"),
-	row(func(l *Limits) *int64 { return &l.MaxDocMessageBytes }, "MaxDocMessageBytes", 1<<20,
+	row(func(l *Limits) *int64 { return &l.MaxDocMessageBytes }, "MaxDocMessageBytes", 8<<20,
 		"largest accepted frame on the document endpoint /yjs, in `bytes`; a larger one closes with 1009"),
 	row(func(l *Limits) *int64 { return &l.MaxDocBytes }, "MaxDocBytes", 64<<20,
-		"largest document, in `bytes` of merged updates; an update beyond is refused and closes with 1009"),
+		"largest document, in `bytes` of merged updates; an update beyond is refused and closes with 4413"),
 	row(func(l *Limits) *int { return &l.DocUpdateRate }, "DocUpdateRate", 1<<20,
 		"document update `bytes/s` one connection may send (burst: -max-doc-message-bytes); beyond, close 1008"),
+	row(func(l *Limits) *float64 { return &l.DocAwarenessRate }, "DocAwarenessRate", 60,
+		"awareness and query-awareness `messages/s` per document connection; beyond, dropped"),
+	row(func(l *Limits) *int { return &l.DocAwarenessBurst }, "DocAwarenessBurst", 120,
+		"awareness `messages` a document connection may send at once above -doc-awareness-rate"),
+	row(func(l *Limits) *float64 { return &l.DocSyncRate }, "DocSyncRate", 1,
+		"sync step 1 `messages/s` per document connection (each diffs the document); beyond, close 1008"),
+	row(func(l *Limits) *int { return &l.DocSyncBurst }, "DocSyncBurst", 10,
+		"sync step 1 `messages` a document connection may send at once above -doc-sync-rate"),
 	row(func(l *Limits) *time.Duration { return &l.ReadHeaderTimeout }, "ReadHeaderTimeout", 0,
 		"time to read an HTTP request's headers (a `duration`)").
 		from(func(l *Limits) time.Duration { return l.HandshakeTimeout }, "HandshakeTimeout"),

@@ -58,14 +58,42 @@ func (d *ydoc) awarenessLocked(owner string, entries []yAwarenessEntry, frame []
 
 // awareness handles an awareness message of local peer c: update is its
 // payload (the awareness update), frame the whole message as a frame.
-func (d *ydoc) awareness(c *conn, entries []yAwarenessEntry, update, frame []byte) error {
+// allow is asked, once, when the message would change anything (an echo
+// of states known changes nothing and costs no relay): false drops the
+// message, and awareness reports that with dropped. A dropped state
+// loses nothing lasting: a provider's next message carries its whole
+// state, and it renews it every 15 s.
+func (d *ydoc) awareness(c *conn, entries []yAwarenessEntry, update, frame []byte, allow func() bool) (dropped bool, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if !d.awarenessChangesLocked(entries) {
+		return false, nil
+	}
+	if !allow() {
+		return true, nil
+	}
 	fresh, err := d.awarenessLocked(c.id, entries, frame, yMaxOwnedClients)
 	if fresh {
 		d.relayLocked(docRelayAwareness, c.id, update)
 	}
-	return err
+	return false, err
+}
+
+// awarenessChangesLocked reports whether awarenessLocked would record
+// any of entries, by the same rules.
+func (d *ydoc) awarenessChangesLocked(entries []yAwarenessEntry) bool {
+	for _, e := range entries {
+		known, ok := d.aware[e.client]
+		switch {
+		case e.state == "null":
+			if ok && e.clock >= known.clock {
+				return true
+			}
+		case !ok, e.clock > known.clock:
+			return true
+		}
+	}
+	return false
 }
 
 func (d *ydoc) disownLocked(owner string) {
@@ -96,18 +124,32 @@ func (d *ydoc) dropOwnerLocked(owner string) {
 	}
 }
 
-// awarenessFrameLocked is an awareness message with every known state.
-func (d *ydoc) awarenessFrameLocked() []byte {
+// awarenessFrameLocked is an awareness message with the known states, as
+// many as fit in budget bytes. A joiner (or a query) is sent them at
+// once, as a snapshot (see conn.sendSnapshot), so what it is sent must
+// fit its send queue, whatever the number of peers and the size of their
+// states: the states left out reach it when their clients renew them
+// (every 15 s) or change them.
+func (d *ydoc) awarenessFrameLocked(budget int) []byte {
 	entries := make([]yAwarenessEntry, 0, len(d.aware))
 	for id, a := range d.aware {
-		entries = append(entries, yAwarenessEntry{client: id, clock: a.clock, state: a.state})
+		// 24: the most the client id, clock and length can take.
+		if size := 24 + len(a.state); size <= budget {
+			budget -= size
+			entries = append(entries, yAwarenessEntry{client: id, clock: a.clock, state: a.state})
+		}
 	}
 	return yAwarenessFrame(entries)
 }
 
-// queryAwareness sends c every known awareness state.
+// awarenessBudget is the most a joiner's (or a query's) awareness frame
+// may hold: half the send queue, leaving the rest for what is relayed
+// while the joiner reads it.
+func (s *Server) awarenessBudget() int { return s.limits.SendQueueBytes / 2 }
+
+// queryAwareness sends c the known awareness states.
 func (d *ydoc) queryAwareness(c *conn) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c.send(d.awarenessFrameLocked())
+	c.sendSnapshot(d.awarenessFrameLocked(d.srv.awarenessBudget()))
 }

@@ -51,6 +51,9 @@ type ydoc struct {
 	storedRows int      // updates the store holds, as last known
 	storedBy   int64    // their bytes
 	compacting bool
+	// reserved is the bytes of API updates being stored (reserve): they
+	// count toward the document's size until applied or given up.
+	reserved int64
 }
 
 // emptyYUpdate is the update of an empty document: no structs, no deletes.
@@ -175,16 +178,9 @@ func (d *ydoc) join(c *conn) error {
 	}
 	c.send(ySyncFrame(ySyncStep1, sv))
 	if len(d.aware) > 0 {
-		c.send(d.awarenessFrameLocked())
+		c.sendSnapshot(d.awarenessFrameLocked(d.srv.awarenessBudget())) // as large as the peers make it: no backlog of c's
 	}
 	return nil
-}
-
-// size is the document's size in bytes, as its updates.
-func (d *ydoc) size() int64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return int64(len(d.state)) + d.pendBy
 }
 
 // stateVectorLocked returns the state vector of d.state, encoded; pending
@@ -208,27 +204,38 @@ func (d *ydoc) snapshot() ([]byte, error) {
 	return d.state, err
 }
 
-// apply adds update, which decoded, to the document: it is relayed to the
-// other peers here as frame (whose tail is the update), to the other
-// nodes of the cluster, and stored. from is nil for an update of the HTTP
-// API, which stores it itself before it is applied. It refuses an update
+// apply adds update, which decoded, from peer from to the document: it
+// is relayed to the other peers here as frame (whose tail is the update),
+// to the other nodes of the cluster, and stored. It refuses an update
 // that would take the document beyond limit bytes.
 func (d *ydoc) apply(from *conn, update, frame []byte, limit int64) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if int64(len(d.state))+d.pendBy+int64(len(update)) > limit {
+	if !d.fitsLocked(int64(len(update)), limit) {
 		return errDocTooLarge
 	}
+	d.acceptLocked(from, update, frame)
+	d.storeLocked(update)
+	return nil
+}
+
+// fitsLocked reports whether n more bytes keep the document within limit,
+// counting the API updates reserved. d.mu held.
+func (d *ydoc) fitsLocked(n, limit int64) bool {
+	return int64(len(d.state))+d.pendBy+d.reserved+n <= limit
+}
+
+// acceptLocked adds update, from peer from (nil for the API), to the
+// document and relays it here and to the other nodes. d.mu held.
+func (d *ydoc) acceptLocked(from *conn, update, frame []byte) {
 	d.srv.docs.metrics.updatesIn.Inc()
 	d.noteChangeLocked(len(update))
 	d.addLocked(update, frame, from)
 	var fromID string
 	if from != nil {
 		fromID = from.id
-		d.storeLocked(update)
 	}
 	d.relayLocked(docRelayUpdate, fromID, update)
-	return nil
 }
 
 // addLocked adds update to pending and sends frame to every peer but

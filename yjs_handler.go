@@ -23,6 +23,7 @@ const DocPath = "/yjs/"
 var (
 	errDocTooLarge    = errors.New("document size limit reached")
 	errTooManyClients = errors.New("too many awareness clients on one connection")
+	errDocFlood       = errors.New("document message rate exceeded")
 )
 
 // DocHandler returns the endpoint of shared documents: the y-websocket
@@ -44,12 +45,20 @@ var (
 // CanJoin and the room's bans for the document. Close codes:
 // 4401 / 4500 as on the rooms' endpoint, 4403 (protocol.CloseForbidden)
 // when the document is refused, 4400 (protocol.CloseBadDocument) when the
-// path is no valid room id, 1009 for a frame over Limits.MaxDocMessageBytes
-// or an update that would take the document over Limits.MaxDocBytes, 1007
-// (protocol.CloseInvalidData) for a message or Yjs update that does not
-// decode (never applied nor relayed), 1003 for a text frame, 1008 for a
-// slow consumer. The y-websocket 3 provider does not reconnect after a
-// close code in 4400–4499.
+// path is no valid room id, 4413 (protocol.CloseDocumentFull) for an
+// update that would take the document over Limits.MaxDocBytes, 1009 for
+// a frame over Limits.MaxDocMessageBytes or an awareness state over
+// Limits.MaxPresenceBytes, 1007 (protocol.CloseInvalidData) for a
+// message, Yjs update or awareness state that does not decode (never
+// applied nor relayed), 1003 for a text frame, 1008 for a slow consumer
+// or a client over the document rates (DocUpdateRate, DocSyncRate, or
+// MaxViolations awareness messages in a row over DocAwarenessRate).
+//
+// A close code in 4400–4499 is a refusal that reconnecting cannot cure.
+// y-websocket from 3.1 stops on one by default (its shouldReconnect);
+// 3.0 reconnects after every close, so an app stops it from its
+// "connection-close" event with provider.disconnect(), as the README
+// shows, which is harmless on 3.1.
 //
 // Documents are kept in the chat store when it is a chat.DocStore (see
 // Options.Store), and shared with the other nodes of a cluster.
@@ -123,12 +132,16 @@ func (c *conn) docMessage(text bool, data []byte) {
 	case yMsgSync:
 		sub := r.Uint()
 		payload := r.Bytes()
-		if r.Err != nil {
+		if r.Err != nil || len(r.B) != 0 {
 			c.docClose(errYWire)
 			return
 		}
 		switch sub {
 		case ySyncStep1:
+			if !c.allowDocSync() {
+				c.docClose(errDocFlood)
+				return
+			}
 			sv, err := yupdate.DecodeStateVector(payload)
 			if err != nil {
 				c.docClose(err)
@@ -160,8 +173,7 @@ func (c *conn) docMessage(text bool, data []byte) {
 				return // changes nothing (a step 2 from a peer with nothing new)
 			}
 			if !c.allowDocBytes(len(payload)) {
-				c.docClosed = true
-				c.close(protocol.ClosePolicy, "document update rate exceeded")
+				c.docClose(errDocFlood)
 				return
 			}
 			// The relayed frame is built once; its tail is the update,
@@ -180,15 +192,33 @@ func (c *conn) docMessage(text bool, data []byte) {
 			return
 		}
 		entries, err := decodeYAwareness(update)
+		if err == nil {
+			err = checkYAwarenessSize(entries, c.srv.limits.MaxPresenceBytes)
+		}
 		if err != nil {
 			c.docClose(err)
 			return
 		}
 		b := make([]byte, ws.FrameHeadroom, ws.FrameHeadroom+len(data))
-		if err := d.awareness(c, entries, update, ws.BinaryFrame(append(b, data...))); err != nil {
+		allow := func() bool { return c.allowDocAwareness(len(update)) }
+		dropped, err := d.awareness(c, entries, update, ws.BinaryFrame(append(b, data...)), allow)
+		switch {
+		case err != nil:
 			c.docClose(err)
+		case dropped:
+			c.docViolation()
+		default:
+			c.violations = 0
 		}
 	case yMsgQueryAwareness:
+		if len(r.B) != 0 {
+			c.docClose(errYWire)
+			return
+		}
+		if !c.allowDocAwareness(0) {
+			c.docViolation()
+			return
+		}
 		d.queryAwareness(c)
 	default:
 		// Auth (2) and unknown types: the official server ignores them too.
@@ -200,8 +230,10 @@ func (c *conn) docClose(err error) {
 	c.docClosed = true
 	switch {
 	case errors.Is(err, errDocTooLarge):
+		c.close(protocol.CloseDocumentFull, err.Error())
+	case errors.Is(err, errAwarenessTooLarge):
 		c.close(protocol.CloseTooLarge, err.Error())
-	case errors.Is(err, errTooManyClients):
+	case errors.Is(err, errTooManyClients), errors.Is(err, errDocFlood):
 		c.close(protocol.ClosePolicy, err.Error())
 	default:
 		c.close(protocol.CloseInvalidData, "malformed document message")
@@ -216,6 +248,45 @@ func (c *conn) allowDocBytes(n int) bool {
 		c.docBytes = rate.NewLimiter(rate.Limit(lim.DocUpdateRate), int(lim.MaxDocMessageBytes))
 	}
 	return c.docBytes.AllowN(time.Now(), n)
+}
+
+// allowDocAwareness takes one message from the connection's awareness
+// budget (Limits.DocAwarenessRate and DocAwarenessBurst) and, for an
+// awareness update of n bytes to relay, n bytes from its update budget:
+// relayed awareness fills the peers' send queues as updates do. Reader
+// only.
+func (c *conn) allowDocAwareness(n int) bool {
+	lim := &c.srv.limits
+	if c.docAwareness == nil {
+		c.docAwareness = rate.NewLimiter(rate.Limit(lim.DocAwarenessRate), lim.DocAwarenessBurst)
+	}
+	if n > 0 && c.docBytes != nil && c.docBytes.TokensAt(time.Now()) < float64(n) {
+		return false // checked first, so that a refusal takes no message
+	}
+	if !c.docAwareness.Allow() {
+		return false
+	}
+	return n == 0 || c.allowDocBytes(n)
+}
+
+// allowDocSync takes one sync step 1 from the connection's budget
+// (Limits.DocSyncRate and DocSyncBurst). Reader only.
+func (c *conn) allowDocSync() bool {
+	lim := &c.srv.limits
+	if c.docSync == nil {
+		c.docSync = rate.NewLimiter(rate.Limit(lim.DocSyncRate), lim.DocSyncBurst)
+	}
+	return c.docSync.Allow()
+}
+
+// docViolation counts a document message dropped for its rate, and
+// closes c with 1008 after Limits.MaxViolations in a row, as the rooms'
+// endpoint does. Reader only.
+func (c *conn) docViolation() {
+	c.srv.metrics.rateLimited()
+	if c.violations++; c.violations >= c.srv.limits.MaxViolations {
+		c.docClose(errDocFlood)
+	}
 }
 
 // checkYUpdate decodes and validates a Yjs update from a client, and

@@ -13,6 +13,7 @@ import (
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/internal/lib0"
 	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/protocol"
 	"github.com/openlivesync/livesync/yupdate"
 )
 
@@ -192,8 +193,8 @@ func TestDocLimits(t *testing.T) {
 	b.Handshake(nil)
 	b.Write(livesynctest.SyncMsg(ySyncUpdate, livesynctest.TextUpdate(1, 0, strings.Repeat("x", 200))))
 	b.Write(livesynctest.SyncMsg(ySyncUpdate, livesynctest.TextUpdate(1, 200, strings.Repeat("y", 200))))
-	if code := b.ExpectClose(); code != 1009 {
-		t.Fatalf("document over MaxDocBytes: close code %d, want 1009", code)
+	if code := b.ExpectClose(); code != protocol.CloseDocumentFull {
+		t.Fatalf("document over MaxDocBytes: close code %d, want 4413", code)
 	}
 	c := livesynctest.DialDoc(t, base+"d")
 	if got := svOf(t, c.Handshake(nil)); got[1] != 200 {

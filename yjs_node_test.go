@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,6 +54,26 @@ func TestDocYWebsocketProviders(t *testing.T) {
 		},
 	})
 	checkConverged(t, runYjsScript(t, "converge.mjs", strings.TrimSuffix(base, "/"), "doc-1", "secret"))
+}
+
+// TestDocYWebsocketEscapedRoom runs converge.mjs on a room id that
+// holds what a URL gives meaning to, escaped by the providers with
+// encodeURIComponent as the README shows: the server serves the document
+// of that very id.
+func TestDocYWebsocketEscapedRoom(t *testing.T) {
+	needYjsClient(t)
+	s, base := startDocServer(t, nil)
+	const room = "team a/b?c=1&d=2#e 100%"
+	keeper := livesynctest.DialDoc(t, base+url.PathEscape(room)) // the document of that id, held open
+	keeper.Handshake(nil)
+	checkConverged(t, runYjsScript(t, "converge.mjs", strings.TrimSuffix(base, "/"), room))
+	state, err := s.lookupDoc(room).snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sv := svOf(t, state); len(sv) < 2 {
+		t.Fatalf("the document of %q has state vector %v: the providers edited another one", room, sv)
+	}
 }
 
 // runYjsScript runs a script of yjsClientDir with node and returns what

@@ -132,3 +132,39 @@ func (d *ydoc) maybeCompactStoreLocked() {
 		d.srv.log.Debug("document compacted", "doc", d.name, "took", time.Since(start), "bytes", log.Bytes)
 	}()
 }
+
+// reserve sets n bytes of the document aside for an API update that is
+// stored before it is applied (see applyStored), and reports whether they
+// fit within limit: an update is stored only once it is sure to be
+// applied, whatever the peers send meanwhile. Every reserve that reports
+// true is followed by applyStored or unreserve.
+func (d *ydoc) reserve(n, limit int64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.fitsLocked(n, limit) {
+		return false
+	}
+	d.reserved += n
+	return true
+}
+
+// unreserve gives back what reserve set aside for an update not stored.
+func (d *ydoc) unreserve(n int64) {
+	d.mu.Lock()
+	d.reserved -= n
+	d.mu.Unlock()
+}
+
+// applyStored applies update, which the API reserved and stored: it is
+// relayed as apply relays a peer's (frame being its message), and counted
+// in the store's log, whose compaction it may start.
+func (d *ydoc) applyStored(update, frame []byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.reserved -= int64(len(update))
+	d.acceptLocked(nil, update, frame)
+	d.storedRows++
+	d.storedBy += int64(len(update))
+	d.srv.docs.metrics.bytesStored.Add(float64(len(update)))
+	d.maybeCompactStoreLocked()
+}

@@ -1,6 +1,8 @@
 package livesync
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"unicode/utf8"
 
@@ -43,7 +45,11 @@ type yAwarenessEntry struct {
 }
 
 // decodeYAwareness reads an awareness update (y-protocols awareness.js:
-// a count, then client id, clock and JSON state for each).
+// a count, then client id, clock and JSON state for each). Every state
+// must be JSON: y-protocols parses each with JSON.parse, and one that
+// throws loses the rest of the message for every peer it is relayed to
+// and every joiner it is kept for. A state that is null with spaces
+// around reads "null", the removal it means.
 func decodeYAwareness(update []byte) ([]yAwarenessEntry, error) {
 	r := lib0.Reader{B: update}
 	n := r.Uint()
@@ -54,16 +60,35 @@ func decodeYAwareness(update []byte) ([]yAwarenessEntry, error) {
 	for range n {
 		e := yAwarenessEntry{client: r.Uint(), clock: r.Uint()}
 		s := r.Bytes()
-		if r.Err != nil || !utf8.Valid(s) {
+		switch {
+		case r.Err != nil || !utf8.Valid(s) || !json.Valid(s):
 			return nil, errYWire
+		case string(s) != "null" && string(bytes.TrimSpace(s)) == "null":
+			e.state = "null"
+		default:
+			e.state = string(s)
 		}
-		e.state = string(s)
 		out = append(out, e)
 	}
 	if len(r.B) != 0 {
 		return nil, errYWire
 	}
 	return out, nil
+}
+
+// errAwarenessTooLarge: an awareness state over Limits.MaxPresenceBytes.
+var errAwarenessTooLarge = errors.New("awareness state too large")
+
+// checkYAwarenessSize refuses a state over max bytes, the rule presence
+// follows in rooms: every state is relayed to every peer and kept for
+// every joiner.
+func checkYAwarenessSize(entries []yAwarenessEntry, max int) error {
+	for _, e := range entries {
+		if len(e.state) > max {
+			return errAwarenessTooLarge
+		}
+	}
+	return nil
 }
 
 // yAwarenessFrame is a complete binary frame of an awareness message

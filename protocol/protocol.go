@@ -59,6 +59,11 @@ const (
 	CloseForbidden = 4403
 	// CloseBadDocument: the document endpoint's path names no valid room id.
 	CloseBadDocument = 4400
+	// CloseDocumentFull: an update would take the document over the
+	// server's size limit; it was neither applied nor relayed. A 44xx
+	// code, so that the app stops its provider, which would otherwise
+	// reconnect and send the same update again forever.
+	CloseDocumentFull = 4413
 	// CloseUnsupported: a text frame on the document endpoint, which speaks
 	// binary y-websocket messages only.
 	CloseUnsupported = 1003

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,7 +34,9 @@ const chromiumPath = "/usr/bin/chromium"
 // Chromium pages in one room must see each other's cursor and chat, page
 // back through seeded history, show an event the API published, and edit
 // the shared text together, which a page opened later and the room's
-// document on the server then hold; a page without the CDN still chats.
+// document on the server then hold; a page without the CDN still chats;
+// a page whose paste the server refuses (document full, 4413) says so and
+// does not connect again.
 // The browser has no network: e2e/cdn.mjs serves the CDN's modules from
 // e2e/node_modules. It needs Debian's chromium and `npm ci` in e2e/;
 // without them it skips, or fails when OPENLIVESYNC_REQUIRE_SERVICES is
@@ -47,11 +50,23 @@ func TestDemoInBrowser(t *testing.T) {
 		APIKey:       key,
 		HistoryLimit: historyLimit,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// Room for the shared text, not for the paste into fullRoom.
+		Limits: livesync.Limits{MaxDocBytes: 8 << 10},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(s.Handler())
+	// fullRoom's document connections, counted: a refused provider must
+	// not come back.
+	const fullRoom = "paste-too-large"
+	var fullDials atomic.Int32
+	site := s.Handler()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == livesync.DocPath+fullRoom {
+			fullDials.Add(1)
+		}
+		site.ServeHTTP(w, r)
+	}))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -74,13 +89,16 @@ func TestDemoInBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, filepath.Join("e2e", "demo.e2e.mjs"), ts.URL, room, shot, strconv.Itoa(seeded))
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromiumPath, "API_KEY="+key)
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromiumPath, "API_KEY="+key, "FULL_ROOM="+fullRoom)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("browser test failed: %v\n%s", err, out.String())
 	}
 	t.Logf("%s", strings.TrimSpace(out.String()))
+	if n := fullDials.Load(); n != 1 {
+		t.Errorf("the page refused with 4413 connected to its document %d times, want once", n)
+	}
 
 	f, err := os.Open(shot)
 	if err != nil {

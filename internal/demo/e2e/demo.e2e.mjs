@@ -21,7 +21,9 @@
 // and the test checks that "Load older" brings them all. With API_KEY in
 // the environment, it also publishes an event through the server's HTTP
 // API, which both pages must show as coming from the server, and reads the
-// room's document, which must hold the shared text. Every wait is a
+// room's document, which must hold the shared text. With FULL_ROOM, a page
+// in that room pastes more than the server's documents may hold, and must
+// show the refusal (4413) and stop its provider. Every wait is a
 // condition with a deadline; the script exits non-zero on the first
 // failure.
 import { chromium } from "playwright-core";
@@ -42,6 +44,7 @@ const shot = shotArg || fileURLToPath(new URL("../../../docs/demo.png", import.m
 const seeded = seededArg ? Number(seededArg) : 0;
 const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 const apiKey = process.env.API_KEY || "";
+const fullRoom = process.env.FULL_ROOM || "";
 const timeout = 20000;
 
 const userDataDir = mkdtempSync(join(tmpdir(), "livesync-e2e-"));
@@ -72,12 +75,13 @@ function watch(page, who, offline) {
   });
 }
 
-// open opens the demo page as name; offline, it cannot reach the CDN.
-async function open(name, { offline = false } = {}) {
+// open opens the demo page as name, in the test's room unless in says
+// another; offline, it cannot reach the CDN.
+async function open(name, { offline = false, in: inRoom = room } = {}) {
   const page = await context.newPage();
   watch(page, name, offline);
   if (offline) await page.route(jsdelivr.pattern, (route) => route.abort("internetdisconnected"));
-  const url = `${base}/demo?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`;
+  const url = `${base}/demo?room=${encodeURIComponent(inRoom)}&name=${encodeURIComponent(name)}`;
   await page.goto(url);
   await page.waitForSelector("#status.ok");
   return page;
@@ -276,6 +280,29 @@ try {
   await offline.fill("#text", "no CDN here");
   await offline.press("#text", "Enter");
   await seesMessage(ada, "no CDN here");
+
+  // A paste too large for the document (FULL_ROOM's server refuses it:
+  // close 4413) is a refusal the page shows, and its provider stops: the
+  // server counts the page's connections to the document.
+  if (fullRoom) {
+    const full = await open("Paster", { in: fullRoom });
+    await full.waitForFunction(() => !document.getElementById("shared").disabled, null, { polling: 50 });
+    await full.fill("#shared", "x".repeat(20000));
+    try {
+      await full.waitForFunction(
+        () => document.getElementById("sharedStatus").textContent === "refused (4413)" && document.getElementById("shared").disabled,
+        null, { polling: 50 });
+    } catch (err) {
+      const status = await full.evaluate(() => document.getElementById("sharedStatus").textContent);
+      throw new Error(`an oversized paste: the page says ${JSON.stringify(status)}, want "refused (4413)": ${err.message}`);
+    }
+    // Time for the reconnection a provider that was not stopped makes
+    // (200 ms after a synced connection), which the server would count.
+    await full.waitForTimeout(1000);
+    if ((await full.evaluate(() => document.getElementById("sharedStatus").textContent)) !== "refused (4413)") {
+      throw new Error("the refusal was not kept on the page");
+    }
+  }
 
   if (jsdelivr.failures.length) throw new Error("the CDN stand-in could not serve:\n" + jsdelivr.failures.join("\n"));
   console.log(`ok: room ${room}; screenshot ${shot}`);

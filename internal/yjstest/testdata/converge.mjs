@@ -18,7 +18,9 @@ const deadline = setTimeout(() => { console.error('timeout', debug()); process.e
 
 const open = () => {
   const doc = new Y.Doc()
-  const provider = new WebsocketProvider(servers[opened++ % servers.length], room, doc, {
+  // The room id escaped, as the README shows: y-websocket puts it into
+  // the URL as it is.
+  const provider = new WebsocketProvider(servers[opened++ % servers.length], encodeURIComponent(room), doc, {
     WebSocketPolyfill: WebSocket,
     params: token ? { access_token: token } : {},
     disableBc: true
