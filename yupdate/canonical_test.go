@@ -204,7 +204,7 @@ func corpusCases(t testing.TB) []oracleCase {
 // ascending order, each client's first struct listed again as a group of
 // its own before the client's whole group (the last group wins), and the
 // delete set reversed, each client's ranges reversed and listed twice.
-func scramble(t *testing.T, update []byte) []byte {
+func scramble(t testing.TB, update []byte) []byte {
 	t.Helper()
 	u, err := Decode(update)
 	if err != nil {
