@@ -274,3 +274,24 @@ func TestCanonicalOracle(t *testing.T) {
 	}
 	semanticCheck(t, pairs)
 }
+
+// TestYjsWritesCanonical: every update Yjs wrote in the corpus (updates
+// of transactions, encodeStateAsUpdate, mergeUpdates, diffUpdate) is laid
+// out canonically, so that Canonical leaves what real clients send alone.
+func TestYjsWritesCanonical(t *testing.T) {
+	n := 0
+	for i, c := range corpusCases(t) {
+		all := c.Inputs
+		if c.Op == "merge" || c.Op == "diff" {
+			all = append(slices.Clone(all), c.Want)
+		}
+		for _, s := range all {
+			in := b64(t, s)
+			if _, canonical, err := DecodeCanonical(in); err != nil || !canonical {
+				t.Fatalf("%s case %d: an update Yjs wrote is not canonical (%v): %s", c.Op, i, err, describe(t, in))
+			}
+			n++
+		}
+	}
+	t.Logf("%d updates Yjs wrote, all canonical", n)
+}
