@@ -38,7 +38,7 @@ func (a *apiHandler) getDocument(room string) apiResult {
 // postDocument serves POST …/document.
 func (a *apiHandler) postDocument(room string, update []byte) apiResult {
 	s := a.s
-	empty, err := checkYUpdate(update)
+	update, empty, err := checkYUpdate(update)
 	if err != nil {
 		return apiError(http.StatusBadRequest, protocol.CodeInvalidPayload, "the body is not a valid Yjs update: "+err.Error())
 	}

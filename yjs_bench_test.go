@@ -69,7 +69,7 @@ func BenchmarkDocD2(b *testing.B) {
 		b.StartTimer()
 
 		start := time.Now()
-		log, err := docs.CompactDoc(ctx, "d2", s.docs.merge)
+		log, err := docs.CompactDoc(ctx, "d2", s.docs.mergeFunc("d2"))
 		if err != nil || len(log.Updates) != 1 {
 			b.Fatalf("compaction: %d updates left, %v", len(log.Updates), err)
 		}

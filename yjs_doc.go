@@ -117,8 +117,14 @@ func (d *ydoc) load(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	var err error
+	var sv []byte
 	if len(stored) == 1 && len(d.pending) == 0 {
-		d.state = stored[0] // a compacted snapshot: merged and collected already
+		// A compacted snapshot, merged and collected already: its state
+		// vector, which the first peer needs, tells that it reads.
+		sv, err = yupdate.EncodeStateVectorFromUpdate(stored[0])
+	}
+	if len(stored) == 1 && len(d.pending) == 0 && err == nil {
+		d.state, d.sv = stored[0], sv
 	} else {
 		d.pending = append(stored, d.pending...)
 		for _, u := range stored {
@@ -136,9 +142,10 @@ func (d *ydoc) load(ctx context.Context) error {
 	return err
 }
 
-// compactLocked merges the pending updates into state. d.mu held. On a
-// merge error (which the checks on arrival should make impossible) the
-// pending updates are kept, so nothing is lost, and the error returned.
+// compactLocked merges the pending updates into state. d.mu held. Where
+// the merge fails (which the checks on arrival should make impossible),
+// what does not merge is left out (see salvageLocked), so that the
+// document stays open; the store keeps it. The error it returns is nil.
 func (d *ydoc) compactLocked() error {
 	if len(d.pending) == 0 {
 		return nil
@@ -146,9 +153,9 @@ func (d *ydoc) compactLocked() error {
 	parts := make([][]byte, 0, len(d.pending)+1)
 	parts = append(parts, d.state)
 	parts = append(parts, d.pending...)
-	merged, err := d.srv.docs.merge(parts)
+	merged, err := d.srv.docs.merge(d.name, parts)
 	if err != nil {
-		return err
+		merged = d.salvageLocked(parts, err)
 	}
 	if cap(merged) > len(merged)+len(merged)/2 {
 		merged = bytes.Clone(merged) // an idle document costs its size, not its buffer's
@@ -157,6 +164,37 @@ func (d *ydoc) compactLocked() error {
 	clear(d.pending)
 	d.pending, d.pendBy = d.pending[:0], 0
 	return nil
+}
+
+// salvageLocked merges parts (the state, then updates) when merging them
+// failed with cause, leaving out, counted and logged, those that do not
+// merge: a corrupt stored update must not make the document unopenable
+// for every peer. Those that do not decode are left out first, in one
+// pass; should the rest still not merge, they are merged one at a time.
+// d.mu held.
+func (d *ydoc) salvageLocked(parts [][]byte, cause error) []byte {
+	ds := &d.srv.docs
+	decoded := make([][]byte, 0, len(parts))
+	for _, u := range parts {
+		if _, err := yupdate.Canonical(u); err == nil {
+			decoded = append(decoded, u)
+		}
+	}
+	kept := len(decoded)
+	merged, err := ds.merge(d.name, append(decoded, emptyYUpdate))
+	if err != nil {
+		merged, kept = emptyYUpdate, 0
+		for _, u := range decoded {
+			if m, err := ds.merge(d.name, [][]byte{merged, u}); err == nil {
+				merged = m
+				kept++
+			}
+		}
+	}
+	left := len(parts) - kept
+	ds.metrics.fallbacks.Add(float64(left))
+	d.srv.log.Error("document updates left out: they do not merge", "doc", d.name, "updates", left, "of", len(parts), "err", cause)
+	return merged
 }
 
 // join adds c to the document's peers and queues what a new peer is sent

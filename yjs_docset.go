@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -27,8 +28,11 @@ type docSet struct {
 	// with its last peer).
 	store chat.Docs
 	// gc collects deleted content when updates are merged (Options
-	// NoDocGC turns it off).
-	gc bool
+	// NoDocGC turns it off); collect is what collects it, yupdate.GC
+	// (tests make it fail).
+	gc      bool
+	collect func([]byte) ([]byte, error)
+	log     *slog.Logger
 	// writers are the documents' store writers and compactions, waited
 	// for by Shutdown.
 	writers sync.WaitGroup
@@ -54,6 +58,8 @@ var errDocUnavailable = errors.New("document unavailable")
 func (s *Server) initDocs(o *Options) error {
 	s.docs.open = make(map[string]*ydoc)
 	s.docs.gc = !o.NoDocGC
+	s.docs.collect = yupdate.GC
+	s.docs.log = s.log
 	s.docs.metrics = newDocMetrics()
 	if err := s.metrics.registry().Register(s.docs.metrics); err != nil {
 		return fmt.Errorf("livesync: document metrics: %w", err)
@@ -72,14 +78,28 @@ func (s *Server) initDocs(o *Options) error {
 	return nil
 }
 
-// merge merges updates into one and, unless turned off, collects the
-// content of deleted items, as compaction does in memory and in the store.
-func (ds *docSet) merge(updates [][]byte) ([]byte, error) {
+// merge merges the updates of document name into one and, unless turned
+// off, collects the content of deleted items, as compaction does in
+// memory and in the store. Where collecting fails, the merge is returned
+// as it is, which loads to the same document: a document that cannot be
+// collected is larger, never unopenable.
+func (ds *docSet) merge(name string, updates [][]byte) ([]byte, error) {
 	merged, err := yupdate.MergeUpdates(updates)
 	if err != nil || !ds.gc {
 		return merged, err
 	}
-	return yupdate.GC(merged)
+	collected, err := ds.collect(merged)
+	if err != nil {
+		ds.metrics.fallbacks.Inc()
+		ds.log.Error("document compacted without collecting deleted content", "doc", name, "err", err)
+		return merged, nil
+	}
+	return collected, nil
+}
+
+// mergeFunc is merge for document name, as the store's CompactDoc takes it.
+func (ds *docSet) mergeFunc(name string) func([][]byte) ([]byte, error) {
+	return func(updates [][]byte) ([]byte, error) { return ds.merge(name, updates) }
 }
 
 // openDoc returns the document name, loaded, and holds it open until

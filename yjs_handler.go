@@ -164,7 +164,7 @@ func (c *conn) docMessage(text bool, data []byte) {
 			c.docClosed = true
 			c.close(protocol.CloseInternalError, "server error")
 		case ySyncStep2, ySyncUpdate:
-			empty, err := checkYUpdate(payload)
+			payload, empty, err := checkYUpdate(payload)
 			if err != nil {
 				c.docClose(err)
 				return
@@ -290,14 +290,22 @@ func (c *conn) docViolation() {
 }
 
 // checkYUpdate decodes and validates a Yjs update from a client, and
-// reports whether it changes nothing.
-func checkYUpdate(update []byte) (empty bool, err error) {
-	u, err := yupdate.Decode(update)
+// returns it as it is to be stored and relayed: laid out as Yjs writes
+// updates. Y.applyUpdate accepts layouts Yjs never writes (clients in any
+// order, a client listed twice, a delete set in any order); such an update
+// is rewritten into the one that loads to the same document, since the
+// merge of a stored document relies on Yjs's layout and peers load either
+// alike. It also reports whether the update changes nothing.
+func checkYUpdate(update []byte) (canonical []byte, empty bool, err error) {
+	u, ok, err := yupdate.DecodeCanonical(update)
 	if err == nil {
 		err = u.Validate()
 	}
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
-	return len(u.Structs) == 0 && len(u.DeleteSet) == 0, nil
+	if !ok {
+		update = u.Encode()
+	}
+	return update, len(u.Structs) == 0 && len(u.DeleteSet) == 0, nil
 }

@@ -10,6 +10,7 @@ type docMetrics struct {
 	updatesOut   prometheus.Counter
 	bytesStored  prometheus.Counter
 	compactions  prometheus.Counter
+	fallbacks    prometheus.Counter
 	storeErrors  prometheus.Counter
 	storeLatency prometheus.Histogram
 }
@@ -30,6 +31,8 @@ func newDocMetrics() *docMetrics {
 			Help: "Bytes of document updates appended to the store."}),
 		compactions: prometheus.NewCounter(prometheus.CounterOpts{Name: "livesync_document_compactions_total",
 			Help: "Compactions of a document's stored updates into one."}),
+		fallbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "livesync_document_compaction_fallbacks_total",
+			Help: "Compactions that kept deleted content because collecting it failed, and stored updates left out of a document because they would not merge."}),
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "livesync_document_store_errors_total",
 			Help: "Failed document appends (retried) and compactions."}),
 		storeLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "livesync_document_store_latency_seconds",
@@ -52,5 +55,5 @@ func (m *docMetrics) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (m *docMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.open, m.updatesIn, m.updatesOut, m.bytesStored, m.compactions, m.storeErrors, m.storeLatency}
+	return []prometheus.Collector{m.open, m.updatesIn, m.updatesOut, m.bytesStored, m.compactions, m.fallbacks, m.storeErrors, m.storeLatency}
 }

@@ -116,7 +116,7 @@ func (d *ydoc) maybeCompactStoreLocked() {
 		ctx, cancel := context.WithTimeout(context.Background(), docStoreTimeout)
 		defer cancel()
 		start := time.Now()
-		log, err := ds.store.CompactDoc(ctx, d.name, ds.merge)
+		log, err := ds.store.CompactDoc(ctx, d.name, ds.mergeFunc(d.name))
 		d.mu.Lock()
 		d.compacting = false
 		if err == nil {

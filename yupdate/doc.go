@@ -27,6 +27,16 @@
 // multiple of its own size. Decode's results alias the input's bytes
 // (ContentBinary, RawAny): do not modify the input while using them.
 //
+// Layout: Yjs writes an update with one group of structs per client,
+// clients in descending order, and a sorted delete set; Y.applyUpdate
+// reads more (clients in any order, a client listed twice, whose last
+// group wins, a delete set in any order). Every function here reads an
+// update as Y.applyUpdate does, and Canonical (or DecodeCanonical) gives
+// the update in Yjs's layout, so that a server stores and relays only
+// what Yjs writes: one hostile update cannot make a stored document
+// unmergeable. Updates that overlap (the same update twice, an update and
+// a state holding it) merge to their union.
+//
 // Compaction: a server that stores a document as updates compacts them
 // with MergeUpdates and then GC. MergeUpdates alone keeps every deleted
 // character's content (a Y.Doc with gc:true keeps only its length); GC

@@ -3,6 +3,7 @@ package yupdate
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"os"
 	"testing"
 )
@@ -41,6 +42,20 @@ func FuzzUpdate(f *testing.F) {
 				t.Fatal("encoding is not stable")
 			}
 		}
+		if err == nil {
+			// The canonical form is canonical, and what a single
+			// update merges to.
+			c, err := Canonical(in)
+			if err != nil {
+				t.Fatalf("Canonical of an update that decodes: %v", err)
+			}
+			if again, err := Canonical(c); err != nil || !bytes.Equal(again, c) {
+				t.Fatalf("the canonical form is not canonical: %x, %v", again, err)
+			}
+			if m, err := MergeUpdates([][]byte{in}); err != nil || !bytes.Equal(m, c) {
+				t.Fatalf("MergeUpdates of one update: %x, %v; want its canonical form", m, err)
+			}
+		}
 		_, _ = EncodeStateVectorFromUpdate(in)
 		_, _ = MergeUpdates([][]byte{in, in})
 		_, _ = DiffUpdate(in, []byte{1, 5, 2})
@@ -58,4 +73,98 @@ func FuzzUpdate(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzMerge merges pairs of updates, seeded with the inputs of the
+// corpus's merges, also scrambled: for two updates that decode, merging them, merging
+// one with itself and with the merge, collecting the merge and diffing it
+// against either one's state vector must succeed; an update merged with
+// itself is the update merged alone; the merge holds what each holds; and
+// either update merged with the merge's diff against its state vector has
+// the merge's state vector.
+func FuzzMerge(f *testing.F) {
+	b, err := os.ReadFile("testdata/corpus.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	var c oracleCorpus
+	if err := json.Unmarshal(b, &c); err != nil {
+		f.Fatal(err)
+	}
+	n := 0
+	for _, k := range c.Cases {
+		if k.Op == "merge" && len(k.Inputs) >= 2 && n < 200 {
+			a, b := b64(f, k.Inputs[0]), b64(f, k.Inputs[1])
+			f.Add(a, b)
+			f.Add(a, b64(f, k.Want))
+			// Layouts Yjs reads but never writes (see scramble).
+			f.Add(scramble(f, a), b)
+			f.Add(a, scramble(f, a))
+			n++
+		}
+	}
+	f.Add((&Update{Structs: []Struct{abc5}}).Encode(), encodeGroups(nil, g(x1), g(abc5)))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		if _, err := Decode(a); err != nil {
+			return
+		}
+		if _, err := Decode(b); err != nil {
+			return
+		}
+		m, err := MergeUpdates([][]byte{a, b})
+		if err != nil {
+			t.Fatalf("MergeUpdates(a, b): %v", err)
+		}
+		if _, err := GC(m); err != nil {
+			t.Fatalf("GC(MergeUpdates(a, b)): %v", err)
+		}
+		alone, err := MergeUpdates([][]byte{a, {0, 0}})
+		if err != nil {
+			t.Fatalf("MergeUpdates(a, empty): %v", err)
+		}
+		twice, err := MergeUpdates([][]byte{a, a})
+		if err != nil {
+			t.Fatalf("MergeUpdates(a, a): %v", err)
+		}
+		if !bytes.Equal(twice, alone) {
+			t.Fatalf("a merged with itself:\n%x\nwant a merged alone:\n%x", twice, alone)
+		}
+		if _, err := GC(twice); err != nil {
+			t.Fatalf("GC(MergeUpdates(a, a)): %v", err)
+		}
+		svM := svOrFail(t, m)
+		for _, u := range [][]byte{a, b} {
+			again, err := MergeUpdates([][]byte{m, u})
+			if err != nil {
+				t.Fatalf("MergeUpdates(merge, input): %v", err)
+			}
+			if sv := svOrFail(t, again); !maps.Equal(sv, svM) {
+				t.Fatalf("merging the merge with an input changes its state vector: %v, was %v", sv, svM)
+			}
+			svU, err := EncodeStateVectorFromUpdate(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			diff, err := DiffUpdate(m, svU)
+			if err != nil {
+				t.Fatalf("DiffUpdate(merge, sv(input)): %v", err)
+			}
+			restored, err := MergeUpdates([][]byte{u, diff})
+			if err != nil {
+				t.Fatalf("MergeUpdates(input, diff): %v", err)
+			}
+			if sv := svOrFail(t, restored); !maps.Equal(sv, svM) {
+				t.Fatalf("an input merged with the merge's diff against it has state vector %v, want %v", sv, svM)
+			}
+		}
+	})
+}
+
+func svOrFail(t *testing.T, u []byte) StateVector {
+	t.Helper()
+	sv, err := StateVectorFromUpdate(u)
+	if err != nil {
+		t.Fatalf("state vector of a merge: %v", err)
+	}
+	return sv
 }

@@ -32,7 +32,8 @@ import (
 // result loads in Yjs to the same document as the input, and updates made
 // by clients that saw the uncollected document apply to it as they would
 // to a collected Y.Doc. GC does not merge updates and keeps the input's
-// order of structs; apps that keep gc:false snapshots (for version history)
+// order of structs (the input read as Y.applyUpdate reads it: see
+// Canonical); apps that keep gc:false snapshots (for version history)
 // must not call it. Malformed input returns an error wrapping ErrMalformed.
 func GC(update []byte) ([]byte, error) {
 	structs, ds, err := decodeForMerge(update, false)
@@ -81,9 +82,9 @@ func newCollector(structs []Struct, ds DeleteSet) (*collector, error) {
 		c := structs[i].ID.Client
 		g.byClient[c] = append(g.byClient[c], int32(i))
 	}
-	// An update Yjs wrote lists each client's structs in clock order;
-	// sort anyway (stably) so that any valid layout is accepted, and
-	// refuse overlapping structs, which no document can produce.
+	// decodeForMerge leaves one group per client, so a client's structs
+	// are in clock order and do not overlap; sort and check anyway, since
+	// the collector's lookups depend on it.
 	for _, idx := range g.byClient {
 		if !slices.IsSortedFunc(idx, g.cmpClock) {
 			slices.SortStableFunc(idx, g.cmpClock)

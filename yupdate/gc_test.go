@@ -207,21 +207,27 @@ func TestGCDeletedType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `Item 1.0+1 yupdate.ContentDeleted; GC 1.1+4; GC 2.0+1; Item 3.0+1 yupdate.ContentDeleted; `
+	// The clients come out in the order Yjs writes them, descending.
+	want := `Item 3.0+1 yupdate.ContentDeleted; GC 2.0+1; Item 1.0+1 yupdate.ContentDeleted; GC 1.1+4; `
 	if d := describe(t, got); d != want {
 		t.Errorf("got  %s\nwant %s", d, want)
 	}
 }
 
 func TestGCMalformed(t *testing.T) {
+	for _, in := range [][]byte{nil, {1}, {1, 1, 1, 0, 4}} {
+		if _, err := GC(in); !errors.Is(err, ErrMalformed) {
+			t.Errorf("GC(%x): %v, want ErrMalformed", in, err)
+		}
+	}
+	// Two groups of one client that overlap are read as Yjs reads them:
+	// the last one replaces the first.
 	overlap := (&Update{Structs: []Struct{
 		inRoot(item(1, 0, ContentString{"ab"}), "t"),
 		inRoot(item(1, 1, ContentString{"c"}), "t"),
 	}}).Encode()
-	for _, in := range [][]byte{nil, {1}, {1, 1, 1, 0, 4}, overlap} {
-		if _, err := GC(in); !errors.Is(err, ErrMalformed) {
-			t.Errorf("GC(%x): %v, want ErrMalformed", in, err)
-		}
+	if got, err := GC(overlap); err != nil || describe(t, got) != `Item 1.1+1 yupdate.ContentString"c"; ` {
+		t.Errorf("GC of overlapping groups: %x, %v", got, err)
 	}
 	// A cycle of origins is left as it is.
 	cycle := (&Update{Structs: []Struct{

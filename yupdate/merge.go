@@ -13,9 +13,14 @@ func decodeForMerge(update []byte, dropSkips bool) ([]Struct, DeleteSet, error) 
 }
 
 // decodeForMergeInto is decodeForMerge appending the structs to dst, so
-// that many small updates share one allocation.
+// that many small updates share one allocation. The update is read as
+// Y.applyUpdate reads it and brought into the layout Yjs writes (see
+// canonical.go), so that what follows never meets a client twice.
 func decodeForMergeInto(structs []Struct, update []byte, dropSkips bool) ([]Struct, DeleteSet, error) {
 	r := reader{buf: update}
+	base := len(structs)
+	var buf [4]groupSpan
+	groups := buf[:0]
 	err := decodeStructs(&r, func(s *Struct) error {
 		if s.Kind == KindSkip && dropSkips {
 			return nil
@@ -26,7 +31,10 @@ func decodeForMergeInto(structs []Struct, update []byte, dropSkips bool) ([]Stru
 		}
 		structs = append(structs, *s)
 		return nil
-	}, func(n int) { structs = slices.Grow(structs, n) })
+	}, func(client uint64, n int) {
+		structs = slices.Grow(structs, n)
+		groups = append(groups, groupSpan{client: client, start: len(structs) - base})
+	})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -36,6 +44,9 @@ func decodeForMergeInto(structs []Struct, update []byte, dropSkips bool) ([]Stru
 	}
 	if r.remaining() != 0 {
 		return nil, nil, errTrailingData
+	}
+	if groups = closeSpans(groups, len(structs)-base); !groupsCanonical(groups) {
+		structs = append(structs[:base], canonicalStructs(structs[base:], groups)...)
 	}
 	return structs, ds, nil
 }
@@ -128,16 +139,19 @@ func (h mergeHeap) down(i int) {
 // Yjs's mergeUpdates does. The result is byte for byte what Yjs returns for
 // the same inputs, except where Yjs's own order is unspecified (a GC range
 // and an item at the same clock in two inputs). A single update is
-// validated and returned as is, as Yjs returns it.
+// validated and returned as is, as Yjs returns it, unless it is laid out
+// as Yjs never writes updates (see Canonical).
+//
+// Inputs are read as Y.applyUpdate reads them (a client listed twice
+// keeps its last group), so that what Yjs would load merges to what it
+// loads to. Inputs that overlap (the same update twice, an update and a
+// state that holds it) merge to their union, each struct once.
 //
 // Where Yjs re-sorts every input at every step, this keeps them in a heap:
 // merging n updates takes O(total structs · log n).
 func MergeUpdates(updates [][]byte) ([]byte, error) {
 	if len(updates) == 1 {
-		if _, _, err := decodeForMerge(updates[0], false); err != nil {
-			return nil, err
-		}
-		return updates[0], nil
+		return Canonical(updates[0])
 	}
 	// All inputs' structs in one slice and all decoders in another: a
 	// compaction merges many updates of a struct or two each.

@@ -140,6 +140,9 @@ func runOracleCases(t *testing.T, cases []oracleCase) {
 			if got := u.Encode(); !bytes.Equal(got, inputs[j]) {
 				t.Fatalf("%s: input %d does not round-trip:\n got %x\nwant %x", what, j, got, inputs[j])
 			}
+			if _, canonical, err := DecodeCanonical(inputs[j]); err != nil || !canonical {
+				t.Fatalf("%s: input %d, which Yjs wrote, is not laid out canonically (%v)", what, j, err)
+			}
 			roundTrips++
 		}
 		var got []byte
@@ -167,6 +170,9 @@ func runOracleCases(t *testing.T, cases []oracleCase) {
 		}
 		total[c.Op]++
 		want := b64(t, c.Want)
+		if _, canonical, err := DecodeCanonical(want); c.Op != "sv" && (err != nil || !canonical) {
+			t.Fatalf("%s: Yjs's result is not laid out canonically (%v)", what, err)
+		}
 		if bytes.Equal(got, want) {
 			exact[c.Op]++
 			continue

@@ -109,31 +109,45 @@ type Update struct {
 // against the input left. Trailing bytes after the delete set are an
 // error (Yjs ignores them).
 func Decode(update []byte) (*Update, error) {
+	u, _, err := decode(update, nil)
+	return u, err
+}
+
+// decode is Decode, also returning the update's client groups when groups
+// is not nil (appended to it).
+func decode(update []byte, groups []groupSpan) (*Update, []groupSpan, error) {
 	r := reader{buf: update}
 	u := &Update{}
+	keep := groups != nil
 	if err := decodeStructs(&r, func(s *Struct) error {
 		u.Structs = append(u.Structs, *s)
 		return nil
-	}, func(n int) { u.Structs = slices.Grow(u.Structs, n) }); err != nil {
-		return nil, err
+	}, func(client uint64, n int) {
+		u.Structs = slices.Grow(u.Structs, n)
+		if keep {
+			groups = append(groups, groupSpan{client: client, start: len(u.Structs)})
+		}
+	}); err != nil {
+		return nil, nil, err
 	}
 	ds, err := decodeDeleteSet(&r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	u.DeleteSet = ds
 	if r.remaining() != 0 {
-		return nil, errTrailingData
+		return nil, nil, errTrailingData
 	}
-	return u, nil
+	return u, closeSpans(groups, len(u.Structs)), nil
 }
 
 // decodeStructs reads the struct section, calling fn for each struct. The
-// Struct passed to fn is reused; fn copies it if it keeps it. grow, when
-// not nil, is told each group's count of structs before them (bounded by
-// the input left, each struct taking at least two bytes), so that a caller
-// keeping them can allocate once.
-func decodeStructs(r *reader, fn func(*Struct) error, grow func(n int)) error {
+// Struct passed to fn is reused; fn copies it if it keeps it. group, when
+// not nil, is told each group's client and count of structs before them
+// (the count bounded by the input left, each struct taking at least two
+// bytes), so that a caller keeping them can allocate once and see where
+// groups begin.
+func decodeStructs(r *reader, fn func(*Struct) error, group func(client uint64, n int)) error {
 	groups, err := r.uvarint()
 	if err != nil {
 		return err
@@ -152,8 +166,8 @@ func decodeStructs(r *reader, fn func(*Struct) error, grow func(n int)) error {
 		if err != nil {
 			return err
 		}
-		if grow != nil {
-			grow(int(min(n, uint64(r.remaining()/2))))
+		if group != nil {
+			group(client, int(min(n, uint64(r.remaining()/2))))
 		}
 		for i := uint64(0); i < n; i++ {
 			s = Struct{}
