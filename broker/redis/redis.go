@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -75,6 +76,13 @@ type Options struct {
 	// server waits for a lock, or a lock whose holder died makes that
 	// room's chat node-local until it expires.
 	ChatLockTTL time.Duration
+	// Dialer, when set, opens every connection to Redis (to the single
+	// Redis, or to each node of a Redis Cluster) instead of a plain TCP
+	// dial (TLS, when the URL asks for it, goes over the connection it
+	// returns): for a Redis reached through a tunnel, a SOCKS proxy, or a
+	// test's fault-injecting proxy. addr is the node's address as the URL
+	// or the cluster gives it.
+	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func (o *Options) resolve() error {
@@ -115,6 +123,7 @@ type Broker struct {
 	// unchanged on both go through it.
 	rdb     goredis.UniversalClient
 	cluster *goredis.ClusterClient
+	slots   *slotLoader // cluster: the cluster's slot maps (see slotmap.go)
 	opts    Options
 	log     *slog.Logger
 	k       keys
@@ -205,34 +214,20 @@ func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
 	quietGoRedis.Do(func() { goredis.SetLogger(discardLogging{}) })
 	var rdb goredis.UniversalClient
 	var cluster *goredis.ClusterClient
+	var slots *slotLoader
 	if q.Has("addr") {
-		cluster, err = newClusterClient(ctx, u, q, o)
+		cluster, slots, err = newClusterClient(ctx, u, q, o)
 		if err != nil {
 			return nil, err
 		}
 		rdb = cluster
 	} else {
-		ro, err := goredis.ParseURL(u.String())
+		single, isCluster, err := newSingleClient(ctx, u, q, o)
 		if err != nil {
-			return nil, fmt.Errorf("redis broker: %w", err)
-		}
-		setTimeouts(q, o, &ro.DialTimeout, &ro.ReadTimeout, &ro.WriteTimeout, &ro.PoolTimeout, &ro.MaxRetries, &ro.Protocol, &ro.DialerRetries)
-		ro.DisableIdentity = true
-		single := goredis.NewClient(ro)
-		pctx, cancel := context.WithTimeout(ctx, o.OpTimeout)
-		defer cancel()
-		if err := single.Ping(pctx).Err(); err != nil {
-			single.Close()
-			return nil, fmt.Errorf("redis broker: %s unreachable: %w", ro.Addr, err)
-		}
-		isCluster, err := clusterEnabled(pctx, single)
-		if err != nil {
-			single.Close()
-			return nil, fmt.Errorf("redis broker: %s: %w", ro.Addr, err)
+			return nil, err
 		}
 		if isCluster {
-			single.Close()
-			cluster, err = newClusterClient(ctx, u, q, o)
+			cluster, slots, err = newClusterClient(ctx, u, q, o)
 			if err != nil {
 				return nil, err
 			}
@@ -243,11 +238,13 @@ func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
 	}
 	if cluster != nil && strings.ContainsAny(o.Prefix, "{}") {
 		rdb.Close()
+		slots.close()
 		return nil, fmt.Errorf("redis broker: prefix %q must not contain { or }: in a Redis Cluster they would change which keys share a slot", o.Prefix)
 	}
 	b := &Broker{
 		rdb:     rdb,
 		cluster: cluster,
+		slots:   slots,
 		opts:    o,
 		log:     o.Logger,
 		k:       keys{p: o.Prefix, cluster: cluster != nil},
@@ -266,6 +263,55 @@ func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
 	b.health.logger = b.log
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil
+}
+
+// newSingleClient connects to the single address of u, or finds that it
+// is a node of a Redis Cluster (then it returns no client: the caller
+// connects to the cluster with the address as a seed). Each way it can
+// fail has its own line: a Redis that does not answer, one that refuses
+// the database of the URL, a cluster node given a database other than 0.
+func newSingleClient(ctx context.Context, u *url.URL, q url.Values, o Options) (*goredis.Client, bool, error) {
+	ro, err := goredis.ParseURL(u.String())
+	if err != nil {
+		return nil, false, fmt.Errorf("redis broker: %w", err)
+	}
+	setTimeouts(q, o, &ro.DialTimeout, &ro.ReadTimeout, &ro.WriteTimeout, &ro.PoolTimeout, &ro.MaxRetries, &ro.Protocol, &ro.DialerRetries)
+	ro.DisableIdentity = true
+	ro.Dialer = o.Dialer
+	pctx, cancel := context.WithTimeout(ctx, o.OpTimeout)
+	defer cancel()
+	// Detection on database 0: a cluster node refuses SELECT, which would
+	// hide what it is behind a failed connection.
+	do := *ro
+	do.DB = 0
+	detect := goredis.NewClient(&do)
+	err = detect.Ping(pctx).Err()
+	var isCluster bool
+	if err == nil {
+		isCluster, err = clusterEnabled(pctx, detect, o.Logger)
+	}
+	detect.Close()
+	var reply goredis.Error
+	switch {
+	case errors.As(err, &reply):
+		// It answered, with no: a wrong password, say.
+		return nil, false, fmt.Errorf("redis broker: %s refused the connection: %w", ro.Addr, err)
+	case err != nil:
+		return nil, false, fmt.Errorf("redis broker: %s unreachable: %w", ro.Addr, err)
+	case isCluster && ro.DB != 0:
+		return nil, false, fmt.Errorf("redis broker: %s is a Redis Cluster node, and a cluster has only database 0: drop /%d from the URL", ro.Addr, ro.DB)
+	case isCluster:
+		return nil, true, nil
+	}
+	single := goredis.NewClient(ro)
+	if err := single.Ping(pctx).Err(); err != nil {
+		single.Close()
+		if errors.As(err, &reply) && ro.DB != 0 {
+			return nil, false, fmt.Errorf("redis broker: %s refuses database %d: %w", ro.Addr, ro.DB, err)
+		}
+		return nil, false, fmt.Errorf("redis broker: %s unreachable: %w", ro.Addr, err)
+	}
+	return single, false, nil
 }
 
 // setTimeouts applies the broker's defaults to go-redis options the URL
@@ -358,6 +404,9 @@ func (b *Broker) Close() error {
 		b.stop()
 		if e := b.rdb.Close(); e != nil {
 			err = fmt.Errorf("redis broker: close: %w", e)
+		}
+		if b.slots != nil {
+			b.slots.close()
 		}
 	})
 	return err
