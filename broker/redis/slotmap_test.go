@@ -149,3 +149,28 @@ func TestClusterTLSNamesEachNode(t *testing.T) {
 		t.Errorf("TLS %+v for a redis:// URL", c)
 	}
 }
+
+// TestNewSingleWhoseACLForbidsInfoAndCluster: a single Redis whose user may
+// run neither INFO nor CLUSTER (a locked-down ACL, as managed services
+// hand out) is a single Redis, not a start-up error: the refusal of the
+// cluster detection means "not a cluster". The broker then relays.
+func TestNewSingleWhoseACLForbidsInfoAndCluster(t *testing.T) {
+	addr, prefix := testsvc.RedisPrefix(t)
+	admin := goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2})
+	defer admin.Close()
+	ctx := context.Background()
+	user := prefix + "-user"
+	if err := admin.Do(ctx, "ACL", "SETUSER", user, "reset", "on", ">pw", "~*", "&*", "+@all", "-info", "-cluster").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
+	url := "redis://" + user + ":pw@" + addr + "/0?prefix=" + prefix
+	a, _ := startBroker(t, url, "na")
+	if a.cluster != nil {
+		t.Fatal("a single Redis taken for a cluster")
+	}
+	b, rb := startBroker(t, url, "nb")
+	subscribe(t, b, "r")
+	a.PublishEvent("r", []byte(`"x"`))
+	rb.waitFor(t, `event r "x"`)
+}
