@@ -181,9 +181,9 @@ type sub struct {
 // ctx. rawURL is either a single Redis, redis://[user:pass@]host:port/db
 // (or rediss:// for TLS), or a Redis Cluster in go-redis's cluster form,
 // redis://[user:pass@]host1:port?addr=host2:port&addr=host3:port (the
-// seeds: any reachable one is enough). A single address that turns out to
-// be a cluster node (INFO cluster says cluster_enabled:1) is used as a
-// cluster seed: pointed at one node of a cluster, a single-Redis broker
+// seeds: any reachable one is enough, see slotmap.go). A single address
+// that turns out to be a cluster node (it answers CLUSTER SLOTS) is used
+// as a cluster seed: pointed at one node of a cluster, a single-Redis broker
 // would fail on every multi-room operation while the node served on
 // alone. Both forms take go-redis's query options and "prefix". It
 // silences go-redis's internal logger, a process-wide setting: the broker
