@@ -81,9 +81,14 @@ func newClusterClient(ctx context.Context, u *url.URL, q url.Values, o Options) 
 		return fail(fmt.Errorf("redis broker: Redis Cluster at %s unreachable: %w", seeds, err))
 	}
 	// Sharded pub/sub is Redis 7's: an older cluster answers everything
-	// above and would fail every room's subscription later. Only a refusal
-	// counts; the shard of the channel may be down, which is an outage.
-	if err := c.SPublish(pctx, o.Prefix+":version-check", "").Err(); err != nil && isUnknownCommand(err) {
+	// above and would fail every room's subscription later. Asked of the
+	// node that just answered, which knows the command (and publishes, or
+	// redirects to the channel's shard: either way a yes) or does not.
+	node := loader.answerer()
+	if node == nil {
+		return fail(errors.New("redis broker: no node of the Redis Cluster answered"))
+	}
+	if err := node.SPublish(pctx, o.Prefix+":version-check", "").Err(); err != nil && isUnknownCommand(err) {
 		return fail(fmt.Errorf("redis broker: Redis Cluster at %s has no sharded pub/sub (SPUBLISH, Redis 7 or later): %w", seeds, err))
 	}
 	return c, loader, nil

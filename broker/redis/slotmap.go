@@ -50,6 +50,7 @@ type slotLoader struct {
 	asking  map[string]bool            // an ask in flight: a node that hangs is asked once at a time
 	known   []string                   // the nodes of the last answer
 	last    []slotRange                // the masters' ranges of the last answer
+	from    string                     // the node that gave the last answer
 	closed  bool
 	wg      sync.WaitGroup
 }
@@ -130,7 +131,7 @@ func (l *slotLoader) load(ctx context.Context) ([]goredis.ClusterSlot, error) {
 		select {
 		case a := <-answers:
 			if a.err == nil {
-				l.remember(a.slots)
+				l.remember(a.addr, a.slots)
 				return a.slots, nil
 			}
 			err := fmt.Errorf("%s: %w", a.addr, a.err)
@@ -158,9 +159,11 @@ func cmpOr(errs ...error) error {
 	return nil
 }
 
-// remember keeps the nodes of an answer, to ask them next time, and its
-// masters' ranges, for the shard health.
-func (l *slotLoader) remember(slots []goredis.ClusterSlot) {
+// remember keeps the nodes of from's answer, to ask them next time, and
+// its masters' ranges, for the shard health; it closes the clients of the
+// nodes that are neither seeds nor in the cluster any more (replaced, in
+// a cluster whose nodes come and go with new addresses).
+func (l *slotLoader) remember(from string, slots []goredis.ClusterSlot) {
 	var nodes []string
 	var table []slotRange
 	for _, s := range slots {
@@ -175,8 +178,22 @@ func (l *slotLoader) remember(slots []goredis.ClusterSlot) {
 	}
 	slices.SortFunc(table, func(x, y slotRange) int { return x.start - y.start })
 	l.mu.Lock()
-	l.known, l.last = nodes, table
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	l.known, l.last, l.from = nodes, table, from
+	for addr, c := range l.clients {
+		if !l.asking[addr] && !slices.Contains(nodes, addr) && !slices.Contains(l.seeds, addr) {
+			c.Close()
+			delete(l.clients, addr)
+		}
+	}
+}
+
+// answerer is the client of the node that gave the last answer, nil
+// before the first: a node known to answer now.
+func (l *slotLoader) answerer() *goredis.Client {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.clients[l.from]
 }
 
 // table is the masters' ranges of the last answer, nil before the first.
