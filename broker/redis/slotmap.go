@@ -111,6 +111,7 @@ func (l *slotLoader) load(ctx context.Context) ([]goredis.ClusterSlot, error) {
 		go func() {
 			defer l.wg.Done()
 			actx, cancel := context.WithTimeout(context.Background(), l.timeout)
+			//lint:ignore SA1019 CLUSTER SLOTS on purpose: see the top of this file
 			slots, err := c.ClusterSlots(actx).Result()
 			cancel()
 			if err == nil && len(slots) == 0 {
