@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/openlivesync/livesync/internal/livesynctest"
-	"github.com/openlivesync/livesync/internal/tcpproxy"
 )
 
 // hookRecord is one observation of a cluster test, with the node that
@@ -176,10 +175,11 @@ func testClusterHooksUserOnce(t *testing.T, e *clusterEnv) {
 // observed once, by a surviving node; a user it shared with a live node
 // stays online, a room it shared stays occupied until its last member
 // elsewhere leaves.
-func TestClusterHooksDeadNode(t *testing.T) {
-	e := newClusterEnv(t)
+func TestClusterHooksDeadNode(t *testing.T) { forRedisModes(t, testClusterHooksDeadNode) }
+
+func testClusterHooksDeadNode(t *testing.T, e *clusterEnv) {
 	h := &hookRecorder{}
-	proxy := tcpproxy.Start(t, e.addr)
+	proxy := e.link()
 	const delay = 200 * time.Millisecond
 	urls := []string{e.hookNode(0, e.addr, h, delay), e.hookNode(1, e.addr, h, delay), e.hookNode(2, proxy.Addr(), h, delay)}
 	dial := func(node int, user, room string) *livesynctest.Client {
@@ -244,9 +244,12 @@ func TestClusterHooksDeadNode(t *testing.T) {
 // connections, so the last leave and the last close are still observed
 // as the room's last and the user going offline, once.
 func TestClusterHooksCountsSurviveRedisLoss(t *testing.T) {
-	e := newClusterEnv(t)
+	forRedisModes(t, testClusterHooksCountsSurviveRedisLoss)
+}
+
+func testClusterHooksCountsSurviveRedisLoss(t *testing.T, e *clusterEnv) {
 	h := &hookRecorder{}
-	proxy := tcpproxy.Start(t, e.addr)
+	proxy := e.link()
 	const delay = 100 * time.Millisecond
 	var srvs []*Server
 	var urls []string
@@ -274,8 +277,8 @@ func TestClusterHooksCountsSurviveRedisLoss(t *testing.T) {
 	// The re-registration is the broker's business; its result shows in
 	// Redis as both users' connections counted again.
 	livesynctest.WaitFor(t, "connections re-registered", func() bool {
-		return e.rdb.HLen(t.Context(), e.prefix+":u:ann").Val() == 1 && e.rdb.HLen(t.Context(), e.prefix+":u:bob").Val() == 1 &&
-			e.rdb.HLen(t.Context(), e.prefix+":m:r").Val() == 2
+		return e.rdb.HLen(t.Context(), e.userKey("ann")).Val() == 1 && e.rdb.HLen(t.Context(), e.userKey("bob")).Val() == 1 &&
+			e.rdb.HLen(t.Context(), e.membersKey("r")).Val() == 2
 	})
 
 	a.Close()
@@ -292,9 +295,12 @@ func TestClusterHooksCountsSurviveRedisLoss(t *testing.T) {
 // node's memory): the node that sweeps it sends the user's offline, once.
 // A user who came back on another node within the delay is not sent one.
 func TestClusterHooksDeadNodeMidOfflineDelay(t *testing.T) {
-	e := newClusterEnv(t)
+	forRedisModes(t, testClusterHooksDeadNodeMidOfflineDelay)
+}
+
+func testClusterHooksDeadNodeMidOfflineDelay(t *testing.T, e *clusterEnv) {
 	h := &hookRecorder{}
-	proxy := tcpproxy.Start(t, e.addr)
+	proxy := e.link()
 	const delay = 200 * time.Millisecond
 	// The dying node's delay never ends within the test: only a survivor
 	// can send the offline.
@@ -308,7 +314,7 @@ func TestClusterHooksDeadNodeMidOfflineDelay(t *testing.T) {
 	livesynctest.WaitFor(t, "both online", func() bool {
 		return h.count(userKind("online", "cat")) == 1 && h.count(userKind("online", "dan")) == 1
 	})
-	pending := func(user string) bool { return e.rdb.Exists(t.Context(), e.prefix+":uo:"+user).Val() == 1 }
+	pending := func(user string) bool { return e.rdb.Exists(t.Context(), e.pendingKey(user)).Val() == 1 }
 	cat.Close()
 	dan.Close()
 	livesynctest.WaitFor(t, "both waiting out the delay on node 2", func() bool { return pending("cat") && pending("dan") })

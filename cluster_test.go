@@ -3,126 +3,18 @@ package livesync
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http/httptest"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
-	"github.com/openlivesync/livesync/broker"
-	"github.com/openlivesync/livesync/broker/redis"
-	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/internal/livesynctest"
-	"github.com/openlivesync/livesync/internal/tcpproxy"
-	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
 )
-
-// clusterEnv is a Redis key space of one test: a prefix no other test
-// uses, deleted when the test ends; on a single Redis or, with
-// newRedisClusterEnv, on a Redis Cluster.
-type clusterEnv struct {
-	t          testing.TB
-	addr       string // Redis (single mode: tests put proxies in front of it)
-	clusterURL string // Redis Cluster mode: the broker's URL, prefix included
-	prefix     string
-	rdb        goredis.UniversalClient
-}
-
-func newClusterEnv(t testing.TB) *clusterEnv {
-	t.Helper()
-	addr, prefix := testsvc.RedisPrefix(t)
-	e := &clusterEnv{t: t, addr: addr, prefix: prefix, rdb: goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2})}
-	t.Cleanup(func() { e.rdb.Close() })
-	return e
-}
-
-// newRedisClusterEnv is newClusterEnv on the 3-shard Redis Cluster. Its
-// addr is the first seed, which the broker detects as a cluster node;
-// nodes given that address use the whole cluster.
-func newRedisClusterEnv(t testing.TB) *clusterEnv {
-	t.Helper()
-	url, prefix := testsvc.RedisClusterURL(t)
-	addrs := testsvc.RedisClusterAddrs(t)
-	e := &clusterEnv{t: t, addr: addrs[0], clusterURL: url, prefix: prefix,
-		rdb: goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: addrs, Protocol: 2})}
-	t.Cleanup(func() { e.rdb.Close() })
-	return e
-}
-
-// forRedisModes runs test on a single Redis and on a Redis Cluster: one
-// suite, two backends.
-func forRedisModes(t *testing.T, test func(t *testing.T, e *clusterEnv)) {
-	t.Run("single", func(t *testing.T) { test(t, newClusterEnv(t)) })
-	t.Run("cluster", func(t *testing.T) { test(t, newRedisClusterEnv(t)) })
-}
-
-// brokerURL is the broker URL of a node reaching Redis at addr.
-func (e *clusterEnv) brokerURL(addr string) string {
-	if e.clusterURL != "" && addr == e.addr {
-		return e.clusterURL
-	}
-	return "redis://" + addr + "/0?prefix=" + e.prefix
-}
-
-// wipe deletes the test's keys, as a Redis restart without persistence
-// would.
-func (e *clusterEnv) wipe() { testsvc.DeleteKeys(e.rdb, e.prefix) }
-
-// node starts a server that is a node of the test's cluster, reaching
-// Redis at addr (the real one, or a proxy), and returns its WebSocket URL.
-func (e *clusterEnv) node(addr string, store chat.Store, log *slog.Logger) (*Server, string) {
-	e.t.Helper()
-	return startServer(e.t, e.nodeOptions(addr, store, log))
-}
-
-// nodes starts n nodes sharing store and returns their WebSocket URLs.
-func (e *clusterEnv) nodes(n int, store chat.Store) []string {
-	e.t.Helper()
-	urls := make([]string, n)
-	for i := range urls {
-		_, urls[i] = e.node(e.addr, store, nil)
-	}
-	return urls
-}
-
-// nodeOptions are the options of a node of the test's cluster.
-func (e *clusterEnv) nodeOptions(addr string, store chat.Store, log *slog.Logger) *Options {
-	e.t.Helper()
-	if log == nil {
-		log = discardLogger()
-	}
-	b, err := redis.New(context.Background(), e.brokerURL(addr), &redis.Options{
-		Logger:    log,
-		Heartbeat: 100 * time.Millisecond,
-		NodeTTL:   time.Second,
-		OpTimeout: time.Second,
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return &Options{Broker: b, Store: store, Logger: log, Limits: Limits{EventRate: 1e6, EventBurst: 1e6, ChatRate: 1e6, ChatBurst: 1e6}}
-}
-
-// sharedStore is one chat store shared by the nodes of a test, as a
-// database is in production; the test closes it, not each node.
-type sharedStore struct{ *chat.MemoryStore }
-
-func (sharedStore) Close() error { return nil }
-
-func newSharedStore(t testing.TB) sharedStore {
-	s := chat.NewMemoryStore(nil)
-	t.Cleanup(func() { s.Close() })
-	return sharedStore{s}
-}
 
 // peer is a kit client that also keeps the events and chat it received.
 type peer struct {
@@ -410,14 +302,16 @@ func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
 func (h *countingHandler) WithAttrs(as []slog.Attr) slog.Handler { return h }
 func (h *countingHandler) WithGroup(string) slog.Handler         { return h }
 
-// TestClusterRedisOutage: Redis goes away during traffic (a proxy between
-// the nodes and Redis cuts every connection) and comes back without its
-// data. Meanwhile every node keeps serving its own members, reports the
-// outage once and through Healthy, and piles up nothing; afterwards
-// presence is resynchronised and views converge cluster-wide again.
-func TestClusterRedisOutage(t *testing.T) {
-	e := newClusterEnv(t)
-	proxy := tcpproxy.Start(t, e.addr)
+// TestClusterRedisOutage: Redis goes away during traffic (proxies between
+// the nodes and Redis, or each of its shards, cut every connection) and
+// comes back without its data. Meanwhile every node keeps serving its own
+// members, reports the outage once (once per shard) and through Healthy,
+// and piles up nothing; afterwards presence is resynchronised and views
+// converge cluster-wide again.
+func TestClusterRedisOutage(t *testing.T) { forRedisModes(t, testClusterRedisOutage) }
+
+func testClusterRedisOutage(t *testing.T, e *clusterEnv) {
+	proxy := e.link()
 	store := newSharedStore(t)
 	var (
 		srvs   []*Server
@@ -479,9 +373,10 @@ func TestClusterRedisOutage(t *testing.T) {
 	for _, p := range []*peer{a, a2, a3, b, b2} {
 		p.sees(members...)
 	}
+	outage, times := e.outageLogs()
 	for i, count := range counts {
-		if n := count("redis unreachable"); n != 1 {
-			t.Errorf("node %d logged the outage %d times, want once", i, n)
+		if n := count(outage); n != times {
+			t.Errorf("node %d logged %q %d times, want %d", i, outage, n, times)
 		}
 	}
 
@@ -494,17 +389,17 @@ func TestClusterRedisOutage(t *testing.T) {
 // node TTL. The others declare it dead and its members leave their views;
 // it keeps serving its own members; when it is back it re-registers them
 // and everyone converges, including on what changed meanwhile.
-func TestClusterPartitionedNode(t *testing.T) {
-	e := newClusterEnv(t)
+func TestClusterPartitionedNode(t *testing.T) { forRedisModes(t, testClusterPartitionedNode) }
+
+func testClusterPartitionedNode(t *testing.T, e *clusterEnv) {
 	store := newSharedStore(t)
 	var urls []string
-	var cut *tcpproxy.Proxy
+	cut := e.link()
 	var lost *Server
 	for i := range 3 {
 		addr := e.addr
 		if i == 2 {
-			p := tcpproxy.Start(t, e.addr)
-			cut, addr = p, p.Addr()
+			addr = cut.Addr()
 		}
 		s, url := e.node(addr, store, nil)
 		urls = append(urls, url)
@@ -547,7 +442,10 @@ func TestClusterPartitionedNode(t *testing.T) {
 // presence, events, chat across nodes), then their clients go and they
 // shut down; every goroutine they started ends.
 func TestClusterShutdownLeavesNoGoroutines(t *testing.T) {
-	e := newClusterEnv(t)
+	forRedisModes(t, testClusterShutdownLeavesNoGoroutines)
+}
+
+func testClusterShutdownLeavesNoGoroutines(t *testing.T, e *clusterEnv) {
 	store := newSharedStore(t)
 	before := runtime.NumGoroutine()
 	var (
@@ -588,143 +486,4 @@ func TestClusterShutdownLeavesNoGoroutines(t *testing.T) {
 		https[i].Close()
 	}
 	livesynctest.WaitFor(t, "the nodes' goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
-}
-
-// fakeBroker is a Broker whose registry the test sets, to drive a room's
-// synchronisation step by step.
-type fakeBroker struct {
-	mu         sync.Mutex
-	sink       broker.Sink
-	members    []broker.Member
-	fail       error         // RoomState's answer when not nil
-	gate       chan struct{} // when not nil, RoomState waits for it to close
-	entered    chan struct{} // RoomState signals each call here when not nil
-	roomStates int
-	unhealthy  error // Healthy's answer
-}
-
-func (f *fakeBroker) Start(_ string, sink broker.Sink) error {
-	f.sink = sink
-	return nil
-}
-func (f *fakeBroker) Subscribe(context.Context, string) error { return nil }
-func (f *fakeBroker) Unsubscribe(string)                      {}
-func (f *fakeBroker) RoomState(context.Context, string) (broker.RoomState, error) {
-	f.mu.Lock()
-	f.roomStates++
-	gate, entered, fail, members := f.gate, f.entered, f.fail, slices.Clone(f.members)
-	f.mu.Unlock()
-	if entered != nil {
-		entered <- struct{}{}
-	}
-	if gate != nil {
-		<-gate
-	}
-	return broker.RoomState{Members: members}, fail
-}
-func (f *fakeBroker) SetMember(string, string, []byte) {}
-func (f *fakeBroker) RemoveMember(string, string)      {}
-func (f *fakeBroker) PublishEvent(string, []byte)      {}
-func (f *fakeBroker) LockChat(context.Context, string) (broker.ChatLock, error) {
-	return nil, broker.ErrUnavailable
-}
-func (f *fakeBroker) Healthy() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.unhealthy
-}
-func (f *fakeBroker) Close() error { return nil }
-
-func (f *fakeBroker) set(fn func(*fakeBroker)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fn(f)
-}
-
-// remoteMembers lists the room's members connected to other nodes, with
-// their entries.
-func (r *room) remoteMembers() map[string]string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := map[string]string{}
-	for id, m := range r.members {
-		if m.conn == nil {
-			out[id] = string(m.json)
-		}
-	}
-	return out
-}
-
-// TestClusterSyncDropsStalePending: a change received before a failed
-// synchronisation is not replayed over the registry read by the next one,
-// where it could resurrect a member whose departure was lost meanwhile.
-func TestClusterSyncDropsStalePending(t *testing.T) {
-	f := &fakeBroker{fail: errors.New("redis is away")}
-	s, _ := startServer(t, &Options{Broker: f})
-	r := s.acquireRoom("r")
-	r.ensureSynced() // fails: the room waits for a retry
-	f.sink.MemberSet("r", "gone", []byte(`{"connectionId":"gone"}`))
-	// Its departure is lost (an outage); the registry no longer has it.
-	f.set(func(f *fakeBroker) {
-		f.fail = nil
-		f.members = []broker.Member{{ConnID: "stays", Entry: []byte(`{"connectionId":"stays"}`)}}
-	})
-	f.sink.Resync()
-	if got := r.remoteMembers(); len(got) != 1 || got["stays"] == "" {
-		t.Fatalf("remote members after the resync: %v, want only the registry's", got)
-	}
-}
-
-// TestClusterPendingKeepsLatestPerMember: while a room synchronises, a
-// storm of remote updates keeps one change per member, not one per
-// update, and the latest wins.
-func TestClusterPendingKeepsLatestPerMember(t *testing.T) {
-	f := &fakeBroker{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
-	s, _ := startServer(t, &Options{Broker: f})
-	r := s.acquireRoom("r")
-	done := make(chan struct{})
-	go func() { r.ensureSynced(); close(done) }()
-	<-f.entered // subscribed, reading the registry
-	// More than pending ever holds, and a multiple of 3.
-	const updates = (maxPendingRemote/3 + 1) * 3
-	for i := range updates {
-		f.sink.MemberSet("r", fmt.Sprint("m", i%3), []byte(fmt.Sprintf(`{"n":%d}`, i)))
-	}
-	f.sink.MemberRemoved("r", "m2")
-	r.mu.Lock()
-	pending, lost := len(r.pending), r.pendingLost
-	r.mu.Unlock()
-	if pending != 3 || lost {
-		t.Errorf("pending holds %d changes (lost %v) for 3 members", pending, lost)
-	}
-	close(f.gate)
-	<-done
-	want := map[string]string{"m0": fmt.Sprintf(`{"n":%d}`, updates-3), "m1": fmt.Sprintf(`{"n":%d}`, updates-2)}
-	if got := r.remoteMembers(); !maps.Equal(got, want) {
-		t.Fatalf("remote members %v, want %v", got, want)
-	}
-}
-
-// TestClusterJoinStormSyncsOnce: the joiners of a new room that all find
-// it unsynchronised read the registry once between them, not once each.
-func TestClusterJoinStormSyncsOnce(t *testing.T) {
-	f := &fakeBroker{gate: make(chan struct{}), entered: make(chan struct{}, 64)}
-	s, _ := startServer(t, &Options{Broker: f})
-	r := s.acquireRoom("r")
-	const joiners = 20
-	var started, done sync.WaitGroup
-	started.Add(joiners)
-	for range joiners {
-		done.Go(func() {
-			started.Done()
-			r.ensureSynced()
-		})
-	}
-	started.Wait()
-	<-f.entered
-	close(f.gate)
-	done.Wait()
-	if f.roomStates != 1 {
-		t.Fatalf("%d joiners read the registry %d times, want once", joiners, f.roomStates)
-	}
 }

@@ -42,85 +42,139 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 )
 
 // newClusterClient connects to the Redis Cluster whose seeds u names
-// (go-redis's cluster URL form) and checks that the cluster answers.
-func newClusterClient(ctx context.Context, u *url.URL, q url.Values, o Options) (*goredis.ClusterClient, error) {
+// (go-redis's cluster URL form) and checks that the cluster answers: one
+// seed that answers is enough, whatever the others do (see slotmap.go).
+// The slot loader it returns is the client's; close it after the client.
+func newClusterClient(ctx context.Context, u *url.URL, q url.Values, o Options) (*goredis.ClusterClient, *slotLoader, error) {
+	co, loader, err := clusterOptions(u, q, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	seeds := strings.Join(co.Addrs, ",")
+	c := goredis.NewClusterClient(co)
+	fail := func(err error) (*goredis.ClusterClient, *slotLoader, error) {
+		c.Close()
+		loader.close()
+		return nil, nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, o.OpTimeout)
+	defer cancel()
+	// The slot map from any seed: it fails when no seed answers and when
+	// the seeds are not in cluster mode, but a master that is down while
+	// others answer is an outage of its shard, not a start-up error.
+	if _, err := loader.load(pctx); err != nil {
+		var reply goredis.Error
+		if errors.As(err, &reply) || errors.Is(err, errNoSlots) {
+			// It answered: a Redis that is not a cluster node ("cluster
+			// support disabled"), or a node of no formed cluster.
+			return fail(fmt.Errorf("redis broker: %s is not a cluster (a Redis Cluster of version 7 or later; give a single Redis without addr=): %w", seeds, err))
+		}
+		return fail(fmt.Errorf("redis broker: Redis Cluster at %s unreachable: %w", seeds, err))
+	}
+	// Sharded pub/sub is Redis 7's: an older cluster answers everything
+	// above and would fail every room's subscription later. Asked of the
+	// node that just answered, which knows the command (and publishes, or
+	// redirects to the channel's shard: either way a yes) or does not.
+	node := loader.answerer()
+	if node == nil {
+		return fail(errors.New("redis broker: no node of the Redis Cluster answered"))
+	}
+	if err := node.SPublish(pctx, o.Prefix+":version-check", "").Err(); err != nil && isUnknownCommand(err) {
+		return fail(fmt.Errorf("redis broker: Redis Cluster at %s has no sharded pub/sub (SPUBLISH, Redis 7 or later): %w", seeds, err))
+	}
+	return c, loader, nil
+}
+
+// clusterOptions are the go-redis options of the cluster u names, with
+// the broker's slot loader (see slotmap.go) and each node's own TLS name.
+func clusterOptions(u *url.URL, q url.Values, o Options) (*goredis.ClusterOptions, *slotLoader, error) {
 	cu := *u
 	if cu.Path == "/0" || cu.Path == "/" {
 		cu.Path = "" // a cluster has only database 0
 	}
 	co, err := goredis.ParseClusterURL(cu.String())
 	if err != nil {
-		return nil, fmt.Errorf("redis broker: %w", err)
+		return nil, nil, fmt.Errorf("redis broker: %w", err)
 	}
 	setTimeouts(q, o, &co.DialTimeout, &co.ReadTimeout, &co.WriteTimeout, &co.PoolTimeout, &co.MaxRetries, &co.Protocol, &co.DialerRetries)
 	co.DisableIdentity = true
-	c := goredis.NewClusterClient(co)
-	pctx, cancel := context.WithTimeout(ctx, o.OpTimeout)
-	defer cancel()
-	// CLUSTER SHARDS (Redis 7, which sharded pub/sub needs anyway) on
-	// every master: it fails when no seed answers and when the seeds are
-	// not in cluster mode, but a master that is down while others answer is
-	// an outage of its shard, not a start-up error.
-	if err := anyMasterAnswers(pctx, c); err != nil {
-		c.Close()
-		seeds := strings.Join(co.Addrs, ",")
-		var reply goredis.Error
-		if errors.As(err, &reply) {
-			// It answered: a Redis that is not a cluster node ("cluster
-			// support disabled"), or older than 7.
-			return nil, fmt.Errorf("redis broker: %s is not a cluster (Redis Cluster 7 or later; give a single Redis without addr=): %w", seeds, err)
+	co.Dialer = o.Dialer
+	// The loader's clients are made from the options as they are now:
+	// NewClusterClient rewrites some in place.
+	snap := *co
+	loader := newSlotLoader(co.Addrs, o.OpTimeout, func(addr string) *goredis.Client { return goredis.NewClient(loaderOptions(&snap, addr)) })
+	co.ClusterSlots = loader.load
+	tlsBase := co.TLSConfig
+	co.NewClient = func(opt *goredis.Options) *goredis.Client {
+		// With a ClusterSlots loader, go-redis turns a loopback address
+		// into ":port" (it rewrites loopback hosts against an origin it
+		// does not have); NodeAddress is the loader's address, already
+		// rewritten, and the one the broker names masters by. A node met
+		// only in a MOVED reply has none.
+		if opt.NodeAddress != "" {
+			opt.Addr = opt.NodeAddress
 		}
-		return nil, fmt.Errorf("redis broker: Redis Cluster at %s unreachable: %w", seeds, err)
+		opt.TLSConfig = nodeTLS(tlsBase, opt.Addr)
+		return goredis.NewClient(opt)
 	}
-	return c, nil
+	return co, loader, nil
 }
 
-// anyMasterAnswers asks every master of c for CLUSTER SHARDS and returns
-// nil when one answers, or the first failure (that of reading the slot map
-// from the seeds when none can).
-func anyMasterAnswers(ctx context.Context, c *goredis.ClusterClient) error {
-	var mu sync.Mutex
-	var first error
-	answered := false
-	err := c.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error {
-		err := m.ClusterShards(ctx).Err()
-		mu.Lock()
-		defer mu.Unlock()
-		if err == nil {
-			answered = true
-		} else if first == nil {
-			first = fmt.Errorf("%s: %w", m.Options().Addr, err)
-		}
-		return nil
-	})
-	switch {
-	case err != nil:
-		return err
-	case answered:
-		return nil
-	case first != nil:
-		return first
+// isUnknownCommand reports whether err is Redis refusing a command it
+// does not know.
+func isUnknownCommand(err error) bool {
+	var reply goredis.Error
+	return errors.As(err, &reply) && strings.Contains(strings.ToLower(err.Error()), "unknown command")
+}
+
+// loaderOptions are the options of the slot loader's own client of the
+// node at addr: the cluster's connection settings, one connection (it
+// asks once at a time), no retries (it asks again at the next load).
+func loaderOptions(co *goredis.ClusterOptions, addr string) *goredis.Options {
+	return &goredis.Options{
+		Addr:                       addr,
+		Dialer:                     co.Dialer,
+		Protocol:                   co.Protocol,
+		Username:                   co.Username,
+		Password:                   co.Password,
+		CredentialsProvider:        co.CredentialsProvider,
+		CredentialsProviderContext: co.CredentialsProviderContext,
+		ClientName:                 co.ClientName,
+		DialTimeout:                co.DialTimeout,
+		ReadTimeout:                co.ReadTimeout,
+		WriteTimeout:               co.WriteTimeout,
+		PoolTimeout:                co.PoolTimeout,
+		DialerRetries:              co.DialerRetries,
+		MaxRetries:                 -1,
+		PoolSize:                   1,
+		DisableIdentity:            true,
+		TLSConfig:                  nodeTLS(co.TLSConfig, addr),
 	}
-	return errors.New("no master serves any slot")
 }
 
 // clusterEnabled reports whether the Redis rdb is connected to is a node
-// of a Redis Cluster.
-func clusterEnabled(ctx context.Context, rdb *goredis.Client) (bool, error) {
-	info, err := rdb.Info(ctx, "cluster").Result()
-	if err != nil {
-		return false, err
+// of a Redis Cluster: whether it answers CLUSTER SLOTS, the command the
+// cluster client itself needs (see slotmap.go). A refusal is "no": a
+// plain Redis says cluster support is disabled, and one whose ACL forbids
+// the command could not be used as a cluster by this client anyway.
+func clusterEnabled(ctx context.Context, rdb *goredis.Client, log *slog.Logger) (bool, error) {
+	//lint:ignore SA1019 CLUSTER SLOTS on purpose: what every cluster service serves (see slotmap.go)
+	err := rdb.ClusterSlots(ctx).Err()
+	var reply goredis.Error
+	if errors.As(err, &reply) {
+		log.Debug("redis broker: not a cluster node", "addr", rdb.Options().Addr, "reply", err)
+		return false, nil
 	}
-	return strings.Contains(info, "cluster_enabled:1"), nil
+	return err == nil, err
 }
 
 // The cluster scripts. Each takes only keys of one hash tag.

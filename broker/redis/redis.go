@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -75,6 +76,13 @@ type Options struct {
 	// server waits for a lock, or a lock whose holder died makes that
 	// room's chat node-local until it expires.
 	ChatLockTTL time.Duration
+	// Dialer, when set, opens every connection to Redis (to the single
+	// Redis, or to each node of a Redis Cluster) instead of a plain TCP
+	// dial (TLS, when the URL asks for it, goes over the connection it
+	// returns): for a Redis reached through a tunnel, a SOCKS proxy, or a
+	// test's fault-injecting proxy. addr is the node's address as the URL
+	// or the cluster gives it.
+	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func (o *Options) resolve() error {
@@ -115,6 +123,7 @@ type Broker struct {
 	// unchanged on both go through it.
 	rdb     goredis.UniversalClient
 	cluster *goredis.ClusterClient
+	slots   *slotLoader // cluster: the cluster's slot maps (see slotmap.go)
 	opts    Options
 	log     *slog.Logger
 	k       keys
@@ -172,9 +181,9 @@ type sub struct {
 // ctx. rawURL is either a single Redis, redis://[user:pass@]host:port/db
 // (or rediss:// for TLS), or a Redis Cluster in go-redis's cluster form,
 // redis://[user:pass@]host1:port?addr=host2:port&addr=host3:port (the
-// seeds: any reachable one is enough). A single address that turns out to
-// be a cluster node (INFO cluster says cluster_enabled:1) is used as a
-// cluster seed: pointed at one node of a cluster, a single-Redis broker
+// seeds: any reachable one is enough, see slotmap.go). A single address
+// that turns out to be a cluster node (it answers CLUSTER SLOTS) is used
+// as a cluster seed: pointed at one node of a cluster, a single-Redis broker
 // would fail on every multi-room operation while the node served on
 // alone. Both forms take go-redis's query options and "prefix". It
 // silences go-redis's internal logger, a process-wide setting: the broker
@@ -205,34 +214,20 @@ func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
 	quietGoRedis.Do(func() { goredis.SetLogger(discardLogging{}) })
 	var rdb goredis.UniversalClient
 	var cluster *goredis.ClusterClient
+	var slots *slotLoader
 	if q.Has("addr") {
-		cluster, err = newClusterClient(ctx, u, q, o)
+		cluster, slots, err = newClusterClient(ctx, u, q, o)
 		if err != nil {
 			return nil, err
 		}
 		rdb = cluster
 	} else {
-		ro, err := goredis.ParseURL(u.String())
+		single, isCluster, err := newSingleClient(ctx, u, q, o)
 		if err != nil {
-			return nil, fmt.Errorf("redis broker: %w", err)
-		}
-		setTimeouts(q, o, &ro.DialTimeout, &ro.ReadTimeout, &ro.WriteTimeout, &ro.PoolTimeout, &ro.MaxRetries, &ro.Protocol, &ro.DialerRetries)
-		ro.DisableIdentity = true
-		single := goredis.NewClient(ro)
-		pctx, cancel := context.WithTimeout(ctx, o.OpTimeout)
-		defer cancel()
-		if err := single.Ping(pctx).Err(); err != nil {
-			single.Close()
-			return nil, fmt.Errorf("redis broker: %s unreachable: %w", ro.Addr, err)
-		}
-		isCluster, err := clusterEnabled(pctx, single)
-		if err != nil {
-			single.Close()
-			return nil, fmt.Errorf("redis broker: %s: %w", ro.Addr, err)
+			return nil, err
 		}
 		if isCluster {
-			single.Close()
-			cluster, err = newClusterClient(ctx, u, q, o)
+			cluster, slots, err = newClusterClient(ctx, u, q, o)
 			if err != nil {
 				return nil, err
 			}
@@ -243,11 +238,13 @@ func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
 	}
 	if cluster != nil && strings.ContainsAny(o.Prefix, "{}") {
 		rdb.Close()
+		slots.close()
 		return nil, fmt.Errorf("redis broker: prefix %q must not contain { or }: in a Redis Cluster they would change which keys share a slot", o.Prefix)
 	}
 	b := &Broker{
 		rdb:     rdb,
 		cluster: cluster,
+		slots:   slots,
 		opts:    o,
 		log:     o.Logger,
 		k:       keys{p: o.Prefix, cluster: cluster != nil},
@@ -267,36 +264,6 @@ func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil
 }
-
-// setTimeouts applies the broker's defaults to go-redis options the URL
-// does not set: every call bounded by OpTimeout, no retries (the broker
-// resynchronises instead), RESP2, and one dial attempt (fail fast: an
-// outage is handled, not waited out).
-func setTimeouts(q url.Values, o Options, dial, read, write, pool *time.Duration, retries, protocol, dialerRetries *int) {
-	for name, d := range map[string]*time.Duration{"dial_timeout": dial, "read_timeout": read, "write_timeout": write, "pool_timeout": pool} {
-		if !q.Has(name) {
-			*d = o.OpTimeout
-		}
-	}
-	if !q.Has("max_retries") {
-		*retries = -1
-	}
-	if !q.Has("protocol") {
-		*protocol = 2
-	}
-	if !q.Has("dialer_retries") {
-		*dialerRetries = 1
-	}
-}
-
-// quietGoRedis silences go-redis's own logging, which is process-wide and
-// would print a line per failed reconnection during an outage; the broker
-// reports the outage itself, once, with the error.
-var quietGoRedis sync.Once
-
-type discardLogging struct{}
-
-func (discardLogging) Printf(context.Context, string, ...any) {}
 
 // Start implements broker.Broker: it registers the node and starts the
 // heartbeat, the sweep, the sender and the subscriber.
@@ -358,6 +325,9 @@ func (b *Broker) Close() error {
 		b.stop()
 		if e := b.rdb.Close(); e != nil {
 			err = fmt.Errorf("redis broker: close: %w", e)
+		}
+		if b.slots != nil {
+			b.slots.close()
 		}
 	})
 	return err

@@ -12,7 +12,6 @@ import (
 
 	"github.com/openlivesync/livesync/broker"
 	"github.com/openlivesync/livesync/internal/livesynctest"
-	"github.com/openlivesync/livesync/internal/tcpproxy"
 	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
 )
@@ -217,14 +216,16 @@ func testBrokerSweepsDeadNode(t *testing.T, url string) {
 	}
 }
 
-// TestBrokerOutage: while Redis cannot be reached, calls fail fast,
-// nothing queues up, Healthy says why; when it is back, the node
-// re-registers its members (Redis lost them) and asks for a resync.
-func TestBrokerOutage(t *testing.T) {
-	addr, prefix := testsvc.RedisPrefix(t)
-	proxy := tcpproxy.Start(t, addr)
-	url := "redis://" + addr + "/0?prefix=" + prefix
-	a, ra := startBroker(t, "redis://"+proxy.Addr()+"/0?prefix="+prefix, "na")
+// TestBrokerOutage: while Redis (every shard of it) cannot be reached,
+// calls fail fast, nothing queues up, Healthy says why; when it is back,
+// the node re-registers its members (Redis lost them) and asks for a
+// resync.
+func TestBrokerOutage(t *testing.T) { forBackends(t, testBrokerOutage) }
+
+func testBrokerOutage(t *testing.T, url string) {
+	// A proxy in front of each node a reaches.
+	proxy := testsvc.NewProxies(t, nil)
+	a, ra := startBroker(t, url, "na", func(o *Options) { o.Dialer = proxy.Dial })
 	b, rb := startBroker(t, url, "nb")
 	subscribe(t, a, "r")
 	subscribe(t, b, "r")

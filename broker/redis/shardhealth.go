@@ -10,13 +10,15 @@ package redis
 // When the shard is back, the broker resynchronises (re-registers this
 // node's members, has the server reload every room), as after an outage.
 //
-// The prober asks every master, every Heartbeat and at once after a
-// command failed for want of a connection, for CLUSTER INFO and CLUSTER
-// SLOTS: a master that does not answer, or answers that the cluster is
-// down (cluster_state:fail, which a cluster requiring full coverage says
-// on every shard once one is lost), is down. The slot table it reads maps
-// each key to its master without asking Redis, so the broker's calls
-// check the shard of their room before they try.
+// The prober, every Heartbeat and at once after a command failed for want
+// of a connection, reloads the slot map (from every known node at once:
+// see slotmap.go) and asks each master, within a timeout of its own, for
+// CLUSTER INFO: a master that does not answer, or answers that the
+// cluster is down (cluster_state:fail, which a cluster requiring full
+// coverage says on every shard once one is lost), is down. The slot table
+// maps each key to its master, named by the address its client dials,
+// without asking Redis, so the broker's calls check the shard of their
+// room before they try.
 //
 // The keys of the node registry live on shards too:
 //
@@ -62,10 +64,11 @@ type shardHealth struct {
 	suspect  bool                  // a command failed for want of a connection since the last probe
 }
 
-// slotRange is a range of slots and the master serving it.
+// slotRange is a range of slots and the master serving it: its address
+// as its client dials it (see slotmap.go) and its node id.
 type slotRange struct {
 	start, end int
-	addr       string
+	addr, id   string
 }
 
 // shardDown is a master that is down.
@@ -86,6 +89,17 @@ func (h *shardHealth) slotsOfLocked(addr string) string {
 		return "none"
 	}
 	return strings.Join(parts, ",")
+}
+
+// idOfLocked is the node id of the master at addr, "" when the table does
+// not list it. h.mu held.
+func (h *shardHealth) idOfLocked(addr string) string {
+	for _, r := range h.table {
+		if r.addr == addr {
+			return r.id
+		}
+	}
+	return ""
 }
 
 // describeLocked names a down shard, without its error. h.mu held.
@@ -246,35 +260,26 @@ func (b *Broker) proberLoop() {
 // once when it ends, and asks for a resynchronisation when the cluster is
 // whole again after a shard was down or a command failed.
 func (b *Broker) probe() {
-	ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
+	// The reload of the slot map (go-redis's, through the broker's loader)
+	// and each master's answer have budgets of their own: a master that
+	// hangs costs its own shard, never the others'.
+	rctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
 	defer cancel()
 	var mu sync.Mutex
 	answers := map[string]error{}
-	var table []slotRange
-	err := b.cluster.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
-		pipe := c.Pipeline()
-		info := pipe.ClusterInfo(ctx)
-		slots := pipe.ClusterSlots(ctx)
-		_, err := pipe.Exec(ctx)
-		if err == nil && !strings.Contains(info.Val(), "cluster_state:ok") {
-			err = errors.New("cluster_state is not ok: the cluster refuses commands (a cluster that requires full coverage stops every shard when one is lost; run it with cluster-require-full-coverage no)")
-		}
+	err := b.cluster.ForEachMaster(rctx, func(_ context.Context, c *goredis.Client) error {
+		ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
+		defer cancel()
+		err := clusterStateOK(ctx, c)
 		mu.Lock()
 		defer mu.Unlock()
 		answers[c.Options().Addr] = err
-		if err == nil && table == nil {
-			for _, s := range slots.Val() {
-				if len(s.Nodes) > 0 {
-					table = append(table, slotRange{int(s.Start), int(s.End), s.Nodes[0].Addr})
-				}
-			}
-		}
 		return nil
 	})
 	if b.ctx.Err() != nil {
 		return
 	}
-	slices.SortFunc(table, func(x, y slotRange) int { return x.start - y.start })
+	table := b.slots.table()
 
 	h := &b.shardh
 	h.mu.Lock()
@@ -299,7 +304,7 @@ func (b *Broker) probe() {
 			switch {
 			case err != nil && d == nil:
 				h.down[addr] = &shardDown{err: err, since: time.Now()}
-				b.log.Error("cluster: redis shard unreachable; its rooms are served on this node only until it is back", "shard", addr, "slots", h.slotsOfLocked(addr), "err", err)
+				b.log.Error("cluster: redis shard unreachable; its rooms are served on this node only until it is back", "shard", addr, "node_id", h.idOfLocked(addr), "slots", h.slotsOfLocked(addr), "err", err)
 			case err != nil:
 				d.err = err
 			case d != nil:
@@ -327,6 +332,16 @@ func (b *Broker) probe() {
 	if resync {
 		b.triggerResync()
 	}
+}
+
+// clusterStateOK asks the master c whether it serves: CLUSTER INFO says
+// cluster_state:ok.
+func clusterStateOK(ctx context.Context, c *goredis.Client) error {
+	info, err := c.ClusterInfo(ctx).Result()
+	if err == nil && !strings.Contains(info, "cluster_state:ok") {
+		err = errors.New("cluster_state is not ok: the cluster refuses commands (a cluster that requires full coverage stops every shard when one is lost; run it with cluster-require-full-coverage no)")
+	}
+	return err
 }
 
 // keySlot is the Redis Cluster slot of key: CRC16 (XMODEM) of its hash

@@ -73,6 +73,7 @@ func renderClusterReport(data []byte) (string, error) {
 			setup += ", Redis"
 		}
 		var p99Vs, cpuVs string
+		var relMissed []string
 		if j, ok := base[i]; ok {
 			b := rows[j]
 			p99Vs = ratio(r, b, "latency_p99_ms", func(x float64) string { return strconv.FormatFloat(x, 'f', 2, 64) + "×" })
@@ -80,6 +81,7 @@ func renderClusterReport(data []byte) (string, error) {
 			if p99Vs != "" {
 				p99Vs += " " + b.str("label")
 			}
+			relMissed = r.relativeMisses(b)
 			if cpuVs != "" {
 				cpuVs += " of " + b.str("label")
 			}
@@ -103,9 +105,45 @@ func renderClusterReport(data []byte) (string, error) {
 		if _, ok := r.num("deliveries_per_server_cpu_s"); ok {
 			dpc = r.f("deliveries_per_server_cpu_s", count)
 		}
-		writeRow(&sb, r.str("label"), setup, r.str("params"), loss, lat, p99Vs, dpc, cpuVs, redis, split, r.verdict())
+		writeRow(&sb, r.str("label"), setup, r.str("params"), loss, lat, p99Vs, dpc, cpuVs, redis, split, r.clusterVerdict(relMissed))
 	}
 	return sb.String(), nil
+}
+
+// maxP99VsOneNode is the cluster target on latency: a cluster run's p99
+// within twice that of its single-node twin measured in the same file.
+// -expect cannot check it (one olsbench run sees one line), so the table
+// does.
+const maxP99VsOneNode = 2
+
+// relativeMisses lists the targets relative to the single-node run b that
+// cluster run r misses.
+func (r row) relativeMisses(b row) []string {
+	x, ok1 := r.num("latency_p99_ms")
+	y, ok2 := b.num("latency_p99_ms")
+	if !ok1 || !ok2 || y <= 0 || r.str("error") != "" {
+		return nil
+	}
+	if q := x / y; q > maxP99VsOneNode {
+		return []string{fmt.Sprintf("p99 vs 1 node<=%d× (got %.2f×)", maxP99VsOneNode, q)}
+	}
+	return nil
+}
+
+// clusterVerdict is r's verdict with the relative targets it missed: a run
+// that met its own -expect but not those is no pass.
+func (r row) clusterVerdict(relMissed []string) string {
+	v := r.verdict()
+	if len(relMissed) == 0 {
+		return v
+	}
+	switch {
+	case strings.HasPrefix(v, "❌ missed "):
+		return v + ", " + strings.Join(relMissed, ", ")
+	case strings.HasPrefix(v, "❌"):
+		return v // an error or a failure says more than a miss
+	}
+	return "❌ missed " + strings.Join(relMissed, ", ")
 }
 
 // ratio formats r's field k over b's, "" when either is missing or b's is 0.

@@ -72,3 +72,27 @@ func TestClusterReportFile(t *testing.T) {
 		t.Fatalf("missing file: exit %d", code)
 	}
 }
+
+// TestClusterVerdictIncludesP99: a cluster run that met its own -expect
+// but whose p99 is more than twice its single-node twin's is reported as
+// a miss, not a pass; within twice it passes, and a miss of its own
+// -expect keeps its reason beside the p99 one.
+func TestClusterVerdictIncludesP99(t *testing.T) {
+	const s1 = `{"label":"S1","scenario":"fanout","params":"p","nodes":1,"latency_p99_ms":4,"deliveries_per_server_cpu_s":1}` + "\n"
+	for _, c := range []struct {
+		line, want string
+	}{
+		{`{"label":"C1","scenario":"fanout","params":"p","nodes":3,"latency_p99_ms":23.2,"expect":"loss<=0","pass":true}`, "❌ missed p99 vs 1 node<=2× (got 5.80×)"},
+		{`{"label":"C1","scenario":"fanout","params":"p","nodes":3,"latency_p99_ms":8,"expect":"loss<=0","pass":true}`, "✅ pass"},
+		{`{"label":"C3","scenario":"fanout","params":"p","nodes":3,"latency_p99_ms":308,"expect":"loss<=0","pass":false,"missed":["loss<=0 (got 0.01)"]}`, "❌ missed loss<=0 (got 0.01), p99 vs 1 node<=2× (got 77.00×)"},
+	} {
+		table, err := renderClusterReport([]byte(s1 + c.line + "\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(table), "\n")
+		if got := lines[len(lines)-1]; !strings.HasSuffix(got, "| "+c.want+" |") {
+			t.Errorf("row %q\nwant verdict %q", got, c.want)
+		}
+	}
+}

@@ -3,9 +3,12 @@ package testsvc
 import (
 	"context"
 	"errors"
+	"net"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTableName(t *testing.T) {
@@ -86,5 +89,20 @@ func TestOwnRedisCluster(t *testing.T) {
 	c.Restart(1)
 	if after := id(1); after != before {
 		t.Errorf("restarted node is %s, was %s", after, before)
+	}
+}
+
+// TestBlackhole: a connection to the blackhole opens, and a read on it
+// waits for its own deadline: nothing ever comes.
+func TestBlackhole(t *testing.T) {
+	c, err := net.Dial("tcp", Blackhole(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("PING\r\n"))
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read %d bytes, %v; want a timeout", n, err)
 	}
 }
