@@ -7,7 +7,6 @@ import (
 
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/internal/livesynctest"
-	"github.com/openlivesync/livesync/internal/tcpproxy"
 )
 
 // docBase is the document endpoint's base URL of the server whose
@@ -71,11 +70,12 @@ func testDocClusterAsksPeers(t *testing.T, e *clusterEnv) {
 
 // A peer's cursor vanishes on the other nodes when its node is cut off
 // and swept as dead, and comes back when the node returns.
-func TestDocClusterNodeLost(t *testing.T) {
-	e := newClusterEnv(t)
+func TestDocClusterNodeLost(t *testing.T) { forRedisModes(t, testDocClusterNodeLost) }
+
+func testDocClusterNodeLost(t *testing.T, e *clusterEnv) {
 	store := newSharedStore(t)
 	s1, u1 := e.node(e.addr, store, nil)
-	cut := tcpproxy.Start(t, e.addr)
+	cut := e.link()
 	s2, u2 := e.node(cut.Addr(), store, nil)
 	a := livesynctest.DialDoc(t, docBase(s1, u1)+"doc")
 	a.Handshake(nil)
