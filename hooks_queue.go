@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 
@@ -34,63 +35,155 @@ const (
 	obsChat
 	obsUser
 	obsDoc
+	numObservationKinds
 )
 
-// observers delivers observations to the Hooks' observers from one
-// goroutine, in the order they were queued. Callers queue them under the
+// hookNames name each kind's hook in logs and metrics.
+var hookNames = [numObservationKinds]string{"OnConnect", "OnDisconnect", "OnJoin", "OnLeave", "OnChatStored", "OnUser", "OnDocUpdated"}
+
+// wants reports whether h has an observer for kind.
+func (h *Hooks) wants(kind observationKind) bool {
+	switch kind {
+	case obsConnect:
+		return h.OnConnect != nil
+	case obsDisconnect:
+		return h.OnDisconnect != nil
+	case obsJoin:
+		return h.OnJoin != nil
+	case obsLeave:
+		return h.OnLeave != nil
+	case obsChat:
+		return h.OnChatStored != nil
+	case obsUser:
+		return h.OnUser != nil
+	case obsDoc:
+		return h.OnDocUpdated != nil
+	}
+	return false
+}
+
+// observers hands observations to the feeds that want them: the
+// application's Hooks and the webhooks (Options.Webhooks), each with a
+// queue and goroutine of its own. Callers queue observations under the
 // lock that orders what they observe (a room's mu), so each room's
-// observations keep the room's order. Queuing never blocks: a full queue
-// drops and counts, since a room must never wait for an observer.
+// observations keep the room's order in every feed. Queuing never
+// blocks: a full queue drops and counts, since a room must never wait for
+// an observer.
 type observers struct {
+	feeds []*feed
+	stats *hookStats
+}
+
+// newObservers starts a feed for each of hooks that observes anything,
+// named by names ("hooks", "webhooks").
+func newObservers(stats *hookStats, log *slog.Logger, names []string, hooks []Hooks) *observers {
+	o := &observers{stats: stats}
+	for i, h := range hooks {
+		if h.observing() {
+			o.feeds = append(o.feeds, newFeed(names[i], h, stats, log))
+		}
+	}
+	return o
+}
+
+// wants reports whether any feed observes kind.
+func (o *observers) wants(kind observationKind) bool {
+	for _, f := range o.feeds {
+		if f.hooks.wants(kind) {
+			return true
+		}
+	}
+	return false
+}
+
+// add queues ob in every feed that observes its kind. Callers test that
+// the server has observers at all (Server.observers is nil without).
+func (o *observers) add(ob observation) {
+	for _, f := range o.feeds {
+		if f.hooks.wants(ob.kind) {
+			f.add(ob)
+		}
+	}
+}
+
+// close delivers what is queued and stops every feed, or gives up when
+// ctx ends first. Shutdown calls it once no connection or chat worker is
+// left to queue more.
+func (o *observers) close(ctx context.Context) error {
+	for _, f := range o.feeds {
+		close(f.stop)
+	}
+	finished := make(chan struct{})
+	go func() {
+		for _, f := range o.feeds {
+			f.done.Wait()
+		}
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// feed delivers observations to one set of observers from one goroutine,
+// in the order they were queued, each call bounded by the hooks'
+// ObserverTimeout.
+type feed struct {
+	name    string
 	hooks   Hooks
+	stats   *hookStats
+	log     *slog.Logger
 	ch      chan observation
 	dropped atomic.Int64
 	stop    chan struct{} // closed by close: drain what is queued, then end
 	done    sync.WaitGroup
-
-	droppedDesc, depthDesc *prometheus.Desc
+	// caller runs the observers; replaced when one overruns (see call).
+	caller *hookCaller
+	// overrunning is set while a hook's calls run out their time, so that
+	// a hook that hangs is logged once, not once per observation.
+	overrunning [numObservationKinds]atomic.Bool
 }
 
-func newObservers(h Hooks) *observers {
+func newFeed(name string, h Hooks, stats *hookStats, log *slog.Logger) *feed {
 	n := h.QueueSize
 	if n <= 0 {
 		n = defaultHookQueue
 	}
-	o := &observers{
-		hooks: h,
-		ch:    make(chan observation, n),
-		stop:  make(chan struct{}),
-		droppedDesc: prometheus.NewDesc("livesync_hook_events_dropped_total",
-			"Observations (joins, leaves, connections, stored chat) dropped because the hook queue was full.", nil, nil),
-		depthDesc: prometheus.NewDesc("livesync_hook_queue_depth",
-			"Observations waiting for the hooks' observers.", nil, nil),
+	if h.ObserverTimeout <= 0 {
+		h.ObserverTimeout = defaultObserverTimeout
 	}
-	o.done.Add(1)
-	go o.run()
-	return o
+	f := &feed{name: name, hooks: h, stats: stats, log: log, ch: make(chan observation, n), stop: make(chan struct{}),
+		caller: newHookCaller()}
+	stats.feeds = append(stats.feeds, f)
+	f.done.Add(1)
+	go f.run()
+	return f
 }
 
-// add queues ob, or drops it when the queue is full. Callers test that
-// the server has observers at all (Server.observers is nil without).
-func (o *observers) add(ob observation) {
+// add queues ob, or drops it when the queue is full.
+func (f *feed) add(ob observation) {
 	select {
-	case o.ch <- ob:
+	case f.ch <- ob:
 	default:
-		o.dropped.Add(1)
+		f.dropped.Add(1)
 	}
 }
 
-func (o *observers) run() {
-	defer o.done.Done()
+func (f *feed) run() {
+	defer f.done.Done()
+	defer func() { close(f.caller.jobs) }() // the caller ends once its call does
 	for {
 		select {
-		case ob := <-o.ch:
-			o.deliver(&ob)
-		case <-o.stop:
+		case ob := <-f.ch:
+			f.deliver(&ob)
+		case <-f.stop:
 			for {
 				select {
-				case ob := <-o.ch:
-					o.deliver(&ob)
+				case ob := <-f.ch:
+					f.deliver(&ob)
 				default:
 					return
 				}
@@ -99,8 +192,7 @@ func (o *observers) run() {
 	}
 }
 
-func (o *observers) deliver(ob *observation) {
-	h := &o.hooks
+func (f *feed) deliver(ob *observation) {
 	if t := ob.tally; t != nil {
 		edge, known := t.wait()
 		switch {
@@ -117,61 +209,129 @@ func (o *observers) deliver(ob *observation) {
 			ob.member.Last = edge
 		}
 	}
+	h := &f.hooks
+	var call func(context.Context)
 	switch ob.kind {
 	case obsConnect:
-		if h.OnConnect != nil {
-			h.OnConnect(ob.conn)
-		}
+		call = func(ctx context.Context) { h.OnConnect(ctx, ob.conn) }
 	case obsDisconnect:
-		if h.OnDisconnect != nil {
-			h.OnDisconnect(ob.conn)
-		}
+		call = func(ctx context.Context) { h.OnDisconnect(ctx, ob.conn) }
 	case obsJoin:
-		if h.OnJoin != nil {
-			h.OnJoin(ob.member)
-		}
+		call = func(ctx context.Context) { h.OnJoin(ctx, ob.member) }
 	case obsLeave:
-		if h.OnLeave != nil {
-			h.OnLeave(ob.member)
-		}
+		call = func(ctx context.Context) { h.OnLeave(ctx, ob.member) }
 	case obsChat:
-		if h.OnChatStored != nil {
-			h.OnChatStored(ob.chat)
-		}
+		call = func(ctx context.Context) { h.OnChatStored(ctx, ob.chat) }
 	case obsUser:
-		if h.OnUser != nil {
-			h.OnUser(ob.user)
-		}
+		call = func(ctx context.Context) { h.OnUser(ctx, ob.user) }
 	case obsDoc:
-		if h.OnDocUpdated != nil {
-			h.OnDocUpdated(ob.doc)
+		call = func(ctx context.Context) { h.OnDocUpdated(ctx, ob.doc) }
+	default:
+		return
+	}
+	f.call(ob.kind, call)
+}
+
+// call runs one observer on f's caller, bounded by ObserverTimeout. An
+// observer that overruns is abandoned to finish on its own, with a fresh
+// caller taking the next observations: the feed's order holds for every
+// observer that keeps to its time.
+func (f *feed) call(kind observationKind, fn func(context.Context)) {
+	ctx, cancel := context.WithTimeout(context.Background(), f.hooks.ObserverTimeout)
+	defer cancel()
+	name := hookNames[kind]
+	f.caller.jobs <- func() {
+		defer f.stats.recoverHook(f.log, f.name, name)
+		fn(ctx)
+	}
+	select {
+	case <-f.caller.res:
+	case <-ctx.Done():
+		select {
+		case <-f.caller.res: // returned as its time ran out
+		default:
+			close(f.caller.jobs)
+			f.caller = newHookCaller()
 		}
+	}
+	if ctx.Err() == nil {
+		f.overrunning[kind].Store(false)
+		return
+	}
+	f.stats.overruns.WithLabelValues(f.name, name).Inc()
+	if f.overrunning[kind].CompareAndSwap(false, true) {
+		f.log.Warn("hook overran its timeout: its context is cancelled and the next observations go on without it (logged once until it keeps to its time again)",
+			"hook", name, "feed", f.name, "timeout", f.hooks.ObserverTimeout)
 	}
 }
 
-// close delivers what is queued and stops, or gives up when ctx ends
-// first. Shutdown calls it once no connection or chat worker is left to
-// queue more.
-func (o *observers) close(ctx context.Context) error {
-	close(o.stop)
-	finished := make(chan struct{})
-	go func() { o.done.Wait(); close(finished) }()
-	select {
-	case <-finished:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// hookCaller is a goroutine calling observers one at a time: one per
+// feed rather than one per call, since observations come as fast as
+// members join and chat.
+type hookCaller struct {
+	jobs chan func()
+	res  chan struct{} // one per job done
+}
+
+func newHookCaller() *hookCaller {
+	c := &hookCaller{jobs: make(chan func()), res: make(chan struct{}, 1)}
+	go func() {
+		for job := range c.jobs {
+			job()
+			c.res <- struct{}{}
+		}
+	}()
+	return c
+}
+
+// hookStats counts the hooks' overruns and panics, and exports the feeds'
+// queues, for Prometheus.
+type hookStats struct {
+	feeds                  []*feed
+	overruns, panics       *prometheus.CounterVec
+	droppedDesc, depthDesc *prometheus.Desc
+}
+
+func newHookStats() *hookStats {
+	return &hookStats{
+		overruns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livesync_hook_overruns_total",
+			Help: "Hook calls that ran out their time (Hooks.ChatTimeout for OnChat, ObserverTimeout for the observers), by feed (hooks, webhooks) and hook.",
+		}, []string{"feed", "hook"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livesync_hook_panics_total",
+			Help: "Hook calls that panicked (recovered), by feed (hooks, webhooks) and hook.",
+		}, []string{"feed", "hook"}),
+		droppedDesc: prometheus.NewDesc("livesync_hook_events_dropped_total",
+			"Observations (joins, leaves, connections, stored chat) dropped because a feed's queue was full, by feed (hooks, webhooks).", []string{"feed"}, nil),
+		depthDesc: prometheus.NewDesc("livesync_hook_queue_depth",
+			"Observations waiting in a feed's queue, by feed (hooks, webhooks).", []string{"feed"}, nil),
+	}
+}
+
+// recoverHook, deferred around a hook's call, turns its panic into a log
+// line and a count: the server outlives a broken hook.
+func (s *hookStats) recoverHook(log *slog.Logger, feed, hook string) {
+	if p := recover(); p != nil {
+		s.panics.WithLabelValues(feed, hook).Inc()
+		log.Error("hook panicked (recovered)", "hook", hook, "feed", feed, "panic", p)
 	}
 }
 
 // Describe implements prometheus.Collector.
-func (o *observers) Describe(ch chan<- *prometheus.Desc) {
-	ch <- o.droppedDesc
-	ch <- o.depthDesc
+func (s *hookStats) Describe(ch chan<- *prometheus.Desc) {
+	s.overruns.Describe(ch)
+	s.panics.Describe(ch)
+	ch <- s.droppedDesc
+	ch <- s.depthDesc
 }
 
 // Collect implements prometheus.Collector.
-func (o *observers) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(o.droppedDesc, prometheus.CounterValue, float64(o.dropped.Load()))
-	ch <- prometheus.MustNewConstMetric(o.depthDesc, prometheus.GaugeValue, float64(len(o.ch)))
+func (s *hookStats) Collect(ch chan<- prometheus.Metric) {
+	s.overruns.Collect(ch)
+	s.panics.Collect(ch)
+	for _, f := range s.feeds {
+		ch <- prometheus.MustNewConstMetric(s.droppedDesc, prometheus.CounterValue, float64(f.dropped.Load()), f.name)
+		ch <- prometheus.MustNewConstMetric(s.depthDesc, prometheus.GaugeValue, float64(len(f.ch)), f.name)
+	}
 }

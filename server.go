@@ -59,6 +59,8 @@ type Server struct {
 	// observers delivers to the Hooks' observers; nil when none is set,
 	// so that the paths that would feed it test one pointer.
 	observers *observers
+	// hookStats counts the hooks' overruns and panics.
+	hookStats *hookStats
 	// counter is the broker, when it counts members and connections
 	// cluster-wide and there are observers to tell; nil otherwise.
 	counter broker.Counter
@@ -135,13 +137,16 @@ func New(opts *Options) (*Server, error) {
 	if s.opts.Hooks.DocUpdateDelay <= 0 {
 		s.opts.Hooks.DocUpdateDelay = defaultDocUpdateDelay
 	}
+	s.hookStats = newHookStats()
 	if s.opts.Hooks.observing() {
-		s.observers = newObservers(s.opts.Hooks)
-		s.metrics.registry().MustRegister(s.observers)
+		s.observers = newObservers(s.hookStats, s.log, []string{"hooks"}, []Hooks{s.opts.Hooks})
 		s.counter, _ = s.broker.(broker.Counter)
-		if s.opts.Hooks.OnUser != nil {
+		if s.observers.wants(obsUser) {
 			s.users = newUsers(s, s.counter)
 		}
+	}
+	if s.observers != nil || s.opts.Hooks.OnChat != nil {
+		s.metrics.registry().MustRegister(s.hookStats)
 	}
 	s.tcpPerIP, s.tcpConns = make(map[string]int), make(map[net.Conn]*tcpSlot)
 	if err := s.initDocs(&o); err != nil {

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"context"
 	"time"
 
 	"github.com/openlivesync/livesync"
@@ -44,11 +45,11 @@ func (w *Webhooks) Install(h *livesync.Hooks) {
 }
 
 // chain returns a func calling a (when set) and then b.
-func chain[T any](a, b func(T)) func(T) {
+func chain[T any](a, b func(context.Context, T)) func(context.Context, T) {
 	if a == nil {
 		return b
 	}
-	return func(v T) { a(v); b(v) }
+	return func(ctx context.Context, v T) { a(ctx, v); b(ctx, v) }
 }
 
 func roomKey(id string) string { return "room:" + id }
@@ -58,7 +59,7 @@ func memberOf(m livesync.MemberEvent) memberData {
 }
 
 // joined sends room.occupied before the first member's member.joined.
-func (w *Webhooks) joined(m livesync.MemberEvent) {
+func (w *Webhooks) joined(_ context.Context, m livesync.MemberEvent) {
 	if m.First {
 		w.emit(newEvent(RoomOccupied, roomKey(m.RoomID), m.At, roomData{m.RoomID}))
 	}
@@ -66,7 +67,7 @@ func (w *Webhooks) joined(m livesync.MemberEvent) {
 }
 
 // left sends room.vacated after the last member's member.left.
-func (w *Webhooks) left(m livesync.MemberEvent) {
+func (w *Webhooks) left(_ context.Context, m livesync.MemberEvent) {
 	w.emit(newEvent(MemberLeft, roomKey(m.RoomID), m.At, memberOf(m)))
 	if m.Last {
 		w.emit(newEvent(RoomVacated, roomKey(m.RoomID), m.At, roomData{m.RoomID}))
@@ -74,7 +75,7 @@ func (w *Webhooks) left(m livesync.MemberEvent) {
 }
 
 // user sends user.online or user.offline.
-func (w *Webhooks) user(u livesync.UserEvent) {
+func (w *Webhooks) user(_ context.Context, u livesync.UserEvent) {
 	typ := UserOffline
 	if u.Online {
 		typ = UserOnline
@@ -84,11 +85,11 @@ func (w *Webhooks) user(u livesync.UserEvent) {
 
 // chat sends chat.message; its data is the message as chat_message
 // carries it on the wire, createdAt in Unix milliseconds.
-func (w *Webhooks) chat(m protocol.StoredChatMessage) {
+func (w *Webhooks) chat(_ context.Context, m protocol.StoredChatMessage) {
 	w.emit(newEvent(ChatMessage, roomKey(m.RoomID), time.UnixMilli(m.CreatedAt), m))
 }
 
 // document sends document.updated.
-func (w *Webhooks) document(d livesync.DocEvent) {
+func (w *Webhooks) document(_ context.Context, d livesync.DocEvent) {
 	w.emit(newEvent(DocumentUpdated, roomKey(d.RoomID), d.At, documentData{RoomID: d.RoomID, Updates: d.Updates, Bytes: d.Bytes}))
 }

@@ -146,7 +146,7 @@ func TestStoreOutboxDelivers(t *testing.T) {
 		if w.OutboxTable() == "" {
 			t.Fatal("no outbox table: not a StoreOutbox")
 		}
-		h.OnJoin(joined("r", "c1"))
+		h.OnJoin(t.Context(), joined("r", "c1"))
 		m, err := store.(chat.Store).Append(context.Background(), chat.Message{RoomID: "r", ConnectionID: "c1", Message: "hi"})
 		if err != nil {
 			t.Fatal(err)
@@ -180,7 +180,7 @@ func TestStoreOutboxRetryIsRecorded(t *testing.T) {
 		// that what the table says is what decides the next attempt.
 		w, h := startStoreWebhooks(t, store, rcv, webhook.Config{Retries: []time.Duration{time.Hour}})
 		before := time.Now()
-		h.OnJoin(joined("r", "c1"))
+		h.OnJoin(t.Context(), joined("r", "c1"))
 		first := rcv.waitN(1)[0]
 		var attempts int
 		var nextAt int64
@@ -217,8 +217,8 @@ func TestStoreOutboxDoesNotRetry4xx(t *testing.T) {
 		rcv := newReceiver(t, func(*delivery, int) int { return http.StatusBadRequest })
 		store, _, _ := d.open(t)
 		w, h := startStoreWebhooks(t, store, rcv, webhook.Config{Retries: []time.Duration{time.Millisecond}})
-		h.OnJoin(joined("r", "c1"))
-		h.OnJoin(joined("r", "c2")) // behind the first: delivered once the first is settled
+		h.OnJoin(t.Context(), joined("r", "c1"))
+		h.OnJoin(t.Context(), joined("r", "c2")) // behind the first: delivered once the first is settled
 		rcv.waitN(2)
 		s := waitStat(t, w, "both refused", func(s webhook.Stats) bool { return s.Failed == 2 && s.Depth == 0 })
 		if s.Retries != 0 || s.GaveUp != 0 {
@@ -242,8 +242,8 @@ func TestStoreOutboxGivesUpAfterSchedule(t *testing.T) {
 		})
 		store, _, _ := d.open(t)
 		w, h := startStoreWebhooks(t, store, rcv, webhook.Config{Retries: []time.Duration{time.Millisecond, 2 * time.Millisecond}})
-		h.OnJoin(joined("r", "doomed"))
-		h.OnJoin(joined("r", "next"))
+		h.OnJoin(t.Context(), joined("r", "doomed"))
+		h.OnJoin(t.Context(), joined("r", "next"))
 		got := rcv.wait("the next event", func(ds []delivery) bool {
 			return len(ds) > 0 && ds[len(ds)-1].Data["connectionId"] == "next"
 		})
@@ -300,7 +300,7 @@ func TestStoreOutboxTwoClaimersKeepKeyOrder(t *testing.T) {
 				if (i+r)%2 == 1 {
 					h = hb
 				}
-				h.OnJoin(joined(fmt.Sprint("r", r), strconv.Itoa(i)))
+				h.OnJoin(t.Context(), joined(fmt.Sprint("r", r), strconv.Itoa(i)))
 			}
 		}
 		close(gate)
@@ -384,7 +384,7 @@ func TestStoreOutboxCountsDatabaseErrors(t *testing.T) {
 		if got := outboxErrors(t, w); len(got) != 5 || got["claim"] != 0 {
 			t.Fatalf("errors before any failure %v, want 5 ops at 0", got)
 		}
-		h.OnJoin(joined("r", "c1"))
+		h.OnJoin(t.Context(), joined("r", "c1"))
 		rcv.waitN(1)
 		waitErrors := func(what, op string) {
 			t.Helper()
@@ -395,7 +395,7 @@ func TestStoreOutboxCountsDatabaseErrors(t *testing.T) {
 		}
 		waitErrors("the retry to fail", "retry")
 		waitErrors("a claim to fail", "claim") // the claimers poll the table
-		h.OnJoin(joined("r", "c2"))
+		h.OnJoin(t.Context(), joined("r", "c2"))
 		if got := outboxErrors(t, w); got["add"] != 1 {
 			t.Fatalf("errors %v after an event could not be added", got)
 		}
