@@ -61,6 +61,10 @@ type Server struct {
 	observers *observers
 	// hookStats counts the hooks' overruns and panics.
 	hookStats *hookStats
+	// webhookOrder: the store writes chat.message in the chat commit, so
+	// a room's commit waits for its earlier joins and leaves to reach the
+	// webhooks (WebhookFeed.ChatInStore).
+	webhookOrder bool
 	// counter is the broker, when it counts members and connections
 	// cluster-wide and there are observers to tell; nil otherwise.
 	counter broker.Counter
@@ -134,19 +138,8 @@ func New(opts *Options) (*Server, error) {
 	if s.opts.Hooks.ChatTimeout <= 0 {
 		s.opts.Hooks.ChatTimeout = defaultChatTimeout
 	}
-	if s.opts.Hooks.DocUpdateDelay <= 0 {
-		s.opts.Hooks.DocUpdateDelay = defaultDocUpdateDelay
-	}
-	s.hookStats = newHookStats()
-	if s.opts.Hooks.observing() {
-		s.observers = newObservers(s.hookStats, s.log, []string{"hooks"}, []Hooks{s.opts.Hooks})
-		s.counter, _ = s.broker.(broker.Counter)
-		if s.observers.wants(obsUser) {
-			s.users = newUsers(s, s.counter)
-		}
-	}
-	if s.observers != nil || s.opts.Hooks.OnChat != nil {
-		s.metrics.registry().MustRegister(s.hookStats)
+	if err := s.startHooks(); err != nil {
+		return nil, err
 	}
 	s.tcpPerIP, s.tcpConns = make(map[string]int), make(map[net.Conn]*tcpSlot)
 	if err := s.initDocs(&o); err != nil {
@@ -564,6 +557,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.observers != nil {
 		if err := s.observers.close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("livesync: hook observers: %w", err))
+		}
+	}
+	if wh := s.opts.Webhooks; wh != nil {
+		// After the observers, whose last joins, leaves and chat are
+		// webhooks too; before the store, which may hold the outbox.
+		if err := wh.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("livesync: webhooks: %w", err))
 		}
 	}
 	if err := s.closeCluster(); err != nil {

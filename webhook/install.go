@@ -8,10 +8,14 @@ import (
 	"github.com/openlivesync/livesync/protocol"
 )
 
-// Install adds w's observers to h, keeping those h has (both are
-// called, h's first). Call it on the Options given to livesync.New. Only
-// the observers that the configured events need are installed. It sets
-// h.OfflineDelay to Config.OfflineDelay unless h has one.
+// observerTimeout bounds the webhooks' observers: above a StoreOutbox's
+// own bound on adding an event, so that its answer, not the server's
+// timeout, decides.
+const observerTimeout = storeOutboxCall + 5*time.Second
+
+// hooks returns the observers that make the configured events. The
+// server calls them from a feed of their own (see
+// livesync.WebhookSender).
 //
 // The events are what the server observes, so when the server is a node
 // of a cluster whose broker counts members and connections (broker/redis
@@ -20,36 +24,28 @@ import (
 // member.left (with the room.vacated and user.offline they cause) are sent
 // once, by the node that swept it. See livesync.MemberEvent and
 // livesync.Hooks.OnUser.
-func (w *Webhooks) Install(h *livesync.Hooks) {
+func (w *Webhooks) hooks(durable bool) livesync.Hooks {
+	h := livesync.Hooks{ObserverTimeout: observerTimeout}
 	e := w.enabled
 	if e[RoomOccupied] || e[MemberJoined] {
-		h.OnJoin = chain(h.OnJoin, w.joined)
+		h.OnJoin = w.joined
 	}
 	if e[RoomVacated] || e[MemberLeft] {
-		h.OnLeave = chain(h.OnLeave, w.left)
+		h.OnLeave = w.left
 	}
 	if e[UserOnline] || e[UserOffline] {
-		h.OnUser = chain(h.OnUser, w.user)
-		if h.OfflineDelay == 0 {
-			h.OfflineDelay = w.cfg.OfflineDelay
-		}
+		h.OnUser = w.user
+		h.OfflineDelay = w.cfg.OfflineDelay
 	}
 	if e[DocumentUpdated] {
-		h.OnDocUpdated = chain(h.OnDocUpdated, w.document)
+		h.OnDocUpdated = w.document
 	}
 	// A StoreOutbox's store writes chat.message itself, in the message's
 	// transaction.
-	if _, durable := w.cfg.Outbox.(*StoreOutbox); e[ChatMessage] && !durable {
-		h.OnChatStored = chain(h.OnChatStored, w.chat)
+	if e[ChatMessage] && !durable {
+		h.OnChatStored = w.chat
 	}
-}
-
-// chain returns a func calling a (when set) and then b.
-func chain[T any](a, b func(context.Context, T)) func(context.Context, T) {
-	if a == nil {
-		return b
-	}
-	return func(ctx context.Context, v T) { a(ctx, v); b(ctx, v) }
+	return h
 }
 
 func roomKey(id string) string { return "room:" + id }

@@ -141,6 +141,9 @@ func startNode(t testing.TB, rcv *receiver, cfg webhook.Config, opts livesync.Op
 	}
 	cfg.Secret = mustSecret(t)
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 100 * time.Millisecond // a receiver left down does not hold the test
+	}
 	wh, err := webhook.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -150,23 +153,17 @@ func startNode(t testing.TB, rcv *receiver, cfg webhook.Config, opts livesync.Op
 		u := r.URL.Query().Get("user")
 		return &livesync.UserInfo{UserID: u, Name: strings.ToUpper(u)}, nil
 	}
-	wh.Install(&opts.Hooks)
+	opts.Webhooks = wh
 	srv, err := livesync.New(&opts)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.RegisterMetrics(wh); err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), livesynctest.Timeout)
 		defer cancel()
-		srv.Shutdown(ctx)
+		srv.Shutdown(ctx) // closes wh
 		ts.Close()
-		wctx, wcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer wcancel()
-		wh.Close(wctx)
 	})
 	return &node{srv: srv, wh: wh, url: "ws" + strings.TrimPrefix(ts.URL, "http") + "/live"}
 }

@@ -55,7 +55,7 @@ const storeOutboxCall = 10 * time.Second
 
 // newStoreOutbox enables store's outbox; with chatToo, the store writes
 // a chat.message event with each message it stores.
-func newStoreOutbox(store chat.OutboxStore, chatToo bool, lease time.Duration, log *slog.Logger) (*StoreOutbox, error) {
+func newStoreOutbox(store chat.OutboxStore, chatToo bool, lease time.Duration, log *slog.Logger, errs *prometheus.CounterVec) (*StoreOutbox, error) {
 	var encode chat.OutboxEncoder
 	if chatToo {
 		encode = func(m protocol.StoredChatMessage) (chat.OutboxEntry, bool) {
@@ -68,10 +68,6 @@ func newStoreOutbox(store chat.OutboxStore, chatToo bool, lease time.Duration, l
 	if err != nil {
 		return nil, err
 	}
-	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "livesync_webhook_outbox_errors_total",
-		Help: "Failed calls on the webhook outbox's database table, by operation: add, claim, done, retry, stats.",
-	}, []string{"op"})
 	for _, op := range []string{opAdd, opClaim, opDone, opRetry, opStats} {
 		errs.WithLabelValues(op) // exported at 0 from the start
 	}

@@ -25,7 +25,7 @@ import (
 )
 
 // These tests drive a StoreOutbox through Webhooks with no server: the
-// events come from the hooks Install sets (called here by hand) and from
+// events come from the observers Start returns (called here by hand) and from
 // the store's own appends, and a receiver answers as each test needs.
 
 // outboxDB is a database a StoreOutbox can live in.
@@ -110,9 +110,11 @@ func startStoreWebhooks(t *testing.T, store chat.OutboxStore, rcv *receiver, cfg
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close(context.Background()) })
-	var h livesync.Hooks
-	w.Install(&h)
-	return w, h
+	feed, err := w.Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, feed.Hooks
 }
 
 // joined is what the server's OnJoin tells the webhooks when connection
