@@ -43,7 +43,10 @@ type Hooks struct {
 	// the reason; an error or a timeout gets CHAT_UNAVAILABLE. Either way
 	// nothing is stored or broadcast.
 	OnChat func(ctx context.Context, req ChatRequest) (ChatDecision, error)
-	// ChatTimeout bounds one OnChat call. Default 2s.
+	// ChatTimeout bounds one OnChat call. Default 2s. A message waits for
+	// its decision at most StoreTimeout plus ChatTimeout from its arrival
+	// (the decisions of the messages before it included); the store is
+	// then given a fresh StoreTimeout.
 	ChatTimeout time.Duration
 
 	// OnConnect and OnDisconnect observe connections opening (after
