@@ -83,7 +83,7 @@ const (
 func CheckURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http:// or https:// URL", raw)
+		return fmt.Errorf("%q is not an http:// or https:// URL", RedactURL(raw))
 	}
 	return nil
 }

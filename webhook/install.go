@@ -79,10 +79,9 @@ func (w *Webhooks) user(_ context.Context, u livesync.UserEvent) {
 	w.emit(newEvent(typ, "user:"+u.UserID, u.At, userData{UserID: u.UserID, Name: u.Name}))
 }
 
-// chat sends chat.message; its data is the message as chat_message
-// carries it on the wire, createdAt in Unix milliseconds.
+// chat sends chat.message.
 func (w *Webhooks) chat(_ context.Context, m protocol.StoredChatMessage) {
-	w.emit(newEvent(ChatMessage, roomKey(m.RoomID), time.UnixMilli(m.CreatedAt), m))
+	w.emit(chatEvent(m))
 }
 
 // document sends document.updated.

@@ -140,7 +140,9 @@ func startNode(t testing.TB, rcv *receiver, cfg webhook.Config, opts livesync.Op
 		cfg.URL = rcv.srv.URL
 	}
 	cfg.Secret = mustSecret(t)
-	cfg.Logger = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 100 * time.Millisecond // a receiver left down does not hold the test
 	}

@@ -59,7 +59,7 @@ func newStoreOutbox(store chat.OutboxStore, chatToo bool, lease time.Duration, l
 	var encode chat.OutboxEncoder
 	if chatToo {
 		encode = func(m protocol.StoredChatMessage) (chat.OutboxEntry, bool) {
-			return entryOf(newEvent(ChatMessage, roomKey(m.RoomID), time.UnixMilli(m.CreatedAt), m)), true
+			return entryOf(chatEvent(m)), true
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

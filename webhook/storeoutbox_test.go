@@ -149,7 +149,7 @@ func TestStoreOutboxDelivers(t *testing.T) {
 			t.Fatal("no outbox table: not a StoreOutbox")
 		}
 		h.OnJoin(t.Context(), joined("r", "c1"))
-		m, err := store.(chat.Store).Append(context.Background(), chat.Message{RoomID: "r", ConnectionID: "c1", Message: "hi"})
+		m, err := store.(chat.Store).Append(context.Background(), chat.Message{RoomID: "r", ConnectionID: "c1", Message: "hi", Name: "Ann"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +160,7 @@ func TestStoreOutboxDelivers(t *testing.T) {
 		for i := range got {
 			verify(t, &got[i])
 		}
-		if got[1].Data["id"] != m.ID || got[1].Data["message"] != "hi" {
+		if got[1].Data["id"] != m.ID || got[1].Data["message"] != "hi" || got[1].Data["name"] != "Ann" {
 			t.Fatalf("chat.message data %v, stored %+v", got[1].Data, m)
 		}
 		waitStat(t, w, "an empty outbox", func(s webhook.Stats) bool { return s.Delivered == 2 && s.Depth == 0 })

@@ -190,13 +190,13 @@ func (w *Webhooks) post(e Event) (int, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(e.Body))
 	if err != nil {
-		return 0, err
+		return 0, redactErr(err, w.cfg.URL)
 	}
 	w.cfg.Secret.setHeaders(req.Header, e.ID, e.Body)
 	req.Header.Set("User-Agent", "openlivesync-webhooks")
 	resp, err := w.cfg.Client.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, redactErr(err, w.cfg.URL)
 	}
 	defer resp.Body.Close()
 	body, _ := readBody(resp)

@@ -111,11 +111,11 @@ func (h *hooksConfig) logOutbox(log *slog.Logger) {
 	}
 	if table := h.wh.OutboxTable(); table != "" {
 		log.Info("webhook outbox: durable, in table "+table+": chat.message is written in the message's transaction, and queued events survive a crash or restart",
-			"url", redactURL(h.webhookURL), "events", strings.Join(h.events, ","), "outbox_table", table)
+			"url", webhook.RedactURL(h.webhookURL), "events", strings.Join(h.events, ","), "outbox_table", table)
 		return
 	}
 	log.Info("webhook outbox: in memory, bounded: events still queued when the process stops are lost, and beyond the bound new ones are dropped (counted)",
-		"url", redactURL(h.webhookURL), "events", strings.Join(h.events, ","), "outbox_size", webhook.DefaultOutboxSize)
+		"url", webhook.RedactURL(h.webhookURL), "events", strings.Join(h.events, ","), "outbox_size", webhook.DefaultOutboxSize)
 }
 
 // close stops the webhooks when the server could not be made (the
@@ -125,17 +125,4 @@ func (h *hooksConfig) close(ctx context.Context) error {
 		return nil
 	}
 	return h.wh.Close(ctx)
-}
-
-// redactURL is u without its query and user info, which may hold a token.
-func redactURL(u string) string {
-	if i := strings.IndexAny(u, "?#"); i >= 0 {
-		u = u[:i]
-	}
-	if i := strings.Index(u, "@"); i >= 0 {
-		if j := strings.Index(u, "://"); j >= 0 && j < i {
-			u = u[:j+3] + "…@" + u[i+1:]
-		}
-	}
-	return u
 }
