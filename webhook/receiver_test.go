@@ -110,7 +110,7 @@ func types(ds []delivery) string {
 }
 
 // verify checks d's signature the way the spec says, in a few lines a
-// receiver written in Go would have (the README's).
+// receiver written in Go would have, computed apart from Secret.Sign.
 func verify(t testing.TB, d *delivery) {
 	t.Helper()
 	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(testSecret, "whsec_"))
