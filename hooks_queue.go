@@ -75,15 +75,31 @@ type observers struct {
 }
 
 // newObservers starts a feed for each of hooks that observes anything,
-// named by names ("hooks", "webhooks").
-func newObservers(stats *hookStats, log *slog.Logger, names []string, hooks []Hooks) *observers {
+// named by names ("hooks", "webhooks"). The feed named ordered, if any,
+// counts each room's joins and leaves for chat commits to wait on (see
+// roomOrder).
+func newObservers(stats *hookStats, log *slog.Logger, names []string, hooks []Hooks, ordered string) *observers {
 	o := &observers{stats: stats}
 	for i, h := range hooks {
 		if h.observing() {
-			o.feeds = append(o.feeds, newFeed(names[i], h, stats, log))
+			var order *roomOrder
+			if names[i] == ordered && (h.wants(obsJoin) || h.wants(obsLeave)) {
+				order = newRoomOrder()
+			}
+			o.feeds = append(o.feeds, newFeed(names[i], h, stats, log, order))
 		}
 	}
 	return o
+}
+
+// feed returns the feed named name, nil when there is none.
+func (o *observers) feed(name string) *feed {
+	for _, f := range o.feeds {
+		if f.name == name {
+			return f
+		}
+	}
+	return nil
 }
 
 // wants reports whether any feed observes kind.
@@ -145,9 +161,13 @@ type feed struct {
 	// overrunning is set while a hook's calls run out their time, so that
 	// a hook that hangs is logged once, not once per observation.
 	overrunning [numObservationKinds]atomic.Bool
+	// order, when set, counts each room's joins and leaves until they
+	// have been through the observers, for chat commits to wait on (see
+	// roomOrder).
+	order *roomOrder
 }
 
-func newFeed(name string, h Hooks, stats *hookStats, log *slog.Logger) *feed {
+func newFeed(name string, h Hooks, stats *hookStats, log *slog.Logger, order *roomOrder) *feed {
 	n := h.QueueSize
 	if n <= 0 {
 		n = defaultHookQueue
@@ -156,7 +176,7 @@ func newFeed(name string, h Hooks, stats *hookStats, log *slog.Logger) *feed {
 		h.ObserverTimeout = defaultObserverTimeout
 	}
 	f := &feed{name: name, hooks: h, stats: stats, log: log, ch: make(chan observation, n), stop: make(chan struct{}),
-		caller: newHookCaller()}
+		caller: newHookCaller(), order: order}
 	stats.feeds = append(stats.feeds, f)
 	f.done.Add(1)
 	go f.run()
@@ -165,10 +185,17 @@ func newFeed(name string, h Hooks, stats *hookStats, log *slog.Logger) *feed {
 
 // add queues ob, or drops it when the queue is full.
 func (f *feed) add(ob observation) {
+	ordered := f.order != nil && (ob.kind == obsJoin || ob.kind == obsLeave)
+	if ordered {
+		f.order.queued(ob.member.RoomID)
+	}
 	select {
 	case f.ch <- ob:
 	default:
 		f.dropped.Add(1)
+		if ordered {
+			f.order.settled(ob.member.RoomID)
+		}
 	}
 }
 
@@ -193,6 +220,9 @@ func (f *feed) run() {
 }
 
 func (f *feed) deliver(ob *observation) {
+	if f.order != nil && (ob.kind == obsJoin || ob.kind == obsLeave) {
+		defer f.order.settled(ob.member.RoomID)
+	}
 	if t := ob.tally; t != nil {
 		edge, known := t.wait()
 		switch {
@@ -289,6 +319,7 @@ func newHookCaller() *hookCaller {
 type hookStats struct {
 	feeds                  []*feed
 	overruns, panics       *prometheus.CounterVec
+	orderExpired           prometheus.Counter
 	droppedDesc, depthDesc *prometheus.Desc
 }
 
@@ -302,6 +333,10 @@ func newHookStats() *hookStats {
 			Name: "livesync_hook_panics_total",
 			Help: "Hook calls that panicked (recovered), by feed (hooks, webhooks) and hook.",
 		}, []string{"feed", "hook"}),
+		orderExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livesync_webhook_order_waits_expired_total",
+			Help: "Chat commits that waited StoreTimeout for the room's earlier joins and leaves to reach the durable webhook outbox, and went ahead without.",
+		}),
 		droppedDesc: prometheus.NewDesc("livesync_hook_events_dropped_total",
 			"Observations (joins, leaves, connections, stored chat) dropped because a feed's queue was full, by feed (hooks, webhooks).", []string{"feed"}, nil),
 		depthDesc: prometheus.NewDesc("livesync_hook_queue_depth",
@@ -322,6 +357,7 @@ func (s *hookStats) recoverHook(log *slog.Logger, feed, hook string) {
 func (s *hookStats) Describe(ch chan<- *prometheus.Desc) {
 	s.overruns.Describe(ch)
 	s.panics.Describe(ch)
+	s.orderExpired.Describe(ch)
 	ch <- s.droppedDesc
 	ch <- s.depthDesc
 }
@@ -330,6 +366,7 @@ func (s *hookStats) Describe(ch chan<- *prometheus.Desc) {
 func (s *hookStats) Collect(ch chan<- prometheus.Metric) {
 	s.overruns.Collect(ch)
 	s.panics.Collect(ch)
+	s.orderExpired.Collect(ch)
 	for _, f := range s.feeds {
 		ch <- prometheus.MustNewConstMetric(s.droppedDesc, prometheus.CounterValue, float64(f.dropped.Load()), f.name)
 		ch <- prometheus.MustNewConstMetric(s.depthDesc, prometheus.GaugeValue, float64(len(f.ch)), f.name)

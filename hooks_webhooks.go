@@ -55,6 +55,7 @@ type WebhookFeed struct {
 func (s *Server) startHooks() error {
 	h := &s.opts.Hooks
 	names, hooks := []string{"hooks"}, []Hooks{*h}
+	ordered := "" // the feed whose joins and leaves chat commits wait for
 	if wh := s.opts.Webhooks; wh != nil {
 		wf, err := wh.Start(s.store)
 		if err != nil {
@@ -68,7 +69,9 @@ func (s *Server) startHooks() error {
 			h.DocUpdateDelay = wf.Hooks.DocUpdateDelay
 		}
 		names, hooks = append(names, "webhooks"), append(hooks, wf.Hooks)
-		s.webhookOrder = wf.ChatInStore
+		if wf.ChatInStore {
+			ordered = "webhooks"
+		}
 		if c, ok := wh.(prometheus.Collector); ok {
 			if err := s.metrics.registry().Register(c); err != nil {
 				return fmt.Errorf("livesync: webhook metrics: %w", err)
@@ -81,11 +84,12 @@ func (s *Server) startHooks() error {
 	s.hookStats = newHookStats()
 	for _, hk := range hooks {
 		if hk.observing() {
-			s.observers = newObservers(s.hookStats, s.log, names, hooks)
+			s.observers = newObservers(s.hookStats, s.log, names, hooks, ordered)
 			break
 		}
 	}
 	if s.observers != nil {
+		s.webhookFeed = s.observers.feed("webhooks")
 		s.counter, _ = s.broker.(broker.Counter)
 		if s.observers.wants(obsUser) {
 			s.users = newUsers(s, s.counter)

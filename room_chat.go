@@ -161,6 +161,7 @@ func (r *room) chatWorker() {
 		if len(batch) == 0 {
 			continue
 		}
+		r.awaitMembershipWebhooks()
 
 		r.chatMu.Lock()
 		// In a cluster, storing and publishing under the room's cluster-wide

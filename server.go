@@ -61,10 +61,11 @@ type Server struct {
 	observers *observers
 	// hookStats counts the hooks' overruns and panics.
 	hookStats *hookStats
-	// webhookOrder: the store writes chat.message in the chat commit, so
-	// a room's commit waits for its earlier joins and leaves to reach the
-	// webhooks (WebhookFeed.ChatInStore).
-	webhookOrder bool
+	// webhookFeed is the feed of Options.Webhooks' observers; nil when
+	// they observe nothing. When the store writes chat.message in the
+	// chat commit (WebhookFeed.ChatInStore), its order lets a room's
+	// commit wait for the room's earlier joins and leaves.
+	webhookFeed *feed
 	// counter is the broker, when it counts members and connections
 	// cluster-wide and there are observers to tell; nil otherwise.
 	counter broker.Counter
