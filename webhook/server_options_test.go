@@ -15,6 +15,7 @@ import (
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/chat/sqlite"
 	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/webhook"
 )
 
@@ -146,9 +147,10 @@ func TestOptionsWebhooksDurableMetricsAndShutdownOrder(t *testing.T) {
 	rcv.wait("room.occupied, member.joined and chat.message", func(d []delivery) bool {
 		return types(d) == webhook.RoomOccupied+","+webhook.MemberJoined+","+webhook.ChatMessage
 	})
-	if got := scrape(t, srv); !strings.Contains(got, `livesync_webhook_deliveries_total{event="chat.message",outcome="delivered"} 1`) {
-		t.Fatalf("the server's metrics lack the webhooks':\n%s", got)
-	}
+	testsvc.WaitState(t, "the webhooks' metrics among the server's", livesynctest.Timeout, func() (bool, any) {
+		got := scrape(t, srv)
+		return strings.Contains(got, `livesync_webhook_deliveries_total{event="chat.message",outcome="delivered"} 1`), got
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), livesynctest.Timeout)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
