@@ -87,6 +87,13 @@ type Hooks struct {
 	// DocUpdateDelay is OnDocUpdated's quiet period. Default 2s.
 	DocUpdateDelay time.Duration
 
+	// Flush, when set, is called by the observers' goroutine after each
+	// run of observations it delivered (whatever was queued, up to 256),
+	// bounded like an observer: observers that buffer what they observe
+	// write it out here, in one go. The webhooks' durable outbox commits
+	// a run of events in one transaction so.
+	Flush func(ctx context.Context)
+
 	// ObserverTimeout bounds one call of an observer (every hook but
 	// OnChat): its ctx is cancelled then, and the next observations go on
 	// without waiting for it. Default 5s.

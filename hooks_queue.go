@@ -35,11 +35,12 @@ const (
 	obsChat
 	obsUser
 	obsDoc
+	obsFlush // not an observation: Hooks.Flush, after a run of them
 	numObservationKinds
 )
 
 // hookNames name each kind's hook in logs and metrics.
-var hookNames = [numObservationKinds]string{"OnConnect", "OnDisconnect", "OnJoin", "OnLeave", "OnChatStored", "OnUser", "OnDocUpdated"}
+var hookNames = [numObservationKinds]string{"OnConnect", "OnDisconnect", "OnJoin", "OnLeave", "OnChatStored", "OnUser", "OnDocUpdated", "Flush"}
 
 // wants reports whether h has an observer for kind.
 func (h *Hooks) wants(kind observationKind) bool {
@@ -205,12 +206,12 @@ func (f *feed) run() {
 	for {
 		select {
 		case ob := <-f.ch:
-			f.deliver(&ob)
+			f.deliverRun(ob)
 		case <-f.stop:
 			for {
 				select {
 				case ob := <-f.ch:
-					f.deliver(&ob)
+					f.deliverRun(ob)
 				default:
 					return
 				}
@@ -219,10 +220,46 @@ func (f *feed) run() {
 	}
 }
 
-func (f *feed) deliver(ob *observation) {
-	if f.order != nil && (ob.kind == obsJoin || ob.kind == obsLeave) {
-		defer f.order.settled(ob.member.RoomID)
+// maxFlushRun bounds the observations delivered before each Flush.
+const maxFlushRun = 256
+
+// deliverRun delivers ob and, when the hooks have a Flush, what else is
+// queued (up to maxFlushRun) before calling it once for them all: a
+// durable outbox then commits a run of events at once. The room order's
+// joins and leaves are settled only once flushed.
+func (f *feed) deliverRun(ob observation) {
+	if f.hooks.Flush == nil {
+		f.deliver(&ob)
+		f.settle(&ob)
+		return
 	}
+	run := []observation{ob}
+	for len(run) < maxFlushRun {
+		select {
+		case next := <-f.ch:
+			run = append(run, next)
+			continue
+		default:
+		}
+		break
+	}
+	for i := range run {
+		f.deliver(&run[i])
+	}
+	f.call(obsFlush, f.hooks.Flush)
+	for i := range run {
+		f.settle(&run[i])
+	}
+}
+
+// settle tells the room order that ob, a join or a leave, is through.
+func (f *feed) settle(ob *observation) {
+	if f.order != nil && (ob.kind == obsJoin || ob.kind == obsLeave) {
+		f.order.settled(ob.member.RoomID)
+	}
+}
+
+func (f *feed) deliver(ob *observation) {
 	if t := ob.tally; t != nil {
 		edge, known := t.wait()
 		switch {

@@ -102,6 +102,36 @@ func (o *StoreOutbox) Add(e Event) error {
 	return nil
 }
 
+// batchAdder is implemented by the SQL stores' outboxes.
+type batchAdder interface {
+	AddBatch(ctx context.Context, es []chat.OutboxEntry) error
+}
+
+// AddBatch adds es, in order, in one transaction where the store can:
+// they are all in the table when it returns nil.
+func (o *StoreOutbox) AddBatch(es []Event) error {
+	ctx, cancel := context.WithTimeout(context.Background(), storeOutboxCall)
+	defer cancel()
+	ba, ok := o.ob.(batchAdder)
+	if !ok {
+		for _, e := range es {
+			if err := o.Add(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	entries := make([]chat.OutboxEntry, len(es))
+	for i, e := range es {
+		entries[i] = entryOf(e)
+	}
+	if err := ba.AddBatch(ctx, entries); err != nil {
+		o.errs.WithLabelValues(opAdd).Inc()
+		return err
+	}
+	return nil
+}
+
 // Claim implements Outbox. It polls the table while nothing is due, and
 // keeps trying while the database is away.
 func (o *StoreOutbox) Claim(ctx context.Context) (Event, error) {

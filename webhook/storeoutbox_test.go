@@ -114,7 +114,15 @@ func startStoreWebhooks(t *testing.T, store chat.OutboxStore, rcv *receiver, cfg
 	if err != nil {
 		t.Fatal(err)
 	}
-	return w, feed.Hooks
+	// The server flushes after each run of observations; here each join
+	// is a run.
+	h := feed.Hooks
+	join := h.OnJoin
+	h.OnJoin = func(ctx context.Context, m livesync.MemberEvent) {
+		join(ctx, m)
+		h.Flush(ctx)
+	}
+	return w, h
 }
 
 // joined is what the server's OnJoin tells the webhooks when connection

@@ -26,6 +26,9 @@ type Webhooks struct {
 
 	mu      sync.Mutex // guards started and, until Start, cfg.Outbox
 	started bool
+	// staging, with a StoreOutbox, holds the observed events until the
+	// server's feed flushes them, a run at a time (see staging).
+	staging *staging
 
 	closed atomic.Bool // Close began: no new event is accepted
 	ctx    context.Context
@@ -83,8 +86,22 @@ func (w *Webhooks) Start(store chat.Store) (livesync.WebhookFeed, error) {
 		w.wg.Add(1)
 		go w.work()
 	}
-	_, durable := c.Outbox.(*StoreOutbox)
-	return livesync.WebhookFeed{Hooks: w.hooks(durable), ChatInStore: durable && w.enabled[ChatMessage]}, nil
+	so, durable := c.Outbox.(*StoreOutbox)
+	feed := livesync.WebhookFeed{Hooks: w.hooks(durable), ChatInStore: durable && w.enabled[ChatMessage]}
+	if durable {
+		w.staging = &staging{}
+		feed.Hooks.Flush = func(context.Context) {
+			es := w.staging.take()
+			if len(es) == 0 {
+				return
+			}
+			err := so.AddBatch(es)
+			for _, e := range es {
+				w.queued(err, e)
+			}
+		}
+	}
+	return feed, nil
 }
 
 // outbox is the outbox Start chose, nil before.
@@ -113,7 +130,16 @@ func (w *Webhooks) emit(e Event) {
 	if !w.enabled[e.Type] || w.closed.Load() {
 		return
 	}
-	if err := w.cfg.Outbox.Add(e); err != nil {
+	if w.staging != nil {
+		w.staging.add(e)
+		return
+	}
+	w.queued(w.cfg.Outbox.Add(e), e)
+}
+
+// queued counts e dropped when err says it could not be queued.
+func (w *Webhooks) queued(err error, e Event) {
+	if err != nil {
 		w.m.outcome(e.Type, outcomeDropped)
 		if w.m.dropLogged.CompareAndSwap(false, true) {
 			w.cfg.Logger.Warn("webhook events cannot be queued (outbox full, or its database away): they are dropped, counted, until one is queued again", "err", err)
