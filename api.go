@@ -343,7 +343,7 @@ func (a *apiHandler) postChat(room string, body []byte) apiResult {
 	if p.UserID == "" {
 		p.UserID = defaultAPIUserID
 	}
-	stored, err := a.s.publishChat(chat.Message{RoomID: room, ConnectionID: a.s.apiConnectionID(), UserID: p.UserID, Message: p.Message, Metadata: meta})
+	stored, err := a.s.publishChat(chat.Message{RoomID: room, ConnectionID: a.s.apiConnectionID(), UserID: p.UserID, Message: p.Message, Metadata: meta, Name: p.Name})
 	var refused *clientError
 	if errors.As(err, &refused) {
 		return fromClientError(refused) // OnChat's decision

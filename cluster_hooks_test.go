@@ -1,6 +1,7 @@
 package livesync
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"testing"
@@ -48,15 +49,15 @@ func (h *hookRecorder) count(match func(hookRecord) bool) int {
 
 // hooks are node i's observers, recording into h.
 func (h *hookRecorder) hooks(i int, offlineDelay time.Duration) Hooks {
-	member := func(kind string) func(MemberEvent) {
-		return func(m MemberEvent) {
+	member := func(kind string) func(context.Context, MemberEvent) {
+		return func(_ context.Context, m MemberEvent) {
 			h.add(hookRecord{node: i, kind: kind, room: m.RoomID, conn: m.ConnectionID, user: m.UserID, edge: m.First || m.Last})
 		}
 	}
 	return Hooks{
 		OnJoin:  member("join"),
 		OnLeave: member("leave"),
-		OnUser: func(u UserEvent) {
+		OnUser: func(_ context.Context, u UserEvent) {
 			kind := "offline"
 			if u.Online {
 				kind = "online"

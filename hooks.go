@@ -20,7 +20,19 @@ import (
 // observations arrive in the order the room saw them: a member's join
 // before its chat messages, before its leave.
 //
-// The webhook package turns the observers into signed webhooks.
+// An observer's ctx is cancelled once ObserverTimeout has run out. It is
+// not tied to the connection observed: the observer runs after the fact,
+// often after the connection has ended. An observer still running at its
+// timeout is left to finish on its own, unheard, and the next
+// observations go on: the overrun is logged (once per run of overruns of
+// that hook) and counted (livesync_hook_overruns_total). A hook that
+// panics, OnChat or an observer, is recovered, logged and counted
+// (livesync_hook_panics_total); for OnChat it is a hook error, so the
+// message is refused with CHAT_UNAVAILABLE.
+//
+// Options.Webhooks (the webhook package) gets a queue and goroutine of
+// its own, apart from these observers', so that neither holds up the
+// other.
 type Hooks struct {
 	// OnChat, when set, decides each chat message before it is stored:
 	// from clients (send_chat) and from the HTTP API alike. It is called
@@ -31,20 +43,23 @@ type Hooks struct {
 	// the reason; an error or a timeout gets CHAT_UNAVAILABLE. Either way
 	// nothing is stored or broadcast.
 	OnChat func(ctx context.Context, req ChatRequest) (ChatDecision, error)
-	// ChatTimeout bounds one OnChat call. Default 2s.
+	// ChatTimeout bounds one OnChat call. Default 2s. A message waits for
+	// its decision at most StoreTimeout plus ChatTimeout from its arrival
+	// (the decisions of the messages before it included); the store is
+	// then given a fresh StoreTimeout.
 	ChatTimeout time.Duration
 
 	// OnConnect and OnDisconnect observe connections opening (after
 	// OnAuth admitted them) and ending.
-	OnConnect    func(ConnectionEvent)
-	OnDisconnect func(ConnectionEvent)
+	OnConnect    func(ctx context.Context, ev ConnectionEvent)
+	OnDisconnect func(ctx context.Context, ev ConnectionEvent)
 	// OnJoin and OnLeave observe members joining and leaving rooms. Each
 	// join and leave is observed once, by the node the member is
 	// connected to; in a cluster, the departures of a dead node's members
 	// are observed once, by the node that swept them (within the
 	// broker's node TTL and heartbeat, about 6s with broker/redis).
-	OnJoin  func(MemberEvent)
-	OnLeave func(MemberEvent)
+	OnJoin  func(ctx context.Context, ev MemberEvent)
+	OnLeave func(ctx context.Context, ev MemberEvent)
 	// OnUser observes user ids coming online (their first connection)
 	// and going offline (their last connection closed and none opened
 	// within OfflineDelay, so that a page reload is not observed).
@@ -56,21 +71,33 @@ type Hooks struct {
 	// not observed either; a user whose offline delay a node was timing
 	// when it died is observed offline by the node that swept it, after
 	// a delay of its own. Otherwise it is per node.
-	OnUser func(UserEvent)
+	OnUser func(ctx context.Context, ev UserEvent)
 	// OfflineDelay is how long a user id must stay without connections
 	// before OnUser observes it offline. Default 3s.
 	OfflineDelay time.Duration
 	// OnChatStored observes each chat message once it is stored, before
 	// or while it is broadcast.
-	OnChatStored func(protocol.StoredChatMessage)
+	OnChatStored func(ctx context.Context, m protocol.StoredChatMessage)
 	// OnDocUpdated observes a shared document changed by this node's
 	// peers or the HTTP API, debounced: once the document has had no
 	// change for DocUpdateDelay, or every 10 DocUpdateDelay while changes
 	// go on, with what changed since the last observation. In a cluster
 	// each node observes what its own peers changed.
-	OnDocUpdated func(DocEvent)
+	OnDocUpdated func(ctx context.Context, ev DocEvent)
 	// DocUpdateDelay is OnDocUpdated's quiet period. Default 2s.
 	DocUpdateDelay time.Duration
+
+	// Flush, when set, is called by the observers' goroutine after each
+	// run of observations it delivered (whatever was queued, up to 256),
+	// bounded like an observer: observers that buffer what they observe
+	// write it out here, in one go. The webhooks' durable outbox commits
+	// a run of events in one transaction so.
+	Flush func(ctx context.Context)
+
+	// ObserverTimeout bounds one call of an observer (every hook but
+	// OnChat): its ctx is cancelled then, and the next observations go on
+	// without waiting for it. Default 5s.
+	ObserverTimeout time.Duration
 
 	// QueueSize bounds the observations waiting for the observers.
 	// Default 65536.
@@ -167,6 +194,9 @@ const defaultOfflineDelay = 3 * time.Second
 
 // defaultChatTimeout is Hooks.ChatTimeout's default.
 const defaultChatTimeout = 2 * time.Second
+
+// defaultObserverTimeout is Hooks.ObserverTimeout's default.
+const defaultObserverTimeout = 5 * time.Second
 
 // defaultHookQueue is Hooks.QueueSize's default.
 const defaultHookQueue = 1 << 16

@@ -27,7 +27,9 @@ func ExampleHooks() {
 				return livesync.ChatDecision{Action: livesync.ChatAccept}, nil
 			},
 			ChatTimeout: time.Second, // then CHAT_UNAVAILABLE: nothing stored
-			OnJoin: func(e livesync.MemberEvent) {
+			// ctx ends after ObserverTimeout (default 5s): give it to the
+			// calls the observer makes.
+			OnJoin: func(ctx context.Context, e livesync.MemberEvent) {
 				log.Printf("%s joined %s", e.ConnectionID, e.RoomID)
 			},
 		},

@@ -2,10 +2,9 @@ package livesync
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"sync/atomic"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/openlivesync/livesync/protocol"
 )
@@ -34,63 +33,183 @@ const (
 	obsChat
 	obsUser
 	obsDoc
+	obsFlush // not an observation: Hooks.Flush, after a run of them
+	numObservationKinds
 )
 
-// observers delivers observations to the Hooks' observers from one
-// goroutine, in the order they were queued. Callers queue them under the
+// hookNames name each kind's hook in logs and metrics.
+var hookNames = [numObservationKinds]string{"OnConnect", "OnDisconnect", "OnJoin", "OnLeave", "OnChatStored", "OnUser", "OnDocUpdated", "Flush"}
+
+// wants reports whether h has an observer for kind.
+func (h *Hooks) wants(kind observationKind) bool {
+	switch kind {
+	case obsConnect:
+		return h.OnConnect != nil
+	case obsDisconnect:
+		return h.OnDisconnect != nil
+	case obsJoin:
+		return h.OnJoin != nil
+	case obsLeave:
+		return h.OnLeave != nil
+	case obsChat:
+		return h.OnChatStored != nil
+	case obsUser:
+		return h.OnUser != nil
+	case obsDoc:
+		return h.OnDocUpdated != nil
+	}
+	return false
+}
+
+// observers hands observations to the feeds that want them: the
+// application's Hooks and the webhooks (Options.Webhooks), each with a
+// queue and goroutine of its own. Callers queue observations under the
 // lock that orders what they observe (a room's mu), so each room's
-// observations keep the room's order. Queuing never blocks: a full queue
-// drops and counts, since a room must never wait for an observer.
+// observations keep the room's order in every feed. Queuing never
+// blocks: a full queue drops and counts, since a room must never wait for
+// an observer.
 type observers struct {
+	feeds []*feed
+	stats *hookStats
+}
+
+// newObservers starts a feed for each of hooks that observes anything,
+// named by names ("hooks", "webhooks"). The feed named ordered, if any,
+// counts each room's joins and leaves for chat commits to wait on (see
+// roomOrder).
+func newObservers(stats *hookStats, log *slog.Logger, names []string, hooks []Hooks, ordered string) *observers {
+	o := &observers{stats: stats}
+	for i, h := range hooks {
+		if h.observing() {
+			var order *roomOrder
+			if names[i] == ordered && (h.wants(obsJoin) || h.wants(obsLeave)) {
+				order = newRoomOrder()
+			}
+			o.feeds = append(o.feeds, newFeed(names[i], h, stats, log, order))
+		}
+	}
+	return o
+}
+
+// feed returns the feed named name, nil when there is none.
+func (o *observers) feed(name string) *feed {
+	for _, f := range o.feeds {
+		if f.name == name {
+			return f
+		}
+	}
+	return nil
+}
+
+// wants reports whether any feed observes kind.
+func (o *observers) wants(kind observationKind) bool {
+	for _, f := range o.feeds {
+		if f.hooks.wants(kind) {
+			return true
+		}
+	}
+	return false
+}
+
+// add queues ob in every feed that observes its kind. Callers test that
+// the server has observers at all (Server.observers is nil without).
+func (o *observers) add(ob observation) {
+	for _, f := range o.feeds {
+		if f.hooks.wants(ob.kind) {
+			f.add(ob)
+		}
+	}
+}
+
+// close delivers what is queued and stops every feed, or gives up when
+// ctx ends first. Shutdown calls it once no connection or chat worker is
+// left to queue more.
+func (o *observers) close(ctx context.Context) error {
+	for _, f := range o.feeds {
+		close(f.stop)
+	}
+	finished := make(chan struct{})
+	go func() {
+		for _, f := range o.feeds {
+			f.done.Wait()
+		}
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// feed delivers observations to one set of observers from one goroutine,
+// in the order they were queued, each call bounded by the hooks'
+// ObserverTimeout.
+type feed struct {
+	name    string
 	hooks   Hooks
+	stats   *hookStats
+	log     *slog.Logger
 	ch      chan observation
 	dropped atomic.Int64
 	stop    chan struct{} // closed by close: drain what is queued, then end
 	done    sync.WaitGroup
-
-	droppedDesc, depthDesc *prometheus.Desc
+	// caller runs the observers; replaced when one overruns (see call).
+	caller *hookCaller
+	// overrunning is set while a hook's calls run out their time, so that
+	// a hook that hangs is logged once, not once per observation.
+	overrunning [numObservationKinds]atomic.Bool
+	// order, when set, counts each room's joins and leaves until they
+	// have been through the observers, for chat commits to wait on (see
+	// roomOrder).
+	order *roomOrder
 }
 
-func newObservers(h Hooks) *observers {
+func newFeed(name string, h Hooks, stats *hookStats, log *slog.Logger, order *roomOrder) *feed {
 	n := h.QueueSize
 	if n <= 0 {
 		n = defaultHookQueue
 	}
-	o := &observers{
-		hooks: h,
-		ch:    make(chan observation, n),
-		stop:  make(chan struct{}),
-		droppedDesc: prometheus.NewDesc("livesync_hook_events_dropped_total",
-			"Observations (joins, leaves, connections, stored chat) dropped because the hook queue was full.", nil, nil),
-		depthDesc: prometheus.NewDesc("livesync_hook_queue_depth",
-			"Observations waiting for the hooks' observers.", nil, nil),
+	if h.ObserverTimeout <= 0 {
+		h.ObserverTimeout = defaultObserverTimeout
 	}
-	o.done.Add(1)
-	go o.run()
-	return o
+	f := &feed{name: name, hooks: h, stats: stats, log: log, ch: make(chan observation, n), stop: make(chan struct{}),
+		caller: newHookCaller(), order: order}
+	stats.feeds = append(stats.feeds, f)
+	f.done.Add(1)
+	go f.run()
+	return f
 }
 
-// add queues ob, or drops it when the queue is full. Callers test that
-// the server has observers at all (Server.observers is nil without).
-func (o *observers) add(ob observation) {
+// add queues ob, or drops it when the queue is full.
+func (f *feed) add(ob observation) {
+	ordered := f.order != nil && (ob.kind == obsJoin || ob.kind == obsLeave)
+	if ordered {
+		f.order.queued(ob.member.RoomID)
+	}
 	select {
-	case o.ch <- ob:
+	case f.ch <- ob:
 	default:
-		o.dropped.Add(1)
+		f.dropped.Add(1)
+		if ordered {
+			f.order.settled(ob.member.RoomID)
+		}
 	}
 }
 
-func (o *observers) run() {
-	defer o.done.Done()
+func (f *feed) run() {
+	defer f.done.Done()
+	defer func() { close(f.caller.jobs) }() // the caller ends once its call does
 	for {
 		select {
-		case ob := <-o.ch:
-			o.deliver(&ob)
-		case <-o.stop:
+		case ob := <-f.ch:
+			f.deliverRun(ob)
+		case <-f.stop:
 			for {
 				select {
-				case ob := <-o.ch:
-					o.deliver(&ob)
+				case ob := <-f.ch:
+					f.deliverRun(ob)
 				default:
 					return
 				}
@@ -99,8 +218,46 @@ func (o *observers) run() {
 	}
 }
 
-func (o *observers) deliver(ob *observation) {
-	h := &o.hooks
+// maxFlushRun bounds the observations delivered before each Flush.
+const maxFlushRun = 256
+
+// deliverRun delivers ob and, when the hooks have a Flush, what else is
+// queued (up to maxFlushRun) before calling it once for them all: a
+// durable outbox then commits a run of events at once. The room order's
+// joins and leaves are settled only once flushed.
+func (f *feed) deliverRun(ob observation) {
+	if f.hooks.Flush == nil {
+		f.deliver(&ob)
+		f.settle(&ob)
+		return
+	}
+	run := []observation{ob}
+	for len(run) < maxFlushRun {
+		select {
+		case next := <-f.ch:
+			run = append(run, next)
+			continue
+		default:
+		}
+		break
+	}
+	for i := range run {
+		f.deliver(&run[i])
+	}
+	f.call(obsFlush, f.hooks.Flush)
+	for i := range run {
+		f.settle(&run[i])
+	}
+}
+
+// settle tells the room order that ob, a join or a leave, is through.
+func (f *feed) settle(ob *observation) {
+	if f.order != nil && (ob.kind == obsJoin || ob.kind == obsLeave) {
+		f.order.settled(ob.member.RoomID)
+	}
+}
+
+func (f *feed) deliver(ob *observation) {
 	if t := ob.tally; t != nil {
 		edge, known := t.wait()
 		switch {
@@ -117,61 +274,25 @@ func (o *observers) deliver(ob *observation) {
 			ob.member.Last = edge
 		}
 	}
+	h := &f.hooks
+	var call func(context.Context)
 	switch ob.kind {
 	case obsConnect:
-		if h.OnConnect != nil {
-			h.OnConnect(ob.conn)
-		}
+		call = func(ctx context.Context) { h.OnConnect(ctx, ob.conn) }
 	case obsDisconnect:
-		if h.OnDisconnect != nil {
-			h.OnDisconnect(ob.conn)
-		}
+		call = func(ctx context.Context) { h.OnDisconnect(ctx, ob.conn) }
 	case obsJoin:
-		if h.OnJoin != nil {
-			h.OnJoin(ob.member)
-		}
+		call = func(ctx context.Context) { h.OnJoin(ctx, ob.member) }
 	case obsLeave:
-		if h.OnLeave != nil {
-			h.OnLeave(ob.member)
-		}
+		call = func(ctx context.Context) { h.OnLeave(ctx, ob.member) }
 	case obsChat:
-		if h.OnChatStored != nil {
-			h.OnChatStored(ob.chat)
-		}
+		call = func(ctx context.Context) { h.OnChatStored(ctx, ob.chat) }
 	case obsUser:
-		if h.OnUser != nil {
-			h.OnUser(ob.user)
-		}
+		call = func(ctx context.Context) { h.OnUser(ctx, ob.user) }
 	case obsDoc:
-		if h.OnDocUpdated != nil {
-			h.OnDocUpdated(ob.doc)
-		}
+		call = func(ctx context.Context) { h.OnDocUpdated(ctx, ob.doc) }
+	default:
+		return
 	}
-}
-
-// close delivers what is queued and stops, or gives up when ctx ends
-// first. Shutdown calls it once no connection or chat worker is left to
-// queue more.
-func (o *observers) close(ctx context.Context) error {
-	close(o.stop)
-	finished := make(chan struct{})
-	go func() { o.done.Wait(); close(finished) }()
-	select {
-	case <-finished:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// Describe implements prometheus.Collector.
-func (o *observers) Describe(ch chan<- *prometheus.Desc) {
-	ch <- o.droppedDesc
-	ch <- o.depthDesc
-}
-
-// Collect implements prometheus.Collector.
-func (o *observers) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(o.droppedDesc, prometheus.CounterValue, float64(o.dropped.Load()))
-	ch <- prometheus.MustNewConstMetric(o.depthDesc, prometheus.GaugeValue, float64(len(o.ch)))
+	f.call(ob.kind, call)
 }

@@ -146,9 +146,9 @@ func TestObserversInRoomOrder(t *testing.T) {
 	var got []string
 	rec := func(s string) { mu.Lock(); got = append(got, s); mu.Unlock() }
 	h := Hooks{
-		OnJoin:       func(e MemberEvent) { rec("join " + e.ConnectionID + mark(e.First, " first")) },
-		OnLeave:      func(e MemberEvent) { rec("leave " + e.ConnectionID + mark(e.Last, " last")) },
-		OnChatStored: func(m protocol.StoredChatMessage) { rec("chat " + m.Message) },
+		OnJoin:       func(_ context.Context, e MemberEvent) { rec("join " + e.ConnectionID + mark(e.First, " first")) },
+		OnLeave:      func(_ context.Context, e MemberEvent) { rec("leave " + e.ConnectionID + mark(e.Last, " last")) },
+		OnChatStored: func(_ context.Context, m protocol.StoredChatMessage) { rec("chat " + m.Message) },
 	}
 	_, url := startServer(t, &Options{Hooks: h})
 	a, b := livesynctest.Dial(t, url), livesynctest.Dial(t, url)

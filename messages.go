@@ -213,7 +213,7 @@ func (c *conn) handleChat(raw []byte) *clientError {
 	if !allow(&c.chatLimit, lim.ChatRate, lim.ChatBurst) {
 		return &clientError{protocol.CodeRateLimited, fmt.Sprintf("send_chat: more than %g messages/s", lim.ChatRate)}
 	}
-	msg := chat.Message{RoomID: c.room.id, ConnectionID: c.id, Message: *p.Message, Metadata: compactObject(p.Metadata)}
+	msg := chat.Message{RoomID: c.room.id, ConnectionID: c.id, Message: *p.Message, Metadata: compactObject(p.Metadata), Name: c.name}
 	if c.user != nil {
 		msg.UserID = c.user.UserID
 	}

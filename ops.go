@@ -177,6 +177,45 @@ type readyStatus struct {
 	Status string            `json:"status"`           // "ready", "degraded" or "unavailable"
 	Reason string            `json:"reason,omitempty"` // why not ready, or what is degraded
 	Checks map[string]string `json:"checks"`           // check name → "ok" or why not
+	// Webhooks shows the webhook outbox (Options.Webhooks). It never
+	// makes the server unready: a receiver that is down is the backend's
+	// outage, not this server's, but the outbox's growing age says so.
+	Webhooks *webhookStatus `json:"webhooks,omitempty"`
+}
+
+// webhookStatus is the webhooks entry of /readyz.
+type webhookStatus struct {
+	OutboxDepth      int     `json:"outboxDepth"`
+	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`  // 0 when the outbox is empty
+	Unknown          string  `json:"unknown,omitempty"` // why the outbox could not be read
+}
+
+// webhookBacklog reads the webhook outbox for /readyz, bounded like a
+// check (a durable outbox asks its database).
+func (s *Server) webhookBacklog(ctx context.Context) *webhookStatus {
+	type backlog struct {
+		n      int
+		oldest time.Time
+	}
+	done := make(chan backlog, 1)
+	go func() {
+		n, oldest := s.opts.Webhooks.Backlog()
+		done <- backlog{n, oldest}
+	}()
+	t := time.NewTimer(readyTimeout)
+	defer t.Stop()
+	select {
+	case b := <-done:
+		st := &webhookStatus{OutboxDepth: b.n}
+		if !b.oldest.IsZero() {
+			st.OldestAgeSeconds = time.Since(b.oldest).Round(time.Millisecond).Seconds()
+		}
+		return st
+	case <-t.C:
+		return &webhookStatus{Unknown: fmt.Sprintf("no answer within %v", readyTimeout)}
+	case <-ctx.Done():
+		return &webhookStatus{Unknown: ctx.Err().Error()}
+	}
 }
 
 // serveReadyz answers 200 when the server is ready (see Ready), and 503
@@ -192,9 +231,14 @@ type readyStatus struct {
 // as in an outage (each node serving its own members).
 func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	st := readyStatus{Status: "ready", Checks: map[string]string{}}
+	var backlog chan *webhookStatus // read beside the checks
 	if s.shuttingDown() {
 		st.Status, st.Reason = "unavailable", errShuttingDown.Error()
 	} else {
+		if s.opts.Webhooks != nil {
+			backlog = make(chan *webhookStatus, 1)
+			go func() { backlog <- s.webhookBacklog(r.Context()) }()
+		}
 		for _, res := range s.readiness(r.Context()) {
 			if res.err == nil {
 				st.Checks[res.name] = "ok"
@@ -217,6 +261,9 @@ func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 				st.Status, st.Reason = "degraded", "broker "+why
 			}
 		}
+	}
+	if backlog != nil {
+		st.Webhooks = <-backlog
 	}
 	code := http.StatusOK
 	if st.Status == "unavailable" {

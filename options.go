@@ -123,6 +123,15 @@ type Options struct {
 
 	// Hooks puts the application's backend in the loop: a decision on
 	// each chat message (OnChat) and observers of joins, leaves,
-	// connections and stored chat (see Hooks, and the webhook package).
+	// connections and stored chat (see Hooks).
 	Hooks Hooks
+
+	// Webhooks, when set, sends the server's events to the backend as
+	// signed webhooks: a *webhook.Webhooks (see the webhook package).
+	// New starts it on Store, whose database then keeps the webhook
+	// outbox when the store can (chat.OutboxStore: chat.message is then
+	// written in the message's transaction), registers its metrics, and
+	// feeds it apart from Hooks' observers; Shutdown closes it after the
+	// rooms are drained and before the store is closed.
+	Webhooks WebhookSender
 }

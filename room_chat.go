@@ -161,6 +161,7 @@ func (r *room) chatWorker() {
 		if len(batch) == 0 {
 			continue
 		}
+		r.awaitMembershipWebhooks()
 
 		r.chatMu.Lock()
 		// In a cluster, storing and publishing under the room's cluster-wide
@@ -202,10 +203,17 @@ func (r *room) chatFailed(reqs []chatRequest, err error) {
 }
 
 // store appends the batch, in one transaction where the store can, by
-// the deadline of its first (oldest) message. It returns the messages
-// stored, a prefix of the batch, and why the rest was not.
+// the deadline of its first (oldest) message; or, when OnChat decided the
+// batch, within a fresh StoreTimeout, since the decisions, one after the
+// other, may have used up the first message's time though each kept to
+// its own. It returns the messages stored, a prefix of the batch, and why
+// the rest was not.
 func (r *room) store(batch []chatRequest) ([]protocol.StoredChatMessage, error) {
-	ctx, cancel := context.WithDeadline(context.Background(), batch[0].deadline)
+	deadline := batch[0].deadline
+	if r.srv.opts.Hooks.OnChat != nil {
+		deadline = time.Now().Add(r.srv.limits.StoreTimeout)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	start := time.Now()
 	defer func() { r.srv.metrics.storeLatency(time.Since(start)) }()

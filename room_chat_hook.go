@@ -37,9 +37,12 @@ func (r *room) decideOne(req *chatRequest) *clientError {
 	ctx, cancel := context.WithTimeout(parent, min(h.ChatTimeout, time.Until(req.deadline)))
 	defer cancel()
 	m := &req.msg
-	d, err := callOnChat(ctx, h.OnChat, ChatRequest{RoomID: m.RoomID, ConnectionID: m.ConnectionID, UserID: m.UserID,
+	d, err := r.srv.callOnChat(ctx, h.OnChat, ChatRequest{RoomID: m.RoomID, ConnectionID: m.ConnectionID, UserID: m.UserID,
 		Name: req.name, Message: m.Message, Metadata: m.Metadata})
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil {
+			r.srv.hookStats.overruns.WithLabelValues("hooks", "OnChat").Inc()
+		}
 		if !errors.Is(err, context.Canceled) { // the sender left: nobody to tell
 			r.srv.log.Warn("chat hook failed", "room", r.id, "conn", m.ConnectionID, "err", err)
 		}
@@ -74,15 +77,18 @@ func (r *room) decideOne(req *chatRequest) *clientError {
 // callOnChat calls hook on a goroutine of its own and waits for its
 // answer until ctx ends: the room's chat waits ChatTimeout at most, even
 // for a hook that ignores ctx (which then finishes on its own, unheard).
-func callOnChat(ctx context.Context, hook func(context.Context, ChatRequest) (ChatDecision, error), req ChatRequest) (ChatDecision, error) {
+// A hook that panics answers errHookPanicked.
+func (s *Server) callOnChat(ctx context.Context, hook func(context.Context, ChatRequest) (ChatDecision, error), req ChatRequest) (ChatDecision, error) {
 	type answer struct {
 		d   ChatDecision
 		err error
 	}
 	ch := make(chan answer, 1)
 	go func() {
-		d, err := hook(ctx, req)
-		ch <- answer{d, err}
+		a := answer{err: errHookPanicked}
+		defer func() { ch <- a }()
+		defer s.hookStats.recoverHook(s.log, "hooks", "OnChat")
+		a.d, a.err = hook(ctx, req)
 	}()
 	select {
 	case a := <-ch:
@@ -91,6 +97,9 @@ func callOnChat(ctx context.Context, hook func(context.Context, ChatRequest) (Ch
 		return ChatDecision{}, ctx.Err()
 	}
 }
+
+// errHookPanicked is OnChat's error when it panicked.
+var errHookPanicked = errors.New("the chat hook panicked")
 
 // errHookFailed answers a message whose hook failed, timed out or
 // answered nonsense: the backend could not decide, so nothing is stored.

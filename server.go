@@ -59,6 +59,13 @@ type Server struct {
 	// observers delivers to the Hooks' observers; nil when none is set,
 	// so that the paths that would feed it test one pointer.
 	observers *observers
+	// hookStats counts the hooks' overruns and panics.
+	hookStats *hookStats
+	// webhookFeed is the feed of Options.Webhooks' observers; nil when
+	// they observe nothing. When the store writes chat.message in the
+	// chat commit (WebhookFeed.ChatInStore), its order lets a room's
+	// commit wait for the room's earlier joins and leaves.
+	webhookFeed *feed
 	// counter is the broker, when it counts members and connections
 	// cluster-wide and there are observers to tell; nil otherwise.
 	counter broker.Counter
@@ -132,16 +139,8 @@ func New(opts *Options) (*Server, error) {
 	if s.opts.Hooks.ChatTimeout <= 0 {
 		s.opts.Hooks.ChatTimeout = defaultChatTimeout
 	}
-	if s.opts.Hooks.DocUpdateDelay <= 0 {
-		s.opts.Hooks.DocUpdateDelay = defaultDocUpdateDelay
-	}
-	if s.opts.Hooks.observing() {
-		s.observers = newObservers(s.opts.Hooks)
-		s.metrics.registry().MustRegister(s.observers)
-		s.counter, _ = s.broker.(broker.Counter)
-		if s.opts.Hooks.OnUser != nil {
-			s.users = newUsers(s, s.counter)
-		}
+	if err := s.startHooks(); err != nil {
+		return nil, err
 	}
 	s.tcpPerIP, s.tcpConns = make(map[string]int), make(map[net.Conn]*tcpSlot)
 	if err := s.initDocs(&o); err != nil {
@@ -559,6 +558,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.observers != nil {
 		if err := s.observers.close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("livesync: hook observers: %w", err))
+		}
+	}
+	if wh := s.opts.Webhooks; wh != nil {
+		// After the observers, whose last joins, leaves and chat are
+		// webhooks too; before the store, which may hold the outbox.
+		if err := wh.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("livesync: webhooks: %w", err))
 		}
 	}
 	if err := s.closeCluster(); err != nil {

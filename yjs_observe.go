@@ -19,7 +19,7 @@ type docChanges struct {
 // later than 10 DocUpdateDelay after the first unreported one. d.mu held.
 func (d *ydoc) noteChangeLocked(n int) {
 	s := d.srv
-	if s.observers == nil || s.opts.Hooks.OnDocUpdated == nil {
+	if s.observers == nil || !s.observers.wants(obsDoc) {
 		return
 	}
 	ch := &d.changes

@@ -57,6 +57,10 @@ type Message struct {
 	// Metadata is a JSON object or empty. Stores refuse invalid JSON and
 	// may return it re-spaced (compacted).
 	Metadata json.RawMessage
+	// Name is the sender's display name. Stores do not keep it: they
+	// hand it back in what Append returns and to their OutboxEncoder, so
+	// that a webhook of the message can name its sender.
+	Name string
 }
 
 // Store persists room chat. See the package documentation for the

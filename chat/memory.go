@@ -102,6 +102,7 @@ func (s *MemoryStore) AppendBatch(ctx context.Context, msgs []Message) ([]protoc
 			s.rooms[m.RoomID] = r
 		}
 		r.push(out[i], s.maxPerRoom)
+		out[i].Name = m.Name // handed back, not kept, as in the other stores
 	}
 	return out, nil
 }

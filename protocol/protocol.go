@@ -146,6 +146,11 @@ type StoredChatMessage struct {
 	Metadata     json.RawMessage `json:"metadata,omitempty"`
 	// CreatedAt is Unix milliseconds.
 	CreatedAt int64 `json:"createdAt"`
+	// Name is the sender's display name as it joined, when the message
+	// was just stored (chat.Message.Name): never on the wire, whose
+	// chat_message carries none, and not kept by the stores; the
+	// chat.message webhook reports it.
+	Name string `json:"-"`
 }
 
 // RoomJoinedPayload is the payload of room_joined. ChatHistory is always

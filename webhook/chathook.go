@@ -100,13 +100,13 @@ func (cfg *ChatHookConfig) call(ctx context.Context, req livesync.ChatRequest) (
 	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return livesync.ChatDecision{}, err
+		return livesync.ChatDecision{}, redactErr(err, cfg.URL)
 	}
 	cfg.Secret.setHeaders(hreq.Header, newID(), body)
 	hreq.Header.Set("User-Agent", "openlivesync-chat-hook")
 	resp, err := cfg.Client.Do(hreq)
 	if err != nil {
-		return livesync.ChatDecision{}, err
+		return livesync.ChatDecision{}, redactErr(err, cfg.URL)
 	}
 	defer resp.Body.Close()
 	answer, over := readBody(resp)

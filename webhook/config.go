@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"time"
 
 	"github.com/openlivesync/livesync/chat"
@@ -36,18 +35,26 @@ type Config struct {
 	// Default 3s.
 	OfflineDelay time.Duration
 
-	// Outbox holds the events waiting for delivery. Default a
-	// MemoryOutbox of OutboxSize events.
+	// Outbox holds the events waiting for delivery. Default: a
+	// StoreOutbox in the server's chat store when it can hold one (see
+	// Store), else a MemoryOutbox of OutboxSize events. Set it to a
+	// MemoryOutbox to keep the events in memory whatever the store.
 	Outbox Outbox
 	// OutboxSize bounds the default outbox. Default 100,000.
 	OutboxSize int
-	// Store, when set, keeps the outbox in a table of the chat store's
-	// database (a StoreOutbox; chat/postgres, chat/mysql and chat/sqlite
-	// implement chat.OutboxStore): chat.message is written in the
-	// message's own transaction, the other events before they are sent,
-	// so none is lost to a crash or a restart. Set Store or Outbox, not
-	// both; give the same store to the server's Options.Store.
+	// Store keeps the outbox in a table of the chat store's database (a
+	// StoreOutbox; chat/postgres, chat/mysql and chat/sqlite implement
+	// chat.OutboxStore): chat.message is written in the message's own
+	// transaction, the other events before they are sent, so none is
+	// lost to a crash or a restart. Default: the server's Options.Store,
+	// when it implements chat.OutboxStore (Start). Set Store or Outbox,
+	// not both.
 	Store chat.OutboxStore
+	// DrainTimeout bounds how long Close waits for a MemoryOutbox to
+	// empty: a receiver that is down must not hold a server's shutdown.
+	// What is left then is lost, logged and counted as dropped. Default
+	// 5s.
+	DrainTimeout time.Duration
 	// Workers is how many deliveries may be in flight at once, each for a
 	// different room or user. Default 16.
 	Workers int
@@ -69,13 +76,14 @@ const (
 	DefaultOfflineDelay = 3 * time.Second
 	DefaultOutboxSize   = 100_000
 	DefaultWorkers      = 16
+	DefaultDrainTimeout = 5 * time.Second
 )
 
 // CheckURL refuses a receiver URL that is not absolute http(s).
 func CheckURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http:// or https:// URL", raw)
+		return fmt.Errorf("%q is not an http:// or https:// URL", RedactURL(raw))
 	}
 	return nil
 }
@@ -108,6 +116,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.OutboxSize <= 0 {
 		c.OutboxSize = DefaultOutboxSize
 	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
 	if c.Workers <= 0 {
 		c.Workers = DefaultWorkers
 	}
@@ -117,19 +128,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	switch {
-	case c.Store != nil && c.Outbox != nil:
+	if c.Store != nil && c.Outbox != nil {
 		return c, errors.New("webhook: set Store or Outbox, not both")
-	case c.Store != nil:
-		// The lease outlasts an attempt, so that no other node claims an
-		// event still in flight.
-		ob, err := newStoreOutbox(c.Store, slices.Contains(c.Events, ChatMessage), c.Timeout+30*time.Second, c.Logger)
-		if err != nil {
-			return c, fmt.Errorf("webhook: outbox: %w", err)
-		}
-		c.Outbox = ob
-	case c.Outbox == nil:
-		c.Outbox = NewMemoryOutbox(c.OutboxSize)
 	}
 	return c, nil
 }

@@ -11,17 +11,19 @@
 // per room is in flight at a time, and a failing one holds back the room's
 // later events until it succeeds or is given up.
 //
-// The events come from the server's observer hooks (livesync.Hooks):
-// install them with Webhooks.Install before livesync.New. Nothing is
-// delivered on the server's paths: events go to an Outbox, and workers of
-// their own post them, so a slow or dead receiver never slows a room.
+// Give a Webhooks to the server as livesync.Options.Webhooks: the server
+// starts it, feeds it the events it observes from a queue of its own
+// (apart from the application's livesync.Hooks), exports its metrics and
+// closes it on Shutdown. Nothing is delivered on the server's paths:
+// events go to an Outbox, and workers of their own post them, so a slow or
+// dead receiver never slows a room.
 //
-// The outbox is in memory by default (MemoryOutbox), bounded: events that
-// do not fit are dropped and counted, and what is queued at a crash is
-// lost. With Config.Store it is a table of the chat store's database
-// (StoreOutbox): chat.message is written in the message's transaction,
-// the other events before they are sent, so a crash loses none, and the
-// nodes sharing the database share the outbox.
+// When the server's store is a database (chat.OutboxStore), the outbox is
+// a table of it (StoreOutbox): chat.message is written in the message's
+// transaction, the other events before they are sent, so a crash loses
+// none, and the nodes sharing the database share the outbox. Otherwise it
+// is in memory (MemoryOutbox), bounded: events that do not fit are
+// dropped and counted, and what is queued at a crash is lost.
 //
 // ChatHook is livesync.Hooks.OnChat as a signed HTTP call, for servers
 // whose backend is not written in Go.

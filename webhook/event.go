@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/openlivesync/livesync/protocol"
 )
 
 // The event types, as they appear in a webhook's "type".
@@ -16,7 +18,7 @@ const (
 	MemberLeft   = "member.left"   // data as member.joined
 	UserOnline   = "user.online"   // a user id's first connection opened: data {userId, name?}
 	UserOffline  = "user.offline"  // its last one closed, and none opened within Config.OfflineDelay
-	ChatMessage  = "chat.message"  // a chat message was stored: data as chat_message on the wire
+	ChatMessage  = "chat.message"  // a chat message was stored: data as chat_message on the wire, with the sender's name?
 	// DocumentUpdated: a room's shared document changed, debounced (see
 	// livesync.Hooks.OnDocUpdated): data {roomId, updates, bytes}.
 	DocumentUpdated = "document.updated"
@@ -96,6 +98,27 @@ type memberData struct {
 type userData struct {
 	UserID string `json:"userId"`
 	Name   string `json:"name,omitempty"`
+}
+
+// chatData is the data of chat.message: the message as chat_message
+// carries it on the wire (createdAt in Unix milliseconds), with the
+// sender's name, which the wire's message lacks.
+type chatData struct {
+	ID           string          `json:"id"`
+	RoomID       string          `json:"roomId"`
+	ConnectionID string          `json:"connectionId"`
+	UserID       string          `json:"userId,omitempty"`
+	Name         string          `json:"name,omitempty"`
+	Message      string          `json:"message"`
+	Metadata     json.RawMessage `json:"metadata,omitempty"`
+	CreatedAt    int64           `json:"createdAt"`
+}
+
+// chatEvent is the chat.message event of m.
+func chatEvent(m protocol.StoredChatMessage) Event {
+	return newEvent(ChatMessage, roomKey(m.RoomID), time.UnixMilli(m.CreatedAt), chatData{
+		ID: m.ID, RoomID: m.RoomID, ConnectionID: m.ConnectionID, UserID: m.UserID, Name: m.Name,
+		Message: m.Message, Metadata: m.Metadata, CreatedAt: m.CreatedAt})
 }
 
 // documentData is the data of document.updated: the updates accepted

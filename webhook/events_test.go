@@ -57,7 +57,7 @@ func TestEventsOfJoinChatLeaveInRoomOrder(t *testing.T) {
 			t.Fatalf("member.joined data %v", d.Data)
 		}
 		if d.Type == webhook.ChatMessage {
-			if d.Data["id"] != stored.ID || d.Data["message"] != "hi" || d.Data["userId"] != "ann" ||
+			if d.Data["id"] != stored.ID || d.Data["message"] != "hi" || d.Data["userId"] != "ann" || d.Data["name"] != "ANN" ||
 				d.Data["createdAt"] != float64(stored.CreatedAt) || fmt.Sprint(d.Data["metadata"]) != "map[k:1]" {
 				t.Fatalf("chat.message data %v, stored %+v", d.Data, stored)
 			}

@@ -1,16 +1,21 @@
 package webhook
 
 import (
+	"context"
 	"time"
 
 	"github.com/openlivesync/livesync"
 	"github.com/openlivesync/livesync/protocol"
 )
 
-// Install adds w's observers to h, keeping those h has (both are
-// called, h's first). Call it on the Options given to livesync.New. Only
-// the observers that the configured events need are installed. It sets
-// h.OfflineDelay to Config.OfflineDelay unless h has one.
+// observerTimeout bounds the webhooks' observers: above a StoreOutbox's
+// own bound on adding an event, so that its answer, not the server's
+// timeout, decides.
+const observerTimeout = storeOutboxCall + 5*time.Second
+
+// hooks returns the observers that make the configured events. The
+// server calls them from a feed of their own (see
+// livesync.WebhookSender).
 //
 // The events are what the server observes, so when the server is a node
 // of a cluster whose broker counts members and connections (broker/redis
@@ -19,36 +24,28 @@ import (
 // member.left (with the room.vacated and user.offline they cause) are sent
 // once, by the node that swept it. See livesync.MemberEvent and
 // livesync.Hooks.OnUser.
-func (w *Webhooks) Install(h *livesync.Hooks) {
+func (w *Webhooks) hooks(durable bool) livesync.Hooks {
+	h := livesync.Hooks{ObserverTimeout: observerTimeout}
 	e := w.enabled
 	if e[RoomOccupied] || e[MemberJoined] {
-		h.OnJoin = chain(h.OnJoin, w.joined)
+		h.OnJoin = w.joined
 	}
 	if e[RoomVacated] || e[MemberLeft] {
-		h.OnLeave = chain(h.OnLeave, w.left)
+		h.OnLeave = w.left
 	}
 	if e[UserOnline] || e[UserOffline] {
-		h.OnUser = chain(h.OnUser, w.user)
-		if h.OfflineDelay == 0 {
-			h.OfflineDelay = w.cfg.OfflineDelay
-		}
+		h.OnUser = w.user
+		h.OfflineDelay = w.cfg.OfflineDelay
 	}
 	if e[DocumentUpdated] {
-		h.OnDocUpdated = chain(h.OnDocUpdated, w.document)
+		h.OnDocUpdated = w.document
 	}
 	// A StoreOutbox's store writes chat.message itself, in the message's
 	// transaction.
-	if _, durable := w.cfg.Outbox.(*StoreOutbox); e[ChatMessage] && !durable {
-		h.OnChatStored = chain(h.OnChatStored, w.chat)
+	if e[ChatMessage] && !durable {
+		h.OnChatStored = w.chat
 	}
-}
-
-// chain returns a func calling a (when set) and then b.
-func chain[T any](a, b func(T)) func(T) {
-	if a == nil {
-		return b
-	}
-	return func(v T) { a(v); b(v) }
+	return h
 }
 
 func roomKey(id string) string { return "room:" + id }
@@ -58,7 +55,7 @@ func memberOf(m livesync.MemberEvent) memberData {
 }
 
 // joined sends room.occupied before the first member's member.joined.
-func (w *Webhooks) joined(m livesync.MemberEvent) {
+func (w *Webhooks) joined(_ context.Context, m livesync.MemberEvent) {
 	if m.First {
 		w.emit(newEvent(RoomOccupied, roomKey(m.RoomID), m.At, roomData{m.RoomID}))
 	}
@@ -66,7 +63,7 @@ func (w *Webhooks) joined(m livesync.MemberEvent) {
 }
 
 // left sends room.vacated after the last member's member.left.
-func (w *Webhooks) left(m livesync.MemberEvent) {
+func (w *Webhooks) left(_ context.Context, m livesync.MemberEvent) {
 	w.emit(newEvent(MemberLeft, roomKey(m.RoomID), m.At, memberOf(m)))
 	if m.Last {
 		w.emit(newEvent(RoomVacated, roomKey(m.RoomID), m.At, roomData{m.RoomID}))
@@ -74,7 +71,7 @@ func (w *Webhooks) left(m livesync.MemberEvent) {
 }
 
 // user sends user.online or user.offline.
-func (w *Webhooks) user(u livesync.UserEvent) {
+func (w *Webhooks) user(_ context.Context, u livesync.UserEvent) {
 	typ := UserOffline
 	if u.Online {
 		typ = UserOnline
@@ -82,13 +79,12 @@ func (w *Webhooks) user(u livesync.UserEvent) {
 	w.emit(newEvent(typ, "user:"+u.UserID, u.At, userData{UserID: u.UserID, Name: u.Name}))
 }
 
-// chat sends chat.message; its data is the message as chat_message
-// carries it on the wire, createdAt in Unix milliseconds.
-func (w *Webhooks) chat(m protocol.StoredChatMessage) {
-	w.emit(newEvent(ChatMessage, roomKey(m.RoomID), time.UnixMilli(m.CreatedAt), m))
+// chat sends chat.message.
+func (w *Webhooks) chat(_ context.Context, m protocol.StoredChatMessage) {
+	w.emit(chatEvent(m))
 }
 
 // document sends document.updated.
-func (w *Webhooks) document(d livesync.DocEvent) {
+func (w *Webhooks) document(_ context.Context, d livesync.DocEvent) {
 	w.emit(newEvent(DocumentUpdated, roomKey(d.RoomID), d.At, documentData{RoomID: d.RoomID, Updates: d.Updates, Bytes: d.Bytes}))
 }

@@ -11,24 +11,21 @@ import (
 // metrics counts deliveries for Prometheus and Stats. Delivery is off the
 // server's hot paths, so plain client_golang vectors do.
 type metrics struct {
-	outbox     Outbox
 	deliveries *prometheus.CounterVec
 	retries    *prometheus.CounterVec
 	latency    prometheus.Histogram
 	depth      *prometheus.Desc
 	oldest     *prometheus.Desc
-	outboxErrs *prometheus.CounterVec // a StoreOutbox's failed calls; nil for an outbox in memory
+	outboxErrs *prometheus.CounterVec // a StoreOutbox's failed calls (none for an outbox in memory)
 	dropLogged atomic.Bool            // the outbox-full warning is logged once per overflow
 }
 
-func newMetrics(o Outbox) *metrics {
-	var outboxErrs *prometheus.CounterVec
-	if so, ok := o.(*StoreOutbox); ok {
-		outboxErrs = so.errs
-	}
+func newMetrics() *metrics {
 	return &metrics{
-		outboxErrs: outboxErrs,
-		outbox:     o,
+		outboxErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livesync_webhook_outbox_errors_total",
+			Help: "Failed calls on the webhook outbox's database table, by operation: add, claim, done, retry, stats.",
+		}, []string{"op"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livesync_webhook_deliveries_total",
 			Help: "Webhook events by type and outcome: delivered, failed (refused, not retried), gave_up (retries exhausted), dropped (outbox full).",
@@ -58,9 +55,7 @@ func (w *Webhooks) Describe(ch chan<- *prometheus.Desc) {
 	m.latency.Describe(ch)
 	ch <- m.depth
 	ch <- m.oldest
-	if m.outboxErrs != nil {
-		m.outboxErrs.Describe(ch)
-	}
+	m.outboxErrs.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -69,10 +64,8 @@ func (w *Webhooks) Collect(ch chan<- prometheus.Metric) {
 	m.deliveries.Collect(ch)
 	m.retries.Collect(ch)
 	m.latency.Collect(ch)
-	if m.outboxErrs != nil {
-		m.outboxErrs.Collect(ch)
-	}
-	n, oldest := m.outbox.Stats()
+	m.outboxErrs.Collect(ch)
+	n, oldest := w.Backlog()
 	age := 0.0
 	if !oldest.IsZero() {
 		age = time.Since(oldest).Seconds()
@@ -101,8 +94,8 @@ func (w *Webhooks) Stats() Stats {
 		s.Dropped += count(w.m.deliveries.WithLabelValues(e, outcomeDropped))
 		s.Retries += count(w.m.retries.WithLabelValues(e))
 	}
-	s.Depth, s.Oldest = w.m.outbox.Stats()
-	if w.m.outboxErrs != nil {
+	s.Depth, s.Oldest = w.Backlog()
+	if _, durable := w.outbox().(*StoreOutbox); durable {
 		for _, op := range []string{opAdd, opClaim, opDone, opRetry, opStats} {
 			s.OutboxErrors += count(w.m.outboxErrs.WithLabelValues(op))
 		}

@@ -97,6 +97,10 @@ func (o *MemoryOutbox) Claim(ctx context.Context) (Event, error) {
 			key := o.ready[0]
 			o.ready = o.ready[1:]
 			l := o.lanes[key]
+			if l == nil { // abandoned
+				o.mu.Unlock()
+				continue
+			}
 			l.busy = true
 			if len(o.ready) > 0 {
 				// One signal wakes one waiter: pass it on for the rest.
@@ -151,6 +155,9 @@ func (o *MemoryOutbox) Retry(e Event) {
 		o.mu.Lock()
 		defer o.mu.Unlock()
 		delete(o.timers, t)
+		if o.lanes[e.Key] != l { // abandoned
+			return
+		}
 		l.busy = false
 		o.readyLocked(e.Key)
 	})
@@ -169,6 +176,22 @@ func (o *MemoryOutbox) Stats() (int, time.Time) {
 		}
 	}
 	return o.depth, oldest
+}
+
+// abandon empties the outbox, returning how many events of each type it
+// held. Only Close calls it, once the workers no longer matter.
+func (o *MemoryOutbox) abandon() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := map[string]int{}
+	for _, l := range o.lanes {
+		for _, e := range l.events {
+			n[e.Type]++
+		}
+	}
+	clear(o.lanes)
+	o.ready, o.depth = nil, 0
+	return n
 }
 
 // Close stops the retry timers; the outbox is not used afterwards.

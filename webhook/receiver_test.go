@@ -110,7 +110,7 @@ func types(ds []delivery) string {
 }
 
 // verify checks d's signature the way the spec says, in a few lines a
-// receiver written in Go would have (the README's).
+// receiver written in Go would have, computed apart from Secret.Sign.
 func verify(t testing.TB, d *delivery) {
 	t.Helper()
 	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(testSecret, "whsec_"))
@@ -140,7 +140,12 @@ func startNode(t testing.TB, rcv *receiver, cfg webhook.Config, opts livesync.Op
 		cfg.URL = rcv.srv.URL
 	}
 	cfg.Secret = mustSecret(t)
-	cfg.Logger = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 100 * time.Millisecond // a receiver left down does not hold the test
+	}
 	wh, err := webhook.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -150,23 +155,17 @@ func startNode(t testing.TB, rcv *receiver, cfg webhook.Config, opts livesync.Op
 		u := r.URL.Query().Get("user")
 		return &livesync.UserInfo{UserID: u, Name: strings.ToUpper(u)}, nil
 	}
-	wh.Install(&opts.Hooks)
+	opts.Webhooks = wh
 	srv, err := livesync.New(&opts)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.RegisterMetrics(wh); err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), livesynctest.Timeout)
 		defer cancel()
-		srv.Shutdown(ctx)
+		srv.Shutdown(ctx) // closes wh
 		ts.Close()
-		wctx, wcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer wcancel()
-		wh.Close(wctx)
 	})
 	return &node{srv: srv, wh: wh, url: "ws" + strings.TrimPrefix(ts.URL, "http") + "/live"}
 }

@@ -55,11 +55,11 @@ const storeOutboxCall = 10 * time.Second
 
 // newStoreOutbox enables store's outbox; with chatToo, the store writes
 // a chat.message event with each message it stores.
-func newStoreOutbox(store chat.OutboxStore, chatToo bool, lease time.Duration, log *slog.Logger) (*StoreOutbox, error) {
+func newStoreOutbox(store chat.OutboxStore, chatToo bool, lease time.Duration, log *slog.Logger, errs *prometheus.CounterVec) (*StoreOutbox, error) {
 	var encode chat.OutboxEncoder
 	if chatToo {
 		encode = func(m protocol.StoredChatMessage) (chat.OutboxEntry, bool) {
-			return entryOf(newEvent(ChatMessage, roomKey(m.RoomID), time.UnixMilli(m.CreatedAt), m)), true
+			return entryOf(chatEvent(m)), true
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -68,10 +68,6 @@ func newStoreOutbox(store chat.OutboxStore, chatToo bool, lease time.Duration, l
 	if err != nil {
 		return nil, err
 	}
-	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "livesync_webhook_outbox_errors_total",
-		Help: "Failed calls on the webhook outbox's database table, by operation: add, claim, done, retry, stats.",
-	}, []string{"op"})
 	for _, op := range []string{opAdd, opClaim, opDone, opRetry, opStats} {
 		errs.WithLabelValues(op) // exported at 0 from the start
 	}
@@ -100,6 +96,36 @@ func (o *StoreOutbox) Add(e Event) error {
 	defer cancel()
 	if err := o.ob.Add(ctx, entryOf(e)); err != nil {
 		// Counted, not logged here: the sender logs the dropped event.
+		o.errs.WithLabelValues(opAdd).Inc()
+		return err
+	}
+	return nil
+}
+
+// batchAdder is implemented by the SQL stores' outboxes.
+type batchAdder interface {
+	AddBatch(ctx context.Context, es []chat.OutboxEntry) error
+}
+
+// AddBatch adds es, in order, in one transaction where the store can:
+// they are all in the table when it returns nil.
+func (o *StoreOutbox) AddBatch(es []Event) error {
+	ctx, cancel := context.WithTimeout(context.Background(), storeOutboxCall)
+	defer cancel()
+	ba, ok := o.ob.(batchAdder)
+	if !ok {
+		for _, e := range es {
+			if err := o.Add(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	entries := make([]chat.OutboxEntry, len(es))
+	for i, e := range es {
+		entries[i] = entryOf(e)
+	}
+	if err := ba.AddBatch(ctx, entries); err != nil {
 		o.errs.WithLabelValues(opAdd).Inc()
 		return err
 	}

@@ -25,7 +25,7 @@ import (
 )
 
 // These tests drive a StoreOutbox through Webhooks with no server: the
-// events come from the hooks Install sets (called here by hand) and from
+// events come from the observers Start returns (called here by hand) and from
 // the store's own appends, and a receiver answers as each test needs.
 
 // outboxDB is a database a StoreOutbox can live in.
@@ -110,8 +110,18 @@ func startStoreWebhooks(t *testing.T, store chat.OutboxStore, rcv *receiver, cfg
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close(context.Background()) })
-	var h livesync.Hooks
-	w.Install(&h)
+	feed, err := w.Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server flushes after each run of observations; here each join
+	// is a run.
+	h := feed.Hooks
+	join := h.OnJoin
+	h.OnJoin = func(ctx context.Context, m livesync.MemberEvent) {
+		join(ctx, m)
+		h.Flush(ctx)
+	}
 	return w, h
 }
 
@@ -146,8 +156,8 @@ func TestStoreOutboxDelivers(t *testing.T) {
 		if w.OutboxTable() == "" {
 			t.Fatal("no outbox table: not a StoreOutbox")
 		}
-		h.OnJoin(joined("r", "c1"))
-		m, err := store.(chat.Store).Append(context.Background(), chat.Message{RoomID: "r", ConnectionID: "c1", Message: "hi"})
+		h.OnJoin(t.Context(), joined("r", "c1"))
+		m, err := store.(chat.Store).Append(context.Background(), chat.Message{RoomID: "r", ConnectionID: "c1", Message: "hi", Name: "Ann"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +168,7 @@ func TestStoreOutboxDelivers(t *testing.T) {
 		for i := range got {
 			verify(t, &got[i])
 		}
-		if got[1].Data["id"] != m.ID || got[1].Data["message"] != "hi" {
+		if got[1].Data["id"] != m.ID || got[1].Data["message"] != "hi" || got[1].Data["name"] != "Ann" {
 			t.Fatalf("chat.message data %v, stored %+v", got[1].Data, m)
 		}
 		waitStat(t, w, "an empty outbox", func(s webhook.Stats) bool { return s.Delivered == 2 && s.Depth == 0 })
@@ -180,7 +190,7 @@ func TestStoreOutboxRetryIsRecorded(t *testing.T) {
 		// that what the table says is what decides the next attempt.
 		w, h := startStoreWebhooks(t, store, rcv, webhook.Config{Retries: []time.Duration{time.Hour}})
 		before := time.Now()
-		h.OnJoin(joined("r", "c1"))
+		h.OnJoin(t.Context(), joined("r", "c1"))
 		first := rcv.waitN(1)[0]
 		var attempts int
 		var nextAt int64
@@ -217,8 +227,8 @@ func TestStoreOutboxDoesNotRetry4xx(t *testing.T) {
 		rcv := newReceiver(t, func(*delivery, int) int { return http.StatusBadRequest })
 		store, _, _ := d.open(t)
 		w, h := startStoreWebhooks(t, store, rcv, webhook.Config{Retries: []time.Duration{time.Millisecond}})
-		h.OnJoin(joined("r", "c1"))
-		h.OnJoin(joined("r", "c2")) // behind the first: delivered once the first is settled
+		h.OnJoin(t.Context(), joined("r", "c1"))
+		h.OnJoin(t.Context(), joined("r", "c2")) // behind the first: delivered once the first is settled
 		rcv.waitN(2)
 		s := waitStat(t, w, "both refused", func(s webhook.Stats) bool { return s.Failed == 2 && s.Depth == 0 })
 		if s.Retries != 0 || s.GaveUp != 0 {
@@ -242,8 +252,8 @@ func TestStoreOutboxGivesUpAfterSchedule(t *testing.T) {
 		})
 		store, _, _ := d.open(t)
 		w, h := startStoreWebhooks(t, store, rcv, webhook.Config{Retries: []time.Duration{time.Millisecond, 2 * time.Millisecond}})
-		h.OnJoin(joined("r", "doomed"))
-		h.OnJoin(joined("r", "next"))
+		h.OnJoin(t.Context(), joined("r", "doomed"))
+		h.OnJoin(t.Context(), joined("r", "next"))
 		got := rcv.wait("the next event", func(ds []delivery) bool {
 			return len(ds) > 0 && ds[len(ds)-1].Data["connectionId"] == "next"
 		})
@@ -300,7 +310,7 @@ func TestStoreOutboxTwoClaimersKeepKeyOrder(t *testing.T) {
 				if (i+r)%2 == 1 {
 					h = hb
 				}
-				h.OnJoin(joined(fmt.Sprint("r", r), strconv.Itoa(i)))
+				h.OnJoin(t.Context(), joined(fmt.Sprint("r", r), strconv.Itoa(i)))
 			}
 		}
 		close(gate)
@@ -384,7 +394,7 @@ func TestStoreOutboxCountsDatabaseErrors(t *testing.T) {
 		if got := outboxErrors(t, w); len(got) != 5 || got["claim"] != 0 {
 			t.Fatalf("errors before any failure %v, want 5 ops at 0", got)
 		}
-		h.OnJoin(joined("r", "c1"))
+		h.OnJoin(t.Context(), joined("r", "c1"))
 		rcv.waitN(1)
 		waitErrors := func(what, op string) {
 			t.Helper()
@@ -395,7 +405,7 @@ func TestStoreOutboxCountsDatabaseErrors(t *testing.T) {
 		}
 		waitErrors("the retry to fail", "retry")
 		waitErrors("a claim to fail", "claim") // the claimers poll the table
-		h.OnJoin(joined("r", "c2"))
+		h.OnJoin(t.Context(), joined("r", "c2"))
 		if got := outboxErrors(t, w); got["add"] != 1 {
 			t.Fatalf("errors %v after an event could not be added", got)
 		}

@@ -50,6 +50,9 @@ func benchDelivery(b *testing.B, rate int) {
 		b.Fatal(err)
 	}
 	defer w.Close(b.Context())
+	if _, err := w.Start(nil); err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	start := time.Now()
 	for i := range b.N {

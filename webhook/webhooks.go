@@ -4,21 +4,31 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/chat"
 )
 
-// Webhooks sends a server's events to one receiver. Make it with New,
-// install it in the server's options with Install, and Close it after the
-// server's Shutdown.
+// Webhooks sends a server's events to one receiver. Make it with New and
+// give it to the server as livesync.Options.Webhooks: the server starts
+// it (Start), feeds it, exports its metrics and closes it on Shutdown.
 type Webhooks struct {
 	cfg     Config
 	enabled map[string]bool
 	m       *metrics
+
+	mu      sync.Mutex // guards started and, until Start, cfg.Outbox
+	started bool
+	// staging, with a StoreOutbox, holds the observed events until the
+	// server's feed flushes them, a run at a time (see staging).
+	staging *staging
 
 	closed atomic.Bool // Close began: no new event is accepted
 	ctx    context.Context
@@ -26,22 +36,91 @@ type Webhooks struct {
 	wg     sync.WaitGroup // the workers
 }
 
-// New checks cfg and starts the delivery workers.
+// New checks cfg. The outbox is chosen, and the workers started, by
+// Start.
 func New(cfg Config) (*Webhooks, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	w := &Webhooks{cfg: cfg, enabled: map[string]bool{}, m: newMetrics(cfg.Outbox)}
+	w := &Webhooks{cfg: cfg, enabled: map[string]bool{}, m: newMetrics()}
 	for _, e := range cfg.Events {
 		w.enabled[e] = true
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
-	for range cfg.Workers {
+	return w, nil
+}
+
+// Start implements livesync.WebhookSender: livesync.New calls it with
+// its chat store. The outbox is Config.Outbox, or a StoreOutbox in
+// Config.Store or else in store when it implements chat.OutboxStore, or
+// else a MemoryOutbox. It returns the observers that make the events.
+// Tests without a server call it themselves, with a nil store.
+func (w *Webhooks) Start(store chat.Store) (livesync.WebhookFeed, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		return livesync.WebhookFeed{}, errors.New("webhook: already started: give one Webhooks to one server")
+	}
+	if w.closed.Load() {
+		return livesync.WebhookFeed{}, errors.New("webhook: closed")
+	}
+	c := &w.cfg
+	if c.Store == nil && c.Outbox == nil {
+		c.Store, _ = store.(chat.OutboxStore)
+	}
+	switch {
+	case c.Store != nil:
+		// The lease outlasts an attempt, so that no other node claims an
+		// event still in flight.
+		ob, err := newStoreOutbox(c.Store, w.enabled[ChatMessage], c.Timeout+30*time.Second, c.Logger, w.m.outboxErrs)
+		if err != nil {
+			return livesync.WebhookFeed{}, fmt.Errorf("webhook: outbox: %w", err)
+		}
+		c.Outbox = ob
+	case c.Outbox == nil:
+		c.Outbox = NewMemoryOutbox(c.OutboxSize)
+	}
+	w.started = true
+	for range c.Workers {
 		w.wg.Add(1)
 		go w.work()
 	}
-	return w, nil
+	so, durable := c.Outbox.(*StoreOutbox)
+	feed := livesync.WebhookFeed{Hooks: w.hooks(durable), ChatInStore: durable && w.enabled[ChatMessage]}
+	if durable {
+		w.staging = &staging{}
+		feed.Hooks.Flush = func(context.Context) {
+			es := w.staging.take()
+			if len(es) == 0 {
+				return
+			}
+			err := so.AddBatch(es)
+			for _, e := range es {
+				w.queued(err, e)
+			}
+		}
+	}
+	return feed, nil
+}
+
+// outbox is the outbox Start chose, nil before.
+func (w *Webhooks) outbox() Outbox {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.started {
+		return nil
+	}
+	return w.cfg.Outbox
+}
+
+// Backlog implements livesync.WebhookSender: the events in the outbox
+// and when the oldest was created (for a StoreOutbox, every node's).
+func (w *Webhooks) Backlog() (int, time.Time) {
+	if o := w.outbox(); o != nil {
+		return o.Stats()
+	}
+	return 0, time.Time{}
 }
 
 // emit queues e for delivery, unless its type is not wanted. A full
@@ -51,7 +130,16 @@ func (w *Webhooks) emit(e Event) {
 	if !w.enabled[e.Type] || w.closed.Load() {
 		return
 	}
-	if err := w.cfg.Outbox.Add(e); err != nil {
+	if w.staging != nil {
+		w.staging.add(e)
+		return
+	}
+	w.queued(w.cfg.Outbox.Add(e), e)
+}
+
+// queued counts e dropped when err says it could not be queued.
+func (w *Webhooks) queued(err error, e Event) {
+	if err != nil {
 		w.m.outcome(e.Type, outcomeDropped)
 		if w.m.dropLogged.CompareAndSwap(false, true) {
 			w.cfg.Logger.Warn("webhook events cannot be queued (outbox full, or its database away): they are dropped, counted, until one is queued again", "err", err)
@@ -128,13 +216,13 @@ func (w *Webhooks) post(e Event) (int, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(e.Body))
 	if err != nil {
-		return 0, err
+		return 0, redactErr(err, w.cfg.URL)
 	}
 	w.cfg.Secret.setHeaders(req.Header, e.ID, e.Body)
 	req.Header.Set("User-Agent", "openlivesync-webhooks")
 	resp, err := w.cfg.Client.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, redactErr(err, w.cfg.URL)
 	}
 	defer resp.Body.Close()
 	body, _ := readBody(resp)
@@ -144,33 +232,46 @@ func (w *Webhooks) post(e Event) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// Close stops accepting events and waits for the outbox to empty until
-// ctx ends: then what is left is abandoned (in a MemoryOutbox, lost) and
-// ctx's error returned. A StoreOutbox is not waited for: its events stay
-// in the table, for the next start or another node. Close it before the
-// store. (The users waiting out the offline delay are the server's: its
-// Shutdown sends their user.offline.)
+// Close implements livesync.WebhookSender: it stops accepting events and
+// waits for a MemoryOutbox to empty, until DrainTimeout has passed or ctx
+// ends: then what is left is lost, logged and counted as dropped, and
+// Close returns ctx's error if ctx ended. A StoreOutbox is not waited
+// for: its events stay in the table, for the next start or another node.
+// The server's Shutdown calls it after its last observations and before
+// it closes the store. (The users waiting out the offline delay are the
+// server's: its Shutdown sends their user.offline.)
 func (w *Webhooks) Close(ctx context.Context) error {
-	w.closed.Store(true)
+	if w.closed.Swap(true) {
+		return nil
+	}
+	o := w.outbox()
 	defer func() {
 		w.cancel()
 		w.wg.Wait()
-		if m, ok := w.cfg.Outbox.(*MemoryOutbox); ok {
+		if m, ok := o.(*MemoryOutbox); ok {
 			m.Close()
 		}
 	}()
-	if _, durable := w.cfg.Outbox.(*StoreOutbox); durable {
+	mem, ok := o.(*MemoryOutbox)
+	if !ok {
 		return nil
 	}
+	drain, cancel := context.WithTimeout(ctx, w.cfg.DrainTimeout)
+	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if n, _ := w.cfg.Outbox.Stats(); n == 0 {
+		if n, _ := mem.Stats(); n == 0 {
 			return nil
 		}
 		select {
-		case <-ctx.Done():
-			return errors.Join(errors.New("webhook: events left undelivered"), ctx.Err())
+		case <-drain.Done():
+			n := mem.abandon()
+			for typ, k := range n {
+				w.m.deliveries.WithLabelValues(typ, outcomeDropped).Add(float64(k))
+			}
+			w.cfg.Logger.Warn("webhook events lost at close: the receiver did not take them in time", "events", n, "waited", w.cfg.DrainTimeout)
+			return ctx.Err()
 		case <-tick.C:
 		}
 	}
@@ -179,7 +280,7 @@ func (w *Webhooks) Close(ctx context.Context) error {
 // OutboxTable names the table of a StoreOutbox, and is "" for an outbox
 // in memory.
 func (w *Webhooks) OutboxTable() string {
-	if o, ok := w.cfg.Outbox.(*StoreOutbox); ok {
+	if o, ok := w.outbox().(*StoreOutbox); ok {
 		return o.Table()
 	}
 	return ""

@@ -1,6 +1,7 @@
 package chattest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -200,6 +201,45 @@ func RunOutbox(t *testing.T, f OutboxFixture) {
 		}
 		if a2, ok := claim(t, ob, time.Minute); !ok || a2.ID != "a2" {
 			t.Fatalf("claimed %q, %v after a1 was done, want a2", a2.ID, ok)
+		}
+	})
+
+	t.Run("AddBatchKeepsEachKeysOrder", func(t *testing.T) {
+		s, _ := f.Open(t)
+		ob := enable(t, s)
+		ba, ok := ob.(interface {
+			AddBatch(context.Context, []chat.OutboxEntry) error
+		})
+		if !ok {
+			t.Skipf("%T has no AddBatch", ob)
+		}
+		// More than one INSERT's worth, over two keys, interleaved.
+		const n = 250
+		now := time.Now()
+		var es []chat.OutboxEntry
+		for i := range n {
+			key := []string{"room:a", "room:b"}[i%2]
+			es = append(es, chat.OutboxEntry{ID: fmt.Sprint(key, "-", i), Key: key, Type: "member.joined", Body: []byte(`{}`), Created: now})
+		}
+		if err := ba.AddBatch(ctx(t), es); err != nil {
+			t.Fatal(err)
+		}
+		if d := depth(t, ob); d != n {
+			t.Fatalf("outbox depth %d, want %d", d, n)
+		}
+		next := map[string]int{"room:a": 0, "room:b": 1}
+		for range n {
+			e, ok := claim(t, ob, time.Minute)
+			if !ok {
+				t.Fatal("nothing to claim while entries remain")
+			}
+			if want := fmt.Sprint(e.Key, "-", next[e.Key]); e.ID != want {
+				t.Fatalf("claimed %s, want %s next of its key", e.ID, want)
+			}
+			next[e.Key] += 2
+			if err := ob.Done(ctx(t), e); err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 

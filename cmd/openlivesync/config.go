@@ -248,9 +248,7 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 	}
 	srv, err := newServer(opts)
 	if err == nil {
-		if err := c.hooks.registerMetrics(srv); err != nil {
-			log.Warn("webhook metrics not exported", "err", err)
-		}
+		c.hooks.logOutbox(log)
 	}
 	if err != nil {
 		c.hooks.close(context.Background())

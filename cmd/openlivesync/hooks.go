@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/openlivesync/livesync"
-	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/webhook"
 )
 
@@ -28,7 +27,7 @@ type hooksConfig struct {
 	secret webhook.Secret
 	events []string
 
-	wh *webhook.Webhooks // made by apply; closed after the server
+	wh *webhook.Webhooks // made by apply; the server starts and closes it
 }
 
 func (h *hooksConfig) register(fs *flag.FlagSet) {
@@ -92,53 +91,38 @@ func (h *hooksConfig) apply(opts *livesync.Options, log *slog.Logger) error {
 	if h.webhookURL == "" {
 		return nil
 	}
-	wcfg := webhook.Config{URL: h.webhookURL, Secret: h.secret, Events: h.events, Logger: log}
-	// A database store keeps the outbox: chat.message commits with its
-	// message, and nothing queued is lost when the process dies.
-	if s, ok := opts.Store.(chat.OutboxStore); ok {
-		wcfg.Store = s
-	}
-	wh, err := webhook.New(wcfg)
+	wh, err := webhook.New(webhook.Config{URL: h.webhookURL, Secret: h.secret, Events: h.events, Logger: log})
 	if err != nil {
 		return err
 	}
-	wh.Install(&opts.Hooks)
+	// The server starts it on its store: a database store keeps the
+	// outbox, so that chat.message commits with its message and nothing
+	// queued is lost when the process dies.
+	opts.Webhooks = wh
 	h.wh = wh
-	if table := wh.OutboxTable(); table != "" {
-		log.Info("webhook outbox: durable, in table "+table+": chat.message is written in the message's transaction, and queued events survive a crash or restart",
-			"url", redactURL(h.webhookURL), "events", strings.Join(h.events, ","), "outbox_table", table)
-		return nil
-	}
-	log.Info("webhook outbox: in memory, bounded: events still queued when the process stops are lost, and beyond the bound new ones are dropped (counted)",
-		"url", redactURL(h.webhookURL), "events", strings.Join(h.events, ","), "outbox_size", webhook.DefaultOutboxSize)
 	return nil
 }
 
-// registerMetrics exports the webhooks' metrics with the server's.
-func (h *hooksConfig) registerMetrics(srv *livesync.Server) error {
+// logOutbox says, once the server has started the webhooks, which outbox
+// they got.
+func (h *hooksConfig) logOutbox(log *slog.Logger) {
 	if h.wh == nil {
-		return nil
+		return
 	}
-	return srv.RegisterMetrics(h.wh)
+	if table := h.wh.OutboxTable(); table != "" {
+		log.Info("webhook outbox: durable, in table "+table+": chat.message is written in the message's transaction, and queued events survive a crash or restart",
+			"url", webhook.RedactURL(h.webhookURL), "events", strings.Join(h.events, ","), "outbox_table", table)
+		return
+	}
+	log.Info("webhook outbox: in memory, bounded: events still queued when the process stops are lost, and beyond the bound new ones are dropped (counted)",
+		"url", webhook.RedactURL(h.webhookURL), "events", strings.Join(h.events, ","), "outbox_size", webhook.DefaultOutboxSize)
 }
 
-// close delivers what the webhooks still hold, until ctx ends.
+// close stops the webhooks when the server could not be made (the
+// server's Shutdown closes them otherwise).
 func (h *hooksConfig) close(ctx context.Context) error {
 	if h.wh == nil {
 		return nil
 	}
 	return h.wh.Close(ctx)
-}
-
-// redactURL is u without its query and user info, which may hold a token.
-func redactURL(u string) string {
-	if i := strings.IndexAny(u, "?#"); i >= 0 {
-		u = u[:i]
-	}
-	if i := strings.Index(u, "@"); i >= 0 {
-		if j := strings.Index(u, "://"); j >= 0 && j < i {
-			u = u[:j+3] + "…@" + u[i+1:]
-		}
-	}
-	return u
 }

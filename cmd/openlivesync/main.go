@@ -113,16 +113,12 @@ func run(args []string, getenv func(string) string, stderr io.Writer, ready chan
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	stopMetrics(sctx)
+	// Shutdown closes the webhooks after the rooms' last leaves and chat
+	// and before the store; a receiver that is down holds it for
+	// webhook.DefaultDrainTimeout at most.
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Error("shutdown", "err", err)
 		return 1
-	}
-	// After the server: its last leaves and chat are webhooks too. A
-	// receiver that is down holds the exit for a few seconds at most.
-	wctx, wcancel := context.WithTimeout(sctx, 5*time.Second)
-	defer wcancel()
-	if err := cfg.hooks.close(wctx); err != nil {
-		log.Warn("webhooks", "err", err)
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("server stopped", "err", err)

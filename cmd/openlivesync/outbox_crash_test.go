@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/go-sql-driver/mysql" // "mysql", to make the test's database
 	"github.com/jackc/pgx/v5"
 
 	"github.com/openlivesync/livesync/internal/testsvc"
@@ -73,6 +75,34 @@ func TestKill9LosesNoChatWebhookPostgres(t *testing.T) {
 	pgExec(t, dsn, `CREATE SCHEMA "`+schema+`"`)
 	t.Cleanup(func() { pgExec(t, dsn, `DROP SCHEMA "`+schema+`" CASCADE`) })
 	testKill9LosesNoChatWebhook(t, "postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path="+schema)
+}
+
+// TestKill9LosesNoChatWebhookMySQL is the same on MySQL/MariaDB, in a
+// database of its own, for the same reason.
+func TestKill9LosesNoChatWebhookMySQL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dsn := testsvc.MySQLDSN(t)
+	db := testsvc.TableName(t, "olscrash")
+	mysqlExec(t, dsn, "CREATE DATABASE `"+db+"`")
+	t.Cleanup(func() { mysqlExec(t, dsn, "DROP DATABASE `"+db+"`") })
+	testKill9LosesNoChatWebhook(t, "mysql://root@127.0.0.1:3306/"+db)
+}
+
+// mysqlExec runs q on a connection of its own.
+func mysqlExec(t *testing.T, dsn, q string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, q); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
 }
 
 // pgExec runs q on a connection of its own.

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/openlivesync/livesync/chat"
 )
 
 // Why the outbox's writers lock their keys.
@@ -103,6 +105,60 @@ func (b *outbox) addLocked(ctx context.Context, key string, insert Stmt) error {
 		_, err := tx.Exec(ctx, insert.Query, insert.Args...)
 		return err
 	})
+}
+
+// AddBatch writes es, in their order, as Add writes one: after locking
+// their keys' buckets, in one transaction where the dialect locks (one
+// statement per outboxRowsPerInsert entries otherwise, its writers
+// taking turns). A writer of many events (the webhooks persisting a run
+// of joins and leaves) then commits once rather than once each.
+func (b *outbox) AddBatch(ctx context.Context, es []chat.OutboxEntry) error {
+	if len(es) == 0 {
+		return nil
+	}
+	if b.core.closed.Load() {
+		return b.errorf("add", chat.ErrClosed)
+	}
+	var inserts []Stmt
+	keys := make([]string, 0, len(es))
+	for chunk := range slices.Chunk(es, outboxRowsPerInsert) {
+		q := b.insertSQL + outboxValues + strings.Repeat(","+outboxValues, len(chunk)-1)
+		args := make([]any, 0, 7*len(chunk))
+		for _, e := range chunk {
+			keys = append(keys, e.Key)
+			args = append(args, e.ID, e.Key, e.Type, string(e.Body), e.Created.UnixMilli(), nil, e.Created.UnixMilli())
+		}
+		inserts = append(inserts, Stmt{Query: b.rebind(q), Args: args})
+	}
+	var err error
+	if lock, ok := b.lockStmt(keys); ok {
+		err = b.sql.Tx(ctx, func(tx DB) error {
+			if err := tx.Query(ctx, lock.Query, lock.Args, func(rows Rows) error {
+				for rows.Next() {
+				}
+				return rows.Err()
+			}); err != nil {
+				return err
+			}
+			for _, in := range inserts {
+				if _, err := tx.Exec(ctx, in.Query, in.Args...); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	} else {
+		for _, in := range inserts {
+			if _, err = b.sql.DB.Exec(ctx, in.Query, in.Args...); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return b.errorf("add", err)
+	}
+	b.signal()
+	return nil
 }
 
 // OutboxLocksTableName is the lock table of the chat table table's

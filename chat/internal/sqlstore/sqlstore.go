@@ -109,6 +109,7 @@ func Stored(msg chat.Message, id string, createdAt int64) protocol.StoredChatMes
 		Message:      msg.Message,
 		Metadata:     msg.Metadata,
 		CreatedAt:    createdAt,
+		Name:         msg.Name,
 	}
 }
 

@@ -1,0 +1,119 @@
+package livesync
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// call runs one observer on f's caller, bounded by ObserverTimeout. An
+// observer that overruns is abandoned to finish on its own, with a fresh
+// caller taking the next observations: the feed's order holds for every
+// observer that keeps to its time.
+func (f *feed) call(kind observationKind, fn func(context.Context)) {
+	ctx, cancel := context.WithTimeout(context.Background(), f.hooks.ObserverTimeout)
+	defer cancel()
+	name := hookNames[kind]
+	f.caller.jobs <- func() {
+		defer f.stats.recoverHook(f.log, f.name, name)
+		fn(ctx)
+	}
+	select {
+	case <-f.caller.res:
+	case <-ctx.Done():
+		select {
+		case <-f.caller.res: // returned as its time ran out
+		default:
+			close(f.caller.jobs)
+			f.caller = newHookCaller()
+		}
+	}
+	if ctx.Err() == nil {
+		f.overrunning[kind].Store(false)
+		return
+	}
+	f.stats.overruns.WithLabelValues(f.name, name).Inc()
+	if f.overrunning[kind].CompareAndSwap(false, true) {
+		f.log.Warn("hook overran its timeout: its context is cancelled and the next observations go on without it (logged once until it keeps to its time again)",
+			"hook", name, "feed", f.name, "timeout", f.hooks.ObserverTimeout)
+	}
+}
+
+// hookCaller is a goroutine calling observers one at a time: one per
+// feed rather than one per call, since observations come as fast as
+// members join and chat.
+type hookCaller struct {
+	jobs chan func()
+	res  chan struct{} // one per job done
+}
+
+func newHookCaller() *hookCaller {
+	c := &hookCaller{jobs: make(chan func()), res: make(chan struct{}, 1)}
+	go func() {
+		for job := range c.jobs {
+			job()
+			c.res <- struct{}{}
+		}
+	}()
+	return c
+}
+
+// hookStats counts the hooks' overruns and panics, and exports the feeds'
+// queues, for Prometheus.
+type hookStats struct {
+	feeds                  []*feed
+	overruns, panics       *prometheus.CounterVec
+	orderExpired           prometheus.Counter
+	droppedDesc, depthDesc *prometheus.Desc
+}
+
+func newHookStats() *hookStats {
+	return &hookStats{
+		overruns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livesync_hook_overruns_total",
+			Help: "Hook calls that ran out their time (Hooks.ChatTimeout for OnChat, ObserverTimeout for the observers), by feed (hooks, webhooks) and hook.",
+		}, []string{"feed", "hook"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livesync_hook_panics_total",
+			Help: "Hook calls that panicked (recovered), by feed (hooks, webhooks) and hook.",
+		}, []string{"feed", "hook"}),
+		orderExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livesync_webhook_order_waits_expired_total",
+			Help: "Chat commits that waited StoreTimeout for the room's earlier joins and leaves to reach the durable webhook outbox, and went ahead without.",
+		}),
+		droppedDesc: prometheus.NewDesc("livesync_hook_events_dropped_total",
+			"Observations (joins, leaves, connections, stored chat) dropped because a feed's queue was full, by feed (hooks, webhooks).", []string{"feed"}, nil),
+		depthDesc: prometheus.NewDesc("livesync_hook_queue_depth",
+			"Observations waiting in a feed's queue, by feed (hooks, webhooks).", []string{"feed"}, nil),
+	}
+}
+
+// recoverHook, deferred around a hook's call, turns its panic into a log
+// line and a count: the server outlives a broken hook.
+func (s *hookStats) recoverHook(log *slog.Logger, feed, hook string) {
+	if p := recover(); p != nil {
+		s.panics.WithLabelValues(feed, hook).Inc()
+		log.Error("hook panicked (recovered)", "hook", hook, "feed", feed, "panic", p)
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (s *hookStats) Describe(ch chan<- *prometheus.Desc) {
+	s.overruns.Describe(ch)
+	s.panics.Describe(ch)
+	s.orderExpired.Describe(ch)
+	ch <- s.droppedDesc
+	ch <- s.depthDesc
+}
+
+// Collect implements prometheus.Collector.
+func (s *hookStats) Collect(ch chan<- prometheus.Metric) {
+	s.overruns.Collect(ch)
+	s.panics.Collect(ch)
+	s.orderExpired.Collect(ch)
+	for _, f := range s.feeds {
+		ch <- prometheus.MustNewConstMetric(s.droppedDesc, prometheus.CounterValue, float64(f.dropped.Load()), f.name)
+		ch <- prometheus.MustNewConstMetric(s.depthDesc, prometheus.GaugeValue, float64(len(f.ch)), f.name)
+	}
+}

@@ -1,0 +1,56 @@
+package webhook
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+)
+
+// RedactURL is raw without its user info and query (and fragment), which
+// may hold a token or a password, for logs and errors: a receiver's URL
+// such as https://user:pass@host/hook?token=… is shown as
+// https://…@host/hook?….
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// Unparsable: keep what comes before anything that may be secret.
+		if i := strings.IndexAny(raw, "?#@"); i >= 0 {
+			return raw[:i] + "…"
+		}
+		return raw
+	}
+	redacted := *u
+	redacted.User = nil
+	redacted.RawQuery, redacted.ForceQuery, redacted.Fragment, redacted.RawFragment = "", false, "", ""
+	s := redacted.String()
+	if u.User != nil {
+		s = strings.Replace(s, "://", "://…@", 1)
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		s += "?…"
+	}
+	return s
+}
+
+// redactErr is err with the URL that net/http puts in its errors
+// (*url.Error, "Post \"https://…\": …") redacted, so that logging a
+// failed delivery never logs the receiver's credentials. rawURL is the URL
+// posted to.
+func redactErr(err error, rawURL string) error {
+	if err == nil {
+		return nil
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		c := *ue
+		c.URL = RedactURL(ue.URL)
+		if c.Err != nil && strings.Contains(c.Err.Error(), ue.URL) {
+			c.Err = errors.New(strings.ReplaceAll(c.Err.Error(), ue.URL, c.URL))
+		}
+		return &c
+	}
+	if msg := err.Error(); strings.Contains(msg, rawURL) {
+		return errors.New(strings.ReplaceAll(msg, rawURL, RedactURL(rawURL)))
+	}
+	return err
+}
