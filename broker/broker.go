@@ -239,3 +239,12 @@ type LostUser struct {
 type LossSink interface {
 	NodeLost(members []LostMember, users []LostUser)
 }
+
+// RoomResyncer is an optional interface of a Sink. A broker that lost
+// the announcements of one room only (a Redis Cluster moved the room's
+// slot to another shard) calls ResyncRoom, from its own goroutine, to
+// have that room reloaded as Resync reloads every room, leaving the
+// others undisturbed; without it, the broker calls Resync.
+type RoomResyncer interface {
+	ResyncRoom(roomID string)
+}

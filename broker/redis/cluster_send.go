@@ -86,16 +86,18 @@ func (b *Broker) clusterPipeline(ops []op) error {
 	if len(send) == 0 {
 		return first
 	}
+	// Sent once each (see once.go): none of them may run twice.
 	pipe := b.rdb.Pipeline()
-	cmds := make([]goredis.Cmder, len(send))
+	sp := once(pipe)
+	cmds := make([]*goredis.Cmd, len(send))
 	for i, o := range send {
 		switch o.kind {
 		case opSet:
-			cmds[i] = cSetScript.Eval(ctx, pipe, b.k.roomKeys(o.room), o.conn, head+string(o.data), "S"+head+o.conn+"\n"+string(o.data))
+			cmds[i] = cSetScript.Eval(ctx, sp, b.k.roomKeys(o.room), o.conn, head+string(o.data), "S"+head+o.conn+"\n"+string(o.data))
 		case opRemove:
-			cmds[i] = cRemoveScript.Eval(ctx, pipe, b.k.roomKeys(o.room), o.conn, "L"+head+o.conn)
+			cmds[i] = cRemoveScript.Eval(ctx, sp, b.k.roomKeys(o.room), o.conn, "L"+head+o.conn)
 		case opEvent:
-			cmds[i] = pipe.SPublish(ctx, b.k.channel(o.room), "E"+head+string(o.data))
+			cmds[i] = spublishOnce(ctx, pipe, b.k.channel(o.room), "E"+head+string(o.data))
 		}
 	}
 	// The pipeline runs on each shard apart: a shard that fails fails its
@@ -116,7 +118,7 @@ func (b *Broker) clusterPipeline(ops []op) error {
 			last[o.conn+"\n"+o.room] = o
 		}
 		if o.count != nil && o.kind != opEvent {
-			r, _ := cmds[i].(*goredis.Cmd).Int64Slice()
+			r, _ := cmds[i].Int64Slice()
 			edge := int64(1)
 			if o.kind == opRemove {
 				edge = 0
@@ -234,12 +236,15 @@ func (b *Broker) clusterConnect(ctx context.Context, o *op) (int, error) {
 	if err := b.rdb.SAdd(ctx, b.k.nodeUsers(b.node), o.conn+"\n"+o.user).Err(); err != nil {
 		return 0, err
 	}
-	return cConnectScript.Run(ctx, b.rdb, b.k.userPair(o.user), o.conn, b.node+"\n"+o.name).Int()
+	// Once: run again, it would find the connection counted and report
+	// the user online only the first time, whose reply was lost.
+	return cConnectScript.Run(ctx, once(b.cluster), b.k.userPair(o.user), o.conn, b.node+"\n"+o.name).Int()
 }
 
 // clusterDisconnect is opDisconnect in cluster mode: the node's set last.
 func (b *Broker) clusterDisconnect(ctx context.Context, o *op) (int, error) {
-	name, err := cDisconnectScript.Run(ctx, b.rdb, b.k.userPair(o.user), o.conn, o.token, pendingOfflineTTL.Milliseconds()).Text()
+	// Once, as clusterConnect: a second run would not see the last connection go.
+	name, err := cDisconnectScript.Run(ctx, once(b.cluster), b.k.userPair(o.user), o.conn, o.token, pendingOfflineTTL.Milliseconds()).Text()
 	n := 1
 	switch {
 	case errors.Is(err, goredis.Nil):

@@ -329,11 +329,20 @@ func (b *Broker) script(o *op) {
 	switch o.kind {
 	case opChat:
 		c := o.chat
-		keys := []string{b.k.lock(o.room), b.k.seq(o.room), b.k.channel(o.room)}
+		keys := []string{b.k.lock(o.room), b.k.seq(o.room), b.k.channel(o.room), b.k.lastChat(o.room), b.k.chatBacklog(o.room)}
+		backlog := 0
+		if b.cluster != nil {
+			backlog = chatBacklogLen // see chatgap.go
+		}
+		// The script runs once per token (see chatScript): go-redis may
+		// send it again after a lost reply.
 		var s string
-		s, err = b.chatScript().Run(ctx, b.rdb, keys, c.token, c.n, time.Now().UnixMicro(), "C"+b.node+"\n", c.body).Text()
+		s, err = b.chatScript().Run(ctx, b.rdb, keys, c.token, c.n, time.Now().UnixMicro(), "C"+b.node+"\n", c.body, backlog).Text()
 		if err == nil {
 			c.seq, err = strconv.ParseUint(s, 10, 64)
+		}
+		if err == nil {
+			b.noteChatSeq(o.room, c.seq, true)
 		}
 	case opUnlock:
 		err = unlockScript.Run(ctx, b.rdb, []string{b.k.lock(o.room)}, o.chat.token).Err()

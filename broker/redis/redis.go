@@ -153,6 +153,8 @@ type Broker struct {
 	shards map[string]*shard // cluster: by master address (see shards.go)
 	placed map[string]*shard // cluster: channel → the shard it is subscribed on
 	swake  chan struct{}     // cluster: wakes the placer
+	moves  moves             // cluster: channels following their slot (see shards.go)
+	chats  chatFlows         // cluster: each room's chat position (see chatgap.go)
 
 	resync      chan struct{}
 	replyLogged atomic.Int64 // unix ns of the last "refused a command" log
@@ -464,6 +466,7 @@ func (b *Broker) RoomState(ctx context.Context, roomID string) (broker.RoomState
 	if s := seq.Val(); s != "" {
 		st.ChatSeq, _ = strconv.ParseUint(s, 10, 64)
 	}
+	b.noteChatSeq(roomID, st.ChatSeq, false)
 	return st, nil
 }
 

@@ -1,0 +1,226 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// Chat continuity in cluster mode.
+//
+// A chat batch's script can run where nobody hears its SPUBLISH: on the
+// shard importing the room's slot (sent there by ASK while the slot
+// migrates) or on the new owner before this node subscribed there. A
+// single Redis never does that, so the chat a node misses is recovered
+// here. Every chat message carries its number and the number of the
+// batch before it (see chatScript), and the script keeps the room's last
+// chatBacklogLen messages for a minute. Per room channel, this node
+// remembers the highest number it has delivered, published itself, or
+// read with RoomState (which the server treats as delivered: it reads
+// the history after). A batch whose previous number is above that, or a
+// channel placed again after a move, means batches were missed: the
+// room's live chat is held back while the backlog is read, the missed
+// batches are delivered in order, and then what was held.
+
+// chatBacklogLen is how many chat messages a room's backlog keeps: more
+// than a room's batches during one slot move.
+const chatBacklogLen = 64
+
+func (k keys) lastChat(room string) string    { return k.roomKey("t", room) }
+func (k keys) chatBacklog(room string) string { return k.roomKey("cb", room) }
+
+// chatMsg is a chat message as published on a room channel.
+type chatMsg struct {
+	origin    string
+	seq, prev uint64
+	body      string
+}
+
+// parseChat reads a chat message's fields after its kind byte and origin:
+// "<seq>[ <prev>]\n<body>".
+func parseChat(origin, rest string) (chatMsg, bool) {
+	nums, body, ok := strings.Cut(rest, "\n")
+	if !ok {
+		return chatMsg{}, false
+	}
+	seqText, prevText, _ := strings.Cut(nums, " ")
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if err != nil {
+		return chatMsg{}, false
+	}
+	var prev uint64
+	if prevText != "" {
+		if prev, err = strconv.ParseUint(prevText, 10, 64); err != nil {
+			return chatMsg{}, false
+		}
+	}
+	return chatMsg{origin: origin, seq: seq, prev: prev, body: body}, true
+}
+
+// chatFlow is where one room channel's chat stands on this node.
+type chatFlow struct {
+	mu sync.Mutex
+	// seen is the highest number delivered or published here: a batch at
+	// or below it is a repeat.
+	seen  uint64
+	known bool // seen means something
+	// base is the highest number RoomState read: the server counts the
+	// batches up to it as delivered (it reads the history after), but
+	// one of them may still be on its way here, so it only tells which
+	// missed batches the backlog must deliver.
+	base       uint64
+	recovering bool // the backlog is being read: live chat waits in held
+	held       []chatMsg
+}
+
+// mark is the number below which no batch is missing, and whether it is
+// known. c.mu held.
+func (c *chatFlow) mark() (uint64, bool) { return max(c.seen, c.base), c.known || c.base > 0 }
+
+// chatFlows are the chat flows by channel.
+type chatFlows struct {
+	mu sync.Mutex
+	m  map[string]*chatFlow
+}
+
+func (f *chatFlows) get(ch string) *chatFlow {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = make(map[string]*chatFlow)
+	}
+	c := f.m[ch]
+	if c == nil {
+		c = &chatFlow{}
+		f.m[ch] = c
+	}
+	return c
+}
+
+// forget drops a channel's flow when this node no longer listens to it.
+func (f *chatFlows) forget(ch string) {
+	f.mu.Lock()
+	delete(f.m, ch)
+	f.mu.Unlock()
+}
+
+// noteChatSeq records that this node published room's chat up to seq
+// (published), or that RoomState read that position (see chatFlow).
+func (b *Broker) noteChatSeq(room string, seq uint64, published bool) {
+	if b.cluster == nil {
+		return
+	}
+	c := b.chats.get(b.k.channel(room))
+	c.mu.Lock()
+	if published {
+		c.seen, c.known = max(c.seen, seq), true
+	} else {
+		c.base = max(c.base, seq)
+	}
+	c.mu.Unlock()
+}
+
+// dispatchChat delivers a chat message received on room's channel, or
+// holds it back and has the backlog read when batches were missed.
+func (b *Broker) dispatchChat(room, origin, rest string) {
+	m, ok := parseChat(origin, rest)
+	if !ok {
+		b.log.Warn("cluster: undecodable chat from another node", "room", room, "from", origin)
+		return
+	}
+	if b.cluster == nil {
+		b.deliverChat(room, m)
+		return
+	}
+	c := b.chats.get(b.k.channel(room))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	mark, markKnown := c.mark()
+	switch {
+	case c.recovering:
+		c.held = append(c.held, m)
+	case c.known && m.seq <= c.seen:
+		// Delivered already.
+	case m.prev > mark && markKnown:
+		c.recovering = true
+		c.held = append(c.held, m)
+		b.recoverLater(room, false)
+	default:
+		b.deliverChat(room, m)
+		c.seen, c.known = m.seq, true
+	}
+}
+
+// deliverChat hands a chat batch to the sink.
+func (b *Broker) deliverChat(room string, m chatMsg) {
+	var msgs []protocol.StoredChatMessage
+	if err := json.Unmarshal([]byte(m.body), &msgs); err != nil {
+		b.log.Warn("cluster: undecodable chat from another node", "room", room, "from", m.origin, "err", err)
+		return
+	}
+	b.sink.Chat(room, m.seq, msgs)
+}
+
+// recoverChat reads room's chat backlog and delivers, in order, the
+// batches this node missed, then the live ones held back meanwhile.
+func (b *Broker) recoverChat(room string) {
+	c := b.chats.get(b.k.channel(room))
+	c.mu.Lock()
+	if _, known := c.mark(); !known {
+		// Nothing to measure a gap against: the server reads the room's
+		// chat position when it synchronises it.
+		c.recovering = false
+		held := c.held
+		c.held = nil
+		for _, m := range held {
+			if !c.known || m.seq > c.seen {
+				b.deliverChat(room, m)
+				c.seen, c.known = m.seq, true
+			}
+		}
+		c.mu.Unlock()
+		return
+	}
+	c.recovering = true
+	c.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
+	entries, err := b.rdb.LRange(ctx, b.k.chatBacklog(room), 0, -1).Result()
+	cancel()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		b.failed(err)
+		b.log.Warn("cluster: could not read a room's chat backlog; chat missed during a slot move is not delivered here", "room", room, "err", err)
+	}
+	start, _ := c.mark()
+	var missed []chatMsg
+	for _, e := range entries {
+		if len(e) < 2 || e[0] != 'C' {
+			continue
+		}
+		origin, rest, ok := strings.Cut(e[1:], "\n")
+		if m, ok2 := parseChat(origin, rest); ok && ok2 && m.seq > start {
+			missed = append(missed, m)
+		}
+	}
+	if len(missed) > 0 && missed[0].prev > start {
+		b.log.Warn("cluster: chat missed during a slot move is older than the room's backlog; some of it is not delivered here", "room", room)
+	}
+	held := c.held
+	c.held, c.recovering = nil, false
+	for _, m := range append(missed, held...) {
+		if c.known && m.seq <= c.seen {
+			continue
+		}
+		if m.origin != b.node {
+			b.deliverChat(room, m)
+		}
+		c.seen, c.known = m.seq, true
+	}
+}
