@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/openlivesync/livesync/protocol"
 )
@@ -101,6 +102,14 @@ func (f *chatFlows) get(ch string) *chatFlow {
 	return c
 }
 
+// lookup returns a channel's flow, or nil when this node no longer
+// listens to it.
+func (f *chatFlows) lookup(ch string) *chatFlow {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.m[ch]
+}
+
 // forget drops a channel's flow when this node no longer listens to it.
 func (f *chatFlows) forget(ch string) {
 	f.mu.Lock()
@@ -108,20 +117,91 @@ func (f *chatFlows) forget(ch string) {
 	f.mu.Unlock()
 }
 
-// noteChatSeq records that this node published room's chat up to seq
-// (published), or that RoomState read that position (see chatFlow).
-func (b *Broker) noteChatSeq(room string, seq uint64, published bool) {
+// publishedChat records that this node published room's chat batch seq,
+// whose previous batch was prev (0: none). When this node has not
+// received prev within chatGapWait, the batches up to it are recovered.
+func (b *Broker) publishedChat(room string, seq, prev uint64) {
 	if b.cluster == nil {
 		return
 	}
 	c := b.chats.get(b.k.channel(room))
 	c.mu.Lock()
-	if published {
+	defer c.mu.Unlock()
+	// Counted as seen only once prev is: a batch before it may still be
+	// on its way here, and would then count as a repeat.
+	if mark, known := c.mark(); prev == 0 || (known && prev <= mark) {
 		c.seen, c.known = max(c.seen, seq), true
-	} else {
-		c.base = max(c.base, seq)
+		return
 	}
+	b.checkChatLater(room, prev, seq)
+}
+
+// lockedChat records that room's chat lock was taken after batch seq: the
+// server waits until it has delivered that batch before delivering its
+// own, so when this node has not received it within chatGapWait, it is
+// recovered.
+func (b *Broker) lockedChat(room string, seq uint64) {
+	if b.cluster == nil {
+		return
+	}
+	c := b.chats.get(b.k.channel(room))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if mark, known := c.mark(); known && seq > mark {
+		b.checkChatLater(room, seq, 0)
+	}
+}
+
+// chatGapWait is how long a batch this node knows of may take to arrive
+// before it counts as missed: it is usually on its way, published just
+// before the reply that told of it.
+const chatGapWait = 100 * time.Millisecond
+
+// checkChatLater recovers room's chat unless batch seq has arrived after
+// chatGapWait; when it has, this node's own batch then, published right
+// after it, counts as seen.
+func (b *Broker) checkChatLater(room string, seq, then uint64) {
+	time.AfterFunc(chatGapWait, func() {
+		if b.ctx.Err() != nil {
+			return
+		}
+		c := b.chats.lookup(b.k.channel(room))
+		if c == nil {
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		switch mark, known := c.mark(); {
+		case !known:
+			// Nothing received yet to measure a gap against: the first
+			// batch received will be.
+		case mark < seq:
+			b.recoverLocked(c, room)
+		default:
+			c.seen = max(c.seen, then)
+		}
+	})
+}
+
+// readChatSeq records that RoomState read room's chat position (see
+// chatFlow.base).
+func (b *Broker) readChatSeq(room string, seq uint64) {
+	if b.cluster == nil {
+		return
+	}
+	c := b.chats.get(b.k.channel(room))
+	c.mu.Lock()
+	c.base = max(c.base, seq)
 	c.mu.Unlock()
+}
+
+// recoverLocked holds room's live chat back and has its backlog read.
+// c.mu held.
+func (b *Broker) recoverLocked(c *chatFlow, room string) {
+	if !c.recovering {
+		c.recovering = true
+		b.recoverLater(room, false)
+	}
 }
 
 // dispatchChat delivers a chat message received on room's channel, or
@@ -146,9 +226,8 @@ func (b *Broker) dispatchChat(room, origin, rest string) {
 	case c.known && m.seq <= c.seen:
 		// Delivered already.
 	case m.prev > mark && markKnown:
-		c.recovering = true
 		c.held = append(c.held, m)
-		b.recoverLater(room, false)
+		b.recoverLocked(c, room)
 	default:
 		b.deliverChat(room, m)
 		c.seen, c.known = m.seq, true
@@ -168,7 +247,10 @@ func (b *Broker) deliverChat(room string, m chatMsg) {
 // recoverChat reads room's chat backlog and delivers, in order, the
 // batches this node missed, then the live ones held back meanwhile.
 func (b *Broker) recoverChat(room string) {
-	c := b.chats.get(b.k.channel(room))
+	c := b.chats.lookup(b.k.channel(room))
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	if _, known := c.mark(); !known {
 		// Nothing to measure a gap against: the server reads the room's

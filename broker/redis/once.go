@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -79,4 +80,30 @@ func spublishOnce(ctx context.Context, p processor, channel, msg string) *goredi
 	cmd.SetFirstKeyPos(1)
 	p.Process(ctx, onceCmd{cmd})
 	return cmd
+}
+
+// tryAgain reports whether err is Redis's refusal of a command on several
+// keys of a slot that is migrating, some of them not moved yet or not at
+// all (TRYAGAIN): the command did not run, and runs once the slot has
+// moved. The room scripts name the room's channel among their keys,
+// which never exists, so all of them are refused while their slot moves.
+func tryAgain(err error) bool { return err != nil && goredis.HasErrorPrefix(err, "TRYAGAIN") }
+
+// settle calls f again while it is refused with TRYAGAIN, until ctx ends.
+func settle(ctx context.Context, f func() error) error {
+	wait := 5 * time.Millisecond
+	for {
+		err := f()
+		if !tryAgain(err) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
 }

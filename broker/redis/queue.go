@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -335,14 +336,18 @@ func (b *Broker) script(o *op) {
 			backlog = chatBacklogLen // see chatgap.go
 		}
 		// The script runs once per token (see chatScript): go-redis may
-		// send it again after a lost reply.
+		// send it again after a lost reply. While the room's slot
+		// migrates, it is refused until the slot has moved.
 		var s string
-		s, err = b.chatScript().Run(ctx, b.rdb, keys, c.token, c.n, time.Now().UnixMicro(), "C"+b.node+"\n", c.body, backlog).Text()
+		err = settle(ctx, func() (err error) {
+			s, err = b.chatScript().Run(ctx, b.rdb, keys, c.token, c.n, time.Now().UnixMicro(), "C"+b.node+"\n", c.body, backlog).Text()
+			return err
+		})
 		if err == nil {
-			c.seq, err = strconv.ParseUint(s, 10, 64)
-		}
-		if err == nil {
-			b.noteChatSeq(o.room, c.seq, true)
+			lastText, prevText, _ := strings.Cut(s, " ")
+			c.seq, err = strconv.ParseUint(lastText, 10, 64)
+			prev, _ := strconv.ParseUint(prevText, 10, 64)
+			b.publishedChat(o.room, c.seq, prev)
 		}
 	case opUnlock:
 		err = unlockScript.Run(ctx, b.rdb, []string{b.k.lock(o.room)}, o.chat.token).Err()

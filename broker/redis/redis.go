@@ -466,7 +466,7 @@ func (b *Broker) RoomState(ctx context.Context, roomID string) (broker.RoomState
 	if s := seq.Val(); s != "" {
 		st.ChatSeq, _ = strconv.ParseUint(s, 10, 64)
 	}
-	b.noteChatSeq(roomID, st.ChatSeq, false)
+	b.readChatSeq(roomID, st.ChatSeq)
 	return st, nil
 }
 
@@ -525,9 +525,11 @@ func (b *Broker) LockChat(ctx context.Context, roomID string) (broker.ChatLock, 
 		s, err := lockScript.Run(ctx, b.rdb, keys, token, ttl).Text()
 		if err == nil {
 			seq, _ := strconv.ParseUint(s, 10, 64)
+			b.lockedChat(roomID, seq)
 			return &chatLock{b: b, room: roomID, token: token, seq: seq}, nil
 		}
-		if !errors.Is(err, goredis.Nil) {
+		// TRYAGAIN: the room's slot is migrating; wait as for a holder.
+		if !errors.Is(err, goredis.Nil) && !tryAgain(err) {
 			b.failedCall(ctx, err)
 			return nil, fmt.Errorf("redis broker: chat lock of room %q: %w", roomID, err)
 		}

@@ -218,8 +218,8 @@ return 0
 //
 // KEYS: lock, sequence, channel, last token, backlog. ARGV: token, batch
 // size, now in µs, message header, JSON body, backlog length. Returns
-// the last number. The message is the header, the number, a space, the
-// number before, '\n', the body.
+// the last number and the number before, separated by a space. The
+// message is the header, the same two numbers, '\n', the body.
 var chatScript = goredis.NewScript(chatLua)
 
 const chatLua = `
@@ -233,7 +233,7 @@ local cur = redis.call('GET', KEYS[2]) or '0'
 local base = math.max(tonumber(cur), tonumber(ARGV[3]))
 local last = string.format('%.0f', base + tonumber(ARGV[2]))
 redis.call('SET', KEYS[2], last, 'PX', 86400000)
-redis.call('SET', KEYS[4], ARGV[1] .. ' ' .. last, 'PX', 60000)
+redis.call('SET', KEYS[4], ARGV[1] .. ' ' .. last .. ' ' .. cur, 'PX', 60000)
 local msg = ARGV[4] .. last .. ' ' .. cur .. '\n' .. ARGV[5]
 redis.call('PUBLISH', KEYS[3], msg)
 local keep = tonumber(ARGV[6])
@@ -242,7 +242,7 @@ if keep > 0 then
   redis.call('LTRIM', KEYS[5], -keep, -1)
   redis.call('PEXPIRE', KEYS[5], 60000)
 end
-return last
+return last .. ' ' .. cur
 `
 
 // banScript records a ban unless one that ends later is in force, drops
