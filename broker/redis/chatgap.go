@@ -88,18 +88,21 @@ type chatFlows struct {
 	m  map[string]*chatFlow
 }
 
-func (f *chatFlows) get(ch string) *chatFlow {
+// chatFlow returns room's chat flow while this node listens to the room,
+// and nil otherwise.
+func (b *Broker) chatFlow(room string) *chatFlow { return b.chats.lookup(b.k.channel(room)) }
+
+// open starts a flow for a channel this node begins listening to. Only
+// open makes flows, so that none outlives its subscription.
+func (f *chatFlows) open(ch string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.m == nil {
 		f.m = make(map[string]*chatFlow)
 	}
-	c := f.m[ch]
-	if c == nil {
-		c = &chatFlow{}
-		f.m[ch] = c
+	if f.m[ch] == nil {
+		f.m[ch] = &chatFlow{}
 	}
-	return c
 }
 
 // lookup returns a channel's flow, or nil when this node no longer
@@ -124,7 +127,10 @@ func (b *Broker) publishedChat(room string, seq, prev uint64) {
 	if b.cluster == nil {
 		return
 	}
-	c := b.chats.get(b.k.channel(room))
+	c := b.chatFlow(room)
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Counted as seen only once prev is: a batch before it may still be
@@ -144,7 +150,10 @@ func (b *Broker) lockedChat(room string, seq uint64) {
 	if b.cluster == nil {
 		return
 	}
-	c := b.chats.get(b.k.channel(room))
+	c := b.chatFlow(room)
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if mark, known := c.mark(); known && seq > mark {
@@ -165,7 +174,7 @@ func (b *Broker) checkChatLater(room string, seq, then uint64) {
 		if b.ctx.Err() != nil {
 			return
 		}
-		c := b.chats.lookup(b.k.channel(room))
+		c := b.chatFlow(room)
 		if c == nil {
 			return
 		}
@@ -189,7 +198,10 @@ func (b *Broker) readChatSeq(room string, seq uint64) {
 	if b.cluster == nil {
 		return
 	}
-	c := b.chats.get(b.k.channel(room))
+	c := b.chatFlow(room)
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	c.base = max(c.base, seq)
 	c.mu.Unlock()
@@ -216,7 +228,10 @@ func (b *Broker) dispatchChat(room, origin, rest string) {
 		b.deliverChat(room, m)
 		return
 	}
-	c := b.chats.get(b.k.channel(room))
+	c := b.chatFlow(room)
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	mark, markKnown := c.mark()
@@ -247,7 +262,7 @@ func (b *Broker) deliverChat(room string, m chatMsg) {
 // recoverChat reads room's chat backlog and delivers, in order, the
 // batches this node missed, then the live ones held back meanwhile.
 func (b *Broker) recoverChat(room string) {
-	c := b.chats.lookup(b.k.channel(room))
+	c := b.chatFlow(room)
 	if c == nil {
 		return
 	}

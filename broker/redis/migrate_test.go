@@ -198,6 +198,7 @@ func TestClusterSlotMigration(t *testing.T) {
 	var wg sync.WaitGroup
 	sent := map[*Broker]*[]string{a: new([]string), b: new([]string)}
 	var sentMu sync.Mutex
+	pause := map[*Broker]*sync.Mutex{a: {}, b: {}} // held by a node's chat between batches
 	var chatErr atomic.Value
 	for _, n := range []*Broker{a, b} {
 		wg.Go(func() {
@@ -208,6 +209,7 @@ func TestClusterSlotMigration(t *testing.T) {
 				case <-time.After(time.Millisecond):
 				}
 				text := fmt.Sprintf("%s-%d", n.node, i)
+				pause[n].Lock()
 				lock, err := n.LockChat(ctx, "r")
 				sentMu.Lock() // the lock's order is the order sent
 				if err == nil {
@@ -217,6 +219,7 @@ func TestClusterSlotMigration(t *testing.T) {
 					*sent[n] = append(*sent[n], "chat r "+text)
 				}
 				sentMu.Unlock()
+				pause[n].Unlock()
 				if err != nil {
 					chatErr.Store(err)
 					return
@@ -243,8 +246,10 @@ func TestClusterSlotMigration(t *testing.T) {
 	// one, a publishes chat and a presence change nobody hears: b gets
 	// them once it follows the slot. (b is kept from following it
 	// meanwhile, which the cluster bus could tell the old owner before
-	// the test does.)
+	// the test does; its chat pauses, not to need b.subMu.)
 	migrateSlot(t, all, slot, srcc, dst, func() {
+		pause[b].Lock()
+		defer pause[b].Unlock()
 		b.subMu.Lock()
 		defer b.subMu.Unlock()
 		lock, err := a.LockChat(ctx, "r")

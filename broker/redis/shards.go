@@ -386,6 +386,7 @@ func movedTo(err error) (slot int, addr string, ok bool) {
 // clusterSubscribe is Subscribe's first interest in a room in cluster
 // mode. b.subMu held.
 func (b *Broker) clusterSubscribeLocked(ctx context.Context, ch string) error {
+	b.chats.open(ch)
 	err := b.placeLocked(ctx, ch)
 	if err != nil {
 		// The placer retries, and the room resynchronises then (see
