@@ -34,8 +34,10 @@ import (
 
 // Sink receives what other nodes of the cluster publish. The server
 // implements it; a broker calls it. MemberSet, MemberRemoved, Event and
-// Chat are called from one goroutine, in the order the publications were
-// made by each node; Resync may run concurrently with them. No method
+// Chat are called in the order the publications were made by each node,
+// possibly from several goroutines (a Redis Cluster's broker has one per
+// shard, and delivers the chat a room missed from another, still in the
+// room's chat order); Resync may run concurrently with them. No method
 // blocks for long: they only update memory and queue frames.
 type Sink interface {
 	// MemberSet says that connection connID, connected to another node,
