@@ -36,7 +36,7 @@ import goredis "github.com/redis/go-redis/v9"
 //
 // Messages on a room channel: a kind byte, the publishing node, '\n',
 // then "S" <conn>\n<entry>, "L" <conn>, "E" <message JSON>,
-// "C" <seq> <previous seq>\n<JSON array of stored messages>, "K" <kick JSON>,
+// "C" <seq>[ <previous seq>]\n<JSON array of stored messages>, "K" <kick JSON>,
 // "D" <deletion JSON>. On the bans channel: "B", the node, '\n', the
 // ban's JSON.
 
@@ -219,7 +219,9 @@ return 0
 // KEYS: lock, sequence, channel, last token, backlog. ARGV: token, batch
 // size, now in µs, message header, JSON body, backlog length. Returns
 // the last number and the number before, separated by a space. The
-// message is the header, the same two numbers, '\n', the body.
+// message is the header, the same two numbers (the last one alone
+// without a backlog, as nodes of earlier versions expect on a single
+// Redis), '\n', the body.
 var chatScript = goredis.NewScript(chatLua)
 
 const chatLua = `
@@ -234,9 +236,11 @@ local base = math.max(tonumber(cur), tonumber(ARGV[3]))
 local last = string.format('%.0f', base + tonumber(ARGV[2]))
 redis.call('SET', KEYS[2], last, 'PX', 86400000)
 redis.call('SET', KEYS[4], ARGV[1] .. ' ' .. last .. ' ' .. cur, 'PX', 60000)
-local msg = ARGV[4] .. last .. ' ' .. cur .. '\n' .. ARGV[5]
-redis.call('PUBLISH', KEYS[3], msg)
 local keep = tonumber(ARGV[6])
+local nums = last
+if keep > 0 then nums = last .. ' ' .. cur end
+local msg = ARGV[4] .. nums .. '\n' .. ARGV[5]
+redis.call('PUBLISH', KEYS[3], msg)
 if keep > 0 then
   redis.call('RPUSH', KEYS[5], msg)
   redis.call('LTRIM', KEYS[5], -keep, -1)
