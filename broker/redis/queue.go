@@ -352,6 +352,11 @@ func (b *Broker) script(o *op) {
 	case opUnlock:
 		err = unlockScript.Run(ctx, b.rdb, []string{b.k.lock(o.room)}, o.chat.token).Err()
 	case opPublish:
+		if b.cluster != nil {
+			// Once (see once.go): a kick or a deletion is delivered once.
+			err = spublishOnce(ctx, b.cluster, b.k.channel(o.room), string(o.data)).Err()
+			break
+		}
 		err = b.publishCmd(ctx, b.k.channel(o.room), string(o.data))
 	case opReplace:
 		if b.cluster != nil {
