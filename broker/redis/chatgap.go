@@ -14,10 +14,9 @@ import (
 // Chat continuity in cluster mode.
 //
 // A chat batch's script can run where nobody hears its SPUBLISH: on the
-// shard importing the room's slot (sent there by ASK while the slot
-// migrates) or on the new owner before this node subscribed there. A
-// single Redis never does that, so the chat a node misses is recovered
-// here. Every chat message carries its number and the number of the
+// new owner of the room's slot (sent there by ASK or MOVED while the
+// slot moves) before this node subscribed there. A single Redis never
+// does that, so the chat a node misses then is recovered here. Every chat message carries its number and the number of the
 // batch before it (see chatScript), and the script keeps the room's last
 // chatBacklogLen messages for a minute. Per room channel, this node
 // remembers the highest number it has delivered, published itself, or
