@@ -167,6 +167,19 @@ func (k clusterSink) Resync() {
 	k.s.resyncDocs()
 }
 
+// ResyncRoom reloads the remote members of one room (broker.RoomResyncer:
+// only its announcements may have been lost). A document's peers are
+// reloaded with every open document's, as Resync does.
+func (k clusterSink) ResyncRoom(roomID string) {
+	if _, ok := docName(roomID); ok {
+		k.s.resyncDocs()
+		return
+	}
+	if r := k.s.lookupRoom(roomID); r != nil {
+		r.sync(true)
+	}
+}
+
 // remoteChange applies a change of another node's member conn (entry
 // nil: it left), or keeps it for after the synchronisation in progress.
 func (r *room) remoteChange(conn string, entry []byte) {

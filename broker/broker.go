@@ -34,8 +34,10 @@ import (
 
 // Sink receives what other nodes of the cluster publish. The server
 // implements it; a broker calls it. MemberSet, MemberRemoved, Event and
-// Chat are called from one goroutine, in the order the publications were
-// made by each node; Resync may run concurrently with them. No method
+// Chat are called in the order the publications were made by each node,
+// possibly from several goroutines (a Redis Cluster's broker has one per
+// shard, and delivers the chat a room missed from another, still in the
+// room's chat order); Resync may run concurrently with them. No method
 // blocks for long: they only update memory and queue frames.
 type Sink interface {
 	// MemberSet says that connection connID, connected to another node,
@@ -238,4 +240,13 @@ type LostUser struct {
 // departures, so each is reported once in the cluster. It must not block.
 type LossSink interface {
 	NodeLost(members []LostMember, users []LostUser)
+}
+
+// RoomResyncer is an optional interface of a Sink. A broker that lost
+// the announcements of one room only (a Redis Cluster moved the room's
+// slot to another shard) calls ResyncRoom, from its own goroutine, to
+// have that room reloaded as Resync reloads every room, leaving the
+// others undisturbed; without it, the broker calls Resync.
+type RoomResyncer interface {
+	ResyncRoom(roomID string)
 }

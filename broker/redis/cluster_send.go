@@ -27,7 +27,6 @@ func (b *Broker) clusterPipeline(ops []op) error {
 		}
 		b.finish(o, err)
 	}
-	head := b.node + "\n"
 	send := make([]*op, 0, len(ops))
 	var adds []any
 	added := map[string]bool{}
@@ -86,21 +85,27 @@ func (b *Broker) clusterPipeline(ops []op) error {
 	if len(send) == 0 {
 		return first
 	}
-	pipe := b.rdb.Pipeline()
-	cmds := make([]goredis.Cmder, len(send))
-	for i, o := range send {
-		switch o.kind {
-		case opSet:
-			cmds[i] = cSetScript.Eval(ctx, pipe, b.k.roomKeys(o.room), o.conn, head+string(o.data), "S"+head+o.conn+"\n"+string(o.data))
-		case opRemove:
-			cmds[i] = cRemoveScript.Eval(ctx, pipe, b.k.roomKeys(o.room), o.conn, "L"+head+o.conn)
-		case opEvent:
-			cmds[i] = pipe.SPublish(ctx, b.k.channel(o.room), "E"+head+string(o.data))
-		}
+	cmds := make([]*goredis.Cmd, len(send))
+	all := make([]int, len(send))
+	for i := range all {
+		all[i] = i
 	}
-	// The pipeline runs on each shard apart: a shard that fails fails its
-	// own commands only.
-	pipe.Exec(ctx)
+	b.sendOnce(ctx, send, cmds, all)
+	// Those refused while their slot migrates did not run: send them
+	// again until it has moved (OpTimeout at most).
+	settle(ctx, func() error {
+		var again []int
+		for i := range send {
+			if tryAgain(cmds[i].Err()) {
+				again = append(again, i)
+			}
+		}
+		if len(again) == 0 {
+			return nil
+		}
+		b.sendOnce(ctx, send, cmds, again)
+		return cmds[again[0]].Err()
+	})
 	failedOnce := false
 	last := map[string]*op{} // "<conn>\n<room>" → its last change that went through
 	for i, o := range send {
@@ -116,7 +121,7 @@ func (b *Broker) clusterPipeline(ops []op) error {
 			last[o.conn+"\n"+o.room] = o
 		}
 		if o.count != nil && o.kind != opEvent {
-			r, _ := cmds[i].(*goredis.Cmd).Int64Slice()
+			r, _ := cmds[i].Int64Slice()
 			edge := int64(1)
 			if o.kind == opRemove {
 				edge = 0
@@ -138,6 +143,28 @@ func (b *Broker) clusterPipeline(ops []op) error {
 		}
 	}
 	return first
+}
+
+// sendOnce sends the operations send[i] for each i of which in one
+// pipeline, each command once (see once.go), and sets cmds[i] to its
+// command. The pipeline runs on each shard apart: a shard that fails
+// fails its own commands only.
+func (b *Broker) sendOnce(ctx context.Context, send []*op, cmds []*goredis.Cmd, which []int) {
+	head := b.node + "\n"
+	pipe := b.rdb.Pipeline()
+	sp := once(pipe)
+	for _, i := range which {
+		o := send[i]
+		switch o.kind {
+		case opSet:
+			cmds[i] = cSetScript.Eval(ctx, sp, b.k.roomKeys(o.room), o.conn, head+string(o.data), "S"+head+o.conn+"\n"+string(o.data))
+		case opRemove:
+			cmds[i] = cRemoveScript.Eval(ctx, sp, b.k.roomKeys(o.room), o.conn, "L"+head+o.conn)
+		case opEvent:
+			cmds[i] = spublishOnce(ctx, pipe, b.k.channel(o.room), "E"+head+string(o.data))
+		}
+	}
+	pipe.Exec(ctx)
 }
 
 // clusterReplace is opReplace in cluster mode: what replaceScript and
@@ -234,12 +261,24 @@ func (b *Broker) clusterConnect(ctx context.Context, o *op) (int, error) {
 	if err := b.rdb.SAdd(ctx, b.k.nodeUsers(b.node), o.conn+"\n"+o.user).Err(); err != nil {
 		return 0, err
 	}
-	return cConnectScript.Run(ctx, b.rdb, b.k.userPair(o.user), o.conn, b.node+"\n"+o.name).Int()
+	// Once: run again, it would find the connection counted and report
+	// the user online only the first time, whose reply was lost.
+	var n int
+	err := settle(ctx, func() (err error) {
+		n, err = cConnectScript.Run(ctx, once(b.cluster), b.k.userPair(o.user), o.conn, b.node+"\n"+o.name).Int()
+		return err
+	})
+	return n, err
 }
 
 // clusterDisconnect is opDisconnect in cluster mode: the node's set last.
 func (b *Broker) clusterDisconnect(ctx context.Context, o *op) (int, error) {
-	name, err := cDisconnectScript.Run(ctx, b.rdb, b.k.userPair(o.user), o.conn, o.token, pendingOfflineTTL.Milliseconds()).Text()
+	// Once, as clusterConnect: a second run would not see the last connection go.
+	var name string
+	err := settle(ctx, func() (err error) {
+		name, err = cDisconnectScript.Run(ctx, once(b.cluster), b.k.userPair(o.user), o.conn, o.token, pendingOfflineTTL.Milliseconds()).Text()
+		return err
+	})
 	n := 1
 	switch {
 	case errors.Is(err, goredis.Nil):

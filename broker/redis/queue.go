@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -329,15 +330,33 @@ func (b *Broker) script(o *op) {
 	switch o.kind {
 	case opChat:
 		c := o.chat
-		keys := []string{b.k.lock(o.room), b.k.seq(o.room), b.k.channel(o.room)}
+		keys := []string{b.k.lock(o.room), b.k.seq(o.room), b.k.channel(o.room), b.k.lastChat(o.room), b.k.chatBacklog(o.room)}
+		backlog := 0
+		if b.cluster != nil {
+			backlog = chatBacklogLen // see chatgap.go
+		}
+		// The script runs once per token (see chatScript): go-redis may
+		// send it again after a lost reply. While the room's slot
+		// migrates, it is refused until the slot has moved.
 		var s string
-		s, err = b.chatScript().Run(ctx, b.rdb, keys, c.token, c.n, time.Now().UnixMicro(), "C"+b.node+"\n", c.body).Text()
+		err = settle(ctx, func() (err error) {
+			s, err = b.chatScript().Run(ctx, b.rdb, keys, c.token, c.n, time.Now().UnixMicro(), "C"+b.node+"\n", c.body, backlog).Text()
+			return err
+		})
 		if err == nil {
-			c.seq, err = strconv.ParseUint(s, 10, 64)
+			lastText, prevText, _ := strings.Cut(s, " ")
+			c.seq, err = strconv.ParseUint(lastText, 10, 64)
+			prev, _ := strconv.ParseUint(prevText, 10, 64)
+			b.publishedChat(o.room, c.seq, prev)
 		}
 	case opUnlock:
 		err = unlockScript.Run(ctx, b.rdb, []string{b.k.lock(o.room)}, o.chat.token).Err()
 	case opPublish:
+		if b.cluster != nil {
+			// Once (see once.go): a kick or a deletion is delivered once.
+			err = spublishOnce(ctx, b.cluster, b.k.channel(o.room), string(o.data)).Err()
+			break
+		}
 		err = b.publishCmd(ctx, b.k.channel(o.room), string(o.data))
 	case opReplace:
 		if b.cluster != nil {

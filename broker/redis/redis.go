@@ -162,6 +162,8 @@ type Broker struct {
 	shards map[string]*shard // cluster: by master address (see shards.go)
 	placed map[string]*shard // cluster: channel → the shard it is subscribed on
 	swake  chan struct{}     // cluster: wakes the placer
+	moves  moves             // cluster: channels following their slot (see shards.go)
+	chats  chatFlows         // cluster: each room's chat position (see chatgap.go)
 
 	resync      chan struct{}
 	replyLogged atomic.Int64 // unix ns of the last "refused a command" log
@@ -434,6 +436,7 @@ func (b *Broker) RoomState(ctx context.Context, roomID string) (broker.RoomState
 	if s := seq.Val(); s != "" {
 		st.ChatSeq, _ = strconv.ParseUint(s, 10, 64)
 	}
+	b.readChatSeq(roomID, st.ChatSeq)
 	return st, nil
 }
 
@@ -492,9 +495,11 @@ func (b *Broker) LockChat(ctx context.Context, roomID string) (broker.ChatLock, 
 		s, err := lockScript.Run(ctx, b.rdb, keys, token, ttl).Text()
 		if err == nil {
 			seq, _ := strconv.ParseUint(s, 10, 64)
+			b.lockedChat(roomID, seq)
 			return &chatLock{b: b, room: roomID, token: token, seq: seq}, nil
 		}
-		if !errors.Is(err, goredis.Nil) {
+		// TRYAGAIN: the room's slot is migrating; wait as for a holder.
+		if !errors.Is(err, goredis.Nil) && !tryAgain(err) {
 			b.failedCall(ctx, err)
 			return nil, fmt.Errorf("redis broker: chat lock of room %q: %w", roomID, err)
 		}

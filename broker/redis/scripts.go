@@ -13,6 +13,8 @@ import goredis "github.com/redis/go-redis/v9"
 //	p:r:<room>          pub/sub channel of the room
 //	p:l:<room>          chat lock (token, expires)
 //	p:s:<room>          chat sequence (expires a day after the last chat)
+//	p:t:<room>          token and number of the last chat batch published
+//	p:cb:<room>         cluster mode: the last chat messages published (backlog)
 //	p:n:<node>:alive    heartbeat (expires after NodeTTL)
 //	p:n:<node>:members  set of "<connId>\n<room>" the node registered
 //	p:nodes             set of node ids, for the dead-node sweep
@@ -34,7 +36,7 @@ import goredis "github.com/redis/go-redis/v9"
 //
 // Messages on a room channel: a kind byte, the publishing node, '\n',
 // then "S" <conn>\n<entry>, "L" <conn>, "E" <message JSON>,
-// "C" <seq>\n<JSON array of stored messages>, "K" <kick JSON>,
+// "C" <seq>[ <previous seq>]\n<JSON array of stored messages>, "K" <kick JSON>,
 // "D" <deletion JSON>. On the bans channel: "B", the node, '\n', the
 // ban's JSON.
 
@@ -179,10 +181,13 @@ return 0
 `)
 
 // lockScript takes a room's chat lock and returns the room's chat
-// sequence, or false when another node holds the lock.
+// sequence, or false when another node holds the lock. Holding it already
+// with the same token counts as taking it: a client that sends the script
+// again after losing its reply must not wait for its own lock to expire.
 // KEYS: lock, sequence. ARGV: token, TTL in ms.
 var lockScript = goredis.NewScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+local h = redis.call('GET', KEYS[1])
+if h == ARGV[1] or (not h and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])) then
   return redis.call('GET', KEYS[2]) or '0'
 end
 return false
@@ -200,19 +205,48 @@ return 0
 // back, even when Redis lost it: it starts again from the current time in
 // microseconds. It publishes even when the lock expired meanwhile: the
 // batch is stored and its sender's node delivered it already, so other
-// nodes are better off getting it late than never. KEYS: lock, sequence,
-// channel. ARGV: token, batch size, now in µs, message header, JSON body.
-// Returns the last number.
+// nodes are better off getting it late than never.
+//
+// It runs once per lock token: the token of the last batch published and
+// its number are kept for a minute, and a second run with that token
+// (a client that sent it again after losing the reply) only returns the
+// number. The message carries the number before the batch's too, so that
+// a node that knows it missed a batch can tell (see chatgap.go); and
+// with a backlog length above 0 the message is also kept in the room's
+// backlog, the last few batches for a minute, which that node reads to
+// recover what it missed.
+//
+// KEYS: lock, sequence, channel, last token, backlog. ARGV: token, batch
+// size, now in µs, message header, JSON body, backlog length. Returns
+// the last number and the number before, separated by a space. The
+// message is the header, the same two numbers (the last one alone
+// without a backlog, as nodes of earlier versions expect on a single
+// Redis), '\n', the body.
 var chatScript = goredis.NewScript(chatLua)
 
 const chatLua = `
+local done = redis.call('GET', KEYS[4])
+if done then
+  local sp = string.find(done, ' ', 1, true)
+  if sp and string.sub(done, 1, sp - 1) == ARGV[1] then return string.sub(done, sp + 1) end
+end
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
-local base = math.max(cur, tonumber(ARGV[3]))
+local cur = redis.call('GET', KEYS[2]) or '0'
+local base = math.max(tonumber(cur), tonumber(ARGV[3]))
 local last = string.format('%.0f', base + tonumber(ARGV[2]))
 redis.call('SET', KEYS[2], last, 'PX', 86400000)
-redis.call('PUBLISH', KEYS[3], ARGV[4] .. last .. '\n' .. ARGV[5])
-return last
+redis.call('SET', KEYS[4], ARGV[1] .. ' ' .. last .. ' ' .. cur, 'PX', 60000)
+local keep = tonumber(ARGV[6])
+local nums = last
+if keep > 0 then nums = last .. ' ' .. cur end
+local msg = ARGV[4] .. nums .. '\n' .. ARGV[5]
+redis.call('PUBLISH', KEYS[3], msg)
+if keep > 0 then
+  redis.call('RPUSH', KEYS[5], msg)
+  redis.call('LTRIM', KEYS[5], -keep, -1)
+  redis.call('PEXPIRE', KEYS[5], 60000)
+end
+return last .. ' ' .. cur
 `
 
 // banScript records a ban unless one that ends later is in force, drops

@@ -11,19 +11,36 @@ package redis
 // channel (a multi-channel SSUBSCRIBE must stay in one slot). A channel is
 // "placed" on the connection of its shard's master. When a connection
 // fails (the shard died, failed over), all of its channels become
-// unplaced; when a shard gives up a slot (resharding), Redis unsubscribes
-// that slot's channels itself (an unrequested sunsubscribe), and those
-// become unplaced. The placer goroutine places unplaced channels again on
-// their current masters (after reloading the slot map), every Heartbeat
-// or at once when woken, and asks for a resynchronisation once everything
-// is placed again, since messages may have been missed meanwhile. The
-// channels of a shard that is down (see shardhealth.go) wait without
-// dialling it; the others are placed as usual.
+// unplaced, and the node resynchronises every room once they are placed
+// again, as after an outage.
+//
+// A slot that moves (resharding) is followed channel by channel, without
+// disturbing the shard's other rooms. The old owner unsubscribes the
+// slot's channels itself (an unrequested sunsubscribe) and answers a
+// SSUBSCRIBE of them with MOVED naming the new owner: both unplace only
+// those channels, and the MOVED target is where they are placed next
+// (go-redis reloads its slot map in the background, so asking it at once
+// would name the old owner again). Each connection goes to the address
+// it was opened for, whatever the slot map says. Once a moved channel is
+// confirmed on its new shard, its room is recovered alone: the chat it
+// missed is delivered from the backlog (see chatgap.go) and the room's
+// presence is reloaded (broker.RoomResyncer), since the announcements
+// made while the slot was in between went to a shard nobody listened to.
+// Events sent then are lost, as during an outage.
+//
+// The placer goroutine places unplaced channels again, every Heartbeat or
+// at once when woken. The channels of a shard that is down (see
+// shardhealth.go) wait without dialling it; the others are placed as
+// usual.
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -33,9 +50,30 @@ import (
 
 // shard is the pub/sub connection to one master.
 type shard struct {
-	addr  string
-	ps    *goredis.PubSub
-	chans map[string]bool // placed here
+	addr      string
+	ps        *goredis.PubSub
+	chans     map[string]bool // placed here
+	confirmed map[string]bool // placed here and confirmed by the shard
+}
+
+// moves is what the placer knows of slots moving between shards. All but
+// resyncAll and the recovery queue are guarded by b.subMu.
+type moves struct {
+	// hints are the masters MOVED replies named, by slot, until the slot
+	// map agrees.
+	hints map[int]string
+	// moved are the channels unplaced by a move, until confirmed again.
+	moved map[string]bool
+	// clients open the pub/sub connections, by master address.
+	clients map[string]*goredis.Client
+	// resyncAll: traffic of many rooms may have been lost (a connection
+	// failed, a subscription could not be made): every room resynchronises
+	// once every channel is placed again.
+	resyncAll atomic.Bool
+
+	qmu   sync.Mutex
+	queue map[string]bool // rooms to recover: true when presence too
+	wake  chan struct{}
 }
 
 // wantedLocked lists the channels this node wants in cluster mode: the
@@ -67,6 +105,13 @@ func (b *Broker) placeLocked(ctx context.Context, ch string) error {
 		return fmt.Errorf("redis broker: finding the shard of %s: %w", ch, err)
 	}
 	addr := master.Options().Addr
+	if slot := keySlot(ch); b.moves.hints[slot] != "" {
+		if b.moves.hints[slot] == addr {
+			delete(b.moves.hints, slot) // the slot map caught up
+		} else {
+			addr = b.moves.hints[slot]
+		}
+	}
 	if err := b.shardh.addrDown(addr); err != nil {
 		// Known down: fail at once rather than dial it with subMu held.
 		// The prober wakes the placer when it is back.
@@ -75,7 +120,8 @@ func (b *Broker) placeLocked(ctx context.Context, ch string) error {
 	sh := b.shards[addr]
 	fresh := sh == nil
 	if fresh {
-		sh = &shard{addr: addr, ps: b.cluster.SSubscribe(b.ctx), chans: map[string]bool{}}
+		sh = &shard{addr: addr, ps: b.pubSubClientLocked(addr, master).SSubscribe(b.ctx),
+			chans: map[string]bool{}, confirmed: map[string]bool{}}
 	}
 	if st := b.subs[ch]; st != nil {
 		st.pending++
@@ -101,6 +147,23 @@ func (b *Broker) placeLocked(ctx context.Context, ch string) error {
 	return nil
 }
 
+// pubSubClientLocked returns the client whose pub/sub connections go to
+// the master at addr, made with the options of the cluster's client for
+// like (any master). b.subMu held.
+func (b *Broker) pubSubClientLocked(addr string, like *goredis.Client) *goredis.Client {
+	if c := b.moves.clients[addr]; c != nil {
+		return c
+	}
+	o := *like.Options()
+	o.Addr = addr
+	c := goredis.NewClient(&o)
+	if b.moves.clients == nil {
+		b.moves.clients = make(map[string]*goredis.Client)
+	}
+	b.moves.clients[addr] = c
+	return c
+}
+
 // dropShardLocked forgets a failed connection: its channels are unplaced
 // until the placer places them again. b.subMu held.
 func (b *Broker) dropShardLocked(sh *shard) {
@@ -111,7 +174,18 @@ func (b *Broker) dropShardLocked(sh *shard) {
 	for ch := range sh.chans {
 		b.unplaceLocked(ch)
 	}
+	b.moves.resyncAll.Store(true)
 	sh.ps.Close()
+}
+
+// movedLocked unplaces ch, which its shard gave up with its slot: the
+// room is recovered once ch is confirmed on its new shard. b.subMu held.
+func (b *Broker) movedLocked(ch string) {
+	b.unplaceLocked(ch)
+	if b.moves.moved == nil {
+		b.moves.moved = make(map[string]bool)
+	}
+	b.moves.moved[ch] = true
 }
 
 // unplaceLocked marks ch as not subscribed: a Subscribe now waits until it
@@ -119,6 +193,7 @@ func (b *Broker) dropShardLocked(sh *shard) {
 func (b *Broker) unplaceLocked(ch string) {
 	if sh := b.placed[ch]; sh != nil {
 		delete(sh.chans, ch)
+		delete(sh.confirmed, ch)
 	}
 	delete(b.placed, ch)
 	if st := b.subs[ch]; st != nil {
@@ -142,8 +217,11 @@ func (b *Broker) placer() {
 	defer b.wg.Done()
 	t := time.NewTicker(b.opts.Heartbeat)
 	defer t.Stop()
-	lost := false // channels were unplaced since the last full placement
+	b.wg.Add(1)
+	go b.recoverer()
+	lost := false // every room resynchronises after the next full placement
 	for {
+		lost = b.moves.resyncAll.Swap(false) || lost
 		missing := b.placeAll()
 		switch {
 		case missing != nil:
@@ -160,11 +238,13 @@ func (b *Broker) placer() {
 			for _, sh := range b.shards {
 				sh.ps.Close()
 			}
+			for _, c := range b.moves.clients {
+				c.Close()
+			}
 			b.subMu.Unlock()
 			return
 		case <-t.C:
 		case <-b.swake:
-			lost = true
 		}
 	}
 }
@@ -195,7 +275,7 @@ func (b *Broker) receiveShard(sh *shard) {
 		case *goredis.Message:
 			b.dispatch(m)
 		}
-	})
+	}, func(err error) { b.refusedShard(sh, err) })
 	if b.ctx.Err() != nil {
 		return
 	}
@@ -215,6 +295,15 @@ func (b *Broker) confirmedShard(sh *shard, s *goredis.Subscription) {
 	st := b.subs[s.Channel]
 	switch s.Kind {
 	case "ssubscribe":
+		if b.placed[s.Channel] == sh {
+			sh.confirmed[s.Channel] = true
+			if b.moves.moved[s.Channel] {
+				delete(b.moves.moved, s.Channel)
+				if room, ok := b.k.room(s.Channel); ok {
+					b.recoverLater(room, true)
+				}
+			}
+		}
 		if s.Channel == b.k.banChannel() {
 			b.loadBansLater()
 			return
@@ -238,26 +327,80 @@ func (b *Broker) confirmedShard(sh *shard, s *goredis.Subscription) {
 			return
 		}
 		if b.placed[s.Channel] == sh {
-			// Moved: place it on its new shard.
-			b.unplaceLocked(s.Channel)
+			// Moved: place it on its new shard, which the slot map names
+			// once reloaded, or a MOVED reply before that.
+			b.movedLocked(s.Channel)
 			b.cluster.ReloadState(b.ctx)
 			b.wakePlacer()
 		}
 	}
 }
 
+// refusedShard handles an error reply on a shard's connection: the
+// answer to one of the SSUBSCRIBEs not yet confirmed there. A MOVED names
+// the slot and its new master: that slot's channels are placed there. Any
+// other refusal unplaces every unconfirmed channel of the connection, to
+// be placed again with the placer's next round; the confirmed ones, and
+// so the shard's other rooms, are not disturbed.
+func (b *Broker) refusedShard(sh *shard, err error) {
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	if b.shards[sh.addr] != sh {
+		return
+	}
+	if slot, addr, ok := movedTo(err); ok {
+		if b.moves.hints == nil {
+			b.moves.hints = make(map[int]string)
+		}
+		b.moves.hints[slot] = addr
+		for ch := range sh.chans {
+			if keySlot(ch) == slot {
+				b.movedLocked(ch)
+			}
+		}
+		b.cluster.ReloadState(b.ctx)
+		b.wakePlacer()
+		return
+	}
+	b.log.Warn("cluster: a shard refused a subscription; trying again", "shard", sh.addr, "err", err)
+	for ch := range sh.chans {
+		if !sh.confirmed[ch] {
+			b.unplaceLocked(ch)
+		}
+	}
+}
+
+// movedTo reads a MOVED reply: "MOVED <slot> <host:port>".
+func movedTo(err error) (slot int, addr string, ok bool) {
+	f := strings.Fields(err.Error())
+	if len(f) != 3 || f[0] != "MOVED" {
+		return 0, "", false
+	}
+	slot, e := strconv.Atoi(f[1])
+	if e != nil || slot < 0 || slot >= 16384 {
+		return 0, "", false
+	}
+	return slot, f[2], true
+}
+
 // clusterSubscribe is Subscribe's first interest in a room in cluster
 // mode. b.subMu held.
 func (b *Broker) clusterSubscribeLocked(ctx context.Context, ch string) error {
+	b.chats.open(ch)
 	err := b.placeLocked(ctx, ch)
 	if err != nil {
-		b.wakePlacer() // it retries
+		// The placer retries, and the room resynchronises then (see
+		// broker.Broker.Subscribe).
+		b.moves.resyncAll.Store(true)
+		b.wakePlacer()
 	}
 	return err
 }
 
 // clusterUnsubscribeLocked drops the last interest in ch. b.subMu held.
 func (b *Broker) clusterUnsubscribeLocked(ch string, st *sub) {
+	delete(b.moves.moved, ch)
+	b.chats.forget(ch)
 	sh := b.placed[ch]
 	if sh == nil {
 		if st.unsub == 0 && st.pending == 0 {
@@ -266,6 +409,7 @@ func (b *Broker) clusterUnsubscribeLocked(ch string, st *sub) {
 		return
 	}
 	delete(sh.chans, ch)
+	delete(sh.confirmed, ch)
 	delete(b.placed, ch)
 	ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
 	defer cancel()

@@ -2,10 +2,8 @@ package redis
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,7 +12,6 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/openlivesync/livesync/broker"
-	"github.com/openlivesync/livesync/protocol"
 )
 
 // Subscribe implements broker.Broker.
@@ -199,7 +196,7 @@ func (b *Broker) receive(ps *goredis.PubSub, first *bool) (received bool) {
 		case *goredis.Message:
 			b.dispatch(m)
 		}
-	})
+	}, nil)
 	if b.ctx.Err() == nil {
 		b.setSub(fmt.Errorf("redis broker: subscription: %w", err))
 	}
@@ -207,10 +204,12 @@ func (b *Broker) receive(ps *goredis.PubSub, first *bool) (received bool) {
 }
 
 // receiveWatched hands each message ps receives to handle until
-// receiving fails, and returns why. Meanwhile it pings ps when it is
-// quiet, and gives it up (silent, then closing it) when even pings go
-// unanswered: a connection cut without a reset.
-func (b *Broker) receiveWatched(ps *goredis.PubSub, silent func(), handle func(msg any)) error {
+// receiving fails, and returns why. An error reply (Redis refused a
+// command, the connection is fine) goes to refused instead when it is
+// set. Meanwhile it pings ps when it is quiet, and gives it up (silent,
+// then closing it) when even pings go unanswered: a connection cut
+// without a reset.
+func (b *Broker) receiveWatched(ps *goredis.PubSub, silent func(), handle func(msg any), refused func(error)) error {
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())
 	stop := make(chan struct{})
@@ -244,6 +243,12 @@ func (b *Broker) receiveWatched(ps *goredis.PubSub, silent func(), handle func(m
 	}()
 	for {
 		msg, err := ps.Receive(b.ctx)
+		var reply goredis.Error
+		if err != nil && refused != nil && b.ctx.Err() == nil && errors.As(err, &reply) {
+			last.Store(time.Now().UnixNano())
+			refused(err)
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -321,17 +326,7 @@ func (b *Broker) dispatch(m *goredis.Message) {
 	case 'E':
 		b.sink.Event(room, []byte(rest))
 	case 'C':
-		seqText, body, ok := strings.Cut(rest, "\n")
-		seq, err := strconv.ParseUint(seqText, 10, 64)
-		var msgs []protocol.StoredChatMessage
-		if ok && err == nil {
-			err = json.Unmarshal([]byte(body), &msgs)
-		}
-		if !ok || err != nil {
-			b.log.Warn("cluster: undecodable chat from another node", "room", room, "from", origin, "err", err)
-			return
-		}
-		b.sink.Chat(room, seq, msgs)
+		b.dispatchChat(room, origin, rest)
 	case 'K', 'D':
 		b.dispatchModeration(room, origin, kind, rest)
 	}
