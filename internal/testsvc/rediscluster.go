@@ -22,7 +22,8 @@ type OwnRedisCluster struct {
 	t     testing.TB
 	dir   string
 	ports []int
-	// Addrs are the masters' addresses, in the order they were started.
+	// Addrs are the nodes' addresses, in the order they were started:
+	// the masters, then any replica added (AddReplica).
 	Addrs []string
 }
 
