@@ -135,12 +135,13 @@ func TestRedisClusterRoomsAcrossShards(t *testing.T) {
 
 // newOwnRedisClusterEnv is newClusterEnv on a Redis Cluster the test
 // started for itself (testsvc.StartRedisCluster), which it may kill nodes
-// of. Its addr is the first master.
+// of. Its addr is the first master. Its client gets a copy of the seeds:
+// go-redis appends the nodes it learns of to the slice it is given.
 func newOwnRedisClusterEnv(t testing.TB, c *testsvc.OwnRedisCluster) *clusterEnv {
 	t.Helper()
 	const prefix = "olstest-own" // the cluster is the test's alone
 	e := &clusterEnv{t: t, addr: c.Addrs[0], clusterURL: c.URL(prefix), prefix: prefix,
-		rdb: goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: c.Addrs, Protocol: 2, MaxRetries: -1})}
+		rdb: goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: slices.Clone(c.Addrs), Protocol: 2, MaxRetries: -1})}
 	t.Cleanup(func() { e.rdb.Close() })
 	return e
 }

@@ -255,6 +255,7 @@ func (b *Broker) placeAll() error {
 	defer cancel()
 	b.subMu.Lock()
 	defer b.subMu.Unlock()
+	b.followMapLocked(ctx)
 	var first error
 	for _, ch := range b.wantedLocked() {
 		if err := b.placeLocked(ctx, ch); err != nil && first == nil {
@@ -262,6 +263,34 @@ func (b *Broker) placeAll() error {
 		}
 	}
 	return first
+}
+
+// followMapLocked moves the channels confirmed on a connection whose
+// master no longer owns their slot by the slot map, while no MOVED hint
+// says otherwise: a failover that kept the old master, now a replica, and
+// our connection to it. Redis does not always unsubscribe its sharded
+// subscribers then, and a subscription left on a replica is not one a
+// room can rely on (TestRedisClusterFailover lost announcements there), so
+// such a channel is unsubscribed there and placed on its slot's master
+// again, its room recovered as after a move. b.subMu held.
+func (b *Broker) followMapLocked(ctx context.Context) {
+	for ch, sh := range b.placed {
+		if !sh.confirmed[ch] || b.moves.hints[keySlot(ch)] != "" {
+			continue
+		}
+		m, err := b.cluster.MasterForKey(ctx, ch)
+		if err != nil || m.Options().Addr == sh.addr {
+			continue
+		}
+		if err := sh.ps.SUnsubscribe(ctx, ch); err != nil {
+			continue // the connection failed: its receive loop unplaces it
+		}
+		if st := b.subs[ch]; st != nil {
+			st.unsub++
+		}
+		b.log.Info("cluster: a room's slot has a new master; subscribing there", "channel", ch, "from", sh.addr, "to", m.Options().Addr)
+		b.movedLocked(ch)
+	}
 }
 
 // receiveShard dispatches what one shard's connection receives until it
