@@ -11,7 +11,6 @@ import (
 
 	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/internal/testsvc"
-	"github.com/openlivesync/livesync/protocol"
 )
 
 // TestRedisClusterFailover: the master of one room's shard hands its slots
@@ -35,30 +34,11 @@ func testFailover(t *testing.T, crash bool) {
 	_, url0 := e.node(e.addr, store, nil)
 	_, url1 := e.node(e.addr, store, nil)
 	rooms := roomsOnShards(t, e)
-	cc := e.rdb.(*goredis.ClusterClient)
-	ctx := context.Background()
-	keyOf := func(room string) string { return "{" + e.prefix + ":r:" + room + "}:m" }
-	shardOf := func(room string) string {
-		m, err := cc.MasterForKey(ctx, keyOf(room))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m.Options().Addr
-	}
 	switched := rooms[0]
-	master := slices.Index(c.Addrs, shardOf(switched))
+	key := e.membersKey(switched)
+	master := slices.Index(c.Addrs, masterOf(t, e, key))
 	replica := c.AddReplica(master)
-
-	type pair struct{ a, b *peer }
-	pairs := map[string]pair{}
-	for _, room := range rooms {
-		a, b := newPeer(t, url0), newPeer(t, url1)
-		a.joinRoom(room, nil)
-		b.joinRoom(room, nil)
-		a.sees(a.ID, b.ID)
-		b.sees(a.ID, b.ID)
-		pairs[room] = pair{a, b}
-	}
+	pairs := joinPairs(t, rooms, url0, url1)
 
 	if crash {
 		c.Kill(master)
@@ -66,17 +46,14 @@ func testFailover(t *testing.T, crash bool) {
 	} else {
 		c.Failover(replica)
 	}
+	cc := e.rdb.(*goredis.ClusterClient)
 	testsvc.WaitState(t, "the test's client to see the new map", livesynctest.Timeout, func() (bool, any) {
-		cc.ReloadState(ctx)
-		addr := shardOf(switched)
+		cc.ReloadState(context.Background())
+		addr := masterOf(t, e, key)
 		return addr == c.Addrs[replica], addr
 	})
 
-	const events = 20
-	want := make([]int, events)
-	for i := range want {
-		want[i] = i
-	}
+	const firstProbe = 1000
 	for _, room := range rooms {
 		p := pairs[room]
 		if room == switched {
@@ -87,7 +64,7 @@ func testFailover(t *testing.T, crash bool) {
 				defer close(stopped)
 				tick := time.NewTicker(100 * time.Millisecond)
 				defer tick.Stop()
-				for probe := 1000; ; probe++ {
+				for probe := firstProbe; ; probe++ {
 					p.a.event(probe)
 					select {
 					case <-stop:
@@ -99,31 +76,8 @@ func testFailover(t *testing.T, crash bool) {
 			p.b.until("a probe event across the switched shard", func() bool { return len(p.b.events[p.a.ID]) > 0 })
 			close(stop)
 			<-stopped
-			p.b.events[p.a.ID] = nil
 		}
-		p.b.Send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]string{"after": "failover"}})
-		p.a.until("room "+room+": b's update after the failover", func() bool { return string(p.a.View[p.b.ID].Presence) == `{"after":"failover"}` })
-		for i := range events {
-			p.a.event(i)
-		}
-		p.a.Send(protocol.MsgSendChat, map[string]any{"message": "after the failover"})
-		p.b.until("room "+room+": a's events and chat", func() bool {
-			return len(p.b.events[p.a.ID]) >= events && len(p.b.chats) >= 1
-		})
-		got := p.b.events[p.a.ID]
-		if room == switched {
-			got = slices.DeleteFunc(slices.Clone(got), func(n int) bool { return n >= 1000 }) // late probes
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("room %s: b received %v, want 0..%d once each in order", room, got, events-1)
-		}
-		history, err := store.History(ctx, room, 10, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(history) != 1 || p.b.chats[len(p.b.chats)-1].ID != history[0].ID {
-			t.Errorf("room %s: b's chat %+v, history %+v", room, p.b.chats, history)
-		}
+		crossTraffic(t, store, room, "after-failover", p, func(n int) bool { return n >= firstProbe })
 		// A newcomer on the other node sees both members.
 		n := newPeer(t, url1)
 		n.joinRoom(room, nil)

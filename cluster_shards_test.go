@@ -13,6 +13,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/openlivesync/livesync/broker"
+	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
@@ -44,6 +45,70 @@ func roomsOnShards(t *testing.T, e *clusterEnv) []string {
 		t.Fatalf("found rooms on %d of %d masters", len(rooms), masters)
 	}
 	return rooms
+}
+
+// shardPair is a member of one room on each of two nodes.
+type shardPair struct{ a, b *peer }
+
+// joinPairs has a member on url0 and one on url1 join each room, and
+// waits until each sees the other.
+func joinPairs(t *testing.T, rooms []string, url0, url1 string) map[string]shardPair {
+	t.Helper()
+	pairs := map[string]shardPair{}
+	for _, room := range rooms {
+		a, b := newPeer(t, url0), newPeer(t, url1)
+		a.joinRoom(room, nil)
+		b.joinRoom(room, nil)
+		a.sees(a.ID, b.ID)
+		b.sees(a.ID, b.ID)
+		pairs[room] = shardPair{a, b}
+	}
+	return pairs
+}
+
+// masterOf returns the address of the master of key in e's Redis Cluster,
+// as the test's client knows it.
+func masterOf(t *testing.T, e *clusterEnv, key string) string {
+	t.Helper()
+	m, err := e.rdb.(*goredis.ClusterClient).MasterForKey(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Options().Addr
+}
+
+// crossTraffic checks that room's traffic crosses p's two nodes: b's
+// presence update (when) reaches a, and a's events 0..19 reach b once
+// each and in order, followed by a chat message that is the one store
+// holds, the room's only one. Events for which ignore is true (late
+// probes) are not counted.
+func crossTraffic(t *testing.T, store chat.Store, room, when string, p shardPair, ignore func(n int) bool) {
+	t.Helper()
+	p.b.Send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]string{"when": when}})
+	p.a.until("room "+room+": b's update "+when, func() bool {
+		return string(p.a.View[p.b.ID].Presence) == `{"when":"`+when+`"}`
+	})
+	const events = 20
+	want := make([]int, events)
+	for i := range want {
+		want[i] = i
+		p.a.event(i)
+	}
+	p.a.Send(protocol.MsgSendChat, map[string]any{"message": when})
+	counted := func() []int { return slices.DeleteFunc(slices.Clone(p.b.events[p.a.ID]), ignore) }
+	p.b.until("room "+room+": a's events and chat "+when, func() bool {
+		return len(counted()) >= events && len(p.b.chats) >= 1
+	})
+	if got := counted(); !slices.Equal(got, want) {
+		t.Errorf("room %s: b received %v, want 0..%d once each in order", room, got, events-1)
+	}
+	history, err := store.History(context.Background(), room, 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(history) != 1 || p.b.chats[len(p.b.chats)-1].ID != history[0].ID {
+		t.Errorf("room %s: b's chat %+v, history %+v", room, p.b.chats, history)
+	}
 }
 
 // TestRedisClusterRoomsAcrossShards: two nodes on a 3-shard Redis Cluster
@@ -194,25 +259,11 @@ func testShardKilled(t *testing.T, victimKey func(e *clusterEnv, s1 *Server) str
 	rooms := roomsOnShards(t, e)
 	cc := e.rdb.(*goredis.ClusterClient)
 	ctx := context.Background()
-	shardOf := func(key string) string {
-		m, err := cc.MasterForKey(ctx, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m.Options().Addr
-	}
-	victim := shardOf(victimKey(e, s1))
+	victim := masterOf(t, e, victimKey(e, s1))
+	pairs := joinPairs(t, rooms, url0, url1)
 	var dead string // the room on the victim shard
-	type pair struct{ a, b *peer }
-	pairs := map[string]pair{}
 	for _, room := range rooms {
-		a, b := newPeer(t, url0), newPeer(t, url1)
-		a.joinRoom(room, nil)
-		b.joinRoom(room, nil)
-		a.sees(a.ID, b.ID)
-		b.sees(a.ID, b.ID)
-		pairs[room] = pair{a, b}
-		if shardOf("{"+e.prefix+":r:"+room+"}:m") == victim {
+		if masterOf(t, e, e.membersKey(room)) == victim {
 			dead = room
 		}
 	}
@@ -238,32 +289,9 @@ func testShardKilled(t *testing.T, victimKey func(e *clusterEnv, s1 *Server) str
 	}
 
 	// The rooms of the other shards work across nodes.
-	const events = 20
-	want := make([]int, events)
-	for i := range want {
-		want[i] = i
-	}
 	for _, room := range rooms {
-		if room == dead {
-			continue
-		}
-		p := pairs[room]
-		p.b.Send(protocol.MsgUpdatePresence, map[string]any{"presence": map[string]string{"during": "outage"}})
-		p.a.until("b's update during the outage", func() bool { return string(p.a.View[p.b.ID].Presence) == `{"during":"outage"}` })
-		for i := range events {
-			p.a.event(i)
-		}
-		p.a.Send(protocol.MsgSendChat, map[string]any{"message": "during the outage"})
-		p.b.until("a's events and chat", func() bool { return len(p.b.events[p.a.ID]) >= events && len(p.b.chats) >= 1 })
-		if got := p.b.events[p.a.ID]; !slices.Equal(got, want) {
-			t.Errorf("room %s: b received %v, want 0..%d once each in order", room, got, events-1)
-		}
-		history, err := store.History(ctx, room, 10, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(history) != 1 || p.b.chats[len(p.b.chats)-1].ID != history[0].ID {
-			t.Errorf("room %s: b's chat %+v, history %+v", room, p.b.chats, history)
+		if room != dead {
+			crossTraffic(t, store, room, "during-outage", pairs[room], func(int) bool { return false })
 		}
 	}
 	// The dead shard's room is served on each node alone: a newcomer on
