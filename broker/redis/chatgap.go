@@ -123,6 +123,20 @@ func (f *chatFlows) forget(ch string) {
 // whose previous batch was prev (0: none). When this node has not
 // received prev within chatGapWait, the batches up to it are recovered.
 func (b *Broker) publishedChat(room string, seq, prev uint64) {
+	b.inChatFlow(room, func(c *chatFlow) {
+		// Counted as seen only once prev is: a batch before it may still
+		// be on its way here, and would then count as a repeat.
+		if mark, known := c.mark(); prev == 0 || (known && prev <= mark) {
+			c.seen, c.known = max(c.seen, seq), true
+			return
+		}
+		b.checkChatLater(room, prev, seq)
+	})
+}
+
+// inChatFlow runs f with room's chat flow locked, when this node keeps
+// one: in cluster mode, while it listens to the room.
+func (b *Broker) inChatFlow(room string, f func(c *chatFlow)) {
 	if b.cluster == nil {
 		return
 	}
@@ -132,13 +146,7 @@ func (b *Broker) publishedChat(room string, seq, prev uint64) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// Counted as seen only once prev is: a batch before it may still be
-	// on its way here, and would then count as a repeat.
-	if mark, known := c.mark(); prev == 0 || (known && prev <= mark) {
-		c.seen, c.known = max(c.seen, seq), true
-		return
-	}
-	b.checkChatLater(room, prev, seq)
+	f(c)
 }
 
 // lockedChat records that room's chat lock was taken after batch seq: the
@@ -146,18 +154,11 @@ func (b *Broker) publishedChat(room string, seq, prev uint64) {
 // own, so when this node has not received it within chatGapWait, it is
 // recovered.
 func (b *Broker) lockedChat(room string, seq uint64) {
-	if b.cluster == nil {
-		return
-	}
-	c := b.chatFlow(room)
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if mark, known := c.mark(); known && seq > mark {
-		b.checkChatLater(room, seq, 0)
-	}
+	b.inChatFlow(room, func(c *chatFlow) {
+		if mark, known := c.mark(); known && seq > mark {
+			b.checkChatLater(room, seq, 0)
+		}
+	})
 }
 
 // chatGapWait is how long a batch this node knows of may take to arrive
@@ -173,37 +174,24 @@ func (b *Broker) checkChatLater(room string, seq, then uint64) {
 		if b.ctx.Err() != nil {
 			return
 		}
-		c := b.chatFlow(room)
-		if c == nil {
-			return
-		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		switch mark, known := c.mark(); {
-		case !known:
-			// Nothing received yet to measure a gap against: the first
-			// batch received will be.
-		case mark < seq:
-			b.recoverLocked(c, room)
-		default:
-			c.seen = max(c.seen, then)
-		}
+		b.inChatFlow(room, func(c *chatFlow) {
+			switch mark, known := c.mark(); {
+			case !known:
+				// Nothing received yet to measure a gap against: the
+				// first batch received will be.
+			case mark < seq:
+				b.recoverLocked(c, room)
+			default:
+				c.seen = max(c.seen, then)
+			}
+		})
 	})
 }
 
 // readChatSeq records that RoomState read room's chat position (see
 // chatFlow.base).
 func (b *Broker) readChatSeq(room string, seq uint64) {
-	if b.cluster == nil {
-		return
-	}
-	c := b.chatFlow(room)
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	c.base = max(c.base, seq)
-	c.mu.Unlock()
+	b.inChatFlow(room, func(c *chatFlow) { c.base = max(c.base, seq) })
 }
 
 // recoverLocked holds room's live chat back and has its backlog read.
