@@ -43,7 +43,9 @@ var clusterScripts = []clusterScript{
 	{"cHeartbeatScript", cHeartbeatScript, func(k keys, _, _, n string) []string { return []string{k.alive(n), k.nodeKey(n, "claim")} }, []any{60000}},
 	{"cClaimScript", cClaimScript, func(k keys, _, _, n string) []string { return []string{k.alive(n), k.nodeKey(n, "claim")} }, []any{"tok", 60000}},
 	{"lockScript", lockScript, func(k keys, r, _, _ string) []string { return []string{k.lock(r), k.seq(r)} }, []any{"tok", 60000}},
-	{"cChatScript", cChatScript, func(k keys, r, _, _ string) []string { return []string{k.lock(r), k.seq(r), k.channel(r)} }, []any{"tok", 1, 1, "Cn\n", "[]"}},
+	{"cChatScript", cChatScript, func(k keys, r, _, _ string) []string {
+		return []string{k.lock(r), k.seq(r), k.channel(r), k.lastChat(r), k.chatBacklog(r)}
+	}, []any{"tok", 1, 1, "Cn\n", "[]", 64}},
 	{"unlockScript", unlockScript, func(k keys, r, _, _ string) []string { return []string{k.lock(r)} }, []any{"tok"}},
 	{"cBanScript", cBanScript, func(k keys, _, _, _ string) []string { return []string{k.bans(), k.banChannel()} }, []any{"r\nu", 1 << 50, 1, "B"}},
 }
