@@ -49,10 +49,12 @@ func once(p interface {
 	return onceScripter{Scripter: p, p: p}
 }
 
+// Eval implements goredis.Scripter, sending EVAL once.
 func (s onceScripter) Eval(ctx context.Context, script string, keys []string, args ...any) *goredis.Cmd {
 	return s.eval(ctx, "eval", script, keys, args)
 }
 
+// EvalSha implements goredis.Scripter, sending EVALSHA once.
 func (s onceScripter) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *goredis.Cmd {
 	return s.eval(ctx, "evalsha", sha1, keys, args)
 }
