@@ -215,25 +215,21 @@ func (b *Broker) dispatchChat(room, origin, rest string) {
 		b.deliverChat(room, m)
 		return
 	}
-	c := b.chatFlow(room)
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	mark, markKnown := c.mark()
-	switch {
-	case c.recovering:
-		c.held = append(c.held, m)
-	case c.known && m.seq <= c.seen:
-		// Delivered already.
-	case m.prev > mark && markKnown:
-		c.held = append(c.held, m)
-		b.recoverLocked(c, room)
-	default:
-		b.deliverChat(room, m)
-		c.seen, c.known = m.seq, true
-	}
+	b.inChatFlow(room, func(c *chatFlow) {
+		mark, markKnown := c.mark()
+		switch {
+		case c.recovering:
+			c.held = append(c.held, m)
+		case c.known && m.seq <= c.seen:
+			// Delivered already.
+		case m.prev > mark && markKnown:
+			c.held = append(c.held, m)
+			b.recoverLocked(c, room)
+		default:
+			b.deliverChat(room, m)
+			c.seen, c.known = m.seq, true
+		}
+	})
 }
 
 // deliverChat hands a chat batch to the sink.

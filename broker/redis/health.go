@@ -185,10 +185,7 @@ const resyncPause = 200 * time.Millisecond
 // triggerResync asks the resync loop for a resynchronisation; requests
 // made while one is pending coalesce.
 func (b *Broker) triggerResync() {
-	select {
-	case b.resync <- struct{}{}:
-	default:
-	}
+	signal(b.resync)
 }
 
 // resyncLoop re-registers this node's members and has the server reload

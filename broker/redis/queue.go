@@ -49,6 +49,15 @@ type op struct {
 	gone  func(string, bool)
 }
 
+// signal wakes the goroutine that waits on ch (capacity 1) without
+// blocking: a wake-up already pending stands for this one too.
+func signal(ch chan<- struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
 // waiter is the outcome of an operation its caller waits for.
 type waiter struct {
 	err  error
@@ -102,10 +111,7 @@ func (b *Broker) enqueueLocked(o op, essential bool) {
 		}
 	}
 	b.queue = append(b.queue, o)
-	select {
-	case b.qwake <- struct{}{}:
-	default:
-	}
+	signal(b.qwake)
 }
 
 // enqueueReplace queues the re-registration of every member of this node,

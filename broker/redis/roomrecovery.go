@@ -19,10 +19,7 @@ func (b *Broker) recoverLater(room string, presence bool) {
 	m.queue[room] = m.queue[room] || presence
 	wake := m.wakeLocked()
 	m.qmu.Unlock()
-	select {
-	case wake <- struct{}{}:
-	default:
-	}
+	signal(wake)
 }
 
 // wakeLocked is the recoverer's wake-up channel. m.qmu held.

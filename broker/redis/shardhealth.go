@@ -233,10 +233,7 @@ func (b *Broker) keyDown(key string) error {
 
 // wakeProber asks the prober to probe now.
 func (b *Broker) wakeProber() {
-	select {
-	case b.pwake <- struct{}{}:
-	default:
-	}
+	signal(b.pwake)
 }
 
 // proberLoop probes every Heartbeat, or at once when woken.

@@ -206,10 +206,7 @@ func (b *Broker) unplaceLocked(ch string) {
 
 // wakePlacer asks the placer to place unplaced channels now.
 func (b *Broker) wakePlacer() {
-	select {
-	case b.swake <- struct{}{}:
-	default:
-	}
+	signal(b.swake)
 }
 
 // placer keeps every wanted channel placed (see the top of this file).
