@@ -16,15 +16,25 @@ import (
 // node; an update refused (413) is not stored. Both open the document as a
 // peer does (a load from the store) when it is not open here.
 
+// openDocument opens room's document for one request (the caller closes
+// it), or returns nil and the 503 to answer.
+func (a *apiHandler) openDocument(ctx context.Context, room string) (*ydoc, apiResult) {
+	d, err := a.s.openDoc(ctx, room)
+	if err != nil {
+		a.s.log.Warn("api: document unavailable", "doc", room, "err", err)
+		return nil, apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the document cannot be loaded")
+	}
+	return d, apiResult{}
+}
+
 // getDocument serves GET …/document.
 func (a *apiHandler) getDocument(room string) apiResult {
 	s := a.s
 	ctx, cancel := context.WithTimeout(context.Background(), s.limits.StoreTimeout)
 	defer cancel()
-	d, err := s.openDoc(ctx, room)
-	if err != nil {
-		s.log.Warn("api: document unavailable", "doc", room, "err", err)
-		return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the document cannot be loaded")
+	d, refused := a.openDocument(ctx, room)
+	if d == nil {
+		return refused
 	}
 	defer s.closeDoc(d)
 	state, err := d.snapshot()
@@ -47,10 +57,9 @@ func (a *apiHandler) postDocument(room string, update []byte) apiResult {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.limits.StoreTimeout)
 	defer cancel()
-	d, err := s.openDoc(ctx, room)
-	if err != nil {
-		s.log.Warn("api: document unavailable", "doc", room, "err", err)
-		return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the document cannot be loaded")
+	d, refused := a.openDocument(ctx, room)
+	if d == nil {
+		return refused
 	}
 	defer s.closeDoc(d)
 	n := int64(len(update))

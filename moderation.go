@@ -95,21 +95,31 @@ func (s *Server) kickLocal(id string, k broker.Kick) int {
 		}
 	}
 	r.mu.Unlock()
+	s.kickConns(conns, k, r.leave, "connection kicked", "room", id)
+	return kicked + len(conns)
+}
+
+// kickConns closes conns with the kick's close code and reason (the
+// default when it gives none), each counted once however many kicks pick
+// it, and before its close, so that whoever sees the close sees the
+// count. leave, when not nil, first takes each out of its room, so the
+// others see it go at once. The log line names the room or document
+// (where, id).
+func (s *Server) kickConns(conns []*conn, k broker.Kick, leave func(*conn), msg, where, id string) {
 	reason := k.Reason
 	if reason == "" {
 		reason = defaultKickReason
 	}
 	for _, c := range conns {
-		// Counted once (two kicks may pick one connection) and before
-		// the close, so that whoever sees the close sees the count.
 		if !c.kicked.Swap(true) {
 			s.metrics.kicked(1)
 		}
-		r.leave(c)
+		if leave != nil {
+			leave(c)
+		}
 		c.close(protocol.CloseKicked, reason)
-		s.log.Info("connection kicked", "conn", c.id, "room", id, "reason", reason)
+		s.log.Info(msg, "conn", c.id, where, id, "reason", reason)
 	}
-	return kicked + len(conns)
 }
 
 // localMember returns the user id of this node's member connID of room

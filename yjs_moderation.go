@@ -1,9 +1,6 @@
 package livesync
 
-import (
-	"github.com/openlivesync/livesync/broker"
-	"github.com/openlivesync/livesync/protocol"
-)
+import "github.com/openlivesync/livesync/broker"
 
 // kickDocPeers closes this node's peers of document name that k matches
 // (by connection id, or by the user their token named), with the kick's
@@ -21,19 +18,8 @@ func (s *Server) kickDocPeers(name string, k broker.Kick) int {
 		}
 	}
 	d.mu.Unlock()
-	reason := k.Reason
-	if reason == "" {
-		reason = defaultKickReason
-	}
-	for _, c := range conns {
-		// A peer stays listed until its connection ends: one kicked
-		// already is not counted again. Counted before the close, so
-		// that whoever sees the close sees the count.
-		if !c.kicked.Swap(true) {
-			s.metrics.kicked(1)
-		}
-		c.close(protocol.CloseKicked, reason)
-		s.log.Info("document peer kicked", "conn", c.id, "doc", name, "reason", reason)
-	}
+	// A peer stays listed until its connection ends: one kicked already
+	// is not counted again (kickConns).
+	s.kickConns(conns, k, nil, "document peer kicked", "doc", name)
 	return len(conns)
 }
