@@ -236,7 +236,7 @@ func TestNumericResultFields(t *testing.T) {
 
 func TestCheckExpectations(t *testing.T) {
 	cpu := 2.0
-	r := &FanoutResult{Loss: 0.002, LatencySummary: LatencySummary{P99MS: 40}}
+	r := &FanoutResult{Deliveries: Deliveries{Loss: 0.002}, LatencySummary: LatencySummary{P99MS: 40}}
 	r.ServerCPUS = &cpu
 	exps, err := parseExpect("loss<0.001,latency_p99_ms<=50,server_cpu_s>1,deliveries_per_server_cpu_s>=1", numericResultFields(scenarioFanout))
 	if err != nil {

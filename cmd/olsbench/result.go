@@ -70,10 +70,7 @@ type FanoutResult struct {
 	IntervalMS     float64 `json:"interval_ms"`
 	// Sent counts broadcast_event frames sent inside the window; Expected is
 	// Sent × (clients_per_room − 1), the deliveries a lossless server makes.
-	Sent      int64   `json:"sent"`
-	Delivered int64   `json:"delivered"`
-	Expected  int64   `json:"expected"`
-	Loss      float64 `json:"loss"`
+	Deliveries
 	// Duplicates, Reordered, Misrouted and SelfDeliveries should all be 0:
 	// a frame seen twice, a sender's frames out of order, a frame from
 	// another room, an event echoed to its sender.
@@ -161,6 +158,15 @@ type ChatResult struct {
 	SendStats
 }
 
+// Deliveries are what a fan-out scenario sent and delivered inside the
+// window, and the share of expected deliveries that never arrived.
+type Deliveries struct {
+	Sent      int64   `json:"sent"`
+	Delivered int64   `json:"delivered"`
+	Expected  int64   `json:"expected"`
+	Loss      float64 `json:"loss"`
+}
+
 // DocResult is the doc scenario's line (D1).
 type DocResult struct {
 	Common
@@ -169,10 +175,7 @@ type DocResult struct {
 	// Sent counts keystrokes (one Yjs update each) sent inside the window;
 	// Expected is Sent × (editors − 1), the deliveries a lossless server
 	// makes; Delivered counts those received, by (client id, clock).
-	Sent      int64   `json:"sent"`
-	Delivered int64   `json:"delivered"`
-	Expected  int64   `json:"expected"`
-	Loss      float64 `json:"loss"`
+	Deliveries
 	// Duplicates, Gaps, Foreign and Undecodable should all be 0: a
 	// keystroke received twice, an editor's clocks received out of order,
 	// a struct of a client that is not one of the editors, an update
