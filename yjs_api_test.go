@@ -23,6 +23,7 @@ func TestDocAPI(t *testing.T) {
 	a := livesynctest.DialDoc(t, docURL+"notes")
 	a.Handshake(nil)
 	a.Write(livesynctest.SyncMsg(ySyncUpdate, livesynctest.TextUpdate(1, 0, "hi")))
+	a.Flush()
 
 	if res := o.api(t, http.MethodPost, roomPath("notes", "/document"), string(livesynctest.TextUpdate(2, 0, "backend"))); res.status != http.StatusNoContent {
 		t.Fatalf("POST of an update: %d %s", res.status, res.body)

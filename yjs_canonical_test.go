@@ -209,6 +209,7 @@ func TestDocDuplicateUpdatesConverge(t *testing.T) {
 		text   string
 	}{{u1, "hello"}, {u1, "hello"}, {both, "hello world"}, {u2, "hello world"}, {both, "hello world"}, {u1, "hello world"}} {
 		a.Write(livesynctest.SyncMsg(livesynctest.SyncUpdate, step.update))
+		a.Flush()
 		c := livesynctest.DialDoc(t, base+"d")
 		sv := yupdate.StateVector{1: uint64(len(step.text))}
 		checkDoc(t, "a new peer's after update "+strconv.Itoa(i), c.Handshake(nil), sv, step.text)
@@ -264,6 +265,7 @@ func TestDocCompactionFallbacks(t *testing.T) {
 	}
 	// Edits go on.
 	a.Write(livesynctest.SyncMsg(livesynctest.SyncUpdate, (&yupdate.Update{Structs: []yupdate.Struct{x1}}).Encode()))
+	a.Flush()
 	b := livesynctest.DialDoc(t, base+"d")
 	checkDoc(t, "after an edit", b.Handshake(nil), yupdate.StateVector{5: 3, 1: 1}, "acx")
 	if v, _ := metricValue(t, s, "livesync_document_compaction_fallbacks_total"); v < 2 {

@@ -105,6 +105,20 @@ func (c *DocClient) Expect(typ, sub uint64) []byte {
 	return m.Payload
 }
 
+// Flush returns once the server has handled every message this client
+// sent before it: the server answers a connection's messages in order,
+// so the reply to a sync step 1 sent now comes after them. Messages read
+// meanwhile are dropped.
+func (c *DocClient) Flush() {
+	c.t.Helper()
+	c.Write(SyncMsg(SyncStep1, yupdate.EncodeStateVector(nil)))
+	for {
+		if m := c.Read(); m.Type == DocSync && m.Sub == SyncStep2 {
+			return
+		}
+	}
+}
+
 // ExpectClose reads until the server's close frame and returns its code.
 func (c *DocClient) ExpectClose() int {
 	c.t.Helper()
