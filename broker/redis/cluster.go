@@ -266,12 +266,12 @@ return false
 `)
 
 // cHeartbeatScript refreshes the heartbeat and returns whether it had
-// expired, or -1 without refreshing while another node sweeps this one:
+// expired (a provisional one counts as expired), or -1 without refreshing while another node sweeps this one:
 // re-registering in the middle of that sweep would have members removed
 // after they were re-registered. KEYS: alive, claim. ARGV: TTL in ms.
 var cHeartbeatScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
-local was = redis.call('EXISTS', KEYS[1])
+local was = redis.call('GET', KEYS[1]) == '1' and 1 or 0
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 return was
 `)

@@ -53,6 +53,13 @@ func (b *Broker) clusterPipeline(ops []op) error {
 		err := b.shardh.keyDown(b.k.nodeSet(b.node))
 		if err == nil && !listed {
 			err = b.shardh.keyDown(b.k.nodes())
+			if err == nil {
+				// Before p:nodes lists the node: the two may be on
+				// different shards, which a pipeline reaches in parallel.
+				if err = b.provisionalAlive(ctx, b.rdb).Err(); err != nil {
+					b.failed(err)
+				}
+			}
 		}
 		if err == nil {
 			pipe := b.rdb.Pipeline()
@@ -181,6 +188,11 @@ func (b *Broker) clusterReplace(ctx context.Context, o *op) error {
 		m := o.reg[i] + "\n" + o.reg[i+1]
 		want[m] = true
 		adds = append(adds, m)
+	}
+	// Before p:nodes lists the node (see provisionalAlive): apart, since
+	// the two may be on different shards.
+	if err := b.provisionalAlive(ctx, b.rdb).Err(); err != nil {
+		return err
 	}
 	pipe := b.rdb.Pipeline()
 	var rems []any

@@ -160,6 +160,16 @@ func (b *Broker) heartbeat() {
 	b.registered = true
 }
 
+// provisionalAlive gives this node a heartbeat, unless it has one, before
+// it is listed in p:nodes. Listed without one (Redis lost its data, or the
+// node was swept while cut off), the node would be swept as dead by the
+// next node to sweep, which would report members gone that are here. The
+// value is not the heartbeat's own, so that the next heartbeat still finds
+// the heartbeat expired and has the node re-register all its members.
+func (b *Broker) provisionalAlive(ctx context.Context, c goredis.Cmdable) *goredis.BoolCmd {
+	return c.SetNX(ctx, b.k.alive(b.node), "p", b.opts.NodeTTL)
+}
+
 // heartbeatLoop beats and sweeps dead nodes every Heartbeat.
 func (b *Broker) heartbeatLoop() {
 	defer b.wg.Done()

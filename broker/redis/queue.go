@@ -298,6 +298,7 @@ func (b *Broker) pipeline(ops []op) error {
 	}
 	if members {
 		// A node that dies before its first heartbeat is still swept.
+		b.provisionalAlive(ctx, pipe)
 		pipe.SAdd(ctx, b.k.nodes(), b.node)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -369,8 +370,8 @@ func (b *Broker) script(o *op) {
 			err = b.clusterReplace(ctx, o)
 			break
 		}
-		args := make([]any, 0, 2+len(o.reg))
-		args = append(args, b.opts.Prefix, b.node)
+		args := make([]any, 0, 3+len(o.reg))
+		args = append(args, b.opts.Prefix, b.node, b.opts.NodeTTL.Milliseconds())
 		for _, a := range o.reg {
 			args = append(args, a)
 		}

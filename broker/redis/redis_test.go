@@ -76,6 +76,13 @@ func forBackends(t *testing.T, test func(t *testing.T, url string)) {
 // test ends.
 func startBroker(t *testing.T, url, node string, tune ...func(*Options)) (*Broker, *recorder) {
 	t.Helper()
+	rec := &recorder{}
+	return startBrokerWith(t, url, node, rec, tune...), rec
+}
+
+// startBrokerWith is startBroker with a sink of the caller's.
+func startBrokerWith(t *testing.T, url, node string, sink broker.Sink, tune ...func(*Options)) *Broker {
+	t.Helper()
 	o := &Options{Heartbeat: 50 * time.Millisecond, NodeTTL: 300 * time.Millisecond, OpTimeout: time.Second}
 	for _, f := range tune {
 		f(o)
@@ -84,12 +91,11 @@ func startBroker(t *testing.T, url, node string, tune ...func(*Options)) (*Broke
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{}
-	if err := b.Start(node, rec); err != nil {
+	if err := b.Start(node, sink); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return b, rec
+	return b
 }
 
 func subscribe(t *testing.T, b *Broker, room string) {
@@ -416,18 +422,9 @@ func TestBrokerCountsAndSweepReports(t *testing.T) {
 
 func testBrokerCountsAndSweepReports(t *testing.T, url string) {
 	a, _ := startBroker(t, url, "na")
-	o := &Options{Heartbeat: 50 * time.Millisecond, NodeTTL: 300 * time.Millisecond, OpTimeout: time.Second}
 	newLoss := func(node string) (*Broker, lossRecorder) {
-		b, err := New(context.Background(), url, o)
-		if err != nil {
-			t.Fatal(err)
-		}
 		rec := lossRecorder{&recorder{}}
-		if err := b.Start(node, rec); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close() })
-		return b, rec
+		return startBrokerWith(t, url, node, rec), rec
 	}
 	b, rb := newLoss("nb")
 	c, rc := newLoss("nc")

@@ -144,9 +144,10 @@ return 0
 
 // heartbeatScript refreshes the node's heartbeat and reports whether it
 // had expired (then the node may have been swept as dead: re-register).
+// A provisional heartbeat (see provisionalAlive) counts as expired.
 // KEYS: alive key, nodes set. ARGV: node, TTL in ms.
 var heartbeatScript = goredis.NewScript(`
-local was = redis.call('EXISTS', KEYS[1])
+local was = redis.call('GET', KEYS[1]) == '1' and 1 or 0
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
 return was
@@ -154,19 +155,20 @@ return was
 
 // replaceScript makes the registry hold exactly the node's members given:
 // departures for the others, announcements for the new or changed.
-// KEYS: the node's member set. ARGV: prefix, node, then conn, room, entry
-// for each member.
+// The node is listed with a provisional heartbeat (see provisionalAlive).
+// KEYS: the node's member set. ARGV: prefix, node, TTL in ms, then conn,
+// room, entry for each member.
 var replaceScript = goredis.NewScript(dropMemberLua + `
 local prefix, node = ARGV[1], ARGV[2]
 local want = {}
-for i = 3, #ARGV, 3 do want[ARGV[i] .. '\n' .. ARGV[i + 1]] = true end
+for i = 4, #ARGV, 3 do want[ARGV[i] .. '\n' .. ARGV[i + 1]] = true end
 for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if not want[m] then
     dropMember(prefix, node, m)
     redis.call('SREM', KEYS[1], m)
   end
 end
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local conn, room, entry = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local h = prefix .. ':m:' .. room
   local v = node .. '\n' .. entry
@@ -176,6 +178,7 @@ for i = 3, #ARGV, 3 do
   end
   redis.call('SADD', KEYS[1], conn .. '\n' .. room)
 end
+redis.call('SET', prefix .. ':n:' .. node .. ':alive', 'p', 'NX', 'PX', ARGV[3])
 redis.call('SADD', prefix .. ':nodes', node)
 return 0
 `)
