@@ -20,8 +20,9 @@ import (
 // traffic crosses nodes again — presence, events exactly once and in
 // order, chat in store order — and the rooms of the other shards go on
 // throughout, undisturbed. What was published during the switch itself
-// may be lost, as in an outage; the test waits for the first event to
-// cross before it counts.
+// may be lost, as in an outage (chat is not: it is recovered from the
+// room's backlog); the test waits for both nodes to have followed, and
+// for an event to cross, before it counts.
 func TestRedisClusterFailover(t *testing.T) {
 	t.Run("planned", func(t *testing.T) { testFailover(t, false) })
 	t.Run("crash", func(t *testing.T) { testFailover(t, true) })
@@ -51,6 +52,20 @@ func testFailover(t *testing.T, crash bool) {
 		cc.ReloadState(context.Background())
 		addr := masterOf(t, e, key)
 		return addr == c.Addrs[replica], addr
+	})
+
+	// Both nodes follow the new map: subscribed at the new master and
+	// no longer at the old one, which, a replica now, may pass the
+	// shard's messages on until they leave it. What is published while
+	// they switch may be lost, as in an outage; counting starts after.
+	channel := "{" + e.prefix + ":r:" + switched + "}:r"
+	testsvc.WaitState(t, "both nodes to subscribe at the new master only", livesynctest.Timeout, func() (bool, any) {
+		now := shardSubscribers(t, c.Addrs[replica], channel)
+		old := int64(0)
+		if !crash {
+			old = shardSubscribers(t, c.Addrs[master], channel)
+		}
+		return now == 2 && old == 0, [2]int64{now, old}
 	})
 
 	const firstProbe = 1000
@@ -87,4 +102,17 @@ func testFailover(t *testing.T, crash bool) {
 			return okA && okB
 		})
 	}
+}
+
+// shardSubscribers is how many connections to the Redis at addr subscribe
+// to the sharded channel.
+func shardSubscribers(t *testing.T, addr, channel string) int64 {
+	t.Helper()
+	rdb := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer rdb.Close()
+	n, err := rdb.PubSubShardNumSub(context.Background(), channel).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n[channel]
 }

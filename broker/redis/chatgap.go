@@ -72,14 +72,17 @@ type chatFlow struct {
 	// batches up to it as delivered (it reads the history after), but
 	// one of them may still be on its way here, so it only tells which
 	// missed batches the backlog must deliver.
-	base       uint64
+	base uint64
+	// baseRead is whether RoomState read the position at all: a room
+	// without chat yet reads 0, and then every batch is one to deliver.
+	baseRead   bool
 	recovering bool // the backlog is being read: live chat waits in held
 	held       []chatMsg
 }
 
 // mark is the number below which no batch is missing, and whether it is
 // known. c.mu held.
-func (c *chatFlow) mark() (uint64, bool) { return max(c.seen, c.base), c.known || c.base > 0 }
+func (c *chatFlow) mark() (uint64, bool) { return max(c.seen, c.base), c.known || c.baseRead }
 
 // chatFlows are the chat flows by channel.
 type chatFlows struct {
@@ -191,7 +194,7 @@ func (b *Broker) checkChatLater(room string, seq, then uint64) {
 // readChatSeq records that RoomState read room's chat position (see
 // chatFlow.base).
 func (b *Broker) readChatSeq(room string, seq uint64) {
-	b.inChatFlow(room, func(c *chatFlow) { c.base = max(c.base, seq) })
+	b.inChatFlow(room, func(c *chatFlow) { c.base, c.baseRead = max(c.base, seq), true })
 }
 
 // recoverLocked holds room's live chat back and has its backlog read.

@@ -348,3 +348,45 @@ func TestClusterSlotMigration(t *testing.T) {
 		t.Fatalf("%d resynchronisations of every room during the move, want none", n-fullResyncs)
 	}
 }
+
+// TestClusterFirstChatDuringMove: a room's first chat batch is published
+// on the new owner of its slot before the other node follows the slot.
+// The other node read the room's chat position (none yet) when it joined
+// it, so it knows the batch is missed and delivers it from the backlog.
+func TestClusterFirstChatDuringMove(t *testing.T) {
+	url := testsvc.StartRedisCluster(t, 3).URL("first")
+	a, _ := startMoveBroker(t, url, "na")
+	b, rb := startMoveBroker(t, url, "nb")
+	ctx := context.Background()
+	src, err := b.cluster.MasterForKey(ctx, b.k.channel("r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srcc, dst *goredis.Client
+	all := masters(t, b.cluster)
+	for _, m := range all {
+		switch {
+		case m.Options().Addr == src.Options().Addr:
+			srcc = m
+		case dst == nil:
+			dst = m
+		}
+	}
+	subscribe(t, a, "r")
+	subscribe(t, b, "r")
+	if st, err := b.RoomState(ctx, "r"); err != nil || st.ChatSeq != 0 {
+		t.Fatalf("b's room state: %+v, %v; want no chat yet", st, err)
+	}
+	migrateSlot(t, all, keySlot(b.k.channel("r")), srcc, dst, func() {
+		b.subMu.Lock() // b does not follow the slot meanwhile
+		defer b.subMu.Unlock()
+		lock, err := a.LockChat(ctx, "r")
+		if err == nil {
+			_, err = lock.Publish([]protocol.StoredChatMessage{{ID: "1", Message: "first"}})
+		}
+		if err != nil {
+			t.Errorf("chat while the slot moves: %v", err)
+		}
+	})
+	rb.waitFor(t, "chat r first")
+}
