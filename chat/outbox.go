@@ -76,3 +76,47 @@ type Outbox interface {
 	// Add), so that an idle claimer need not wait for its next poll.
 	Wake() <-chan struct{}
 }
+
+// OutboxMark is a fact that a process writing outbox entries records
+// beside them, so that, should the process die, another can write the
+// entries it never will: the webhooks mark who is in which room
+// (member.joined sets a mark, member.left clears it), and a live process
+// turns the marks a dead one left into member.left events. The store
+// keeps a mark's bytes as given and never looks inside Name or Value.
+type OutboxMark struct {
+	// Owner is the process holding the mark: one run of it, which beats
+	// (OutboxLedger.Beat) while it lives.
+	Owner string
+	// Name identifies the mark among its owner's; several owners may
+	// hold a mark of one name (two processes serving one user).
+	Name string
+	// Key is the key of the entries the mark stands for: a sweeper
+	// writing entries for it locks the key as Add does, so that they
+	// take their place in the key's order.
+	Key string
+	// Value is the mark's content; nil clears the mark.
+	Value []byte
+}
+
+// OutboxLedger is implemented by outboxes that keep marks beside their
+// entries (the SQL stores').
+type OutboxLedger interface {
+	// AddMarked writes es, in order, and applies marks, in order (a mark
+	// with a nil Value clears that owner's mark of that name), in one
+	// transaction.
+	AddMarked(ctx context.Context, es []OutboxEntry, marks []OutboxMark) error
+	// Beat records that owner lives, now, and reports whether its beat
+	// was recorded already: false for its first beat, and for a beat
+	// after it was swept as dead (its marks are gone then).
+	Beat(ctx context.Context, owner string) (found bool, err error)
+	// Sweep finds the owners other than self whose last beat is older
+	// than ttl and, for each one, in one transaction: locks its marks'
+	// keys, asks compensate for the entries to write for its marks (told
+	// which of their names other owners hold too), writes them, and
+	// deletes the owner's marks and beat. Each dead owner is swept once,
+	// by one sweeper, and compensate's entries must have keys among the
+	// marks'. It returns how many owners it swept.
+	Sweep(ctx context.Context, self string, ttl time.Duration, compensate func(dead []OutboxMark, heldElsewhere map[string]bool) []OutboxEntry) (int, error)
+	// Retire deletes owner's marks and beat: the process stops cleanly.
+	Retire(ctx context.Context, owner string) error
+}
