@@ -17,10 +17,14 @@ var _ chat.OutboxStore = (*Store)(nil)
 // stores their message. Nodes sharing the database claim entries with a
 // conditional UPDATE of the lease, so each is delivered by one node at a
 // time. Beside it, <TableName>_outbox_locks holds the rows its writers
-// lock so that each key's entries commit in seq order.
+// lock so that each key's entries commit in seq order, and
+// <TableName>_outbox_marks and <TableName>_outbox_owners hold the ledger
+// (chat.OutboxLedger): the owners' marks and their beats.
 func (s *Store) EnableOutbox(ctx context.Context, encode chat.OutboxEncoder) (chat.Outbox, error) {
 	table := sqlstore.OutboxTableName(s.table, maxIdentLen)
 	locks := sqlstore.OutboxLocksTableName(s.table, maxIdentLen)
+	marks := sqlstore.OutboxMarksTableName(s.table, maxIdentLen)
+	owners := sqlstore.OutboxOwnersTableName(s.table, maxIdentLen)
 	t := quote(table)
 	// One string of several statements: pgx sends it with the simple
 	// protocol, which runs them in one implicit transaction, so the
@@ -41,9 +45,20 @@ CREATE TABLE IF NOT EXISTS %s (
 CREATE INDEX IF NOT EXISTS %s ON %s (event_key, seq);
 CREATE INDEX IF NOT EXISTS %s ON %s (msg_seq);
 CREATE TABLE IF NOT EXISTS %s (bucket INT PRIMARY KEY);
-INSERT INTO %s (bucket) VALUES %s ON CONFLICT DO NOTHING`,
+INSERT INTO %s (bucket) VALUES %s ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS %s (
+	owner VARCHAR(64) NOT NULL,
+	name_hash CHAR(64) NOT NULL,
+	name TEXT NOT NULL,
+	mkey TEXT NOT NULL,
+	value TEXT NOT NULL,
+	PRIMARY KEY (owner, name_hash)
+);
+CREATE INDEX IF NOT EXISTS %s ON %s (name_hash);
+CREATE TABLE IF NOT EXISTS %s (owner VARCHAR(64) PRIMARY KEY, seen BIGINT NOT NULL)`,
 		literal(table), t, quote(derivedName(table, "_key_seq")), t, quote(derivedName(table, "_msg_seq")), t,
-		quote(locks), quote(locks), sqlstore.OutboxLockRows())
+		quote(locks), quote(locks), sqlstore.OutboxLockRows(),
+		quote(marks), quote(derivedName(marks, "_name_hash")), quote(marks), quote(owners))
 	return s.core.EnableOutbox(ctx, sqlstore.OutboxSQL{
 		Table:  table,
 		Quote:  quote,
@@ -52,6 +67,8 @@ INSERT INTO %s (bucket) VALUES %s ON CONFLICT DO NOTHING`,
 		DB:     pgxDB{s.pool},
 		Locks:  locks,
 		Tx:     s.outboxTx,
+		Marks:  marks,
+		Owners: owners,
 	}, encode)
 }
 

@@ -12,11 +12,13 @@ import (
 )
 
 func TestOutbox(t *testing.T) {
-	chattest.RunOutbox(t, chattest.OutboxFixture{
+	f := chattest.OutboxFixture{
 		Open: func(t *testing.T) (chat.Store, chat.Store) {
 			a := newTestStore(t, nil)
-			dropOnCleanup(t, testsvc.PostgresDSN(t), sqlstore.OutboxTableName(a.table, maxIdentLen))
-			dropOnCleanup(t, testsvc.PostgresDSN(t), sqlstore.OutboxLocksTableName(a.table, maxIdentLen))
+			for _, name := range []func(string, int) string{sqlstore.OutboxTableName, sqlstore.OutboxLocksTableName,
+				sqlstore.OutboxMarksTableName, sqlstore.OutboxOwnersTableName} {
+				dropOnCleanup(t, testsvc.PostgresDSN(t), name(a.table, maxIdentLen))
+			}
 			b := storetest.Open(t, func(ctx context.Context) (*Store, error) {
 				return New(ctx, testsvc.PostgresDSN(t), &Options{TableName: a.table})
 			})
@@ -24,5 +26,7 @@ func TestOutbox(t *testing.T) {
 		},
 		Exec:         func(t *testing.T, q string) { exec(t, testsvc.PostgresDSN(t), q) },
 		BeforeCommit: func(s chat.Store, hook func()) { s.(*Store).beforeCommit = hook },
-	})
+	}
+	chattest.RunOutbox(t, f)
+	chattest.RunLedger(t, f)
 }

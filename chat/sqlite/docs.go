@@ -52,11 +52,17 @@ func (d docsDB) Query(ctx context.Context, q string, args []any, each func(sqlst
 	return sqlstore.SQLDB{DB: d.s.reader}.Query(ctx, q, args, each)
 }
 
-// Tx runs f in a transaction of the writer connection (BEGIN IMMEDIATE,
-// see New). SQLite runs in this process: a COMMIT that returned an error
-// did not commit, so the outcome is never unknown.
+// Tx runs f in a transaction of the writer connection (see writerTx).
 func (d docsDB) Tx(ctx context.Context, f func(sqlstore.DB) error) error {
-	tx, err := d.s.writer.BeginTx(ctx, nil)
+	return d.s.writerTx(ctx, f)
+}
+
+// writerTx runs f in a transaction of the writer connection (BEGIN
+// IMMEDIATE, see New): the file's writers take turns, in this process or
+// another. SQLite runs in this process: a COMMIT that returned an error
+// did not commit, so the outcome is never unknown.
+func (s *Store) writerTx(ctx context.Context, f func(sqlstore.DB) error) error {
+	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}

@@ -79,3 +79,9 @@ func derivedTableName(table, suffix string, maxLen int) string {
 	tag := fmt.Sprintf("_%08x", h.Sum32())
 	return table[:maxLen-len(suffix)-len(tag)] + tag + suffix
 }
+
+// inList is the parenthesized list of n placeholders, "(?,?,?)", for an
+// IN of n values; n must be at least 1.
+func inList(n int) string {
+	return "(?" + strings.Repeat(",?", n-1) + ")"
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/openlivesync/livesync/protocol"
@@ -206,7 +205,7 @@ type Execer interface {
 // seqs, for the stores on database/sql whose placeholder is "?": their
 // UndoFunc.
 func DeleteSeqs(ctx context.Context, db Execer, table string, seqs []int64) error {
-	q := "DELETE FROM " + table + " WHERE seq IN (?" + strings.Repeat(",?", len(seqs)-1) + ")"
+	q := "DELETE FROM " + table + " WHERE seq IN " + inList(len(seqs))
 	args := make([]any, len(seqs))
 	for i, seq := range seqs {
 		args[i] = seq

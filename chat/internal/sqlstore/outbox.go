@@ -34,11 +34,27 @@ type OutboxSQL struct {
 	// Locks, when set, names the lock table (unquoted) that keeps each
 	// key's entries committing in seq order (see outbox_order.go): its
 	// column bucket holds 0 to OutboxLockBuckets-1, and Create makes it
-	// and its rows. Tx then runs f in a READ COMMITTED (or stronger, as
-	// long as locked rows are read as last committed) transaction, for
-	// Add. A dialect whose writers take turns (SQLite) needs neither.
+	// and its rows. A dialect whose writers take turns (SQLite) needs
+	// none.
 	Locks string
-	Tx    func(ctx context.Context, f func(tx DB) error) error
+	// Tx runs f in a transaction, committed when f returns nil and
+	// rolled back otherwise: every write of the outbox that is more than
+	// one statement (Add's lock and insert, AddMarked, Beat, Sweep,
+	// Retire) runs in one, so that a crash leaves all of it or none.
+	// With Locks set, locked rows must be read as last committed (READ
+	// COMMITTED, or stronger where that holds).
+	Tx func(ctx context.Context, f func(tx DB) error) error
+	// Marks names the ledger's table of marks (chat.OutboxMark), which
+	// Create makes too: the columns owner (VARCHAR(64)), name_hash (the
+	// lowercase hex SHA-256 of name, CHAR(64), so that a long name keys
+	// and indexes in fixed width), name, mkey (the mark's Key) and value
+	// (text), with the primary key (owner, name_hash) and an index on
+	// name_hash, which tells a sweeper who else holds a name.
+	Marks string
+	// Owners names the ledger's table of beats, which Create makes too:
+	// owner (VARCHAR(64)) as its primary key and seen, its last beat in
+	// Unix milliseconds.
+	Owners string
 }
 
 // outboxState is an enabled outbox and what a commit writes into it.
@@ -47,8 +63,8 @@ type outboxState struct {
 	encode chat.OutboxEncoder
 }
 
-// outboxRowsPerInsert keeps one INSERT's parameters (9 a row) below every
-// dialect's limit.
+// outboxRowsPerInsert keeps one INSERT's parameters (7 an entry, 5 a
+// mark) below every dialect's limit.
 const outboxRowsPerInsert = 100
 
 // outboxCandidates is how many claimable entries Claim reads at once, so
@@ -91,6 +107,7 @@ ORDER BY o.seq LIMIT ` + strconv.Itoa(outboxCandidates))
 	b.retrySQL = b.rebind(`UPDATE ` + t + ` SET attempts = ?, next_at = ?, lease_until = 0 WHERE seq = ?`)
 	b.statsSQL = `SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM ` + t
 	b.undoSQL = "DELETE FROM " + t + " WHERE msg_seq IN "
+	b.ledger = newLedgerSQL(o)
 	c.outbox.Store(&outboxState{box: b, encode: encode})
 	return b, nil
 }
@@ -174,7 +191,7 @@ func (c *Core) undoWithOutbox(ctx context.Context, d Doubt) error {
 	for i, s := range d.Seqs {
 		args[i] = s
 	}
-	q := st.box.undoSQL + "(?" + strings.Repeat(",?", len(d.Seqs)-1) + ")"
+	q := st.box.undoSQL + inList(len(d.Seqs))
 	_, err := st.box.sql.DB.Exec(ctx, st.box.rebind(q), args...)
 	return err
 }
@@ -186,6 +203,7 @@ type outbox struct {
 	wake chan struct{} // capacity 1
 
 	insertSQL, claimSQL, leaseSQL, doneSQL, retrySQL, statsSQL, undoSQL string
+	ledger                                                              ledgerSQL
 }
 
 // rebind rewrites q's ? placeholders for the dialect.
@@ -210,16 +228,7 @@ func (b *outbox) Wake() <-chan struct{} { return b.wake }
 
 // Add implements chat.Outbox.
 func (b *outbox) Add(ctx context.Context, e chat.OutboxEntry) error {
-	if b.core.closed.Load() {
-		return b.errorf("add", chat.ErrClosed)
-	}
-	insert := Stmt{Query: b.rebind(b.insertSQL + outboxValues),
-		Args: []any{e.ID, e.Key, e.Type, string(e.Body), e.Created.UnixMilli(), nil, e.Created.UnixMilli()}}
-	if err := b.addLocked(ctx, e.Key, insert); err != nil {
-		return b.errorf("add", err)
-	}
-	b.signal()
-	return nil
+	return b.write(ctx, "add", []chat.OutboxEntry{e}, nil)
 }
 
 // Claim implements chat.Outbox. It never hands out the entry of a message

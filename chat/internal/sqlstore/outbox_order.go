@@ -81,83 +81,93 @@ func (b *outbox) lockStmt(keys []string) (Stmt, bool) {
 	for i, n := range buckets {
 		args[i] = n
 	}
-	q := "SELECT bucket FROM " + b.sql.Quote(b.sql.Locks) + " WHERE bucket IN (?" + strings.Repeat(",?", len(buckets)-1) +
-		") ORDER BY bucket FOR UPDATE"
+	q := "SELECT bucket FROM " + b.sql.Quote(b.sql.Locks) + " WHERE bucket IN " + inList(len(buckets)) + " ORDER BY bucket FOR UPDATE"
 	return Stmt{Query: b.rebind(q), Args: args}, true
 }
 
-// addLocked runs insert, the INSERT of one entry of key, in a
-// transaction of its own after locking key's bucket.
-func (b *outbox) addLocked(ctx context.Context, key string, insert Stmt) error {
-	lock, ok := b.lockStmt([]string{key})
+// lock locks keys' buckets in tx, until it ends, when the outbox has a
+// lock table: see above.
+func (b *outbox) lock(ctx context.Context, tx DB, keys []string) error {
+	lock, ok := b.lockStmt(keys)
 	if !ok {
-		_, err := b.sql.DB.Exec(ctx, insert.Query, insert.Args...)
-		return err
+		return nil
 	}
-	return b.sql.Tx(ctx, func(tx DB) error {
-		if err := tx.Query(ctx, lock.Query, lock.Args, func(rows Rows) error {
-			for rows.Next() {
-			}
-			return rows.Err()
-		}); err != nil {
-			return err
+	return tx.Query(ctx, lock.Query, lock.Args, func(rows Rows) error {
+		for rows.Next() {
 		}
-		_, err := tx.Exec(ctx, insert.Query, insert.Args...)
-		return err
+		return rows.Err()
 	})
 }
 
 // AddBatch writes es, in their order, as Add writes one: after locking
-// their keys' buckets, in one transaction where the dialect locks (one
-// statement per outboxRowsPerInsert entries otherwise, its writers
-// taking turns). A writer of many events (the webhooks persisting a run
-// of joins and leaves) then commits once rather than once each.
+// their keys' buckets, in one transaction. A writer of many events (the
+// webhooks persisting a run of joins and leaves) then commits once
+// rather than once each.
 func (b *outbox) AddBatch(ctx context.Context, es []chat.OutboxEntry) error {
-	if len(es) == 0 {
+	return b.write(ctx, "add", es, nil)
+}
+
+// write is Add, AddBatch and AddMarked: in one transaction, it locks the
+// buckets of every key written (the entries' and the marks', so that a
+// sweeper writing entries for the marks waits for it), inserts es behind
+// the entries of their keys, and applies marks. op names the caller in
+// errors.
+func (b *outbox) write(ctx context.Context, op string, es []chat.OutboxEntry, marks []chat.OutboxMark) error {
+	if len(es) == 0 && len(marks) == 0 {
 		return nil
 	}
 	if b.core.closed.Load() {
-		return b.errorf("add", chat.ErrClosed)
+		return b.errorf(op, chat.ErrClosed)
 	}
-	var inserts []Stmt
-	keys := make([]string, 0, len(es))
-	for chunk := range slices.Chunk(es, outboxRowsPerInsert) {
-		q := b.insertSQL + outboxValues + strings.Repeat(","+outboxValues, len(chunk)-1)
-		args := make([]any, 0, 7*len(chunk))
-		for _, e := range chunk {
-			keys = append(keys, e.Key)
-			args = append(args, e.ID, e.Key, e.Type, string(e.Body), e.Created.UnixMilli(), nil, e.Created.UnixMilli())
+	keys := make([]string, 0, len(es)+len(marks))
+	for _, e := range es {
+		keys = append(keys, e.Key)
+	}
+	for _, m := range marks {
+		keys = append(keys, m.Key)
+	}
+	err := b.sql.Tx(ctx, func(tx DB) error {
+		if err := b.lock(ctx, tx, keys); err != nil {
+			return err
 		}
-		inserts = append(inserts, Stmt{Query: b.rebind(q), Args: args})
-	}
-	var err error
-	if lock, ok := b.lockStmt(keys); ok {
-		err = b.sql.Tx(ctx, func(tx DB) error {
-			if err := tx.Query(ctx, lock.Query, lock.Args, func(rows Rows) error {
-				for rows.Next() {
-				}
-				return rows.Err()
-			}); err != nil {
-				return err
-			}
-			for _, in := range inserts {
-				if _, err := tx.Exec(ctx, in.Query, in.Args...); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	} else {
-		for _, in := range inserts {
-			if _, err = b.sql.DB.Exec(ctx, in.Query, in.Args...); err != nil {
-				break
-			}
+		if err := b.insertEntries(ctx, tx, es); err != nil {
+			return err
 		}
-	}
+		return b.applyMarks(ctx, tx, marks)
+	})
 	if err != nil {
-		return b.errorf("add", err)
+		return b.errorf(op, err)
 	}
-	b.signal()
+	if len(es) > 0 {
+		b.signal()
+	}
+	return nil
+}
+
+// insertEntries inserts es in tx, in their order, as events of their own
+// (msg_seq NULL).
+func (b *outbox) insertEntries(ctx context.Context, tx DB, es []chat.OutboxEntry) error {
+	rows := make([][]any, len(es))
+	for i, e := range es {
+		rows[i] = []any{e.ID, e.Key, e.Type, string(e.Body), e.Created.UnixMilli(), nil, e.Created.UnixMilli()}
+	}
+	return b.insertRows(ctx, tx, b.insertSQL, outboxValues, rows)
+}
+
+// insertRows runs, in tx, the INSERT prefix followed by a values tuple
+// (its placeholders) per row, outboxRowsPerInsert rows a statement: a
+// batch costs few round trips, and no statement has too many parameters.
+func (b *outbox) insertRows(ctx context.Context, tx DB, prefix, values string, rows [][]any) error {
+	for chunk := range slices.Chunk(rows, outboxRowsPerInsert) {
+		q := prefix + values + strings.Repeat(","+values, len(chunk)-1)
+		args := make([]any, 0, len(chunk)*len(chunk[0]))
+		for _, r := range chunk {
+			args = append(args, r...)
+		}
+		if _, err := tx.Exec(ctx, b.rebind(q), args...); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
