@@ -21,10 +21,10 @@ import (
 // webhook outbox an application observer. If the sender is a
 // prometheus.Collector, New registers it with the server's metrics.
 type WebhookSender interface {
-	// Start is called once, by New, with the server's chat store: the
-	// sender picks its outbox (durable when the store can hold one) and
-	// starts delivering. It returns what the server is to feed it.
-	Start(store chat.Store) (WebhookFeed, error)
+	// Start is called once, by New: the sender picks its outbox (durable
+	// when env.Store can hold one) and starts delivering. It returns what
+	// the server is to feed it.
+	Start(env WebhookEnv) (WebhookFeed, error)
 	// Backlog reports the events waiting for delivery and when the oldest
 	// was created (zero when none), for /readyz.
 	Backlog() (depth int, oldest time.Time)
@@ -33,6 +33,19 @@ type WebhookSender interface {
 	// observations handed over, before it closes the store. It is also
 	// the caller's to call when New fails.
 	Close(ctx context.Context) error
+}
+
+// WebhookEnv is what the server tells its WebhookSender at Start.
+type WebhookEnv struct {
+	// Store is the server's chat store (Options.Store).
+	Store chat.Store
+	// Cluster says that the server is a node of a cluster whose broker
+	// counts members and connections (Options.Broker is a
+	// broker.Counter, as broker/redis is): the broker finds dead nodes
+	// and the server observes their members leaving, once, on the node
+	// that found them. Without one, a sender that keeps a durable outbox
+	// speaks for a dead node itself (see package webhook).
+	Cluster bool
 }
 
 // WebhookFeed is what a WebhookSender observes.
@@ -57,7 +70,8 @@ func (s *Server) startHooks() error {
 	names, hooks := []string{"hooks"}, []Hooks{*h}
 	ordered := "" // the feed whose joins and leaves chat commits wait for
 	if wh := s.opts.Webhooks; wh != nil {
-		wf, err := wh.Start(s.store)
+		_, counted := s.broker.(broker.Counter)
+		wf, err := wh.Start(WebhookEnv{Store: s.store, Cluster: counted})
 		if err != nil {
 			return fmt.Errorf("livesync: webhooks: %w", err)
 		}

@@ -50,6 +50,13 @@ type Config struct {
 	// when it implements chat.OutboxStore (Start). Set Store or Outbox,
 	// not both.
 	Store chat.OutboxStore
+	// NodeTimeout is how long a node without a cluster broker, whose
+	// outbox is a StoreOutbox, may go without a sign of life in the
+	// database before another process on that database (the node itself
+	// restarted, say) takes it for dead and sends the member.left,
+	// room.vacated and user.offline of those it served (see ledger.go).
+	// Default 15s.
+	NodeTimeout time.Duration
 	// DrainTimeout bounds how long Close waits for a MemoryOutbox to
 	// empty: a receiver that is down must not hold a server's shutdown.
 	// What is left then is lost, logged and counted as dropped. Default
@@ -77,6 +84,7 @@ const (
 	DefaultOutboxSize   = 100_000
 	DefaultWorkers      = 16
 	DefaultDrainTimeout = 5 * time.Second
+	DefaultNodeTimeout  = 15 * time.Second
 )
 
 // CheckURL refuses a receiver URL that is not absolute http(s).
@@ -118,6 +126,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.NodeTimeout <= 0 {
+		c.NodeTimeout = DefaultNodeTimeout
 	}
 	if c.Workers <= 0 {
 		c.Workers = DefaultWorkers

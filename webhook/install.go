@@ -27,10 +27,12 @@ const observerTimeout = storeOutboxCall + 5*time.Second
 func (w *Webhooks) hooks(durable bool) livesync.Hooks {
 	h := livesync.Hooks{ObserverTimeout: observerTimeout}
 	e := w.enabled
-	if e[RoomOccupied] || e[MemberJoined] {
+	rooms := e[RoomOccupied] || e[MemberJoined] || e[RoomVacated] || e[MemberLeft]
+	// The ledger marks arrivals for the departures it may send.
+	if e[RoomOccupied] || e[MemberJoined] || (w.ledger != nil && rooms) {
 		h.OnJoin = w.joined
 	}
-	if e[RoomVacated] || e[MemberLeft] {
+	if e[RoomVacated] || e[MemberLeft] || (w.ledger != nil && rooms) {
 		h.OnLeave = w.left
 	}
 	if e[UserOnline] || e[UserOffline] {
@@ -56,27 +58,43 @@ func memberOf(m livesync.MemberEvent) memberData {
 
 // joined sends room.occupied before the first member's member.joined.
 func (w *Webhooks) joined(_ context.Context, m livesync.MemberEvent) {
+	key, room, member := roomKey(m.RoomID), roomData{m.RoomID}, memberOf(m)
 	if m.First {
-		w.emit(newEvent(RoomOccupied, roomKey(m.RoomID), m.At, roomData{m.RoomID}))
+		w.emit(newEvent(RoomOccupied, key, m.At, room))
+		w.mark(markRoom+m.RoomID, key, room)
 	}
-	w.emit(newEvent(MemberJoined, roomKey(m.RoomID), m.At, memberOf(m)))
+	w.emit(newEvent(MemberJoined, key, m.At, member))
+	w.mark(markMember+m.RoomID+"\n"+m.ConnectionID, key, member)
 }
 
 // left sends room.vacated after the last member's member.left.
 func (w *Webhooks) left(_ context.Context, m livesync.MemberEvent) {
-	w.emit(newEvent(MemberLeft, roomKey(m.RoomID), m.At, memberOf(m)))
+	key, room := roomKey(m.RoomID), roomData{m.RoomID}
+	w.emit(newEvent(MemberLeft, key, m.At, memberOf(m)))
+	w.mark(markMember+m.RoomID+"\n"+m.ConnectionID, key, nil)
 	if m.Last {
-		w.emit(newEvent(RoomVacated, roomKey(m.RoomID), m.At, roomData{m.RoomID}))
+		w.emit(newEvent(RoomVacated, key, m.At, room))
+		w.mark(markRoom+m.RoomID, key, nil)
 	}
 }
 
 // user sends user.online or user.offline.
 func (w *Webhooks) user(_ context.Context, u livesync.UserEvent) {
-	typ := UserOffline
+	typ, data := UserOffline, any(nil)
 	if u.Online {
-		typ = UserOnline
+		typ, data = UserOnline, userData{UserID: u.UserID, Name: u.Name}
 	}
-	w.emit(newEvent(typ, "user:"+u.UserID, u.At, userData{UserID: u.UserID, Name: u.Name}))
+	key := "user:" + u.UserID
+	w.emit(newEvent(typ, key, u.At, userData{UserID: u.UserID, Name: u.Name}))
+	w.mark(markUser+u.UserID, key, data)
+}
+
+// mark records, with the ledger, that this node serves name (data not
+// nil) or no longer does.
+func (w *Webhooks) mark(name, key string, data any) {
+	if w.ledger != nil && !w.closed.Load() {
+		w.ledger.mark(name, key, data)
+	}
 }
 
 // chat sends chat.message.

@@ -17,6 +17,7 @@ type metrics struct {
 	depth      *prometheus.Desc
 	oldest     *prometheus.Desc
 	outboxErrs *prometheus.CounterVec // a StoreOutbox's failed calls (none for an outbox in memory)
+	deadNodes  prometheus.Counter     // nodes this process spoke for (see ledger.go)
 	dropLogged atomic.Bool            // the outbox-full warning is logged once per overflow
 }
 
@@ -24,8 +25,12 @@ func newMetrics() *metrics {
 	return &metrics{
 		outboxErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livesync_webhook_outbox_errors_total",
-			Help: "Failed calls on the webhook outbox's database table, by operation: add, claim, done, retry, stats.",
+			Help: "Failed calls on the webhook outbox's database tables, by operation: add, claim, done, retry, stats; and the ledger's mark, beat, sweep, retire.",
 		}, []string{"op"}),
+		deadNodes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livesync_webhook_dead_nodes_total",
+			Help: "Nodes without a cluster broker found dead (no beat in the outbox's database for NodeTimeout) whose members' departures this process sent.",
+		}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livesync_webhook_deliveries_total",
 			Help: "Webhook events by type and outcome: delivered, failed (refused, not retried), gave_up (retries exhausted), dropped (outbox full).",
@@ -56,6 +61,7 @@ func (w *Webhooks) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.depth
 	ch <- m.oldest
 	m.outboxErrs.Describe(ch)
+	m.deadNodes.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -65,6 +71,7 @@ func (w *Webhooks) Collect(ch chan<- prometheus.Metric) {
 	m.retries.Collect(ch)
 	m.latency.Collect(ch)
 	m.outboxErrs.Collect(ch)
+	m.deadNodes.Collect(ch)
 	n, oldest := w.Backlog()
 	age := 0.0
 	if !oldest.IsZero() {
@@ -96,7 +103,7 @@ func (w *Webhooks) Stats() Stats {
 	}
 	s.Depth, s.Oldest = w.Backlog()
 	if _, durable := w.outbox().(*StoreOutbox); durable {
-		for _, op := range []string{opAdd, opClaim, opDone, opRetry, opStats} {
+		for _, op := range outboxOps {
 			s.OutboxErrors += count(w.m.outboxErrs.WithLabelValues(op))
 		}
 	}

@@ -159,7 +159,7 @@ func TestOptionsWebhooksDurableMetricsAndShutdownOrder(t *testing.T) {
 	if store.closedBeforeWH.Load() || !store.closedAfterWH.Load() {
 		t.Fatal("Shutdown closed the store while the webhooks were still claiming from it")
 	}
-	if _, err := wh.Start(nil); err == nil {
+	if _, err := wh.Start(livesync.WebhookEnv{}); err == nil {
 		t.Fatal("the webhooks were not closed by Shutdown")
 	}
 }

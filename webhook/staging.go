@@ -1,6 +1,10 @@
 package webhook
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/openlivesync/livesync/chat"
+)
 
 // staging holds the events the server's observers made for a
 // StoreOutbox until the server's feed flushes them
@@ -10,9 +14,12 @@ import "sync"
 // feed keeps up with the rooms. It is still a moment in memory: an event
 // staged, or queued in the feed, when the process is killed is lost
 // (the chat.message events, written in the chat commit, never are).
+// The marks of the ledger, when there is one, are staged with the
+// events, to be written in their transaction.
 type staging struct {
 	mu     sync.Mutex
 	events []Event
+	marks  []chat.OutboxMark
 }
 
 func (s *staging) add(e Event) {
@@ -21,11 +28,18 @@ func (s *staging) add(e Event) {
 	s.mu.Unlock()
 }
 
-// take returns the staged events, oldest first, and forgets them.
-func (s *staging) take() []Event {
+func (s *staging) mark(m chat.OutboxMark) {
+	s.mu.Lock()
+	s.marks = append(s.marks, m)
+	s.mu.Unlock()
+}
+
+// take returns the staged events and marks, oldest first, and forgets
+// them.
+func (s *staging) take() ([]Event, []chat.OutboxMark) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	es := s.events
-	s.events = nil
-	return es
+	es, ms := s.events, s.marks
+	s.events, s.marks = nil, nil
+	return es, ms
 }

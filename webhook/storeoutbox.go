@@ -43,7 +43,15 @@ const (
 	opDone  = "done"
 	opRetry = "retry"
 	opStats = "stats"
+	// The ledger's (see ledger.go).
+	opMark   = "mark"
+	opBeat   = "beat"
+	opSweep  = "sweep"
+	opRetire = "retire"
 )
+
+// outboxOps lists the operations errs counts.
+var outboxOps = []string{opAdd, opClaim, opDone, opRetry, opStats, opMark, opBeat, opSweep, opRetire}
 
 // storeOutboxPoll is how often an idle claimer looks at the table: other
 // nodes' entries and retries coming due wake no one in this process.
@@ -68,7 +76,7 @@ func newStoreOutbox(store chat.OutboxStore, chatToo bool, lease time.Duration, l
 	if err != nil {
 		return nil, err
 	}
-	for _, op := range []string{opAdd, opClaim, opDone, opRetry, opStats} {
+	for _, op := range outboxOps {
 		errs.WithLabelValues(op) // exported at 0 from the start
 	}
 	return &StoreOutbox{ob: ob, lease: lease, log: log, more: make(chan struct{}, 1), claimed: map[string]int64{}, errs: errs}, nil
@@ -77,6 +85,7 @@ func newStoreOutbox(store chat.OutboxStore, chatToo bool, lease time.Duration, l
 // Table names the outbox table.
 func (o *StoreOutbox) Table() string { return o.ob.Table() }
 
+// entryOf is e as an outbox entry.
 func entryOf(e Event) chat.OutboxEntry {
 	return chat.OutboxEntry{ID: e.ID, Type: e.Type, Key: e.Key, Body: e.Body, Created: e.Created, Attempts: e.Attempts, Due: e.Due}
 }
@@ -121,11 +130,7 @@ func (o *StoreOutbox) AddBatch(es []Event) error {
 		}
 		return nil
 	}
-	entries := make([]chat.OutboxEntry, len(es))
-	for i, e := range es {
-		entries[i] = entryOf(e)
-	}
-	if err := ba.AddBatch(ctx, entries); err != nil {
+	if err := ba.AddBatch(ctx, entriesOf(es)); err != nil {
 		o.errs.WithLabelValues(opAdd).Inc()
 		return err
 	}

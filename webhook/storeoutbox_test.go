@@ -64,7 +64,7 @@ var outboxDBs = []outboxDB{
 			table = "olswh_" + table[len(table)-30:]
 		}
 		t.Cleanup(func() {
-			for _, tb := range []string{table, table + "_outbox", table + "_outbox_locks", table + "_outbox_away"} {
+			for _, tb := range []string{table, table + "_outbox", table + "_outbox_locks", table + "_outbox_marks", table + "_outbox_owners", table + "_outbox_away"} {
 				if _, err := db.Exec(`DROP TABLE IF EXISTS "` + tb + `" CASCADE`); err != nil {
 					t.Errorf("drop %s: %v", tb, err)
 				}
@@ -110,7 +110,7 @@ func startStoreWebhooks(t *testing.T, store chat.OutboxStore, rcv *receiver, cfg
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close(context.Background()) })
-	feed, err := w.Start(nil)
+	feed, err := w.Start(livesync.WebhookEnv{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,8 +391,8 @@ func TestStoreOutboxCountsDatabaseErrors(t *testing.T) {
 		})
 		w, h := startStoreWebhooks(t, store, rcv, webhook.Config{Retries: []time.Duration{time.Millisecond}})
 		table = w.OutboxTable()
-		if got := outboxErrors(t, w); len(got) != 5 || got["claim"] != 0 {
-			t.Fatalf("errors before any failure %v, want 5 ops at 0", got)
+		if got := outboxErrors(t, w); len(got) != 9 || got["claim"] != 0 {
+			t.Fatalf("errors before any failure %v, want 9 ops at 0", got)
 		}
 		h.OnJoin(t.Context(), joined("r", "c1"))
 		rcv.waitN(1)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openlivesync/livesync"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -50,7 +51,7 @@ func benchDelivery(b *testing.B, rate int) {
 		b.Fatal(err)
 	}
 	defer w.Close(b.Context())
-	if _, err := w.Start(nil); err != nil {
+	if _, err := w.Start(livesync.WebhookEnv{}); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()

@@ -29,6 +29,9 @@ type Webhooks struct {
 	// staging, with a StoreOutbox, holds the observed events until the
 	// server's feed flushes them, a run at a time (see staging).
 	staging *staging
+	// ledger, with a StoreOutbox and no cluster broker, records whom
+	// this node serves, to be spoken for should it die (see ledger.go).
+	ledger *ledger
 
 	closed atomic.Bool // Close began: no new event is accepted
 	ctx    context.Context
@@ -51,12 +54,14 @@ func New(cfg Config) (*Webhooks, error) {
 	return w, nil
 }
 
-// Start implements livesync.WebhookSender: livesync.New calls it with
-// its chat store. The outbox is Config.Outbox, or a StoreOutbox in
-// Config.Store or else in store when it implements chat.OutboxStore, or
-// else a MemoryOutbox. It returns the observers that make the events.
-// Tests without a server call it themselves, with a nil store.
-func (w *Webhooks) Start(store chat.Store) (livesync.WebhookFeed, error) {
+// Start implements livesync.WebhookSender: livesync.New calls it. The
+// outbox is Config.Outbox, or a StoreOutbox in Config.Store or else in
+// env.Store when it implements chat.OutboxStore, or else a MemoryOutbox.
+// With a StoreOutbox whose store keeps a ledger and no cluster broker
+// (env.Cluster false), the node is spoken for should it die (see
+// ledger.go). It returns the observers that make the events. Tests
+// without a server call it themselves, with a zero env.
+func (w *Webhooks) Start(env livesync.WebhookEnv) (livesync.WebhookFeed, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.started {
@@ -67,7 +72,7 @@ func (w *Webhooks) Start(store chat.Store) (livesync.WebhookFeed, error) {
 	}
 	c := &w.cfg
 	if c.Store == nil && c.Outbox == nil {
-		c.Store, _ = store.(chat.OutboxStore)
+		c.Store, _ = env.Store.(chat.OutboxStore)
 	}
 	switch {
 	case c.Store != nil:
@@ -87,15 +92,26 @@ func (w *Webhooks) Start(store chat.Store) (livesync.WebhookFeed, error) {
 		go w.work()
 	}
 	so, durable := c.Outbox.(*StoreOutbox)
+	if durable && !env.Cluster {
+		if lb, ok := so.ob.(chat.OutboxLedger); ok {
+			w.ledger = newLedger(w, so, lb)
+			w.wg.Go(func() { w.ledger.run(w.ctx) })
+		}
+	}
 	feed := livesync.WebhookFeed{Hooks: w.hooks(durable), ChatInStore: durable && w.enabled[ChatMessage]}
 	if durable {
 		w.staging = &staging{}
 		feed.Hooks.Flush = func(context.Context) {
-			es := w.staging.take()
-			if len(es) == 0 {
+			es, marks := w.staging.take()
+			if len(es) == 0 && len(marks) == 0 {
 				return
 			}
-			err := so.AddBatch(es)
+			var err error
+			if w.ledger != nil {
+				err = w.ledger.write(es, marks)
+			} else {
+				err = so.AddBatch(es)
+			}
 			for _, e := range es {
 				w.queued(err, e)
 			}
@@ -250,6 +266,9 @@ func (w *Webhooks) Close(ctx context.Context) error {
 		w.wg.Wait()
 		if m, ok := o.(*MemoryOutbox); ok {
 			m.Close()
+		}
+		if w.ledger != nil {
+			w.ledger.retire()
 		}
 	}()
 	mem, ok := o.(*MemoryOutbox)

@@ -71,6 +71,16 @@ func (h *hookLog) waitCount(t *testing.T, n int, typ string, want ...string) {
 	})
 }
 
+// userToken is an HS256 token for user, signed with secret.
+func userToken(t *testing.T, secret, user string) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": user, "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // TestClusterKilledNodeWebhooks: three binaries share a room through
 // Redis and send webhooks to one receiver; one is killed with SIGKILL.
 // Its members' member.left arrive once each, and the room.vacated and
@@ -85,13 +95,7 @@ func TestClusterKilledNodeWebhooks(t *testing.T) {
 	ts := httptest.NewServer(rcv)
 	defer ts.Close()
 	secret := strings.Repeat("k", 32)
-	token := func(user string) string {
-		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": user, "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	token := func(user string) string { return userToken(t, secret, user) }
 	url := clusterURL(t)
 	bin := buildBinary(t)
 	var nodes []string

@@ -22,6 +22,7 @@ type hooksConfig struct {
 	chatHookURL   string
 	chatTimeout   time.Duration
 	chatFailOpen  bool
+	nodeTimeout   time.Duration
 
 	// Parsed by validate.
 	secret webhook.Secret
@@ -37,6 +38,7 @@ func (h *hooksConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&h.chatHookURL, "chat-hook-url", "", "ask this http(s) URL to accept, rewrite or reject each chat message before it is stored (signed with -webhook-secret)")
 	fs.DurationVar(&h.chatTimeout, "chat-hook-timeout", 2*time.Second, "how long the chat hook may take; then CHAT_UNAVAILABLE (or accepted, with -chat-hook-fail-open)")
 	fs.BoolVar(&h.chatFailOpen, "chat-hook-fail-open", false, "accept chat messages when the chat hook fails or times out, instead of refusing them")
+	fs.DurationVar(&h.nodeTimeout, "webhook-node-timeout", webhook.DefaultNodeTimeout, "without -redis, on a database -store: a node silent in the database this long (killed, say) is taken for dead, and the member.left, room.vacated and user.offline it owed are sent for it")
 }
 
 // validate checks the flags, each mistake in one line.
@@ -72,6 +74,9 @@ func (h *hooksConfig) validate() error {
 	if h.chatTimeout <= 0 {
 		return fmt.Errorf("-chat-hook-timeout %v must be positive", h.chatTimeout)
 	}
+	if h.nodeTimeout <= 0 {
+		return fmt.Errorf("-webhook-node-timeout %v must be positive", h.nodeTimeout)
+	}
 	return nil
 }
 
@@ -91,7 +96,7 @@ func (h *hooksConfig) apply(opts *livesync.Options, log *slog.Logger) error {
 	if h.webhookURL == "" {
 		return nil
 	}
-	wh, err := webhook.New(webhook.Config{URL: h.webhookURL, Secret: h.secret, Events: h.events, Logger: log})
+	wh, err := webhook.New(webhook.Config{URL: h.webhookURL, Secret: h.secret, Events: h.events, NodeTimeout: h.nodeTimeout, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/openlivesync/livesync/internal/livesynctest"
+)
+
+// TestKill9SingleNodeDepartures: a server without -redis, on SQLite, is
+// killed with SIGKILL while three connections are in rooms; restarted,
+// it sends, once -webhook-node-timeout has passed, the member.left of
+// each, and the room.vacated and user.offline they cause, once each;
+// except for a room and a user that came back to the restarted server
+// first, which stay occupied and online until they leave there.
+func TestKill9SingleNodeDepartures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	rcv := &hookLog{seen: map[string]bool{}}
+	ts := httptest.NewServer(rcv)
+	defer ts.Close()
+	secret := strings.Repeat("k", 32)
+	bin := buildBinary(t)
+	args := []string{"-store", "sqlite:" + filepath.Join(t.TempDir(), "chat.db"), "-jwt-secret", secret,
+		"-webhook-url", ts.URL, "-webhook-secret", hookSecret, "-webhook-node-timeout", "5s"}
+	join := func(url, user, room string) *livesynctest.Client {
+		c := dialBinary(t, url+"?access_token="+userToken(t, secret, user))
+		c.Join(room, nil)
+		return c
+	}
+
+	first, url := startBinary(t, bin, args...)
+	dead := []*livesynctest.Client{join(url, "amy", "room"), join(url, "cat", "room"), join(url, "cat", "solo")}
+	rcv.waitCount(t, 3, "member.joined")
+	for _, u := range []string{"amy", "cat"} {
+		rcv.waitCount(t, 1, "user.online", "userId", u)
+	}
+	if err := first.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	first.Wait()
+
+	// Back before the dead run is spoken for: amy, in room.
+	_, url = startBinary(t, bin, args...)
+	amy := join(url, "amy", "room")
+	for _, c := range dead {
+		rcv.waitCount(t, 1, "member.left", "connectionId", c.ID)
+	}
+	rcv.waitCount(t, 1, "room.vacated", "roomId", "solo")
+	rcv.waitCount(t, 1, "user.offline", "userId", "cat")
+	for _, check := range []struct {
+		typ, key, val string
+		want          int
+	}{
+		{"room.vacated", "roomId", "room", 0},
+		{"user.offline", "userId", "amy", 0},
+	} {
+		if n := rcv.count(check.typ, check.key, check.val); n != check.want {
+			t.Errorf("%s %s=%s sent %d times, want %d", check.typ, check.key, check.val, n, check.want)
+		}
+	}
+	amy.Close()
+	rcv.waitCount(t, 1, "room.vacated", "roomId", "room")
+	rcv.waitCount(t, 1, "user.offline", "userId", "amy")
+	if n := rcv.count("member.left"); n != 4 {
+		t.Errorf("%d member.left in all, want 4", n)
+	}
+}
