@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/openlivesync/livesync"
 	"github.com/openlivesync/livesync/webhook"
 )
@@ -27,19 +25,7 @@ func online(ctx context.Context, h livesync.Hooks, user string) {
 // would.
 func deadNodes(t *testing.T, w *webhook.Webhooks) float64 {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(w)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "livesync_webhook_dead_nodes_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatal("no livesync_webhook_dead_nodes_total")
-	return 0
+	return series(t, w, "livesync_webhook_dead_nodes_total")[0].GetCounter().GetValue()
 }
 
 // A node that stops beating with members marked (a crash: Close with

@@ -14,6 +14,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx", to look at the outbox behind the store's back
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/openlivesync/livesync"
 	"github.com/openlivesync/livesync/chat"
@@ -347,22 +348,29 @@ func TestStoreOutboxTwoClaimersKeepKeyOrder(t *testing.T) {
 // scrape of w would.
 func outboxErrors(t *testing.T, w *webhook.Webhooks) map[string]float64 {
 	t.Helper()
+	out := map[string]float64{}
+	for _, m := range series(t, w, "livesync_webhook_outbox_errors_total") {
+		out[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+	}
+	return out
+}
+
+// series returns the series of w's metric name, as a scrape of w would.
+func series(t *testing.T, w *webhook.Webhooks, name string) []*dto.Metric {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(w)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]float64{}
 	for _, mf := range mfs {
-		if mf.GetName() != "livesync_webhook_outbox_errors_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			out[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		if mf.GetName() == name {
+			return mf.GetMetric()
 		}
 	}
-	return out
+	t.Fatalf("no %s", name)
+	return nil
 }
 
 // Each failed call on the outbox table is counted by operation: the

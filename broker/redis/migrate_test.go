@@ -117,6 +117,24 @@ func startMoveBroker(t *testing.T, url, node string) (*Broker, *moveRecorder) {
 	return b, rec
 }
 
+// srcAndDst picks, of all the masters, the one at addr (a slot's owner)
+// and another to migrate the slot to.
+func srcAndDst(t *testing.T, all []*goredis.Client, addr string) (src, dst *goredis.Client) {
+	t.Helper()
+	for _, m := range all {
+		switch {
+		case m.Options().Addr == addr:
+			src = m
+		case dst == nil:
+			dst = m
+		}
+	}
+	if src == nil || dst == nil {
+		t.Skip("no other master to migrate to")
+	}
+	return src, dst
+}
+
 // masters returns a client for each master of the cluster c reaches.
 func masters(t *testing.T, c *goredis.ClusterClient) []*goredis.Client {
 	t.Helper()
@@ -170,19 +188,8 @@ func TestClusterSlotMigration(t *testing.T) {
 			other = name
 		}
 	}
-	var srcc, dst *goredis.Client
 	all := masters(t, c)
-	for _, m := range all {
-		switch {
-		case m.Options().Addr == src.Options().Addr:
-			srcc = m
-		case dst == nil:
-			dst = m
-		}
-	}
-	if srcc == nil || dst == nil {
-		t.Skip("no other master to migrate to")
-	}
+	srcc, dst := srcAndDst(t, all, src.Options().Addr)
 	for _, n := range []*Broker{a, b} {
 		subscribe(t, n, "r")
 		subscribe(t, n, other)
@@ -362,16 +369,8 @@ func TestClusterFirstChatDuringMove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var srcc, dst *goredis.Client
 	all := masters(t, b.cluster)
-	for _, m := range all {
-		switch {
-		case m.Options().Addr == src.Options().Addr:
-			srcc = m
-		case dst == nil:
-			dst = m
-		}
-	}
+	srcc, dst := srcAndDst(t, all, src.Options().Addr)
 	subscribe(t, a, "r")
 	subscribe(t, b, "r")
 	if st, err := b.RoomState(ctx, "r"); err != nil || st.ChatSeq != 0 {

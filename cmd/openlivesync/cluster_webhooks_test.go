@@ -62,6 +62,14 @@ next:
 	return n
 }
 
+// expect checks that count(typ, want...) is n.
+func (h *hookLog) expect(t *testing.T, n int, typ string, want ...string) {
+	t.Helper()
+	if have := h.count(typ, want...); have != n {
+		t.Errorf("%s %v sent %d times, want %d", typ, want, have, n)
+	}
+}
+
 // waitCount waits until count(typ, want...) is n.
 func (h *hookLog) waitCount(t *testing.T, n int, typ string, want ...string) {
 	t.Helper()
@@ -140,24 +148,12 @@ func TestClusterKilledNodeWebhooks(t *testing.T) {
 			t.Errorf("member.left of %s sent %d times, want once", c.ID, n)
 		}
 	}
-	for _, check := range []struct {
-		typ, key, val string
-		want          int
-	}{
-		{"room.vacated", "roomId", "solo", 1},
-		{"room.vacated", "roomId", "room", 0}, // amy is still in it on node 0
-		{"user.offline", "userId", "cat", 1},
-		{"user.offline", "userId", "amy", 0}, // connected to node 0
-	} {
-		if n := rcv.count(check.typ, check.key, check.val); n != check.want {
-			t.Errorf("%s %s=%s sent %d times, want %d", check.typ, check.key, check.val, n, check.want)
-		}
-	}
-
+	rcv.expect(t, 1, "room.vacated", "roomId", "solo")
+	rcv.expect(t, 0, "room.vacated", "roomId", "room") // amy is still in it on node 0
+	rcv.expect(t, 1, "user.offline", "userId", "cat")
+	rcv.expect(t, 0, "user.offline", "userId", "amy") // connected to node 0
 	amy.Close()
 	rcv.waitCount(t, 1, "room.vacated", "roomId", "room")
 	rcv.waitCount(t, 1, "user.offline", "userId", "amy")
-	if n := rcv.count("room.vacated"); n != 2 {
-		t.Errorf("%d room.vacated in all, want 2", n)
-	}
+	rcv.expect(t, 2, "room.vacated")
 }
