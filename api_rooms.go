@@ -28,12 +28,7 @@ type roomSummary struct {
 // roomSummaries lists the rooms with members on this node, by id. In a
 // cluster a room's count includes its members on other nodes.
 func (s *Server) roomSummaries() []roomSummary {
-	s.roomsMu.Lock()
-	rooms := make([]*room, 0, len(s.rooms))
-	for _, r := range s.rooms {
-		rooms = append(rooms, r)
-	}
-	s.roomsMu.Unlock()
+	rooms := s.roomList()
 	out := make([]roomSummary, 0, len(rooms))
 	for _, r := range rooms {
 		r.mu.Lock()

@@ -144,12 +144,7 @@ func (k clusterSink) Chat(roomID string, seq uint64, msgs []protocol.StoredChatM
 
 // Resync reloads the remote members of every room, a few rooms at a time.
 func (k clusterSink) Resync() {
-	k.s.roomsMu.Lock()
-	rooms := make([]*room, 0, len(k.s.rooms))
-	for _, r := range k.s.rooms {
-		rooms = append(rooms, r)
-	}
-	k.s.roomsMu.Unlock()
+	rooms := k.s.roomList()
 	work := make(chan *room)
 	var wg sync.WaitGroup
 	for range min(len(rooms), 8) {

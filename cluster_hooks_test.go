@@ -344,3 +344,53 @@ func testClusterHooksDeadNodeMidOfflineDelay(t *testing.T, e *clusterEnv) {
 		t.Errorf("dan online %d times, want once (the return was within the delay)", n)
 	}
 }
+
+// TestClusterHooksPartitionedNodeReannounces: a node cut off from Redis
+// for longer than its heartbeat lasts is taken for dead, and a survivor
+// observes its members leaving; when it is back it observes their
+// arrivals again: its room that had nobody else as occupied again, its
+// user whose offline went out as online again, and not the user still
+// connected to a survivor.
+func TestClusterHooksPartitionedNodeReannounces(t *testing.T) {
+	forRedisModes(t, testClusterHooksPartitionedNodeReannounces)
+}
+
+func testClusterHooksPartitionedNodeReannounces(t *testing.T, e *clusterEnv) {
+	h := &hookRecorder{}
+	proxy := e.link()
+	const delay = 200 * time.Millisecond
+	urls := []string{e.hookNode(0, e.addr, h, delay), e.hookNode(1, proxy.Addr(), h, delay)}
+	dial := func(node int, user, room string) *livesynctest.Client {
+		c := livesynctest.Dial(t, urls[node]+"?user="+user)
+		c.Join(room, nil)
+		return c
+	}
+	dial(0, "amy", "shared")
+	cut := []*livesynctest.Client{dial(1, "cat", "solo"), dial(1, "amy", "shared")}
+	livesynctest.WaitFor(t, "every join observed", func() bool { return h.count(func(r hookRecord) bool { return r.kind == "join" }) == 3 })
+
+	proxy.Cut()
+	livesynctest.WaitFor(t, "the cut node's members' leaves and cat's offline", func() bool {
+		return h.count(func(r hookRecord) bool { return r.kind == "leave" && r.node == 0 }) == 2 &&
+			h.count(userKind("offline", "cat")) == 1
+	})
+	proxy.Restore()
+	livesynctest.WaitFor(t, "the arrivals observed again", func() bool {
+		return h.count(func(r hookRecord) bool { return r.kind == "join" && r.node == 1 }) == 4 &&
+			h.count(userKind("online", "cat")) == 2
+	})
+	for _, c := range cut {
+		if n := h.count(func(r hookRecord) bool { return r.kind == "join" && r.conn == c.ID }); n != 2 {
+			t.Errorf("%s's joins observed %d times, want 2", c.ID, n)
+		}
+	}
+	if n := h.count(func(r hookRecord) bool { return r.kind == "join" && r.edge && r.room == "solo" }); n != 2 {
+		t.Errorf("solo occupied %d times, want twice (before the cut and after)", n)
+	}
+	if n := h.count(func(r hookRecord) bool { return r.kind == "join" && r.edge && r.room == "shared" }); n != 1 {
+		t.Errorf("shared occupied %d times, want once: amy stayed in it on node 0", n)
+	}
+	if n := h.count(userKind("online", "amy")); n != 1 {
+		t.Errorf("amy online %d times, want once: she stayed connected to node 0", n)
+	}
+}

@@ -264,3 +264,43 @@ func (k clusterSink) NodeLost(members []broker.LostMember, lost []broker.LostUse
 		}
 	}
 }
+
+var _ broker.Reannouncer = clusterSink{}
+
+// Reannounce implements broker.Reannouncer: this node was taken for dead
+// and another reported its members gone; now registered again, it
+// reports their arrivals again, each room's first as the room's first
+// when the room was empty, and each user in onlineUsers coming online.
+func (k clusterSink) Reannounce(firstRooms, onlineUsers []string) {
+	s := k.s
+	if s.observers == nil {
+		return
+	}
+	first := make(map[string]bool, len(firstRooms))
+	for _, r := range firstRooms {
+		first[r] = true
+	}
+	for _, r := range s.roomList() {
+		r.mu.Lock()
+		for i, c := range r.local {
+			ev := memberEvent(r.id, &r.members[c.id].entry, i == 0 && first[r.id], false)
+			s.observers.add(observation{kind: obsJoin, member: ev})
+		}
+		r.mu.Unlock()
+	}
+	if s.users == nil || len(onlineUsers) == 0 {
+		return
+	}
+	online := make(map[string]bool, len(onlineUsers))
+	for _, u := range onlineUsers {
+		online[u] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if ev := c.event(); online[ev.UserID] {
+			delete(online, ev.UserID)
+			s.users.observe(userEvent(ev.UserID, ev.Name, true))
+		}
+	}
+}

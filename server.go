@@ -481,12 +481,7 @@ func (s *Server) drainChat(ctx context.Context) error {
 	// A worker starts under its room's mu after a look at draining: once
 	// every room's mu has been taken once, no worker starts any more, and
 	// chatWorkers only counts down. A room created later sees draining.
-	s.roomsMu.Lock()
-	rooms := make([]*room, 0, len(s.rooms))
-	for _, r := range s.rooms {
-		rooms = append(rooms, r)
-	}
-	s.roomsMu.Unlock()
+	rooms := s.roomList()
 	for _, r := range rooms {
 		r.mu.Lock()
 		//lint:ignore SA2001 an empty critical section is the barrier
@@ -574,6 +569,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("livesync: closing chat store: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// roomList returns the live rooms, at this moment.
+func (s *Server) roomList() []*room {
+	s.roomsMu.Lock()
+	defer s.roomsMu.Unlock()
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	return rooms
 }
 
 // lookupRoom returns the live room id, or nil when it has no members on

@@ -250,3 +250,17 @@ type LossSink interface {
 type RoomResyncer interface {
 	ResyncRoom(roomID string)
 }
+
+// Reannouncer is an optional interface of a LossSink. A node taken for
+// dead while it lived (cut off from the cluster for longer than its
+// heartbeat lasts) had its members and connections swept, and their
+// departures reported by the sweeping node (NodeLost). Once its broker
+// has registered them again, it calls Reannounce, once, from its own
+// goroutine, so that the node reports their arrivals again: firstRooms
+// are the rooms that had no member in the cluster before they came back
+// (their occupancy is news again), onlineUsers the users that had no
+// connection and no offline pending (their being online is). It must not
+// block.
+type Reannouncer interface {
+	Reannounce(firstRooms, onlineUsers []string)
+}

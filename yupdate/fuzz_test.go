@@ -134,6 +134,12 @@ func FuzzMerge(f *testing.F) {
 		}
 		svM := svOrFail(t, m)
 		for _, u := range [][]byte{a, b} {
+			// The state vector of an update is read as written (as Yjs's
+			// encodeStateVectorFromUpdate reads it), a merge's input as
+			// Y.applyUpdate reads it: they agree on the canonical layout.
+			if u, err = Canonical(u); err != nil {
+				t.Fatalf("Canonical(input): %v", err)
+			}
 			again, err := MergeUpdates([][]byte{m, u})
 			if err != nil {
 				t.Fatalf("MergeUpdates(merge, input): %v", err)

@@ -102,7 +102,11 @@ func stateVectorEntries(update []byte) ([]svEntry, error) {
 
 // EncodeStateVectorFromUpdate returns the encoded state vector of an
 // update without a document, byte for byte what Yjs's
-// encodeStateVectorFromUpdate returns (clients in the update's order).
+// encodeStateVectorFromUpdate returns (clients in the update's order). It
+// reads the update as written, as Yjs does: for one laid out as Yjs never
+// writes updates (a client listed twice), that can differ from the state
+// vector of what Y.applyUpdate and MergeUpdates keep of it, which is
+// Canonical's.
 func EncodeStateVectorFromUpdate(update []byte) ([]byte, error) {
 	es, err := stateVectorEntries(update)
 	if err != nil {

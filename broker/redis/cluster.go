@@ -198,14 +198,24 @@ return {gone, redis.call('HLEN', KEYS[1])}
 `)
 
 // cPutScript registers a member unless it is registered so already
-// (re-registration). KEYS: registry, channel. ARGV: conn,
-// "<node>\n<entry>", message.
+// (re-registration), and returns 1 when the room had no member before.
+// KEYS: registry, channel. ARGV: conn, "<node>\n<entry>", message.
 var cPutScript = goredis.NewScript(`
+local empty = redis.call('HLEN', KEYS[1]) == 0 and 1 or 0
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   redis.call('SPUBLISH', KEYS[2], ARGV[3])
 end
-return 0
+return empty
+`)
+
+// cPutUserScript counts a connection again (re-registration), and
+// returns 1 when the user had no connection and no offline pending
+// before. KEYS: user hash, pending key. ARGV: conn, "<node>\n<name>".
+var cPutUserScript = goredis.NewScript(`
+local was = (redis.call('HLEN', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0) and 1 or 0
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return was
 `)
 
 // cDropScript removes a member if node still owns it, announcing the
@@ -266,14 +276,16 @@ return false
 `)
 
 // cHeartbeatScript refreshes the heartbeat and returns whether it had
-// expired (a provisional one counts as expired), or -1 without refreshing while another node sweeps this one:
+// expired (a provisional one counts as expired), plus 2 when a sweep left
+// its mark, or -1 without refreshing while another node sweeps this one:
 // re-registering in the middle of that sweep would have members removed
-// after they were re-registered. KEYS: alive, claim. ARGV: TTL in ms.
+// after they were re-registered. KEYS: alive, claim, swept mark. ARGV:
+// TTL in ms.
 var cHeartbeatScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 local was = redis.call('GET', KEYS[1]) == '1' and 1 or 0
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
-return was
+return was + 2 * redis.call('DEL', KEYS[3])
 `)
 
 // cClaimScript claims a node whose heartbeat expired for sweeping, unless

@@ -175,12 +175,13 @@ func (b *Broker) sendOnce(ctx context.Context, send []*op, cmds []*goredis.Cmd, 
 }
 
 // clusterReplace is opReplace in cluster mode: what replaceScript and
-// replaceUsersScript do, room by room and user by user.
-func (b *Broker) clusterReplace(ctx context.Context, o *op) error {
+// replaceUsersScript do, room by room and user by user, with what they
+// return.
+func (b *Broker) clusterReplace(ctx context.Context, o *op) (rooms, users []string, err error) {
 	set := b.k.nodeSet(b.node)
 	have, err := b.rdb.SMembers(ctx, set).Result()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	want := map[string]bool{}
 	var adds []any
@@ -192,7 +193,7 @@ func (b *Broker) clusterReplace(ctx context.Context, o *op) error {
 	// Before p:nodes lists the node (see provisionalAlive): apart, since
 	// the two may be on different shards.
 	if err := b.provisionalAlive(ctx, b.rdb).Err(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	pipe := b.rdb.Pipeline()
 	var rems []any
@@ -210,26 +211,35 @@ func (b *Broker) clusterReplace(ctx context.Context, o *op) error {
 	}
 	pipe.SAdd(ctx, b.k.nodes(), b.node)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
-		return err
+		return nil, nil, err
 	}
 	b.known = want // the set holds exactly these now
 	if len(adds) > 0 {
 		// Only now that the set has them: see the top of this file.
 		head := b.node + "\n"
 		pipe = b.rdb.Pipeline()
+		firsts := map[string]*goredis.Cmd{} // each room's first put: were there members?
 		for i := 0; i+2 < len(o.reg); i += 3 {
 			conn, room, entry := o.reg[i], o.reg[i+1], o.reg[i+2]
-			cPutScript.Eval(ctx, pipe, b.k.roomKeys(room), conn, head+entry, "S"+head+conn+"\n"+entry)
+			cmd := cPutScript.Eval(ctx, pipe, b.k.roomKeys(room), conn, head+entry, "S"+head+conn+"\n"+entry)
+			if firsts[room] == nil {
+				firsts[room] = cmd
+			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
-			return err
+			return nil, nil, err
+		}
+		for room, cmd := range firsts {
+			if n, _ := cmd.Int(); n == 1 {
+				rooms = append(rooms, room)
+			}
 		}
 	}
 
 	uset := b.k.nodeUsers(b.node)
 	uhave, err := b.rdb.SMembers(ctx, uset).Result()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	uwant := map[string]bool{}
 	var uadds []any
@@ -253,18 +263,28 @@ func (b *Broker) clusterReplace(ctx context.Context, o *op) error {
 		pipe.SAdd(ctx, uset, uadds...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
-		return err
+		return nil, nil, err
 	}
 	if len(uadds) > 0 {
 		pipe = b.rdb.Pipeline()
+		firsts := map[string]*goredis.Cmd{} // each user's first count: were there none?
 		for i := 0; i+2 < len(o.ureg); i += 3 {
-			pipe.HSet(ctx, b.k.user(o.ureg[i+1]), o.ureg[i], b.node+"\n"+o.ureg[i+2])
+			user := o.ureg[i+1]
+			cmd := cPutUserScript.Eval(ctx, pipe, b.k.userPair(user), o.ureg[i], b.node+"\n"+o.ureg[i+2])
+			if firsts[user] == nil {
+				firsts[user] = cmd
+			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
-			return err
+			return nil, nil, err
+		}
+		for user, cmd := range firsts {
+			if n, _ := cmd.Int(); n == 1 {
+				users = append(users, user)
+			}
 		}
 	}
-	return nil
+	return rooms, users, nil
 }
 
 // clusterConnect is opConnect in cluster mode: the node's set first (see

@@ -133,6 +133,27 @@ func (b *Broker) enqueueReplace() {
 	b.enqueueLocked(op{kind: opReplace, reg: reg, ureg: ureg}, true)
 }
 
+// replace is opReplace on a single Redis: it returns the rooms that had
+// no member, and the users that had no connection and no offline
+// pending, before it registered this node's.
+func (b *Broker) replace(ctx context.Context, o *op) (rooms, users []string, err error) {
+	args := make([]any, 0, 3+len(o.reg))
+	args = append(args, b.opts.Prefix, b.node, b.opts.NodeTTL.Milliseconds())
+	for _, a := range o.reg {
+		args = append(args, a)
+	}
+	if rooms, err = replaceScript.Run(ctx, b.rdb, []string{b.k.nodeSet(b.node)}, args...).StringSlice(); err != nil {
+		return nil, nil, err
+	}
+	uargs := make([]any, 0, 2+len(o.ureg))
+	uargs = append(uargs, b.opts.Prefix, b.node)
+	for _, a := range o.ureg {
+		uargs = append(uargs, a)
+	}
+	users, err = replaceUsersScript.Run(ctx, b.rdb, []string{b.k.nodeUsers(b.node)}, uargs...).StringSlice()
+	return rooms, users, err
+}
+
 // opDown is keyDown for the slots an operation works on: its room's, or
 // its user's for a connection count (and, for a new one, this node's set
 // of them, which must hold it before it is counted: see cluster.go).
@@ -366,23 +387,18 @@ func (b *Broker) script(o *op) {
 		}
 		err = b.publishCmd(ctx, b.k.channel(o.room), string(o.data))
 	case opReplace:
+		var rooms, users []string
 		if b.cluster != nil {
-			err = b.clusterReplace(ctx, o)
-			break
+			rooms, users, err = b.clusterReplace(ctx, o)
+		} else {
+			rooms, users, err = b.replace(ctx, o)
 		}
-		args := make([]any, 0, 3+len(o.reg))
-		args = append(args, b.opts.Prefix, b.node, b.opts.NodeTTL.Milliseconds())
-		for _, a := range o.reg {
-			args = append(args, a)
-		}
-		err = replaceScript.Run(ctx, b.rdb, []string{b.k.nodeSet(b.node)}, args...).Err()
-		if err == nil {
-			uargs := make([]any, 0, 2+len(o.ureg))
-			uargs = append(uargs, b.opts.Prefix, b.node)
-			for _, a := range o.ureg {
-				uargs = append(uargs, a)
+		if err == nil && b.reannounce.Swap(false) {
+			if ra, ok := b.sink.(broker.Reannouncer); ok {
+				// Apart: the sink takes its rooms' locks, whose holders
+				// may be waiting to queue an operation here.
+				b.wg.Go(func() { ra.Reannounce(rooms, users) })
 			}
-			err = replaceUsersScript.Run(ctx, b.rdb, []string{b.k.nodeUsers(b.node)}, uargs...).Err()
 		}
 	case opConnect:
 		var n int

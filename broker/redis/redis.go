@@ -168,6 +168,10 @@ type Broker struct {
 	resync      chan struct{}
 	replyLogged atomic.Int64 // unix ns of the last "refused a command" log
 	registered  bool         // heartbeat loop only: a heartbeat succeeded before
+	// reannounce is set when the heartbeat finds this node was swept as
+	// dead: the next re-registration reports the arrivals again (see
+	// broker.Reannouncer).
+	reannounce atomic.Bool
 }
 
 // sub is the state of one room channel.
@@ -382,6 +386,7 @@ func (k keys) members(room string) string { return k.roomKey("m", room) }
 func (k keys) lock(room string) string    { return k.roomKey("l", room) }
 func (k keys) seq(room string) string     { return k.roomKey("s", room) }
 func (k keys) alive(node string) string   { return k.nodeKey(node, "alive") }
+func (k keys) swept(node string) string   { return k.nodeKey(node, "swept") }
 func (k keys) nodeSet(node string) string { return k.nodeKey(node, "members") }
 func (k keys) control(node string) string {
 	if k.cluster {

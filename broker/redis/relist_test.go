@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,4 +55,78 @@ func testBrokerRelistedNodeIsNotSwept(t *testing.T, url string) {
 	livesynctest.WaitFor(t, "the heartbeat to find its key expired and resynchronise", func() bool {
 		return ra.resyncCount() > resyncs
 	})
+}
+
+// reannounceRecorder is a lossRecorder that records Reannounce too.
+type reannounceRecorder struct{ lossRecorder }
+
+func (r reannounceRecorder) Reannounce(rooms, users []string) {
+	slices.Sort(rooms)
+	slices.Sort(users)
+	r.add(fmt.Sprintf("reannounce rooms=%v users=%v", rooms, users))
+}
+
+// TestBrokerSweptNodeReannounces: a node taken for dead while it lives
+// (its heartbeat gone, another node swept it and reported its members
+// and users gone) finds out at its next heartbeat, registers them again
+// and has its sink announce them again: the rooms it alone is in as
+// occupied again, and the users whose offline was confirmed as online
+// again, not those still connected elsewhere. A heartbeat that merely
+// expired (nobody swept) announces nothing.
+func TestBrokerSweptNodeReannounces(t *testing.T) { forBackends(t, testBrokerSweptNodeReannounces) }
+
+func testBrokerSweptNodeReannounces(t *testing.T, url string) {
+	quiet := func(o *Options) { o.Heartbeat, o.NodeTTL = time.Hour, 2*time.Hour }
+	ra := reannounceRecorder{lossRecorder{&recorder{}}}
+	a := startBrokerWith(t, url, "na", ra, quiet)
+	rb := lossRecorder{&recorder{}}
+	b := startBrokerWith(t, url, "nb", rb, quiet)
+	rep, got := report(t)
+	for _, j := range []struct {
+		node             *Broker
+		room, conn, user string
+	}{
+		{a, "r", "na-1", "amy"}, {a, "shared", "na-2", "cid"}, {b, "shared", "nb-1", "cid"},
+	} {
+		j.node.JoinMember(j.room, j.conn, []byte(`{}`), rep)
+		got()
+		j.node.ConnectUser(j.conn, j.user, j.user, rep)
+		got()
+	}
+
+	ctx := context.Background()
+	if err := a.rdb.Del(ctx, a.k.alive("na")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b.sweep()
+	rb.waitFor(t, "lost r na-1 {} last=true", "offline amy amy")
+	if ok, err := b.ConfirmOffline(ctx, "amy", "swept\nna\nna-1"); err != nil || !ok {
+		t.Fatalf("confirming amy offline: %v %v", ok, err)
+	}
+
+	a.heartbeat()
+	ra.waitFor(t, "reannounce rooms=[r] users=[amy]")
+	if st, err := b.RoomState(ctx, "r"); err != nil || len(st.Members) != 1 {
+		t.Fatalf("r after the re-registration: %+v, %v", st, err)
+	}
+
+	// Expired without a sweep: re-registered, not announced.
+	resyncs := ra.resyncCount()
+	if err := a.rdb.Del(ctx, a.k.alive("na")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	a.heartbeat()
+	livesynctest.WaitFor(t, "the re-registration", func() bool { return ra.resyncCount() > resyncs })
+	done := make(chan struct{})
+	a.enqueue(op{kind: opBarrier, done: done}, true) // behind the re-registration
+	<-done
+	n := 0
+	for _, l := range ra.lines() {
+		if strings.HasPrefix(l, "reannounce") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d reannouncements, want 1: %q", n, ra.lines())
+	}
 }

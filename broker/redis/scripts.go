@@ -118,14 +118,16 @@ end
 // sweepScript removes the members and connections of every node whose
 // heartbeat expired. It runs atomically, so each dead node is removed
 // by exactly one sweeping node, which alone gets (and reports) what was
-// removed. ARGV: prefix, this node, pending-offline TTL in ms. Returns
-// removeNode's list.
+// removed; it leaves a mark (p:n:<node>:swept) for the node, should it
+// be alive after all (see broker.Reannouncer). ARGV: prefix, this node,
+// pending-offline TTL in ms (the mark's too). Returns removeNode's list.
 var sweepScript = goredis.NewScript(removeNodeLua + `
 local prefix, self = ARGV[1], ARGV[2]
 local out = {}
 for _, n in ipairs(redis.call('SMEMBERS', prefix .. ':nodes')) do
   if n ~= self and redis.call('EXISTS', prefix .. ':n:' .. n .. ':alive') == 0 then
     removeNode(prefix, n, out, ARGV[3])
+    redis.call('SET', prefix .. ':n:' .. n .. ':swept', '1', 'PX', ARGV[3])
   end
 end
 return out
@@ -143,19 +145,22 @@ return 0
 `)
 
 // heartbeatScript refreshes the node's heartbeat and reports whether it
-// had expired (then the node may have been swept as dead: re-register).
-// A provisional heartbeat (see provisionalAlive) counts as expired.
-// KEYS: alive key, nodes set. ARGV: node, TTL in ms.
+// had expired (then the node may have been swept as dead: re-register),
+// plus 2 when a sweep left its mark (it was). A provisional heartbeat
+// (see provisionalAlive) counts as expired. KEYS: alive key, nodes set,
+// swept mark. ARGV: node, TTL in ms.
 var heartbeatScript = goredis.NewScript(`
 local was = redis.call('GET', KEYS[1]) == '1' and 1 or 0
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
-return was
+return was + 2 * redis.call('DEL', KEYS[3])
 `)
 
 // replaceScript makes the registry hold exactly the node's members given:
 // departures for the others, announcements for the new or changed.
 // The node is listed with a provisional heartbeat (see provisionalAlive).
+// It returns the rooms that had no member before it registered this
+// node's (see broker.Reannouncer).
 // KEYS: the node's member set. ARGV: prefix, node, TTL in ms, then conn,
 // room, entry for each member.
 var replaceScript = goredis.NewScript(dropMemberLua + `
@@ -168,10 +173,14 @@ for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     redis.call('SREM', KEYS[1], m)
   end
 end
+local first = {}
 for i = 4, #ARGV, 3 do
   local conn, room, entry = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local h = prefix .. ':m:' .. room
   local v = node .. '\n' .. entry
+  if first[room] == nil then
+    first[room] = redis.call('HLEN', h) == 0
+  end
   if redis.call('HGET', h, conn) ~= v then
     redis.call('HSET', h, conn, v)
     redis.call('PUBLISH', prefix .. ':r:' .. room, 'S' .. node .. '\n' .. conn .. '\n' .. entry)
@@ -180,7 +189,11 @@ for i = 4, #ARGV, 3 do
 end
 redis.call('SET', prefix .. ':n:' .. node .. ':alive', 'p', 'NX', 'PX', ARGV[3])
 redis.call('SADD', prefix .. ':nodes', node)
-return 0
+local rooms = {}
+for room, was in pairs(first) do
+  if was then table.insert(rooms, room) end
+end
+return rooms
 `)
 
 // lockScript takes a room's chat lock and returns the room's chat
@@ -310,8 +323,10 @@ return 0
 // replaceUsersScript makes the connection counts hold exactly the
 // node's connections given, as replaceScript does for its members, after
 // the node may have been swept as dead or Redis lost its data. It sends
-// no user event: a user whose last connection it withdraws, or whose
-// first it restores, is told of by nobody (see broker.Counter).
+// no user event: a user whose last connection it withdraws is told of by
+// nobody (see broker.Counter); it returns the users that had no
+// connection and no offline pending before it counted this node's (see
+// broker.Reannouncer).
 // KEYS: the node's user set. ARGV: prefix, node, then conn, user, name
 // for each connection.
 var replaceUsersScript = goredis.NewScript(`
@@ -330,11 +345,21 @@ for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     redis.call('SREM', KEYS[1], m)
   end
 end
+local online = {}
 for i = 3, #ARGV, 3 do
-  redis.call('HSET', prefix .. ':u:' .. ARGV[i + 1], ARGV[i], node .. '\n' .. ARGV[i + 2])
-  redis.call('SADD', KEYS[1], ARGV[i] .. '\n' .. ARGV[i + 1])
+  local user = ARGV[i + 1]
+  local h = prefix .. ':u:' .. user
+  if online[user] == nil then
+    online[user] = redis.call('HLEN', h) == 0 and redis.call('EXISTS', prefix .. ':uo:' .. user) == 0
+  end
+  redis.call('HSET', h, ARGV[i], node .. '\n' .. ARGV[i + 2])
+  redis.call('SADD', KEYS[1], ARGV[i] .. '\n' .. user)
 end
-return 0
+local users = {}
+for user, was in pairs(online) do
+  if was then table.insert(users, user) end
+end
+return users
 `)
 
 // confirmOfflineScript returns 1, once, when the user still has no

@@ -37,10 +37,11 @@ var clusterScripts = []clusterScript{
 	{"cConnectScript", cConnectScript, func(k keys, _, u, _ string) []string { return k.userPair(u) }, []any{"c1", "n\nname"}},
 	{"cDisconnectScript", cDisconnectScript, func(k keys, _, u, _ string) []string { return k.userPair(u) }, []any{"c1", "n\ntok", 60000}},
 	{"cDropUserScript", cDropUserScript, func(k keys, _, u, _ string) []string { return k.userPair(u) }, []any{"n", "c1", "n\ntok", 60000}},
+	{"cPutUserScript", cPutUserScript, func(k keys, _, u, _ string) []string { return k.userPair(u) }, []any{"c1", "n\nname"}},
 	{"cPendingScript", cPendingScript, func(k keys, _, u, _ string) []string { return k.userPair(u) }, []any{"n\ntok\nname"}},
 	{"confirmOfflineScript", confirmOfflineScript, func(k keys, _, u, _ string) []string { return []string{k.user(u), k.pendingOffline(u)} }, []any{"n\ntok"}},
 	{"forgetOfflineScript", forgetOfflineScript, func(k keys, _, _, n string) []string { return []string{k.nodeOffline(n)} }, []any{"u", "n\ntok"}},
-	{"cHeartbeatScript", cHeartbeatScript, func(k keys, _, _, n string) []string { return []string{k.alive(n), k.nodeKey(n, "claim")} }, []any{60000}},
+	{"cHeartbeatScript", cHeartbeatScript, func(k keys, _, _, n string) []string { return []string{k.alive(n), k.nodeKey(n, "claim"), k.swept(n)} }, []any{60000}},
 	{"cClaimScript", cClaimScript, func(k keys, _, _, n string) []string { return []string{k.alive(n), k.nodeKey(n, "claim")} }, []any{"tok", 60000}},
 	{"lockScript", lockScript, func(k keys, r, _, _ string) []string { return []string{k.lock(r), k.seq(r)} }, []any{"tok", 60000}},
 	{"cChatScript", cChatScript, func(k keys, r, _, _ string) []string {
