@@ -276,16 +276,15 @@ return false
 `)
 
 // cHeartbeatScript refreshes the heartbeat and returns whether it had
-// expired (a provisional one counts as expired), plus 2 when a sweep left
-// its mark, or -1 without refreshing while another node sweeps this one:
-// re-registering in the middle of that sweep would have members removed
-// after they were re-registered. KEYS: alive, claim, swept mark. ARGV:
-// TTL in ms.
+// expired (a provisional one counts as expired), or -1 without refreshing
+// while another node sweeps this one: re-registering in the middle of
+// that sweep would have members removed after they were re-registered.
+// KEYS: alive, claim. ARGV: TTL in ms.
 var cHeartbeatScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 local was = redis.call('GET', KEYS[1]) == '1' and 1 or 0
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
-return was + 2 * redis.call('DEL', KEYS[3])
+return was
 `)
 
 // cClaimScript claims a node whose heartbeat expired for sweeping, unless

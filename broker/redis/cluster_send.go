@@ -177,11 +177,11 @@ func (b *Broker) sendOnce(ctx context.Context, send []*op, cmds []*goredis.Cmd, 
 // clusterReplace is opReplace in cluster mode: what replaceScript and
 // replaceUsersScript do, room by room and user by user, with what they
 // return.
-func (b *Broker) clusterReplace(ctx context.Context, o *op) (rooms, users []string, err error) {
+func (b *Broker) clusterReplace(ctx context.Context, o *op) (swept bool, rooms, users []string, err error) {
 	set := b.k.nodeSet(b.node)
 	have, err := b.rdb.SMembers(ctx, set).Result()
 	if err != nil {
-		return nil, nil, err
+		return false, nil, nil, err
 	}
 	want := map[string]bool{}
 	var adds []any
@@ -193,8 +193,21 @@ func (b *Broker) clusterReplace(ctx context.Context, o *op) (rooms, users []stri
 	// Before p:nodes lists the node (see provisionalAlive): apart, since
 	// the two may be on different shards.
 	if err := b.provisionalAlive(ctx, b.rdb).Err(); err != nil {
-		return nil, nil, err
+		return false, nil, nil, err
 	}
+	// The mark of a sweep is consumed by the first re-registration after
+	// it, the one that finds the rooms empty (see replaceScript).
+	n, err := b.rdb.Del(ctx, b.k.swept(b.node)).Result()
+	if err != nil {
+		return false, nil, nil, err
+	}
+	marked := n == 1
+	defer func() {
+		if err != nil && marked {
+			b.rdb.Set(ctx, b.k.swept(b.node), "1", pendingOfflineTTL) // for the next one
+		}
+	}()
+	swept = marked
 	pipe := b.rdb.Pipeline()
 	var rems []any
 	for _, m := range have {
@@ -211,7 +224,7 @@ func (b *Broker) clusterReplace(ctx context.Context, o *op) (rooms, users []stri
 	}
 	pipe.SAdd(ctx, b.k.nodes(), b.node)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
-		return nil, nil, err
+		return false, nil, nil, err
 	}
 	b.known = want // the set holds exactly these now
 	if len(adds) > 0 {
@@ -227,7 +240,7 @@ func (b *Broker) clusterReplace(ctx context.Context, o *op) (rooms, users []stri
 			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
-			return nil, nil, err
+			return false, nil, nil, err
 		}
 		for room, cmd := range firsts {
 			if n, _ := cmd.Int(); n == 1 {
@@ -239,7 +252,7 @@ func (b *Broker) clusterReplace(ctx context.Context, o *op) (rooms, users []stri
 	uset := b.k.nodeUsers(b.node)
 	uhave, err := b.rdb.SMembers(ctx, uset).Result()
 	if err != nil {
-		return nil, nil, err
+		return false, nil, nil, err
 	}
 	uwant := map[string]bool{}
 	var uadds []any
@@ -263,7 +276,7 @@ func (b *Broker) clusterReplace(ctx context.Context, o *op) (rooms, users []stri
 		pipe.SAdd(ctx, uset, uadds...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
-		return nil, nil, err
+		return false, nil, nil, err
 	}
 	if len(uadds) > 0 {
 		pipe = b.rdb.Pipeline()
@@ -276,7 +289,7 @@ func (b *Broker) clusterReplace(ctx context.Context, o *op) (rooms, users []stri
 			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
-			return nil, nil, err
+			return false, nil, nil, err
 		}
 		for user, cmd := range firsts {
 			if n, _ := cmd.Int(); n == 1 {
@@ -284,7 +297,7 @@ func (b *Broker) clusterReplace(ctx context.Context, o *op) (rooms, users []stri
 			}
 		}
 	}
-	return rooms, users, nil
+	return swept, rooms, users, nil
 }
 
 // clusterConnect is opConnect in cluster mode: the node's set first (see

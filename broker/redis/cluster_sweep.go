@@ -13,10 +13,10 @@ import (
 // withdrawal: node by node, member by member, each step on one hash tag.
 
 // clusterHeartbeat is the heartbeat's Redis side in cluster mode; it
-// returns what heartbeatScript does, or -1 while this node is being
-// swept.
+// returns whether the heartbeat had expired, or -1 while this node is
+// being swept.
 func (b *Broker) clusterHeartbeat(ctx context.Context) (int64, error) {
-	was, err := cHeartbeatScript.Run(ctx, b.rdb, []string{b.k.alive(b.node), b.k.nodeKey(b.node, "claim"), b.k.swept(b.node)}, b.opts.NodeTTL.Milliseconds()).Int64()
+	was, err := cHeartbeatScript.Run(ctx, b.rdb, []string{b.k.alive(b.node), b.k.nodeKey(b.node, "claim")}, b.opts.NodeTTL.Milliseconds()).Int64()
 	if err != nil || was < 0 {
 		return was, err
 	}

@@ -132,7 +132,7 @@ func (b *Broker) heartbeat() {
 	if b.cluster != nil {
 		was, err = b.clusterHeartbeat(ctx)
 	} else {
-		was, err = heartbeatScript.Run(ctx, b.rdb, []string{b.k.alive(b.node), b.k.nodes(), b.k.swept(b.node)}, b.node, b.opts.NodeTTL.Milliseconds()).Int64()
+		was, err = heartbeatScript.Run(ctx, b.rdb, []string{b.k.alive(b.node), b.k.nodes()}, b.node, b.opts.NodeTTL.Milliseconds()).Int64()
 	}
 	if err != nil {
 		if b.ctx.Err() == nil {
@@ -150,14 +150,8 @@ func (b *Broker) heartbeat() {
 		b.setCmd(nil)
 		return
 	}
-	swept := was >= 2
-	was %= 2
 	recovered := b.setCmd(nil)
-	switch {
-	case swept && b.registered:
-		b.log.Warn("cluster: this node was taken for dead and swept by another (cut off for longer than its heartbeat lasts); re-registering its members and announcing them again")
-		b.reannounce.Store(true)
-	case was == 0 && b.registered && !recovered:
+	if was == 0 && b.registered && !recovered {
 		b.log.Warn("cluster: this node's heartbeat had expired (declared dead, or Redis lost its data); re-registering its members")
 	}
 	if recovered || (was == 0 && b.registered) {

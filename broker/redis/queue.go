@@ -133,25 +133,45 @@ func (b *Broker) enqueueReplace() {
 	b.enqueueLocked(op{kind: opReplace, reg: reg, ureg: ureg}, true)
 }
 
-// replace is opReplace on a single Redis: it returns the rooms that had
-// no member, and the users that had no connection and no offline
-// pending, before it registered this node's.
-func (b *Broker) replace(ctx context.Context, o *op) (rooms, users []string, err error) {
+// replace is opReplace on a single Redis. It reports whether a sweep had
+// left its mark for this node, and then the rooms that had no member, and
+// the users that had no connection and no offline pending, before it
+// registered this node's.
+func (b *Broker) replace(ctx context.Context, o *op) (swept bool, rooms, users []string, err error) {
 	args := make([]any, 0, 3+len(o.reg))
 	args = append(args, b.opts.Prefix, b.node, b.opts.NodeTTL.Milliseconds())
 	for _, a := range o.reg {
 		args = append(args, a)
 	}
-	if rooms, err = replaceScript.Run(ctx, b.rdb, []string{b.k.nodeSet(b.node)}, args...).StringSlice(); err != nil {
-		return nil, nil, err
+	out, err := replaceScript.Run(ctx, b.rdb, []string{b.k.nodeSet(b.node)}, args...).StringSlice()
+	if err != nil || len(out) == 0 {
+		return false, nil, nil, err
 	}
+	swept, rooms = out[0] == "1", out[1:]
 	uargs := make([]any, 0, 2+len(o.ureg))
 	uargs = append(uargs, b.opts.Prefix, b.node)
 	for _, a := range o.ureg {
 		uargs = append(uargs, a)
 	}
 	users, err = replaceUsersScript.Run(ctx, b.rdb, []string{b.k.nodeUsers(b.node)}, uargs...).StringSlice()
-	return rooms, users, err
+	return swept, rooms, users, err
+}
+
+// reannounce has the sink announce this node's members again after the
+// re-registration that found the mark of a sweep (see
+// broker.Reannouncer); when the re-registration failed, it puts the mark
+// back for the next one.
+func (b *Broker) reannounce(ctx context.Context, err error, rooms, users []string) {
+	if err != nil {
+		b.rdb.Set(ctx, b.k.swept(b.node), "1", pendingOfflineTTL)
+		return
+	}
+	b.log.Warn("cluster: this node was taken for dead and swept by another (cut off for longer than its heartbeat lasts); its members are registered and announced again")
+	if ra, ok := b.sink.(broker.Reannouncer); ok {
+		// Apart: the sink takes its rooms' locks, whose holders may be
+		// waiting to queue an operation here.
+		b.wg.Go(func() { ra.Reannounce(rooms, users) })
+	}
 }
 
 // opDown is keyDown for the slots an operation works on: its room's, or
@@ -387,18 +407,15 @@ func (b *Broker) script(o *op) {
 		}
 		err = b.publishCmd(ctx, b.k.channel(o.room), string(o.data))
 	case opReplace:
+		var swept bool
 		var rooms, users []string
 		if b.cluster != nil {
-			rooms, users, err = b.clusterReplace(ctx, o)
+			swept, rooms, users, err = b.clusterReplace(ctx, o)
 		} else {
-			rooms, users, err = b.replace(ctx, o)
+			swept, rooms, users, err = b.replace(ctx, o)
 		}
-		if err == nil && b.reannounce.Swap(false) {
-			if ra, ok := b.sink.(broker.Reannouncer); ok {
-				// Apart: the sink takes its rooms' locks, whose holders
-				// may be waiting to queue an operation here.
-				b.wg.Go(func() { ra.Reannounce(rooms, users) })
-			}
+		if swept {
+			b.reannounce(ctx, err, rooms, users)
 		}
 	case opConnect:
 		var n int

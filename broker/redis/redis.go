@@ -168,10 +168,6 @@ type Broker struct {
 	resync      chan struct{}
 	replyLogged atomic.Int64 // unix ns of the last "refused a command" log
 	registered  bool         // heartbeat loop only: a heartbeat succeeded before
-	// reannounce is set when the heartbeat finds this node was swept as
-	// dead: the next re-registration reports the arrivals again (see
-	// broker.Reannouncer).
-	reannounce atomic.Bool
 }
 
 // sub is the state of one room channel.

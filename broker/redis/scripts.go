@@ -145,26 +145,28 @@ return 0
 `)
 
 // heartbeatScript refreshes the node's heartbeat and reports whether it
-// had expired (then the node may have been swept as dead: re-register),
-// plus 2 when a sweep left its mark (it was). A provisional heartbeat
-// (see provisionalAlive) counts as expired. KEYS: alive key, nodes set,
-// swept mark. ARGV: node, TTL in ms.
+// had expired (then the node may have been swept as dead: re-register).
+// A provisional heartbeat (see provisionalAlive) counts as expired.
+// KEYS: alive key, nodes set. ARGV: node, TTL in ms.
 var heartbeatScript = goredis.NewScript(`
 local was = redis.call('GET', KEYS[1]) == '1' and 1 or 0
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
-return was + 2 * redis.call('DEL', KEYS[3])
+return was
 `)
 
 // replaceScript makes the registry hold exactly the node's members given:
 // departures for the others, announcements for the new or changed.
 // The node is listed with a provisional heartbeat (see provisionalAlive).
-// It returns the rooms that had no member before it registered this
-// node's (see broker.Reannouncer).
+// It returns "1" when a sweep had left its mark for the node (consumed
+// here: the first re-registration after the sweep is the one that finds
+// the rooms empty), else "0", then the rooms that had no member before it
+// registered this node's (see broker.Reannouncer).
 // KEYS: the node's member set. ARGV: prefix, node, TTL in ms, then conn,
 // room, entry for each member.
 var replaceScript = goredis.NewScript(dropMemberLua + `
 local prefix, node = ARGV[1], ARGV[2]
+local swept = redis.call('DEL', prefix .. ':n:' .. node .. ':swept')
 local want = {}
 for i = 4, #ARGV, 3 do want[ARGV[i] .. '\n' .. ARGV[i + 1]] = true end
 for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -189,11 +191,11 @@ for i = 4, #ARGV, 3 do
 end
 redis.call('SET', prefix .. ':n:' .. node .. ':alive', 'p', 'NX', 'PX', ARGV[3])
 redis.call('SADD', prefix .. ':nodes', node)
-local rooms = {}
+local out = {tostring(swept)}
 for room, was in pairs(first) do
-  if was then table.insert(rooms, room) end
+  if was then table.insert(out, room) end
 end
-return rooms
+return out
 `)
 
 // lockScript takes a room's chat lock and returns the room's chat

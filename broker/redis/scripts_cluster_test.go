@@ -41,7 +41,7 @@ var clusterScripts = []clusterScript{
 	{"cPendingScript", cPendingScript, func(k keys, _, u, _ string) []string { return k.userPair(u) }, []any{"n\ntok\nname"}},
 	{"confirmOfflineScript", confirmOfflineScript, func(k keys, _, u, _ string) []string { return []string{k.user(u), k.pendingOffline(u)} }, []any{"n\ntok"}},
 	{"forgetOfflineScript", forgetOfflineScript, func(k keys, _, _, n string) []string { return []string{k.nodeOffline(n)} }, []any{"u", "n\ntok"}},
-	{"cHeartbeatScript", cHeartbeatScript, func(k keys, _, _, n string) []string { return []string{k.alive(n), k.nodeKey(n, "claim"), k.swept(n)} }, []any{60000}},
+	{"cHeartbeatScript", cHeartbeatScript, func(k keys, _, _, n string) []string { return []string{k.alive(n), k.nodeKey(n, "claim")} }, []any{60000}},
 	{"cClaimScript", cClaimScript, func(k keys, _, _, n string) []string { return []string{k.alive(n), k.nodeKey(n, "claim")} }, []any{"tok", 60000}},
 	{"lockScript", lockScript, func(k keys, r, _, _ string) []string { return []string{k.lock(r), k.seq(r)} }, []any{"tok", 60000}},
 	{"cChatScript", cChatScript, func(k keys, r, _, _ string) []string {
