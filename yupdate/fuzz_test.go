@@ -68,8 +68,11 @@ func FuzzUpdate(f *testing.F) {
 			if err != nil {
 				t.Fatalf("collected update does not collect: %v", err)
 			}
-			if !bytes.Equal(again, gcd) {
-				t.Fatal("GC is not idempotent")
+			// Compared as read: an item split off one with a map key
+			// keeps the key's info bit beside its origin, as Yjs writes
+			// it, and loses it when read, as Yjs reads it.
+			if !bytes.Equal(asRead(t, again), asRead(t, gcd)) {
+				t.Fatalf("GC is not idempotent: %x then %x", gcd, again)
 			}
 		}
 	})
@@ -164,6 +167,22 @@ func FuzzMerge(f *testing.F) {
 			}
 		}
 	})
+}
+
+// asRead is u encoded again as Yjs reads it: the parentSub flag of an
+// item with an origin, which says nothing then, cleared.
+func asRead(t *testing.T, u []byte) []byte {
+	t.Helper()
+	d, err := Decode(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range d.Structs {
+		if s := &d.Structs[i]; s.HasOrigin || s.HasRightOrigin {
+			s.HasParentSub, s.ParentSub = false, ""
+		}
+	}
+	return d.Encode()
 }
 
 func svOrFail(t *testing.T, u []byte) StateVector {
