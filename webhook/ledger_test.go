@@ -50,6 +50,8 @@ func TestStoreOutboxSpeaksForDeadNode(t *testing.T) {
 		wb, hb := startStoreWebhooks(t, b, rcv, cfg)
 		online(ctx, hb, "amy") // amy has a tab on b too
 		rcv.waitN(8)
+		// Every delivery done: none is left leased to a when it dies.
+		waitStat(t, wb, "the arrivals delivered", func(s webhook.Stats) bool { return s.Depth == 0 })
 
 		wa.Close(ctx)
 		got := rcv.wait("the dead node's departures", func(ds []delivery) bool {

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/internal/testsvc"
 )
 
 // TestKill9SingleNodeDepartures: a server without -redis, on SQLite, is
@@ -38,6 +41,9 @@ func TestKill9SingleNodeDepartures(t *testing.T) {
 	for _, u := range []string{"amy", "cat"} {
 		rcv.waitCount(t, 1, "user.online", "userId", u)
 	}
+	// Every delivery done, so that none is left leased to the dead run
+	// (its room's later events would wait out the lease).
+	waitOutboxEmpty(t, url)
 	if err := first.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -57,4 +63,27 @@ func TestKill9SingleNodeDepartures(t *testing.T) {
 	rcv.waitCount(t, 1, "room.vacated", "roomId", "room")
 	rcv.waitCount(t, 1, "user.offline", "userId", "amy")
 	rcv.expect(t, 4, "member.left")
+}
+
+// waitOutboxEmpty waits until the binary at wsURL reports, on /readyz, a
+// webhook outbox with nothing in it.
+func waitOutboxEmpty(t *testing.T, wsURL string) {
+	t.Helper()
+	readyz := "http" + strings.TrimSuffix(strings.TrimPrefix(wsURL, "ws"), "/live") + "/readyz"
+	testsvc.WaitState(t, "an empty webhook outbox", binaryTimeout, func() (bool, any) {
+		res, err := http.Get(readyz)
+		if err != nil {
+			return false, err
+		}
+		defer res.Body.Close()
+		var st struct {
+			Webhooks *struct {
+				OutboxDepth int `json:"outboxDepth"`
+			} `json:"webhooks"`
+		}
+		if err := json.NewDecoder(res.Body).Decode(&st); err != nil || st.Webhooks == nil {
+			return false, err
+		}
+		return st.Webhooks.OutboxDepth == 0, st.Webhooks.OutboxDepth
+	})
 }
