@@ -2,9 +2,7 @@ package yupdate
 
 import (
 	"bytes"
-	"encoding/json"
 	"maps"
-	"os"
 	"testing"
 )
 
@@ -13,16 +11,9 @@ import (
 // whatever decodes must re-encode to bytes that decode the same, and what
 // GC returns must decode and be left as it is by a second GC.
 func FuzzUpdate(f *testing.F) {
-	b, err := os.ReadFile("testdata/corpus.json")
-	if err != nil {
-		f.Fatal(err)
-	}
-	var c oracleCorpus
-	if err := json.Unmarshal(b, &c); err != nil {
-		f.Fatal(err)
-	}
+	cases := corpusCases(f)
 	seen := map[string]bool{}
-	for _, k := range c.Cases {
+	for _, k := range cases {
 		for _, s := range append(k.Inputs, k.Want) {
 			if !seen[s] && len(seen) < 400 {
 				seen[s] = true
@@ -86,16 +77,9 @@ func FuzzUpdate(f *testing.F) {
 // either update merged with the merge's diff against its state vector has
 // the merge's state vector.
 func FuzzMerge(f *testing.F) {
-	b, err := os.ReadFile("testdata/corpus.json")
-	if err != nil {
-		f.Fatal(err)
-	}
-	var c oracleCorpus
-	if err := json.Unmarshal(b, &c); err != nil {
-		f.Fatal(err)
-	}
+	cases := corpusCases(f)
 	n := 0
-	for _, k := range c.Cases {
+	for _, k := range cases {
 		if k.Op == "merge" && len(k.Inputs) >= 2 && n < 200 {
 			a, b := b64(f, k.Inputs[0]), b64(f, k.Inputs[1])
 			f.Add(a, b)

@@ -239,15 +239,7 @@ func gcMeetsItem(updates [][]byte) bool {
 // for byte, merges and diffs equal Yjs's byte for byte or (checked by Yjs)
 // load to the same document.
 func TestOracleCorpus(t *testing.T) {
-	b, err := os.ReadFile("testdata/corpus.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c oracleCorpus
-	if err := json.Unmarshal(b, &c); err != nil {
-		t.Fatal(err)
-	}
-	runOracleCases(t, c.Cases)
+	runOracleCases(t, corpusCases(t))
 }
 
 // TestOracleFresh runs Yjs on fresh random sessions (other seeds) and
