@@ -51,8 +51,7 @@ func TestDocCanJoinRefuses(t *testing.T) {
 	if code := refused.ExpectClose(); code != protocol.CloseForbidden {
 		t.Fatalf("a document CanJoin refuses: close %d, want %d", code, protocol.CloseForbidden)
 	}
-	open := livesynctest.DialDoc(t, base+"open")
-	open.Handshake(nil)
+	livesynctest.DialSynced(t, base+"open")
 	mu.Lock()
 	defer mu.Unlock()
 	if len(asked) != 2 || asked[0] != "u@secret" || asked[1] != "u@open" {
@@ -72,10 +71,8 @@ func TestDocOriginAllowlist(t *testing.T) {
 
 func TestDocConnectionsPerIP(t *testing.T) {
 	s, base := startDocServer(t, &Options{Limits: Limits{ConnectionsPerIP: 2}})
-	a := livesynctest.DialDoc(t, base+"d")
-	a.Handshake(nil)
-	b := livesynctest.DialDoc(t, base+"other")
-	b.Handshake(nil)
+	livesynctest.DialSynced(t, base+"d")
+	b := livesynctest.DialSynced(t, base+"other")
 	if status := dialDocStatus(t, base+"d", nil); status != http.StatusTooManyRequests {
 		t.Fatalf("a third document connection from one address: HTTP %d, want 429", status)
 	}
@@ -91,8 +88,7 @@ func TestDocBannedUser(t *testing.T) {
 		return &UserInfo{UserID: r.URL.Query().Get("access_token")}, nil
 	}}, testAPIKey)
 	docURL := "ws" + o.base[len("http"):] + DocPath
-	mallory := livesynctest.DialDoc(t, docURL+"d?access_token=mallory")
-	mallory.Handshake(nil)
+	mallory := livesynctest.DialSynced(t, docURL+"d?access_token=mallory")
 	if res := o.api(t, http.MethodPost, roomPath("d", "/kick"), `{"userId":"mallory","banSeconds":600}`); res.status != http.StatusOK {
 		t.Fatalf("kick: %d %s", res.status, res.body)
 	}
@@ -112,10 +108,8 @@ func TestDocBannedUser(t *testing.T) {
 // + 1), not after y-protocols' 30 s.
 func TestDocHeartbeatRemovesAwareness(t *testing.T) {
 	_, base := startDocServer(t, &Options{Limits: Limits{PingInterval: 50 * time.Millisecond, PongTimeout: 300 * time.Millisecond}})
-	watcher := livesynctest.DialDoc(t, base+"d")
-	watcher.Handshake(nil)
-	dead := livesynctest.DialDoc(t, base+"d")
-	dead.Handshake(nil)
+	watcher := livesynctest.DialSynced(t, base+"d")
+	dead := livesynctest.DialSynced(t, base+"d")
 	dead.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 42, Clock: 7, State: `{"cursor":3}`}))
 	// From now on the dead peer reads nothing, so it answers no ping;
 	// the watcher, reading, answers them.
@@ -134,8 +128,7 @@ func TestDocEscapedRoomID(t *testing.T) {
 	o := startOpsServer(t, nil, testAPIKey)
 	docURL := "ws" + o.base[len("http"):] + DocPath
 	const room = "team a/b?c=1#d 100%"
-	c := livesynctest.DialDoc(t, docURL+url.PathEscape(room))
-	c.Handshake(nil)
+	c := livesynctest.DialSynced(t, docURL+url.PathEscape(room))
 	u := livesynctest.TextUpdate(1, 0, "escaped")
 	c.Write(livesynctest.SyncMsg(ySyncUpdate, u))
 	livesynctest.WaitFor(t, "the update in the document named "+room, func() bool {

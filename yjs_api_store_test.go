@@ -69,10 +69,8 @@ func TestDocAPIStoresOnlyWhatItApplies(t *testing.T) {
 	o := startOpsServer(t, &Options{Store: store, Limits: Limits{MaxDocBytes: 300}}, testAPIKey)
 	docs, _ := store.EnableDocs(context.Background())
 	docURL := "ws" + o.base[len("http"):] + DocPath
-	keeper := livesynctest.DialDoc(t, docURL+"d")
-	keeper.Handshake(nil)
-	peer := livesynctest.DialDoc(t, docURL+"d")
-	peer.Handshake(nil)
+	livesynctest.DialSynced(t, docURL+"d")
+	peer := livesynctest.DialSynced(t, docURL+"d")
 
 	posted := make(chan httpResult, 1)
 	go func() { posted <- o.api(t, http.MethodPost, roomPath("d", "/document"), string(apiUpdate)) }()

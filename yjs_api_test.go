@@ -20,8 +20,7 @@ func TestDocAPI(t *testing.T) {
 		!bytes.Equal(res.body, emptyYUpdate) || res.header.Get("Content-Type") != "application/octet-stream" {
 		t.Fatalf("GET of a new document: %d %q %q, want 200, the empty update, application/octet-stream", res.status, res.body, res.header.Get("Content-Type"))
 	}
-	a := livesynctest.DialDoc(t, docURL+"notes")
-	a.Handshake(nil)
+	a := livesynctest.DialSynced(t, docURL+"notes")
 	a.Write(livesynctest.SyncMsg(ySyncUpdate, livesynctest.TextUpdate(1, 0, "hi")))
 	a.Flush()
 
@@ -70,10 +69,8 @@ func TestDocKick(t *testing.T) {
 		return &UserInfo{UserID: r.URL.Query().Get("access_token")}, nil
 	}}, testAPIKey)
 	docURL := "ws" + o.base[len("http"):] + DocPath
-	mallory := livesynctest.DialDoc(t, docURL+"d?access_token=mallory")
-	mallory.Handshake(nil)
-	alice := livesynctest.DialDoc(t, docURL+"d?access_token=alice")
-	alice.Handshake(nil)
+	mallory := livesynctest.DialSynced(t, docURL+"d?access_token=mallory")
+	alice := livesynctest.DialSynced(t, docURL+"d?access_token=alice")
 	if res := o.api(t, http.MethodPost, roomPath("d", "/kick"), `{"userId":"mallory"}`); res.status != http.StatusOK {
 		t.Fatalf("kick: %d %s", res.status, res.body)
 	}

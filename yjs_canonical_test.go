@@ -128,10 +128,8 @@ func waitStored(t *testing.T, store chat.DocStore, doc string, sv yupdate.StateV
 func TestDocNonCanonicalUpdates(t *testing.T) {
 	store := newSharedStore(t)
 	s, base := startDocServer(t, &Options{Store: store})
-	a := livesynctest.DialDoc(t, base+"d")
-	a.Handshake(nil)
-	b := livesynctest.DialDoc(t, base+"d")
-	b.Handshake(nil)
+	a := livesynctest.DialSynced(t, base+"d")
+	b := livesynctest.DialSynced(t, base+"d")
 	a.Write(livesynctest.SyncMsg(livesynctest.SyncUpdate, typed5))
 	b.Expect(yMsgSync, ySyncUpdate)
 
@@ -195,8 +193,7 @@ func TestDocNonCanonicalUpdates(t *testing.T) {
 func TestDocDuplicateUpdatesConverge(t *testing.T) {
 	store := newSharedStore(t)
 	s, base := startDocServer(t, &Options{Store: store})
-	a := livesynctest.DialDoc(t, base+"d")
-	a.Handshake(nil)
+	a := livesynctest.DialSynced(t, base+"d")
 	u1 := livesynctest.TextUpdate(1, 0, "hello")
 	u2 := livesynctest.TextUpdate(1, 5, " world")
 	both, err := yupdate.MergeUpdates([][]byte{u1, u2})

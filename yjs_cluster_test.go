@@ -28,10 +28,8 @@ func testDocCluster(t *testing.T, e *clusterEnv) {
 	store := newSharedStore(t)
 	s1, u1 := e.node(e.addr, store, nil)
 	s2, u2 := e.node(e.addr, store, nil)
-	a := livesynctest.DialDoc(t, docBase(s1, u1)+"doc")
-	a.Handshake(nil)
-	b := livesynctest.DialDoc(t, docBase(s2, u2)+"doc")
-	b.Handshake(nil)
+	a := livesynctest.DialSynced(t, docBase(s1, u1)+"doc")
+	b := livesynctest.DialSynced(t, docBase(s2, u2)+"doc")
 
 	a.Write(livesynctest.SyncMsg(ySyncUpdate, livesynctest.TextUpdate(1, 0, "from a")))
 	b.ReadUntil(nil, func(st, _ []byte) bool { return st != nil && livesynctest.HasClock(t, st, 1, 6) })
@@ -55,8 +53,7 @@ func testDocClusterAsksPeers(t *testing.T, e *clusterEnv) {
 	store := noDocStore{newSharedStore(t)}
 	s1, u1 := e.node(e.addr, store, nil)
 	s2, u2 := e.node(e.addr, store, nil)
-	a := livesynctest.DialDoc(t, docBase(s1, u1)+"doc")
-	a.Handshake(nil)
+	a := livesynctest.DialSynced(t, docBase(s1, u1)+"doc")
 	a.Write(livesynctest.SyncMsg(ySyncUpdate, livesynctest.TextUpdate(1, 0, "only in memory")))
 	a.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 1, Clock: 1, State: `{"name":"a"}`}))
 	a.ReadUntil(nil, func(_, aw []byte) bool { return aw != nil }) // its echo: applied
@@ -77,10 +74,8 @@ func testDocClusterNodeLost(t *testing.T, e *clusterEnv) {
 	s1, u1 := e.node(e.addr, store, nil)
 	cut := e.link()
 	s2, u2 := e.node(cut.Addr(), store, nil)
-	a := livesynctest.DialDoc(t, docBase(s1, u1)+"doc")
-	a.Handshake(nil)
-	c := livesynctest.DialDoc(t, docBase(s2, u2)+"doc")
-	c.Handshake(nil)
+	a := livesynctest.DialSynced(t, docBase(s1, u1)+"doc")
+	c := livesynctest.DialSynced(t, docBase(s2, u2)+"doc")
 	c.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 9, Clock: 1, State: `{"name":"c"}`}))
 	a.ReadUntil(nil, func(_, aw []byte) bool { return bytes.Contains(aw, []byte(`{"name":"c"}`)) })
 

@@ -40,8 +40,7 @@ func TestDocSyncAndRelay(t *testing.T) {
 	if got := a.Handshake(nil); !bytes.Equal(got, emptyYUpdate) {
 		t.Fatalf("step 2 of an empty document: % x", got)
 	}
-	b := livesynctest.DialDoc(t, base+"notes")
-	b.Handshake(nil)
+	b := livesynctest.DialSynced(t, base+"notes")
 	other := livesynctest.DialDoc(t, base+"other") // another document hears nothing
 	other.Handshake(nil)
 
@@ -95,10 +94,8 @@ func TestDocSyncAndRelay(t *testing.T) {
 
 func TestDocAwareness(t *testing.T) {
 	_, base := startDocServer(t, nil)
-	a := livesynctest.DialDoc(t, base+"room")
-	a.Handshake(nil)
-	b := livesynctest.DialDoc(t, base+"room")
-	b.Handshake(nil)
+	a := livesynctest.DialSynced(t, base+"room")
+	b := livesynctest.DialSynced(t, base+"room")
 
 	a.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 7, Clock: 1, State: `{"cursor":1}`}))
 	for _, peer := range []*livesynctest.DocClient{a, b} { // the sender too: it keeps a lone provider alive
@@ -133,10 +130,8 @@ func TestDocAwareness(t *testing.T) {
 
 func TestDocMalformedUpdateCloses(t *testing.T) {
 	_, base := startDocServer(t, nil)
-	a := livesynctest.DialDoc(t, base+"d")
-	a.Handshake(nil)
-	b := livesynctest.DialDoc(t, base+"d")
-	b.Handshake(nil)
+	a := livesynctest.DialSynced(t, base+"d")
+	b := livesynctest.DialSynced(t, base+"d")
 	good := livesynctest.TextUpdate(3, 0, "ok")
 	bad := append([]byte(nil), good...)
 	bad = bad[:len(bad)-3] // cut short
@@ -145,8 +140,7 @@ func TestDocMalformedUpdateCloses(t *testing.T) {
 		t.Fatalf("close code %d, want 1007", code)
 	}
 	// Nothing reached B, and the document has none of it.
-	c := livesynctest.DialDoc(t, base+"d")
-	c.Handshake(nil)
+	c := livesynctest.DialSynced(t, base+"d")
 	b.Write(livesynctest.SyncMsg(ySyncUpdate, good))
 	if got := c.Expect(yMsgSync, ySyncUpdate); !bytes.Equal(got, good) {
 		t.Fatalf("relayed % x, want % x", got, good)
@@ -183,14 +177,12 @@ func TestDocLimits(t *testing.T) {
 	_, base := startDocServer(t, &Options{Limits: Limits{MaxDocMessageBytes: 1000, MaxDocBytes: 300}})
 	keeper := livesynctest.DialDoc(t, base+"d") // keeps the document alive while the others come and go
 	keeper.Handshake(nil)
-	a := livesynctest.DialDoc(t, base+"d")
-	a.Handshake(nil)
+	a := livesynctest.DialSynced(t, base+"d")
 	a.Write(livesynctest.SyncMsg(ySyncUpdate, livesynctest.TextUpdate(1, 0, strings.Repeat("x", 2000))))
 	if code := a.ExpectClose(); code != 1009 {
 		t.Fatalf("oversized frame: close code %d, want 1009", code)
 	}
-	b := livesynctest.DialDoc(t, base+"d")
-	b.Handshake(nil)
+	b := livesynctest.DialSynced(t, base+"d")
 	b.Write(livesynctest.SyncMsg(ySyncUpdate, livesynctest.TextUpdate(1, 0, strings.Repeat("x", 200))))
 	b.Write(livesynctest.SyncMsg(ySyncUpdate, livesynctest.TextUpdate(1, 200, strings.Repeat("y", 200))))
 	if code := b.ExpectClose(); code != protocol.CloseDocumentFull {
@@ -234,10 +226,8 @@ func TestDocUpdateFloodIsCut(t *testing.T) {
 // store (the default MemoryStore keeps documents) when it is opened again.
 func TestDocForgottenWhenEmpty(t *testing.T) {
 	s, base := startDocServer(t, nil)
-	a := livesynctest.DialDoc(t, base+"d")
-	a.Handshake(nil)
-	b := livesynctest.DialDoc(t, base+"d")
-	b.Handshake(nil)
+	a := livesynctest.DialSynced(t, base+"d")
+	b := livesynctest.DialSynced(t, base+"d")
 	a.Write(livesynctest.SyncMsg(ySyncUpdate, livesynctest.TextUpdate(1, 0, "hello")))
 	b.Expect(yMsgSync, ySyncUpdate) // the document holds it
 	a.WS.Close()
@@ -283,16 +273,14 @@ func TestDocAccess(t *testing.T) {
 			t.Errorf("%s: close code %d, want %d", tc.url, code, tc.code)
 		}
 	}
-	ok := livesynctest.DialDoc(t, base+"team-a?access_token=alice")
-	ok.Handshake(nil)
+	livesynctest.DialSynced(t, base+"team-a?access_token=alice")
 }
 
 // An idle document holds one merged update: what arrived is merged once
 // the document has been quiet for a moment, and no spare buffer is kept.
 func TestDocIdleHoldsOneUpdate(t *testing.T) {
 	s, base := startDocServer(t, nil)
-	a := livesynctest.DialDoc(t, base+"d")
-	a.Handshake(nil)
+	a := livesynctest.DialSynced(t, base+"d")
 	for i := range uint64(40) {
 		a.Write(livesynctest.SyncMsg(livesynctest.SyncUpdate, livesynctest.TextUpdate(1, i, "k")))
 	}

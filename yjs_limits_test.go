@@ -41,11 +41,9 @@ func quiet(t *testing.T, c *livesynctest.DocClient, what string) {
 // sender with 1007, reaches no peer and is kept for no joiner.
 func TestDocAwarenessMustBeJSON(t *testing.T) {
 	s, base := startDocServer(t, nil)
-	watcher := livesynctest.DialDoc(t, base+"d")
-	watcher.Handshake(nil)
+	watcher := livesynctest.DialSynced(t, base+"d")
 	for _, state := range []string{`{"cursor":`, `undefined`, `{'a':1}`, ``, `{"a":1} x`} {
-		c := livesynctest.DialDoc(t, base+"d")
-		c.Handshake(nil)
+		c := livesynctest.DialSynced(t, base+"d")
 		c.Write(livesynctest.AwarenessMsg(
 			livesynctest.AwarenessEntry{Client: 1, Clock: 1, State: `{"ok":true}`},
 			livesynctest.AwarenessEntry{Client: 2, Clock: 1, State: state}))
@@ -64,8 +62,7 @@ func TestDocAwarenessMustBeJSON(t *testing.T) {
 	// JSON of every kind is relayed, and null with spaces is a removal;
 	// the watcher's first message is the first of these: nothing of the
 	// refused messages reached it.
-	c := livesynctest.DialDoc(t, base+"d")
-	c.Handshake(nil)
+	c := livesynctest.DialSynced(t, base+"d")
 	for i, state := range []string{`{"user":{"name":"Ada 😀"}}`, `"text"`, `12`, ` [1, 2] `} {
 		c.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 9, Clock: uint64(i + 1), State: state}))
 		if got := readAwareness(t, watcher); len(got) != 1 || got[0].state != state {
@@ -84,10 +81,8 @@ func TestDocAwarenessMustBeJSON(t *testing.T) {
 // over it closes its sender with 1009 and reaches nobody.
 func TestDocAwarenessStateSize(t *testing.T) {
 	_, base := startDocServer(t, &Options{Limits: Limits{MaxPresenceBytes: 100}})
-	watcher := livesynctest.DialDoc(t, base+"d")
-	watcher.Handshake(nil)
-	c := livesynctest.DialDoc(t, base+"d")
-	c.Handshake(nil)
+	watcher := livesynctest.DialSynced(t, base+"d")
+	c := livesynctest.DialSynced(t, base+"d")
 	fits := `"` + strings.Repeat("x", 98) + `"`
 	c.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 1, Clock: 1, State: fits}))
 	if got := readAwareness(t, watcher); len(got) != 1 || got[0].state != fits {
@@ -151,10 +146,8 @@ func TestDocJoinerAwarenessIsBounded(t *testing.T) {
 // every provider sends back, change nothing and are not counted.
 func TestDocAwarenessRate(t *testing.T) {
 	_, base := startDocServer(t, &Options{Limits: Limits{DocAwarenessRate: 0.001, DocAwarenessBurst: 2, MaxViolations: 5}})
-	watcher := livesynctest.DialDoc(t, base+"d")
-	watcher.Handshake(nil)
-	c := livesynctest.DialDoc(t, base+"d")
-	c.Handshake(nil)
+	watcher := livesynctest.DialSynced(t, base+"d")
+	c := livesynctest.DialSynced(t, base+"d")
 	state := func(clock uint64) []byte {
 		return livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 5, Clock: clock, State: `{"at":1}`})
 	}
@@ -176,8 +169,7 @@ func TestDocAwarenessRate(t *testing.T) {
 	}
 
 	// Queries count too.
-	q := livesynctest.DialDoc(t, base+"d")
-	q.Handshake(nil)
+	q := livesynctest.DialSynced(t, base+"d")
 	for range 2 + 5 {
 		q.Write(lib0.AppendUint(nil, yMsgQueryAwareness))
 	}
@@ -207,8 +199,7 @@ func TestDocSyncStep1Rate(t *testing.T) {
 // of it is applied or relayed.
 func TestDocTrailingBytesAreMalformed(t *testing.T) {
 	_, base := startDocServer(t, nil)
-	watcher := livesynctest.DialDoc(t, base+"d")
-	watcher.Handshake(nil)
+	watcher := livesynctest.DialSynced(t, base+"d")
 	u := livesynctest.TextUpdate(1, 0, "x")
 	for name, msg := range map[string][]byte{
 		"update":         append(livesynctest.SyncMsg(ySyncUpdate, u), 0),
@@ -235,10 +226,8 @@ func TestDocTrailingBytesAreMalformed(t *testing.T) {
 // and relayed whole.
 func TestDocLargeUpdateFitsByDefault(t *testing.T) {
 	_, base := startDocServer(t, nil)
-	a := livesynctest.DialDoc(t, base+"d")
-	a.Handshake(nil)
-	b := livesynctest.DialDoc(t, base+"d")
-	b.Handshake(nil)
+	a := livesynctest.DialSynced(t, base+"d")
+	b := livesynctest.DialSynced(t, base+"d")
 	paste := livesynctest.TextUpdate(1, 0, strings.Repeat("long text ", 300_000)) // 3 MB
 	a.Write(livesynctest.SyncMsg(ySyncStep2, paste))
 	if got := b.Expect(yMsgSync, ySyncUpdate); !bytes.Equal(got, paste) {

@@ -182,8 +182,7 @@ func TestDocumentUpdatedDebounced(t *testing.T) {
 	rcv := newReceiver(t, nil)
 	n := startNode(t, rcv, webhook.Config{Events: []string{webhook.DocumentUpdated}},
 		livesync.Options{Hooks: livesync.Hooks{DocUpdateDelay: 100 * time.Millisecond}})
-	doc := livesynctest.DialDoc(t, strings.TrimSuffix(n.url, "/live")+"/yjs/notes?user=ann")
-	doc.Handshake(nil)
+	doc := livesynctest.DialSynced(t, strings.TrimSuffix(n.url, "/live")+"/yjs/notes?user=ann")
 	for i := range uint64(20) {
 		doc.Write(livesynctest.SyncMsg(livesynctest.SyncUpdate, livesynctest.TextUpdate(1, i, "k")))
 	}

@@ -26,8 +26,7 @@ func TestKill9Document(t *testing.T) {
 	cmd, url := startBinary(t, bin, args...)
 	docURL := strings.TrimSuffix(url, "/live") + "/yjs/d"
 
-	a := livesynctest.DialDoc(t, docURL)
-	a.Handshake(nil)
+	a := livesynctest.DialSynced(t, docURL)
 	const keys = 300
 	var typed [][]byte
 	for i := range uint64(keys) {

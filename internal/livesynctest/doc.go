@@ -47,6 +47,15 @@ func DialDoc(t testing.TB, url string) *DocClient {
 	return &DocClient{t: t, WS: ws}
 }
 
+// DialSynced is DialDoc followed by the handshake of a provider with no
+// state of its own: the client is then in sync with the document.
+func DialSynced(t testing.TB, url string) *DocClient {
+	t.Helper()
+	c := DialDoc(t, url)
+	c.Handshake(nil)
+	return c
+}
+
 // Write sends the parts, concatenated, as one binary message.
 func (c *DocClient) Write(parts ...[]byte) {
 	c.t.Helper()
