@@ -207,6 +207,20 @@ func TestClusterSlotMigration(t *testing.T) {
 	var sentMu sync.Mutex
 	pause := map[*Broker]*sync.Mutex{a: {}, b: {}} // held by a node's chat between batches
 	var chatErr atomic.Value
+	// chat publishes one batch of text from n, recorded as sent in the
+	// lock's order.
+	chat := func(n *Broker, text string) error {
+		lock, err := n.LockChat(ctx, "r")
+		sentMu.Lock()
+		defer sentMu.Unlock()
+		if err == nil {
+			_, err = lock.Publish([]protocol.StoredChatMessage{{ID: text, Message: text}})
+		}
+		if err == nil {
+			*sent[n] = append(*sent[n], "chat r "+text)
+		}
+		return err
+	}
 	for _, n := range []*Broker{a, b} {
 		wg.Go(func() {
 			for i := 0; ; i++ {
@@ -215,17 +229,8 @@ func TestClusterSlotMigration(t *testing.T) {
 					return
 				case <-time.After(time.Millisecond):
 				}
-				text := fmt.Sprintf("%s-%d", n.node, i)
 				pause[n].Lock()
-				lock, err := n.LockChat(ctx, "r")
-				sentMu.Lock() // the lock's order is the order sent
-				if err == nil {
-					_, err = lock.Publish([]protocol.StoredChatMessage{{ID: text, Message: text}})
-				}
-				if err == nil {
-					*sent[n] = append(*sent[n], "chat r "+text)
-				}
-				sentMu.Unlock()
+				err := chat(n, fmt.Sprintf("%s-%d", n.node, i))
 				pause[n].Unlock()
 				if err != nil {
 					chatErr.Store(err)
@@ -259,16 +264,7 @@ func TestClusterSlotMigration(t *testing.T) {
 		defer pause[b].Unlock()
 		b.subMu.Lock()
 		defer b.subMu.Unlock()
-		lock, err := a.LockChat(ctx, "r")
-		sentMu.Lock()
-		if err == nil {
-			_, err = lock.Publish([]protocol.StoredChatMessage{{ID: "unheard", Message: "unheard"}})
-		}
-		if err == nil {
-			*sent[a] = append(*sent[a], "chat r unheard")
-		}
-		sentMu.Unlock()
-		if err != nil {
+		if err := chat(a, "unheard"); err != nil {
 			t.Errorf("chat while the slot moves: %v", err)
 		}
 		a.SetMember("r", "na-u", []byte(`{"unheard":1}`))
