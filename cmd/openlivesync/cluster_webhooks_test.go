@@ -103,7 +103,6 @@ func TestClusterKilledNodeWebhooks(t *testing.T) {
 	ts := httptest.NewServer(rcv)
 	defer ts.Close()
 	secret := strings.Repeat("k", 32)
-	token := func(user string) string { return userToken(t, secret, user) }
 	url := clusterURL(t)
 	bin := buildBinary(t)
 	var nodes []string
@@ -117,9 +116,7 @@ func TestClusterKilledNodeWebhooks(t *testing.T) {
 		}
 	}
 	join := func(node int, user, room string) *livesynctest.Client {
-		c := dialBinary(t, nodes[node]+"?access_token="+token(user))
-		c.Join(room, nil)
-		return c
+		return joinAs(t, nodes[node]+"?access_token="+userToken(t, secret, user), room)
 	}
 	amy := join(0, "amy", "room")
 	bob := join(1, "bob", "room")

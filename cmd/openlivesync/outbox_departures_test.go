@@ -30,9 +30,7 @@ func TestKill9SingleNodeDepartures(t *testing.T) {
 	args := []string{"-store", "sqlite:" + filepath.Join(t.TempDir(), "chat.db"), "-jwt-secret", secret,
 		"-webhook-url", ts.URL, "-webhook-secret", hookSecret, "-webhook-node-timeout", "5s"}
 	join := func(url, user, room string) *livesynctest.Client {
-		c := dialBinary(t, url+"?access_token="+userToken(t, secret, user))
-		c.Join(room, nil)
-		return c
+		return joinAs(t, url+"?access_token="+userToken(t, secret, user), room)
 	}
 
 	first, url := startBinary(t, bin, args...)
