@@ -81,6 +81,14 @@ func (e *clusterEnv) hookNode(i int, addr string, h *hookRecorder, offlineDelay 
 	return url
 }
 
+// userJoin connects to a hookNode's url as user and joins room.
+func userJoin(t *testing.T, url, user, room string) *livesynctest.Client {
+	t.Helper()
+	c := livesynctest.Dial(t, url+"?user="+user)
+	c.Join(room, nil)
+	return c
+}
+
 func kindIn(kind, room string) func(hookRecord) bool {
 	return func(r hookRecord) bool { return r.kind == kind && r.room == room }
 }
@@ -140,9 +148,7 @@ func testClusterHooksUserOnce(t *testing.T, e *clusterEnv) {
 		urls = append(urls, e.hookNode(i, e.addr, h, delay))
 	}
 	dial := func(node int, user string) *livesynctest.Client {
-		c := livesynctest.Dial(t, urls[node]+"?user="+user)
-		c.Join("r-"+user, nil) // answered once the connection is registered
-		return c
+		return userJoin(t, urls[node], user, "r-"+user) // answered once the connection is registered
 	}
 	// marker: a user connecting and closing on node, after what came
 	// before there; its offline comes after any that was due before it.
@@ -183,11 +189,7 @@ func testClusterHooksDeadNode(t *testing.T, e *clusterEnv) {
 	proxy := e.link()
 	const delay = 200 * time.Millisecond
 	urls := []string{e.hookNode(0, e.addr, h, delay), e.hookNode(1, e.addr, h, delay), e.hookNode(2, proxy.Addr(), h, delay)}
-	dial := func(node int, user, room string) *livesynctest.Client {
-		c := livesynctest.Dial(t, urls[node]+"?user="+user)
-		c.Join(room, nil)
-		return c
-	}
+	dial := func(node int, user, room string) *livesynctest.Client { return userJoin(t, urls[node], user, room) }
 	a := dial(0, "amy", "shared")
 	c := dial(2, "cat", "solo")
 	c2 := dial(2, "amy", "shared")
@@ -263,10 +265,8 @@ func testClusterHooksCountsSurviveRedisLoss(t *testing.T, e *clusterEnv) {
 		s, url := startServer(t, opts)
 		srvs, urls = append(srvs, s), append(urls, url)
 	}
-	a := livesynctest.Dial(t, urls[0]+"?user=ann")
-	a.Join("r", nil)
-	b := livesynctest.Dial(t, urls[1]+"?user=bob")
-	b.Join("r", nil)
+	a := userJoin(t, urls[0], "ann", "r")
+	b := userJoin(t, urls[1], "bob", "r")
 	livesynctest.WaitFor(t, "both online", func() bool { return h.count(func(r hookRecord) bool { return r.kind == "online" }) == 2 })
 
 	proxy.Cut()
@@ -313,9 +313,7 @@ func testClusterHooksDeadNodeMidOfflineDelay(t *testing.T, e *clusterEnv) {
 	// can send the offline.
 	urls := []string{e.hookNode(0, e.addr, h, delay), e.hookNode(1, e.addr, h, delay), e.hookNode(2, proxy.Addr(), h, time.Hour)}
 	dial := func(node int, user string) *livesynctest.Client {
-		c := livesynctest.Dial(t, urls[node]+"?user="+user)
-		c.Join("r-"+user, nil) // answered once the connection is registered
-		return c
+		return userJoin(t, urls[node], user, "r-"+user) // answered once the connection is registered
 	}
 	cat, dan := dial(2, "cat"), dial(2, "dan")
 	livesynctest.WaitFor(t, "both online", func() bool {
@@ -360,11 +358,7 @@ func testClusterHooksPartitionedNodeReannounces(t *testing.T, e *clusterEnv) {
 	proxy := e.link()
 	const delay = 200 * time.Millisecond
 	urls := []string{e.hookNode(0, e.addr, h, delay), e.hookNode(1, proxy.Addr(), h, delay)}
-	dial := func(node int, user, room string) *livesynctest.Client {
-		c := livesynctest.Dial(t, urls[node]+"?user="+user)
-		c.Join(room, nil)
-		return c
-	}
+	dial := func(node int, user, room string) *livesynctest.Client { return userJoin(t, urls[node], user, room) }
 	dial(0, "amy", "shared")
 	cut := []*livesynctest.Client{dial(1, "cat", "solo"), dial(1, "amy", "shared")}
 	livesynctest.WaitFor(t, "every join observed", func() bool { return h.count(func(r hookRecord) bool { return r.kind == "join" }) == 3 })
