@@ -133,6 +133,9 @@ func (b *Broker) heartbeat() {
 		was, err = b.clusterHeartbeat(ctx)
 	} else {
 		was, err = heartbeatScript.Run(ctx, b.rdb, []string{b.k.alive(b.node), b.k.nodes()}, b.node, b.opts.NodeTTL.Milliseconds()).Int64()
+		if err == nil {
+			b.listed.Store(true) // the script lists the node
+		}
 	}
 	if err != nil {
 		if b.ctx.Err() == nil {

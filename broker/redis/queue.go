@@ -337,8 +337,10 @@ func (b *Broker) pipeline(ops []op) error {
 			pipe.Publish(ctx, b.k.channel(o.room), "E"+head+string(o.data))
 		}
 	}
-	if members {
-		// A node that dies before its first heartbeat is still swept.
+	// A node whose first heartbeat failed lists itself with its first
+	// members, so that it is swept should it die before it beats.
+	list := members && !b.listed.Load()
+	if list {
 		b.provisionalAlive(ctx, pipe)
 		pipe.SAdd(ctx, b.k.nodes(), b.node)
 	}
@@ -349,6 +351,9 @@ func (b *Broker) pipeline(ops []op) error {
 			b.finish(&ops[i], err)
 		}
 		return err
+	}
+	if list {
+		b.listed.Store(true)
 	}
 	for _, c := range counts {
 		// A join is the room's first when it added the member to an empty

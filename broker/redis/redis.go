@@ -140,7 +140,7 @@ type Broker struct {
 	health health        // single Redis: whether it answers (always healthy in cluster mode)
 	shardh shardHealth   // cluster: each shard's (see shardhealth.go)
 	pwake  chan struct{} // cluster: wakes the prober
-	listed atomic.Bool   // cluster: this node is in p:nodes, as far as it knows
+	listed atomic.Bool   // this node is in p:nodes, as far as it knows
 	// known lists the members ("<conn>\n<room>") this node added to its
 	// member set in cluster mode, so that only new ones need adding; the
 	// sender alone uses it.
