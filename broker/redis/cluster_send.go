@@ -242,11 +242,7 @@ func (b *Broker) clusterReplace(ctx context.Context, o *op) (swept bool, rooms, 
 		if _, err := pipe.Exec(ctx); err != nil {
 			return false, nil, nil, err
 		}
-		for room, cmd := range firsts {
-			if n, _ := cmd.Int(); n == 1 {
-				rooms = append(rooms, room)
-			}
-		}
+		rooms = edges(firsts)
 	}
 
 	uset := b.k.nodeUsers(b.node)
@@ -291,13 +287,21 @@ func (b *Broker) clusterReplace(ctx context.Context, o *op) (swept bool, rooms, 
 		if _, err := pipe.Exec(ctx); err != nil {
 			return false, nil, nil, err
 		}
-		for user, cmd := range firsts {
-			if n, _ := cmd.Int(); n == 1 {
-				users = append(users, user)
-			}
-		}
+		users = edges(firsts)
 	}
 	return swept, rooms, users, nil
+}
+
+// edges lists the keys whose first re-registration found them empty
+// (its script returned 1).
+func edges(firsts map[string]*goredis.Cmd) []string {
+	var out []string
+	for key, cmd := range firsts {
+		if n, _ := cmd.Int(); n == 1 {
+			out = append(out, key)
+		}
+	}
+	return out
 }
 
 // clusterConnect is opConnect in cluster mode: the node's set first (see
