@@ -42,6 +42,15 @@ func (h *hookLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// newHookLog starts a receiver recording into a hookLog, closed when t
+// ends, and returns it with its URL.
+func newHookLog(t *testing.T) (*hookLog, string) {
+	h := &hookLog{seen: map[string]bool{}}
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	return h, ts.URL
+}
+
 // count counts the events of type typ whose data has every field of want.
 func (h *hookLog) count(typ string, want ...string) int {
 	h.mu.Lock()
@@ -99,9 +108,7 @@ func TestClusterKilledNodeWebhooks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	rcv := &hookLog{seen: map[string]bool{}}
-	ts := httptest.NewServer(rcv)
-	defer ts.Close()
+	rcv, receiver := newHookLog(t)
 	secret := strings.Repeat("k", 32)
 	url := clusterURL(t)
 	bin := buildBinary(t)
@@ -109,7 +116,7 @@ func TestClusterKilledNodeWebhooks(t *testing.T) {
 	var victim interface{ Kill() error }
 	for i := range 3 {
 		cmd, ws := startBinary(t, bin, "-redis", url, "-jwt-secret", secret,
-			"-webhook-url", ts.URL, "-webhook-secret", hookSecret)
+			"-webhook-url", receiver, "-webhook-secret", hookSecret)
 		nodes = append(nodes, ws)
 		if i == 2 {
 			victim = cmd.Process

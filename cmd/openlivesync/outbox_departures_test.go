@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,13 +21,11 @@ func TestKill9SingleNodeDepartures(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	rcv := &hookLog{seen: map[string]bool{}}
-	ts := httptest.NewServer(rcv)
-	defer ts.Close()
+	rcv, receiver := newHookLog(t)
 	secret := strings.Repeat("k", 32)
 	bin := buildBinary(t)
 	args := []string{"-store", "sqlite:" + filepath.Join(t.TempDir(), "chat.db"), "-jwt-secret", secret,
-		"-webhook-url", ts.URL, "-webhook-secret", hookSecret, "-webhook-node-timeout", "5s"}
+		"-webhook-url", receiver, "-webhook-secret", hookSecret, "-webhook-node-timeout", "5s"}
 	join := func(url, user, room string) *livesynctest.Client {
 		return joinAs(t, url+"?access_token="+userToken(t, secret, user), room)
 	}
