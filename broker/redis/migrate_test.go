@@ -221,7 +221,9 @@ func TestClusterSlotMigration(t *testing.T) {
 		}
 		return err
 	}
-	for _, n := range []*Broker{a, b} {
+	// paced runs f(0), f(1)... a millisecond apart until stop is closed
+	// or f returns false.
+	paced := func(f func(i int) bool) {
 		wg.Go(func() {
 			for i := 0; ; i++ {
 				select {
@@ -229,29 +231,30 @@ func TestClusterSlotMigration(t *testing.T) {
 					return
 				case <-time.After(time.Millisecond):
 				}
-				pause[n].Lock()
-				err := chat(n, fmt.Sprintf("%s-%d", n.node, i))
-				pause[n].Unlock()
-				if err != nil {
-					chatErr.Store(err)
+				if !f(i) {
 					return
 				}
 			}
 		})
 	}
-	var events atomic.Int64
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Millisecond):
+	for _, n := range []*Broker{a, b} {
+		paced(func(i int) bool {
+			pause[n].Lock()
+			err := chat(n, fmt.Sprintf("%s-%d", n.node, i))
+			pause[n].Unlock()
+			if err != nil {
+				chatErr.Store(err)
 			}
-			a.PublishEvent("r", fmt.Appendf(nil, `{"r":%d}`, i))
-			a.PublishEvent(other, fmt.Appendf(nil, `{"o":%d}`, i))
-			a.SetMember("r", "na-p", fmt.Appendf(nil, `{"i":%d}`, i))
-			events.Store(int64(i + 1))
-		}
+			return err == nil
+		})
+	}
+	var events atomic.Int64
+	paced(func(i int) bool {
+		a.PublishEvent("r", fmt.Appendf(nil, `{"r":%d}`, i))
+		a.PublishEvent(other, fmt.Appendf(nil, `{"o":%d}`, i))
+		a.SetMember("r", "na-p", fmt.Appendf(nil, `{"i":%d}`, i))
+		events.Store(int64(i + 1))
+		return true
 	})
 	livesynctest.WaitFor(t, "traffic before the move", func() bool { return len(rb.lines()) > 50 })
 	// While the new owner serves the slot and b still listens on the old
