@@ -20,9 +20,9 @@ import (
 //     resolved through the update itself; an item whose origin, right
 //     origin or parent is a GC range becomes one too, as Yjs integrates
 //     it. An item whose parent cannot be resolved that way (it refers to
-//     a clock the update lacks) does not become a GC range, though its
-//     deleted content still becomes ContentDeleted (Yjs does that to any
-//     deleted item);
+//     a clock the update lacks, or to an item that does: Yjs keeps both
+//     pending) does not become a GC range, though its deleted content
+//     still becomes ContentDeleted (Yjs does that to any deleted item);
 //   - adjacent GC ranges of a client join, and so do adjacent items that
 //     Yjs's Item.mergeWith would join (same client, consecutive clocks, the
 //     right one's origin the left one's last unit, the same right origin,
@@ -51,7 +51,8 @@ func GC(update []byte) ([]byte, error) {
 const (
 	ctxUnknown  uint8 = iota // not computed yet
 	ctxVisiting              // on the current chain (a cycle means malformed input)
-	ctxLive                  // parent live, or not resolvable: keep the item
+	ctxLive                  // parent live: keep the item
+	ctxPending               // refers to what the update lacks (Yjs keeps it pending), or to such an item: keep it
 	ctxGC                    // parent deleted or collected: the item becomes a GC range
 )
 
@@ -145,47 +146,55 @@ func (g *collector) isDeleted(id ID) bool {
 	return found && k < len(rs)
 }
 
-// refs resolves what Yjs's Item.getMissing resolves for item i: done is
-// set when the answer follows from i alone (gc tells it); otherwise i is
-// collected exactly when item dep1 or item dep2 (when >= 0) is. It mirrors
-// getMissing: an origin or right origin in a GC range drops the parent
-// (the item is integrated as GC); a named parent that is a GC range, or a
+// refs resolves what Yjs's Item.getMissing resolves for item i: final is
+// set when the answer follows from i alone; otherwise it depends on items
+// dep1 and dep2 (when >= 0), and nbGC says that a neighbour is a GC range.
+// It mirrors getMissing: a reference the update lacks leaves the item
+// pending; an origin or right origin in a GC range drops the parent (the
+// item is integrated as GC); a named parent that is a GC range, or a
 // deleted item (whose content Yjs has collected, so it is no type), does
 // the same; an implied parent is the origin's, else the right origin's.
 // Both neighbours count: in an update Yjs wrote they share the item's
 // parent, and where a malformed one says otherwise, a neighbour this
 // collects into a GC range would make Yjs collect the item anyway.
-func (g *collector) refs(i int) (dep1, dep2 int, gc, done bool) {
+func (g *collector) refs(i int) (dep1, dep2 int, nbGC bool, final uint8) {
 	s := &g.structs[i]
 	if !s.HasOrigin && !s.HasRightOrigin {
 		if s.Parent != ParentItem {
-			return -1, -1, false, true // a root type is never deleted
+			return -1, -1, false, ctxLive // a root type is never deleted
 		}
 		p := g.find(s.ParentID)
 		if p < 0 || g.structs[p].Kind == KindSkip {
-			return -1, -1, false, true // not in the update: leave as it is
+			return -1, -1, false, ctxPending
 		}
 		ps := &g.structs[p]
 		if ps.Kind == KindGC || g.deletedItem(ps, s.ParentID) {
-			return -1, -1, true, true
+			return -1, -1, false, ctxGC
 		}
-		return p, -1, false, false
+		return p, -1, false, ctxUnknown
 	}
-	left, right := -1, -1
-	if s.HasOrigin {
-		if left = g.find(s.Origin); left < 0 || g.structs[left].Kind == KindSkip {
-			return -1, -1, false, true
+	deps := [2]int{-1, -1}
+	for k, ref := range [2]struct {
+		has bool
+		id  ID
+	}{{s.HasOrigin, s.Origin}, {s.HasRightOrigin, s.RightOrigin}} {
+		if !ref.has {
+			continue
+		}
+		d := g.find(ref.id)
+		switch {
+		case d < 0 || g.structs[d].Kind == KindSkip:
+			return -1, -1, false, ctxPending
+		case g.structs[d].Kind == KindGC:
+			nbGC = true
+		default:
+			deps[k] = d
 		}
 	}
-	if s.HasRightOrigin {
-		if right = g.find(s.RightOrigin); right < 0 || g.structs[right].Kind == KindSkip {
-			return -1, -1, false, true
-		}
+	if nbGC && deps[0] < 0 && deps[1] < 0 {
+		return -1, -1, false, ctxGC
 	}
-	if (left >= 0 && g.structs[left].Kind == KindGC) || (right >= 0 && g.structs[right].Kind == KindGC) {
-		return -1, -1, true, true
-	}
-	return left, right, false, false
+	return deps[0], deps[1], nbGC, ctxUnknown
 }
 
 // deletedItem tells whether the unit id of item s is deleted.
@@ -204,16 +213,13 @@ func (g *collector) inGC(i int, stack []int) ([]int, bool) {
 	stack = append(stack[:0], i)
 	for len(stack) > 0 {
 		j := stack[len(stack)-1]
-		if g.ctx[j] == ctxLive || g.ctx[j] == ctxGC {
+		if g.ctx[j] >= ctxLive {
 			stack = stack[:len(stack)-1]
 			continue
 		}
-		dep1, dep2, gc, done := g.refs(j)
-		if done {
-			g.ctx[j] = ctxLive
-			if gc {
-				g.ctx[j] = ctxGC
-			}
+		dep1, dep2, nbGC, final := g.refs(j)
+		if final != ctxUnknown {
+			g.ctx[j] = final
 			stack = stack[:len(stack)-1]
 			continue
 		}
@@ -229,9 +235,16 @@ func (g *collector) inGC(i int, stack []int) ([]int, bool) {
 			}
 			continue
 		}
-		g.ctx[j] = ctxLive
-		if (dep1 >= 0 && g.ctx[dep1] == ctxGC) || (dep2 >= 0 && g.ctx[dep2] == ctxGC) {
+		// What it refers to decides: pending before a GC neighbour (Yjs
+		// does not integrate an item whose neighbour it lacks), then a
+		// GC neighbour or parent.
+		switch {
+		case (dep1 >= 0 && g.ctx[dep1] == ctxPending) || (dep2 >= 0 && g.ctx[dep2] == ctxPending):
+			g.ctx[j] = ctxPending
+		case nbGC, (dep1 >= 0 && g.ctx[dep1] == ctxGC), (dep2 >= 0 && g.ctx[dep2] == ctxGC):
 			g.ctx[j] = ctxGC
+		default:
+			g.ctx[j] = ctxLive
 		}
 		stack = stack[:len(stack)-1]
 	}
