@@ -112,6 +112,9 @@ func (b *Broker) enqueueLocked(o op, essential bool) {
 	}
 	b.queue = append(b.queue, o)
 	signal(b.qwake)
+	if !o.kind.holdable() {
+		signal(b.qurgent)
+	}
 }
 
 // enqueueReplace queues the re-registration of every member of this node,
@@ -217,6 +220,7 @@ func (b *Broker) finish(o *op, err error) {
 // sender sends queued operations in order, pipelined.
 func (b *Broker) sender() {
 	defer b.wg.Done()
+	var f flusher
 	for {
 		select {
 		case <-b.ctx.Done():
@@ -229,11 +233,15 @@ func (b *Broker) sender() {
 			return
 		case <-b.qwake:
 		}
+		b.hold(&f)
 		for {
 			b.qmu.Lock()
 			n := min(len(b.queue), maxBatch)
 			batch := b.queue[:n:n]
 			b.queue = b.queue[n:]
+			// What is urgent in the queue goes now: only what comes after
+			// may end a later hold.
+			drain(b.qurgent)
 			if len(b.queue) == 0 {
 				b.queue = nil
 			}
@@ -249,6 +257,7 @@ func (b *Broker) sender() {
 				break
 			}
 			b.send(batch)
+			f.sent = time.Now()
 		}
 	}
 }

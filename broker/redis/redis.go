@@ -24,6 +24,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -76,6 +77,15 @@ type Options struct {
 	// server waits for a lock, or a lock whose holder died makes that
 	// room's chat node-local until it expires.
 	ChatLockTTL time.Duration
+	// FlushDelay is how long, while traffic is steady, the node holds
+	// events and presence changes so that more of them share one pipeline
+	// to Redis: fewer writes to Redis, fewer messages for Redis to fan
+	// out, fewer wake-ups of every subscribed node. Traffic is steady when
+	// the previous pipeline went out less than FlushDelay ago; otherwise,
+	// and as soon as an operation someone waits for is queued (a chat
+	// message, a barrier), nothing is held. Default 1ms; negative: never
+	// hold.
+	FlushDelay time.Duration
 	// Dialer, when set, opens every connection to Redis (to the single
 	// Redis, or to each node of a Redis Cluster) instead of a plain TCP
 	// dial (TLS, when the URL asks for it, goes over the connection it
@@ -101,6 +111,7 @@ func (o *Options) resolve() error {
 	def(&o.NodeTTL, 5*time.Second)
 	def(&o.OpTimeout, 2*time.Second)
 	def(&o.ChatLockTTL, 10*time.Second)
+	def(&o.FlushDelay, time.Millisecond)
 	if o.QueueSize == 0 {
 		o.QueueSize = 1 << 16
 	}
@@ -149,6 +160,7 @@ type Broker struct {
 	qmu         sync.Mutex
 	queue       []op
 	qwake       chan struct{}
+	qurgent     chan struct{}                // an operation someone waits for is queued: send without holding (flush.go)
 	mirror      map[string]map[string][]byte // room → conn → entry: this node's members
 	users       map[string]userConn          // conn → user: this node's counted connections
 	dropping    bool                         // dropping for a full queue; logged once
@@ -187,7 +199,8 @@ type sub struct {
 // that turns out to be a cluster node (it answers CLUSTER SLOTS) is used
 // as a cluster seed: pointed at one node of a cluster, a single-Redis broker
 // would fail on every multi-room operation while the node served on
-// alone. Both forms take go-redis's query options and "prefix". It
+// alone. Both forms take go-redis's query options, "prefix" and
+// "flush_delay" (Options.FlushDelay; 0 for none). It
 // silences go-redis's internal logger, a process-wide setting: the broker
 // logs what matters itself.
 func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
@@ -209,6 +222,14 @@ func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
 		o.Prefix = p
 	}
 	q.Del("prefix")
+	if q.Has("flush_delay") && o.FlushDelay == 0 {
+		d, err := time.ParseDuration(q.Get("flush_delay"))
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("redis broker: flush_delay %q: want a duration such as 1ms, or 0 for none", q.Get("flush_delay"))
+		}
+		o.FlushDelay = cmp.Or(d, -1)
+	}
+	q.Del("flush_delay")
 	u.RawQuery = q.Encode()
 	if err := o.resolve(); err != nil {
 		return nil, err
@@ -251,6 +272,7 @@ func New(ctx context.Context, rawURL string, opts *Options) (*Broker, error) {
 		log:     o.Logger,
 		k:       keys{p: o.Prefix, cluster: cluster != nil},
 		qwake:   make(chan struct{}, 1),
+		qurgent: make(chan struct{}, 1),
 		mirror:  make(map[string]map[string][]byte),
 		users:   make(map[string]userConn),
 		subs:    make(map[string]*sub),

@@ -1,0 +1,55 @@
+package redis
+
+import "time"
+
+// When the sender sends. Each pipeline costs a write to Redis, a message
+// from Redis to every node subscribed to each room in it, and on each of
+// those nodes a wake-up to read it: where events arrive a few hundred
+// microseconds apart, sending each at once costs all of that per event.
+// So while traffic is steady the sender holds the queue for FlushDelay
+// and sends what gathered in one pipeline, as Nagle's algorithm does for
+// TCP: a lone event, after a pause, goes at once.
+
+// flusher is the sender's memory of its last pipeline.
+type flusher struct {
+	sent  time.Time   // when the last pipeline was sent
+	timer *time.Timer // the hold's, reused
+}
+
+// holdable reports whether an operation of kind k may wait for others to
+// share its pipeline: those nobody waits for (presence, events). Chat,
+// scripts, barriers and the rest end a hold, since their callers wait
+// (and a room's chat lock is held) until they are sent.
+func (k opKind) holdable() bool {
+	return k == opSet || k == opRemove || k == opEvent
+}
+
+// hold waits up to FlushDelay before the sender takes its next batch,
+// when the previous pipeline went out less than FlushDelay ago; it ends
+// early when an operation that is not holdable is queued, or the broker
+// closes.
+func (b *Broker) hold(f *flusher) {
+	d := b.opts.FlushDelay
+	if d <= 0 || time.Since(f.sent) >= d {
+		return
+	}
+	if f.timer == nil {
+		f.timer = time.NewTimer(d)
+	} else {
+		f.timer.Reset(d)
+	}
+	select {
+	case <-f.timer.C:
+	case <-b.qurgent:
+	case <-b.ctx.Done():
+	}
+	f.timer.Stop()
+}
+
+// drain takes back a pending signal from ch (see signal).
+func drain(ch <-chan struct{}) {
+	select {
+	case <-ch:
+	default:
+	}
+}
