@@ -124,6 +124,7 @@ func clusterOptions(u *url.URL, q url.Values, o Options) (*goredis.ClusterOption
 			opt.Addr = opt.NodeAddress
 		}
 		opt.TLSConfig = nodeTLS(tlsBase, opt.Addr)
+		opt.Dialer = dialer(o.Dialer, opt.TLSConfig)
 		return goredis.NewClient(opt)
 	}
 	return co, loader, nil
@@ -142,7 +143,7 @@ func isUnknownCommand(err error) bool {
 func loaderOptions(co *goredis.ClusterOptions, addr string) *goredis.Options {
 	return &goredis.Options{
 		Addr:                       addr,
-		Dialer:                     co.Dialer,
+		Dialer:                     dialer(co.Dialer, nodeTLS(co.TLSConfig, addr)),
 		Protocol:                   co.Protocol,
 		Username:                   co.Username,
 		Password:                   co.Password,

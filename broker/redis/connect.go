@@ -27,7 +27,7 @@ func newSingleClient(ctx context.Context, u *url.URL, q url.Values, o Options) (
 	}
 	setTimeouts(q, o, &ro.DialTimeout, &ro.ReadTimeout, &ro.WriteTimeout, &ro.PoolTimeout, &ro.MaxRetries, &ro.Protocol, &ro.DialerRetries)
 	ro.DisableIdentity = true
-	ro.Dialer = o.Dialer
+	ro.Dialer = dialer(o.Dialer, ro.TLSConfig)
 	pctx, cancel := context.WithTimeout(ctx, o.OpTimeout)
 	defer cancel()
 	// Detection on database 0: a cluster node refuses SELECT, which would
