@@ -6,9 +6,10 @@ import "time"
 // from Redis to every node subscribed to each room in it, and on each of
 // those nodes a wake-up to read it: where events arrive a few hundred
 // microseconds apart, sending each at once costs all of that per event.
-// So while traffic is steady the sender holds the queue for FlushDelay
-// and sends what gathered in one pipeline, as Nagle's algorithm does for
-// TCP: a lone event, after a pause, goes at once.
+// So the sender sends at most one pipeline per FlushDelay: what is queued
+// sooner after the previous one waits for the rest of that delay and goes
+// with what gathered meanwhile, as Nagle's algorithm does for TCP; a lone
+// event, after a pause, goes at once.
 
 // flusher is the sender's memory of its last pipeline.
 type flusher struct {
@@ -24,19 +25,18 @@ func (k opKind) holdable() bool {
 	return k == opSet || k == opRemove || k == opEvent
 }
 
-// hold waits up to FlushDelay before the sender takes its next batch,
-// when the previous pipeline went out less than FlushDelay ago; it ends
-// early when an operation that is not holdable is queued, or the broker
-// closes.
+// hold waits, before the sender takes its next batch, until FlushDelay
+// has passed since the previous pipeline; it ends early when an operation
+// that is not holdable is queued, or the broker closes.
 func (b *Broker) hold(f *flusher) {
-	d := b.opts.FlushDelay
-	if d <= 0 || time.Since(f.sent) >= d {
+	wait := b.opts.FlushDelay - time.Since(f.sent)
+	if b.opts.FlushDelay <= 0 || wait <= 0 {
 		return
 	}
 	if f.timer == nil {
-		f.timer = time.NewTimer(d)
+		f.timer = time.NewTimer(wait)
 	} else {
-		f.timer.Reset(d)
+		f.timer.Reset(wait)
 	}
 	select {
 	case <-f.timer.C:

@@ -77,14 +77,14 @@ type Options struct {
 	// server waits for a lock, or a lock whose holder died makes that
 	// room's chat node-local until it expires.
 	ChatLockTTL time.Duration
-	// FlushDelay is how long, while traffic is steady, the node holds
-	// events and presence changes so that more of them share one pipeline
-	// to Redis: fewer writes to Redis, fewer messages for Redis to fan
-	// out, fewer wake-ups of every subscribed node. Traffic is steady when
-	// the previous pipeline went out less than FlushDelay ago; otherwise,
-	// and as soon as an operation someone waits for is queued (a chat
-	// message, a barrier), nothing is held. Default 1ms; negative: never
-	// hold.
+	// FlushDelay is the least time between two of the node's pipelines of
+	// events and presence changes to Redis: those queued sooner after the
+	// previous pipeline wait for the rest of it and share the next one.
+	// Fewer, larger pipelines mean fewer writes to Redis, fewer messages
+	// for Redis to fan out and fewer wake-ups of every subscribed node, for
+	// at most FlushDelay of latency while traffic is steady; after a pause
+	// an event goes at once, and an operation someone waits for (a chat
+	// message, a barrier) ends the wait. Default 1ms; negative: never wait.
 	FlushDelay time.Duration
 	// Dialer, when set, opens every connection to Redis (to the single
 	// Redis, or to each node of a Redis Cluster) instead of a plain TCP
