@@ -17,17 +17,13 @@ import (
 // TestDialerCarriesTLS: with Options.Dialer and a rediss:// URL, TLS is
 // negotiated over the connection the dialer returns (go-redis does TLS
 // only in its own dialer: the password and every command went in the
-// clear before). The Redis is behind a TLS terminator here.
+// clear before). The dialer's connections end at a TLS server in the
+// test, which relays what it decrypts to the Redis.
 func TestDialerCarriesTLS(t *testing.T) {
 	addr, prefix := testsvc.RedisPrefix(t)
-	front := tlsFront(t, addr)
 	var dials atomic.Int32
-	dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
-		dials.Add(1)
-		var d net.Dialer
-		return d.DialContext(ctx, network, front)
-	}
-	b, err := New(context.Background(), "rediss://"+front+"/0?skip_verify=true&prefix="+prefix, &Options{Dialer: dial})
+	dial := tlsTerminated(addr, &dials)
+	b, err := New(context.Background(), "rediss://redis.test:6380/0?skip_verify=true&prefix="+prefix, &Options{Dialer: dial})
 	if err != nil {
 		t.Fatalf("over TLS through the dialer: %v", err)
 	}
@@ -39,43 +35,31 @@ func TestDialerCarriesTLS(t *testing.T) {
 		t.Fatal("the dialer was not used")
 	}
 
-	// Without TLS toward a TLS-only port: a clear failure, not a hang.
-	_, err = New(context.Background(), "redis://"+front+"/0?prefix="+prefix, &Options{Dialer: dial, OpTimeout: time.Second})
+	// Without TLS toward a TLS server: a clear failure, not a hang.
+	_, err = New(context.Background(), "redis://redis.test:6380/0?prefix="+prefix, &Options{Dialer: dial, OpTimeout: time.Second})
 	if err == nil || !strings.Contains(err.Error(), "unreachable") {
-		t.Fatalf("plain RESP to a TLS port: %v, want unreachable", err)
+		t.Fatalf("plain RESP to a TLS server: %v, want unreachable", err)
 	}
 }
 
-// tlsFront listens for TLS on a loopback port and relays each connection,
-// decrypted, to the Redis at target; it returns the port's address.
-func tlsFront(t *testing.T, target string) string {
-	t.Helper()
+// tlsTerminated is a dialer whose connections are pipes to a TLS server
+// in this process, which relays what it decrypts to the Redis at target.
+func tlsTerminated(target string, dials *atomic.Int32) func(context.Context, string, string) (net.Conn, error) {
 	ts := httptest.NewUnstartedServer(nil)
 	ts.StartTLS()
-	cert := ts.TLS.Certificates[0]
+	cfg := &tls.Config{Certificates: ts.TLS.Certificates}
 	ts.Close()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer r.Close()
-				go func() { io.Copy(r, c); r.Close() }()
-				io.Copy(c, r)
-			}()
+	return func(ctx context.Context, _, _ string) (net.Conn, error) {
+		dials.Add(1)
+		var d net.Dialer
+		r, err := d.DialContext(ctx, "tcp", target)
+		if err != nil {
+			return nil, err
 		}
-	}()
-	return ln.Addr().String()
+		client, server := net.Pipe()
+		tc := tls.Server(server, cfg)
+		go func() { io.Copy(r, tc); r.Close() }()
+		go func() { io.Copy(tc, r); tc.Close() }()
+		return client, nil
+	}
 }
