@@ -70,15 +70,18 @@ type conn struct {
 	// A refused connection (never registered) is shut from the start.
 	shut atomic.Bool
 
-	mu      sync.Mutex // guards the send queue and closing
-	queue   [][]byte
-	spare   [][]byte // the other half of a double buffer, reused by the writer
-	queued  int      // bytes in queue
-	spared  int      // bytes of queued not counted: a snapshot (sendSnapshot)
-	frames  int      // frames in queue; a frame may take several elements
-	writing bool     // a writer goroutine is draining queue
-	closing bool     // no more frames are accepted
-	reason  string   // why the server closed the connection
+	mu     sync.Mutex // guards the send queue and closing
+	queue  [][]byte
+	spare  [][]byte // the other half of a double buffer, reused by the writer
+	queued int      // bytes in queue
+	spared int      // bytes of queued not counted: a snapshot (sendSnapshot)
+	frames int      // frames in queue; a frame may take several elements
+	// rest is 1 when queue starts with the rest of a frame sendNow wrote
+	// in part: the stream needs it even when the queue is dropped.
+	rest    int
+	writing bool   // a writer goroutine is draining queue
+	closing bool   // no more frames are accepted
+	reason  string // why the server closed the connection
 	// closeQueued: the last frame queued is the close frame (closing is
 	// also set when the connection ended or was aborted, with none).
 	closeQueued bool
@@ -117,9 +120,10 @@ func (c *conn) enqueue(snapshot bool, frame [][]byte) {
 		counted = c.queued
 	}
 	if counted > limit {
+		c.closeSlow()
 		c.mu.Unlock()
 		c.srv.metrics.slowConsumer()
-		c.abort("slow consumer: send queue full")
+		c.ws.LimitWrites(closeGrace)
 		return
 	}
 	c.queue = append(c.queue, frame...)
@@ -171,6 +175,7 @@ func (c *conn) sendNow(frame []byte) {
 		c.queue = slices.Insert(c.queue, 0, frame[n:])
 		c.queued += len(frame) - n
 		c.frames++
+		c.rest = 1
 	}
 	if len(c.queue) > 0 {
 		go c.writeLoop()
@@ -184,10 +189,31 @@ func (c *conn) sendNow(frame []byte) {
 // connection once the client answers or a grace period ends.
 func (c *conn) close(code int, reason string) {
 	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return
+	if !c.closing {
+		c.closeLocked(code, reason)
 	}
+	c.mu.Unlock()
+}
+
+// closeSlow closes a client that let its send queue overflow: what is
+// queued is dropped, all but the rest of a frame already begun, and the
+// close frame (1008) goes in its place, so that the client learns why
+// (an abort looks like a network failure). The caller bounds the writes
+// (LimitWrites): a client that reads nothing is gone within closeGrace,
+// and twice that once its close frame went out. c.mu held.
+func (c *conn) closeSlow() {
+	clear(c.queue[c.rest:])
+	c.queue = c.queue[:c.rest]
+	c.queued, c.spared, c.frames = 0, 0, c.rest
+	for _, part := range c.queue {
+		c.queued += len(part)
+	}
+	c.closeLocked(protocol.ClosePolicy, "slow consumer: send queue full")
+}
+
+// closeLocked queues the close frame and starts the writer if it is not
+// running. c.mu held.
+func (c *conn) closeLocked(code int, reason string) {
 	c.queue = append(c.queue, ws.CloseFrame(code, reason))
 	c.frames++
 	c.closing, c.closeQueued = true, true
@@ -197,7 +223,6 @@ func (c *conn) close(code int, reason string) {
 		c.writing = true
 		go c.writeLoop()
 	}
-	c.mu.Unlock()
 }
 
 // abort drops the queue and closes the socket at once: for a peer that is
@@ -209,7 +234,7 @@ func (c *conn) abort(reason string) {
 	}
 	c.closing = true
 	c.shut.Store(true)
-	c.queue, c.queued, c.spared, c.frames = nil, 0, 0, 0
+	c.queue, c.queued, c.spared, c.frames, c.rest = nil, 0, 0, 0, 0
 	c.mu.Unlock()
 	c.ws.Close()
 }
@@ -226,7 +251,7 @@ func (c *conn) writeLoop() {
 			return
 		}
 		c.queue, c.spare = c.spare[:0], nil
-		c.queued, c.spared, c.frames = 0, 0, 0
+		c.queued, c.spared, c.frames, c.rest = 0, 0, 0, 0
 		c.mu.Unlock()
 
 		c.srv.metrics.framesWritten(frames, n)
@@ -246,7 +271,7 @@ func (c *conn) writeLoop() {
 			c.writeFailed(err)
 			c.mu.Lock()
 			c.writing = false
-			c.queue, c.frames = nil, 0
+			c.queue, c.frames, c.rest = nil, 0, 0
 			c.mu.Unlock()
 			return
 		}
@@ -285,7 +310,7 @@ func (c *conn) writeFailed(err error) {
 	}
 	c.mu.Lock()
 	c.closing = true
-	c.queue, c.queued, c.spared, c.frames = nil, 0, 0, 0
+	c.queue, c.queued, c.spared, c.frames, c.rest = nil, 0, 0, 0, 0
 	c.mu.Unlock()
 }
 

@@ -24,7 +24,9 @@
 //
 // Sending never blocks on a socket: each connection has a bounded send
 // queue (Limits.SendQueueBytes), and a client that lets it overflow is
-// disconnected, so a slow reader never slows its room. On Linux an idle
+// closed with 1008, its backlog dropped, so a slow reader never slows its
+// room; one that does not even read its close frame is gone within a few
+// seconds. On Linux an idle
 // plain-TCP connection holds no goroutine and no buffer.
 //
 // # Guarantees

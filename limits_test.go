@@ -151,8 +151,10 @@ func TestRefusedConnectionHoldsItsSlot(t *testing.T) {
 	waitForSlot(t, url, nil, "the refused connection's slot to free")
 }
 
-// TestSlowConsumerDoesNotStallRoom: a client that never reads is cut off
-// once its queue is full, and the others keep receiving.
+// TestSlowConsumerDoesNotStallRoom: a client that never reads is closed
+// with 1008 once its queue is full, its backlog dropped (the stream stays
+// whole: what it reads later ends in the close frame), and the others keep
+// receiving and see it leave.
 func TestSlowConsumerDoesNotStallRoom(t *testing.T) {
 	s, url := startServer(t, &Options{Limits: Limits{SendQueueBytes: 64 << 10, EventRate: 1e6, EventBurst: 1e6}})
 	sender, reader := livesynctest.Pair(t, url, "r")
@@ -165,16 +167,46 @@ func TestSlowConsumerDoesNotStallRoom(t *testing.T) {
 
 	payload := strings.Repeat("p", 4000)
 	var left bool
-	for i := 0; !left; i++ {
+	for i := 0; s.Stats().SlowConsumerDisconnects == 0; i++ {
 		if i > 20000 {
 			t.Fatal("the stuck client was never disconnected")
 		}
 		sender.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "e", "payload": map[string]string{"p": payload}})
 		reader.PresenceBefore(func(pu protocol.PresenceUpdatedPayload) { left = left || len(pu.Left) == 1 })
 	}
-	if s.Stats().SlowConsumerDisconnects != 1 {
-		t.Fatalf("slow consumers %d", s.Stats().SlowConsumerDisconnects)
+	if code := stuck.ReadClose(t); code != protocol.ClosePolicy {
+		t.Fatalf("the slow consumer was closed with %d, want %d", code, protocol.ClosePolicy)
 	}
+	reader.Until("the slow consumer to leave", func() bool { return left }, func(env protocol.Envelope) {
+		if env.Type == protocol.MsgPresenceUpdated {
+			left = len(livesynctest.DecodePresence(t, env).Left) == 1
+		}
+	})
+	if n := s.Stats().SlowConsumerDisconnects; n != 1 {
+		t.Fatalf("slow consumers %d", n)
+	}
+}
+
+// TestSlowConsumerThatNeverReadsIsGone: a client that lets its queue
+// overflow and reads nothing, not even its close frame, is not kept for
+// the write timeout (an hour here): its writes are cut short, and it is
+// gone within the close handshake's grace.
+func TestSlowConsumerThatNeverReadsIsGone(t *testing.T) {
+	s, url := startServer(t, &Options{Limits: Limits{SendQueueBytes: 64 << 10, EventRate: 1e6, EventBurst: 1e6, WriteTimeout: time.Hour}})
+	sender, reader := livesynctest.Pair(t, url, "r")
+	stuck := livesynctest.RawDial(t, url)
+	stuck.WriteText(t, `{"type":"join_room","payload":{"roomId":"r"}}`)
+	sender.Expect(protocol.MsgPresenceUpdated, nil)
+	reader.Expect(protocol.MsgPresenceUpdated, nil)
+	payload := strings.Repeat("p", 4000)
+	for i := 0; s.Stats().SlowConsumerDisconnects == 0; i++ {
+		if i > 20000 {
+			t.Fatal("the stuck client was never disconnected")
+		}
+		sender.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "e", "payload": map[string]string{"p": payload}})
+		reader.PresenceBefore(func(protocol.PresenceUpdatedPayload) {})
+	}
+	livesynctest.WaitFor(t, "the stuck client's connection to end", func() bool { return s.Stats().Connections == 2 })
 }
 
 func TestDeadPeerIsDropped(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // RawConn is a WebSocket connection that does nothing it is not told to:
@@ -63,6 +64,53 @@ func (c *RawConn) WriteText(t testing.TB, s string) {
 	}
 	if _, err := c.Write(append(hdr, p...)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// ReadClose reads the frames the server sent until its close frame, and
+// returns the close code. Each frame before it must be a whole, unmasked
+// text frame (or a ping): a stream cut inside a frame fails the test, as
+// it would fail a browser.
+func (c *RawConn) ReadClose(t testing.TB) int {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(Timeout))
+	defer c.SetReadDeadline(time.Time{})
+	r := bufio.NewReader(c)
+	for frames := 0; ; frames++ {
+		var head [2]byte
+		if _, err := io.ReadFull(r, head[:]); err != nil {
+			t.Fatalf("after %d frames, no close frame: %v", frames, err)
+		}
+		op, n := head[0]&0x0F, int64(head[1]&0x7F)
+		if head[0]&0x70 != 0 || head[0]&0x80 == 0 || head[1]&0x80 != 0 || (op != 0x1 && op != 0x8 && op != 0x9) {
+			t.Fatalf("frame %d: header %x is no whole unmasked text, close or ping frame: the stream is corrupt", frames, head)
+		}
+		if n >= 126 {
+			ext := make([]byte, 2)
+			if n == 127 {
+				ext = make([]byte, 8)
+			}
+			if _, err := io.ReadFull(r, ext); err != nil {
+				t.Fatalf("frame %d: %v", frames, err)
+			}
+			n = 0
+			for _, b := range ext {
+				n = n<<8 | int64(b)
+			}
+		}
+		payload := make([]byte, n)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			t.Fatalf("frame %d: %d bytes announced: %v", frames, n, err)
+		}
+		if op == 0x1 && !utf8.Valid(payload) {
+			t.Fatalf("frame %d: text that is not UTF-8: the stream is corrupt", frames)
+		}
+		if op == 0x8 {
+			if n < 2 {
+				return 1005
+			}
+			return int(payload[0])<<8 | int(payload[1])
+		}
 	}
 }
 

@@ -390,8 +390,7 @@ func (c *Conn) writeControl(frame []byte, isClose bool) {
 	if isClose {
 		c.closeSent.Store(true)
 	}
-	c.writeDeadline = time.Now().Add(controlWriteTimeout)
-	if c.nc.SetWriteDeadline(c.writeDeadline) == nil {
+	if c.setWriteDeadline(time.Now().Add(controlWriteTimeout)) == nil {
 		_, _ = c.nc.Write(frame)
 	}
 }

@@ -125,6 +125,9 @@ type Conn struct {
 	// closeSent is set, with wmu held, by the write that carries the
 	// first close frame, whoever makes it: nothing is written after it.
 	closeSent atomic.Bool
+	// writeLimit, when not zero, is the latest any write may end, in unix
+	// nanoseconds (LimitWrites).
+	writeLimit atomic.Int64
 }
 
 // ErrCloseSent is what WriteFrames, WriteClose and TryWrite return, having
@@ -163,9 +166,8 @@ func (c *Conn) writeFrames(frames [][]byte, timeout time.Duration, closing bool)
 	}
 	// Moving the deadline costs a timer update; do it only once the old
 	// one is half used up, so a busy connection pays it rarely.
-	if now := time.Now(); c.writeDeadline.Sub(now) < timeout/2 {
-		c.writeDeadline = now.Add(timeout)
-		if err := c.nc.SetWriteDeadline(c.writeDeadline); err != nil {
+	if now := time.Now(); c.writeDeadline.Sub(now) < timeout/2 || c.writeLimit.Load() != 0 {
+		if err := c.setWriteDeadline(now.Add(timeout)); err != nil {
 			return err
 		}
 	}
@@ -191,6 +193,30 @@ func (c *Conn) writeFrames(frames [][]byte, timeout time.Duration, closing bool)
 	}
 	_, err := c.nc.Write(buf)
 	return err
+}
+
+// LimitWrites makes every write end within d from now at the latest, the
+// one under way included: for a connection closed on a peer that does not
+// read, whose close frame must not wait out a write timeout behind a
+// write the peer is not taking.
+func (c *Conn) LimitWrites(d time.Duration) {
+	until := time.Now().Add(d)
+	c.writeLimit.Store(until.UnixNano())
+	// Without wmu, which a blocked write holds: the deadline applies to it
+	// too. A deadline set meanwhile under wmu is capped again after this
+	// store (setWriteDeadline), so the later of the two is never the
+	// longer.
+	_ = c.nc.SetWriteDeadline(until)
+}
+
+// setWriteDeadline sets the write deadline t, or LimitWrites' limit when
+// that is sooner. wmu held.
+func (c *Conn) setWriteDeadline(t time.Time) error {
+	if limit := c.writeLimit.Load(); limit != 0 && t.UnixNano() > limit {
+		t = time.Unix(0, limit)
+	}
+	c.writeDeadline = t
+	return c.nc.SetWriteDeadline(t)
 }
 
 // Polled reports whether the poller watches c: then no goroutine waits on
