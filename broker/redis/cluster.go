@@ -124,7 +124,7 @@ func clusterOptions(u *url.URL, q url.Values, o Options) (*goredis.ClusterOption
 			opt.Addr = opt.NodeAddress
 		}
 		opt.TLSConfig = nodeTLS(tlsBase, opt.Addr)
-		opt.Dialer = dialer(o.Dialer, opt.TLSConfig)
+		opt.Dialer = dialer(opt.Dialer, opt.TLSConfig) // go-redis copies co.Dialer in
 		return goredis.NewClient(opt)
 	}
 	return co, loader, nil
