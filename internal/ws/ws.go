@@ -203,20 +203,25 @@ func (c *Conn) LimitWrites(d time.Duration) {
 	until := time.Now().Add(d)
 	c.writeLimit.Store(until.UnixNano())
 	// Without wmu, which a blocked write holds: the deadline applies to it
-	// too. A deadline set meanwhile under wmu is capped again after this
-	// store (setWriteDeadline), so the later of the two is never the
-	// longer.
+	// too. A writer setting its own deadline meanwhile reads the limit
+	// after setting it (setWriteDeadline), so whichever of the two is set
+	// last, the deadline is no later than the limit.
 	_ = c.nc.SetWriteDeadline(until)
 }
 
 // setWriteDeadline sets the write deadline t, or LimitWrites' limit when
 // that is sooner. wmu held.
 func (c *Conn) setWriteDeadline(t time.Time) error {
-	if limit := c.writeLimit.Load(); limit != 0 && t.UnixNano() > limit {
-		t = time.Unix(0, limit)
+	if err := c.nc.SetWriteDeadline(t); err != nil {
+		return err
 	}
 	c.writeDeadline = t
-	return c.nc.SetWriteDeadline(t)
+	// The limit is read after the deadline is set (see LimitWrites).
+	if limit := c.writeLimit.Load(); limit != 0 && t.UnixNano() > limit {
+		c.writeDeadline = time.Unix(0, limit)
+		return c.nc.SetWriteDeadline(c.writeDeadline)
+	}
+	return nil
 }
 
 // Polled reports whether the poller watches c: then no goroutine waits on
