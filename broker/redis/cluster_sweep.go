@@ -16,7 +16,15 @@ import (
 // returns whether the heartbeat had expired, or -1 while this node is
 // being swept.
 func (b *Broker) clusterHeartbeat(ctx context.Context) (int64, error) {
-	was, err := cHeartbeatScript.Run(ctx, b.rdb, []string{b.k.alive(b.node), b.k.nodeKey(b.node, "claim")}, b.opts.NodeTTL.Milliseconds()).Int64()
+	// While the node's slot migrates, the script is refused (TRYAGAIN: its
+	// claim key, which seldom exists, is on neither side); it did not run,
+	// and runs once the slot has moved. Refused, it would look like an
+	// outage and resynchronise every room.
+	var was int64
+	err := settle(ctx, func() (err error) {
+		was, err = cHeartbeatScript.Run(ctx, b.rdb, []string{b.k.alive(b.node), b.k.nodeKey(b.node, "claim")}, b.opts.NodeTTL.Milliseconds()).Int64()
+		return err
+	})
 	if err != nil || was < 0 {
 		return was, err
 	}
@@ -45,7 +53,11 @@ func (b *Broker) clusterSweep(ctx context.Context) (members []broker.LostMember,
 			continue
 		}
 		claim := b.k.nodeKey(n, "claim")
-		ok, err := cClaimScript.Run(ctx, b.rdb, []string{b.k.alive(n), claim}, randomToken(), b.claimTTL().Milliseconds()).Int()
+		var ok int
+		err := settle(ctx, func() (err error) { // as the heartbeat's
+			ok, err = cClaimScript.Run(ctx, b.rdb, []string{b.k.alive(n), claim}, randomToken(), b.claimTTL().Milliseconds()).Int()
+			return err
+		})
 		if err != nil {
 			// The node's shard is down: it cannot be told dead (nor beat)
 			// until it is back. The other nodes are swept meanwhile.

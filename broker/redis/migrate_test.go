@@ -388,3 +388,53 @@ func TestClusterFirstChatDuringMove(t *testing.T) {
 	})
 	rb.waitFor(t, "chat r first")
 }
+
+// TestClusterHeartbeatDuringSlotMove: while the slot of a node's
+// heartbeat migrates, its keys half moved, the heartbeat's script is
+// refused (TRYAGAIN); the node waits for the move instead of taking the
+// refusal for an outage, so nothing is resynchronised.
+func TestClusterHeartbeatDuringSlotMove(t *testing.T) {
+	url, _ := testsvc.RedisClusterURL(t)
+	a, ra := startBroker(t, url, "na", func(o *Options) { o.NodeTTL = 5 * time.Second })
+	ctx := context.Background()
+	alive := a.k.alive("na")
+	livesynctest.WaitFor(t, "the first heartbeat", func() bool { return a.rdb.Exists(ctx, alive).Val() == 1 })
+	owner, err := a.cluster.MasterForKey(ctx, alive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := masters(t, a.cluster)
+	src, dst := srcAndDst(t, all, owner.Options().Addr)
+	slot := keySlot(alive)
+	srcID, _ := src.ClusterMyID(ctx).Result()
+	dstID, _ := dst.ClusterMyID(ctx).Result()
+	host, port, _ := strings.Cut(dst.Options().Addr, ":")
+	before := ra.resyncCount()
+
+	// Half moved: the heartbeat key on the new owner, its claim key (which
+	// does not exist) on neither.
+	for _, cmd := range []*goredis.Cmd{
+		dst.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", srcID),
+		src.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dstID),
+		src.Do(ctx, "MIGRATE", host, port, "", 0, 5000, "REPLACE", "KEYS", alive),
+	} {
+		if err := cmd.Err(); err != nil {
+			t.Fatalf("%v: %v", cmd.Args(), err)
+		}
+	}
+	refused := cHeartbeatScript.Run(ctx, a.rdb, []string{alive, a.k.nodeKey("na", "claim")}, 5000).Err()
+	if !tryAgain(refused) {
+		t.Fatalf("the heartbeat's script during the move: %v, want TRYAGAIN", refused)
+	}
+	time.Sleep(300 * time.Millisecond) // several heartbeats meanwhile
+	migrateSlot(t, all, slot, src, dst, nil)
+
+	// A heartbeat after the move has run when the key's TTL is renewed.
+	livesynctest.WaitFor(t, "a heartbeat after the move", func() bool {
+		ttl := a.rdb.PTTL(ctx, alive).Val()
+		return ttl > 5*time.Second-200*time.Millisecond
+	})
+	if n := ra.resyncCount(); n != before {
+		t.Fatalf("%d resynchronisations during the move, want none", n-before)
+	}
+}
