@@ -289,8 +289,12 @@ return was
 `)
 
 // cClaimScript claims a node whose heartbeat expired for sweeping, unless
-// another node claimed it. KEYS: alive, claim. ARGV: token, TTL in ms.
+// another node claimed it. The same token claims it again: go-redis sends
+// a command again when its reply was lost, and the claim it made must
+// not then look like another node's. KEYS: alive, claim. ARGV: token,
+// TTL in ms.
 var cClaimScript = goredis.NewScript(`
+if redis.call('GET', KEYS[2]) == ARGV[1] then return 1 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
 return 1

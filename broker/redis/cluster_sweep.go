@@ -54,8 +54,9 @@ func (b *Broker) clusterSweep(ctx context.Context) (members []broker.LostMember,
 		}
 		claim := b.k.nodeKey(n, "claim")
 		var ok int
+		token := randomToken()
 		err := settle(ctx, func() (err error) { // as the heartbeat's
-			ok, err = cClaimScript.Run(ctx, b.rdb, []string{b.k.alive(n), claim}, randomToken(), b.claimTTL().Milliseconds()).Int()
+			ok, err = cClaimScript.Run(ctx, b.rdb, []string{b.k.alive(n), claim}, token, b.claimTTL().Milliseconds()).Int()
 			return err
 		})
 		if err != nil {

@@ -72,9 +72,12 @@ func (cc *cutConn) Read(p []byte) (int, error) {
 
 // startCutBroker is startBroker on the Redis Cluster at url, its
 // commands going through a replyCutter.
-func startCutBroker(t *testing.T, url, node string) (*Broker, *recorder, *replyCutter) {
+func startCutBroker(t *testing.T, url, node string, tune ...func(*Options)) (*Broker, *recorder, *replyCutter) {
 	t.Helper()
 	o := &Options{Heartbeat: 50 * time.Millisecond, NodeTTL: 300 * time.Millisecond, OpTimeout: time.Second}
+	for _, f := range tune {
+		f(o)
+	}
 	b, err := New(context.Background(), url, o)
 	if err != nil {
 		t.Fatal(err)
@@ -168,5 +171,37 @@ func TestClusterLostReplyIsNoDuplicate(t *testing.T) {
 	chats := slices.DeleteFunc(rb.lines(), func(l string) bool { return l[:4] != "chat" })
 	if want := []string{"chat r warm-up", "chat r cut-chat", "chat r after-chat"}; !slices.Equal(chats, want) {
 		t.Fatalf("chat delivered %q, want %q", chats, want)
+	}
+}
+
+// TestClusterLostClaimReplyStillSweeps: the reply to a node's claim on a
+// dead node is lost and go-redis sends the claim again; the claim it made
+// is its own, so it sweeps the dead node at once, not once the claim
+// expires (minutes here: five times OpTimeout).
+func TestClusterLostClaimReplyStillSweeps(t *testing.T) {
+	url, _ := testsvc.RedisClusterURL(t)
+	a, ra, cut := startCutBroker(t, url, "na", func(o *Options) {
+		o.Heartbeat, o.NodeTTL, o.OpTimeout = time.Second, 5*time.Second, time.Minute
+	})
+	b, _ := startBroker(t, url, "nb", func(o *Options) { o.NodeTTL = 5 * time.Second })
+	subscribe(t, a, "r")
+	b.SetMember("r", "nb-1", []byte(`{}`))
+	ra.waitFor(t, "set r nb-1 {}")
+	// Loaded on every shard, the claim runs at its first sending, whose
+	// reply is the one lost (not a NOSCRIPT, which ran nothing).
+	ctx := context.Background()
+	if err := cClaimScript.Load(ctx, a.cluster).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b.stop() // a crash: its keys stay
+	// Its heartbeat ended at once, so that a's next claim (a sweeps once a
+	// second) is the one that succeeds, and the one whose reply is cut.
+	cut.arm(a.k.nodeKey("nb", "claim"))
+	if err := a.rdb.Del(ctx, a.k.alive("nb")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ra.waitFor(t, "left r nb-1")
+	if cut.cuts.Load() != 1 {
+		t.Fatalf("%d claim replies cut, want 1", cut.cuts.Load())
 	}
 }
