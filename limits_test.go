@@ -157,23 +157,7 @@ func TestRefusedConnectionHoldsItsSlot(t *testing.T) {
 // receiving and see it leave.
 func TestSlowConsumerDoesNotStallRoom(t *testing.T) {
 	s, url := startServer(t, &Options{Limits: Limits{SendQueueBytes: 64 << 10, EventRate: 1e6, EventBurst: 1e6}})
-	sender, reader := livesynctest.Pair(t, url, "r")
-
-	// The stuck client completes the handshake and joins, then never reads.
-	stuck := livesynctest.RawDial(t, url)
-	stuck.WriteText(t, `{"type":"join_room","payload":{"roomId":"r"}}`)
-	sender.Expect(protocol.MsgPresenceUpdated, nil)
-	reader.Expect(protocol.MsgPresenceUpdated, nil)
-
-	payload := strings.Repeat("p", 4000)
-	var left bool
-	for i := 0; s.Stats().SlowConsumerDisconnects == 0; i++ {
-		if i > 20000 {
-			t.Fatal("the stuck client was never disconnected")
-		}
-		sender.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "e", "payload": map[string]string{"p": payload}})
-		reader.PresenceBefore(func(pu protocol.PresenceUpdatedPayload) { left = left || len(pu.Left) == 1 })
-	}
+	stuck, reader, left := overflowStuckMember(t, s, url)
 	if code := stuck.ReadClose(t); code != protocol.ClosePolicy {
 		t.Fatalf("the slow consumer was closed with %d, want %d", code, protocol.ClosePolicy)
 	}
@@ -193,20 +177,30 @@ func TestSlowConsumerDoesNotStallRoom(t *testing.T) {
 // gone within the close handshake's grace.
 func TestSlowConsumerThatNeverReadsIsGone(t *testing.T) {
 	s, url := startServer(t, &Options{Limits: Limits{SendQueueBytes: 64 << 10, EventRate: 1e6, EventBurst: 1e6, WriteTimeout: time.Hour}})
+	overflowStuckMember(t, s, url)
+	livesynctest.WaitFor(t, "the stuck client's connection to end", func() bool { return s.Stats().Connections == 2 })
+}
+
+// overflowStuckMember has a client join room r of s and never read, and
+// another send events to r until the stuck one's send queue overflows; a
+// third member reads them. It returns the stuck client, the reader, and
+// whether the reader saw someone leave meanwhile.
+func overflowStuckMember(t *testing.T, s *Server, url string) (stuck *livesynctest.RawConn, reader *livesynctest.Client, left bool) {
+	t.Helper()
 	sender, reader := livesynctest.Pair(t, url, "r")
-	stuck := livesynctest.RawDial(t, url)
+	stuck = livesynctest.RawDial(t, url)
 	stuck.WriteText(t, `{"type":"join_room","payload":{"roomId":"r"}}`)
 	sender.Expect(protocol.MsgPresenceUpdated, nil)
 	reader.Expect(protocol.MsgPresenceUpdated, nil)
 	payload := strings.Repeat("p", 4000)
 	for i := 0; s.Stats().SlowConsumerDisconnects == 0; i++ {
 		if i > 20000 {
-			t.Fatal("the stuck client was never disconnected")
+			t.Fatal("the stuck client's send queue never overflowed")
 		}
 		sender.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "e", "payload": map[string]string{"p": payload}})
-		reader.PresenceBefore(func(protocol.PresenceUpdatedPayload) {})
+		reader.PresenceBefore(func(pu protocol.PresenceUpdatedPayload) { left = left || len(pu.Left) == 1 })
 	}
-	livesynctest.WaitFor(t, "the stuck client's connection to end", func() bool { return s.Stats().Connections == 2 })
+	return stuck, reader, left
 }
 
 func TestDeadPeerIsDropped(t *testing.T) {
