@@ -72,13 +72,19 @@ func (h *hookRecorder) hooks(i int, offlineDelay time.Duration) Hooks {
 // observers and users named by the "user" query parameter.
 func (e *clusterEnv) hookNode(i int, addr string, h *hookRecorder, offlineDelay time.Duration) string {
 	e.t.Helper()
+	_, url := e.hookServer(i, addr, h, offlineDelay)
+	return url
+}
+
+// hookServer is hookNode that also returns the node's server.
+func (e *clusterEnv) hookServer(i int, addr string, h *hookRecorder, offlineDelay time.Duration) (*Server, string) {
+	e.t.Helper()
 	opts := e.nodeOptions(addr, nil, nil)
 	opts.Hooks = h.hooks(i, offlineDelay)
 	opts.OnAuth = func(r *http.Request) (*UserInfo, error) {
 		return &UserInfo{UserID: r.URL.Query().Get("user")}, nil
 	}
-	_, url := startServer(e.t, opts)
-	return url
+	return startServer(e.t, opts)
 }
 
 // userJoin connects to a hookNode's url as user and joins room.
@@ -257,12 +263,7 @@ func testClusterHooksCountsSurviveRedisLoss(t *testing.T, e *clusterEnv) {
 	var srvs []*Server
 	var urls []string
 	for i := range 2 {
-		opts := e.nodeOptions(proxy.Addr(), nil, nil)
-		opts.Hooks = h.hooks(i, delay)
-		opts.OnAuth = func(r *http.Request) (*UserInfo, error) {
-			return &UserInfo{UserID: r.URL.Query().Get("user")}, nil
-		}
-		s, url := startServer(t, opts)
+		s, url := e.hookServer(i, proxy.Addr(), h, delay)
 		srvs, urls = append(srvs, s), append(urls, url)
 	}
 	a := userJoin(t, urls[0], "ann", "r")

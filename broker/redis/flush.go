@@ -6,10 +6,10 @@ import "time"
 // from Redis to every node subscribed to each room in it, and on each of
 // those nodes a wake-up to read it: where events arrive a few hundred
 // microseconds apart, sending each at once costs all of that per event.
-// So the sender sends at most one pipeline per FlushDelay: what is queued
-// sooner after the previous one waits for the rest of that delay and goes
-// with what gathered meanwhile, as Nagle's algorithm does for TCP; a lone
-// event, after a pause, goes at once.
+// So when the idle sender is woken sooner than FlushDelay after its
+// previous pipeline, it waits for the rest of that delay and sends what
+// gathered meanwhile, as Nagle's algorithm does for TCP; a lone event,
+// after a pause, goes at once.
 
 // flusher is the sender's memory of its last pipeline.
 type flusher struct {

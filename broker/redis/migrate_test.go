@@ -426,7 +426,11 @@ func TestClusterHeartbeatDuringSlotMove(t *testing.T) {
 	if !tryAgain(refused) {
 		t.Fatalf("the heartbeat's script during the move: %v, want TRYAGAIN", refused)
 	}
-	time.Sleep(300 * time.Millisecond) // several heartbeats meanwhile
+	// Heartbeats are 50ms apart: once the key has gone unrenewed for 200ms,
+	// several were refused.
+	livesynctest.WaitFor(t, "heartbeats refused during the move", func() bool {
+		return a.rdb.PTTL(ctx, alive).Val() < 5*time.Second-200*time.Millisecond
+	})
 	migrateSlot(t, all, slot, src, dst, nil)
 
 	// A heartbeat after the move has run when the key's TTL is renewed.

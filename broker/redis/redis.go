@@ -77,9 +77,10 @@ type Options struct {
 	// server waits for a lock, or a lock whose holder died makes that
 	// room's chat node-local until it expires.
 	ChatLockTTL time.Duration
-	// FlushDelay is the least time between two of the node's pipelines of
-	// events and presence changes to Redis: those queued sooner after the
-	// previous pipeline wait for the rest of it and share the next one.
+	// FlushDelay is how long after its previous pipeline to Redis the
+	// node's sender, once idle, holds the events and presence changes
+	// queued next, so that those queued meanwhile share their pipeline
+	// (what is queued while a pipeline is in flight goes right after it).
 	// Fewer, larger pipelines mean fewer writes to Redis, fewer messages
 	// for Redis to fan out and fewer wake-ups of every subscribed node, for
 	// at most FlushDelay of latency while traffic is steady; after a pause
