@@ -32,10 +32,11 @@ USER 65532:65532
 ENV OPENLIVESYNC_STORE=sqlite:/data/chat.db
 VOLUME /data
 EXPOSE 3000
-# No curl or wget here: the binary checks itself. The address follows
-# -addr (OPENLIVESYNC_ADDR); https:// with -tls-cert.
+# No curl or wget here: the binary checks itself, at the address
+# OPENLIVESYNC_ADDR sets (loopback for :3000), over https:// when
+# OPENLIVESYNC_TLS_CERT is set.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-	CMD ["/openlivesync", "-healthcheck", "http://127.0.0.1:3000/healthz"]
+	CMD ["/openlivesync", "-healthcheck", "self"]
 # SIGTERM (docker stop) closes clients with 1001 and stores pending chat.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/openlivesync"]

@@ -155,7 +155,7 @@ func (a *apiHandler) serve(w http.ResponseWriter, r *http.Request) (res apiResul
 		case "kick":
 			method, post = http.MethodPost, func(b []byte) apiResult { return a.kick(room, b) }
 		case "document":
-			allow = "GET, POST"
+			allow = "GET, HEAD, POST"
 			if r.Method == http.MethodPost {
 				method, post, bodyLimit = http.MethodPost, func(b []byte) apiResult { return a.postDocument(room, b) }, a.s.limits.MaxDocMessageBytes
 			} else {
@@ -177,7 +177,11 @@ func (a *apiHandler) serve(w http.ResponseWriter, r *http.Request) (res apiResul
 		return errAPINotFound, false, ""
 	}
 	if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
-		if allow == "" {
+		switch {
+		case allow != "":
+		case method == http.MethodGet:
+			allow = "GET, HEAD" // HEAD is served wherever GET is
+		default:
 			allow = method
 		}
 		w.Header().Set("Allow", allow)

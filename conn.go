@@ -35,6 +35,9 @@ type conn struct {
 
 	lastRead atomic.Int64 // unix nanoseconds of the last frame or pong
 	lastPing atomic.Int64
+	// lastSent is when the writer last wrote a batch, in unix
+	// nanoseconds; kept for document peers only (see keepDocAlive).
+	lastSent atomic.Int64
 
 	room *room // reader; the room joined or being joined
 	// doc is the shared document of a connection of the document
@@ -52,9 +55,11 @@ type conn struct {
 	// SendQueueBytes: one relayed document update. Set before the
 	// connection is shared.
 	queueHeadroom int
-	// quickWrites: a busy connection's writer waits less for more frames
-	// (docMaxCoalesce). Set before the connection is shared.
-	quickWrites bool
+	// docPeer marks a connection of the document endpoint, set before
+	// the connection is shared: a busy one's writer waits less for more
+	// frames (docMaxCoalesce), and one written nothing for a while gets
+	// a keep-alive (keepDocAlive).
+	docPeer bool
 	// docBytes rate-limits the document update bytes a /yjs peer sends;
 	// docAwareness its awareness messages, docSync its sync step 1s.
 	docBytes, docAwareness, docSync *rate.Limiter
@@ -286,11 +291,14 @@ func (c *conn) writeLoop() {
 		// coalesceWait); one receiving now and then (a chat, a small room)
 		// gets every frame at once.
 		now := time.Now()
+		if c.docPeer {
+			c.lastSent.Store(now.UnixNano())
+		}
 		since := now.Sub(c.lastWrite)
 		c.lastWrite = now
 		limit := min(coalesceBytes, c.srv.limits.SendQueueBytes/4)
 		maxWait := maxCoalesce
-		if c.quickWrites {
+		if c.docPeer {
 			maxWait = docMaxCoalesce
 		}
 		if wait := coalesceWait(since, maxWait, n, size, limit, &c.srv.metrics.load, now); wait > 0 {

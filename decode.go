@@ -250,7 +250,7 @@ func jsonKind(goKind string) string {
 	case "string":
 		return "a string"
 	case "int", "int64":
-		return "a number"
+		return "a whole number"
 	default:
 		return "of another type"
 	}

@@ -36,8 +36,11 @@ import (
 type Hooks struct {
 	// OnChat, when set, decides each chat message before it is stored:
 	// from clients (send_chat) and from the HTTP API alike. It is called
-	// by the room's chat worker, one message at a time, so the room's chat
-	// keeps one order; a slow hook delays that room's chat only. ctx is
+	// for the room's chat worker, for up to 64 of a room's messages at
+	// once, and the answers are applied in the messages' order, whatever
+	// order they come in: the room's chat keeps one order, a slow hook
+	// delays that room's chat only, and a hanging backend costs a batch of
+	// messages one ChatTimeout, not one each. ctx is
 	// cancelled when the sender's connection ends, and when ChatTimeout
 	// runs out. A rejection gets the sender an error CHAT_REJECTED with
 	// the reason; an error or a timeout gets CHAT_UNAVAILABLE. Either way
@@ -45,7 +48,7 @@ type Hooks struct {
 	OnChat func(ctx context.Context, req ChatRequest) (ChatDecision, error)
 	// ChatTimeout bounds one OnChat call. Default 2s. A message waits for
 	// its decision at most StoreTimeout plus ChatTimeout from its arrival
-	// (the decisions of the messages before it included); the store is
+	// (the decisions of the batches before it included); the store is
 	// then given a fresh StoreTimeout.
 	ChatTimeout time.Duration
 

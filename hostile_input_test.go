@@ -68,6 +68,8 @@ func TestBadInputGetsErrorsAndHarmsNobody(t *testing.T) {
 		bad.SendRaw(tc.frame)
 		if e := bad.ExpectError(tc.code); e.Message == "" {
 			t.Errorf("%s: empty error message", tc.name)
+		} else if strings.HasPrefix(tc.name, "join") && !strings.Contains(e.Message, "roomId") {
+			t.Errorf("%s: message %q does not name roomId", tc.name, e.Message)
 		}
 	}
 	if err := bad.WS.WriteMessage(websocket.BinaryMessage, []byte{1, 2, 3}); err != nil {
@@ -86,7 +88,7 @@ func TestBadInputGetsErrorsAndHarmsNobody(t *testing.T) {
 		{"presence missing", `{"type":"update_presence","payload":{}}`, protocol.CodeInvalidPayload, "presence"},
 		{"presence not an object", `{"type":"update_presence","payload":{"presence":"x"}}`, protocol.CodeInvalidPayload, "presence"},
 		{"presence null", `{"type":"update_presence","payload":{"presence":null}}`, protocol.CodeInvalidPayload, "presence"},
-		{"leave another room", `{"type":"leave_room","payload":{"roomId":"elsewhere"}}`, protocol.CodeNotInRoom, ""},
+		{"leave another room", `{"type":"leave_room","payload":{"roomId":"elsewhere"}}`, protocol.CodeNotInRoom, "elsewhere"},
 	}
 	for _, tc := range inRoom {
 		bad.SendRaw(tc.frame)

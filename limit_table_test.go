@@ -108,8 +108,8 @@ func TestResolveLimitsNegative(t *testing.T) {
 			t.Errorf("%s: Off %q, want it off-able: %v", info.Field, info.Off, off[info.Field])
 		}
 		if !off[info.Field] {
-			if err == nil || !strings.Contains(err.Error(), "negative") {
-				t.Errorf("flag -%s %s: err %v, want it refused", info.Flag, v, err)
+			if err == nil || !strings.Contains(err.Error(), "must be positive (leave it out") {
+				t.Errorf("flag -%s %s: err %v, want it refused with the advice to leave it out", info.Flag, v, err)
 			}
 			// Set it behind the flag's back, as a library user would.
 			if f := reflect.ValueOf(&l).Elem().FieldByName(info.Field); f.Kind() == reflect.Float64 {

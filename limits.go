@@ -48,11 +48,11 @@ type Limits struct {
 	// negative means none too.
 	MaxConnections int
 	// EventRate and EventBurst limit broadcast_event per connection.
-	// Default 100/s, burst 200; a negative EventRate means no limit.
+	// Default 100/s, burst 200.
 	EventRate  float64
 	EventBurst int
 	// ChatRate and ChatBurst limit send_chat per connection. Default 10/s,
-	// burst 20; a negative ChatRate means no limit.
+	// burst 20.
 	ChatRate  float64
 	ChatBurst int
 	// MaxViolations closes a connection with 1008 after this many
@@ -65,8 +65,7 @@ type Limits struct {
 	// MaxChatBytes bounds a chat message. Default 16 KiB.
 	MaxChatBytes int
 	// HistoryRate and HistoryBurst limit get_chat_history per connection,
-	// each request being a read of the store. Default 5/s, burst 10; a
-	// negative HistoryRate means no limit.
+	// each request being a read of the store. Default 5/s, burst 10.
 	HistoryRate  float64
 	HistoryBurst int
 	// HistoryBytes bounds the chat history sent to a joiner in
@@ -85,7 +84,9 @@ type Limits struct {
 	// endpoint (DocHandler), which needs more than MaxMessageBytes: one
 	// pasted page is an update of hundreds of KiB, and the sync step 2 of
 	// a provider that edited offline holds all it did. A larger frame
-	// closes the connection with 1009. It is also the burst of
+	// closes the connection with 4413 (protocol.CloseDocumentTooLarge:
+	// not 1009, after which y-websocket would reconnect and send it again,
+	// forever). It is also the burst of
 	// DocUpdateRate and the body limit of the API's POST …/document.
 	// Default 8 MiB.
 	MaxDocMessageBytes int64
@@ -164,7 +165,7 @@ var limitTable = []limitRow{
 	row(func(l *Limits) *time.Duration { return &l.WriteTimeout }, "WriteTimeout", 10*time.Second,
 		"time one write to a socket may take (a `duration`)"),
 	row(func(l *Limits) *int { return &l.ConnectionsPerIP }, "ConnectionsPerIP", 1000,
-		"concurrent `connections` from one address (HTTP 429 beyond)").off(-1, "no cap"),
+		"concurrent `connections` from one address (beyond: closed unanswered, or HTTP 429 through a trusted proxy)").off(-1, "no cap"),
 	row(func(l *Limits) *int { return &l.MaxConnections }, "MaxConnections", 0,
 		"concurrent `connections` in all (HTTP 503 beyond)").off(-1, "no cap").defText("none"),
 	row(func(l *Limits) *float64 { return &l.EventRate }, "EventRate", 100,
@@ -192,7 +193,7 @@ var limitTable = []limitRow{
 	row(func(l *Limits) *time.Duration { return &l.StoreTimeout }, "StoreTimeout", 5*time.Second,
 		"time a chat message may wait for the store from its arrival (a `duration`); then CHAT_UNAVAILABLE"),
 	row(func(l *Limits) *int64 { return &l.MaxDocMessageBytes }, "MaxDocMessageBytes", 8<<20,
-		"largest accepted frame on the document endpoint /yjs, in `bytes`; a larger one closes with 1009"),
+		"largest accepted frame on the document endpoint /yjs, in `bytes`; a larger one closes with 4413"),
 	row(func(l *Limits) *int64 { return &l.MaxDocBytes }, "MaxDocBytes", 64<<20,
 		"largest document, in `bytes` of merged updates; an update beyond is refused and closes with 4413"),
 	row(func(l *Limits) *int { return &l.DocUpdateRate }, "DocUpdateRate", 1<<20,
@@ -281,7 +282,7 @@ func resolveLimits(l Limits) (Limits, error) {
 		}
 	}
 	if l.PongTimeout <= l.PingInterval {
-		return l, fmt.Errorf("livesync: PongTimeout %v must exceed PingInterval %v", l.PongTimeout, l.PingInterval)
+		return l, fmt.Errorf("livesync: PongTimeout (-pong-timeout) %v must exceed PingInterval (-ping-interval) %v", l.PongTimeout, l.PingInterval)
 	}
 	return l, nil
 }
@@ -394,11 +395,14 @@ func (v limitValue[T]) String() string {
 
 func (v limitValue[T]) Set(text string) error {
 	n, err := parseLimit[T](strings.TrimSpace(text))
-	if err == nil {
-		err = v.s.check(n)
-	}
-	if err == nil && n == 0 && (v.s.def != 0 || v.s.derive != nil) {
+	hasDefault := v.s.def != 0 || v.s.derive != nil
+	switch {
+	case err != nil:
+	case n < 0 && !v.s.canOff && hasDefault, n == 0 && hasDefault:
+		// Not check's words: a flag given as 0 is refused, not defaulted.
 		err = fmt.Errorf("must be positive (leave it out for the default, %s)", v.s.info().Default)
+	default:
+		err = v.s.check(n)
 	}
 	if err != nil {
 		return err

@@ -70,7 +70,9 @@ func (c *conn) handleJoin(raw []byte) *clientError {
 
 func (c *conn) joinRoom(raw []byte) *clientError {
 	var p protocol.JoinRoomPayload
-	if e := decodePayload(protocol.MsgJoinRoom, raw, &p, false); e != nil {
+	// Optional here only so that a missing payload is refused below for
+	// what it lacks, the room id.
+	if e := decodePayload(protocol.MsgJoinRoom, raw, &p, true); e != nil {
 		return e
 	}
 	lim := &c.srv.limits
@@ -132,8 +134,11 @@ func (c *conn) handleLeave(raw []byte) *clientError {
 	if e := decodePayload(protocol.MsgLeaveRoom, raw, &p, true); e != nil {
 		return e
 	}
-	if c.room == nil || (p.RoomID != "" && p.RoomID != c.room.id) {
+	if c.room == nil {
 		return errNotInRoom
+	}
+	if p.RoomID != "" && p.RoomID != c.room.id {
+		return &clientError{protocol.CodeNotInRoom, fmt.Sprintf("leave_room: this connection is in room %q, not %q", c.room.id, p.RoomID)}
 	}
 	c.room.leave(c)
 	c.room = nil
@@ -170,6 +175,9 @@ func (c *conn) handleEvent(raw []byte) *clientError {
 	}
 	if c.room == nil {
 		return errNotInRoom
+	}
+	if string(p.Payload) == "null" {
+		p.Payload = nil // optional fields are omitted, never null
 	}
 	lim := &c.srv.limits
 	if !allow(&c.eventLimit, lim.EventRate, lim.EventBurst) {

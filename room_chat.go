@@ -204,9 +204,8 @@ func (r *room) chatFailed(reqs []chatRequest, err error) {
 
 // store appends the batch, in one transaction where the store can, by
 // the deadline of its first (oldest) message; or, when OnChat decided the
-// batch, within a fresh StoreTimeout, since the decisions, one after the
-// other, may have used up the first message's time though each kept to
-// its own. It returns the messages stored, a prefix of the batch, and why
+// batch, within a fresh StoreTimeout, since the decisions may have used up
+// the first message's time though each kept to its own. It returns the messages stored, a prefix of the batch, and why
 // the rest was not.
 func (r *room) store(batch []chatRequest) ([]protocol.StoredChatMessage, error) {
 	deadline := batch[0].deadline

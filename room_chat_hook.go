@@ -4,27 +4,50 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/openlivesync/livesync/protocol"
 )
 
-// decide runs Hooks.OnChat on each message of batch, in order, on the
-// room's chat worker: calling it here, rather than on the sender's
-// reader, keeps the room's one order (the hook's answers cannot reorder
-// messages) and lets a slow hook delay only this room. It answers the
-// senders of refused messages and returns the rest, rewritten as decided.
+// decide runs Hooks.OnChat on each message of batch for the room's chat
+// worker: deciding here, rather than on the sender's reader, keeps the
+// room's one order (the answers, in whatever order they come, cannot
+// reorder messages) and lets a slow hook delay only this room. Up to
+// maxChatDecisions calls run at once, so that a backend that hangs costs
+// the batch one ChatTimeout, not one per message: with the binary's
+// -chat-hook-fail-open, a room's chat then flows, late, through the
+// outage. It answers the senders of refused messages and returns the
+// rest, in order, rewritten as decided.
 func (r *room) decide(batch []chatRequest) []chatRequest {
+	refusals := make([]*clientError, len(batch))
+	if len(batch) == 1 {
+		refusals[0] = r.decideOne(&batch[0])
+	} else {
+		slots := make(chan struct{}, maxChatDecisions)
+		var wg sync.WaitGroup
+		for i := range batch {
+			slots <- struct{}{}
+			wg.Go(func() {
+				refusals[i] = r.decideOne(&batch[i])
+				<-slots
+			})
+		}
+		wg.Wait()
+	}
 	kept := batch[:0]
-	for _, req := range batch {
-		if e := r.decideOne(&req); e != nil {
-			r.refuse(&req, e)
+	for i := range batch {
+		if refusals[i] != nil {
+			r.refuse(&batch[i], refusals[i])
 			continue
 		}
-		kept = append(kept, req)
+		kept = append(kept, batch[i])
 	}
 	return kept
 }
+
+// maxChatDecisions bounds the OnChat calls one room makes at once.
+const maxChatDecisions = 64
 
 // decideOne asks OnChat about req and applies a rewrite to req.msg. It
 // returns what the sender is told when the message is not to be stored.

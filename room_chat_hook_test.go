@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,13 +26,14 @@ func (s *slowBatchStore) AppendBatch(ctx context.Context, msgs []chat.Message) (
 	return s.MemoryStore.AppendBatch(ctx, msgs)
 }
 
-// An OnChat slower than StoreTimeout/len(batch) that accepts every
-// message, each within ChatTimeout and its message's time: the store still
+// An OnChat that accepts every message, each within ChatTimeout and its
+// message's time, but so slowly that the decisions and the store take
+// longer than StoreTimeout from the messages' arrival: the store still
 // gets its own StoreTimeout after the decisions, and every message is
 // stored.
 func TestSlowOnChatLeavesTheStoreItsTime(t *testing.T) {
 	const n = 10
-	const hookTime = 260 * time.Millisecond // n × hookTime > StoreTimeout, < StoreTimeout + ChatTimeout
+	const hookTime = 700 * time.Millisecond // hookTime + the store's delay > StoreTimeout, < ChatTimeout
 	gate, atGate := make(chan struct{}), make(chan struct{})
 	hook := func(ctx context.Context, req ChatRequest) (ChatDecision, error) {
 		if req.Message == "gate" {
@@ -71,6 +73,73 @@ func TestSlowOnChatLeavesTheStoreItsTime(t *testing.T) {
 		var m protocol.StoredChatMessage
 		a.Expect(protocol.MsgChatMessage, &m)
 		if want := string(rune('a' + i)); m.Message != want {
+			t.Fatalf("message %d: %q, want %q", i, m.Message, want)
+		}
+	}
+}
+
+// A room's messages are decided together: a batch's OnChat calls are all
+// under way at once (the hook waits for all of them before answering;
+// one call at a time would run out of ChatTimeout with the first), and
+// their answers, given in reverse order, are applied in the messages'.
+func TestOnChatDecidesABatchAtOnce(t *testing.T) {
+	const n = 8
+	gate, atGate := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	inFlight, allIn := 0, make(chan struct{})
+	answered := make([]chan struct{}, n)
+	for i := range answered {
+		answered[i] = make(chan struct{})
+	}
+	hook := func(ctx context.Context, req ChatRequest) (ChatDecision, error) {
+		if req.Message == "gate" {
+			close(atGate)
+			<-gate
+			return ChatDecision{}, nil
+		}
+		mu.Lock()
+		if inFlight++; inFlight == n {
+			close(allIn)
+		}
+		mu.Unlock()
+		i := int(req.Message[0] - 'a')
+		select {
+		case <-allIn:
+		case <-ctx.Done():
+			return ChatDecision{}, ctx.Err()
+		}
+		if i < n-1 { // the last message is answered first
+			select {
+			case <-answered[i+1]:
+			case <-ctx.Done():
+				return ChatDecision{}, ctx.Err()
+			}
+		}
+		defer close(answered[i])
+		return ChatDecision{Action: ChatRewrite, Message: req.Message + "!"}, nil
+	}
+	s, url := startServer(t, &Options{Logger: discardLogger(),
+		Hooks:  Hooks{OnChat: hook, ChatTimeout: 10 * time.Second},
+		Limits: Limits{ChatRate: 100, ChatBurst: 100}})
+	a := livesynctest.Dial(t, url)
+	a.Join("r", nil)
+	a.Send(protocol.MsgSendChat, map[string]any{"message": "gate"})
+	<-atGate
+	for i := range n {
+		a.Send(protocol.MsgSendChat, map[string]any{"message": string(rune('a' + i))})
+	}
+	r := s.lookupRoom("r")
+	livesynctest.WaitFor(t, "the messages queued behind the gate", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.chatQueue) == n
+	})
+	close(gate)
+	a.Expect(protocol.MsgChatMessage, nil) // the gate
+	for i := range n {
+		var m protocol.StoredChatMessage
+		a.Expect(protocol.MsgChatMessage, &m)
+		if want := string(rune('a'+i)) + "!"; m.Message != want {
 			t.Fatalf("message %d: %q, want %q", i, m.Message, want)
 		}
 	}

@@ -443,7 +443,7 @@ func (s *Server) removeRoom(r *room) {
 // One goroutine for the whole server instead of a timer per connection.
 func (s *Server) sweep() {
 	defer s.sweeper.Done()
-	tick := min(s.limits.PingInterval, s.limits.PongTimeout-s.limits.PingInterval) / 2
+	tick := min(s.limits.PingInterval, s.limits.PongTimeout-s.limits.PingInterval, docKeepAlive) / 2
 	t := time.NewTicker(max(tick, 5*time.Millisecond))
 	defer t.Stop()
 	var batch []*conn
@@ -469,6 +469,7 @@ func (s *Server) sweep() {
 				c.lastPing.Store(now)
 				c.send(ws.PingFrame)
 			}
+			c.keepDocAlive(now)
 		}
 		clear(batch)
 	}

@@ -128,6 +128,19 @@ func TestBroadcastEventGoesToOthersOnly(t *testing.T) {
 	c2.Join("other", nil)
 	c.Expect(protocol.MsgPresenceUpdated, nil) // the marker for c: nothing came before it
 
+	// A null payload is relayed as none: optional fields are omitted, never
+	// null (both the fast path and encoding/json's).
+	for _, frame := range []string{
+		`{"type":"broadcast_event","payload":{"event":"n","payload":null}}`,
+		`{"type":"broadcast_event","payload":{"payload" : null , "event":"n\u0041"}}`,
+	} {
+		a.SendRaw(frame)
+		env := b.Expect(protocol.MsgBroadcastEventRelay, nil)
+		if strings.Contains(string(env.Payload), "null") {
+			t.Fatalf("relay of %s: %s", frame, env.Payload)
+		}
+	}
+
 	// The user's fields appear in presence entries.
 	rj := livesynctest.Dial(t, url+"?u=ud").Join("room", nil)
 	if e := rj.Presence[a.ID]; e.UserID != "ua" || e.Name != "N" || e.Provider != "test" {

@@ -130,11 +130,11 @@ func TestDocAPIAllow(t *testing.T) {
 	o := startOpsServer(t, nil, testAPIKey)
 	for _, method := range []string{http.MethodPut, http.MethodDelete, http.MethodPatch} {
 		res := o.api(t, method, roomPath("d", "/document"), "")
-		if res.status != http.StatusMethodNotAllowed || res.header.Get("Allow") != "GET, POST" {
-			t.Errorf("%s: %d, Allow %q, want 405 and GET, POST", method, res.status, res.header.Get("Allow"))
+		if res.status != http.StatusMethodNotAllowed || res.header.Get("Allow") != "GET, HEAD, POST" {
+			t.Errorf("%s: %d, Allow %q, want 405 and GET, HEAD, POST", method, res.status, res.header.Get("Allow"))
 		}
 	}
-	if res := o.api(t, http.MethodPost, roomPath("d", "/presence"), "{}"); res.header.Get("Allow") != "GET" {
-		t.Errorf("POST …/presence: Allow %q, want GET", res.header.Get("Allow"))
+	if res := o.api(t, http.MethodPost, roomPath("d", "/presence"), "{}"); res.header.Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST …/presence: Allow %q, want GET, HEAD", res.header.Get("Allow"))
 	}
 }

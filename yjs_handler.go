@@ -46,8 +46,9 @@ var (
 // 4401 / 4500 as on the rooms' endpoint, 4403 (protocol.CloseForbidden)
 // when the document is refused, 4400 (protocol.CloseBadDocument) when the
 // path is no valid room id, 4413 (protocol.CloseDocumentFull) for an
-// update that would take the document over Limits.MaxDocBytes, 1009 for
-// a frame over Limits.MaxDocMessageBytes or an awareness state over
+// update that would take the document over Limits.MaxDocBytes, 4413 too
+// (protocol.CloseDocumentTooLarge) for a frame over
+// Limits.MaxDocMessageBytes or an awareness state over
 // Limits.MaxPresenceBytes, 1007 (protocol.CloseInvalidData) for a
 // message, Yjs update or awareness state that does not decode (never
 // applied nor relayed), 1003 for a text frame, 1008 for a slow consumer
@@ -76,6 +77,7 @@ func (s *Server) serveDoc(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	limit := s.limits.MaxDocMessageBytes
+	c.ws.SetLimitCode(protocol.CloseDocumentTooLarge)
 	if cerr := checkRoomID("document", name, s.limits.MaxRoomIDBytes); cerr != nil {
 		c.close(protocol.CloseBadDocument, "invalid document name")
 		c.ws.Serve(c, limit)
@@ -92,7 +94,7 @@ func (s *Server) serveDoc(w http.ResponseWriter, r *http.Request) {
 	// room for one beyond SendQueueBytes, so that one large paste does not
 	// drop every peer as a slow consumer (the rate limit bounds the rest).
 	c.queueHeadroom = int(s.limits.MaxDocMessageBytes)
-	c.quickWrites = true
+	c.docPeer = true
 	openCtx, cancel := context.WithTimeout(ctx, docLoadTimeout)
 	d, err := s.openDoc(openCtx, name)
 	cancel()
@@ -109,6 +111,24 @@ func (s *Server) serveDoc(w http.ResponseWriter, r *http.Request) {
 	}
 	c.doc = d
 	c.ws.Serve(c, limit)
+}
+
+// docKeepAlive is the longest a document peer goes without a message.
+// y-websocket reconnects when none came for 30 s, and pings do not count
+// (a browser does not surface them): a lone peer whose awareness state is
+// null renews nothing, so nothing else would reach it. A variable so that
+// tests need not wait.
+var docKeepAlive = 15 * time.Second
+
+// keepDocAlive sends a document peer that nothing was written to for
+// docKeepAlive an awareness message that changes nothing. now is in unix
+// nanoseconds. Called by Server.sweep for every connection.
+func (c *conn) keepDocAlive(now int64) {
+	if !c.docPeer || time.Duration(now-c.lastSent.Load()) < docKeepAlive {
+		return
+	}
+	c.lastSent.Store(now)
+	c.send(yKeepAliveFrame)
 }
 
 // docMessage handles one message on the document endpoint. Reader only.
@@ -232,7 +252,7 @@ func (c *conn) docClose(err error) {
 	case errors.Is(err, errDocTooLarge):
 		c.close(protocol.CloseDocumentFull, err.Error())
 	case errors.Is(err, errAwarenessTooLarge):
-		c.close(protocol.CloseTooLarge, err.Error())
+		c.close(protocol.CloseDocumentTooLarge, err.Error())
 	case errors.Is(err, errTooManyClients), errors.Is(err, errDocFlood):
 		c.close(protocol.ClosePolicy, err.Error())
 	default:

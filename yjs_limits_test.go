@@ -78,7 +78,7 @@ func TestDocAwarenessMustBeJSON(t *testing.T) {
 }
 
 // An awareness state is bounded as presence is (MaxPresenceBytes): one
-// over it closes its sender with 1009 and reaches nobody.
+// over it closes its sender with 4413 and reaches nobody.
 func TestDocAwarenessStateSize(t *testing.T) {
 	_, base := startDocServer(t, &Options{Limits: Limits{MaxPresenceBytes: 100}})
 	watcher := livesynctest.DialSynced(t, base+"d")
@@ -89,8 +89,8 @@ func TestDocAwarenessStateSize(t *testing.T) {
 		t.Fatalf("a state of MaxPresenceBytes: relayed %+v", got)
 	}
 	c.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 1, Clock: 2, State: `"` + strings.Repeat("x", 99) + `"`}))
-	if code := c.ExpectClose(); code != protocol.CloseTooLarge {
-		t.Fatalf("a state over MaxPresenceBytes: close %d, want %d", code, protocol.CloseTooLarge)
+	if code := c.ExpectClose(); code != protocol.CloseDocumentTooLarge {
+		t.Fatalf("a state over MaxPresenceBytes: close %d, want %d", code, protocol.CloseDocumentTooLarge)
 	}
 	// Its only news is that its client is gone (clock 1 + 1): the large
 	// state never arrived.
@@ -232,5 +232,21 @@ func TestDocLargeUpdateFitsByDefault(t *testing.T) {
 	a.Write(livesynctest.SyncMsg(ySyncStep2, paste))
 	if got := b.Expect(yMsgSync, ySyncUpdate); !bytes.Equal(got, paste) {
 		t.Fatalf("relayed %d bytes, want the %d of the paste", len(got), len(paste))
+	}
+}
+
+// A lone peer whose awareness state is null renews nothing, and pings do
+// not count for y-websocket, which reconnects when no message came for
+// 30 s: the server sends a peer it wrote nothing to for docKeepAlive an
+// awareness message that changes nothing.
+func TestDocKeepAlive(t *testing.T) {
+	defer func(d time.Duration) { docKeepAlive = d }(docKeepAlive)
+	docKeepAlive = 50 * time.Millisecond
+	_, base := startDocServer(t, nil)
+	c := livesynctest.DialSynced(t, base+"d")
+	for range 3 {
+		if got := readAwareness(t, c); len(got) != 0 {
+			t.Fatalf("keep-alive carries %+v, want no entries", got)
+		}
 	}
 }

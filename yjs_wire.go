@@ -97,6 +97,11 @@ func yAwarenessFrame(entries []yAwarenessEntry) []byte {
 	return yAwarenessUpdateFrame(encodeYAwareness(entries))
 }
 
+// yKeepAliveFrame is an awareness message with no entries: y-protocols
+// applies it as nothing, and y-websocket counts it as a message (see
+// conn.keepDocAlive).
+var yKeepAliveFrame = yAwarenessFrame(nil)
+
 // encodeYAwareness encodes entries as an awareness update.
 func encodeYAwareness(entries []yAwarenessEntry) []byte {
 	size := 16

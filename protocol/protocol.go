@@ -64,6 +64,11 @@ const (
 	// code, so that the app stops its provider, which would otherwise
 	// reconnect and send the same update again forever.
 	CloseDocumentFull = 4413
+	// CloseDocumentTooLarge: a frame on the document endpoint over its
+	// frame limit, or an awareness state over the presence limit. The
+	// same code as CloseDocumentFull, for the same reason: the provider
+	// would send it again on every reconnect.
+	CloseDocumentTooLarge = 4413
 	// CloseUnsupported: a text frame on the document endpoint, which speaks
 	// binary y-websocket messages only.
 	CloseUnsupported = 1003

@@ -60,8 +60,9 @@ type chatHookResponse struct {
 // cfg.URL about each chat message: a signed POST of {roomId,
 // connectionId, userId, name, message, metadata}, answered with
 // {"action": "accept" | "rewrite" | "reject", "message", "metadata",
-// "reason"}. The server calls it from each room's chat worker, one message
-// at a time, so a slow backend delays only the rooms waiting for it.
+// "reason"}. The server calls it for each room's chat worker, up to 64
+// calls at once per room, and applies the answers in the room's order;
+// a slow backend delays only the rooms waiting for it.
 func ChatHook(cfg ChatHookConfig) (func(context.Context, livesync.ChatRequest) (livesync.ChatDecision, error), error) {
 	if err := CheckURL(cfg.URL); err != nil {
 		return nil, fmt.Errorf("webhook: chat hook URL: %w", err)

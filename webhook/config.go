@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/internal/storedsn"
 )
 
 // Config configures Webhooks. URL and Secret are required; every zero
@@ -87,11 +89,21 @@ const (
 	DefaultNodeTimeout  = 15 * time.Second
 )
 
-// CheckURL refuses a receiver URL that is not absolute http(s).
+// CheckURL refuses a receiver URL that is not absolute http(s), has a
+// port out of range, or user information that parsers split differently
+// (a password with an unencoded '@', '/', '?' or '#').
 func CheckURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%q is not an http:// or https:// URL", RedactURL(raw))
+	}
+	if err := storedsn.CheckUserinfo(raw); err != nil {
+		return fmt.Errorf("%q: %w", RedactURL(raw), err)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: port %s is not 1-65535", RedactURL(raw), p)
+		}
 	}
 	return nil
 }

@@ -202,6 +202,9 @@ func TestRedactURL(t *testing.T) {
 		"https://u:p@api.example.com/hook?token=t#frag": "https://…@api.example.com/hook?…",
 		"https://api.example.com/hook?":                 "https://api.example.com/hook?…",
 		"::not a url?token=t":                           "::not a url…",
+		"https://admin:hunter2@bad host/hook":           "https://…@bad host/hook",
+		"https://admin:p@ss#w?rd@bad host/h?t=1":        "https://…@bad host/h…",
+		"admin:hunter2@bad host":                        "admin:…",
 	} {
 		if got := webhook.RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+
+	"github.com/openlivesync/livesync/internal/storedsn"
 )
 
 // RedactURL is raw without its user info and query (and fragment), which
@@ -12,12 +14,25 @@ import (
 // https://…@host/hook?….
 func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil {
-		// Unparsable: keep what comes before anything that may be secret.
-		if i := strings.IndexAny(raw, "?#@"); i >= 0 {
-			return raw[:i] + "…"
+	switch {
+	case err != nil, storedsn.CheckUserinfo(raw) != nil:
+		// Unparsable, or a password with an unencoded '@', '/', '?' or
+		// '#' that net/url splits off at the wrong place: mask everything
+		// up to the last '@' after the scheme, then cut at the query or
+		// fragment.
+		s, start := raw, strings.Index(raw, "://")+len("://")
+		if start < len("://") {
+			start = 0
 		}
-		return raw
+		if at := strings.LastIndex(s[start:], "@"); at >= 0 {
+			s = s[:start] + "…" + s[start+at:]
+		}
+		if i := strings.IndexAny(s[start:], "?#"); i >= 0 {
+			return s[:start+i] + "…"
+		}
+		return s
+	case u.Opaque != "":
+		return u.Scheme + ":…" // "user:password@host" parses as scheme "user"
 	}
 	redacted := *u
 	redacted.User = nil

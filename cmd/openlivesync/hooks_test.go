@@ -33,6 +33,10 @@ func TestWebhookFlagsRefusedInOneLine(t *testing.T) {
 		{[]string{"-webhook-url", "http://x/h", "-webhook-secret", hookSecret, "-webhook-events", "chat.message,room.joined"}, `"room.joined"`},
 		{[]string{"-chat-hook-url", "http://x/h"}, "-webhook-secret"},
 		{[]string{"-chat-hook-url", "mailto:a@b", "-webhook-secret", hookSecret}, "-chat-hook-url"},
+		{[]string{"-webhook-url", "http://x:70000/h", "-webhook-secret", hookSecret}, "port 70000"},
+		{[]string{"-webhook-url", "https://admin:p@ss#Kq@x/h", "-webhook-secret", hookSecret}, "percent-encoded"},
+		{[]string{"-webhook-url", "https://admin:Kq@bad host/h", "-webhook-secret", hookSecret}, "-webhook-url"},
+		{[]string{"-chat-hook-url", "admin:Kq@x", "-webhook-secret", hookSecret}, "-chat-hook-url"},
 	} {
 		var stderr bytes.Buffer
 		if code := run(tc.args, noEnv, &stderr, nil); code != 2 {
@@ -41,6 +45,9 @@ func TestWebhookFlagsRefusedInOneLine(t *testing.T) {
 		out := strings.TrimSpace(stderr.String())
 		if strings.Contains(out, "\n") || !strings.Contains(out, tc.want) {
 			t.Fatalf("%v: stderr %q, want one line naming %s", tc.args, out, tc.want)
+		}
+		if strings.Contains(out, "Kq") {
+			t.Fatalf("%v: stderr %q shows the password", tc.args, out)
 		}
 	}
 }

@@ -77,14 +77,18 @@ func TestBadLimitExits2WithOneLine(t *testing.T) {
 		{args: []string{"-store-timeout", "5"}, want: "-store-timeout"},
 		{env: map[string]string{"OPENLIVESYNC_MAX_CHAT_BYTES": "lots"}, want: "OPENLIVESYNC_MAX_CHAT_BYTES"},
 		{env: map[string]string{"OPENLIVESYNC_PING_INTERVAL": "-1s"}, want: "OPENLIVESYNC_PING_INTERVAL"},
-		// Caught by New, which names the fields.
-		{args: []string{"-pong-timeout", "5s"}, want: "PongTimeout"},
+		// Caught by New, which names the fields and their flags.
+		{args: []string{"-pong-timeout", "5s"}, want: "-pong-timeout"},
 	} {
 		var stderr bytes.Buffer
 		code := run(append([]string{"-addr", "127.0.0.1:0"}, tc.args...), func(k string) string { return tc.env[k] }, &stderr, nil)
 		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
 		if code != 2 || len(lines) != 1 || !strings.HasPrefix(lines[0], "openlivesync: ") || !strings.Contains(lines[0], tc.want) {
 			t.Errorf("%v %v: exit %d, stderr %q; want 2 and one line naming %s", tc.args, tc.env, code, stderr.String(), tc.want)
+		}
+		// A flag given as 0 is refused: the advice is to leave it out.
+		if strings.Contains(stderr.String(), "0 means") {
+			t.Errorf("%v %v: stderr %q advises 0", tc.args, tc.env, stderr.String())
 		}
 	}
 }

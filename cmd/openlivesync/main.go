@@ -44,7 +44,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer, ready chan
 		return 0
 	}
 	if cfg != nil && cfg.ops.healthcheck != "" {
-		return healthcheck(cfg.ops.healthcheck, stderr)
+		url := cfg.ops.healthcheck
+		if url == "self" {
+			url = cfg.selfHealthURL()
+		}
+		return healthcheck(url, stderr)
 	}
 	if err == nil {
 		err = cfg.checkOps()

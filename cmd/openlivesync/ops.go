@@ -47,7 +47,7 @@ var commandFlags = map[string]bool{"version": true, "healthcheck": true}
 // register adds the operator's flags to fs.
 func (o *opsConfig) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.version, "version", false, "print the version and exit (command line only)")
-	fs.StringVar(&o.healthcheck, "healthcheck", "", "GET this URL, exit 0 on a 2xx answer and 1 otherwise, e.g. http://127.0.0.1:3000/healthz (command line only; for images without curl)")
+	fs.StringVar(&o.healthcheck, "healthcheck", "", "GET this URL, exit 0 on a 2xx answer and 1 otherwise, e.g. http://127.0.0.1:3000/healthz; self: the /healthz of the server -addr and -tls-cert configure (command line only; for images without curl)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS (wss://) with this PEM certificate chain; with -tls-key. Re-read on SIGHUP and when the files change")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of -tls-cert")
 	fs.BoolVar(&o.metrics, "metrics", true, "serve Prometheus metrics at /metrics (false: nowhere)")
@@ -159,6 +159,28 @@ func versionOf(bi *debug.BuildInfo, ok bool, built string) string {
 		return v
 	}
 	return v + " (" + strings.Join(parts, ", ") + ")"
+}
+
+// selfHealthURL is the /healthz URL of the server c configures, for
+// -healthcheck self: the image's check then follows OPENLIVESYNC_ADDR and
+// OPENLIVESYNC_TLS_CERT. An -addr that names no host or every address is
+// asked on loopback.
+func (c *config) selfHealthURL() string {
+	scheme := "http"
+	if c.ops.tlsCert != "" {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(c.addr)
+	if err != nil {
+		return scheme + "://" + c.addr + "/healthz" // fails, and says why
+	}
+	switch ip := net.ParseIP(host); {
+	case host == "", ip != nil && ip.IsUnspecified() && ip.To4() != nil:
+		host = "127.0.0.1"
+	case ip != nil && ip.IsUnspecified():
+		host = "::1"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port) + "/healthz"
 }
 
 // healthTimeout bounds -healthcheck: container engines kill a check that

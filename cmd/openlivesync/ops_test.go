@@ -104,7 +104,8 @@ func TestHealthcheckFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	closed := "http://" + ln.Addr().String() + "/healthz"
+	closedAddr := ln.Addr().String()
+	closed := "http://" + closedAddr + "/healthz"
 	ln.Close()
 	for _, tc := range []struct {
 		url  string
@@ -119,6 +120,30 @@ func TestHealthcheckFlag(t *testing.T) {
 		}
 		if tc.code != 0 {
 			oneLine(t, tc.url, stderr.String(), "healthcheck")
+		}
+	}
+
+	// self: the server the environment configures, as in the image.
+	_, okPort, _ := net.SplitHostPort(strings.TrimPrefix(ok.URL, "http://"))
+	for _, tc := range []struct {
+		env  map[string]string
+		code int
+	}{
+		{map[string]string{"OPENLIVESYNC_ADDR": ":" + okPort}, 0},
+		{map[string]string{"OPENLIVESYNC_ADDR": "0.0.0.0:" + okPort}, 0},
+		{map[string]string{"OPENLIVESYNC_ADDR": strings.TrimPrefix(tlsOK.URL, "https://"), "OPENLIVESYNC_TLS_CERT": "cert.pem"}, 0},
+		{map[string]string{"OPENLIVESYNC_ADDR": strings.TrimPrefix(down.URL, "http://")}, 1},
+		{map[string]string{"OPENLIVESYNC_ADDR": closedAddr}, 1},
+	} {
+		var stderr bytes.Buffer
+		if code := run([]string{"-healthcheck", "self"}, func(k string) string { return tc.env[k] }, &stderr, nil); code != tc.code {
+			t.Errorf("-healthcheck self with %v: exit %d (%s), want %d", tc.env, code, stderr.String(), tc.code)
+		}
+	}
+	for addr, want := range map[string]string{":3000": "http://127.0.0.1:3000/healthz", "[::]:3000": "http://[::1]:3000/healthz",
+		"10.0.0.5:80": "http://10.0.0.5:80/healthz", "localhost:3000": "http://localhost:3000/healthz"} {
+		if got := (&config{addr: addr}).selfHealthURL(); got != want {
+			t.Errorf("selfHealthURL of -addr %s = %s, want %s", addr, got, want)
 		}
 	}
 }

@@ -95,3 +95,15 @@ func TestCheckUserinfo(t *testing.T) {
 		}
 	}
 }
+
+// TestAmbiguousURLErrorStaysReadable: a URL refused for its user
+// information is masked whole, and no piece of it that net/url would take
+// for the password (here one letter) is masked all over the message.
+func TestAmbiguousURLErrorStaysReadable(t *testing.T) {
+	for _, dsn := range []string{"postgres://u:e@ss#SECRET@127.0.0.1:1/test", "mysql://root:p@ss#SECRET@127.0.0.1:1/test"} {
+		_, err := Open(context.Background(), dsn, 0)
+		if err == nil || !strings.Contains(err.Error(), errAmbiguousUserinfo.Error()) || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("Open(%s): %v; want the user-information error whole and no SECRET", Redact(dsn), err)
+		}
+	}
+}

@@ -86,3 +86,37 @@ func TestProtocolErrorClosesOnce(t *testing.T) {
 		p.expectClosed(isProtocolError)
 	})
 }
+
+// TestOversizedMessageGetsItsCloseCode: a peer whose message is far over
+// the limit is still sending it when the server closes; it gets the close
+// frame and a clean end of stream, not a reset that would drop the frame
+// unread (a browser or y-websocket would report 1006), and the code is
+// SetLimitCode's where one was set.
+func TestOversizedMessageGetsItsCloseCode(t *testing.T) {
+	for _, code := range []int{0, 4413} {
+		eachMode(t, func(t *testing.T, dial func(int64) *peer) {
+			p := dial(100)
+			if code != 0 {
+				p.sc.SetLimitCode(code)
+			}
+			big := clientFrame(fin|opBinary, make([]byte, 4<<20))
+			written := make(chan error, 1)
+			go func() {
+				_, err := p.nc.Write(big)
+				written <- err
+			}()
+			want := code
+			if want == 0 {
+				want = closeTooLarge
+			}
+			// Read only once the server has ended reading: a socket closed
+			// with unread data would have reset the stream by then.
+			p.expectClosed(func(err error) bool { return errors.Is(err, ErrReadLimit) })
+			p.expectClose(want)
+			if err := <-written; err != nil {
+				t.Fatalf("writing the rest of the message: %v", err)
+			}
+			p.expectEOF()
+		})
+	}
+}

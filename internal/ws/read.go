@@ -37,7 +37,7 @@ func (e *CloseError) Error() string {
 }
 
 // ErrReadLimit ends a connection whose peer sent a message over the read
-// limit; the close frame 1009 has been sent.
+// limit; the close frame 1009 (or SetLimitCode's) has been sent.
 var ErrReadLimit = errors.New("ws: message exceeds the read limit")
 
 // ErrProtocol ends a connection whose peer broke the framing rules of
@@ -151,10 +151,15 @@ func (c *Conn) Close() error {
 		c.notified = true
 	}
 	c.mu.Unlock()
-	if !already && c.p != nil {
-		c.p.remove(c)
+	var err error
+	if !already {
+		// Once closed, the socket is closed already, or is being drained
+		// (see end) and closed when that is over.
+		if c.p != nil {
+			c.p.remove(c)
+		}
+		err = c.nc.Close()
 	}
-	err := c.nc.Close()
 	if notify {
 		c.stopDeadline()
 		// Close may be called with the caller's locks held; Closed must
@@ -188,7 +193,8 @@ func (c *Conn) stopDeadline() {
 // handler, once. Closing here, not in the handler, ends the close
 // handshake as soon as it is over: the server closes the TCP connection
 // first (RFC 6455 §7.1.1), once it has answered the peer's close or had
-// the echo of its own.
+// the echo of its own. After an error of the peer's the socket is
+// drained first, in the background, while the handler hears at once.
 func (c *Conn) end(err error) {
 	c.mu.Lock()
 	c.closed.Store(true)
@@ -199,12 +205,55 @@ func (c *Conn) end(err error) {
 	if c.p != nil {
 		c.p.remove(c) // before the descriptor is closed and may be reused
 	}
-	_ = c.nc.Close()
+	if failed(err) {
+		go c.drain()
+	} else {
+		_ = c.nc.Close()
+	}
 	if notify {
 		c.stopDeadline()
 		c.h.Closed(err)
 	}
 }
+
+// failed reports whether reading ended with an error of the peer's
+// making (consume sent the close frame it calls for), after which the
+// peer may still be sending: the rest of a message over the limit, say.
+func failed(err error) bool {
+	return errors.Is(err, ErrReadLimit) || errors.Is(err, ErrProtocol) || errors.Is(err, ErrInvalidUTF8)
+}
+
+// drain ends the sending half of the connection after the close frame,
+// reads and discards what the peer still sends until it closes its own,
+// for at most drainTime and drainBytes, and closes the socket. Closing
+// one with unread data sends a TCP reset, and a peer that gets one drops
+// the close frame unread: a browser or y-websocket then reports 1006, not
+// the code that says what was wrong.
+func (c *Conn) drain() {
+	defer c.nc.Close()
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	if c.nc.SetReadDeadline(time.Now().Add(drainTime)) != nil {
+		return
+	}
+	buf := make([]byte, 16<<10)
+	for n := 0; n < drainBytes; {
+		k, err := c.nc.Read(buf)
+		if err != nil {
+			return
+		}
+		n += k
+	}
+}
+
+// drainTime and drainBytes bound drain: long enough for the rest of a
+// large paste on a fair link, short enough that a peer that goes on
+// sending holds a goroutine only that long.
+const (
+	drainTime  = 5 * time.Second
+	drainBytes = 64 << 20
+)
 
 // consume delivers every whole frame at the front of buf and returns the
 // rest, moved to the front of buf. On an error it has sent the close frame
@@ -216,7 +265,7 @@ func (c *Conn) consume(buf []byte) ([]byte, error) {
 		if err != nil {
 			var ce *CloseError
 			if !errors.As(err, &ce) {
-				c.writeControl(CloseFrame(closeCodeOf(err), err.Error()), true)
+				c.writeControl(CloseFrame(c.closeCodeOf(err), err.Error()), true)
 			}
 			return buf[:0], err
 		}
@@ -228,8 +277,10 @@ func (c *Conn) consume(buf []byte) ([]byte, error) {
 	return buf[:copy(buf, buf[off:])], nil
 }
 
-func closeCodeOf(err error) int {
+func (c *Conn) closeCodeOf(err error) int {
 	switch {
+	case errors.Is(err, ErrReadLimit) && c.limitCode != 0:
+		return c.limitCode
 	case errors.Is(err, ErrReadLimit):
 		return closeTooLarge
 	case errors.Is(err, ErrInvalidUTF8):

@@ -103,15 +103,18 @@ type Conn struct {
 	p  *poller // reads the connection, when it can
 
 	// The reader's state, used by one goroutine at a time.
-	h        Handler // set by Serve under mu; nil until then
-	limit    int64
-	pending  []byte // a partly read frame, between two turns of the poller
-	frag     []byte // the data of a fragmented message so far
-	fragOp   byte   // its opcode; 0 when no message is fragmented
-	utf8     uint8  // the UTF-8 check's state within the text message being read
-	rc       syscall.RawConn
-	fd       int
-	parkedAt time.Time // when the poller last took the connection back
+	h     Handler // set by Serve under mu; nil until then
+	limit int64
+	// limitCode is the close code for a message over limit: 1009 when 0
+	// (SetLimitCode).
+	limitCode int
+	pending   []byte // a partly read frame, between two turns of the poller
+	frag      []byte // the data of a fragmented message so far
+	fragOp    byte   // its opcode; 0 when no message is fragmented
+	utf8      uint8  // the UTF-8 check's state within the text message being read
+	rc        syscall.RawConn
+	fd        int
+	parkedAt  time.Time // when the poller last took the connection back
 
 	closed   atomic.Bool // reading ended or Close was called
 	mu       sync.Mutex  // guards what follows
@@ -223,6 +226,12 @@ func (c *Conn) setWriteDeadline(t time.Time) error {
 	}
 	return nil
 }
+
+// SetLimitCode sets the close code sent to a peer whose message exceeds
+// the read limit, 1009 unless set: an endpoint whose clients reconnect
+// after a close and would send the same message again gives a code they
+// take for a refusal. Call it before Serve.
+func (c *Conn) SetLimitCode(code int) { c.limitCode = code }
 
 // Polled reports whether the poller watches c: then no goroutine waits on
 // c while it is idle, and TryWrite can write without waiting. Valid once
