@@ -138,3 +138,53 @@ func TestDocEscapedRoomID(t *testing.T) {
 		t.Fatalf("open documents %d, want the one named %q", len(o.s.openDocs()), room)
 	}
 }
+
+// A member cannot change or remove the awareness state (cursor, name) of
+// another user's client: such entries are dropped and the rest of the
+// message goes on. Another connection of the same user takes the client
+// over (a provider reconnecting before its old socket is known dead), so
+// that the old connection's end does not remove it.
+func TestDocAwarenessOwnedByItsUser(t *testing.T) {
+	s, base := startDocServer(t, &Options{OnAuth: func(r *http.Request) (*UserInfo, error) {
+		return &UserInfo{UserID: r.URL.Query().Get("u")}, nil
+	}})
+	entry := func(client, clock uint64, state string) livesynctest.AwarenessEntry {
+		return livesynctest.AwarenessEntry{Client: client, Clock: clock, State: state}
+	}
+	watcher := livesynctest.DialSynced(t, base+"d?u=w")
+	expect := func(what string, want ...livesynctest.AwarenessEntry) {
+		t.Helper()
+		got := readAwareness(t, watcher)
+		if len(got) != len(want) {
+			t.Fatalf("%s: watcher got %+v, want %+v", what, got, want)
+		}
+		for i, w := range want {
+			if got[i].client != w.Client || got[i].clock != w.Clock || got[i].state != w.State {
+				t.Fatalf("%s: watcher got %+v, want %+v", what, got, want)
+			}
+		}
+	}
+	alice := livesynctest.DialSynced(t, base+"d?u=alice")
+	alice.Write(livesynctest.AwarenessMsg(entry(1, 1, `{"name":"alice"}`)))
+	expect("alice's state", entry(1, 1, `{"name":"alice"}`))
+
+	mallory := livesynctest.DialSynced(t, base+"d?u=mallory")
+	mallory.Write(livesynctest.AwarenessMsg(entry(1, 5, `{"name":"admin"}`), entry(2, 1, `{"name":"mallory"}`)))
+	expect("a forged state beside mallory's own", entry(2, 1, `{"name":"mallory"}`))
+	mallory.Write(livesynctest.AwarenessMsg(entry(1, 9, "null")))
+	mallory.Write(livesynctest.AwarenessMsg(entry(2, 2, `"marker"`)))
+	expect("a forged removal, then a marker", entry(2, 2, `"marker"`))
+
+	alice2 := livesynctest.DialSynced(t, base+"d?u=alice")
+	alice2.Write(livesynctest.AwarenessMsg(entry(1, 2, `{"name":"alice, again"}`)))
+	expect("alice's new connection", entry(1, 2, `{"name":"alice, again"}`))
+	alice.WS.Close()
+	d := s.lookupDoc("d")
+	livesynctest.WaitFor(t, "alice's first connection gone", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.peers) == 3
+	})
+	mallory.Write(livesynctest.AwarenessMsg(entry(2, 3, `"marker"`)))
+	expect("alice's first connection ended, then a marker", entry(2, 3, `"marker"`))
+}

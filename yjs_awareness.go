@@ -1,18 +1,63 @@
 package livesync
 
+import "strconv"
+
 // Awareness (y-protocols awareness.js) is each client's ephemeral state:
 // cursors, selections, names. The server keeps the latest state of every
 // client id so that a joiner sees everyone at once, and the connection
 // that first announced a client id owns it: when that connection ends,
-// here or on another node, the state is removed for everyone.
+// here or on another node, the state is removed for everyone. Another
+// connection of the same user (a provider reconnecting with its client
+// id before its old socket is known dead) takes the client over; one of
+// another user cannot change or remove it, so that no member can forge
+// or hide someone else's cursor and name.
 
 // yAware is one client's last known awareness state.
 type yAware struct {
 	clock uint64
 	state string
 	// owner is the id of the connection that announced the client, on
-	// this node or another.
-	owner string
+	// this node or another, and user its user (awarenessUser).
+	owner, user string
+}
+
+// awarenessUser is how awareness records the user of a connection: the
+// user id quoted (so it holds no tab or newline and travels in a relay's
+// header), `""` for anonymous connections, which can therefore take
+// each other's clients over, as any peer could before ownership.
+func awarenessUser(u *UserInfo) string { return strconv.Quote(userID(u)) }
+
+// claimLocked returns entries without those that would change a client
+// owner, of user, may not change: one owned by a connection of another
+// user. A client owned by another connection of the same user passes to
+// owner when its entry changes it; an entry that changes nothing (peers
+// echo the states they receive) passes as it is. The result shares
+// entries' memory when nothing is left out.
+func (d *ydoc) claimLocked(owner, user string, entries []yAwarenessEntry) []yAwarenessEntry {
+	var kept []yAwarenessEntry
+	for i, e := range entries {
+		known, ok := d.aware[e.client]
+		switch {
+		case !ok, known.owner == owner, !e.changes(known):
+		case known.user != user:
+			if kept == nil {
+				kept = append(make([]yAwarenessEntry, 0, len(entries)), entries[:i]...)
+			}
+			continue
+		default:
+			d.disownLocked(known.owner)
+			d.owned[owner]++
+			known.owner = owner
+			d.aware[e.client] = known
+		}
+		if kept != nil {
+			kept = append(kept, e)
+		}
+	}
+	if kept == nil {
+		return entries
+	}
+	return kept
 }
 
 // awareness records an awareness update from owner (a connection of this
@@ -24,13 +69,17 @@ type yAware struct {
 // receive, with the same clock) is not sent on. limit bounds the client
 // ids owner may introduce (0: no bound, for what another node checked).
 // It reports whether the message changed anything.
-func (d *ydoc) awarenessLocked(owner string, entries []yAwarenessEntry, frame []byte, limit int) (bool, error) {
+func (d *ydoc) awarenessLocked(owner, user string, entries []yAwarenessEntry, frame []byte, limit int) (bool, error) {
+	if kept := d.claimLocked(owner, user, entries); len(kept) < len(entries) {
+		entries, frame = kept, yAwarenessFrame(kept)
+	}
 	fresh := false
 	for _, e := range entries {
 		known, ok := d.aware[e.client]
 		switch {
+		case ok && !e.changes(known):
 		case e.state == "null":
-			if ok && e.clock >= known.clock {
+			if ok {
 				delete(d.aware, e.client)
 				d.disownLocked(known.owner)
 				fresh = true
@@ -40,9 +89,9 @@ func (d *ydoc) awarenessLocked(owner string, entries []yAwarenessEntry, frame []
 				return fresh, errTooManyClients
 			}
 			d.owned[owner]++
-			d.aware[e.client] = yAware{clock: e.clock, state: e.state, owner: owner}
+			d.aware[e.client] = yAware{clock: e.clock, state: e.state, owner: owner, user: user}
 			fresh = true
-		case e.clock > known.clock:
+		default:
 			known.clock, known.state = e.clock, e.state
 			d.aware[e.client] = known
 			fresh = true
@@ -66,15 +115,19 @@ func (d *ydoc) awarenessLocked(owner string, entries []yAwarenessEntry, frame []
 func (d *ydoc) awareness(c *conn, entries []yAwarenessEntry, update, frame []byte, allow func() bool) (dropped bool, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	user := awarenessUser(c.user)
+	if kept := d.claimLocked(c.id, user, entries); len(kept) < len(entries) {
+		entries, frame, update = kept, yAwarenessFrame(kept), encodeYAwareness(kept)
+	}
 	if !d.awarenessChangesLocked(entries) {
 		return false, nil
 	}
 	if !allow() {
 		return true, nil
 	}
-	fresh, err := d.awarenessLocked(c.id, entries, frame, yMaxOwnedClients)
+	fresh, err := d.awarenessLocked(c.id, user, entries, frame, yMaxOwnedClients)
 	if fresh {
-		d.relayLocked(docRelayAwareness, c.id, update)
+		d.relayLocked(docRelayAwareness, c.id+"\t"+user, update)
 	}
 	return false, err
 }
@@ -84,16 +137,20 @@ func (d *ydoc) awareness(c *conn, entries []yAwarenessEntry, update, frame []byt
 func (d *ydoc) awarenessChangesLocked(entries []yAwarenessEntry) bool {
 	for _, e := range entries {
 		known, ok := d.aware[e.client]
-		switch {
-		case e.state == "null":
-			if ok && e.clock >= known.clock {
-				return true
-			}
-		case !ok, e.clock > known.clock:
+		if ok && e.changes(known) || !ok && e.state != "null" {
 			return true
 		}
 	}
 	return false
+}
+
+// changes reports whether e changes known, the recorded state of its
+// client: a removal as new as it, or a newer state.
+func (e yAwarenessEntry) changes(known yAware) bool {
+	if e.state == "null" {
+		return e.clock >= known.clock
+	}
+	return e.clock > known.clock
 }
 
 func (d *ydoc) disownLocked(owner string) {

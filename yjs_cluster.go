@@ -118,9 +118,10 @@ func (s *Server) docRelayed(name string, msg []byte) {
 		f := ySyncFrame(ySyncUpdate, payload)
 		d.addLocked(f[len(f)-len(payload):], f, nil)
 	case docRelayAwareness:
+		owner, user, _ := strings.Cut(string(from), "\t")
 		entries, err := decodeYAwareness(payload)
 		if err == nil {
-			d.awarenessLocked(string(from), entries, yAwarenessUpdateFrame(payload), 0)
+			d.awarenessLocked(owner, user, entries, yAwarenessUpdateFrame(payload), 0)
 		}
 	case docRelayQuery:
 		d.answerLocked(payload)
@@ -146,18 +147,19 @@ func (d *ydoc) answerLocked(sv []byte) {
 // relayLocalAwarenessLocked publishes the awareness states of this node's
 // peers, one message per owner.
 func (d *ydoc) relayLocalAwarenessLocked() {
-	byOwner := make(map[string][]yAwarenessEntry)
+	byOwner := make(map[string][]yAwarenessEntry) // by owner and user, as relayed
 	local := make(map[string]bool, len(d.peers))
 	for p := range d.peers {
 		local[p.id] = true
 	}
 	for id, a := range d.aware {
 		if local[a.owner] {
-			byOwner[a.owner] = append(byOwner[a.owner], yAwarenessEntry{client: id, clock: a.clock, state: a.state})
+			from := a.owner + "\t" + a.user
+			byOwner[from] = append(byOwner[from], yAwarenessEntry{client: id, clock: a.clock, state: a.state})
 		}
 	}
-	for owner, entries := range byOwner {
-		d.relayLocked(docRelayAwareness, owner, encodeYAwareness(entries))
+	for from, entries := range byOwner {
+		d.relayLocked(docRelayAwareness, from, encodeYAwareness(entries))
 	}
 }
 
