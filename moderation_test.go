@@ -152,6 +152,26 @@ func TestModerationDeleteChat(t *testing.T) {
 	}
 }
 
+// TestModerationDeleteRefillsJoinHistory: a deletion from the recent
+// history does not shorten what later joiners get: they get the newest
+// HistoryLimit messages that remain.
+func TestModerationDeleteRefillsJoinHistory(t *testing.T) {
+	o := startOpsServer(t, &Options{HistoryLimit: 3}, testAPIKey)
+	a := livesynctest.Dial(t, o.ws)
+	a.Join("r", nil) // keeps the room, and its recent history, alive
+	msgs := postChats(t, o, "r", "1", "2", "3", "4", "5")
+	for range msgs {
+		a.Expect(protocol.MsgChatMessage, nil)
+	}
+	if r := o.api(t, http.MethodDelete, roomPath("r", "/chat/"+msgs[4].ID), ""); r.status != http.StatusNoContent {
+		t.Fatalf("DELETE = %d %s", r.status, r.body)
+	}
+	want := []string{"2", "3", "4"}
+	if got := chatTexts(livesynctest.Dial(t, o.ws).Join("r", nil).ChatHistory); !slices.Equal(got, want) {
+		t.Fatalf("a later joiner's history %q, want %q", got, want)
+	}
+}
+
 // TestModerationDeleteRacingLoads: a deletion the room heard of before
 // a history read from the store returned it (the read came first), or
 // before a message reached it from elsewhere, does not bring the message

@@ -35,8 +35,10 @@ func (r *room) forget(connID, id string) (string, bool) {
 		kept = append(kept, *m)
 	}
 	if found != nil {
+		// Read the recent history again at the next join: the store has
+		// an older message to take the deleted one's place.
 		connID = found.ConnectionID
-		r.history, r.historyJSON = kept, nil
+		r.history, r.historyJSON, r.historyLoaded = kept, nil, false
 	}
 	if len(r.deleted) >= maxDeleted {
 		r.deleted = append(r.deleted[:0], r.deleted[1:]...)

@@ -107,16 +107,24 @@ var ErrBadCursor = errors.New("chat: not a message id of this store")
 // message holding U+0000 in its room id, connection id, user id or text.
 var ErrNUL = errors.New("chat: text holds U+0000 (NUL), which stores do not keep")
 
-// CheckText returns an error wrapping ErrNUL, naming the field, when a
-// text field of m holds U+0000; every store calls it before storing, so
-// that all of them refuse what PostgreSQL cannot store.
-func CheckText(m Message) error {
+// ErrInvalidMetadata is wrapped by the error Append and AppendBatch
+// return for a message whose metadata is not valid JSON.
+var ErrInvalidMetadata = errors.New("chat: metadata is not valid JSON")
+
+// CheckMessage returns an error wrapping ErrNUL, naming the field, when a
+// text field of m holds U+0000, or wrapping ErrInvalidMetadata. Every
+// store calls it before storing, so that all of them refuse what
+// PostgreSQL cannot store, and what no client could decode.
+func CheckMessage(m Message) error {
 	for _, f := range [...]struct{ name, text string }{
 		{"room id", m.RoomID}, {"connection id", m.ConnectionID}, {"user id", m.UserID}, {"message", m.Message},
 	} {
 		if strings.IndexByte(f.text, 0) >= 0 {
 			return fmt.Errorf("%s: %w", f.name, ErrNUL)
 		}
+	}
+	if len(m.Metadata) > 0 && !json.Valid(m.Metadata) {
+		return ErrInvalidMetadata
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -74,7 +75,7 @@ func (s *MemoryStore) AppendBatch(ctx context.Context, msgs []Message) ([]protoc
 		return nil, err
 	}
 	for _, m := range msgs {
-		if err := CheckText(m); err != nil {
+		if err := CheckMessage(m); err != nil {
 			return nil, fmt.Errorf("memory chat store: append: %w", err)
 		}
 	}
@@ -93,7 +94,7 @@ func (s *MemoryStore) AppendBatch(ctx context.Context, msgs []Message) ([]protoc
 			ConnectionID: m.ConnectionID,
 			UserID:       m.UserID,
 			Message:      m.Message,
-			Metadata:     m.Metadata,
+			Metadata:     bytes.Clone(m.Metadata), // the caller may reuse its buffer
 			CreatedAt:    now,
 		}
 		r := s.rooms[m.RoomID]

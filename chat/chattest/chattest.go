@@ -2,7 +2,8 @@
 // implementations. Every store, in memory or in a database, runs the same
 // cases, so the server can swap stores without noticing: the ordering and
 // paging contract of package chat, field and metadata round trips
-// (metadata byte for byte once compacted), the refusal of U+0000, large
+// (metadata byte for byte once compacted), the refusal of U+0000 and of
+// metadata that is not JSON, large
 // messages, concurrency, batches, and behaviour after Close. Cases for the
 // optional interfaces (chat.BatchAppender, chat.Pinger, chat.Pager,
 // chat.Deleter) are skipped for stores that do not implement them.
@@ -57,6 +58,8 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 		{"Metadata", testMetadata},
 		{"MetadataAsSent", testMetadataAsSent},
 		{"NUL", testNUL},
+		{"InvalidMetadata", testInvalidMetadata},
+		{"MetadataBufferReused", testMetadataBufferReused},
 		{"LargeMessage", testLargeMessage},
 		{"SameMillisecond", testSameMillisecond},
 		{"ConcurrentAppends", testConcurrentAppends},

@@ -85,3 +85,30 @@ func testNUL(t *testing.T, s chat.Store) {
 	// The store still works.
 	appendOne(t, s, chat.Message{RoomID: "nul", ConnectionID: "c", Message: "after"})
 }
+
+// testInvalidMetadata checks that metadata that is not JSON is refused,
+// with an error wrapping chat.ErrInvalidMetadata, and not stored: no
+// client could decode the history holding it.
+func testInvalidMetadata(t *testing.T, s chat.Store) {
+	for _, meta := range []string{`{"a":`, `{"a":1} x`, "{'a':1}"} {
+		if _, err := s.Append(ctx(t), chat.Message{RoomID: "badmeta", ConnectionID: "c", Message: "m", Metadata: json.RawMessage(meta)}); !errors.Is(err, chat.ErrInvalidMetadata) {
+			t.Errorf("Append with metadata %q: %v; want an error wrapping chat.ErrInvalidMetadata", meta, err)
+		}
+	}
+	if got := history(t, s, "badmeta", 0, 0); len(got) != 0 {
+		t.Errorf("History holds %d messages; nothing of a refused message may be stored", len(got))
+	}
+}
+
+// testMetadataBufferReused checks that the store keeps its own copy of
+// the metadata: a caller that reuses its buffer after Append returns does
+// not change what was stored.
+func testMetadataBufferReused(t *testing.T, s chat.Store) {
+	buf := []byte(`{"v":"sent"}`)
+	appendOne(t, s, chat.Message{RoomID: "reuse", ConnectionID: "c", Message: "m", Metadata: buf})
+	copy(buf, `{"v":"XXXX"}`)
+	got := history(t, s, "reuse", 0, 0)
+	if len(got) != 1 || string(got[0].Metadata) != `{"v":"sent"}` {
+		t.Errorf("History after the caller reused its buffer: %q, want the metadata as sent", got[0].Metadata)
+	}
+}

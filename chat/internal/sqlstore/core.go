@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -117,17 +116,11 @@ func (c *Core) appendBatch(ctx context.Context, op string, msgs []chat.Message) 
 	// the whole group commit, a TEXT column would store what no client
 	// can decode.
 	for i, m := range msgs {
-		if err := chat.CheckText(m); err != nil {
+		if err := chat.CheckMessage(m); err != nil {
 			if len(msgs) == 1 {
 				return nil, fmt.Errorf("%s: %s: %w", c.name, op, err)
 			}
 			return nil, fmt.Errorf("%s: %s: message %d: %w", c.name, op, i, err)
-		}
-		if len(m.Metadata) > 0 && !json.Valid(m.Metadata) {
-			if len(msgs) == 1 {
-				return nil, fmt.Errorf("%s: %s: metadata is not valid JSON", c.name, op)
-			}
-			return nil, fmt.Errorf("%s: %s: message %d: metadata is not valid JSON", c.name, op, i)
 		}
 	}
 	out, err := c.committer.Append(ctx, msgs)

@@ -21,7 +21,7 @@ func (c *Core) Delete(ctx context.Context, roomID, id string, del DeleteFunc) (b
 		return false, c.errorf("delete", err)
 	}
 	if id == "" || strings.IndexByte(id, 0) >= 0 || strings.IndexByte(roomID, 0) >= 0 || c.doubtful(id) {
-		// NUL cannot be in a stored id or room (see chat.CheckText), and
+		// NUL cannot be in a stored id or room (see chat.CheckMessage), and
 		// PostgreSQL refuses it in a parameter: such an id names nothing.
 		return false, nil
 	}

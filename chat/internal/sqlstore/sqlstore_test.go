@@ -163,9 +163,9 @@ func (m *memReads) commit(_ context.Context, msgs []chat.Message) ([]protocol.St
 	for i, msg := range msgs {
 		out[i] = protocol.StoredChatMessage{
 			ID: strconv.Itoa(m.next + 1), RoomID: msg.RoomID, ConnectionID: msg.ConnectionID,
-			UserID: msg.UserID, Message: msg.Message, Metadata: msg.Metadata, CreatedAt: now,
+			UserID: msg.UserID, Message: msg.Message, Metadata: bytes.Clone(msg.Metadata), CreatedAt: now,
 		}
-		m.msgs = append(m.msgs, out[i])
+		m.msgs = append(m.msgs, out[i]) // a copy, as a database keeps
 		m.next++
 	}
 	return out, nil
@@ -295,11 +295,11 @@ func TestInvalidMetadataIsRefused(t *testing.T) {
 	s := newCoreStore(t)
 	ctx := context.Background()
 	bad := chat.Message{RoomID: "r", ConnectionID: "c", Message: "m", Metadata: json.RawMessage(`{oops`)}
-	if _, err := s.Append(ctx, bad); err == nil || !strings.Contains(err.Error(), "metadata is not valid JSON") {
+	if _, err := s.Append(ctx, bad); !errors.Is(err, chat.ErrInvalidMetadata) {
 		t.Errorf("Append: %v", err)
 	}
 	good := chat.Message{RoomID: "r", ConnectionID: "c", Message: "m"}
-	if _, err := s.AppendBatch(ctx, []chat.Message{good, bad}); err == nil || !strings.Contains(err.Error(), "message 1: metadata") {
+	if _, err := s.AppendBatch(ctx, []chat.Message{good, bad}); !errors.Is(err, chat.ErrInvalidMetadata) || !strings.Contains(err.Error(), "message 1: ") {
 		t.Errorf("AppendBatch: %v; want the bad message named", err)
 	}
 	if len(s.reads.msgs) != 0 {
