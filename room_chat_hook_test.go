@@ -34,45 +34,66 @@ func (s *slowBatchStore) AppendBatch(ctx context.Context, msgs []chat.Message) (
 func TestSlowOnChatLeavesTheStoreItsTime(t *testing.T) {
 	const n = 10
 	const hookTime = 700 * time.Millisecond // hookTime + the store's delay > StoreTimeout, < ChatTimeout
-	gate, atGate := make(chan struct{}), make(chan struct{})
-	hook := func(ctx context.Context, req ChatRequest) (ChatDecision, error) {
-		if req.Message == "gate" {
-			close(atGate)
-			<-gate
-			return ChatDecision{}, nil
-		}
+	g := newChatGate(func(ctx context.Context, req ChatRequest) (ChatDecision, error) {
 		select {
 		case <-time.After(hookTime):
 			return ChatDecision{}, nil
 		case <-ctx.Done():
 			return ChatDecision{}, ctx.Err()
 		}
-	}
+	})
 	store := &slowBatchStore{MemoryStore: chat.NewMemoryStore(nil), delay: 800 * time.Millisecond}
 	s, url := startServer(t, &Options{Store: store, Logger: discardLogger(),
-		Hooks:  Hooks{OnChat: hook, ChatTimeout: 2 * time.Second},
+		Hooks:  Hooks{OnChat: g.hook, ChatTimeout: 2 * time.Second},
 		Limits: Limits{StoreTimeout: time.Second, ChatRate: 100, ChatBurst: 100}})
+	g.sendBatch(t, s, url, n, "")
+}
+
+// chatGate is an OnChat that holds the message "gate" until a batch has
+// queued behind it, and decides the others with next.
+type chatGate struct {
+	gate, atGate chan struct{}
+	next         func(context.Context, ChatRequest) (ChatDecision, error)
+}
+
+func newChatGate(next func(context.Context, ChatRequest) (ChatDecision, error)) *chatGate {
+	return &chatGate{gate: make(chan struct{}), atGate: make(chan struct{}), next: next}
+}
+
+func (g *chatGate) hook(ctx context.Context, req ChatRequest) (ChatDecision, error) {
+	if req.Message == "gate" {
+		close(g.atGate)
+		<-g.gate
+		return ChatDecision{}, nil
+	}
+	return g.next(ctx, req)
+}
+
+// sendBatch joins room "r" of the server at url, sends "gate" and then
+// n messages "a", "b"… while the gate holds, so that they queue together
+// and are decided, and stored, as one batch; then opens the gate and
+// checks that they arrive in order, each followed by suffix.
+func (g *chatGate) sendBatch(t *testing.T, s *Server, url string, n int, suffix string) {
+	t.Helper()
 	a := livesynctest.Dial(t, url)
 	a.Join("r", nil)
 	a.Send(protocol.MsgSendChat, map[string]any{"message": "gate"})
-	<-atGate
+	<-g.atGate
 	for i := range n {
 		a.Send(protocol.MsgSendChat, map[string]any{"message": string(rune('a' + i))})
 	}
-	// The n messages wait together behind the gate, so that they are
-	// decided, and stored, as one batch.
 	r := s.lookupRoom("r")
 	livesynctest.WaitFor(t, "the messages queued behind the gate", func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return len(r.chatQueue) == n
 	})
-	close(gate)
+	close(g.gate)
 	a.Expect(protocol.MsgChatMessage, nil) // the gate
 	for i := range n {
 		var m protocol.StoredChatMessage
 		a.Expect(protocol.MsgChatMessage, &m)
-		if want := string(rune('a' + i)); m.Message != want {
+		if want := string(rune('a'+i)) + suffix; m.Message != want {
 			t.Fatalf("message %d: %q, want %q", i, m.Message, want)
 		}
 	}
@@ -84,19 +105,13 @@ func TestSlowOnChatLeavesTheStoreItsTime(t *testing.T) {
 // their answers, given in reverse order, are applied in the messages'.
 func TestOnChatDecidesABatchAtOnce(t *testing.T) {
 	const n = 8
-	gate, atGate := make(chan struct{}), make(chan struct{})
 	var mu sync.Mutex
 	inFlight, allIn := 0, make(chan struct{})
 	answered := make([]chan struct{}, n)
 	for i := range answered {
 		answered[i] = make(chan struct{})
 	}
-	hook := func(ctx context.Context, req ChatRequest) (ChatDecision, error) {
-		if req.Message == "gate" {
-			close(atGate)
-			<-gate
-			return ChatDecision{}, nil
-		}
+	g := newChatGate(func(ctx context.Context, req ChatRequest) (ChatDecision, error) {
 		mu.Lock()
 		if inFlight++; inFlight == n {
 			close(allIn)
@@ -117,30 +132,9 @@ func TestOnChatDecidesABatchAtOnce(t *testing.T) {
 		}
 		defer close(answered[i])
 		return ChatDecision{Action: ChatRewrite, Message: req.Message + "!"}, nil
-	}
-	s, url := startServer(t, &Options{Logger: discardLogger(),
-		Hooks:  Hooks{OnChat: hook, ChatTimeout: 10 * time.Second},
-		Limits: Limits{ChatRate: 100, ChatBurst: 100}})
-	a := livesynctest.Dial(t, url)
-	a.Join("r", nil)
-	a.Send(protocol.MsgSendChat, map[string]any{"message": "gate"})
-	<-atGate
-	for i := range n {
-		a.Send(protocol.MsgSendChat, map[string]any{"message": string(rune('a' + i))})
-	}
-	r := s.lookupRoom("r")
-	livesynctest.WaitFor(t, "the messages queued behind the gate", func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return len(r.chatQueue) == n
 	})
-	close(gate)
-	a.Expect(protocol.MsgChatMessage, nil) // the gate
-	for i := range n {
-		var m protocol.StoredChatMessage
-		a.Expect(protocol.MsgChatMessage, &m)
-		if want := string(rune('a'+i)) + "!"; m.Message != want {
-			t.Fatalf("message %d: %q, want %q", i, m.Message, want)
-		}
-	}
+	s, url := startServer(t, &Options{Logger: discardLogger(),
+		Hooks:  Hooks{OnChat: g.hook, ChatTimeout: 10 * time.Second},
+		Limits: Limits{ChatRate: 100, ChatBurst: 100}})
+	g.sendBatch(t, s, url, n, "!")
 }
