@@ -19,10 +19,11 @@ import (
 )
 
 // TestCloseCodesInBrowser runs e2e/close.e2e.mjs: Chromium must see the
-// server's close codes 4401, 1008 and 1001 as clean closes with exactly
-// those codes. It fails when the server sends anything after its close
-// frame, such as a second close in reply to the browser's echo: Chromium
-// then fails the connection and reports 1006. Its needs are those of
+// server's close codes 4401, 1008, 1009 and 1001 as clean closes with
+// exactly those codes. It fails when the server sends anything after its
+// close frame, such as a second close in reply to the browser's echo, or
+// resets a connection whose data it left unread: Chromium then fails the
+// connection and reports 1006. Its needs are those of
 // TestDemoInBrowser.
 func TestCloseCodesInBrowser(t *testing.T) {
 	node := requireBrowser(t)

@@ -3,6 +3,7 @@ package ws
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"sync"
@@ -21,8 +22,9 @@ type Handler interface {
 	// Pong is called for every pong the peer sends.
 	Pong()
 	// Closed tells why the connection ended: a *CloseError when the peer
-	// closed it, ErrReadLimit, ErrInvalidUTF8, a protocol error, or the
-	// read error. The socket is closed by then.
+	// closed it, an error wrapping ErrReadLimit, ErrInvalidUTF8 or
+	// ErrProtocol, or the read error. The socket is closed by then, or
+	// being drained (see Conn.drain) and closed soon after.
 	Closed(err error)
 }
 
@@ -323,7 +325,7 @@ func (c *Conn) frameHeader(b []byte) (length int64, hdr int, err error) {
 	case op >= 0x8 && (b[0]&0x80 == 0 || length > 125):
 		return 0, 0, protocolError("control frame fragmented or longer than 125 bytes")
 	case op < 0x8 && length > c.limit-int64(len(c.frag)):
-		return 0, 0, ErrReadLimit
+		return 0, 0, fmt.Errorf("%w of %d bytes", ErrReadLimit, c.limit)
 	}
 	return length, hdr + 4, nil
 }

@@ -1,8 +1,11 @@
 // Browser test of the close handshake: the server closes a connection
-// with 4401 (auth refused), 1008 (rate limit abused) and 1001 (shutdown),
-// and the page's CloseEvent must carry exactly that code with wasClean
-// true. Chromium fails a connection that sends anything after its close
-// frame (a second close in reply to the echo, say) and then reports 1006.
+// with 4401 (auth refused), 1008 (rate limit abused), 1009 (a message over
+// the frame limit, while the page is still sending it) and 1001
+// (shutdown), and the page's CloseEvent must carry exactly that code with
+// wasClean true. Chromium fails a connection that sends anything after
+// its close frame (a second close in reply to the echo, say), or that is
+// reset under it (a socket closed with unread data), and then reports
+// 1006.
 //
 //   node close.e2e.mjs PAGE_URL AUTH_WS FLOOD_WS SHUTDOWN_WS
 //
@@ -35,8 +38,8 @@ context.setDefaultTimeout(timeout);
 
 // closeOf opens a WebSocket from the page and resolves with its
 // CloseEvent. With join it joins a room first; once in it, flood sends
-// broadcast events past the rate limit and shutdown asks for the server's
-// shutdown.
+// broadcast events past the rate limit, big a 4 MiB message, and shutdown
+// asks for the server's shutdown.
 function closeOf(page, url, opts) {
   return page.evaluate(({ url, opts, timeout }) => new Promise((resolve, reject) => {
     const ws = new WebSocket(url);
@@ -50,6 +53,7 @@ function closeOf(page, url, opts) {
       if (opts.flood) {
         for (let i = 0; i < 20; i++) ws.send(JSON.stringify({ type: "broadcast_event", payload: { event: "flood" } }));
       }
+      if (opts.big) ws.send("x".repeat(4 << 20));
       if (opts.shutdown) fetch("/shutdown", { method: "POST" }).catch(reject);
     };
     ws.onclose = (ev) => {
@@ -68,6 +72,7 @@ try {
   const cases = [
     { name: "auth refused", url: authWS, want: 4401, opts: {} },
     { name: "rate limit abused", url: floodWS, want: 1008, opts: { join: true, flood: true } },
+    { name: "message too large", url: floodWS, want: 1009, opts: { join: true, big: true } },
     { name: "server shutdown", url: shutdownWS, want: 1001, opts: { join: true, shutdown: true } },
   ];
   const problems = [];
