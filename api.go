@@ -379,7 +379,11 @@ func withName(meta json.RawMessage, name string) (json.RawMessage, error) {
 // answered with {roomId, presence: {connectionId: entry}}, the map of
 // room_joined.
 func (a *apiHandler) presence(room string) apiResult {
-	snap := a.s.roomSnapshot(room)
+	snap, err := a.s.roomSnapshot(room)
+	if err != nil {
+		a.s.log.Warn("cluster: presence unavailable", "room", room, "err", err)
+		return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the cluster cannot be reached")
+	}
 	f := frameBuilder{b: make([]byte, 0, len(snap)+len(room)+32)}
 	f.raw(`{"roomId":`)
 	f.str(room)

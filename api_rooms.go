@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"cmp"
+	"context"
 	"slices"
 	"time"
 
@@ -43,15 +44,38 @@ func (s *Server) roomSummaries() []roomSummary {
 }
 
 // roomSnapshot is the encoded presence map of room id, as room_joined
-// carries it: "{}" when the room has no members.
-func (s *Server) roomSnapshot(id string) []byte {
-	r := s.lookupRoom(id)
-	if r == nil {
-		return []byte("{}")
+// carries it: "{}" when the room has no members. A node where the room
+// has no member reads the cluster's registry, so that every node answers
+// alike; its error is the registry's.
+func (s *Server) roomSnapshot(id string) ([]byte, error) {
+	if r := s.lookupRoom(id); r != nil {
+		r.mu.Lock()
+		local := len(r.local) > 0 // then r.members holds the others too
+		snap := r.encodedSnapshot()
+		r.mu.Unlock()
+		if local || s.broker == nil {
+			return snap, nil
+		}
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.encodedSnapshot()
+	if s.broker == nil {
+		return []byte("{}"), nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.limits.StoreTimeout)
+	defer cancel()
+	st, err := s.broker.RoomState(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	b := []byte{'{'}
+	for i, m := range st.Members {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, m.ConnID)
+		b = append(b, ':')
+		b = append(b, m.Entry...)
+	}
+	return append(b, '}'), nil
 }
 
 // broadcastToRoom sends frame to every member of room id, on this node

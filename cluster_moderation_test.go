@@ -157,3 +157,28 @@ func testClusterModerationKickAndBan(t *testing.T, e *clusterEnv) {
 	b.s.bans.skew.Store(int64(11 * time.Minute))
 	back.Join("r", nil)
 }
+
+// TestClusterAPIPresence: GET …/presence lists a room's members on every
+// node alike, a node where the room has no member included.
+func TestClusterAPIPresence(t *testing.T) { forRedisModes(t, testClusterAPIPresence) }
+
+func testClusterAPIPresence(t *testing.T, e *clusterEnv) {
+	_, nodes := moderationNodes(t, e, 2)
+	a, b := nodes[0], nodes[1]
+	member := livesynctest.Dial(t, a.ws+"?u=ua")
+	member.Join("r", map[string]any{"cursor": 1})
+	var page struct {
+		Presence map[string]protocol.PresenceEntry `json:"presence"`
+	}
+	livesynctest.WaitFor(t, "node B's API to list node A's member", func() bool {
+		r := b.api(t, http.MethodGet, roomPath("r", "/presence"), "")
+		if r.status != http.StatusOK {
+			t.Fatalf("GET presence on node B = %d %s", r.status, r.body)
+		}
+		r.decode(t, &page)
+		return len(page.Presence) == 1
+	})
+	if e := page.Presence[member.ID]; e.UserID != "ua" || string(e.Presence) != `{"cursor":1}` {
+		t.Fatalf("node B lists %+v", page.Presence)
+	}
+}

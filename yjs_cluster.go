@@ -17,8 +17,16 @@ import (
 // broker:
 //
 //	'u' from "\n" update        an update a peer sent (from: its connection)
-//	'a' owner "\n" awareness    an awareness update of owner's clients
-//	'q' "\n" state vector       a node opened the document: send me what I lack
+//	'a' owner "\t" user "\n" awareness
+//	                            an awareness update of owner's clients
+//	'q' "\n" state vector       a node opened or resynchronised the document:
+//	                            send me what I lack, and ask me for the same
+//	'r' "\n" state vector       a node answering a 'q': send me what I lack
+//
+// The asking back ('r') is what heals a split after an outage: each
+// node resynchronises on its own, and the first to ask may do so before
+// the other has subscribed again, so that its 'q' is lost; the other's
+// later 'q' then reaches it, and its 'r' gets it what it lacks.
 //
 // Only the node whose peer sent an update stores it; the others hold it
 // in memory. Merging is order-free and idempotent, so an update that
@@ -27,6 +35,7 @@ const (
 	docRelayUpdate    = 'u'
 	docRelayAwareness = 'a'
 	docRelayQuery     = 'q'
+	docRelayAskBack   = 'r'
 
 	docRoomPrefix = "\x1fyjs\x1f"
 )
@@ -93,10 +102,11 @@ func (d *ydoc) relayLocked(kind byte, from string, payload []byte) {
 }
 
 // askPeersLocked asks the other nodes for what this node lacks: its state
-// vector, which they answer with the difference.
-func (d *ydoc) askPeersLocked() {
+// vector, which they answer with the difference; with kind docRelayQuery
+// they also ask back.
+func (d *ydoc) askPeersLocked(kind byte) {
 	if sv, err := d.stateVectorLocked(); err == nil {
-		d.relayLocked(docRelayQuery, "", sv)
+		d.relayLocked(kind, "", sv)
 	}
 }
 
@@ -125,11 +135,15 @@ func (s *Server) docRelayed(name string, msg []byte) {
 		}
 	case docRelayQuery:
 		d.answerLocked(payload)
+		d.relayLocalAwarenessLocked()
+		d.askPeersLocked(docRelayAskBack)
+	case docRelayAskBack:
+		d.answerLocked(payload)
 	}
 }
 
 // answerLocked answers another node's query (its state vector sv) with
-// what it lacks, and with the awareness states of this node's peers.
+// what it lacks.
 func (d *ydoc) answerLocked(sv []byte) {
 	if err := d.compactLocked(); err != nil {
 		return
@@ -141,7 +155,6 @@ func (d *ydoc) answerLocked(sv []byte) {
 	if diff, err := yupdate.DiffUpdateState(d.state, want); err == nil && !bytes.Equal(diff, emptyYUpdate) {
 		d.relayLocked(docRelayUpdate, "", diff)
 	}
-	d.relayLocalAwarenessLocked()
 }
 
 // relayLocalAwarenessLocked publishes the awareness states of this node's
@@ -188,7 +201,7 @@ func (s *Server) resyncDocs() {
 		cancel()
 		d.mu.Lock()
 		if err := d.compactLocked(); err == nil {
-			d.askPeersLocked()
+			d.askPeersLocked(docRelayQuery)
 		}
 		d.relayLocalAwarenessLocked()
 		d.mu.Unlock()

@@ -67,6 +67,33 @@ func testDocClusterAsksPeers(t *testing.T, e *clusterEnv) {
 
 // A peer's cursor vanishes on the other nodes when its node is cut off
 // and swept as dead, and comes back when the node returns.
+func TestDocClusterResyncAsksBack(t *testing.T) { forRedisModes(t, testDocClusterResyncAsksBack) }
+
+// After an outage each node resynchronises on its own, and the first to
+// ask the others for what it lacks may ask before they have subscribed
+// again: its query is lost. The later node's query still heals both
+// sides, since the nodes it asks ask back. Here each node holds an
+// update the other never heard of, and only the second node asks.
+func testDocClusterResyncAsksBack(t *testing.T, e *clusterEnv) {
+	store := noDocStore{newSharedStore(t)}
+	s1, u1 := e.node(e.addr, store, nil)
+	s2, u2 := e.node(e.addr, store, nil)
+	a := livesynctest.DialSynced(t, docBase(s1, u1)+"doc")
+	b := livesynctest.DialSynced(t, docBase(s2, u2)+"doc")
+	unheard := func(s *Server, update []byte) {
+		d := s.lookupDoc("doc")
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		f := ySyncFrame(ySyncUpdate, update)
+		d.addLocked(f[len(f)-len(update):], f, nil) // sent to local peers only, as during an outage
+	}
+	unheard(s1, livesynctest.TextUpdate(1, 0, "during the outage, on 1"))
+	unheard(s2, livesynctest.TextUpdate(2, 0, "during the outage, on 2"))
+	s2.resyncDocs()
+	a.ReadUntil(nil, func(st, _ []byte) bool { return st != nil && livesynctest.HasClock(t, st, 2, 23) })
+	b.ReadUntil(nil, func(st, _ []byte) bool { return st != nil && livesynctest.HasClock(t, st, 1, 23) })
+}
+
 func TestDocClusterNodeLost(t *testing.T) { forRedisModes(t, testDocClusterNodeLost) }
 
 func testDocClusterNodeLost(t *testing.T, e *clusterEnv) {

@@ -133,7 +133,7 @@ func (d *ydoc) load(ctx context.Context) error {
 		err = d.compactLocked()
 	}
 	if err == nil && s.broker != nil {
-		d.askPeersLocked()
+		d.askPeersLocked(docRelayQuery)
 	}
 	if err == nil {
 		d.maybeCompactStoreLocked()
