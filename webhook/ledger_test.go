@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/webhook"
 )
 
@@ -105,6 +106,12 @@ func TestStoreOutboxNodeTakenForDead(t *testing.T) {
 		w, h := startStoreWebhooks(t, a, rcv, webhook.Config{NodeTimeout: 300 * time.Millisecond})
 		h.OnJoin(t.Context(), member("room", "a1", "amy", true))
 		rcv.waitN(2)
+		// Once the node's first beat is in: a beat still on its way would
+		// write the row again, and the node would never miss it.
+		livesynctest.WaitFor(t, "the node's first beat", func() bool {
+			var n int
+			return db.QueryRow(`SELECT count(*) FROM "`+w.OutboxTable()+`_owners"`).Scan(&n) == nil && n > 0
+		})
 		if _, err := db.Exec(`DELETE FROM "` + w.OutboxTable() + `_owners"`); err != nil {
 			t.Fatal(err)
 		}
