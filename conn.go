@@ -27,9 +27,9 @@ type conn struct {
 	opened     time.Time
 	registered bool // counted in Server.conns; set before reading starts
 
-	// ctx is cancelled when the connection ends: the hooks that may block
-	// (VerifyToken, CanJoin) get it. Made by the first that needs it.
-	// Reader.
+	// ctx is cancelled when the connection ends (see context): the hooks
+	// that may block (VerifyToken, CanJoin, OnChat) get it. Made by the
+	// first that needs it; guarded by mu.
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -222,6 +222,7 @@ func (c *conn) closeLocked(code int, reason string) {
 	c.queue = append(c.queue, ws.CloseFrame(code, reason))
 	c.frames++
 	c.closing, c.closeQueued = true, true
+	c.endContextLocked()
 	c.shut.Store(true)
 	c.reason = reason
 	if !c.writing {
@@ -238,6 +239,7 @@ func (c *conn) abort(reason string) {
 		c.reason = reason
 	}
 	c.closing = true
+	c.endContextLocked()
 	c.shut.Store(true)
 	c.queue, c.queued, c.spared, c.frames, c.rest = nil, 0, 0, 0, 0
 	c.mu.Unlock()
@@ -318,6 +320,7 @@ func (c *conn) writeFailed(err error) {
 	}
 	c.mu.Lock()
 	c.closing = true
+	c.endContextLocked()
 	c.queue, c.queued, c.spared, c.frames, c.rest = nil, 0, 0, 0, 0
 	c.mu.Unlock()
 }
@@ -346,20 +349,35 @@ func (c *conn) Message(text bool, data []byte) {
 // Pong records that the client is alive (ws.Handler).
 func (c *conn) Pong() { c.touch() }
 
-// context returns the connection's context, cancelled when it ends.
-// Reader only.
+// context returns the connection's context, cancelled when the
+// connection ends: when the server closes it or gives it up (a shutdown,
+// a kick, a slow consumer, a peer silent for PongTimeout), or when its
+// reader reads the client's close or a broken socket. A reader waiting in
+// a hook reads nothing meanwhile: a client that leaves then is noticed by
+// the heartbeat. Asked for once the connection is ending, it is
+// cancelled already.
 func (c *conn) context() context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.ctx == nil {
 		c.ctx, c.cancel = context.WithCancel(context.Background())
+		if c.closing {
+			c.cancel()
+		}
 	}
 	return c.ctx
 }
 
-// Closed cleans up after the connection ended (ws.Handler).
-func (c *conn) Closed(err error) {
+// endContextLocked cancels the connection's context, if one was made.
+// c.mu held.
+func (c *conn) endContextLocked() {
 	if c.cancel != nil {
 		c.cancel()
 	}
+}
+
+// Closed cleans up after the connection ended (ws.Handler).
+func (c *conn) Closed(err error) {
 	c.ended(err)
 	if c.doc != nil {
 		c.doc.leave(c)
@@ -386,6 +404,7 @@ func (c *conn) ended(err error) {
 	defer c.mu.Unlock()
 	reason := c.reason
 	c.closing = true
+	c.endContextLocked()
 	switch {
 	case reason != "":
 	case errors.Is(err, ws.ErrReadLimit):

@@ -94,6 +94,27 @@ func userEvent(id, name string, online bool) observation {
 	return observation{kind: obsUser, user: UserEvent{UserID: id, Name: name, Online: online, At: time.Now()}}
 }
 
+// switchUser makes u the user of c, a registered connection whose
+// join_room carried a token of another user: the connection moves from
+// its user's count to u's, so that user.online and user.offline follow
+// it (counted under one user and uncounted under the other, it kept the
+// first online for good). Reader.
+func (s *Server) switchUser(c *conn, u *UserInfo) {
+	if userID(u) == userID(c.user) {
+		c.user = u
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.users != nil {
+		s.users.disconnected(c.event())
+	}
+	c.user = u
+	if s.users != nil {
+		s.users.connected(c.event())
+	}
+}
+
 // connected counts a connection. s.mu held, so the server's connection
 // observations keep their order.
 func (u *users) connected(ev ConnectionEvent) {

@@ -100,7 +100,7 @@ func (c *conn) joinRoom(raw []byte) *clientError {
 	if c.srv.bans.banned(p.RoomID, userID(user)) {
 		return &clientError{protocol.CodeForbidden, "join_room: banned from room " + quoteTrunc(p.RoomID) + " for now"}
 	}
-	c.user = user
+	c.srv.switchUser(c, user)
 
 	entry := protocol.PresenceEntry{ConnectionID: c.id, Presence: compactObject(p.Presence), Name: p.Name, Email: p.Email}
 	if user != nil {

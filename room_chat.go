@@ -57,7 +57,7 @@ func (r *room) ensureHistory() {
 	if loaded {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.srv.limits.StoreTimeout)
+	ctx, cancel := context.WithTimeout(r.srv.halted, r.srv.limits.StoreTimeout)
 	defer cancel()
 	msgs, err := r.srv.store.History(ctx, r.id, r.srv.opts.HistoryLimit, 0)
 	if err != nil {
@@ -212,7 +212,7 @@ func (r *room) store(batch []chatRequest) ([]protocol.StoredChatMessage, error) 
 	if r.srv.opts.Hooks.OnChat != nil {
 		deadline = time.Now().Add(r.srv.limits.StoreTimeout)
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := context.WithDeadline(r.srv.halted, deadline)
 	defer cancel()
 	start := time.Now()
 	defer func() { r.srv.metrics.storeLatency(time.Since(start)) }()

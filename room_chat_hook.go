@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -81,6 +82,10 @@ func (r *room) decideOne(req *chatRequest) *clientError {
 		e := checkChatText(protocol.MsgSendChat, d.Message, lim.MaxChatBytes)
 		if e == nil && d.Metadata != nil {
 			e = checkObject(protocol.MsgSendChat, "metadata", d.Metadata, lim.MaxPresenceBytes)
+		}
+		if e == nil && d.Metadata != nil && !json.Valid(d.Metadata) {
+			// Else the store would refuse it, and the batch with it.
+			e = errPayload("send_chat: the rewritten metadata is not valid JSON")
 		}
 		if e != nil {
 			r.srv.log.Warn("chat hook rewrote a message into an invalid one", "room", r.id, "err", e.message)

@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -75,6 +76,20 @@ func (g *chatGate) hook(ctx context.Context, req ChatRequest) (ChatDecision, err
 // checks that they arrive in order, each followed by suffix.
 func (g *chatGate) sendBatch(t *testing.T, s *Server, url string, n int, suffix string) {
 	t.Helper()
+	a := g.queueBatch(t, s, url, n)
+	for i := range n {
+		var m protocol.StoredChatMessage
+		a.Expect(protocol.MsgChatMessage, &m)
+		if want := string(rune('a'+i)) + suffix; m.Message != want {
+			t.Fatalf("message %d: %q, want %q", i, m.Message, want)
+		}
+	}
+}
+
+// queueBatch is sendBatch up to the gate's own chat_message: it returns
+// the sender, whose next messages are the answers to the batch.
+func (g *chatGate) queueBatch(t *testing.T, s *Server, url string, n int) *livesynctest.Client {
+	t.Helper()
 	a := livesynctest.Dial(t, url)
 	a.Join("r", nil)
 	a.Send(protocol.MsgSendChat, map[string]any{"message": "gate"})
@@ -90,11 +105,27 @@ func (g *chatGate) sendBatch(t *testing.T, s *Server, url string, n int, suffix 
 	})
 	close(g.gate)
 	a.Expect(protocol.MsgChatMessage, nil) // the gate
-	for i := range n {
+	return a
+}
+
+// A rewrite into metadata that is not JSON fails that message alone, as
+// a hook error: the store would refuse the whole batch with it.
+func TestOnChatBadRewriteFailsOnlyItsMessage(t *testing.T) {
+	g := newChatGate(func(ctx context.Context, req ChatRequest) (ChatDecision, error) {
+		if req.Message == "b" {
+			return ChatDecision{Action: ChatRewrite, Message: "b", Metadata: json.RawMessage(`{"x":`)}, nil
+		}
+		return ChatDecision{Action: ChatAccept}, nil
+	})
+	s, url := startServer(t, &Options{Logger: discardLogger(), Hooks: Hooks{OnChat: g.hook},
+		Limits: Limits{ChatRate: 100, ChatBurst: 100}})
+	a := g.queueBatch(t, s, url, 3)
+	a.ExpectError(protocol.CodeChatUnavailable) // b's answer comes first: the decisions precede the store
+	for _, want := range []string{"a", "c"} {
 		var m protocol.StoredChatMessage
 		a.Expect(protocol.MsgChatMessage, &m)
-		if want := string(rune('a'+i)) + suffix; m.Message != want {
-			t.Fatalf("message %d: %q, want %q", i, m.Message, want)
+		if m.Message != want {
+			t.Fatalf("stored %q, want %q", m.Message, want)
 		}
 	}
 }

@@ -79,7 +79,11 @@ type Server struct {
 	draining    atomic.Bool
 	chatWorkers sync.WaitGroup
 	stop        chan struct{} // closed by Shutdown
-	sweeper     sync.WaitGroup
+	// halted is cancelled when Shutdown's context ends: the chat store
+	// calls still in flight give up, so that Shutdown returns then.
+	halted  context.Context
+	halt    context.CancelFunc
+	sweeper sync.WaitGroup
 }
 
 // New returns a server configured by opts (nil means every default).
@@ -136,6 +140,7 @@ func New(opts *Options) (*Server, error) {
 		broker: o.Broker,
 	}
 	s.trusted = trusted
+	s.halted, s.halt = context.WithCancel(context.Background())
 	if s.opts.Hooks.ChatTimeout <= 0 {
 		s.opts.Hooks.ChatTimeout = defaultChatTimeout
 	}
@@ -500,8 +505,11 @@ func (s *Server) drainChat(ctx context.Context) error {
 
 // Shutdown stops accepting connections and chat, stores pending chat and
 // delivers it to the members still connected, closes every client with
-// 1001, waits for them to go, then closes the store. When ctx ends first, the remaining connections are cut and
-// Shutdown returns ctx's error.
+// 1001 (cancelling the contexts its hooks were given), waits for them to
+// go, then closes the store. When ctx ends first, the remaining
+// connections are cut, the store calls in flight are cancelled, and
+// Shutdown returns ctx's error soon after; only a hook that ignores its
+// cancelled context can hold it longer.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -533,6 +541,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		s.halt()
 		s.mu.Lock()
 		for c := range s.conns {
 			c.abort("server shutting down")
@@ -569,6 +578,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err := s.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("livesync: closing chat store: %w", err))
 	}
+	s.halt()
 	return errors.Join(errs...)
 }
 

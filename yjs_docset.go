@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openlivesync/livesync/chat"
@@ -34,8 +35,9 @@ type docSet struct {
 	collect func([]byte) ([]byte, error)
 	log     *slog.Logger
 	// writers are the documents' store writers and compactions, waited
-	// for by Shutdown.
+	// for by Shutdown, and busy how many run (startWriter, writerDone).
 	writers sync.WaitGroup
+	busy    atomic.Int64
 	metrics *docMetrics
 }
 
@@ -202,9 +204,17 @@ func (s *Server) openDocs() []*ydoc {
 	return out
 }
 
+// startWriter counts a document's store writer or compaction in, and
+// writerDone out.
+func (ds *docSet) startWriter() { ds.busy.Add(1); ds.writers.Add(1) }
+func (ds *docSet) writerDone()  { ds.busy.Add(-1); ds.writers.Done() }
+
 // drainDocs waits, at most until ctx ends, for the documents' updates to
 // be stored; Shutdown calls it once every peer is gone.
 func (s *Server) drainDocs(ctx context.Context) error {
+	if s.docs.busy.Load() == 0 {
+		return nil // nothing to wait for, even when ctx has ended
+	}
 	done := make(chan struct{})
 	go func() { s.docs.writers.Wait(); close(done) }()
 	select {

@@ -33,7 +33,7 @@ func (d *ydoc) storeLocked(update []byte) {
 	d.unstored = append(d.unstored, update)
 	if !d.writing {
 		d.writing = true
-		ds.writers.Add(1)
+		ds.startWriter()
 		go d.write()
 	}
 }
@@ -44,7 +44,7 @@ func (d *ydoc) storeLocked(update []byte) {
 // server shuts down it gives up after a failure, with a log line.
 func (d *ydoc) write() {
 	ds := &d.srv.docs
-	defer ds.writers.Done()
+	defer ds.writerDone()
 	pause := 100 * time.Millisecond
 	for {
 		d.mu.Lock()
@@ -110,9 +110,9 @@ func (d *ydoc) maybeCompactStoreLocked() {
 		return
 	}
 	d.compacting = true
-	ds.writers.Add(1)
+	ds.startWriter()
 	go func() {
-		defer ds.writers.Done()
+		defer ds.writerDone()
 		ctx, cancel := context.WithTimeout(context.Background(), docStoreTimeout)
 		defer cancel()
 		start := time.Now()

@@ -1,0 +1,119 @@
+package livesync
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/protocol"
+)
+
+// startUnmanaged is startServer for a test that shuts the server down
+// itself.
+func startUnmanaged(t *testing.T, opts *Options) (*Server, string) {
+	t.Helper()
+	s := newTestServer(t, opts)
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	return s, "ws" + strings.TrimPrefix(ts.URL, "http") + s.opts.Path
+}
+
+// The context a blocking hook gets is cancelled when the server closes
+// the connection, though its reader waits in the hook: a shutdown does
+// not wait for a CanJoin that waits on its context.
+func TestHookContextCancelledWhenServerCloses(t *testing.T) {
+	entered, cancelled := make(chan struct{}), make(chan struct{})
+	s, url := startUnmanaged(t, &Options{CanJoin: func(ctx context.Context, _ *UserInfo, _ string) bool {
+		close(entered)
+		<-ctx.Done()
+		close(cancelled)
+		return false
+	}})
+	c := livesynctest.Dial(t, url)
+	c.Send(protocol.MsgJoinRoom, map[string]any{"roomId": "r"})
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), livesynctest.Timeout)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v; the hook's context was not cancelled", err)
+	}
+	<-cancelled
+}
+
+// blockingStore's appends wait until their context ends and say how.
+type blockingStore struct {
+	*chat.MemoryStore
+	entered chan struct{}
+	ended   chan error
+}
+
+func (s *blockingStore) Append(ctx context.Context, m chat.Message) (protocol.StoredChatMessage, error) {
+	close(s.entered)
+	<-ctx.Done()
+	s.ended <- ctx.Err()
+	return protocol.StoredChatMessage{}, ctx.Err()
+}
+
+// When Shutdown's context ends, the store calls in flight are cancelled:
+// Shutdown does not wait out StoreTimeout.
+func TestShutdownCancelsStoreCalls(t *testing.T) {
+	store := &blockingStore{MemoryStore: chat.NewMemoryStore(nil), entered: make(chan struct{}), ended: make(chan error, 1)}
+	s, url := startUnmanaged(t, &Options{Store: store, Limits: Limits{StoreTimeout: time.Hour}})
+	c := livesynctest.Dial(t, url)
+	c.Join("r", nil)
+	c.Send(protocol.MsgSendChat, map[string]any{"message": "m"})
+	<-store.entered
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown: %v, want its context's error", err)
+	}
+	if err := <-store.ended; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the store's append ended with %v, want it cancelled", err)
+	}
+}
+
+// A join_room carrying another user's token moves the connection to that
+// user: user.offline for the first once it has gone, user.online for the
+// second, whose offline comes when the connection ends.
+func TestJoinAsAnotherUserMovesTheConnection(t *testing.T) {
+	var mu sync.Mutex
+	var events []string
+	_, url := startServer(t, &Options{
+		OnAuth: func(*http.Request) (*UserInfo, error) { return &UserInfo{UserID: "eve"}, nil },
+		VerifyToken: func(_ context.Context, token string) (*UserInfo, error) {
+			return &UserInfo{UserID: token}, nil
+		},
+		Hooks: Hooks{OfflineDelay: time.Millisecond, OnUser: func(_ context.Context, ev UserEvent) {
+			mu.Lock()
+			defer mu.Unlock()
+			sign := "-"
+			if ev.Online {
+				sign = "+"
+			}
+			events = append(events, sign+ev.UserID)
+		}},
+	})
+	seen := func(want ...string) {
+		t.Helper()
+		livesynctest.WaitFor(t, strings.Join(want, " "), func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return strings.Join(events, " ") == strings.Join(want, " ")
+		})
+	}
+	c := livesynctest.Dial(t, url)
+	seen("+eve")
+	c.Send(protocol.MsgJoinRoom, map[string]any{"roomId": "r", "accessToken": "bob"})
+	c.ExpectJoined()
+	seen("+eve", "+bob", "-eve")
+	c.Close()
+	seen("+eve", "+bob", "-eve", "-bob")
+}
