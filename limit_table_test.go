@@ -138,8 +138,10 @@ func TestResolveLimitsNegative(t *testing.T) {
 	if got.ConnectionsPerIP >= 0 || got.MaxConnections >= 0 {
 		t.Fatalf("off limits resolved to %+v", got)
 	}
-	if _, err := resolveLimits(Limits{ChatRate: math.NaN()}); err == nil || !strings.Contains(err.Error(), "ChatRate") {
-		t.Fatalf("NaN ChatRate: %v", err)
+	for _, rate := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		if _, err := resolveLimits(Limits{ChatRate: rate}); err == nil || !strings.Contains(err.Error(), "ChatRate") {
+			t.Fatalf("ChatRate %v: %v, want it refused", rate, err)
+		}
 	}
 }
 

@@ -267,10 +267,9 @@ func (l *Limits) RegisterFlags(fs *flag.FlagSet) {
 }
 
 // Limits returns the limits the server enforces: Options.Limits with
-// every default applied, for logs and checks of what is in force. A rate
-// that is off reads +Inf (as golang.org/x/time/rate spells no limit); a
-// cap that is off reads -1, except MaxConnections left at its default,
-// which reads 0 (none).
+// every default applied, for logs and checks of what is in force. A cap
+// that is off reads -1, except MaxConnections left at its default, which
+// reads 0 (none).
 func (s *Server) Limits() Limits { return s.limits }
 
 // resolveLimits applies the table to l: 0 takes the default, negative is
@@ -345,8 +344,8 @@ func (s spec[T]) info() LimitInfo {
 // the field's or the flag's name.
 func (s spec[T]) check(v T) error {
 	switch {
-	case v != v:
-		return errors.New("not a number")
+	case v != v || v-v != 0: // NaN, or an infinite rate: no limit, which no row allows
+		return errors.New("not a finite number")
 	case v < 0 && !s.canOff:
 		return fmt.Errorf("must not be negative (0 means the default, %s)", s.info().Default)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/internal/storedsn"
 )
 
 // Defaults for the zero fields of Options.
@@ -264,7 +265,9 @@ func (v *Verifier) OnAuth(r *http.Request) (*livesync.UserInfo, error) {
 	case errors.Is(err, ErrUnavailable):
 		return nil, err
 	default:
-		v.logger.Debug("auth: token refused", "remote", r.RemoteAddr, "err", err)
+		// Why, without the address: behind a proxy r.RemoteAddr is the
+		// proxy's, and the server's own line names the client's.
+		v.logger.Debug("auth: token refused", "err", err)
 		return nil, nil
 	}
 }
@@ -387,12 +390,10 @@ func orDefault[T int | time.Duration](v, def T) T {
 }
 
 func checkJWKSURL(raw string) error {
+	// Errors show the URL without its password: url.Parse's would quote it.
 	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("auth: Options.JWKSURL: %w", err)
-	}
-	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("auth: Options.JWKSURL %q is not an http(s) URL", raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("auth: Options.JWKSURL %q is not an http(s) URL", storedsn.Redact(raw))
 	}
 	return nil
 }

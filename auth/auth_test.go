@@ -100,6 +100,7 @@ func TestNewOptions(t *testing.T) {
 		{"short secret", &auth.Options{Secret: []byte("too short")}, "at least 32"},
 		{"bad url scheme", &auth.Options{JWKSURL: "ftp://example.com/jwks"}, "not an http(s) URL"},
 		{"relative url", &auth.Options{JWKSURL: "/jwks.json"}, "not an http(s) URL"},
+		{"unparsable url with a password", &auth.Options{JWKSURL: "https://idp:Kq7Zx@bad host/jwks"}, "not an http(s) URL"},
 		{"negative max bytes", &auth.Options{Secret: testSecret, MaxTokenBytes: -1}, "negative"},
 	}
 	for _, tt := range tests {
@@ -111,6 +112,9 @@ func TestNewOptions(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %q does not mention %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "Kq7Zx") {
+				t.Fatalf("error %q shows the URL's password", err)
 			}
 		})
 	}

@@ -17,6 +17,8 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
+
+	"github.com/openlivesync/livesync/internal/storedsn"
 )
 
 // initJWKS sets up the key cache of a JWKS verifier: jwkset fetches the set
@@ -29,6 +31,7 @@ func (v *Verifier) initJWKS(opts *Options) error {
 		return err
 	}
 	u := opts.JWKSURL
+	shown := storedsn.Redact(u) // for logs and errors
 	fetchTimeout := orDefault(opts.FetchTimeout, DefaultFetchTimeout)
 
 	onRefreshErr := func(ctx context.Context, err error) {
@@ -38,7 +41,7 @@ func (v *Verifier) initJWKS(opts *Options) error {
 			slot.set(err)
 			return
 		}
-		v.logger.Warn("auth: JWKS refresh failed; keeping the cached keys", "url", u, "err", err)
+		v.logger.Warn("auth: JWKS refresh failed; keeping the cached keys", "url", shown, "err", err)
 	}
 	cache, err := jwkset.NewStorageFromHTTP(u, jwkset.HTTPClientStorageOptions{
 		Client:              limitedClient(opts.HTTPClient),
@@ -46,22 +49,10 @@ func (v *Verifier) initJWKS(opts *Options) error {
 		HTTPTimeout:         fetchTimeout,
 		RefreshInterval:     orDefault(opts.RefreshInterval, DefaultRefreshInterval),
 		RefreshErrorHandler: onRefreshErr,
+		Storage:             keptStorage{jwkset.NewMemoryStorage()},
 	})
 	if err != nil {
-		return fmt.Errorf("%w: fetching the JWKS from %s: %w", ErrUnavailable, u, err)
-	}
-	keys, err := cache.KeyReadAll(v.ctx)
-	if err != nil {
-		return fmt.Errorf("%w: reading the JWKS from %s: %w", ErrUnavailable, u, err)
-	}
-	usable := 0
-	for _, k := range keys {
-		if signingKey(k) && (keyFits("RS256", k.Key()) == nil || keyFits("ES256", k.Key()) == nil || keyFits("EdDSA", k.Key()) == nil) {
-			usable++
-		}
-	}
-	if usable == 0 {
-		return fmt.Errorf("%w: the JWKS at %s has no RS256 (RSA >= %d bits), ES256 (P-256) or EdDSA (Ed25519) signing key", ErrUnavailable, u, MinRSABits)
+		return fmt.Errorf("%w: fetching the JWKS from %s: %w", ErrUnavailable, shown, err)
 	}
 
 	// The client refreshes the cache when asked for a kid it lacks. Its own
@@ -87,6 +78,21 @@ func (v *Verifier) initJWKS(opts *Options) error {
 		return fmt.Errorf("auth: keyfunc: %w", err)
 	}
 	return nil
+}
+
+// keptStorage is the key cache's storage. A set that holds no key a token
+// could be verified with (an empty or foreign answer from a misbehaving
+// provider, or a maintenance page that answers 200) is refused: the
+// first fetch fails New, a refresh fails and the keys cached stay.
+type keptStorage struct{ jwkset.Storage }
+
+func (s keptStorage) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error {
+	for _, k := range given {
+		if signingKey(k) && (keyFits("RS256", k.Key()) == nil || keyFits("ES256", k.Key()) == nil || keyFits("EdDSA", k.Key()) == nil) {
+			return s.Storage.KeyReplaceAll(ctx, given)
+		}
+	}
+	return fmt.Errorf("the JWKS has no RS256 (RSA >= %d bits), ES256 (P-256) or EdDSA (Ed25519) signing key", MinRSABits)
 }
 
 // jwksKey is the jwt.Keyfunc of a JWKS verifier. The parser has already

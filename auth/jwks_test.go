@@ -451,13 +451,22 @@ func TestJWKSBackgroundRefresh(t *testing.T) {
 		_, err := v.Verify(context.Background(), tok)
 		return errors.Is(err, auth.ErrInvalidToken)
 	})
-	// A failing refresh keeps the cached keys.
+	// A failing refresh keeps the cached keys, and so does one that
+	// brings no usable key: an empty set, null, or only keys no token can
+	// be verified with (a misbehaving provider, a maintenance page).
 	edTok := signWith(t, jwt.SigningMethodEdDSA, "ed1", claims())
-	srv.setBody(http.StatusBadGateway, nil)
-	before := srv.hits.Load()
-	testsvc.WaitFor(t, "failing refreshes", 10*time.Second, func() bool { return srv.hits.Load() >= before+2 })
-	if _, err := v.Verify(context.Background(), edTok); err != nil {
-		t.Fatalf("cached key after failed refreshes: %v", err)
+	for _, bad := range []func(){
+		func() { srv.setBody(http.StatusBadGateway, nil) },
+		func() { srv.setBody(http.StatusOK, []byte(`{"keys":[]}`)) },
+		func() { srv.setBody(http.StatusOK, []byte(`null`)) },
+		func() { srv.setKeys(t, "rsa-small", "rsa-enc") },
+	} {
+		bad()
+		before := srv.hits.Load()
+		testsvc.WaitFor(t, "refreshes", 10*time.Second, func() bool { return srv.hits.Load() >= before+2 })
+		if _, err := v.Verify(context.Background(), edTok); err != nil {
+			t.Fatalf("cached key after refreshes that brought no usable key: %v", err)
+		}
 	}
 	// Ending ctx stops the refresh: at most one already under way may
 	// still land. (The sleep observes an absence; it synchronises nothing.)

@@ -26,6 +26,7 @@ const (
 	KindSkip
 )
 
+// String names the kind.
 func (k Kind) String() string {
 	switch k {
 	case KindItem:
