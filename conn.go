@@ -1,6 +1,7 @@
 package livesync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -262,6 +263,8 @@ func (c *conn) writeLoop() {
 		c.mu.Unlock()
 
 		c.srv.metrics.framesWritten(frames, n)
+		// A ping is no message to y-websocket: it does not count (lastSent).
+		pingOnly := c.docPeer && n == 1 && bytes.Equal(frames[0], ws.PingFrame)
 		var err error
 		if closing {
 			err = c.ws.WriteClose(frames, c.srv.limits.WriteTimeout)
@@ -293,7 +296,7 @@ func (c *conn) writeLoop() {
 		// coalesceWait); one receiving now and then (a chat, a small room)
 		// gets every frame at once.
 		now := time.Now()
-		if c.docPeer {
+		if c.docPeer && !pingOnly {
 			c.lastSent.Store(now.UnixNano())
 		}
 		since := now.Sub(c.lastWrite)

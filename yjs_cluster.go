@@ -139,6 +139,9 @@ func (s *Server) docRelayed(name string, msg []byte) {
 		d.askPeersLocked(docRelayAskBack)
 	case docRelayAskBack:
 		d.answerLocked(payload)
+		// The asking node may have dropped this node's cursors while the
+		// registry missed its peers (after an outage): send them again.
+		d.relayLocalAwarenessLocked()
 	}
 }
 

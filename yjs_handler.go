@@ -118,7 +118,7 @@ func (s *Server) serveDoc(w http.ResponseWriter, r *http.Request) {
 // (a browser does not surface them): a lone peer whose awareness state is
 // null renews nothing, so nothing else would reach it. A variable so that
 // tests need not wait.
-var docKeepAlive = 15 * time.Second
+var docKeepAlive = 12 * time.Second
 
 // keepDocAlive sends a document peer that nothing was written to for
 // docKeepAlive an awareness message that changes nothing. now is in unix
