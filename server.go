@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -478,108 +477,6 @@ func (s *Server) sweep() {
 		}
 		clear(batch)
 	}
-}
-
-// drainChat stops accepting chat and waits, until ctx ends, for the chat
-// already queued to be stored and delivered to the members.
-func (s *Server) drainChat(ctx context.Context) error {
-	s.draining.Store(true)
-	// A worker starts under its room's mu after a look at draining: once
-	// every room's mu has been taken once, no worker starts any more, and
-	// chatWorkers only counts down. A room created later sees draining.
-	rooms := s.roomList()
-	for _, r := range rooms {
-		r.mu.Lock()
-		//lint:ignore SA2001 an empty critical section is the barrier
-		r.mu.Unlock()
-	}
-	done := make(chan struct{})
-	go func() { s.chatWorkers.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("livesync: chat not delivered before shutdown: %w", ctx.Err())
-	}
-}
-
-// Shutdown stops accepting connections and chat, stores pending chat and
-// delivers it to the members still connected, closes every client with
-// 1001 (cancelling the contexts its hooks were given), waits for them to
-// go, then closes the store. When ctx ends first, the remaining
-// connections are cut, the store calls in flight are cancelled, and
-// Shutdown returns ctx's error soon after; only a hook that ignores its
-// cancelled context can hold it longer.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return errors.New("livesync: server already shut down")
-	}
-	s.closed = true
-	hs := s.httpSrv
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-
-	var errs []error
-	if hs != nil {
-		if err := hs.Shutdown(ctx); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := s.drainChat(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	for _, c := range conns {
-		c.close(protocol.CloseGoingAway, "server shutting down")
-	}
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.halt()
-		s.mu.Lock()
-		for c := range s.conns {
-			c.abort("server shutting down")
-		}
-		s.mu.Unlock()
-		<-done
-		errs = append(errs, ctx.Err())
-	}
-	if err := s.drainDocs(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	close(s.stop)
-	s.docs.writers.Wait() // those still failing give up once stop is closed
-	s.sweeper.Wait()
-	s.upgrader.Close()
-	if s.users != nil {
-		s.users.flush(ctx)
-	}
-	if s.observers != nil {
-		if err := s.observers.close(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("livesync: hook observers: %w", err))
-		}
-	}
-	if wh := s.opts.Webhooks; wh != nil {
-		// After the observers, whose last joins, leaves and chat are
-		// webhooks too; before the store, which may hold the outbox.
-		if err := wh.Close(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("livesync: webhooks: %w", err))
-		}
-	}
-	if err := s.closeCluster(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := s.store.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("livesync: closing chat store: %w", err))
-	}
-	s.halt()
-	return errors.Join(errs...)
 }
 
 // roomList returns the live rooms, at this moment.
