@@ -155,6 +155,9 @@ func (a *apiHandler) serve(w http.ResponseWriter, r *http.Request) (res apiResul
 		case "kick":
 			method, post = http.MethodPost, func(b []byte) apiResult { return a.kick(room, b) }
 		case "document":
+			if e := checkDocName(room, a.s.limits.MaxRoomIDBytes); e != nil {
+				return fromClientError(e), false, room
+			}
 			allow = "GET, HEAD, POST"
 			if r.Method == http.MethodPost {
 				method, post, bodyLimit = http.MethodPost, func(b []byte) apiResult { return a.postDocument(room, b) }, a.s.limits.MaxDocMessageBytes

@@ -41,6 +41,11 @@ func TestDocAPI(t *testing.T) {
 			t.Errorf("POST %q: %d %s, want 400", bad, res.status, res.body)
 		}
 	}
+	for _, dots := range []string{"%2E", "%2E%2E", "%2e."} { // no URL could open these at /yjs/{room}
+		if res := o.api(t, http.MethodPost, "/api/rooms/"+dots+"/document", string(livesynctest.TextUpdate(4, 0, "x"))); res.status != http.StatusBadRequest {
+			t.Errorf("POST to the document %s: %d %s, want 400", dots, res.status, res.body)
+		}
+	}
 	if res := o.api(t, http.MethodPut, roomPath("notes", "/document"), ""); res.status != http.StatusMethodNotAllowed {
 		t.Errorf("PUT: %d, want 405", res.status)
 	}

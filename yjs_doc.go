@@ -258,9 +258,18 @@ func (d *ydoc) apply(from *conn, update, frame []byte, limit int64) error {
 }
 
 // fitsLocked reports whether n more bytes keep the document within limit,
-// counting the API updates reserved. d.mu held.
+// counting the API updates reserved. Pending updates count their raw
+// size, which merging shrinks (an insert and its later delete merge to
+// a few bytes): before refusing, it merges them and looks again, so a
+// document is refused when its merged size is full, not half of it.
+// d.mu held.
 func (d *ydoc) fitsLocked(n, limit int64) bool {
-	return int64(len(d.state))+d.pendBy+d.reserved+n <= limit
+	fits := func() bool { return int64(len(d.state))+d.pendBy+d.reserved+n <= limit }
+	if fits() || len(d.pending) == 0 {
+		return fits()
+	}
+	d.compactLocked()
+	return fits()
 }
 
 // acceptLocked adds update, from peer from (nil for the API), to the

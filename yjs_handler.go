@@ -67,6 +67,17 @@ func (s *Server) DocHandler() http.Handler {
 	return http.HandlerFunc(s.serveDoc)
 }
 
+// checkDocName is checkRoomID for the name of a document, which also
+// refuses "." and "..": URL parsers (browsers' among them) resolve them
+// as path segments even when escaped as %2E, so no client could open the
+// document at /yjs/{room} that an API call or a raw socket made.
+func checkDocName(name string, max int) *clientError {
+	if name == "." || name == ".." {
+		return errPayload("document: %q cannot name a document (URLs resolve it as a path segment)", name)
+	}
+	return checkRoomID("document", name, max)
+}
+
 func (s *Server) serveDoc(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("room")
 	if name == "" {
@@ -78,7 +89,7 @@ func (s *Server) serveDoc(w http.ResponseWriter, r *http.Request) {
 	}
 	limit := s.limits.MaxDocMessageBytes
 	c.ws.SetLimitCode(protocol.CloseDocumentTooLarge)
-	if cerr := checkRoomID("document", name, s.limits.MaxRoomIDBytes); cerr != nil {
+	if cerr := checkDocName(name, s.limits.MaxRoomIDBytes); cerr != nil {
 		c.close(protocol.CloseBadDocument, "invalid document name")
 		c.ws.Serve(c, limit)
 		return

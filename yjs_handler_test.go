@@ -196,6 +196,29 @@ func TestDocLimits(t *testing.T) {
 	}
 }
 
+// TestDocLimitCountsMergedSize: MaxDocBytes bounds the merged document,
+// not the raw updates waiting to be merged: fifty one-character appends
+// take ~20 bytes each raw but merge to a ~60-byte document, which fits.
+func TestDocLimitCountsMergedSize(t *testing.T) {
+	_, base := startDocServer(t, &Options{Limits: Limits{MaxDocBytes: 300}})
+	a := livesynctest.DialSynced(t, base+"d")
+	raw := 0
+	for i := range 50 {
+		u := livesynctest.TextUpdate(1, uint64(i), "x")
+		raw += len(u)
+		a.Write(livesynctest.SyncMsg(ySyncUpdate, u))
+	}
+	if raw <= 300 {
+		t.Fatalf("the updates take %d bytes raw: the test needs more than the limit", raw)
+	}
+	c := livesynctest.DialDoc(t, base+"d")
+	if got := svOf(t, c.Handshake(nil)); got[1] != 50 {
+		t.Fatalf("document: state vector %v, want {1:50} (every append kept)", got)
+	}
+	a.Write(livesynctest.SyncMsg(ySyncUpdate, livesynctest.TextUpdate(1, 50, "y")))
+	c.Expect(yMsgSync, ySyncUpdate) // the writer was not closed
+}
+
 // TestDocUpdateFloodIsCut: a peer sending updates faster than
 // DocUpdateRate is closed with 1008, and its peer, which received what
 // was relayed before, stays connected: a large update fits the headroom
@@ -269,6 +292,8 @@ func TestDocAccess(t *testing.T) {
 		{"team-a?access_token=broken", 4500},
 		{"other?access_token=alice", 4403},
 		{"%01bad?access_token=alice", 4400},
+		{"%2E?access_token=alice", 4400},
+		{"%2E%2E?access_token=alice", 4400},
 	} {
 		c := livesynctest.DialDoc(t, base+tc.url)
 		if code := c.ExpectClose(); code != tc.code {
