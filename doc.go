@@ -18,8 +18,9 @@
 // All exported methods are safe for concurrent use. A connection's
 // messages are handled one at a time, in order. The hooks run as follows:
 // OnAuth on the upgrade request's goroutine, before the upgrade;
-// VerifyToken and CanJoin while the connection's join_room is handled,
-// with a context cancelled when the connection ends. A hook that blocks
+// VerifyToken and CanJoin while the connection's join_room is handled
+// (CanJoin also when a /yjs connection opens its document), with a
+// context cancelled when the connection ends. A hook that blocks
 // delays only its own connection.
 //
 // Sending never blocks on a socket: each connection has a bounded send

@@ -2,7 +2,7 @@
 // OpenLiveSync nodes that use the same Redis share their rooms. Members
 // connected to any node see each other's presence, events and chat.
 //
-// It needs a single Redis (or a Sentinel-managed primary), version 5 or
+// It needs a single Redis (or a Sentinel-managed primary), version 6 or
 // later, or a Redis Cluster (or Valkey cluster), version 7 or later: see
 // New for how each is given, and cluster.go for how the keys are laid
 // out so that no script or transaction crosses slots. Redis is a relay
