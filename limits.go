@@ -31,7 +31,9 @@ type Limits struct {
 	SendQueueBytes int
 	// PingInterval is how often the server pings. Default 25s.
 	PingInterval time.Duration
-	// PongTimeout drops a peer silent for this long. Default 60s.
+	// PongTimeout drops a peer silent for this long, or that takes this
+	// long to send one message (pongs between the frames of an unfinished
+	// message do not count). Default 60s.
 	PongTimeout time.Duration
 	// HandshakeTimeout bounds the HTTP upgrade. Default 10s.
 	HandshakeTimeout time.Duration

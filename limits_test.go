@@ -219,6 +219,34 @@ func TestDeadPeerIsDropped(t *testing.T) {
 	}
 }
 
+// TestUnfinishedMessageIsNoHeartbeat: a peer that starts a message and
+// then sends only pongs is dropped like a silent one; otherwise it could
+// hold a buffer of up to the message limit for as long as it liked.
+func TestUnfinishedMessageIsNoHeartbeat(t *testing.T) {
+	_, url := startServer(t, &Options{Limits: Limits{PingInterval: 50 * time.Millisecond, PongTimeout: 300 * time.Millisecond}})
+	rc := livesynctest.RawDial(t, url)
+	rc.WriteFrame(t, 0x01, `{"type":"join_room","payload":`) // no FIN: the message goes on
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if _, err := rc.Write([]byte{0x8A, 0x80, 0, 0, 0, 0}); err != nil { // an empty masked pong
+					return
+				}
+			}
+		}
+	}()
+	if !livesynctest.ReadsUntilClosed(rc, livesynctest.Timeout) {
+		t.Fatal("a peer holding an unfinished message open with pongs was never dropped")
+	}
+}
+
 // TestIdleConnectionsHoldNoGoroutine: on Linux a connection that joined and
 // went quiet is watched by the poller, not by a goroutine of its own.
 func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {

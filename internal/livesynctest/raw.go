@@ -47,15 +47,23 @@ func RawDial(t testing.TB, u string) *RawConn {
 // WriteText sends s as one masked text frame.
 func (c *RawConn) WriteText(t testing.TB, s string) {
 	t.Helper()
+	c.WriteFrame(t, 0x81, s)
+}
+
+// WriteFrame sends s masked, in one frame whose first byte (FIN, RSV and
+// opcode) is first: 0x01 starts a text message that continuation frames
+// (0x00, 0x80 for the last) go on with, 0x8A is a pong.
+func (c *RawConn) WriteFrame(t testing.TB, first byte, s string) {
+	t.Helper()
 	p := []byte(s)
-	hdr := []byte{0x81}
+	hdr := []byte{first}
 	switch {
 	case len(p) < 126:
 		hdr = append(hdr, 0x80|byte(len(p)))
 	case len(p) <= 0xFFFF:
 		hdr = append(hdr, 0x80|126, byte(len(p)>>8), byte(len(p)))
 	default:
-		t.Fatalf("WriteText: %d bytes, more than a 16-bit length", len(p))
+		t.Fatalf("WriteFrame: %d bytes, more than a 16-bit length", len(p))
 	}
 	mask := []byte{1, 2, 3, 4}
 	hdr = append(hdr, mask...)

@@ -380,7 +380,14 @@ func (c *Conn) frame(b []byte) (int, error) {
 		unmask(payload, key)
 		c.writeControl(frame(opPong, append(make([]byte, FrameHeadroom, FrameHeadroom+len(payload)), payload...), 0), false)
 	case opPong:
-		c.h.Pong()
+		// A pong between the frames of an unfinished message does not
+		// keep the peer alive: a message, however many frames it takes,
+		// arrives within the heartbeat's bound, as one frame must (its
+		// bytes never count), so no peer holds a buffer of up to the
+		// message limit for as long as it likes.
+		if c.fragOp == 0 {
+			c.h.Pong()
+		}
 	case opClose:
 		unmask(payload, key)
 		return total, c.peerClose(payload)
