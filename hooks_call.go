@@ -12,7 +12,13 @@ import (
 // caller taking the next observations: the feed's order holds for every
 // observer that keeps to its time.
 func (f *feed) call(kind observationKind, fn func(context.Context)) {
-	ctx, cancel := context.WithTimeout(context.Background(), f.hooks.ObserverTimeout)
+	if f.aborted.Err() != nil {
+		if kind != obsFlush {
+			f.dropped.Add(1)
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(f.aborted, f.hooks.ObserverTimeout)
 	defer cancel()
 	name := hookNames[kind]
 	f.caller.jobs <- func() {
@@ -29,7 +35,7 @@ func (f *feed) call(kind observationKind, fn func(context.Context)) {
 			f.caller = newHookCaller()
 		}
 	}
-	if ctx.Err() == nil {
+	if ctx.Err() == nil || f.aborted.Err() != nil {
 		f.overrunning[kind].Store(false)
 		return
 	}
@@ -83,7 +89,7 @@ func newHookStats() *hookStats {
 			Help: "Chat commits that waited StoreTimeout for the room's earlier joins and leaves to reach the durable webhook outbox, and went ahead without.",
 		}),
 		droppedDesc: prometheus.NewDesc("livesync_hook_events_dropped_total",
-			"Observations (joins, leaves, connections, stored chat) dropped because a feed's queue was full, by feed (hooks, webhooks).", []string{"feed"}, nil),
+			"Observations (joins, leaves, connections, stored chat) dropped because a feed's queue was full, or left undelivered when Shutdown's context ended, by feed (hooks, webhooks).", []string{"feed"}, nil),
 		depthDesc: prometheus.NewDesc("livesync_hook_queue_depth",
 			"Observations waiting in a feed's queue, by feed (hooks, webhooks).", []string{"feed"}, nil),
 	}

@@ -139,8 +139,16 @@ func (o *observers) close(ctx context.Context) error {
 	case <-finished:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
 	}
+	// Out of time: the call in flight is cancelled and what is still
+	// queued is dropped (counted), so that no hook is called once
+	// Shutdown has returned. A call that ignores its cancelled context is
+	// abandoned (see call), so the feeds end promptly.
+	for _, f := range o.feeds {
+		f.abort()
+	}
+	<-finished
+	return ctx.Err()
 }
 
 // feed delivers observations to one set of observers from one goroutine,
@@ -155,6 +163,11 @@ type feed struct {
 	dropped atomic.Int64
 	stop    chan struct{} // closed by close: drain what is queued, then end
 	done    sync.WaitGroup
+	// aborted, cancelled by abort when Shutdown runs out of time, is the
+	// parent of every call's context: the call in flight ends, and what
+	// is queued is dropped instead of called.
+	aborted context.Context
+	abort   context.CancelFunc
 	// caller runs the observers; replaced when one overruns (see call).
 	caller *hookCaller
 	// overrunning is set while a hook's calls run out their time, so that
@@ -176,6 +189,7 @@ func newFeed(name string, h Hooks, stats *hookStats, log *slog.Logger, order *ro
 	}
 	f := &feed{name: name, hooks: h, stats: stats, log: log, ch: make(chan observation, n), stop: make(chan struct{}),
 		caller: newHookCaller(), order: order}
+	f.aborted, f.abort = context.WithCancel(context.Background())
 	stats.feeds = append(stats.feeds, f)
 	f.done.Add(1)
 	go f.run()
@@ -258,6 +272,10 @@ func (f *feed) settle(ob *observation) {
 }
 
 func (f *feed) deliver(ob *observation) {
+	if f.aborted.Err() != nil { // Shutdown ran out of time: drop, do not wait on tallies
+		f.dropped.Add(1)
+		return
+	}
 	if t := ob.tally; t != nil {
 		edge, known := t.wait()
 		switch {

@@ -3,10 +3,12 @@ package livesync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,4 +118,36 @@ func TestJoinAsAnotherUserMovesTheConnection(t *testing.T) {
 	seen("+eve", "+bob", "-eve")
 	c.Close()
 	seen("+eve", "+bob", "-eve", "-bob")
+}
+
+// When Shutdown's context ends while observers are still being called,
+// the call in flight is cancelled and what is queued is dropped: no hook
+// runs once Shutdown has returned, whatever its ObserverTimeout.
+func TestShutdownStopsObservers(t *testing.T) {
+	var inFlight, calls atomic.Int64
+	entered := make(chan struct{}, 16)
+	block := func(ctx context.Context, _ MemberEvent) {
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		calls.Add(1)
+		entered <- struct{}{}
+		<-ctx.Done() // a backend that is down, and a hook that keeps to its context
+	}
+	s, url := startUnmanaged(t, &Options{Hooks: Hooks{OnJoin: block, OnLeave: block, ObserverTimeout: time.Hour}})
+	for i := range 5 {
+		livesynctest.Dial(t, url).Join(fmt.Sprintf("r%d", i), nil)
+	}
+	<-entered
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown: %v, want its context's error", err)
+	}
+	if n := inFlight.Load(); n != 0 {
+		t.Fatalf("%d observer calls still running after Shutdown returned", n)
+	}
+	dropped := s.hookStats.feeds[0].dropped.Load()
+	if calls.Load()+dropped < 10 { // 5 joins and 5 leaves, each called or dropped
+		t.Fatalf("%d calls and %d dropped, want the 10 observations accounted for", calls.Load(), dropped)
+	}
 }

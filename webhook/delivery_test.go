@@ -211,3 +211,24 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+// Close leaves no connection to the receiver open: the keep-alive
+// connections of the client Webhooks made for itself are closed with it.
+func TestCloseLeavesNoConnection(t *testing.T) {
+	rcv := newReceiver(t, nil)
+	n := startNode(t, rcv, webhook.Config{Events: []string{webhook.MemberJoined}}, livesync.Options{})
+	n.dial(t, "ann").Join("r", nil)
+	rcv.waitN(1)
+	if rcv.open.Load() == 0 {
+		t.Fatal("the receiver saw no connection open after a delivery")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), livesynctest.Timeout)
+	defer cancel()
+	if err := n.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testsvc.WaitState(t, "the webhook connections to close", livesynctest.Timeout, func() (bool, any) {
+		k := rcv.open.Load()
+		return k == 0, k
+	})
+}

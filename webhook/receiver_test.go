@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,11 +54,13 @@ type receiver struct {
 	mu   sync.Mutex
 	got  []delivery
 	seen map[string]int
+
+	open atomic.Int64 // TCP connections from the sender, open now
 }
 
 func newReceiver(t testing.TB, status func(d *delivery, seen int) int) *receiver {
 	r := &receiver{t: t, status: status, seen: map[string]int{}}
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		d := delivery{ID: req.Header.Get("webhook-id"), Timestamp: req.Header.Get("webhook-timestamp"),
 			Signature: req.Header.Get("webhook-signature"), Body: body, At: time.Now()}
@@ -77,6 +81,15 @@ func newReceiver(t testing.TB, status func(d *delivery, seen int) int) *receiver
 		}
 		w.WriteHeader(code)
 	}))
+	r.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			r.open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			r.open.Add(-1)
+		}
+	}
+	r.srv.Start()
 	t.Cleanup(r.srv.Close)
 	return r
 }

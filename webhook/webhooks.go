@@ -33,6 +33,10 @@ type Webhooks struct {
 	// this node serves, to be spoken for should it die (see ledger.go).
 	ledger *ledger
 
+	// ownClient is cfg.Client when New made it (Config.Client was nil):
+	// Close closes its idle connections, which no one else would.
+	ownClient *http.Client
+
 	closed atomic.Bool // Close began: no new event is accepted
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -42,11 +46,15 @@ type Webhooks struct {
 // New checks cfg. The outbox is chosen, and the workers started, by
 // Start.
 func New(cfg Config) (*Webhooks, error) {
+	given := cfg.Client
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	w := &Webhooks{cfg: cfg, enabled: map[string]bool{}, m: newMetrics()}
+	if given == nil {
+		w.ownClient = cfg.Client
+	}
 	for _, e := range cfg.Events {
 		w.enabled[e] = true
 	}
@@ -264,6 +272,9 @@ func (w *Webhooks) Close(ctx context.Context) error {
 	defer func() {
 		w.cancel()
 		w.wg.Wait()
+		if w.ownClient != nil {
+			w.ownClient.CloseIdleConnections() // no keep-alive outlives Close
+		}
 		if m, ok := o.(*MemoryOutbox); ok {
 			m.Close()
 		}
