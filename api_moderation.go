@@ -46,6 +46,7 @@ func (a *apiHandler) deleteChat(room, id string) apiResult {
 	defer cancel()
 	found, err := d.Delete(ctx, room, id)
 	if err != nil {
+		s.metrics.storeFailed(storeDelete)
 		s.log.Warn("chat delete failed", "room", room, "id", id, "err", err)
 		return apiError(http.StatusServiceUnavailable, protocol.CodeChatUnavailable, "chat storage is unavailable; the message was not deleted")
 	}
@@ -163,6 +164,7 @@ func (a *apiHandler) kick(room string, body []byte) apiResult {
 	if len(remote) == 0 && s.localMembers(room) == 0 && s.lookupDoc(room) == nil {
 		msgs, err := s.store.History(ctx, room, 1, 0)
 		if err != nil {
+			s.metrics.storeFailed(storeHistory)
 			return apiError(http.StatusServiceUnavailable, protocol.CodeChatUnavailable, "chat storage is unavailable, so whether the room exists is unknown; nobody was kicked")
 		}
 		if len(msgs) == 0 {

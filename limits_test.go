@@ -28,7 +28,7 @@ func TestFrameTooLargeCloses1009(t *testing.T) {
 }
 
 func TestRateLimits(t *testing.T) {
-	_, url := startServer(t, &Options{Limits: Limits{EventRate: 1, EventBurst: 3, ChatRate: 1, ChatBurst: 2, MaxViolations: 5}})
+	s, url := startServer(t, &Options{Limits: Limits{EventRate: 1, EventBurst: 3, ChatRate: 1, ChatBurst: 2, MaxViolations: 5}})
 	c := livesynctest.Dial(t, url)
 	c.Join("r", nil)
 	for range 3 {
@@ -53,6 +53,12 @@ func TestRateLimits(t *testing.T) {
 	}
 	if code := c.WaitClosed(); code != websocket.ClosePolicyViolation {
 		t.Fatalf("close %d, want 1008", code)
+	}
+	waitMetric(t, s, 1, "livesync_rate_limit_disconnects_total")
+	// Each refusal was an error sent (a token may come back meanwhile:
+	// at least the five in a row).
+	if got := mustMetric(t, s, "livesync_errors_sent_total", "code", protocol.CodeRateLimited); got < 5 {
+		t.Fatalf("RATE_LIMITED errors sent %v, want at least 5", got)
 	}
 }
 

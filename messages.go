@@ -289,8 +289,10 @@ func allow(l **rate.Limiter, r float64, burst int) bool {
 	return (*l).Allow()
 }
 
-// sendError tells the client what was wrong with its message.
+// sendError tells the client what was wrong with its message, counted
+// by its code: every error frame is sent here.
 func (c *conn) sendError(e *clientError) {
+	c.srv.metrics.errorSent(e.code)
 	c.send(errorFrame(e.code, e.message))
 }
 
@@ -318,6 +320,7 @@ func (c *conn) handle(data []byte) {
 		c.srv.metrics.rateLimited()
 		c.violations++
 		if c.violations >= c.srv.limits.MaxViolations {
+			c.srv.metrics.rateLimitDisconnect()
 			c.close(protocol.ClosePolicy, "rate limit exceeded repeatedly")
 		}
 	}

@@ -15,16 +15,19 @@ type Stats struct {
 	Connections             int64 // open now (livesync_connections)
 	Rooms                   int64 // with at least one local member now (livesync_rooms)
 	RoomMembers             int64 // local room members now (livesync_room_members)
-	FramesIn                int64 // data frames received (livesync_frames_in_total)
+	FramesIn                int64 // data messages received, a fragmented one once (livesync_frames_in_total)
 	BytesIn                 int64 // their payload bytes (livesync_bytes_in_total)
-	MessagesOut             int64 // frames written (livesync_messages_out_total)
+	MessagesOut             int64 // data and close frames the send queue wrote (livesync_messages_out_total)
 	BytesOut                int64 // their bytes (livesync_bytes_out_total)
 	EventsRelayed           int64 // broadcast_event messages accepted (livesync_events_relayed_total)
 	SlowConsumerDisconnects int64 // connections closed for a full send queue (livesync_slow_consumer_disconnects_total)
-	RateLimited             int64 // messages refused with RATE_LIMITED (livesync_rate_limited_total)
+	RateLimited             int64 // messages refused for their rate (livesync_rate_limited_total)
+	RateLimitDisconnects    int64 // connections closed for their message rate (livesync_rate_limit_disconnects_total)
+	ErrorsSent              int64 // error messages sent to clients, summed over codes (livesync_errors_sent_total)
 	AuthFailures            int64 // upgrades or tokens refused (livesync_auth_failures_total)
 	StoreCalls              int64 // chat store calls, one per stored batch (livesync_store_latency_seconds_count)
 	StoreLatencyMicros      int64 // summed over StoreCalls (livesync_store_latency_seconds_sum, in µs)
+	StoreErrors             int64 // chat store calls that failed, summed over operations (livesync_store_errors_total)
 	Kicks                   int64 // connections this node removed by moderation (livesync_kicks_total)
 	ChatDeletions           int64 // chat messages deleted through this node's API (livesync_chat_deletions_total)
 	Bans                    int64 // bans (a user from a room) made through this node's API (livesync_bans_total)
@@ -41,6 +44,9 @@ type metrics struct {
 	storeCalls, storeMicros          atomic.Int64
 	kicks, chatDeletes, bans         atomic.Int64 // moderation (moderation.go, api_moderation.go)
 	inByType                         [otherMessage + 1]atomic.Int64
+	errorsSent                       [len(errorCodes)]atomic.Int64 // by code (metrics_errors.go)
+	storeErrs                        [numStoreOps]atomic.Int64     // by operation
+	rateCloses                       atomic.Int64
 	storeHist, brokerHist            histogram
 	brokerOn                         atomic.Bool
 	load                             cpuLoad // stretches write coalescing; exported as a gauge
@@ -49,6 +55,10 @@ type metrics struct {
 	// in one process share nothing.
 	regOnce sync.Once
 	reg     *prometheus.Registry
+	// extra holds the collectors registered besides the core one
+	// (documents, hooks, webhooks, RegisterMetrics'), for Collector.
+	extraMu sync.Mutex
+	extra   []prometheus.Collector
 }
 
 // The hooks below are called from the core's hot paths; each is one or
@@ -109,7 +119,15 @@ func messageTypeLabel(kind int) string {
 // snapshot reads every counter, each atomically: a snapshot taken under
 // load may mix counts from either side of a message.
 func (m *metrics) snapshot() Stats {
+	var errorsSent, storeErrs int64
+	for i := range m.errorsSent {
+		errorsSent += m.errorsSent[i].Load()
+	}
+	for i := range m.storeErrs {
+		storeErrs += m.storeErrs[i].Load()
+	}
 	return Stats{
+		RateLimitDisconnects: m.rateCloses.Load(), ErrorsSent: errorsSent, StoreErrors: storeErrs,
 		Connections: m.connections.Load(), Rooms: m.rooms.Load(), RoomMembers: m.members.Load(),
 		FramesIn: m.framesIn.Load(), BytesIn: m.bytesIn.Load(), MessagesOut: m.framesOut.Load(),
 		BytesOut: m.bytesOut.Load(), EventsRelayed: m.events.Load(), SlowConsumerDisconnects: m.slow.Load(),
@@ -169,6 +187,8 @@ type collector struct {
 	messagesIn, framesIn, bytesIn *prometheus.Desc
 	framesOut, bytesOut, events   *prometheus.Desc
 	slow, limited, authFails      *prometheus.Desc
+	rateCloses, errorsSent        *prometheus.Desc
+	storeErrs                     *prometheus.Desc
 	kicks, chatDeletes, bans      *prometheus.Desc
 	storeLatency, brokerLatency   *prometheus.Desc
 	stretch                       *prometheus.Desc
@@ -184,18 +204,21 @@ func newCollector(m *metrics) *collector {
 		rooms:         d("rooms", "Rooms with at least one member on this node now."),
 		members:       d("room_members", "Room members on this node now, summed over rooms."),
 		messagesIn:    d("messages_in_total", "Client text messages received, by message type (\"other\": unknown type or not a JSON envelope).", "type"),
-		framesIn:      d("frames_in_total", "WebSocket data frames received, of every kind."),
-		bytesIn:       d("bytes_in_total", "Payload bytes of the data frames received."),
-		framesOut:     d("messages_out_total", "Frames written to clients (messages, pings and closes)."),
-		bytesOut:      d("bytes_out_total", "Bytes of the frames written to clients, WebSocket headers included."),
+		framesIn:      d("frames_in_total", "WebSocket data messages received, text and binary, on both endpoints; a fragmented message counts once, control frames not at all."),
+		bytesIn:       d("bytes_in_total", "Payload bytes of the data messages received."),
+		framesOut:     d("messages_out_total", "Frames the connections' send queues wrote to clients: data frames, the server's pings and its close frames; not the pongs and close echoes answering the client."),
+		bytesOut:      d("bytes_out_total", "Bytes of the frames counted by livesync_messages_out_total, WebSocket headers included."),
 		events:        d("events_relayed_total", "broadcast_event messages accepted and relayed to a room."),
 		slow:          d("slow_consumer_disconnects_total", "Connections closed because their send queue overflowed."),
-		limited:       d("rate_limited_total", "Messages refused with RATE_LIMITED."),
+		limited:       d("rate_limited_total", "Messages refused for their rate: answered RATE_LIMITED on the rooms' endpoint, dropped on /yjs (document awareness and sync messages over their budget)."),
+		rateCloses:    d("rate_limit_disconnects_total", "Connections closed with 1008 for their message rate: MaxViolations refusals in a row, or a /yjs peer over its document budget."),
+		errorsSent:    d("errors_sent_total", "Error messages sent to clients, by code (the protocol's fixed set, \"other\" for none of them).", "code"),
+		storeErrs:     d("store_errors_total", "Chat store calls that failed, by operation: append (a batch of messages), history (a room's recent chat or a page of it), delete.", "op"),
 		authFails:     d("auth_failures_total", "Upgrades refused by OnAuth and join_room tokens that did not verify."),
 		kicks:         d("kicks_total", "Connections this node removed by moderation (a kick asked of this node's API or of another node), room members and document peers."),
 		chatDeletes:   d("chat_deletions_total", "Chat messages deleted from the store through this node's API."),
 		bans:          d("bans_total", "Bans (one user from one room) made through this node's API; each node holds every ban, only the node asked counts it."),
-		storeLatency:  d("store_latency_seconds", "Time to store one batch of chat messages in the chat store."),
+		storeLatency:  d("store_latency_seconds", "Time to store one batch of chat messages in the chat store, failed calls included (livesync_store_errors_total counts those)."),
 		brokerLatency: d("broker_latency_seconds", "Time of one round trip to the cluster broker."),
 		stretch:       d("write_coalesce_stretch", "How much busy connections' write coalescing is stretched because the CPUs are busy: 1 normally, up to about 3.8."),
 	}
@@ -206,6 +229,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.connections, c.rooms, c.members, c.messagesIn, c.framesIn, c.bytesIn,
 		c.framesOut, c.bytesOut, c.events, c.slow, c.limited, c.authFails,
+		c.rateCloses, c.errorsSent, c.storeErrs,
 		c.kicks, c.chatDeletes, c.bans, c.storeLatency, c.brokerLatency, c.stretch,
 	} {
 		ch <- d
@@ -235,6 +259,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.slow, m.slow.Load())
 	counter(c.limited, m.limited.Load())
 	counter(c.authFails, m.authFails.Load())
+	counter(c.rateCloses, m.rateCloses.Load())
+	for i := range m.errorsSent {
+		counter(c.errorsSent, m.errorsSent[i].Load(), errorCodes[i])
+	}
+	for i := range m.storeErrs {
+		counter(c.storeErrs, m.storeErrs[i].Load(), storeOps[i])
+	}
 	counter(c.kicks, m.kicks.Load())
 	counter(c.chatDeletes, m.chatDeletes.Load())
 	counter(c.bans, m.bans.Load())
@@ -266,5 +297,48 @@ func (m *metrics) registry() *prometheus.Registry {
 // (and MetricsHandler) export it with the server's numbers: the webhook
 // package's delivery metrics, for one.
 func (s *Server) RegisterMetrics(c prometheus.Collector) error {
-	return s.metrics.registry().Register(c)
+	return s.metrics.register(c)
+}
+
+// register adds c to the server's registry and to what Collector
+// returns.
+func (m *metrics) register(c prometheus.Collector) error {
+	if err := m.registry().Register(c); err != nil {
+		return err
+	}
+	m.extraMu.Lock()
+	m.extra = append(m.extra, c)
+	m.extraMu.Unlock()
+	return nil
+}
+
+// extras returns the collectors register added.
+func (m *metrics) extras() []prometheus.Collector {
+	m.extraMu.Lock()
+	defer m.extraMu.Unlock()
+	return append([]prometheus.Collector(nil), m.extra...)
+}
+
+// serverCollector is everything the server's registry holds but the Go
+// runtime and process collectors: the core collector and the ones
+// register added (see Server.Collector).
+type serverCollector struct {
+	core *collector
+	m    *metrics
+}
+
+// Describe implements prometheus.Collector.
+func (c serverCollector) Describe(ch chan<- *prometheus.Desc) {
+	c.core.Describe(ch)
+	for _, x := range c.m.extras() {
+		x.Describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c serverCollector) Collect(ch chan<- prometheus.Metric) {
+	c.core.Collect(ch)
+	for _, x := range c.m.extras() {
+		x.Collect(ch)
+	}
 }

@@ -61,6 +61,7 @@ func (r *room) ensureHistory() {
 	defer cancel()
 	msgs, err := r.srv.store.History(ctx, r.id, r.srv.opts.HistoryLimit, 0)
 	if err != nil {
+		r.srv.metrics.storeFailed(storeHistory)
 		r.srv.log.Warn("chat history unavailable", "room", r.id, "err", err)
 		return
 	}
@@ -182,10 +183,14 @@ func (r *room) chatWorker() {
 			}
 		}
 		if err != nil {
+			r.srv.metrics.storeFailed(storeAppend)
 			r.chatFailed(batch[len(stored):], err)
 		}
 	}
 }
+
+// errChatStoreFailed answers a message the store did not take.
+var errChatStoreFailed = &clientError{protocol.CodeChatUnavailable, "chat storage is unavailable; the message was not sent"}
 
 // chatFailed answers the senders of messages that were not stored.
 func (r *room) chatFailed(reqs []chatRequest, err error) {
@@ -197,7 +202,7 @@ func (r *room) chatFailed(reqs []chatRequest, err error) {
 		if req.done != nil {
 			req.done(protocol.StoredChatMessage{}, err)
 		} else {
-			req.conn.send(errorFrame(protocol.CodeChatUnavailable, "chat storage is unavailable; the message was not sent"))
+			req.conn.sendError(errChatStoreFailed)
 		}
 	}
 }
@@ -315,6 +320,7 @@ func (s *Server) historyPage(ctx context.Context, what, roomID, before string, l
 	case errors.Is(err, chat.ErrBadCursor):
 		return nil, false, errPayload("%s: \"before\" %s is not the id of a message of this room", what, quoteTrunc(before))
 	case err != nil:
+		s.metrics.storeFailed(storeHistory)
 		s.log.Warn("chat history unavailable", "room", roomID, "err", err, "via", what)
 		return nil, false, &clientError{protocol.CodeChatUnavailable, what + ": chat storage is unavailable"}
 	case msgs == nil:

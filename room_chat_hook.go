@@ -139,7 +139,7 @@ func (r *room) refuse(req *chatRequest, e *clientError) {
 		req.done(protocol.StoredChatMessage{}, e)
 		return
 	}
-	req.conn.send(errorFrame(e.code, e.message))
+	req.conn.sendError(e)
 }
 
 // maxReasonBytes bounds the reason a rejection carries to the sender.

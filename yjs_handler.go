@@ -264,7 +264,10 @@ func (c *conn) docClose(err error) {
 		c.close(protocol.CloseDocumentFull, err.Error())
 	case errors.Is(err, errAwarenessTooLarge):
 		c.close(protocol.CloseDocumentTooLarge, err.Error())
-	case errors.Is(err, errTooManyClients), errors.Is(err, errDocFlood):
+	case errors.Is(err, errDocFlood):
+		c.srv.metrics.rateLimitDisconnect()
+		c.close(protocol.ClosePolicy, err.Error())
+	case errors.Is(err, errTooManyClients):
 		c.close(protocol.ClosePolicy, err.Error())
 	default:
 		c.close(protocol.CloseInvalidData, "malformed document message")

@@ -181,7 +181,7 @@ func TestDocAwarenessRate(t *testing.T) {
 // Each sync step 1 is answered with a diff of the whole document: they
 // are rate-limited (DocSyncRate), and a client beyond is closed with 1008.
 func TestDocSyncStep1Rate(t *testing.T) {
-	_, base := startDocServer(t, &Options{Limits: Limits{DocSyncRate: 0.001, DocSyncBurst: 3}})
+	s, base := startDocServer(t, &Options{Limits: Limits{DocSyncRate: 0.001, DocSyncBurst: 3}})
 	c := livesynctest.DialDoc(t, base+"d")
 	c.Expect(yMsgSync, ySyncStep1)
 	for range 10 {
@@ -193,6 +193,7 @@ func TestDocSyncStep1Rate(t *testing.T) {
 	if code := c.ExpectClose(); code != protocol.ClosePolicy {
 		t.Fatalf("step 1 flood: close %d, want %d", code, protocol.ClosePolicy)
 	}
+	waitMetric(t, s, 1, "livesync_rate_limit_disconnects_total")
 }
 
 // A message with bytes after its payload is malformed (1007): nothing
