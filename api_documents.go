@@ -3,6 +3,7 @@ package livesync
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/openlivesync/livesync/protocol"
 )
@@ -67,11 +68,19 @@ func (a *apiHandler) postDocument(room string, update []byte) apiResult {
 		return apiError(http.StatusRequestEntityTooLarge, protocol.CodeMessageTooLarge, errDocTooLarge.Error())
 	}
 	if st := s.docs.store; st != nil {
-		if err := st.AppendUpdates(ctx, room, [][]byte{update}); err != nil {
+		// Timed and counted as the document writers' appends are, so that
+		// livesync_document_bytes_stored_total and the latency histogram
+		// describe the same calls.
+		start := time.Now()
+		err := st.AppendUpdates(ctx, room, [][]byte{update})
+		if err != nil {
+			s.docs.metrics.storeErrors.Inc()
 			d.unreserve(n)
 			s.log.Warn("api: document update not stored", "doc", room, "err", err)
 			return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the document store is unavailable; the update was not applied")
 		}
+		s.docs.metrics.storeLatency.Observe(time.Since(start).Seconds())
+		s.docs.metrics.bytesStored.Add(float64(n))
 	}
 	f := ySyncFrame(ySyncUpdate, update)
 	d.applyStored(f[len(f)-len(update):], f)

@@ -124,6 +124,22 @@ func TestDocAPIUpdatesCountTowardCompaction(t *testing.T) {
 	}
 }
 
+// A POSTed update is timed as the document writers' appends are: every
+// byte counted stored has its append in the latency histogram.
+func TestDocAPIAppendMetrics(t *testing.T) {
+	o := startOpsServer(t, &Options{Store: chat.NewMemoryStore(nil)}, testAPIKey)
+	update := livesynctest.TextUpdate(1, 0, "k")
+	if res := o.api(t, http.MethodPost, roomPath("d", "/document"), string(update)); res.status != http.StatusNoContent {
+		t.Fatalf("POST: %d %s", res.status, res.body)
+	}
+	if got := mustMetric(t, o.s, "livesync_document_bytes_stored_total"); got == 0 {
+		t.Fatal("no bytes counted stored")
+	}
+	if got := mustMetric(t, o.s, "livesync_document_store_latency_seconds"); got != 1 {
+		t.Fatalf("document store latency samples %v after one append, want 1", got)
+	}
+}
+
 // A method the document endpoint does not take is answered 405 with
 // both that it does.
 func TestDocAPIAllow(t *testing.T) {

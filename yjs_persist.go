@@ -157,7 +157,8 @@ func (d *ydoc) unreserve(n int64) {
 
 // applyStored applies update, which the API reserved and stored: it is
 // relayed as apply relays a peer's (frame being its message), and counted
-// in the store's log, whose compaction it may start.
+// in the store's log, whose compaction it may start. The API counts it in
+// the store's metrics, where it timed the append.
 func (d *ydoc) applyStored(update, frame []byte) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -165,6 +166,5 @@ func (d *ydoc) applyStored(update, frame []byte) {
 	d.acceptLocked(nil, update, frame)
 	d.storedRows++
 	d.storedBy += int64(len(update))
-	d.srv.docs.metrics.bytesStored.Add(float64(len(update)))
 	d.maybeCompactStoreLocked()
 }
