@@ -35,6 +35,16 @@ type WebhookSender interface {
 	Close(ctx context.Context) error
 }
 
+// WebhookBacklogReporter is implemented by a WebhookSender whose backlog
+// figures can be out of date, as those of an outbox in a database that
+// fails or hangs (*webhook.Webhooks implements it). /readyz then shows
+// the last figures with the reason they are stale, not an empty outbox.
+type WebhookBacklogReporter interface {
+	// BacklogStatus reports what Backlog does, promptly (well within a
+	// second), and why the figures are not current: nil when they are.
+	BacklogStatus() (depth int, oldest time.Time, stale error)
+}
+
 // WebhookEnv is what the server tells its WebhookSender at Start.
 type WebhookEnv struct {
 	// Store is the server's chat store (Options.Store).
@@ -87,7 +97,7 @@ func (s *Server) startHooks() error {
 			ordered = "webhooks"
 		}
 		if c, ok := wh.(prometheus.Collector); ok {
-			if err := s.metrics.registry().Register(c); err != nil {
+			if err := s.metrics.register(c); err != nil {
 				return fmt.Errorf("livesync: webhook metrics: %w", err)
 			}
 		}
@@ -110,7 +120,9 @@ func (s *Server) startHooks() error {
 		}
 	}
 	if s.observers != nil || h.OnChat != nil {
-		s.metrics.registry().MustRegister(s.hookStats)
+		if err := s.metrics.register(s.hookStats); err != nil {
+			panic(err) // a fresh registry: a clash is a bug here
+		}
 	}
 	return nil
 }

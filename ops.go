@@ -186,9 +186,15 @@ type readyStatus struct {
 // webhookStatus is the webhooks entry of /readyz.
 type webhookStatus struct {
 	OutboxDepth      int     `json:"outboxDepth"`
-	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`  // 0 when the outbox is empty
-	Unknown          string  `json:"unknown,omitempty"` // why the outbox could not be read
+	OldestAgeSeconds float64 `json:"oldestAgeSeconds"` // 0 when the outbox is empty
+	// Stale says why the figures above are not current: they are the
+	// last ones read (0 when none was), and the age grows from the last
+	// oldest event known.
+	Stale string `json:"stale,omitempty"`
 }
+
+// errBacklogStale is /readyz's word for a backlog not read now.
+const errBacklogStale = "the outbox could not be read now; these are the last figures read"
 
 // webhookBacklog reads the webhook outbox for /readyz, bounded like a
 // check (a durable outbox asks its database).
@@ -196,11 +202,17 @@ func (s *Server) webhookBacklog(ctx context.Context) *webhookStatus {
 	type backlog struct {
 		n      int
 		oldest time.Time
+		stale  error
 	}
 	done := make(chan backlog, 1)
 	go func() {
-		n, oldest := s.opts.Webhooks.Backlog()
-		done <- backlog{n, oldest}
+		var b backlog
+		if r, ok := s.opts.Webhooks.(WebhookBacklogReporter); ok {
+			b.n, b.oldest, b.stale = r.BacklogStatus()
+		} else {
+			b.n, b.oldest = s.opts.Webhooks.Backlog()
+		}
+		done <- b
 	}()
 	t := time.NewTimer(readyTimeout)
 	defer t.Stop()
@@ -210,11 +222,17 @@ func (s *Server) webhookBacklog(ctx context.Context) *webhookStatus {
 		if !b.oldest.IsZero() {
 			st.OldestAgeSeconds = time.Since(b.oldest).Round(time.Millisecond).Seconds()
 		}
+		if b.stale != nil {
+			// The details (a database's error) go to the log, as the
+			// checks' do.
+			s.log.Warn("readiness: webhook outbox figures are stale", "err", b.stale)
+			st.Stale = errBacklogStale
+		}
 		return st
 	case <-t.C:
-		return &webhookStatus{Unknown: fmt.Sprintf("no answer within %v", readyTimeout)}
+		return &webhookStatus{Stale: fmt.Sprintf("no answer within %v", readyTimeout)}
 	case <-ctx.Done():
-		return &webhookStatus{Unknown: ctx.Err().Error()}
+		return &webhookStatus{Stale: ctx.Err().Error()}
 	}
 }
 
@@ -288,12 +306,19 @@ func (s *Server) MetricsHandler() http.Handler {
 	})
 }
 
-// Collector returns the server's metrics as a prometheus.Collector, for an
-// application that keeps its own registry and wants the server's numbers
-// in it. The metric names are fixed, so the collectors of two servers in
+// Collector returns the server's metrics as one prometheus.Collector, for
+// an application that keeps its own registry and wants the server's
+// numbers in it: everything MetricsHandler serves (the core, document,
+// hook and webhook metrics, and what RegisterMetrics added) but the Go
+// runtime and process metrics, which the application's registry has its
+// own of. Register it after the last RegisterMetrics call: a collector
+// added later is collected but was not described, which a registry
+// refuses. The metric names are fixed, so the collectors of two servers in
 // one registry clash: register each through prometheus.WrapRegistererWith
 // with a label that tells them apart.
-func (s *Server) Collector() prometheus.Collector { return newCollector(&s.metrics) }
+func (s *Server) Collector() prometheus.Collector {
+	return serverCollector{core: newCollector(&s.metrics), m: &s.metrics}
+}
 
 // promErrorLog sends promhttp's gathering errors to the server's logger.
 type promErrorLog struct{ s *Server }

@@ -63,7 +63,7 @@ func (s *Server) initDocs(o *Options) error {
 	s.docs.collect = yupdate.GC
 	s.docs.log = s.log
 	s.docs.metrics = newDocMetrics()
-	if err := s.metrics.registry().Register(s.docs.metrics); err != nil {
+	if err := s.metrics.register(s.docs.metrics); err != nil {
 		return fmt.Errorf("livesync: document metrics: %w", err)
 	}
 	ds, ok := o.Store.(chat.DocStore)

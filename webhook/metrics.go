@@ -16,6 +16,7 @@ type metrics struct {
 	latency    prometheus.Histogram
 	depth      *prometheus.Desc
 	oldest     *prometheus.Desc
+	stale      *prometheus.Desc
 	outboxErrs *prometheus.CounterVec // a StoreOutbox's failed calls (none for an outbox in memory)
 	deadNodes  prometheus.Counter     // nodes this process spoke for (see ledger.go)
 	dropLogged atomic.Bool            // the outbox-full warning is logged once per overflow
@@ -46,6 +47,8 @@ func newMetrics() *metrics {
 		}),
 		depth:  prometheus.NewDesc("livesync_webhook_outbox_depth", "Webhook events waiting for delivery.", nil, nil),
 		oldest: prometheus.NewDesc("livesync_webhook_outbox_oldest_age_seconds", "Age of the oldest webhook event waiting for delivery (0 when none).", nil, nil),
+		stale: prometheus.NewDesc("livesync_webhook_outbox_stale",
+			"1 when livesync_webhook_outbox_depth and _oldest_age_seconds are the last figures read, not current ones: the outbox's database failed or did not answer within half a second (the age still grows from the last oldest event known); 0 otherwise.", nil, nil),
 	}
 }
 
@@ -60,6 +63,7 @@ func (w *Webhooks) Describe(ch chan<- *prometheus.Desc) {
 	m.latency.Describe(ch)
 	ch <- m.depth
 	ch <- m.oldest
+	ch <- m.stale
 	m.outboxErrs.Describe(ch)
 	m.deadNodes.Describe(ch)
 }
@@ -72,13 +76,17 @@ func (w *Webhooks) Collect(ch chan<- prometheus.Metric) {
 	m.latency.Collect(ch)
 	m.outboxErrs.Collect(ch)
 	m.deadNodes.Collect(ch)
-	n, oldest := w.Backlog()
-	age := 0.0
+	n, oldest, stale := w.BacklogStatus()
+	age, isStale := 0.0, 0.0
 	if !oldest.IsZero() {
 		age = time.Since(oldest).Seconds()
 	}
+	if stale != nil {
+		isStale = 1
+	}
 	ch <- prometheus.MustNewConstMetric(m.depth, prometheus.GaugeValue, float64(n))
 	ch <- prometheus.MustNewConstMetric(m.oldest, prometheus.GaugeValue, age)
+	ch <- prometheus.MustNewConstMetric(m.stale, prometheus.GaugeValue, isStale)
 }
 
 // Stats is a snapshot of a Webhooks' counters, summed over event types.
@@ -86,6 +94,9 @@ type Stats struct {
 	Delivered, Failed, GaveUp, Dropped, Retries int64
 	Depth                                       int // events in the outbox
 	Oldest                                      time.Time
+	// Stale says why Depth and Oldest are the last figures read rather
+	// than current ones (see Webhooks.BacklogStatus); nil when current.
+	Stale error
 	// OutboxErrors counts a StoreOutbox's failed calls on its table,
 	// summed over operations (0 for an outbox in memory).
 	OutboxErrors int64
@@ -101,7 +112,7 @@ func (w *Webhooks) Stats() Stats {
 		s.Dropped += count(w.m.deliveries.WithLabelValues(e, outcomeDropped))
 		s.Retries += count(w.m.retries.WithLabelValues(e))
 	}
-	s.Depth, s.Oldest = w.Backlog()
+	s.Depth, s.Oldest, s.Stale = w.BacklogStatus()
 	if _, durable := w.outbox().(*StoreOutbox); durable {
 		for _, op := range outboxOps {
 			s.OutboxErrors += count(w.m.outboxErrs.WithLabelValues(op))

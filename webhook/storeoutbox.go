@@ -34,6 +34,8 @@ type StoreOutbox struct {
 	// events stay safe in the table, but a database that keeps failing
 	// delays them all, and the log says so only once per run of failures.
 	errs *prometheus.CounterVec
+
+	stats outboxStats // the last figures Stats read (outboxstats.go)
 }
 
 // The operations errs counts, as its "op" label.
@@ -58,7 +60,7 @@ var outboxOps = []string{opAdd, opClaim, opDone, opRetry, opStats, opMark, opBea
 const storeOutboxPoll = time.Second
 
 // storeOutboxCall bounds each statement run outside a claim (Done,
-// Retry, Add, Stats).
+// Retry, Add, Stats; Stats' callers wait statsWait at most).
 const storeOutboxCall = 10 * time.Second
 
 // newStoreOutbox enables store's outbox; with chatToo, the store writes
@@ -212,14 +214,10 @@ func (o *StoreOutbox) Retry(e Event) {
 }
 
 // Stats implements Outbox: the whole table, every node's events. It
-// reports nothing (0) while the database cannot be read.
+// waits for the database for a short while at most (statsWait): while
+// the database fails or is slow, it reports the last figures read (see
+// outboxstats.go), never an empty outbox it does not know of.
 func (o *StoreOutbox) Stats() (int, time.Time) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeOutboxCall)
-	defer cancel()
-	n, oldest, err := o.ob.Stats(ctx)
-	if err != nil {
-		o.failed(opStats, err)
-		return 0, time.Time{}
-	}
+	n, oldest, _ := o.status()
 	return n, oldest
 }

@@ -139,12 +139,29 @@ func (w *Webhooks) outbox() Outbox {
 }
 
 // Backlog implements livesync.WebhookSender: the events in the outbox
-// and when the oldest was created (for a StoreOutbox, every node's).
+// and when the oldest was created (for a StoreOutbox, every node's; the
+// last figures read when its database fails or is slow, see
+// BacklogStatus).
 func (w *Webhooks) Backlog() (int, time.Time) {
-	if o := w.outbox(); o != nil {
-		return o.Stats()
+	n, oldest, _ := w.BacklogStatus()
+	return n, oldest
+}
+
+// BacklogStatus implements livesync.WebhookBacklogReporter: Backlog, and
+// why its figures are not current (nil when they are). A StoreOutbox
+// waits a short while at most for its database (half a second), then
+// reports the last figures read and why: the table did not answer in
+// time, or the read failed.
+func (w *Webhooks) BacklogStatus() (int, time.Time, error) {
+	switch o := w.outbox().(type) {
+	case nil:
+		return 0, time.Time{}, nil
+	case *StoreOutbox:
+		return o.status()
+	default:
+		n, oldest := o.Stats()
+		return n, oldest, nil
 	}
-	return 0, time.Time{}
 }
 
 // emit queues e for delivery, unless its type is not wanted. A full
