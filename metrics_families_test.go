@@ -39,7 +39,9 @@ func fullServer(t *testing.T) *livesync.Server {
 		Webhooks: wh,
 		Hooks: livesync.Hooks{
 			OnJoin: func(context.Context, livesync.MemberEvent) {},
-			OnChat: func(context.Context, livesync.ChatRequest) (livesync.ChatDecision, error) { return livesync.ChatDecision{}, nil },
+			OnChat: func(context.Context, livesync.ChatRequest) (livesync.ChatDecision, error) {
+				return livesync.ChatDecision{}, nil
+			},
 		},
 	})
 	if err != nil {
