@@ -77,11 +77,20 @@ type readinessCheck struct {
 	check func(context.Context) error
 }
 
-// shuttingDown reports whether Shutdown has begun.
+// shuttingDown reports whether Shutdown has closed the server (after
+// Options.ShutdownDelay).
 func (s *Server) shuttingDown() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closed
+}
+
+// notReady reports whether Shutdown has begun, its delay included: the
+// server still serves, but a load balancer should send it no one new.
+func (s *Server) notReady() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leaving || s.closed
 }
 
 // errShuttingDown is the readiness failure of a server in Shutdown.
@@ -142,7 +151,7 @@ func runCheck(ctx context.Context, check func(context.Context) error) error {
 // endpoint when you mount the server on your own mux. A broker only partly
 // down (broker.Degrader) leaves the server ready: /readyz says degraded.
 func (s *Server) Ready(ctx context.Context) error {
-	if s.shuttingDown() {
+	if s.notReady() {
 		return errShuttingDown
 	}
 	var errs []error
@@ -250,7 +259,7 @@ func (s *Server) webhookBacklog(ctx context.Context) *webhookStatus {
 func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	st := readyStatus{Status: "ready", Checks: map[string]string{}}
 	var backlog chan *webhookStatus // read beside the checks
-	if s.shuttingDown() {
+	if s.notReady() {
 		st.Status, st.Reason = "unavailable", errShuttingDown.Error()
 	} else {
 		if s.opts.Webhooks != nil {

@@ -67,6 +67,16 @@ type Options struct {
 	// negative value disables throttling.
 	PresenceThrottle time.Duration
 
+	// ShutdownDelay is how long Shutdown keeps serving after it begins,
+	// with Ready failing and /readyz answering 503 "shutting down", before
+	// it closes the listener and the connections: time for a load
+	// balancer's readiness probe to take the node out, so that new
+	// clients stop coming before the old ones are told to reconnect.
+	// Default 0: Shutdown closes at once, and /readyz answers only while
+	// the chat and documents drain. Shutdown's context cuts the delay
+	// short.
+	ShutdownDelay time.Duration
+
 	// Store persists chat. Default: a chat.MemoryStore. The server closes
 	// it on Shutdown. When it is a chat.DocStore (MemoryStore and the SQL
 	// stores are), it keeps the shared documents too; otherwise a

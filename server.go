@@ -35,11 +35,12 @@ type Server struct {
 	metrics  metrics
 	trusted  trustedProxies
 
-	mu      sync.Mutex // guards conns, perIP, slots, closed, httpSrv
+	mu      sync.Mutex // guards conns, perIP, slots, closed, leaving, httpSrv
 	conns   map[*conn]struct{}
 	perIP   map[string]int
 	slots   int // connections admitted: upgrading or registered
 	closed  bool
+	leaving bool // Shutdown began: not ready, though it may serve for ShutdownDelay yet
 	httpSrv *http.Server
 
 	// Guarded by mu too: the plain HTTP connections of Serve's listener,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/openlivesync/livesync/protocol"
 )
@@ -31,7 +32,9 @@ func (s *Server) drainChat(ctx context.Context) error {
 	}
 }
 
-// Shutdown stops accepting connections and chat, stores pending chat and
+// Shutdown first fails Ready (/readyz answers 503 "shutting down") and
+// keeps serving for Options.ShutdownDelay, or until ctx ends. It then
+// stops accepting connections and chat, stores pending chat and
 // delivers it to the members still connected, closes every client with
 // 1001 (cancelling the contexts its hooks were given), waits for them to
 // go, then closes the store. When ctx ends first, the remaining
@@ -40,10 +43,22 @@ func (s *Server) drainChat(ctx context.Context) error {
 // cancelled context can hold it longer.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.leaving {
 		s.mu.Unlock()
 		return errors.New("livesync: server already shut down")
 	}
+	s.leaving = true
+	s.mu.Unlock()
+	if d := s.opts.ShutdownDelay; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+
+	s.mu.Lock()
 	s.closed = true
 	hs := s.httpSrv
 	conns := make([]*conn, 0, len(s.conns))

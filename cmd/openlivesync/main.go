@@ -114,13 +114,16 @@ func run(args []string, getenv func(string) string, stderr io.Writer, ready chan
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	// The delay (-shutdown-delay) comes on top of the drain's 15 s.
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second+cfg.ops.shutdownDelay)
 	defer cancel()
-	stopMetrics(sctx)
 	// Shutdown closes the webhooks after the rooms' last leaves and chat
 	// and before the store; a receiver that is down holds it for
-	// webhook.DefaultDrainTimeout at most.
-	if err := srv.Shutdown(sctx); err != nil {
+	// webhook.DefaultDrainTimeout at most. The metrics listener is
+	// stopped after it, so that the drain can be watched to its end.
+	err = srv.Shutdown(sctx)
+	stopMetrics(sctx)
+	if err != nil {
 		log.Error("shutdown", "err", err)
 		return 1
 	}

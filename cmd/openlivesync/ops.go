@@ -36,6 +36,9 @@ type opsConfig struct {
 	metrics     bool
 	metricsAddr string
 	demo        bool
+	// shutdownDelay is Options.ShutdownDelay: on SIGTERM the server
+	// answers /readyz 503 and keeps serving this long before it closes.
+	shutdownDelay time.Duration
 }
 
 // commandFlags are flags that are commands, not settings: they are read
@@ -53,6 +56,7 @@ func (o *opsConfig) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.metrics, "metrics", true, "serve Prometheus metrics at /metrics (false: nowhere)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics on this address instead of the main one, e.g. 127.0.0.1:9090")
 	fs.BoolVar(&o.demo, "demo", true, "serve the demo page at /demo")
+	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, answer /readyz 503 \"shutting down\" and keep serving this long before closing the listener and connections, so that a load balancer takes the node out first, e.g. 10s (more than its probe period)")
 }
 
 // apply sets the library options the operator's flags decide.
@@ -61,6 +65,7 @@ func (o *opsConfig) apply(opts *livesync.Options) {
 	// With -metrics-addr the main listener, often a public one, keeps
 	// the numbers out.
 	opts.DisableMetricsRoute = !o.metrics || o.metricsAddr != ""
+	opts.ShutdownDelay = o.shutdownDelay
 }
 
 // checkOps is run's check of the flags before anything is opened: the
@@ -73,6 +78,8 @@ func (c *config) checkOps() error {
 		return errors.New("-tls-cert and -tls-key go together: give both PEM files, or neither to serve plain HTTP")
 	case !o.metrics && o.metricsAddr != "":
 		return errors.New("-metrics=false and -metrics-addr contradict each other: drop one")
+	case o.shutdownDelay < 0:
+		return fmt.Errorf("-shutdown-delay %v is negative: give 0 (close at once) or how long to keep serving after SIGTERM, e.g. 10s", o.shutdownDelay)
 	case c.jwtSecret != "" && len(c.jwtSecret) < auth.MinSecretBytes:
 		return fmt.Errorf("-jwt-secret is %d bytes; HS256 needs at least %d random bytes (e.g. the output of: openssl rand -base64 32)",
 			len(c.jwtSecret), auth.MinSecretBytes)
