@@ -42,10 +42,23 @@ type Hooks struct {
 	// delays that room's chat only, and a hanging backend costs a batch of
 	// messages one ChatTimeout, not one each. ctx is
 	// cancelled when the sender's connection ends, and when ChatTimeout
-	// runs out. A rejection gets the sender an error CHAT_REJECTED with
-	// the reason; an error or a timeout gets CHAT_UNAVAILABLE. Either way
-	// nothing is stored or broadcast.
+	// runs out. Once a call of a room runs out its time (ChatTimeout, or
+	// an error wrapping context.DeadlineExceeded), the room's messages
+	// that arrived before it did and wait for their call are not asked
+	// about: they fail at once, so that a hanging hook costs a room's
+	// backlog about one ChatTimeout. A rejection gets the sender an error
+	// CHAT_REJECTED with the reason; a failure (an error, a timeout, a
+	// panic, a rewrite that fails a client message's checks, an unknown
+	// action) gets CHAT_UNAVAILABLE with why, unless ChatFailOpen. Either
+	// way nothing is stored or broadcast.
 	OnChat func(ctx context.Context, req ChatRequest) (ChatDecision, error)
+	// ChatFailOpen accepts, as sent, a message OnChat failed to decide
+	// (every failure above, and a call cut short by its sender's
+	// connection ending): the hook's absence then never loses chat, and a
+	// hanging hook delays it about one ChatTimeout.
+	// Without it, a message whose sender leaves while OnChat runs is
+	// dropped (logged at debug).
+	ChatFailOpen bool
 	// ChatTimeout bounds one OnChat call. Default 2s. A message waits for
 	// its decision at most StoreTimeout plus ChatTimeout from its arrival
 	// (the decisions of the batches before it included); the store is
@@ -117,6 +130,29 @@ type ChatRequest struct {
 	Metadata     json.RawMessage // nil when none
 }
 
+// ChatHookError is an OnChat error that tells the sender why the hook
+// could not decide: CHAT_UNAVAILABLE's message reads "the chat hook
+// <Reason>; the message was not sent". Reason is shown to clients, so it
+// must name no URL and quote no answer of the backend ("did not answer
+// in time", "answered HTTP 503"). Other errors are told as "failed".
+type ChatHookError struct {
+	Reason string
+	// Err is the cause, for logs and errors.Is: context.DeadlineExceeded
+	// for a call that ran out its time counts as a hung hook.
+	Err error
+}
+
+// Error says what failed, and why.
+func (e *ChatHookError) Error() string {
+	if e.Err == nil {
+		return "chat hook " + e.Reason
+	}
+	return "chat hook " + e.Reason + ": " + e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *ChatHookError) Unwrap() error { return e.Err }
+
 // ChatAction is what OnChat decided.
 type ChatAction int
 
@@ -126,7 +162,7 @@ const (
 	// ChatRewrite stores and broadcasts ChatDecision.Message (and
 	// Metadata, when not nil) instead of the sender's. The rewritten
 	// message must pass the same checks as a client's (size, no U+0000):
-	// one that does not is treated as a hook error.
+	// one that does not is a hook failure (see Hooks.ChatFailOpen).
 	ChatRewrite
 	// ChatReject refuses the message with ChatDecision.Reason.
 	ChatReject

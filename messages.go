@@ -228,7 +228,7 @@ func (c *conn) handleChat(raw []byte) *clientError {
 	c.room.announce(c)
 	req := chatRequest{conn: c, msg: msg, deadline: time.Now().Add(lim.StoreTimeout)}
 	if h := &c.srv.opts.Hooks; h.OnChat != nil {
-		req.ctx, req.name = c.context(), c.name
+		req.ctx = c.context()
 		req.deadline = req.deadline.Add(h.ChatTimeout)
 	}
 	_, e := c.room.enqueueChat(req)

@@ -77,6 +77,10 @@ type room struct {
 
 	chatQueue   []chatRequest // guarded by mu
 	chatRunning bool          // a chat worker is draining chatQueue
+	// hookTimedOut (unix ns) is when an OnChat call last ran out its
+	// time: the messages that arrived before, waiting while the hook hung,
+	// are decided at once as failed (room_chat_hook.go).
+	hookTimedOut atomic.Int64
 	// chatMu is held while a batch is stored and broadcast, and while the
 	// history is loaded from the store. Lock order: chatMu, then mu.
 	chatMu sync.Mutex

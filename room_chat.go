@@ -22,9 +22,8 @@ type chatRequest struct {
 	// arrived, however long it waited in the queue.
 	deadline time.Time
 	// For Hooks.OnChat only: the sender's connection context (nil: the
-	// API's, which has none) and the name it joined with.
-	ctx  context.Context
-	name string
+	// API's, which has none).
+	ctx context.Context
 }
 
 // encodedHistory is the chatHistory array of room_joined: the recent

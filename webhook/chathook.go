@@ -26,8 +26,13 @@ type ChatHookConfig struct {
 	// call.
 	Timeout time.Duration
 	// FailOpen accepts the message when the call fails (timeout,
-	// connection error, a non-2xx answer, a body that does not parse).
-	// Default: the message is refused with CHAT_UNAVAILABLE.
+	// connection error, a non-2xx answer, a body that does not parse),
+	// the sender's connection ending meanwhile included. Default: the
+	// call returns a livesync.ChatHookError saying why, and the message is
+	// refused with CHAT_UNAVAILABLE. The server's own
+	// livesync.Hooks.ChatFailOpen covers more (the server's timeout, a
+	// rewrite it cannot use, a room whose hook hung moments ago): prefer
+	// it, as the binary's -chat-hook-fail-open does.
 	FailOpen bool
 	// Client makes the calls. Default: one of its own, reusing
 	// connections and following no redirect.
@@ -83,7 +88,7 @@ func ChatHook(cfg ChatHookConfig) (func(context.Context, livesync.ChatRequest) (
 		d, err := cfg.call(ctx, req)
 		if err != nil {
 			cfg.Logger.Warn("chat hook failed", "room", req.RoomID, "err", err, "fail_open", cfg.FailOpen)
-			if cfg.FailOpen && ctx.Err() == nil {
+			if cfg.FailOpen {
 				return livesync.ChatDecision{Action: livesync.ChatAccept}, nil
 			}
 		}
@@ -91,35 +96,47 @@ func ChatHook(cfg ChatHookConfig) (func(context.Context, livesync.ChatRequest) (
 	}, nil
 }
 
-// call makes one call and reads its decision.
+// call makes one call and reads its decision. Its errors are
+// livesync.ChatHookErrors, whose Reason the sender reads: it names
+// neither the URL nor the answer's body, which the log gets instead.
 func (cfg *ChatHookConfig) call(ctx context.Context, req livesync.ChatRequest) (livesync.ChatDecision, error) {
 	body, err := json.Marshal(chatHookRequest{req.RoomID, req.ConnectionID, req.UserID, req.Name, req.Message, req.Metadata})
 	if err != nil {
-		return livesync.ChatDecision{}, err
+		return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: "failed", Err: err}
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return livesync.ChatDecision{}, redactErr(err, cfg.URL)
+		return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: "failed", Err: redactErr(err, cfg.URL)}
 	}
 	cfg.Secret.setHeaders(hreq.Header, newID(), body)
 	hreq.Header.Set("User-Agent", "openlivesync-chat-hook")
 	resp, err := cfg.Client.Do(hreq)
 	if err != nil {
-		return livesync.ChatDecision{}, redactErr(err, cfg.URL)
+		if ctx.Err() != nil {
+			// Wrapping ctx's error, not the client's, keeps errors.Is
+			// working through the URL's redaction.
+			return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: "did not answer in time", Err: fmt.Errorf("%w: %v", ctx.Err(), redactErr(err, cfg.URL))}
+		}
+		return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: "could not be reached", Err: redactErr(err, cfg.URL)}
 	}
 	defer resp.Body.Close()
 	answer, over := readBody(resp)
 	switch {
 	case resp.StatusCode < 200 || resp.StatusCode >= 300:
-		return livesync.ChatDecision{}, fmt.Errorf("answered HTTP %d: %s", resp.StatusCode, snippet(answer))
+		return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: fmt.Sprintf("answered HTTP %d", resp.StatusCode),
+			Err: fmt.Errorf("answered HTTP %d: %s", resp.StatusCode, snippet(answer))}
 	case over:
-		return livesync.ChatDecision{}, fmt.Errorf("answer larger than %d bytes", maxResponseBytes)
+		return livesync.ChatDecision{}, unusable(fmt.Sprintf("it is larger than %d bytes", maxResponseBytes), nil)
 	}
 	var r chatHookResponse
 	if err := json.Unmarshal(answer, &r); err != nil {
-		return livesync.ChatDecision{}, fmt.Errorf("answer is not the expected JSON: %v", err)
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return livesync.ChatDecision{}, unusable(fmt.Sprintf("field %q is not a %s", te.Field, te.Type.Kind()), err)
+		}
+		return livesync.ChatDecision{}, unusable("it is not a JSON object", err)
 	}
 	switch r.Action {
 	case "accept":
@@ -135,7 +152,14 @@ func (cfg *ChatHookConfig) call(ctx context.Context, req livesync.ChatRequest) (
 			d.Metadata = nil
 		}
 		return d, nil
+	case "":
+		return livesync.ChatDecision{}, unusable(`it has no "action"`, nil)
 	default:
-		return livesync.ChatDecision{}, fmt.Errorf("answer's action %q is not accept, rewrite or reject", r.Action)
+		return livesync.ChatDecision{}, unusable(`its "action" is not accept, rewrite or reject`, fmt.Errorf("action %s", snippet([]byte(r.Action))))
 	}
+}
+
+// unusable is the error of an answer that does not parse as a decision.
+func unusable(why string, err error) error {
+	return &livesync.ChatHookError{Reason: "gave an unusable answer: " + why, Err: err}
 }

@@ -63,6 +63,9 @@ func (h *hooksConfig) validate() error {
 		}
 		h.secret = s
 	}
+	if h.chatFailOpen && h.chatHookURL == "" {
+		return errors.New("-chat-hook-fail-open needs -chat-hook-url")
+	}
 	if h.webhookEvents != "" && h.webhookURL == "" {
 		return errors.New("-webhook-events needs -webhook-url")
 	}
@@ -84,13 +87,17 @@ func (h *hooksConfig) validate() error {
 func (h *hooksConfig) apply(opts *livesync.Options, log *slog.Logger) error {
 	if h.chatHookURL != "" {
 		hook, err := webhook.ChatHook(webhook.ChatHookConfig{URL: h.chatHookURL, Secret: h.secret,
-			Timeout: h.chatTimeout, FailOpen: h.chatFailOpen, Logger: log})
+			Timeout: h.chatTimeout, Logger: log})
 		if err != nil {
 			return err
 		}
 		opts.Hooks.OnChat = hook
-		// The call's own timeout fires first, so that -chat-hook-fail-open
-		// decides a slow call rather than the server's bound.
+		// The server's fail-open, not the hook's: it also covers the
+		// server's own bound, unusable rewrites, a sender leaving and a
+		// room whose hook hung moments ago.
+		opts.Hooks.ChatFailOpen = h.chatFailOpen
+		// The call's own timeout fires first, so that the reason told is
+		// the call's own.
 		opts.Hooks.ChatTimeout = h.chatTimeout + time.Second
 	}
 	if h.webhookURL == "" {

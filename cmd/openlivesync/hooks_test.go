@@ -32,6 +32,7 @@ func TestWebhookFlagsRefusedInOneLine(t *testing.T) {
 		{[]string{"-webhook-url", "http://x/h", "-webhook-secret", short}, "16 bytes"},
 		{[]string{"-webhook-url", "http://x/h", "-webhook-secret", hookSecret, "-webhook-events", "chat.message,room.joined"}, `"room.joined"`},
 		{[]string{"-chat-hook-url", "http://x/h"}, "-webhook-secret"},
+		{[]string{"-chat-hook-fail-open"}, "-chat-hook-url"},
 		{[]string{"-chat-hook-url", "mailto:a@b", "-webhook-secret", hookSecret}, "-chat-hook-url"},
 		{[]string{"-webhook-url", "http://x:70000/h", "-webhook-secret", hookSecret}, "port 70000"},
 		{[]string{"-webhook-url", "https://admin:p@ss#Kq@x/h", "-webhook-secret", hookSecret}, "percent-encoded"},
