@@ -74,16 +74,18 @@ func (a *apiHandler) deleteChat(room, id string) apiResult {
 // apiKickRequest is the body of POST /api/rooms/{room}/kick: exactly one
 // of ConnectionID and UserID.
 type apiKickRequest struct {
-	ConnectionID string `json:"connectionId,omitempty"`
-	UserID       string `json:"userId,omitempty"`
-	Reason       string `json:"reason,omitempty"`     // the close frame's reason
-	BanSeconds   int64  `json:"banSeconds,omitempty"` // refuse the user's rejoin this long
+	ConnectionID string      `json:"connectionId,omitempty"`
+	UserID       string      `json:"userId,omitempty"`
+	Reason       string      `json:"reason,omitempty"`     // the close frame's reason
+	BanSeconds   wholeNumber `json:"banSeconds,omitempty"` // refuse the user's rejoin this long
 }
 
 // apiKickResponse answers POST /api/rooms/{room}/kick.
 type apiKickResponse struct {
-	// Kicked counts the connections removed, on every node: this node's,
-	// and those the cluster registry lists on the others.
+	// Kicked counts the connections removed, members of the room and
+	// peers of its document alike, on every node: this node's, and those
+	// the cluster registry lists on the others (the same whichever node
+	// is asked).
 	Kicked int `json:"kicked"`
 	// Banned lists the user ids banned, when banSeconds was given.
 	Banned []string `json:"banned,omitempty"`
@@ -100,17 +102,23 @@ const (
 
 // kick removes members from the room: POST /api/rooms/{room}/kick
 // {connectionId | userId, reason?, banSeconds?}. The connections named,
-// wherever they are connected, are closed with 4403 and the reason, and
+// wherever they are connected, members of the room and peers of its
+// document (/yjs/{room}) alike, are closed with 4403 and the reason, and
 // leave the room as any member leaves. With banSeconds, the user (the
 // userId given, or the user of the connection given; an anonymous
 // connection has none, and once closed nothing of it can rejoin) is
 // refused with FORBIDDEN when it joins the room again within that time,
 // on every node.
 //
-// 404 when the room is unknown: nobody is in it on any node and its store
-// holds no message. Kicking someone who is not (or no longer) in a known
-// room is 200 with {"kicked": 0} and still bans a userId, so a retry is
-// harmless; a retry with an Idempotency-Key replays the first answer.
+// A kick with banSeconds is always carried out, the room known or not:
+// a ban by userId holds for a user who is not in the room now (a
+// pre-ban). A kick without one answers 404 only for a room unknown to
+// the whole cluster: no member and no document peer on any node, no
+// stored document, no chat in the store, and no member on this node
+// within the last 10 minutes (so a kick retried after the first emptied
+// the room answers {"kicked": 0}; a retry with an Idempotency-Key
+// replays the first answer). Kicking someone who is not (or no longer)
+// in a known room is 200 with {"kicked": 0}.
 func (a *apiHandler) kick(room string, body []byte) apiResult {
 	s := a.s
 	var p apiKickRequest
@@ -131,23 +139,28 @@ func (a *apiHandler) kick(room string, body []byte) apiResult {
 	ctx, cancel := context.WithTimeout(context.Background(), s.limits.StoreTimeout)
 	defer cancel()
 
-	// Who is in the room elsewhere: for the count, to know the room, and
-	// the user of a connection on another node, for its ban.
+	// Who is in the room, or its document, elsewhere: for the count, to
+	// know the room, and the user of a connection on another node, for
+	// its ban.
 	mod := s.moderator()
 	var remote []broker.Member
 	if mod != nil {
-		st, err := s.broker.RoomState(ctx, room)
-		if err != nil {
-			s.log.Warn("cluster: kick refused, the cluster is unreachable", "room", room, "err", err)
-			return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the cluster cannot be reached; nobody was kicked")
+		for _, id := range []string{room, docRoom(room)} {
+			st, err := s.broker.RoomState(ctx, id)
+			if err != nil {
+				s.log.Warn("cluster: kick refused, the cluster is unreachable", "room", room, "err", err)
+				return apiError(http.StatusServiceUnavailable, protocol.CodeServerError, "the cluster cannot be reached; nobody was kicked")
+			}
+			remote = append(remote, st.Members...)
 		}
-		remote = st.Members
 	}
 	remoteKicked := 0
 	users := map[string]bool{}
 	if k.UserID != "" {
 		users[k.UserID] = true
 	} else if u, ok := s.localMember(room, k.ConnectionID); ok && u != "" {
+		users[u] = true
+	} else if u, ok := s.localDocPeer(room, k.ConnectionID); ok && u != "" {
 		users[u] = true
 	}
 	for _, m := range remote {
@@ -161,16 +174,16 @@ func (a *apiHandler) kick(room string, body []byte) apiResult {
 			}
 		}
 	}
-	if len(remote) == 0 && s.localMembers(room) == 0 && s.lookupDoc(room) == nil {
-		msgs, err := s.store.History(ctx, room, 1, 0)
-		if err != nil {
-			s.metrics.storeFailed(storeHistory)
-			return apiError(http.StatusServiceUnavailable, protocol.CodeChatUnavailable, "chat storage is unavailable, so whether the room exists is unknown; nobody was kicked")
-		}
-		if len(msgs) == 0 {
-			return apiError(http.StatusNotFound, protocol.CodeInvalidPayload, "kick: no room "+quoteTrunc(room)+" (nobody in it, no chat)")
+	if p.BanSeconds == 0 && len(remote) == 0 {
+		switch known, err := s.roomKnown(ctx, room); {
+		case err != nil:
+			s.log.Warn("kick: whether the room exists is unknown", "room", room, "err", err)
+			return apiError(http.StatusServiceUnavailable, protocol.CodeChatUnavailable, "the store is unavailable, so whether the room exists is unknown; nobody was kicked")
+		case !known:
+			return apiError(http.StatusNotFound, protocol.CodeInvalidPayload, "kick: no room "+quoteTrunc(room)+" (nobody in it or its document on any node lately, no chat, no stored document)")
 		}
 	}
+	s.recent.note(room)
 
 	// The ban first: a kicked client that reconnects at once must find it.
 	var banned []string
@@ -187,7 +200,7 @@ func (a *apiHandler) kick(room string, body []byte) apiResult {
 			banned = append(banned, u)
 		}
 		s.metrics.banned(len(banned))
-		s.log.Info("users banned", "room", room, "users", banned, "seconds", p.BanSeconds)
+		s.log.Info("users banned", "room", room, "users", banned, "seconds", int64(p.BanSeconds))
 	}
 	n := s.kickLocal(room, k)
 	// Sent even when the registry listed no match: a member that joined
@@ -204,4 +217,27 @@ func (a *apiHandler) kick(room string, body []byte) apiResult {
 		}
 	}
 	return apiJSON(http.StatusOK, apiKickResponse{Kicked: n + remoteKicked, Banned: banned})
+}
+
+// roomKnown reports whether this node knows room id, for a kick without
+// a ban (other nodes' members were asked already): members or document
+// peers here, members here lately, chat in the store, or a stored
+// document.
+func (s *Server) roomKnown(ctx context.Context, id string) (bool, error) {
+	if s.localMembers(id) > 0 || s.lookupDoc(id) != nil || s.recent.known(id) {
+		return true, nil
+	}
+	msgs, err := s.store.History(ctx, id, 1, 0)
+	if err != nil {
+		s.metrics.storeFailed(storeHistory)
+		return false, err
+	}
+	if len(msgs) > 0 {
+		return true, nil
+	}
+	if s.docs.store == nil {
+		return false, nil
+	}
+	log, err := s.docs.store.LoadDoc(ctx, id)
+	return len(log.Updates) > 0, err
 }

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"reflect"
+	"strconv"
 	"unicode"
 	"unicode/utf8"
 
@@ -242,6 +245,25 @@ func decodePayload(typ string, raw json.RawMessage, v any, optional bool) *clien
 		}
 		return errPayload("%s payload: %v", typ, err)
 	}
+	return nil
+}
+
+// wholeNumber is an integer field as JSON writes numbers: 600, 6e2 and
+// 600.0 alike (JavaScript's JSON.stringify writes 1e21 so, and
+// backends in other languages may write floats); a fraction, a string or
+// a value beyond ±2^53 is refused as not a whole number.
+type wholeNumber int64
+
+// UnmarshalJSON reads a whole number; null leaves it as it is.
+func (n *wholeNumber) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil || b[0] == '"' || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		return &json.UnmarshalTypeError{Value: "number " + string(b), Type: reflect.TypeFor[int64]()}
+	}
+	*n = wholeNumber(f)
 	return nil
 }
 

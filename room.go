@@ -276,6 +276,7 @@ func (r *room) idleLocked() bool {
 // retire removes a room idleLocked marked dead from the server and from
 // the cluster.
 func (r *room) retire() {
+	r.srv.recent.note(r.id)
 	r.srv.removeRoom(r)
 	r.unsubscribe()
 }

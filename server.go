@@ -55,6 +55,7 @@ type Server struct {
 
 	broker Broker // nil unless the server is a node of a cluster
 	bans   banList
+	recent recentRooms // rooms that had members lately (the API's kick)
 
 	// observers delivers to the Hooks' observers; nil when none is set,
 	// so that the paths that would feed it test one pointer.

@@ -3,6 +3,7 @@ package livesync
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 
 	"github.com/openlivesync/livesync/yupdate"
@@ -40,9 +41,14 @@ const (
 	docRoomPrefix = "\x1fyjs\x1f"
 )
 
-// docPeerEntry is a document peer's entry in the broker's registry: the
-// registry only needs the peer to be there.
-var docPeerEntry = []byte("{}")
+// docPeerEntry is a document peer's entry in the broker's registry: its
+// user, which a kick by userId through another node matches and counts.
+func docPeerEntry(c *conn) []byte {
+	b, _ := json.Marshal(struct {
+		UserID string `json:"userId,omitempty"`
+	}{userID(c.user)})
+	return b
+}
 
 // docRoom is the broker's room of document name.
 func docRoom(name string) string { return docRoomPrefix + name }

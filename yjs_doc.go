@@ -212,7 +212,7 @@ func (d *ydoc) join(c *conn) error {
 	}
 	d.peers[c] = struct{}{}
 	if s := d.srv; s.broker != nil {
-		s.broker.SetMember(docRoom(d.name), c.id, docPeerEntry)
+		s.broker.SetMember(docRoom(d.name), c.id, docPeerEntry(c))
 	}
 	c.send(ySyncFrame(ySyncStep1, sv))
 	if len(d.aware) > 0 {

@@ -23,3 +23,20 @@ func (s *Server) kickDocPeers(name string, k broker.Kick) int {
 	s.kickConns(conns, k, nil, "document peer kicked", "doc", name)
 	return len(conns)
 }
+
+// localDocPeer returns the user id of this node's peer connID of
+// document name, and whether there is one.
+func (s *Server) localDocPeer(name, connID string) (user string, ok bool) {
+	d := s.lookupDoc(name)
+	if d == nil {
+		return "", false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for c := range d.peers {
+		if c.id == connID {
+			return userID(c.user), true
+		}
+	}
+	return "", false
+}
