@@ -95,12 +95,17 @@ type Pinger interface {
 type Pager interface {
 	// HistoryBefore returns up to limit messages of roomID older than the
 	// message beforeID (the newest messages when beforeID is empty), oldest
-	// first, and whether older messages remain. A beforeID that is not one
-	// of this store's ids gets an error wrapping ErrBadCursor.
+	// first, and whether older messages remain. beforeID need not name a
+	// message that is still stored: an id this store could have given (a
+	// deleted message's, say) pages from where that message was, so a
+	// client whose oldest loaded message was deleted still scrolls back.
+	// A beforeID that cannot be one of this store's ids gets an error
+	// wrapping ErrBadCursor.
 	HistoryBefore(ctx context.Context, roomID, beforeID string, limit int) (msgs []protocol.StoredChatMessage, hasMore bool, err error)
 }
 
-// ErrBadCursor is returned by HistoryBefore for a malformed beforeID.
+// ErrBadCursor is returned by HistoryBefore for a beforeID that is not
+// the form of this store's ids (and, in the SQL stores, names no row).
 var ErrBadCursor = errors.New("chat: not a message id of this store")
 
 // ErrNUL is wrapped by the error Append and AppendBatch return for a
@@ -141,9 +146,9 @@ const DefaultHistoryLimit = 100
 // /api/rooms/{room}/chat/{id}). A deleted message no longer shows up in
 // History or HistoryBefore, and its id is never given to another message,
 // so that an id a client or a server's memory still holds cannot come to
-// name a different message. Using a deleted message's id as the
-// HistoryBefore cursor may fail with ErrBadCursor (the SQL stores look the
-// cursor up) or page from where the message was (the memory store).
+// name a different message. A deleted message's id remains a
+// HistoryBefore cursor, which pages from where the message was, in every
+// store.
 type Deleter interface {
 	// Delete removes the message id of roomID. It reports found false,
 	// with a nil error, when roomID has no message id: never stored, of

@@ -41,7 +41,8 @@ func without(ms []protocol.StoredChatMessage, drop ...int) []protocol.StoredChat
 }
 
 // testDelete: a deleted message leaves History and HistoryBefore, the
-// others keep their order, a second Delete (or one naming another room's
+// others keep their order, its id still pages HistoryBefore from where
+// it was, a second Delete (or one naming another room's
 // message, or nothing) reports not found and changes nothing, and the
 // deleted id is not given to a later message.
 func testDelete(t *testing.T, s chat.Store) {
@@ -81,6 +82,18 @@ func testDelete(t *testing.T, s chat.Store) {
 		sameMessages(t, got, want[1:2])
 		if !more {
 			t.Error("HistoryBefore: hasMore false with an older message left")
+		}
+		// A deleted message's id is still a cursor: a client whose oldest
+		// loaded message was deleted scrolls back from where it was.
+		for _, c := range []struct {
+			deleted int
+			want    []protocol.StoredChatMessage
+		}{{2, want[:1]}, {5, want}, {0, nil}} {
+			got, more := historyBefore(t, p, "del", all[c.deleted].ID, 10)
+			sameMessages(t, got, c.want)
+			if more {
+				t.Errorf("HistoryBefore(deleted message %d): hasMore true with nothing older left", c.deleted)
+			}
 		}
 	}
 

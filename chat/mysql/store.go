@@ -128,7 +128,7 @@ func NewFromConfig(ctx context.Context, cfg *mysql.Config, opts *Options) (*Stor
 	// ensureRoomIndex gives every table, new or migrated, that index.
 	const cursor = "SELECT seq FROM %[1]s WHERE id = ? AND CAST(id AS BINARY) = CAST(? AS BINARY)"
 	s.beforeSQL = fmt.Sprintf(columns+" FROM %[1]s FORCE INDEX (room_seq)"+
-		" WHERE room_id = ? AND CAST(room_id AS BINARY) = CAST(? AS BINARY) AND seq < ("+cursor+") ORDER BY seq DESC LIMIT ?", t)
+		" WHERE room_id = ? AND CAST(room_id AS BINARY) = CAST(? AS BINARY) AND seq < COALESCE(("+cursor+"), ?) ORDER BY seq DESC LIMIT ?", t)
 	s.cursorSQL = fmt.Sprintf("SELECT EXISTS ("+cursor+")", t)
 	s.deleteSQL = fmt.Sprintf("DELETE FROM %s WHERE id = ? AND CAST(id AS BINARY) = CAST(? AS BINARY)"+
 		" AND CAST(room_id AS BINARY) = CAST(? AS BINARY)", t)
@@ -172,7 +172,7 @@ func (s *Store) newest(ctx context.Context, roomID string, n, offset int) ([]pro
 }
 
 func (s *Store) before(ctx context.Context, roomID, beforeID string, n int) ([]protocol.StoredChatMessage, error) {
-	return sqlstore.QueryMessages(ctx, s.db, n, s.beforeSQL, roomID, roomID, beforeID, beforeID, n)
+	return sqlstore.QueryMessages(ctx, s.db, n, s.beforeSQL, roomID, roomID, beforeID, beforeID, sqlstore.CursorSeq(beforeID), n)
 }
 
 func (s *Store) exists(ctx context.Context, id string) (bool, error) {

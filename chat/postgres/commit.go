@@ -51,7 +51,7 @@ FROM %s WHERE room_id = $1 ORDER BY seq DESC LIMIT $2 OFFSET $3`, quote(table))
 func beforeSQL(table string) string {
 	return fmt.Sprintf(`SELECT id, room_id, COALESCE(connection_id, ''), COALESCE(user_id, ''), COALESCE(message, ''),
 	COALESCE(metadata::text, ''), COALESCE(created_at, 0)
-FROM %[1]s WHERE room_id = $1 AND seq < (SELECT seq FROM %[1]s WHERE id = $2) ORDER BY seq DESC LIMIT $3`, quote(table))
+FROM %[1]s WHERE room_id = $1 AND seq < COALESCE((SELECT seq FROM %[1]s WHERE id = $2), $3) ORDER BY seq DESC LIMIT $4`, quote(table))
 }
 
 // cursorSQL tells whether $1 is the id of a message.

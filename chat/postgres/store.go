@@ -251,7 +251,7 @@ func (s *Store) newest(ctx context.Context, roomID string, n, offset int) ([]pro
 }
 
 func (s *Store) before(ctx context.Context, roomID, beforeID string, n int) ([]protocol.StoredChatMessage, error) {
-	return s.readMessages(ctx, n, s.beforeSQL, roomID, beforeID, n)
+	return s.readMessages(ctx, n, s.beforeSQL, roomID, beforeID, sqlstore.CursorSeq(beforeID), n)
 }
 
 func (s *Store) exists(ctx context.Context, id string) (bool, error) {

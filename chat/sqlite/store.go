@@ -125,8 +125,9 @@ func New(ctx context.Context, path string, opts *Options) (*Store, error) {
 	s.historySQL = fmt.Sprintf(columns+` FROM %s WHERE room_id = ? ORDER BY seq DESC LIMIT ? OFFSET ?`, t)
 	// The cursor's seq is looked up by id (its unique index) rather than
 	// parsed from it: a row migrated from the Node.js package may have a
-	// numeric id that is not its seq.
-	s.beforeSQL = fmt.Sprintf(columns+` FROM %[1]s WHERE room_id = ? AND seq < (SELECT seq FROM %[1]s WHERE id = ?)
+	// numeric id that is not its seq. A cursor that names no row (a
+	// deleted message) is its own seq, as every id this store gives is.
+	s.beforeSQL = fmt.Sprintf(columns+` FROM %[1]s WHERE room_id = ? AND seq < COALESCE((SELECT seq FROM %[1]s WHERE id = ?), ?)
 	ORDER BY seq DESC LIMIT ?`, t)
 	s.cursorSQL = fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE id = ?)`, t)
 	s.deleteSQL = fmt.Sprintf(`DELETE FROM %s WHERE id = ? AND room_id = ?`, t)
@@ -191,7 +192,7 @@ func (s *Store) newest(ctx context.Context, roomID string, n, offset int) ([]pro
 }
 
 func (s *Store) before(ctx context.Context, roomID, beforeID string, n int) ([]protocol.StoredChatMessage, error) {
-	return sqlstore.QueryMessages(ctx, s.reader, n, s.beforeSQL, roomID, beforeID, n)
+	return sqlstore.QueryMessages(ctx, s.reader, n, s.beforeSQL, roomID, beforeID, sqlstore.CursorSeq(beforeID), n)
 }
 
 func (s *Store) exists(ctx context.Context, id string) (bool, error) {

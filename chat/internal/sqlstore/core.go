@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -25,7 +26,8 @@ type Reads struct {
 	// offset newest.
 	Newest func(ctx context.Context, roomID string, n, offset int) ([]protocol.StoredChatMessage, error)
 	// Before returns up to n messages of roomID older than the message
-	// whose id is beforeID, and none when no message has that id.
+	// whose id is beforeID or, when no message has that id, older than
+	// seq CursorSeq(beforeID) (none when it is 0).
 	Before func(ctx context.Context, roomID, beforeID string, n int) ([]protocol.StoredChatMessage, error)
 	// Exists reports whether id is the id of a message, in any room. It
 	// tells a cursor with no older message from one that names nothing.
@@ -147,9 +149,11 @@ func (c *Core) History(ctx context.Context, roomID string, limit, offset int) ([
 }
 
 // HistoryBefore is chat.Pager's HistoryBefore. It reads one message more
-// than limit to learn whether more remain. An empty page for a beforeID
-// costs one more query, to tell "nothing older" from a cursor that names
-// no message, which gets an error wrapping chat.ErrBadCursor.
+// than limit to learn whether more remain. A beforeID that is an id this
+// store could give pages from there, its message deleted or not; an
+// empty page for another beforeID costs one more query, to tell "nothing
+// older" from a cursor that names no message, which gets an error
+// wrapping chat.ErrBadCursor.
 func (c *Core) HistoryBefore(ctx context.Context, roomID, beforeID string, limit int) ([]protocol.StoredChatMessage, bool, error) {
 	if err := c.readable(ctx); err != nil {
 		return nil, false, c.errorf("history before", err)
@@ -182,6 +186,9 @@ func (c *Core) page(ctx context.Context, roomID, beforeID string, n int) ([]prot
 	if out = c.withoutDoubtful(out, n); err != nil || len(out) > 0 {
 		return out, err
 	}
+	if CursorSeq(beforeID) > 0 {
+		return out, nil // Before paged by the id as a seq
+	}
 	known, err := c.reads.Exists(ctx, beforeID)
 	if err != nil {
 		return nil, fmt.Errorf("look up cursor: %w", err)
@@ -190,6 +197,18 @@ func (c *Core) page(ctx context.Context, roomID, beforeID string, n int) ([]prot
 		return nil, fmt.Errorf("before %q: %w", beforeID, chat.ErrBadCursor)
 	}
 	return out, nil
+}
+
+// CursorSeq is the seq a HistoryBefore cursor names when no row has it
+// as its id, a deleted message's say: every id the stores give is its
+// seq in decimal. It is 0 for an id that is not one (a row migrated from
+// the Node.js package keeps its id and is found by it).
+func CursorSeq(id string) int64 {
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || n <= 0 || strconv.FormatInt(n, 10) != id {
+		return 0
+	}
+	return n
 }
 
 // Ping is chat.Pinger's Ping, with ping the store's own check.
