@@ -33,6 +33,15 @@ import (
 // a typo; telling "deleted already" apart from "never stored" would take
 // keeping every deletion forever. The room's own existence is not asked:
 // a room whose store holds no message of that id is answered 404 alike.
+//
+// In a cluster whose nodes each have their own store (Options.StorePerNode),
+// every node deletes the message from its own store, and 204 says that
+// this node deleted it or that the deletion reached the other nodes
+// (whether one of them held it is not heard back); 404 then says that
+// this node's store has no such message and the other nodes could not
+// be told. Message ids being per node there, a message this node's
+// recent history holds is deleted only from its sender's node's store;
+// one it does not is deleted from every store holding that id.
 func (a *apiHandler) deleteChat(room, id string) apiResult {
 	s := a.s
 	d, ok := s.store.(chat.Deleter)
@@ -44,6 +53,7 @@ func (a *apiHandler) deleteChat(room, id string) apiResult {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.limits.StoreTimeout)
 	defer cancel()
+	perNode := s.opts.StorePerNode && s.moderator() != nil
 	found, err := d.Delete(ctx, room, id)
 	if err != nil {
 		s.metrics.storeFailed(storeDelete)
@@ -51,16 +61,40 @@ func (a *apiHandler) deleteChat(room, id string) apiResult {
 		return apiError(http.StatusServiceUnavailable, protocol.CodeChatUnavailable, "chat storage is unavailable; the message was not deleted")
 	}
 	// Forgotten here even when the store did not find it: a retry after a
-	// failure below finds the store done and the nodes maybe not.
+	// failure below finds the store done and the nodes maybe not. With a
+	// store per node, ids are per node: the message this node's store had
+	// is this node's, and the others keep theirs of the same id.
 	connID, inMemory := "", false
-	if r := s.lookupRoom(room); r != nil {
-		connID, inMemory = r.forget("", id)
+	if perNode && found {
+		connID = s.apiConnectionID() // stands for this node when its sender is not in memory
 	}
-	if m := s.moderator(); m != nil && (found || inMemory) {
+	if r := s.lookupRoom(room); r != nil {
+		if perNode {
+			if c := r.senderOf(id, func(c string) bool { return s.ownsConn(c) == found }); c != "" {
+				connID = c
+			}
+		}
+		if c, ok := r.forget(connID, id); ok {
+			connID, inMemory = c, true
+		}
+	}
+	// Sent even when this node did not find it: with a store per node,
+	// another node's store may have it; with a shared one, a retry after
+	// a failure here finds the store done and the nodes maybe not.
+	sent := false
+	if m := s.moderator(); m != nil && (found || inMemory || s.opts.StorePerNode) {
 		if err := m.DeleteChat(ctx, room, connID, id); err != nil {
 			s.log.Warn("cluster: chat deletion not sent to other nodes; their recent history keeps the message until the room empties there",
 				"room", room, "id", id, "err", err)
+		} else {
+			sent = s.opts.StorePerNode
 		}
+	}
+	if !found && sent {
+		// Another node's store may have had it: which did is not heard
+		// back, so the answer is the broadcast's.
+		s.log.Info("chat message deletion sent to every node's store", "room", room, "id", id)
+		return apiResult{status: http.StatusNoContent}
 	}
 	if !found {
 		return apiError(http.StatusNotFound, protocol.CodeInvalidPayload,

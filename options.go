@@ -99,6 +99,12 @@ type Options struct {
 	// (when New fails, closing it is the caller's).
 	// Chat history is shared only if Store is shared too (a database).
 	Broker Broker
+	// StorePerNode says that Store is this node's own (a MemoryStore, a
+	// SQLite file) though the server is a node of a cluster: message ids
+	// are then per node, and a message is in the store of the node its
+	// sender is connected to. The HTTP API's DELETE of a chat message then
+	// has every node delete it from its own store (see APIHandler).
+	StorePerNode bool
 
 	// APIKey, when set, mounts the server-side HTTP API under /api/ in
 	// Handler, for requests carrying "Authorization: Bearer <APIKey>" (see

@@ -85,3 +85,17 @@ func (r *room) isDeleted(m *protocol.StoredChatMessage) bool {
 	}
 	return false
 }
+
+// senderOf returns the connection that sent message id of the recent
+// history among those match accepts, "" when none: with a store per node,
+// two nodes' messages may share an id, and their senders tell them apart.
+func (r *room) senderOf(id string, match func(connID string) bool) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.history {
+		if m := &r.history[i]; m.ID == id && match(m.ConnectionID) {
+			return m.ConnectionID
+		}
+	}
+	return ""
+}

@@ -236,6 +236,7 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 		opts.Broker = b // the server closes it on Shutdown
 		if kind := strings.ToLower(c.store); kind == "memory" || strings.HasPrefix(kind, "sqlite:") {
 			log.Warn("chat history is per node: each node of the cluster keeps its own; use a postgres:// or mysql:// -store to share it")
+			opts.StorePerNode = true
 		}
 	}
 	c.ops.apply(opts)
