@@ -3,6 +3,7 @@ package livesync
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -168,4 +169,57 @@ func TestOnChatDecidesABatchAtOnce(t *testing.T) {
 		Hooks:  Hooks{OnChat: g.hook, ChatTimeout: 10 * time.Second},
 		Limits: Limits{ChatRate: 100, ChatBurst: 100}})
 	g.sendBatch(t, s, url, n, "!")
+}
+
+// The HTTP API's chat gives OnChat the name it was posted with, as a
+// client's gives the name it joined with.
+func TestOnChatGetsTheAPIChatName(t *testing.T) {
+	names := make(chan string, 1)
+	hook := func(_ context.Context, req ChatRequest) (ChatDecision, error) {
+		names <- req.Name
+		return ChatDecision{}, nil
+	}
+	o := startOpsServer(t, &Options{Hooks: Hooks{OnChat: hook}}, testAPIKey)
+	if r := o.api(t, http.MethodPost, roomPath("r", "/chat"), `{"message":"hi","name":"Bob"}`); r.status != http.StatusCreated {
+		t.Fatalf("POST chat = %d %s", r.status, r.body)
+	}
+	if got := <-names; got != "Bob" {
+		t.Fatalf("OnChat saw name %q, want Bob", got)
+	}
+}
+
+// A message sent just before its sender closes is stored and delivered:
+// without a hook, and with one under ChatFailOpen, whose call the close
+// cuts short. Without ChatFailOpen such a message is dropped (the hook's
+// ctx ends with the connection, as Hooks says).
+func TestChatSentBeforeCloseIsKept(t *testing.T) {
+	started := make(chan struct{}, 1)
+	slow := func(ctx context.Context, req ChatRequest) (ChatDecision, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ChatDecision{}, ctx.Err()
+	}
+	for _, tc := range []struct {
+		name  string
+		hooks Hooks
+	}{{"no hook", Hooks{}}, {"fail-open hook", Hooks{OnChat: slow, ChatFailOpen: true, ChatTimeout: time.Minute}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, url := startServer(t, &Options{Logger: discardLogger(), Hooks: tc.hooks})
+			watcher := livesynctest.Dial(t, url)
+			watcher.Join("r", nil)
+			sender := livesynctest.Dial(t, url)
+			sender.Join("r", nil)
+			sender.Send(protocol.MsgSendChat, map[string]any{"message": "bye"})
+			if tc.hooks.OnChat != nil {
+				<-started
+			}
+			sender.Close()
+			var m protocol.StoredChatMessage
+			watcher.Until("the message sent before the close", func() bool { return m.Message == "bye" }, func(env protocol.Envelope) {
+				if env.Type == protocol.MsgChatMessage {
+					json.Unmarshal(env.Payload, &m)
+				}
+			})
+		})
+	}
 }
