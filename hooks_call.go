@@ -3,6 +3,7 @@ package livesync
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -28,9 +29,7 @@ func (f *feed) call(kind observationKind, fn func(context.Context)) {
 	select {
 	case <-f.caller.res:
 	case <-ctx.Done():
-		select {
-		case <-f.caller.res: // returned as its time ran out
-		default:
+		if !f.returnedAfterCancel() {
 			close(f.caller.jobs)
 			f.caller = newHookCaller()
 		}
@@ -45,6 +44,33 @@ func (f *feed) call(kind observationKind, fn func(context.Context)) {
 			"hook", name, "feed", f.name, "timeout", f.hooks.ObserverTimeout)
 	}
 }
+
+// returnedAfterCancel reports whether the call in flight, whose context
+// has ended, has returned. Cut short by Shutdown (see observers.close),
+// a call that keeps to its context is given abortGrace to return, so
+// that none is still running when Shutdown returns.
+func (f *feed) returnedAfterCancel() bool {
+	if f.aborted.Err() == nil {
+		select {
+		case <-f.caller.res:
+			return true
+		default:
+			return false
+		}
+	}
+	t := time.NewTimer(abortGrace)
+	defer t.Stop()
+	select {
+	case <-f.caller.res:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// abortGrace bounds how long Shutdown, out of time, waits for an observer
+// call to return once its context is cancelled.
+const abortGrace = time.Second
 
 // hookCaller is a goroutine calling observers one at a time: one per
 // feed rather than one per call, since observations come as fast as
