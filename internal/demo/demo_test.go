@@ -61,11 +61,12 @@ func TestPageIsSelfContainedWithAFreshNonce(t *testing.T) {
 }
 
 // TestNamesAreIsolatedText: what users wrote (names in the member list,
-// on cursors and on chat lines, event names, the room) is set as text,
-// never parsed as HTML, inside <bdi> elements that isolate it, so that a
-// right-to-left override in a name cannot reorder the text after it; and
-// the invisible characters that let one name pass for another are
-// removed from names. TestDemoInBrowser checks the rendering.
+// on cursors and on chat lines, chat text, event names, the room) is set
+// as text, never parsed as HTML, inside <bdi> elements that isolate it,
+// so that a right-to-left override in a name cannot reorder the text
+// after it; and the invisible characters that let one name pass for
+// another (default-ignorable code points, controls) are removed from
+// names. TestDemoInBrowser checks the rendering.
 func TestNamesAreIsolatedText(t *testing.T) {
 	body := get(t, Handler("/live")).Body.String()
 	for _, banned := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"} {
@@ -74,17 +75,17 @@ func TestNamesAreIsolatedText(t *testing.T) {
 		}
 	}
 	for what, want := range map[string]string{
-		"<bdi> isolation in CSS":     "bdi { unicode-bidi: isolate; }",
-		"isolated elements are bdi":  `document.createElement("bdi")`,
-		"set as text":                "el.textContent = text;",
-		"member list":                `isolated(displayName(e), "member-name")`,
-		"cursor labels":              `isolated("", "tag")`,
-		"chat sender":                `isolated(who, "who")`,
-		"event names":                "isolated(String(p.event))",
-		"room":                       "isolated(room)",
-		"overrides and isolates out": `\u202A-\u202E`,
-		"isolate controls out":       `\u2066-\u2069`,
-		"zero-width space out":       `\u200B`,
+		"<bdi> isolation in CSS":    "bdi { unicode-bidi: isolate; }",
+		"isolated elements are bdi": `document.createElement("bdi")`,
+		"set as text":               "el.textContent = text;",
+		"member list":               `isolated(displayName(e), "member-name")`,
+		"cursor labels":             `isolated("", "tag")`,
+		"chat sender":               `isolated(who, "who")`,
+		"chat text":                 `isolated(m.message, "text")`,
+		"event names":               "isolated(cleanName(String(p.event), 60))",
+		"room":                      "isolated(room)",
+		"invisible characters out":  `[\p{Default_Ignorable_Code_Point}\p{Cc}]`,
+		"names cleaned when shown":  `cleanName((e.presence && typeof e.presence.name === "string"`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("%s: the page lacks %s", what, want)

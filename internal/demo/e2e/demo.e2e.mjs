@@ -121,6 +121,39 @@ async function seesSystemLine(page, text) {
   );
 }
 
+// seesMembers waits until page's member list holds every name in want.
+async function seesMembers(page, want) {
+  try {
+    await page.waitForFunction(
+      (w) => {
+        const names = [...document.querySelectorAll("#members .member-name")].map((el) => el.textContent);
+        return w.every((n) => names.includes(n));
+      },
+      want,
+      { polling: 50 },
+    );
+  } catch (err) {
+    const got = await page.evaluate(() => [...document.querySelectorAll("#members .member-name")].map((el) => el.textContent));
+    throw new Error(`members: want ${JSON.stringify(want)} among ${JSON.stringify(got)}: ${err.message}`);
+  }
+}
+
+// rawMember joins the test's room from page through a WebSocket of its
+// own, with presence, and keeps the socket in the page's rawMembers.
+async function rawMember(page, presence) {
+  await page.evaluate(({ room, presence }) => new Promise((resolve, reject) => {
+    const path = document.querySelector('meta[name="livesync-path"]').content;
+    const ws = new WebSocket(location.origin.replace(/^http/, "ws") + path);
+    ws.onopen = () => ws.send(JSON.stringify({ type: "join_room", payload: { roomId: room, presence } }));
+    ws.onmessage = (ev) => {
+      if (JSON.parse(ev.data).type !== "room_joined") return;
+      (window.rawMembers ||= []).push(ws);
+      resolve();
+    };
+    ws.onclose = (ev) => reject(new Error(`a raw member's socket closed: ${ev.code}`));
+  }), { room, presence });
+}
+
 // seesShared waits until page's shared text, open for editing, is text.
 async function seesShared(page, text) {
   try {
@@ -257,6 +290,36 @@ try {
   if (!bidi.member || !bidi.member.isolated || bidi.member.name !== "Malory") throw new Error(`member list: ${JSON.stringify(bidi.member)}`);
   if (!bidi.who.isolated || bidi.who.name !== "Malory") throw new Error(`chat sender: ${JSON.stringify(bidi.who)}`);
   if (!bidi.textAfterName) throw new Error("the chat text is not to the right of the sender's name");
+
+  // An override in a chat message stays in it (a <bdi>): the time after
+  // it still reads left to right.
+  await spoof.fill("#text", "reversed? \u202E olleh");
+  await spoof.press("#text", "Enter");
+  await seesMessage(ada, "reversed? \u202E olleh");
+  const chatBidi = await ada.evaluate(() => {
+    const msg = [...document.querySelectorAll("#log .msg")].find((el) => el.querySelector(".text")?.textContent.startsWith("reversed?"));
+    const text = msg.querySelector(".text"), time = msg.querySelector("time").firstChild;
+    const xs = [...time.data].map((_, i) => {
+      const r = document.createRange();
+      r.setStart(time, i);
+      r.setEnd(time, i + 1);
+      return r.getBoundingClientRect().x;
+    });
+    return { tag: text.tagName, unicodeBidi: getComputedStyle(text).unicodeBidi, time: time.data, inOrder: xs.every((x, i) => i === 0 || x > xs[i - 1]) };
+  });
+  if (chatBidi.tag !== "BDI" || chatBidi.unicodeBidi !== "isolate" || !chatBidi.inOrder) throw new Error(`chat text with an override: ${JSON.stringify(chatBidi)}`);
+
+  // Members joined from Grace's page through sockets of their own: names
+  // with invisible characters show without them, blank-looking ones as
+  // "anonymous", long ones cut; a joiner between two emoji stays.
+  const names = {
+    "Li\u00ADnus\u2063": "Linus", // SOFT HYPHEN, INVISIBLE SEPARATOR
+    "\u3164\u2800 \u200B\u0007": "anonymous", // HANGUL FILLER, BRAILLE BLANK, ZERO WIDTH SPACE, BEL
+    "Dev \u{1F469}\u200D\u{1F4BB}\u{E0041}": "Dev \u{1F469}\u200D\u{1F4BB}", // a TAG character
+    ["W".repeat(100)]: "W".repeat(40) + "…",
+  };
+  for (const name of Object.keys(names)) await rawMember(grace, { name });
+  await seesMembers(ada, Object.values(names));
 
   // An emoji replaced by another differs from it in its second UTF-16
   // unit only: the edit must replace the whole pair, which Yjs would
