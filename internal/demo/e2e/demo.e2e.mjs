@@ -321,6 +321,20 @@ try {
   for (const name of Object.keys(names)) await rawMember(grace, { name });
   await seesMembers(ada, Object.values(names));
 
+  // Events are counted on a line per name, not logged one line each, and
+  // the log keeps its last 200 lines (Ada is at its end): the chat cut
+  // from its top comes back with "Load older".
+  await grace.evaluate(() => {
+    const send = (ws, event) => ws.send(JSON.stringify({ type: "broadcast_event", payload: { event } }));
+    for (let i = 0; i < 180; i++) send(window.rawMembers[0], "burst-" + i);
+    for (let i = 0; i < 150; i++) send(window.rawMembers[1], "tick");
+  });
+  await seesSystemLine(ada, "event “tick” ×150");
+  await seesSystemLine(ada, "event “burst-179”");
+  const lines = await ada.locator("#log .msg").count();
+  if (lines !== 200) throw new Error(`after 330 events Ada's log has ${lines} lines, want its last 200`);
+  if (await ada.locator("#older").isHidden()) throw new Error("chat was cut from the log, but \"Load older\" is hidden");
+
   // An emoji replaced by another differs from it in its second UTF-16
   // unit only: the edit must replace the whole pair, which Yjs would
   // otherwise break into U+FFFD.
