@@ -34,9 +34,13 @@ const chromiumPath = "/usr/bin/chromium"
 // Chromium pages in one room must see each other's cursor and chat, page
 // back through seeded history, show an event the API published, and edit
 // the shared text together, which a page opened later and the room's
-// document on the server then hold; a page without the CDN still chats;
-// a page whose paste the server refuses (document full, 4413) says so and
-// does not connect again.
+// document on the server then hold; names with invisible characters are
+// shown without them (blank ones as "anonymous"), and chat text is
+// isolated; a flood of events is counted per name and the log keeps its
+// last 200 lines; a page without the CDN still chats; a page whose paste
+// the server refuses (document full, 4413) says so and does not connect
+// again; a refused join shows on the status badge; and a chat sent while
+// the page is out of the room stays in its box, marked not sent.
 // The browser has no network: e2e/cdn.mjs serves the CDN's modules from
 // e2e/node_modules. It needs Debian's chromium and `npm ci` in e2e/;
 // without them it skips, or fails when OPENLIVESYNC_REQUIRE_SERVICES is

@@ -6,9 +6,16 @@
 // screenshot of her page is saved. A third page whose name holds a
 // RIGHT-TO-LEFT OVERRIDE shows the whole shared text from the server, and
 // chats: Ada's page must show the name isolated, so that it does not
-// reorder the text after it. Ada replaces an emoji in the shared text by
-// another, which the third page must show whole. Last, a page that cannot reach the CDN says
-// the shared text is unavailable, and its chat still works.
+// reorder the text after it, nor can an override in a chat message
+// reorder its time. Members joined through raw sockets with invisible or
+// blank names show cleaned, or as "anonymous"; their flood of events
+// shows as a line per event name with a count, and Ada's log keeps its
+// last 200 lines. Ada replaces an emoji in the shared text by another,
+// which the third page must show whole. A page that cannot reach the CDN
+// says the shared text is unavailable, and its chat still works. A page
+// whose join the server refuses says so on its status badge; a chat sent
+// while a page is out of the room stays in its box, marked not sent, and
+// goes once the page is back.
 //
 // The browser has no network: cdn.mjs serves jsDelivr's URLs from
 // node_modules, and the page must load one Yjs only.
@@ -183,6 +190,13 @@ try {
       return names.includes("Ada") && names.includes("Grace");
     }, null, { polling: 50 });
   }
+
+  // The log and the status badge are polite live regions.
+  const live = await ada.evaluate(() => ["log", "status"].map((id) => {
+    const el = document.getElementById(id);
+    return `${id}: role ${el.getAttribute("role")}, aria-live ${el.getAttribute("aria-live")}`;
+  }));
+  if (live.join("; ") !== "log: role log, aria-live polite; status: role status, aria-live polite") throw new Error(`live regions: ${live.join("; ")}`);
 
   await moveOnBoard(ada, 0.35, 0.45);
   await seesCursor(grace, "Ada");
@@ -380,6 +394,47 @@ try {
       throw new Error("the refusal was not kept on the page");
     }
   }
+
+  // A join the server refuses (a room id over 256 bytes) shows on the
+  // status badge.
+  const refused = await context.newPage();
+  watch(refused, "Refused");
+  await refused.goto(`${base}/demo?room=${"x".repeat(300)}&name=Zed`);
+  await refused.waitForFunction(() => {
+    const el = document.getElementById("status");
+    return el.textContent === "refused: INVALID_PAYLOAD" && el.className === "bad";
+  }, null, { polling: 50 });
+
+  // A chat sent while the page is out of the room stays in the box, and
+  // the page says it was not sent; back in the room, it goes. The page's
+  // first /live socket is held (open, but its join is never answered);
+  // closed by the test, the page connects again, through to the server.
+  const dora = await context.newPage();
+  watch(dora, "Dora");
+  let hold, routed = 0;
+  const held = new Promise((resolve, reject) => {
+    hold = resolve;
+    setTimeout(() => reject(new Error("the page opened no /live socket")), timeout);
+  });
+  await dora.routeWebSocket((url) => url.pathname === "/live", (ws) => {
+    if (routed++ === 0) hold(ws);
+    else ws.connectToServer();
+  });
+  await dora.goto(`${base}/demo?room=${encodeURIComponent(room)}&name=Dora`);
+  await dora.fill("#text", "typed while away");
+  await dora.press("#text", "Enter");
+  const away = await dora.evaluate(() => ({
+    status: document.getElementById("status").textContent,
+    input: document.getElementById("text").value,
+    errors: document.getElementById("errors").textContent,
+  }));
+  if (away.status !== "connecting…" || away.input !== "typed while away" || !away.errors.startsWith("Not sent")) {
+    throw new Error(`a chat sent while out of the room: ${JSON.stringify(away)}`);
+  }
+  await (await held).close({ code: 3000, reason: "test" });
+  await dora.waitForSelector("#status.ok");
+  await dora.press("#text", "Enter");
+  await seesMessage(ada, "typed while away");
 
   if (jsdelivr.failures.length) throw new Error("the CDN stand-in could not serve:\n" + jsdelivr.failures.join("\n"));
   console.log(`ok: room ${room}; screenshot ${shot}`);
