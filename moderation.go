@@ -17,8 +17,8 @@ import (
 // banList holds the bans in force on this node: which user may not join
 // which room, until when. In a cluster every node holds every ban (the
 // broker carries them), so a join is checked in memory, with no round trip.
-// Bans are rare and short-lived, so expired ones are purged when another
-// is added, not by a timer.
+// Expired bans are purged when another is added and by the server's
+// sweep (purge), so the list shrinks back to nothing once bans end.
 type banList struct {
 	n     atomic.Int64 // len(until): joins skip the lock while there are none
 	mu    sync.Mutex
@@ -53,11 +53,7 @@ func (b *banList) add(room, user string, until time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.clock()
-	for k, t := range b.until {
-		if !now.Before(t) {
-			delete(b.until, k)
-		}
-	}
+	b.purgeLocked(now)
 	if now.Before(until) {
 		if b.until == nil {
 			b.until = make(map[banKey]time.Time)
@@ -68,6 +64,27 @@ func (b *banList) add(room, user string, until time.Time) {
 		}
 	}
 	b.n.Store(int64(len(b.until)))
+}
+
+// purge forgets the bans that have ended, so that joins skip the lock
+// again once none is left. Cheap when there are none.
+func (b *banList) purge() {
+	if b.n.Load() == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.purgeLocked(b.clock())
+	b.n.Store(int64(len(b.until)))
+}
+
+// purgeLocked deletes the bans ended by now. b.mu held.
+func (b *banList) purgeLocked(now time.Time) {
+	for k, t := range b.until {
+		if !now.Before(t) {
+			delete(b.until, k)
+		}
+	}
 }
 
 // defaultKickReason is the close reason of a kick that gives none.

@@ -277,6 +277,8 @@ func TestModerationKickUserBans(t *testing.T) {
 	// Ten minutes on, the ban has ended.
 	o.s.bans.skew.Store(int64(11 * time.Minute))
 	back.Join("r", nil)
+	// Ended bans leave the list without another ban being added.
+	livesynctest.WaitFor(t, "the ended ban to be purged", func() bool { return o.s.bans.n.Load() == 0 })
 }
 
 // TestModerationKickAnonymousConnectionBansNobody: banSeconds with the id

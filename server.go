@@ -478,6 +478,7 @@ func (s *Server) sweep() {
 			c.keepDocAlive(now)
 		}
 		clear(batch)
+		s.bans.purge()
 	}
 }
 
