@@ -35,7 +35,11 @@ type ChatHookConfig struct {
 	// it, as the binary's -chat-hook-fail-open does.
 	FailOpen bool
 	// Client makes the calls. Default: one of its own, reusing
-	// connections and following no redirect.
+	// connections and following no redirect, whose idle connections close
+	// after 90 s unused. An app that stops its server and goes on running
+	// gives its own (made with CheckRedirect returning
+	// http.ErrUseLastResponse) and calls its CloseIdleConnections once
+	// Shutdown has returned.
 	Client *http.Client
 	// Logger receives failed calls. Default slog.Default().
 	Logger *slog.Logger
