@@ -35,13 +35,8 @@ import (
 // a room whose store holds no message of that id is answered 404 alike.
 //
 // In a cluster whose nodes each have their own store (Options.StorePerNode),
-// every node deletes the message from its own store, and 204 says that
-// this node deleted it or that the deletion reached the other nodes
-// (whether one of them held it is not heard back); 404 then says that
-// this node's store has no such message and the other nodes could not
-// be told. Message ids being per node there, a message this node's
-// recent history holds is deleted only from its sender's node's store;
-// one it does not is deleted from every store holding that id.
+// ids are per node and a message is named by its id and its sender's
+// node (see deletePerNode).
 func (a *apiHandler) deleteChat(room, id string) apiResult {
 	s := a.s
 	d, ok := s.store.(chat.Deleter)
@@ -53,53 +48,97 @@ func (a *apiHandler) deleteChat(room, id string) apiResult {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.limits.StoreTimeout)
 	defer cancel()
-	perNode := s.opts.StorePerNode && s.moderator() != nil
+	if m := s.moderator(); m != nil && s.opts.StorePerNode {
+		return a.deletePerNode(ctx, d, m, room, id)
+	}
 	found, err := d.Delete(ctx, room, id)
 	if err != nil {
-		s.metrics.storeFailed(storeDelete)
-		s.log.Warn("chat delete failed", "room", room, "id", id, "err", err)
-		return apiError(http.StatusServiceUnavailable, protocol.CodeChatUnavailable, "chat storage is unavailable; the message was not deleted")
+		return deleteFailed(s, room, id, err)
 	}
-	// Forgotten here even when the store did not find it: a retry after a
-	// failure below finds the store done and the nodes maybe not. With a
-	// store per node, ids are per node: the message this node's store had
-	// is this node's, and the others keep theirs of the same id.
+	// Forgotten here, and sent to the other nodes, even when the store did
+	// not find it: a retry after a failure below finds the store done and
+	// the nodes maybe not.
 	connID, inMemory := "", false
-	if perNode && found {
-		connID = s.apiConnectionID() // stands for this node when its sender is not in memory
-	}
 	if r := s.lookupRoom(room); r != nil {
-		if perNode {
-			if c := r.senderOf(id, func(c string) bool { return s.ownsConn(c) == found }); c != "" {
-				connID = c
-			}
-		}
-		if c, ok := r.forget(connID, id); ok {
-			connID, inMemory = c, true
-		}
+		connID, inMemory = r.forget("", id)
 	}
-	// Sent even when this node did not find it: with a store per node,
-	// another node's store may have it; with a shared one, a retry after
-	// a failure here finds the store done and the nodes maybe not.
-	sent := false
-	if m := s.moderator(); m != nil && (found || inMemory || s.opts.StorePerNode) {
+	if m := s.moderator(); m != nil && (found || inMemory) {
 		if err := m.DeleteChat(ctx, room, connID, id); err != nil {
 			s.log.Warn("cluster: chat deletion not sent to other nodes; their recent history keeps the message until the room empties there",
 				"room", room, "id", id, "err", err)
-		} else {
-			sent = s.opts.StorePerNode
 		}
 	}
-	if !found && sent {
-		// Another node's store may have had it: which did is not heard
-		// back, so the answer is the broadcast's.
-		s.log.Info("chat message deletion sent to every node's store", "room", room, "id", id)
-		return apiResult{status: http.StatusNoContent}
-	}
 	if !found {
-		return apiError(http.StatusNotFound, protocol.CodeInvalidPayload,
-			fmt.Sprintf("chat: no message %s in room %s (never stored, or deleted already)", quoteTrunc(id), quoteTrunc(room)))
+		return noSuchMessage(room, id)
 	}
+	return chatDeleted(s, room, id)
+}
+
+// deletePerNode is deleteChat with a store per node. The message named is
+// the one of that id in this node's recent history (this node's own when
+// two nodes' messages share it), whose sender names the node whose store
+// holds it; failing that, this node's own store's;
+// failing that, every node's of that id. Every node is told, drops it from
+// its recent history and, when it is its own (or the node is unknown),
+// deletes it from its store. The answer is 204 when this node deleted it
+// or the other nodes were told (whether one held it is not heard back);
+// 404 when this node has no such message and the others could not be
+// told; 503 when the message is another node's and that node could not be
+// told.
+func (a *apiHandler) deletePerNode(ctx context.Context, d chat.Deleter, m broker.Moderator, room, id string) apiResult {
+	s := a.s
+	r := s.lookupRoom(room)
+	sender := ""
+	if r != nil {
+		sender = r.senderOf(id, s.ownsConn)
+	}
+	found := false
+	if sender == "" || s.ownsConn(sender) {
+		var err error
+		if found, err = d.Delete(ctx, room, id); err != nil {
+			return deleteFailed(s, room, id, err)
+		}
+		if found && sender == "" {
+			sender = s.apiConnectionID() // names this node
+		}
+	}
+	if r != nil && sender != "" {
+		r.forget(sender, id)
+	}
+	if err := m.DeleteChat(ctx, room, sender, id); err != nil {
+		s.log.Warn("cluster: chat deletion not sent to other nodes", "room", room, "id", id, "err", err)
+		switch {
+		case found:
+			// Its store deleted it; other nodes' recent history keeps it
+			// until the room empties there.
+		case sender != "":
+			return apiError(http.StatusServiceUnavailable, protocol.CodeServerError,
+				"the message is another node's, and the cluster cannot be reached; it was not deleted")
+		default:
+			return noSuchMessage(room, id)
+		}
+	}
+	if !found && sender == "" {
+		s.log.Info("chat message deletion sent to every node's store", "room", room, "id", id)
+	}
+	return chatDeleted(s, room, id)
+}
+
+// deleteFailed answers a DELETE whose store failed.
+func deleteFailed(s *Server, room, id string, err error) apiResult {
+	s.metrics.storeFailed(storeDelete)
+	s.log.Warn("chat delete failed", "room", room, "id", id, "err", err)
+	return apiError(http.StatusServiceUnavailable, protocol.CodeChatUnavailable, "chat storage is unavailable; the message was not deleted")
+}
+
+// noSuchMessage answers a DELETE of a message no store had.
+func noSuchMessage(room, id string) apiResult {
+	return apiError(http.StatusNotFound, protocol.CodeInvalidPayload,
+		fmt.Sprintf("chat: no message %s in room %s (never stored, or deleted already)", quoteTrunc(id), quoteTrunc(room)))
+}
+
+// chatDeleted answers a DELETE carried out.
+func chatDeleted(s *Server, room, id string) apiResult {
 	s.metrics.chatDeleted()
 	s.log.Info("chat message deleted", "room", room, "id", id)
 	return apiResult{status: http.StatusNoContent}
@@ -208,16 +247,17 @@ func (a *apiHandler) kick(room string, body []byte) apiResult {
 			}
 		}
 	}
-	if p.BanSeconds == 0 && len(remote) == 0 {
-		switch known, err := s.roomKnown(ctx, room); {
+	known := len(remote) > 0
+	if p.BanSeconds == 0 && !known {
+		switch k, err := s.roomKnown(ctx, room); {
 		case err != nil:
 			s.log.Warn("kick: whether the room exists is unknown", "room", room, "err", err)
 			return apiError(http.StatusServiceUnavailable, protocol.CodeChatUnavailable, "the store is unavailable, so whether the room exists is unknown; nobody was kicked")
-		case !known:
+		case !k:
 			return apiError(http.StatusNotFound, protocol.CodeInvalidPayload, "kick: no room "+quoteTrunc(room)+" (nobody in it or its document on any node lately, no chat, no stored document)")
 		}
+		known = true
 	}
-	s.recent.note(room)
 
 	// The ban first: a kicked client that reconnects at once must find it.
 	var banned []string
@@ -237,6 +277,11 @@ func (a *apiHandler) kick(room string, body []byte) apiResult {
 		s.log.Info("users banned", "room", room, "users", banned, "seconds", int64(p.BanSeconds))
 	}
 	n := s.kickLocal(room, k)
+	if known || n > 0 {
+		// A retry after this kick emptied the room finds it known; a
+		// pre-ban alone does not make a room known.
+		s.recent.note(room)
+	}
 	// Sent even when the registry listed no match: a member that joined
 	// elsewhere since it was read is removed all the same.
 	if mod != nil {

@@ -2,7 +2,6 @@ package livesync
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/openlivesync/livesync/chat"
@@ -22,7 +21,7 @@ func (k clusterSink) Kick(roomID string, kk broker.Kick) { k.s.kickLocal(roomID,
 // recent history. A room with no members here keeps no history to fix:
 // when it is created again it loads the store, which no longer has it.
 // With a store per node, the message may be in this node's own store:
-// it is deleted there too.
+// it is deleted there too when connID names this node, or names none.
 func (k clusterSink) ChatDeleted(roomID, connID, id string) {
 	s := k.s
 	if r := s.lookupRoom(roomID); r != nil {
@@ -44,9 +43,9 @@ func (k clusterSink) Banned(roomID, userID string, until time.Time) {
 }
 
 // deleteOwnChat deletes message id of roomID from this node's own store
-// (Options.StorePerNode), unless connID, when known, is another node's
-// connection: ids being per node, this node's message of that id is
-// another message. It reports whether the store had it.
+// (Options.StorePerNode), unless connID, when known, was made on another
+// node: ids being per node, this node's message of that id is another
+// message. It reports whether the store had it.
 func (s *Server) deleteOwnChat(roomID, connID, id string) (bool, error) {
 	d, ok := s.store.(chat.Deleter)
 	if !ok || (connID != "" && !s.ownsConn(connID)) {
@@ -58,7 +57,9 @@ func (s *Server) deleteOwnChat(roomID, connID, id string) (bool, error) {
 }
 
 // ownsConn reports whether connection id connID is (or was) this node's:
-// its clients' and its HTTP API's.
+// its clients' and its HTTP API's, in this run or, as far as its store
+// told, an earlier one.
 func (s *Server) ownsConn(connID string) bool {
-	return strings.HasPrefix(connID, s.nodeID+"-") || connID == s.apiConnectionID()
+	node := nodeOf(connID)
+	return node == s.nodeID || s.pastNodes.has(node)
 }

@@ -64,6 +64,9 @@ func (r *room) ensureHistory() {
 		r.srv.log.Warn("chat history unavailable", "room", r.id, "err", err)
 		return
 	}
+	if r.srv.opts.StorePerNode {
+		r.srv.pastNodes.learn(msgs)
+	}
 	r.mu.Lock()
 	// Keep what arrived while the history was read (chat from other nodes,
 	// or the HTTP API's) and the store did not return yet.

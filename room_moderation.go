@@ -3,8 +3,9 @@ package livesync
 import "github.com/openlivesync/livesync/protocol"
 
 // deletedMessage is a message deleted from the room's history while the
-// room lived here: connID is "" when the deletion did not say whose it
-// was (then the id alone names it, as in a shared store).
+// room lived here: connID names its sender's node (see nodeOf), or is ""
+// when the deletion did not say whose it was (then the id alone names
+// it, as in a shared store).
 type deletedMessage struct{ connID, id string }
 
 // maxDeleted bounds the deletions a room remembers. They only have to
@@ -15,12 +16,12 @@ type deletedMessage struct{ connID, id string }
 // until the room empties.
 const maxDeleted = 64
 
-// forget drops message id (of connection connID; "": any) from the
-// recent history a joiner gets, and remembers it as deleted so that a
-// history load or a delivery racing with the deletion does not bring it
-// back (see withoutDeleted). It returns the sender's connection id of
-// the message dropped and whether there was one. Members are not told:
-// the 1.0.x client knows no message type to say it with.
+// forget drops message id (sent on connID's node; connID "": on any)
+// from the recent history a joiner gets, and remembers it as deleted so
+// that a history load or a delivery racing with the deletion does not
+// bring it back (see withoutDeleted). It returns the sender's connection
+// id of the message dropped and whether there was one. Members are not
+// told: the 1.0.x client knows no message type to say it with.
 func (r *room) forget(connID, id string) (string, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -28,7 +29,7 @@ func (r *room) forget(connID, id string) (string, bool) {
 	kept := make([]protocol.StoredChatMessage, 0, len(r.history))
 	for i := range r.history {
 		m := &r.history[i]
-		if m.ID == id && (connID == "" || m.ConnectionID == connID) {
+		if m.ID == id && (connID == "" || sameNode(m.ConnectionID, connID)) {
 			found = m
 			continue
 		}
@@ -79,7 +80,7 @@ func (r *room) withoutDeleted(msgs []protocol.StoredChatMessage) []protocol.Stor
 // isDeleted reports whether m was deleted while the room lived. r.mu held.
 func (r *room) isDeleted(m *protocol.StoredChatMessage) bool {
 	for _, d := range r.deleted {
-		if d.id == m.ID && (d.connID == "" || d.connID == m.ConnectionID) {
+		if d.id == m.ID && (d.connID == "" || sameNode(d.connID, m.ConnectionID)) {
 			return true
 		}
 	}
@@ -87,15 +88,22 @@ func (r *room) isDeleted(m *protocol.StoredChatMessage) bool {
 }
 
 // senderOf returns the connection that sent message id of the recent
-// history among those match accepts, "" when none: with a store per node,
-// two nodes' messages may share an id, and their senders tell them apart.
-func (r *room) senderOf(id string, match func(connID string) bool) string {
+// history, "" when none: with a store per node, the sender names the node
+// whose store holds it. Two nodes' messages may share an id: the newest
+// of those preferred takes precedence, then the newest.
+func (r *room) senderOf(id string, preferred func(connID string) bool) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i := range r.history {
-		if m := &r.history[i]; m.ID == id && match(m.ConnectionID) {
-			return m.ConnectionID
+	sender := ""
+	for i := len(r.history) - 1; i >= 0; i-- {
+		if m := &r.history[i]; m.ID == id {
+			if preferred(m.ConnectionID) {
+				return m.ConnectionID
+			}
+			if sender == "" {
+				sender = m.ConnectionID
+			}
 		}
 	}
-	return ""
+	return sender
 }

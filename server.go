@@ -56,6 +56,9 @@ type Server struct {
 	broker Broker // nil unless the server is a node of a cluster
 	bans   banList
 	recent recentRooms // rooms that had members lately (the API's kick)
+	// pastNodes are this node's ids of earlier runs, as its own store
+	// names them (Options.StorePerNode).
+	pastNodes pastNodes
 
 	// observers delivers to the Hooks' observers; nil when none is set,
 	// so that the paths that would feed it test one pointer.

@@ -340,6 +340,9 @@ func (d *ydoc) leave(c *conn) {
 	}
 	d.mu.Unlock()
 	if ok {
+		// A kick retried after the first emptied the document finds
+		// the room known, as it does after a room's members leave.
+		d.srv.recent.note(d.name)
 		d.srv.closeDoc(d)
 	}
 }
