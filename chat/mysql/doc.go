@@ -58,7 +58,11 @@
 //
 // HistoryBefore (chat.Pager) pages back by message id: it looks the
 // cursor's seq up by id, comparing byte for byte, so migrated rows, whose
-// IDs are not their seq, page like new ones.
+// IDs are not their seq, page like new ones. Delete (chat.Deleter) first
+// records the message's id and seq in <TableName>_deleted (id
+// VARBINARY(1020) PRIMARY KEY, seq BIGINT), which New creates, for old
+// tables too, so that a deleted id, migrated or not, still pages from
+// where its message was.
 //
 // The driver's own log lines ("[mysql] ... closing bad idle connection:
 // EOF" when the server or a proxy closed a pooled connection, which the

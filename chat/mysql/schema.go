@@ -8,6 +8,8 @@ import (
 	"hash/fnv"
 	"strings"
 	"time"
+
+	"github.com/openlivesync/livesync/chat/internal/sqlstore"
 )
 
 func createTableSQL(table string) string {
@@ -32,8 +34,8 @@ type column struct {
 	extra    string // e.g. "auto_increment"
 }
 
-// ensureSchema creates the table when missing and migrates a table of the
-// Node.js package, under a named lock so nodes starting together do not
+// ensureSchema creates the table and the table of deleted ids when
+// missing and migrates a table of the Node.js package, under a named lock so nodes starting together do not
 // race. It runs on one connection: GET_LOCK and user variables belong to
 // the session.
 func (s *Store) ensureSchema(ctx context.Context, dbName string) error {
@@ -86,6 +88,13 @@ func (s *Store) ensureSchema(ctx context.Context, dbName string) error {
 	}
 	if err := s.ensureRoomIndex(ctx, conn, cols["room_id"]); err != nil {
 		return err
+	}
+	// The table of deleted ids (see sqlstore.DeletedTableName), new to
+	// tables of earlier versions too. VARBINARY compares byte for byte,
+	// trailing spaces included, and holds any VARCHAR(255) id in utf8mb4.
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (id VARBINARY(1020) NOT NULL PRIMARY KEY, seq BIGINT NOT NULL) ENGINE=InnoDB",
+		quote(sqlstore.DeletedTableName(s.table, maxIdentLen)))); err != nil {
+		return fmt.Errorf("create table of deleted ids: %w", err)
 	}
 	if err := conn.QueryRowContext(ctx, "SELECT @@auto_increment_increment").Scan(&s.autoIncStep); err != nil {
 		return fmt.Errorf("read auto_increment_increment: %w", err)

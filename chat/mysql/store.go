@@ -45,7 +45,7 @@ type Store struct {
 	historySQL  string
 	beforeSQL   string
 	cursorSQL   string
-	deleteSQL   string
+	delete      sqlstore.DeleteFunc
 
 	// beforeCommit, when set (by tests), runs just before COMMIT is sent.
 	beforeCommit func()
@@ -126,12 +126,24 @@ func NewFromConfig(ctx context.Context, cfg *mysql.Config, opts *Options) (*Stor
 	// prefer ref access on room_id, reading every newer message of the
 	// room before the page it wants, which costs a deep scroll-back dearly.
 	// ensureRoomIndex gives every table, new or migrated, that index.
+	// A deleted message's seq is looked up in the table of deleted ids,
+	// whose VARBINARY id compares byte for byte by itself, and a cursor
+	// in neither (deleted before that table existed) is its own seq.
 	const cursor = "SELECT seq FROM %[1]s WHERE id = ? AND CAST(id AS BINARY) = CAST(? AS BINARY)"
+	const deletedCursor = "SELECT seq FROM %[2]s WHERE id = CAST(? AS BINARY)"
+	d := quote(sqlstore.DeletedTableName(o.TableName, maxIdentLen))
 	s.beforeSQL = fmt.Sprintf(columns+" FROM %[1]s FORCE INDEX (room_seq)"+
-		" WHERE room_id = ? AND CAST(room_id AS BINARY) = CAST(? AS BINARY) AND seq < COALESCE(("+cursor+"), ?) ORDER BY seq DESC LIMIT ?", t)
-	s.cursorSQL = fmt.Sprintf("SELECT EXISTS ("+cursor+")", t)
-	s.deleteSQL = fmt.Sprintf("DELETE FROM %s WHERE id = ? AND CAST(id AS BINARY) = CAST(? AS BINARY)"+
-		" AND CAST(room_id AS BINARY) = CAST(? AS BINARY)", t)
+		" WHERE room_id = ? AND CAST(room_id AS BINARY) = CAST(? AS BINARY)"+
+		" AND seq < COALESCE(("+cursor+"), ("+deletedCursor+"), ?) ORDER BY seq DESC LIMIT ?", t, d)
+	s.cursorSQL = fmt.Sprintf("SELECT EXISTS ("+cursor+") OR EXISTS ("+deletedCursor+")", t, d)
+	// The row's id is recorded as utf8mb4 bytes, as cursors arrive,
+	// whatever the charset of a migrated table's id column.
+	const match = " WHERE id = ? AND CAST(id AS BINARY) = CAST(? AS BINARY) AND CAST(room_id AS BINARY) = CAST(? AS BINARY)"
+	s.delete = sqlstore.RecordedDelete(sqlstore.SQLDB{DB: s.db},
+		fmt.Sprintf("INSERT INTO %[1]s (id, seq) SELECT CAST(CONVERT(id USING utf8mb4) AS BINARY), seq FROM %[2]s"+match+
+			" ON DUPLICATE KEY UPDATE %[1]s.id = %[1]s.id", d, t),
+		fmt.Sprintf("DELETE FROM %s"+match, t),
+		func(roomID, id string) []any { return []any{id, id, roomID} })
 	s.core = sqlstore.NewCore("mysql chat store", o.HistoryLimit,
 		sqlstore.Reads{Newest: s.newest, Before: s.before, Exists: s.exists}, s.commit, s.undo)
 	return s, nil
@@ -157,9 +169,10 @@ func (s *Store) History(ctx context.Context, roomID string, limit, offset int) (
 	return s.core.History(ctx, roomID, limit, offset)
 }
 
-// HistoryBefore implements chat.Pager. beforeID is looked up by id, so
-// the IDs of rows migrated from the Node.js package page like new ones;
-// one that names no row gets an error wrapping chat.ErrBadCursor.
+// HistoryBefore implements chat.Pager. beforeID is looked up by id, in
+// the table and in the table of deleted ids, so the IDs of rows migrated
+// from the Node.js package page like new ones, deleted or not; one that
+// names no message gets an error wrapping chat.ErrBadCursor.
 func (s *Store) HistoryBefore(ctx context.Context, roomID, beforeID string, limit int) ([]protocol.StoredChatMessage, bool, error) {
 	return s.core.HistoryBefore(ctx, roomID, beforeID, limit)
 }
@@ -172,26 +185,22 @@ func (s *Store) newest(ctx context.Context, roomID string, n, offset int) ([]pro
 }
 
 func (s *Store) before(ctx context.Context, roomID, beforeID string, n int) ([]protocol.StoredChatMessage, error) {
-	return sqlstore.QueryMessages(ctx, s.db, n, s.beforeSQL, roomID, roomID, beforeID, beforeID, sqlstore.CursorSeq(beforeID), n)
+	return sqlstore.QueryMessages(ctx, s.db, n, s.beforeSQL, roomID, roomID, beforeID, beforeID, beforeID, sqlstore.CursorSeq(beforeID), n)
 }
 
 func (s *Store) exists(ctx context.Context, id string) (bool, error) {
 	var known bool
-	err := s.db.QueryRowContext(ctx, s.cursorSQL, id, id).Scan(&known)
+	err := s.db.QueryRowContext(ctx, s.cursorSQL, id, id, id).Scan(&known)
 	return known, err
 }
 
 // Delete implements chat.Deleter. The id and room are compared byte for
 // byte, as reads compare them, so that a case-insensitive collation of a
 // migrated table cannot delete another room's or another id's message.
+// The message's id and seq go to the table of deleted ids first, so the
+// id still pages HistoryBefore.
 func (s *Store) Delete(ctx context.Context, roomID, id string) (bool, error) {
-	return s.core.Delete(ctx, roomID, id, func(ctx context.Context, roomID, id string) (int64, error) {
-		res, err := s.db.ExecContext(ctx, s.deleteSQL, id, id, roomID)
-		if err != nil {
-			return 0, err
-		}
-		return res.RowsAffected()
-	})
+	return s.core.Delete(ctx, roomID, id, s.delete)
 }
 
 // Ping implements chat.Pinger.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/chat/chattest"
+	"github.com/openlivesync/livesync/chat/internal/sqlstore"
 	"github.com/openlivesync/livesync/chat/internal/storetest"
 	"github.com/openlivesync/livesync/internal/testsvc"
 )
@@ -37,8 +38,12 @@ func exec(t testing.TB, dsn string, stmts ...string) {
 	}
 }
 
+// dropOnCleanup drops table, and its table of deleted ids, when the test
+// ends.
 func dropOnCleanup(t testing.TB, dsn, table string) {
-	t.Cleanup(func() { exec(t, dsn, "DROP TABLE IF EXISTS "+quote(table)) })
+	t.Cleanup(func() {
+		exec(t, dsn, "DROP TABLE IF EXISTS "+quote(table)+", "+quote(sqlstore.DeletedTableName(table, maxIdentLen)))
+	})
 }
 
 // newTestStore opens a store on a table of its own, dropped when t ends.
@@ -120,6 +125,15 @@ func TestHistoryBeforeMigratedIDs(t *testing.T) {
 		t.Run(types.room+" room", func(t *testing.T) {
 			dsn := testsvc.MySQLDSN(t)
 			storetest.CheckMigratedPaging(t, openTable(t, dsn, nodeTable(t, dsn, types.room, types.meta)))
+		})
+	}
+}
+
+func TestDeletedMigratedIDsStayCursors(t *testing.T) {
+	for _, types := range nodeTableTypes {
+		t.Run(types.room+" room", func(t *testing.T) {
+			dsn := testsvc.MySQLDSN(t)
+			storetest.CheckDeletedMigratedCursors(t, openTable(t, dsn, nodeTable(t, dsn, types.room, types.meta)))
 		})
 	}
 }

@@ -44,19 +44,33 @@ func historySQL(table string) string {
 FROM %s WHERE room_id = $1 ORDER BY seq DESC LIMIT $2 OFFSET $3`, quote(table))
 }
 
-// beforeSQL reads, newest first, up to $3 messages of room $1 older than
+// beforeSQL reads, newest first, up to $4 messages of room $1 older than
 // the message whose id is $2. The cursor's seq is looked up by id (the
 // id's unique index) rather than parsed from it: a row migrated from the
-// Node.js package may have a numeric id that is not its seq.
-func beforeSQL(table string) string {
+// Node.js package may have a numeric id that is not its seq. A deleted
+// message's is looked up in the table of deleted ids, and a cursor in
+// neither (deleted before that table existed) is its own seq, $3.
+func beforeSQL(table, deleted string) string {
 	return fmt.Sprintf(`SELECT id, room_id, COALESCE(connection_id, ''), COALESCE(user_id, ''), COALESCE(message, ''),
 	COALESCE(metadata::text, ''), COALESCE(created_at, 0)
-FROM %[1]s WHERE room_id = $1 AND seq < COALESCE((SELECT seq FROM %[1]s WHERE id = $2), $3) ORDER BY seq DESC LIMIT $4`, quote(table))
+FROM %[1]s WHERE room_id = $1
+AND seq < COALESCE((SELECT seq FROM %[1]s WHERE id = $2), (SELECT seq FROM %[2]s WHERE id = $2), $3)
+ORDER BY seq DESC LIMIT $4`, quote(table), quote(deleted))
 }
 
-// cursorSQL tells whether $1 is the id of a message.
-func cursorSQL(table string) string {
-	return fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE id = $1)`, quote(table))
+// cursorSQL tells whether $1 is the id of a message, stored or deleted.
+func cursorSQL(table, deleted string) string {
+	return fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE id = $1) OR EXISTS (SELECT 1 FROM %s WHERE id = $1)`,
+		quote(table), quote(deleted))
+}
+
+// deleteOneSQL removes the message $1 of room $2 and records its id and
+// seq in the table of deleted ids, in one statement, and counts the rows
+// it removed.
+func deleteOneSQL(table, deleted string) string {
+	return fmt.Sprintf(`WITH gone AS (DELETE FROM %s WHERE id = $1 AND room_id = $2 RETURNING id, seq),
+recorded AS (INSERT INTO %s (id, seq) SELECT id, seq FROM gone ON CONFLICT (id) DO NOTHING)
+SELECT count(*) FROM gone`, quote(table), quote(deleted))
 }
 
 // commit is the groupcommit.CommitFunc: it stores msgs in one

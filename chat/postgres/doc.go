@@ -58,7 +58,11 @@
 //
 // HistoryBefore (chat.Pager) pages back by message id: it looks the
 // cursor's seq up by id, so migrated rows, whose IDs are not their seq,
-// page like new ones.
+// page like new ones. Delete (chat.Deleter) records the message's id and
+// seq in <TableName>_deleted (id TEXT PRIMARY KEY, seq BIGINT), which
+// New creates, for old tables too, in the statement that deletes it, so
+// that a deleted id, migrated or not, still pages from where its message
+// was.
 //
 // Connections: New creates a pgxpool.Pool from its DSN (anything
 // pgxpool.ParseConfig accepts: a postgres:// URL or key=value pairs, with

@@ -7,6 +7,8 @@ import (
 	"hash/fnv"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/openlivesync/livesync/chat/internal/sqlstore"
 )
 
 // maxIdentLen is PostgreSQL's identifier length; longer names are
@@ -35,8 +37,8 @@ type schemaInfo struct {
 	metadataCast string // cast from text to the metadata column's type
 }
 
-// ensureSchema creates the table and index when missing and migrates a
-// table of the Node.js package, all in one transaction under an advisory
+// ensureSchema creates the table, its index and the table of deleted ids
+// when missing and migrates a table of the Node.js package, all in one transaction under an advisory
 // lock, so nodes starting together do not race.
 func (s *Store) ensureSchema(ctx context.Context, table string) (schemaInfo, error) {
 	conn, err := s.acquire(ctx)
@@ -70,6 +72,12 @@ func (s *Store) ensureSchema(ctx context.Context, table string) (schemaInfo, err
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s (room_id, seq)`,
 			quote(derivedName(table, "_room_seq_idx")), quote(table))); err != nil {
 			return fmt.Errorf("create index: %w", err)
+		}
+		// The table of deleted ids (see sqlstore.DeletedTableName), new to
+		// tables of earlier versions too.
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (id TEXT PRIMARY KEY, seq BIGINT NOT NULL)`,
+			quote(sqlstore.DeletedTableName(table, maxIdentLen)))); err != nil {
+			return fmt.Errorf("create table of deleted ids: %w", err)
 		}
 		if cols["metadata"] == "jsonb" {
 			if err := jsonbToJSON(ctx, tx, table); err != nil {

@@ -76,7 +76,8 @@ type Store struct {
 	beforeSQL  string
 	cursorSQL  string
 	deleteSQL  string
-	// deleteOneSQL removes one message by id and room (chat.Deleter).
+	// deleteOneSQL removes one message by id and room, recording it in
+	// the table of deleted ids (chat.Deleter).
 	deleteOneSQL string
 
 	// beforeCommit, when set (by tests), runs just before COMMIT is sent.
@@ -212,10 +213,11 @@ func newStore(ctx context.Context, pool *pgxpool.Pool, owns bool, o Options) (*S
 	s.table = o.TableName
 	s.insertSQL = insertSQL(o.TableName, schema.metadataCast)
 	s.historySQL = historySQL(o.TableName)
-	s.beforeSQL = beforeSQL(o.TableName)
-	s.cursorSQL = cursorSQL(o.TableName)
+	deleted := sqlstore.DeletedTableName(o.TableName, maxIdentLen)
+	s.beforeSQL = beforeSQL(o.TableName, deleted)
+	s.cursorSQL = cursorSQL(o.TableName, deleted)
 	s.deleteSQL = fmt.Sprintf(`DELETE FROM %s WHERE seq = ANY($1)`, quote(o.TableName))
-	s.deleteOneSQL = fmt.Sprintf(`DELETE FROM %s WHERE id = $1 AND room_id = $2`, quote(o.TableName))
+	s.deleteOneSQL = deleteOneSQL(o.TableName, deleted)
 	s.core = sqlstore.NewCore("postgres chat store", o.HistoryLimit,
 		sqlstore.Reads{Newest: s.newest, Before: s.before, Exists: s.exists}, s.commit, s.undo)
 	return s, nil
@@ -238,9 +240,10 @@ func (s *Store) History(ctx context.Context, roomID string, limit, offset int) (
 	return s.core.History(ctx, roomID, limit, offset)
 }
 
-// HistoryBefore implements chat.Pager. beforeID is looked up by id, so
-// the IDs of rows migrated from the Node.js package page like new ones;
-// one that names no row gets an error wrapping chat.ErrBadCursor.
+// HistoryBefore implements chat.Pager. beforeID is looked up by id, in
+// the table and in the table of deleted ids, so the IDs of rows migrated
+// from the Node.js package page like new ones, deleted or not; one that
+// names no message gets an error wrapping chat.ErrBadCursor.
 func (s *Store) HistoryBefore(ctx context.Context, roomID, beforeID string, limit int) ([]protocol.StoredChatMessage, bool, error) {
 	return s.core.HistoryBefore(ctx, roomID, beforeID, limit)
 }
@@ -296,16 +299,16 @@ func (s *Store) read(ctx context.Context, f func(*pgxpool.Conn) error) error {
 	}
 }
 
-// Delete implements chat.Deleter. It goes through read, which repeats a
-// statement on a broken connection: deleting by id is safe to repeat (a
-// repeat that finds the row gone reports it not found).
+// Delete implements chat.Deleter. One statement removes the message and
+// records its id and seq in the table of deleted ids, so the id still
+// pages HistoryBefore. It goes through read, which repeats a statement
+// on a broken connection: deleting by id is safe to repeat (a repeat
+// that finds the row gone reports it not found).
 func (s *Store) Delete(ctx context.Context, roomID, id string) (bool, error) {
 	return s.core.Delete(ctx, roomID, id, func(ctx context.Context, roomID, id string) (int64, error) {
 		var n int64
 		err := s.read(ctx, func(conn *pgxpool.Conn) error {
-			tag, err := conn.Exec(ctx, s.deleteOneSQL, id, roomID)
-			n = tag.RowsAffected()
-			return err
+			return conn.QueryRow(ctx, s.deleteOneSQL, id, roomID).Scan(&n)
 		})
 		return n, err
 	})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/chat/chattest"
+	"github.com/openlivesync/livesync/chat/internal/sqlstore"
 	"github.com/openlivesync/livesync/chat/internal/storetest"
 	"github.com/openlivesync/livesync/internal/testsvc"
 )
@@ -32,9 +33,12 @@ func exec(t testing.TB, dsn string, stmts ...string) {
 	}
 }
 
-// dropOnCleanup drops table when the test ends.
+// dropOnCleanup drops table, and its table of deleted ids, when the test
+// ends.
 func dropOnCleanup(t testing.TB, dsn, table string) {
-	t.Cleanup(func() { exec(t, dsn, `DROP TABLE IF EXISTS `+quote(table)+` CASCADE`) })
+	t.Cleanup(func() {
+		exec(t, dsn, `DROP TABLE IF EXISTS `+quote(table)+`, `+quote(sqlstore.DeletedTableName(table, maxIdentLen))+` CASCADE`)
+	})
 }
 
 // newTestStore opens a store on a table of its own, dropped when t ends.
@@ -112,6 +116,14 @@ func TestHistoryBeforeMigratedIDs(t *testing.T) {
 	dsn := testsvc.PostgresDSN(t)
 	table := nodeTable(t, dsn, "JSONB")
 	storetest.CheckMigratedPaging(t, storetest.Open(t, func(ctx context.Context) (*Store, error) {
+		return New(ctx, dsn, &Options{TableName: table})
+	}))
+}
+
+func TestDeletedMigratedIDsStayCursors(t *testing.T) {
+	dsn := testsvc.PostgresDSN(t)
+	table := nodeTable(t, dsn, "JSON")
+	storetest.CheckDeletedMigratedCursors(t, storetest.Open(t, func(ctx context.Context) (*Store, error) {
 		return New(ctx, dsn, &Options{TableName: table})
 	}))
 }

@@ -40,7 +40,10 @@
 //
 // HistoryBefore (chat.Pager) pages back by message id: it looks the
 // cursor's seq up by id, so migrated rows, whose IDs are not their seq,
-// page like new ones.
+// page like new ones. Delete (chat.Deleter) first records the message's
+// id and seq in <TableName>_deleted (id TEXT PRIMARY KEY, seq INTEGER),
+// which New creates, for old tables too, so that a deleted id, migrated
+// or not, still pages from where its message was.
 //
 // Appends from concurrent goroutines are group-committed: the committer
 // stores whatever queued while the previous transaction ran, up to 256

@@ -19,8 +19,8 @@ func createTableSQL(table string) string {
 )`, quote(table))
 }
 
-// ensureSchema creates the table and index when missing and rebuilds a
-// table of the Node.js package, in one write transaction, so two
+// ensureSchema creates the table, its index and the table of deleted ids
+// when missing and rebuilds a table of the Node.js package, in one write transaction, so two
 // processes opening the file together do not race.
 func (s *Store) ensureSchema(ctx context.Context) error {
 	tx, err := s.writer.BeginTx(ctx, nil)
@@ -50,6 +50,12 @@ func (s *Store) ensureSchema(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s (room_id, seq)`,
 		quote(s.table+"_room_seq_idx"), quote(s.table))); err != nil {
 		return fmt.Errorf("create index: %w", err)
+	}
+	// The table of deleted ids (see sqlstore.DeletedTableName), new to
+	// tables of earlier versions too. TEXT keys compare byte for byte.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (id TEXT PRIMARY KEY, seq INTEGER NOT NULL)`,
+		quote(s.deleted))); err != nil {
+		return fmt.Errorf("create table of deleted ids: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit schema: %w", err)

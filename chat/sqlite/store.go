@@ -47,7 +47,8 @@ type Store struct {
 	historySQL     string
 	beforeSQL      string
 	cursorSQL      string
-	deleteSQL      string
+	deleted        string // the table of deleted ids, unquoted
+	delete         sqlstore.DeleteFunc
 }
 
 var (
@@ -97,7 +98,7 @@ func New(ctx context.Context, path string, opts *Options) (*Store, error) {
 	writer.SetConnMaxLifetime(0)
 	writer.SetConnMaxIdleTime(0)
 
-	s := &Store{writer: writer, table: o.TableName}
+	s := &Store{writer: writer, table: o.TableName, deleted: sqlstore.DeletedTableName(o.TableName, 63)}
 	if err := s.ensureSchema(ctx); err != nil {
 		writer.Close()
 		return nil, fmt.Errorf("sqlite chat store: %w", err)
@@ -125,12 +126,17 @@ func New(ctx context.Context, path string, opts *Options) (*Store, error) {
 	s.historySQL = fmt.Sprintf(columns+` FROM %s WHERE room_id = ? ORDER BY seq DESC LIMIT ? OFFSET ?`, t)
 	// The cursor's seq is looked up by id (its unique index) rather than
 	// parsed from it: a row migrated from the Node.js package may have a
-	// numeric id that is not its seq. A cursor that names no row (a
-	// deleted message) is its own seq, as every id this store gives is.
-	s.beforeSQL = fmt.Sprintf(columns+` FROM %[1]s WHERE room_id = ? AND seq < COALESCE((SELECT seq FROM %[1]s WHERE id = ?), ?)
-	ORDER BY seq DESC LIMIT ?`, t)
-	s.cursorSQL = fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE id = ?)`, t)
-	s.deleteSQL = fmt.Sprintf(`DELETE FROM %s WHERE id = ? AND room_id = ?`, t)
+	// numeric id that is not its seq. A deleted message's is looked up in
+	// the table of deleted ids, and a cursor in neither (deleted before
+	// that table existed) is its own seq, as every id this store gives is.
+	s.beforeSQL = fmt.Sprintf(columns+` FROM %[1]s WHERE room_id = ?
+	AND seq < COALESCE((SELECT seq FROM %[1]s WHERE id = ?), (SELECT seq FROM %[2]s WHERE id = ?), ?)
+	ORDER BY seq DESC LIMIT ?`, t, quote(s.deleted))
+	s.cursorSQL = fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE id = ?) OR EXISTS (SELECT 1 FROM %s WHERE id = ?)`, t, quote(s.deleted))
+	s.delete = sqlstore.RecordedDelete(sqlstore.SQLDB{DB: s.writer},
+		fmt.Sprintf(`INSERT INTO %s (id, seq) SELECT id, seq FROM %s WHERE id = ? AND room_id = ? ON CONFLICT (id) DO NOTHING`, quote(s.deleted), t),
+		fmt.Sprintf(`DELETE FROM %s WHERE id = ? AND room_id = ?`, t),
+		func(roomID, id string) []any { return []any{id, roomID} })
 	s.core = sqlstore.NewCore("sqlite chat store", o.HistoryLimit,
 		sqlstore.Reads{Newest: s.newest, Before: s.before, Exists: s.exists}, s.commit, s.undo)
 	return s, nil
@@ -178,9 +184,10 @@ func (s *Store) History(ctx context.Context, roomID string, limit, offset int) (
 	return s.core.History(ctx, roomID, limit, offset)
 }
 
-// HistoryBefore implements chat.Pager. beforeID is looked up by id, so
-// the IDs of rows migrated from the Node.js package page like new ones;
-// one that names no row gets an error wrapping chat.ErrBadCursor.
+// HistoryBefore implements chat.Pager. beforeID is looked up by id, in
+// the table and in the table of deleted ids, so the IDs of rows migrated
+// from the Node.js package page like new ones, deleted or not; one that
+// names no message gets an error wrapping chat.ErrBadCursor.
 func (s *Store) HistoryBefore(ctx context.Context, roomID, beforeID string, limit int) ([]protocol.StoredChatMessage, bool, error) {
 	return s.core.HistoryBefore(ctx, roomID, beforeID, limit)
 }
@@ -192,26 +199,21 @@ func (s *Store) newest(ctx context.Context, roomID string, n, offset int) ([]pro
 }
 
 func (s *Store) before(ctx context.Context, roomID, beforeID string, n int) ([]protocol.StoredChatMessage, error) {
-	return sqlstore.QueryMessages(ctx, s.reader, n, s.beforeSQL, roomID, beforeID, sqlstore.CursorSeq(beforeID), n)
+	return sqlstore.QueryMessages(ctx, s.reader, n, s.beforeSQL, roomID, beforeID, beforeID, sqlstore.CursorSeq(beforeID), n)
 }
 
 func (s *Store) exists(ctx context.Context, id string) (bool, error) {
 	var known bool
-	err := s.reader.QueryRowContext(ctx, s.cursorSQL, id).Scan(&known)
+	err := s.reader.QueryRowContext(ctx, s.cursorSQL, id, id).Scan(&known)
 	return known, err
 }
 
 // Delete implements chat.Deleter, on the writer connection: it waits
 // behind a group commit in progress, so a message being stored is either
-// found or not yet visible to the caller.
+// found or not yet visible to the caller. The message's id and seq go to
+// the table of deleted ids first, so the id still pages HistoryBefore.
 func (s *Store) Delete(ctx context.Context, roomID, id string) (bool, error) {
-	return s.core.Delete(ctx, roomID, id, func(ctx context.Context, roomID, id string) (int64, error) {
-		res, err := s.writer.ExecContext(ctx, s.deleteSQL, id, roomID)
-		if err != nil {
-			return 0, err
-		}
-		return res.RowsAffected()
-	})
+	return s.core.Delete(ctx, roomID, id, s.delete)
 }
 
 // Ping implements chat.Pinger: it reads the schema, which fails when the

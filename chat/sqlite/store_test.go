@@ -150,6 +150,11 @@ func TestHistoryBeforeMigratedIDs(t *testing.T) {
 	storetest.CheckMigratedPaging(t, openFile(t, nodeTable(t, "TEXT"), nil))
 }
 
+func TestDeletedMigratedIDsStayCursors(t *testing.T) {
+	path := nodeTable(t, "TEXT")
+	storetest.CheckDeletedMigratedCursors(t, openFile(t, path, nil))
+}
+
 func TestUnreadableMetadata(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chat.db")
 	s := openFile(t, path, nil)

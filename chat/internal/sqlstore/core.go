@@ -26,11 +26,13 @@ type Reads struct {
 	// offset newest.
 	Newest func(ctx context.Context, roomID string, n, offset int) ([]protocol.StoredChatMessage, error)
 	// Before returns up to n messages of roomID older than the message
-	// whose id is beforeID or, when no message has that id, older than
-	// seq CursorSeq(beforeID) (none when it is 0).
+	// whose id is beforeID, else older than where the deleted message of
+	// that id was (its seq in the table of deleted ids, DeletedTableName),
+	// else older than seq CursorSeq(beforeID) (none when it is 0).
 	Before func(ctx context.Context, roomID, beforeID string, n int) ([]protocol.StoredChatMessage, error)
-	// Exists reports whether id is the id of a message, in any room. It
-	// tells a cursor with no older message from one that names nothing.
+	// Exists reports whether id is the id of a message, in any room, or
+	// in the table of deleted ids. It tells a cursor with no older
+	// message from one that names nothing.
 	Exists func(ctx context.Context, id string) (bool, error)
 }
 
@@ -149,11 +151,11 @@ func (c *Core) History(ctx context.Context, roomID string, limit, offset int) ([
 }
 
 // HistoryBefore is chat.Pager's HistoryBefore. It reads one message more
-// than limit to learn whether more remain. A beforeID that is an id this
-// store could give pages from there, its message deleted or not; an
-// empty page for another beforeID costs one more query, to tell "nothing
-// older" from a cursor that names no message, which gets an error
-// wrapping chat.ErrBadCursor.
+// than limit to learn whether more remain. A beforeID that is the id of
+// a message, stored or deleted, or one this store could give, pages from
+// where that message is or was; an empty page for another beforeID costs
+// one more query, to tell "nothing older" from a cursor that names no
+// message, which gets an error wrapping chat.ErrBadCursor.
 func (c *Core) HistoryBefore(ctx context.Context, roomID, beforeID string, limit int) ([]protocol.StoredChatMessage, bool, error) {
 	if err := c.readable(ctx); err != nil {
 		return nil, false, c.errorf("history before", err)
@@ -199,10 +201,12 @@ func (c *Core) page(ctx context.Context, roomID, beforeID string, n int) ([]prot
 	return out, nil
 }
 
-// CursorSeq is the seq a HistoryBefore cursor names when no row has it
-// as its id, a deleted message's say: every id the stores give is its
-// seq in decimal. It is 0 for an id that is not one (a row migrated from
-// the Node.js package keeps its id and is found by it).
+// CursorSeq is the seq a HistoryBefore cursor names when neither a row
+// nor the table of deleted ids (DeletedTableName) has it as its id: a
+// message deleted before that table existed, every id the stores give
+// being its seq in decimal. It is 0 for an id that is not one. A row
+// migrated from the Node.js package keeps its id, which may be a number
+// other than its seq, so the stores look ids up in both tables first.
 func CursorSeq(id string) int64 {
 	n, err := strconv.ParseInt(id, 10, 64)
 	if err != nil || n <= 0 || strconv.FormatInt(n, 10) != id {

@@ -1,7 +1,7 @@
 // Package storetest holds the checks that the SQL chat stores' tests
 // share beyond the conformance suite (chat/chattest): a table of the
 // Node.js package upgraded in place and paged through by its old ids,
-// table names, one bad message in a group commit, a row whose metadata is
+// deleted or not, table names, one bad message in a group commit, a row whose metadata is
 // not JSON, and DSNs that must fail fast without leaking a password. A
 // store's test does the dialect part (creating tables behind the store's
 // back) and hands the store to these checks, so the three stores are held
@@ -149,6 +149,69 @@ func CheckMigratedPaging(t *testing.T, s chat.Store) {
 	}
 	if got, _, err := p.HistoryBefore(ctx, "LOBBY", "", 10); err != nil || len(got) != 0 {
 		t.Errorf("HistoryBefore(LOBBY) = %s, %v; want none: rooms are case-sensitive", idsOf(got), err)
+	}
+}
+
+// CheckDeletedMigratedCursors deletes, through chat.Deleter, two rows of
+// a store just opened on a table holding NodeRows: '500', whose numeric
+// id is not its seq, and 'node-b', whose id is no number. Each deleted id
+// must then page from where its message was, like any deleted id
+// (chat.Deleter), not as seq 500 nor as a cursor that names nothing; a
+// second Delete finds nothing, and History no longer holds them.
+func CheckDeletedMigratedCursors(t *testing.T, s chat.Store) {
+	t.Helper()
+	p, ok := s.(chat.Pager)
+	if !ok {
+		t.Fatalf("%T is not a chat.Pager", s)
+	}
+	d, ok := s.(chat.Deleter)
+	if !ok {
+		t.Fatalf("%T is not a chat.Deleter", s)
+	}
+	ctx := Ctx(t)
+	for _, text := range []string{"fourth", "fifth"} { // ids 501 and 502
+		if _, err := s.Append(ctx, chat.Message{RoomID: "lobby", ConnectionID: "c", Message: text}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"500", "node-b"} {
+		if found, err := d.Delete(ctx, "lobby", id); err != nil || !found {
+			t.Fatalf("Delete(%q) = %v, %v; want found", id, found, err)
+		}
+		if found, err := d.Delete(ctx, "lobby", id); err != nil || found {
+			t.Fatalf("second Delete(%q) = %v, %v; want not found", id, found, err)
+		}
+	}
+	got, err := s.History(ctx, "lobby", 10, 0)
+	if err != nil || idsOf(got) != "[node-a node-c 501 502]" {
+		t.Fatalf("History after deleting 500 and node-b = %s, %v; want [node-a node-c 501 502]", idsOf(got), err)
+	}
+	cases := []struct {
+		before string
+		limit  int
+		want   string // ids, oldest first
+		more   bool
+	}{
+		{"500", 10, "[node-a]", false}, // where seq 2 was, not seq 500
+		{"node-b", 10, "[node-a]", false},
+		{"node-c", 10, "[node-a]", false},
+		{"501", 1, "[node-c]", true},
+	}
+	for _, c := range cases {
+		got, more, err := p.HistoryBefore(ctx, "lobby", c.before, c.limit)
+		if err != nil {
+			t.Errorf("HistoryBefore(%q, %d): %v", c.before, c.limit, err)
+			continue
+		}
+		if ids := idsOf(got); ids != c.want || more != c.more {
+			t.Errorf("HistoryBefore(%q, %d) = %s, %v; want %s, %v", c.before, c.limit, ids, more, c.want, c.more)
+		}
+	}
+	// Looked up byte for byte, as live ids are.
+	for _, bad := range []string{"NODE-B", "node-b ", "0500"} {
+		if _, _, err := p.HistoryBefore(ctx, "lobby", bad, 2); !errors.Is(err, chat.ErrBadCursor) {
+			t.Errorf("HistoryBefore(%q): %v; want chat.ErrBadCursor", bad, err)
+		}
 	}
 }
 
