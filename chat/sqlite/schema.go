@@ -20,8 +20,8 @@ func createTableSQL(table string) string {
 }
 
 // ensureSchema creates the table, its index and the table of deleted ids
-// when missing and rebuilds a table of the Node.js package, in one write transaction, so two
-// processes opening the file together do not race.
+// when missing and rebuilds a table of the Node.js package, in one write
+// transaction, so two processes opening the file together do not race.
 func (s *Store) ensureSchema(ctx context.Context) error {
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
