@@ -34,7 +34,10 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	lastRead atomic.Int64 // unix nanoseconds of the last frame or pong
+	// lastRead is when the client last showed it is alive, in unix
+	// nanoseconds: a message, a pong, or its unfinished message's progress
+	// (Alive); the heartbeat drops it PongTimeout after.
+	lastRead atomic.Int64
 	lastPing atomic.Int64
 	// lastSent is when the writer last wrote a batch, in unix
 	// nanoseconds; kept for document peers only (see keepDocAlive).
@@ -96,6 +99,24 @@ type conn struct {
 }
 
 func (c *conn) touch() { c.lastRead.Store(time.Now().UnixNano()) }
+
+// minMessageRate, in bytes per second, is the slowest a client may send a
+// message in several frames and be sure its heartbeat holds meanwhile,
+// when its pongs do not count (see ws.Handler.Alive). A browser splits a
+// large message into frames (Chromium's hold 131,000 bytes): a large
+// paste on a slow uplink takes minutes, at this rate or above.
+const minMessageRate = 16 << 10
+
+// messageAliveBytes is how much an unfinished message must grow by to keep
+// its client alive for another pongTimeout (ws.Conn.SetAliveBytes): what
+// minMessageRate sends in three quarters of it. A client at that rate
+// has a quarter of pongTimeout to spare for a stall; one trickling a
+// message at less than 3/4 of it (12 KiB/s) is dropped, and holds a
+// buffer of up to the message limit for at most limit / 12 KiB/s plus
+// pongTimeout: ~11 min for /yjs' 8 MiB.
+func messageAliveBytes(pongTimeout time.Duration) int {
+	return max(1, int(pongTimeout.Seconds()*minMessageRate*3/4))
+}
 
 // send queues a frame, given whole or as the parts to write one after the
 // other (see ws.FrameHead). It never blocks: a client whose queue would
@@ -349,8 +370,9 @@ func (c *conn) Message(text bool, data []byte) {
 	c.handle(data)
 }
 
-// Pong records that the client is alive (ws.Handler).
-func (c *conn) Pong() { c.touch() }
+// Alive records that the client is alive (ws.Handler): it ponged, or
+// its unfinished message came on (see messageAliveBytes).
+func (c *conn) Alive() { c.touch() }
 
 // context returns the connection's context, cancelled when the
 // connection ends: when the server closes it or gives it up (a shutdown,

@@ -253,6 +253,74 @@ func TestUnfinishedMessageIsNoHeartbeat(t *testing.T) {
 	}
 }
 
+// TestSlowSteadyMessageKeepsThePeer: a peer that sends one large message
+// in many frames, taking several PongTimeouts, but steadily and well above
+// minMessageRate (a browser on a slow uplink sending a large paste), is
+// kept alive by the message's progress and gets it delivered.
+func TestSlowSteadyMessageKeepsThePeer(t *testing.T) {
+	_, url := startServer(t, &Options{Limits: Limits{PingInterval: 50 * time.Millisecond, PongTimeout: 400 * time.Millisecond}})
+	watcher := livesynctest.Dial(t, url)
+	watcher.Join("r", nil)
+	rc := livesynctest.RawDial(t, url)
+	// About 60 KB at about 60 KB/s, with a pong now and then as a browser
+	// answers pings between the frames: more than 2 PongTimeouts, in each
+	// of which messageAliveBytes asks for 4,915 bytes.
+	frames := []string{`{"type":"join_room","payload":{"roomId":"r"}`}
+	for range 100 {
+		frames = append(frames, strings.Repeat(" ", 600))
+	}
+	frames = append(frames, "}")
+	for i, s := range frames {
+		first := byte(0x00) // a continuation
+		switch i {
+		case 0:
+			first = 0x01 // a text message that goes on
+		case len(frames) - 1:
+			first = 0x80 // its end
+		}
+		if err := rc.TryWriteFrame(first, s); err != nil {
+			t.Fatalf("frame %d of %d: %v: the server dropped the peer while it was sending", i, len(frames), err)
+		}
+		if i%5 == 0 {
+			if err := rc.TryWriteFrame(0x8A, ""); err != nil {
+				t.Fatalf("pong after frame %d: %v", i, err)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var pu protocol.PresenceUpdatedPayload
+	watcher.Expect(protocol.MsgPresenceUpdated, &pu)
+	if len(pu.Joined) != 1 {
+		t.Fatalf("got %+v, want the slow peer to join", pu)
+	}
+}
+
+// TestTrickledMessageIsNoHeartbeat: a peer that goes on with an
+// unfinished message, but far below minMessageRate, with pongs between its
+// frames, is dropped like a silent one.
+func TestTrickledMessageIsNoHeartbeat(t *testing.T) {
+	_, url := startServer(t, &Options{Limits: Limits{PingInterval: 50 * time.Millisecond, PongTimeout: 300 * time.Millisecond}})
+	rc := livesynctest.RawDial(t, url)
+	rc.WriteFrame(t, 0x01, `{"type":"join_room","payload":`) // no FIN: the message goes on
+	closed := make(chan bool, 1)
+	go func() { closed <- livesynctest.ReadsUntilClosed(rc, livesynctest.Timeout) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case ok := <-closed:
+			if !ok {
+				t.Fatal("a peer trickling a message, 16 bytes and a pong every 20 ms, was never dropped")
+			}
+			return
+		case <-tick.C:
+			// Once the peer is dropped, writes fail: it waits for the close.
+			_ = rc.TryWriteFrame(0x00, strings.Repeat(" ", 16))
+			_ = rc.TryWriteFrame(0x8A, "")
+		}
+	}
+}
+
 // TestIdleConnectionsHoldNoGoroutine: on Linux a connection that joined and
 // went quiet is watched by the poller, not by a goroutine of its own.
 func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {

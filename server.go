@@ -311,6 +311,7 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request) *conn {
 	c := &conn{srv: s, ws: wc, ip: ip, user: user}
 	handedOver = true
 	c.touch()
+	wc.SetAliveBytes(messageAliveBytes(s.limits.PongTimeout))
 	switch {
 	case authErr != nil:
 		s.metrics.authFailed()

@@ -55,6 +55,15 @@ func (c *RawConn) WriteText(t testing.TB, s string) {
 // (0x00, 0x80 for the last) go on with, 0x8A is a pong.
 func (c *RawConn) WriteFrame(t testing.TB, first byte, s string) {
 	t.Helper()
+	if err := c.TryWriteFrame(first, s); err != nil {
+		t.Fatalf("WriteFrame: %v", err)
+	}
+}
+
+// TryWriteFrame is WriteFrame returning its error, for a write that may
+// fail (the server may have dropped the peer) or that another goroutine
+// than the test's makes.
+func (c *RawConn) TryWriteFrame(first byte, s string) error {
 	p := []byte(s)
 	hdr := []byte{first}
 	switch {
@@ -63,16 +72,15 @@ func (c *RawConn) WriteFrame(t testing.TB, first byte, s string) {
 	case len(p) <= 0xFFFF:
 		hdr = append(hdr, 0x80|126, byte(len(p)>>8), byte(len(p)))
 	default:
-		t.Fatalf("WriteFrame: %d bytes, more than a 16-bit length", len(p))
+		return fmt.Errorf("%d bytes, more than a 16-bit length", len(p))
 	}
 	mask := []byte{1, 2, 3, 4}
 	hdr = append(hdr, mask...)
 	for i := range p {
 		p[i] ^= mask[i%4]
 	}
-	if _, err := c.Write(append(hdr, p...)); err != nil {
-		t.Fatal(err)
-	}
+	_, err := c.Write(append(hdr, p...))
+	return err
 }
 
 // ReadClose reads the frames the server sent until its close frame, and

@@ -32,7 +32,7 @@ func (h *countingHandler) Message(text bool, data []byte) {
 	}
 	h.msgs++
 }
-func (h *countingHandler) Pong()        {}
+func (h *countingHandler) Alive()       {}
 func (h *countingHandler) Closed(error) {}
 
 // FuzzFrames feeds arbitrary bytes to the frame reader, split at an

@@ -19,8 +19,14 @@ type Handler interface {
 	// Message is one whole data message; text is false for binary. data
 	// is valid only during the call.
 	Message(text bool, data []byte)
-	// Pong is called for every pong the peer sends.
-	Pong()
+	// Alive is called when the peer shows it is alive other than by a
+	// whole message: for a pong between messages, for the first frame of
+	// a message sent in several, and each time that message has grown by
+	// the bytes SetAliveBytes sets since it last did (counting the frame
+	// under way as it comes). A pong between the frames of an unfinished
+	// message is not: a peer holding a buffer of up to the message limit
+	// shows life by filling it, not by ponging.
+	Alive()
 	// Closed tells why the connection ended: a *CloseError when the peer
 	// closed it, an error wrapping ErrReadLimit, ErrInvalidUTF8 or
 	// ErrProtocol, or the read error. The socket is closed by then, or
@@ -334,8 +340,15 @@ func (c *Conn) frameHeader(b []byte) (length int64, hdr int, err error) {
 // when b does not hold it all yet.
 func (c *Conn) frame(b []byte) (int, error) {
 	length, hdr, err := c.frameHeader(b)
-	if err != nil || hdr == 0 || int64(len(b)-hdr) < length {
+	if err != nil || hdr == 0 {
 		return 0, err
+	}
+	if int64(len(b)-hdr) < length {
+		if c.fragOp != 0 && b[0]&0x0f == opContinuation {
+			// A frame under way counts as it comes, whatever its size.
+			c.progress(len(c.frag) + len(b) - hdr)
+		}
+		return 0, nil
 	}
 	total := hdr + int(length)
 	payload, key := b[hdr:total], b[hdr-4:hdr]
@@ -358,6 +371,8 @@ func (c *Conn) frame(b []byte) (int, error) {
 			c.fragOp = 0
 			c.h.Message(text, c.frag)
 			c.frag = nil
+		} else {
+			c.progress(len(c.frag))
 		}
 	case opText, opBinary:
 		if c.fragOp != 0 {
@@ -375,18 +390,19 @@ func (c *Conn) frame(b []byte) (int, error) {
 		} else {
 			c.fragOp = op
 			c.frag = append([]byte(nil), payload...)
+			c.fragAlive = len(c.frag)
+			c.h.Alive()
 		}
 	case opPing:
 		unmask(payload, key)
 		c.writeControl(frame(opPong, append(make([]byte, FrameHeadroom, FrameHeadroom+len(payload)), payload...), 0), false)
 	case opPong:
-		// A pong between the frames of an unfinished message does not
-		// keep the peer alive: a message, however many frames it takes,
-		// arrives within the heartbeat's bound, as one frame must (its
-		// bytes never count), so no peer holds a buffer of up to the
+		// Between the frames of an unfinished message only the message's
+		// progress counts (see Handler.Alive): a peer that sends pongs and
+		// a few bytes now and then does not hold a buffer of up to the
 		// message limit for as long as it likes.
 		if c.fragOp == 0 {
-			c.h.Pong()
+			c.h.Alive()
 		}
 	case opClose:
 		unmask(payload, key)
@@ -395,6 +411,15 @@ func (c *Conn) frame(b []byte) (int, error) {
 		return 0, protocolError("unknown opcode " + strconv.Itoa(int(op)))
 	}
 	return total, nil
+}
+
+// progress tells the handler the peer is alive when its unfinished
+// message, n bytes so far, has grown by aliveBytes since it last did.
+func (c *Conn) progress(n int) {
+	if c.aliveBytes > 0 && n-c.fragAlive >= c.aliveBytes {
+		c.fragAlive = n
+		c.h.Alive()
+	}
 }
 
 // text unmasks a frame of a text message and checks it, going on from the

@@ -17,15 +17,19 @@ import (
 
 const testTimeout = 10 * time.Second
 
+// testAliveBytes is how much the test peers' unfinished messages grow by
+// to show them alive (SetAliveBytes).
+const testAliveBytes = 100
+
 // recorder is a Handler that records what it is told.
 type recorder struct {
 	msgs   chan string // "t:" or "b:" and the data
-	pongs  chan struct{}
+	alive  chan struct{}
 	closed chan error // every call to Closed, so that a second one shows
 }
 
 func newRecorder() *recorder {
-	return &recorder{msgs: make(chan string, 64), pongs: make(chan struct{}, 8), closed: make(chan error, 2)}
+	return &recorder{msgs: make(chan string, 64), alive: make(chan struct{}, 8), closed: make(chan error, 2)}
 }
 
 func (r *recorder) Message(text bool, data []byte) {
@@ -35,7 +39,7 @@ func (r *recorder) Message(text bool, data []byte) {
 	}
 	r.msgs <- kind + string(data)
 }
-func (r *recorder) Pong() { r.pongs <- struct{}{} }
+func (r *recorder) Alive() { r.alive <- struct{}{} }
 func (r *recorder) Closed(err error) {
 	select {
 	case r.closed <- err:
@@ -84,6 +88,7 @@ func eachMode(t *testing.T, f func(t *testing.T, dial func(limit int64) *peer)) 
 					t.Fatal(err)
 				}
 				p := &peer{t: t, nc: wc.NetConn(), sc: <-conns, h: newRecorder()}
+				p.sc.SetAliveBytes(testAliveBytes)
 				p.sc.Serve(p.h, limit)
 				peers = append(peers, p)
 				return p
@@ -167,6 +172,16 @@ func (p *peer) expectMsg(want string) {
 	}
 }
 
+// expectAlive waits for the handler to hear the peer is alive.
+func (p *peer) expectAlive() {
+	p.t.Helper()
+	select {
+	case <-p.h.alive:
+	case <-time.After(testTimeout):
+		p.t.Fatal("Alive not called")
+	}
+}
+
 func (p *peer) expectClosed(is func(error) bool) error {
 	p.t.Helper()
 	select {
@@ -211,21 +226,19 @@ func TestReadMessages(t *testing.T) {
 			p.expectMsg("t:" + string(big))
 		}
 
-		// A fragmented message with a ping between its fragments.
+		// A fragmented message with a ping between its fragments; its
+		// first frame shows the peer alive.
 		p.write(clientFrame(opText, []byte("frag")))
 		p.write(clientFrame(fin|opPing, []byte("hi")))
 		p.write(clientFrame(opContinuation, []byte("men")))
 		p.write(clientFrame(fin|opContinuation, []byte("ted")))
 		p.expectMsg("t:fragmented")
+		p.expectAlive()
 		if op, b := p.readFrame(); op != opPong || string(b) != "hi" {
 			t.Fatalf("reply to ping: opcode %d %q", op, b)
 		}
 		p.write(clientFrame(fin|opPong, nil))
-		select {
-		case <-p.h.pongs:
-		case <-time.After(testTimeout):
-			t.Fatal("pong not reported")
-		}
+		p.expectAlive()
 
 		// The peer closes: the close is answered and reported, once.
 		p.write(clientFrame(fin|opClose, append(binary.BigEndian.AppendUint16(nil, 4000), "bye"...)))
@@ -240,6 +253,39 @@ func TestReadMessages(t *testing.T) {
 			t.Fatalf("Closed called again: %v", err)
 		case <-time.After(50 * time.Millisecond): // observing an absence
 		}
+	})
+}
+
+// TestUnfinishedMessageShowsLifeAsItGrows: an unfinished message shows
+// its peer alive at its first frame and each time it has grown by
+// SetAliveBytes since it last did, a frame under way counting as it comes;
+// pongs between its frames do not, a pong between messages does.
+func TestUnfinishedMessageShowsLifeAsItGrows(t *testing.T) {
+	eachMode(t, func(t *testing.T, dial func(int64) *peer) {
+		p := dial(1 << 20)
+		half := bytes.Repeat([]byte("x"), testAliveBytes/2)
+		p.write(clientFrame(opBinary, half))       // it starts: alive
+		p.write(clientFrame(fin|opPong, nil))      // not
+		p.write(clientFrame(opContinuation, half)) // half the bytes since: not
+		p.write(clientFrame(fin|opPong, nil))      // not
+		p.write(clientFrame(opContinuation, half)) // testAliveBytes since: alive
+		// A frame of 1.5 × testAliveBytes, of which 1.1 × come first: alive
+		// before the rest comes.
+		long := clientFrame(opContinuation, bytes.Repeat([]byte("x"), 3*testAliveBytes/2))
+		rest := long[len(long)-2*testAliveBytes/5:]
+		p.write(long[:len(long)-len(rest)])
+		p.expectAlive()
+		p.expectAlive()
+		p.expectAlive()
+		p.write(rest) // 0.4 × testAliveBytes since: not
+		p.write(clientFrame(fin|opContinuation, half))
+		p.expectMsg("b:" + strings.Repeat("x", 7*testAliveBytes/2))
+		// Alive and Message are called in order: by now it has been told.
+		if n := len(p.h.alive); n != 0 {
+			t.Fatalf("Alive called %d times more than expected during the message", n)
+		}
+		p.write(clientFrame(fin|opPong, nil))
+		p.expectAlive()
 	})
 }
 

@@ -49,7 +49,7 @@ func (h *memHandler) Message(text bool, data []byte) {
 		h.msgs = append(h.msgs, string(data))
 	}
 }
-func (h *memHandler) Pong()            {}
+func (h *memHandler) Alive()           {}
 func (h *memHandler) Closed(err error) { h.err = err }
 
 // feed reads frames with a Conn in memory, as one read, and returns what

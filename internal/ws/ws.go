@@ -116,6 +116,11 @@ type Conn struct {
 	fd        int
 	parkedAt  time.Time // when the poller last took the connection back
 
+	// aliveBytes is how much an unfinished message grows by to show its
+	// peer alive (SetAliveBytes); 0: its growth never does. fragAlive is
+	// len(frag) when it last did. The reader's, as those above.
+	aliveBytes, fragAlive int
+
 	closed   atomic.Bool // reading ended or Close was called
 	mu       sync.Mutex  // guards what follows
 	serving  bool        // a goroutine is reading
@@ -232,6 +237,14 @@ func (c *Conn) setWriteDeadline(t time.Time) error {
 // after a close and would send the same message again gives a code they
 // take for a refusal. Call it before Serve.
 func (c *Conn) SetLimitCode(code int) { c.limitCode = code }
+
+// SetAliveBytes makes an unfinished message show its peer alive
+// (Handler.Alive) each time it has grown by n bytes since its first frame
+// or since it last did, the frame under way included: a peer sending a
+// large message slowly but steadily goes on while one that trickles it
+// can be told from it. Not set, or 0, only the message's first frame
+// does. Call it before Serve.
+func (c *Conn) SetAliveBytes(n int) { c.aliveBytes = n }
 
 // Polled reports whether the poller watches c: then no goroutine waits on
 // c while it is idle, and TryWrite can write without waiting. Valid once
