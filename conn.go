@@ -101,10 +101,11 @@ type conn struct {
 func (c *conn) touch() { c.lastRead.Store(time.Now().UnixNano()) }
 
 // minMessageRate, in bytes per second, is the slowest a client may send a
-// message in several frames and be sure its heartbeat holds meanwhile,
-// when its pongs do not count (see ws.Handler.Alive). A browser splits a
-// large message into frames (Chromium's hold 131,000 bytes): a large
-// paste on a slow uplink takes minutes, at this rate or above.
+// message and be sure its heartbeat holds meanwhile, when its pongs do
+// not count (see ws.Handler.Alive). A browser sends a large message in
+// one frame (Firefox) or splits it (Chromium's frames hold 131,000
+// bytes): a large paste on a slow uplink takes minutes, at this rate or
+// above.
 const minMessageRate = 16 << 10
 
 // messageAliveBytes is how much an unfinished message must grow by to keep

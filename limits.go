@@ -32,10 +32,10 @@ type Limits struct {
 	// PingInterval is how often the server pings. Default 25s.
 	PingInterval time.Duration
 	// PongTimeout drops a peer silent for this long. While a peer sends a
-	// message in several frames its pongs do not count, the message's
-	// progress does: a peer sending it at 16 KiB/s or faster is kept, one
-	// whose message grows by less than 12 KiB/s over a PongTimeout is
-	// dropped. Default 60s.
+	// message (in one frame or several; its pongs between them do not
+	// count) the message's progress does: a peer sending it at 16 KiB/s
+	// or faster is kept, one whose message grows by less than 12 KiB/s
+	// over a PongTimeout is dropped. Default 60s.
 	PongTimeout time.Duration
 	// HandshakeTimeout bounds the HTTP upgrade. Default 10s.
 	HandshakeTimeout time.Duration

@@ -295,29 +295,79 @@ func TestSlowSteadyMessageKeepsThePeer(t *testing.T) {
 	}
 }
 
-// TestTrickledMessageIsNoHeartbeat: a peer that goes on with an
-// unfinished message, but far below minMessageRate, with pongs between its
-// frames, is dropped like a silent one.
-func TestTrickledMessageIsNoHeartbeat(t *testing.T) {
-	_, url := startServer(t, &Options{Limits: Limits{PingInterval: 50 * time.Millisecond, PongTimeout: 300 * time.Millisecond}})
+// TestSlowSteadyFrameKeepsThePeer: a peer that sends one large message
+// in a single frame (as Firefox does), taking several PongTimeouts but
+// well above minMessageRate, is kept alive by the frame's progress.
+func TestSlowSteadyFrameKeepsThePeer(t *testing.T) {
+	_, url := startServer(t, &Options{Limits: Limits{PingInterval: 50 * time.Millisecond, PongTimeout: 400 * time.Millisecond}})
+	watcher := livesynctest.Dial(t, url)
+	watcher.Join("r", nil)
 	rc := livesynctest.RawDial(t, url)
-	rc.WriteFrame(t, 0x01, `{"type":"join_room","payload":`) // no FIN: the message goes on
-	closed := make(chan bool, 1)
-	go func() { closed <- livesynctest.ReadsUntilClosed(rc, livesynctest.Timeout) }()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case ok := <-closed:
-			if !ok {
-				t.Fatal("a peer trickling a message, 16 bytes and a pong every 20 ms, was never dropped")
-			}
-			return
-		case <-tick.C:
-			// Once the peer is dropped, writes fail: it waits for the close.
+	f, err := livesynctest.MaskedFrame(0x81, `{"type":"join_room","payload":{"roomId":"r"}`+strings.Repeat(" ", 60_000)+"}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// About 60 KB at about 60 KB/s, as in TestSlowSteadyMessageKeepsThePeer;
+	// no pong can come within a frame.
+	for i := 0; i < len(f); i += 600 {
+		if _, err := rc.Write(f[i:min(i+600, len(f))]); err != nil {
+			t.Fatalf("at byte %d of %d: %v: the server dropped the peer while it was sending", i, len(f), err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var pu protocol.PresenceUpdatedPayload
+	watcher.Expect(protocol.MsgPresenceUpdated, &pu)
+	if len(pu.Joined) != 1 {
+		t.Fatalf("got %+v, want the slow peer to join", pu)
+	}
+}
+
+// TestTrickledMessageIsNoHeartbeat: a peer that goes on with an
+// unfinished message, but far below minMessageRate, is dropped like a
+// silent one: with pongs between its frames, or in one frame.
+func TestTrickledMessageIsNoHeartbeat(t *testing.T) {
+	big, err := livesynctest.MaskedFrame(0x81, strings.Repeat(" ", 60_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []struct {
+		name  string
+		start func(*livesynctest.RawConn)
+		more  func(rc *livesynctest.RawConn, i int)
+	}{
+		{"frames", func(rc *livesynctest.RawConn) {
+			rc.WriteFrame(t, 0x01, `{"type":"join_room","payload":`) // no FIN: the message goes on
+		}, func(rc *livesynctest.RawConn, _ int) {
 			_ = rc.TryWriteFrame(0x00, strings.Repeat(" ", 16))
 			_ = rc.TryWriteFrame(0x8A, "")
-		}
+		}},
+		{"one frame", func(*livesynctest.RawConn) {}, func(rc *livesynctest.RawConn, i int) {
+			if i+16 < len(big) {
+				_, _ = rc.Write(big[i : i+16])
+			}
+		}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			_, url := startServer(t, &Options{Limits: Limits{PingInterval: 50 * time.Millisecond, PongTimeout: 300 * time.Millisecond}})
+			rc := livesynctest.RawDial(t, url)
+			mode.start(rc)
+			closed := make(chan bool, 1)
+			go func() { closed <- livesynctest.ReadsUntilClosed(rc, livesynctest.Timeout) }()
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for i := 0; ; i += 16 {
+				select {
+				case ok := <-closed:
+					if !ok {
+						t.Fatal("a peer trickling a message, 16 bytes every 20 ms, was never dropped")
+					}
+					return
+				case <-tick.C:
+					// Once the peer is dropped, writes fail: it waits for the close.
+					mode.more(rc, i)
+				}
+			}
+		})
 	}
 }
 

@@ -64,6 +64,17 @@ func (c *RawConn) WriteFrame(t testing.TB, first byte, s string) {
 // fail (the server may have dropped the peer) or that another goroutine
 // than the test's makes.
 func (c *RawConn) TryWriteFrame(first byte, s string) error {
+	f, err := MaskedFrame(first, s)
+	if err != nil {
+		return err
+	}
+	_, err = c.Write(f)
+	return err
+}
+
+// MaskedFrame is the frame WriteFrame sends, for a test that writes it a
+// piece at a time.
+func MaskedFrame(first byte, s string) ([]byte, error) {
 	p := []byte(s)
 	hdr := []byte{first}
 	switch {
@@ -72,15 +83,14 @@ func (c *RawConn) TryWriteFrame(first byte, s string) error {
 	case len(p) <= 0xFFFF:
 		hdr = append(hdr, 0x80|126, byte(len(p)>>8), byte(len(p)))
 	default:
-		return fmt.Errorf("%d bytes, more than a 16-bit length", len(p))
+		return nil, fmt.Errorf("%d bytes, more than a 16-bit length", len(p))
 	}
 	mask := []byte{1, 2, 3, 4}
 	hdr = append(hdr, mask...)
 	for i := range p {
 		p[i] ^= mask[i%4]
 	}
-	_, err := c.Write(append(hdr, p...))
-	return err
+	return append(hdr, p...), nil
 }
 
 // ReadClose reads the frames the server sent until its close frame, and

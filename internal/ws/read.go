@@ -21,11 +21,12 @@ type Handler interface {
 	Message(text bool, data []byte)
 	// Alive is called when the peer shows it is alive other than by a
 	// whole message: for a pong between messages, for the first frame of
-	// a message sent in several, and each time that message has grown by
-	// the bytes SetAliveBytes sets since it last did (counting the frame
-	// under way as it comes). A pong between the frames of an unfinished
-	// message is not: a peer holding a buffer of up to the message limit
-	// shows life by filling it, not by ponging.
+	// a message sent in several, and each time a message under way (in
+	// one frame or several, the frame under way counted as it comes) has
+	// grown by the bytes SetAliveBytes sets since it began or last did. A
+	// pong between the frames of an unfinished message is not: a peer
+	// holding a buffer of up to the message limit shows life by filling
+	// it, not by ponging.
 	Alive()
 	// Closed tells why the connection ended: a *CloseError when the peer
 	// closed it, an error wrapping ErrReadLimit, ErrInvalidUTF8 or
@@ -344,8 +345,9 @@ func (c *Conn) frame(b []byte) (int, error) {
 		return 0, err
 	}
 	if int64(len(b)-hdr) < length {
-		if c.fragOp != 0 && b[0]&0x0f == opContinuation {
-			// A frame under way counts as it comes, whatever its size.
+		if op := b[0] & 0x0f; op <= opBinary && (op == opContinuation) == (c.fragOp != 0) {
+			// A data frame under way counts as it comes, whatever its
+			// size, the first of a message (or its only one) included.
 			c.progress(len(c.frag) + len(b) - hdr)
 		}
 		return 0, nil
@@ -368,7 +370,7 @@ func (c *Conn) frame(b []byte) (int, error) {
 		c.frag = append(c.frag, payload...)
 		if fin {
 			text := c.fragOp == opText
-			c.fragOp = 0
+			c.fragOp, c.fragAlive = 0, 0
 			c.h.Message(text, c.frag)
 			c.frag = nil
 		} else {
@@ -386,6 +388,7 @@ func (c *Conn) frame(b []byte) (int, error) {
 			unmask(payload, key)
 		}
 		if fin {
+			c.fragAlive = 0
 			c.h.Message(op == opText, payload)
 		} else {
 			c.fragOp = op

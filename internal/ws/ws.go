@@ -116,9 +116,10 @@ type Conn struct {
 	fd        int
 	parkedAt  time.Time // when the poller last took the connection back
 
-	// aliveBytes is how much an unfinished message grows by to show its
+	// aliveBytes is how much a message under way grows by to show its
 	// peer alive (SetAliveBytes); 0: its growth never does. fragAlive is
-	// len(frag) when it last did. The reader's, as those above.
+	// its size when it last did, 0 between messages. The reader's, as
+	// those above.
 	aliveBytes, fragAlive int
 
 	closed   atomic.Bool // reading ended or Close was called
@@ -238,12 +239,12 @@ func (c *Conn) setWriteDeadline(t time.Time) error {
 // take for a refusal. Call it before Serve.
 func (c *Conn) SetLimitCode(code int) { c.limitCode = code }
 
-// SetAliveBytes makes an unfinished message show its peer alive
-// (Handler.Alive) each time it has grown by n bytes since its first frame
-// or since it last did, the frame under way included: a peer sending a
+// SetAliveBytes makes a message under way, in one frame or several, show
+// its peer alive (Handler.Alive) each time it has grown by n bytes since
+// it began or last did, the frame under way included: a peer sending a
 // large message slowly but steadily goes on while one that trickles it
-// can be told from it. Not set, or 0, only the message's first frame
-// does. Call it before Serve.
+// can be told from it. Not set, or 0, only the first frame of a message
+// sent in several does. Call it before Serve.
 func (c *Conn) SetAliveBytes(n int) { c.aliveBytes = n }
 
 // Polled reports whether the poller watches c: then no goroutine waits on
