@@ -35,13 +35,15 @@ type Server struct {
 	metrics  metrics
 	trusted  trustedProxies
 
-	mu      sync.Mutex // guards conns, perIP, slots, closed, leaving, httpSrv
+	mu      sync.Mutex // guards conns, perIP, slots, closed, leaving, shutdown, httpSrv
 	conns   map[*conn]struct{}
 	perIP   map[string]int
 	slots   int // connections admitted: upgrading or registered
 	closed  bool
 	leaving bool // Shutdown began: not ready, though it may serve for ShutdownDelay yet
 	httpSrv *http.Server
+	// shutdown is the shutdown begun by the first Shutdown call.
+	shutdown *shutdownRun
 
 	// Guarded by mu too: the plain HTTP connections of Serve's listener,
 	// counted per address (see listener.go).
