@@ -41,7 +41,9 @@ type ChatHookConfig struct {
 	// http.ErrUseLastResponse) and calls its CloseIdleConnections once
 	// Shutdown has returned.
 	Client *http.Client
-	// Logger receives failed calls. Default slog.Default().
+	// Logger receives failed calls, at warn; those cancelled by their
+	// caller (the sender's connection ended) at debug. Default
+	// slog.Default().
 	Logger *slog.Logger
 }
 
@@ -91,7 +93,13 @@ func ChatHook(cfg ChatHookConfig) (func(context.Context, livesync.ChatRequest) (
 	return func(ctx context.Context, req livesync.ChatRequest) (livesync.ChatDecision, error) {
 		d, err := cfg.call(ctx, req)
 		if err != nil {
-			cfg.Logger.Warn("chat hook failed", "room", req.RoomID, "err", err, "fail_open", cfg.FailOpen)
+			msg, log := "chat hook failed", cfg.Logger.Warn
+			if errors.Is(err, context.Canceled) {
+				// The caller gave up (the sender's connection ended, or
+				// its server is shutting down): no fault of the backend.
+				msg, log = "chat hook call cancelled", cfg.Logger.Debug
+			}
+			log(msg, "room", req.RoomID, "err", err, "fail_open", cfg.FailOpen)
 			if cfg.FailOpen {
 				return livesync.ChatDecision{Action: livesync.ChatAccept}, nil
 			}
@@ -118,10 +126,13 @@ func (cfg *ChatHookConfig) call(ctx context.Context, req livesync.ChatRequest) (
 	hreq.Header.Set("User-Agent", "openlivesync-chat-hook")
 	resp, err := cfg.Client.Do(hreq)
 	if err != nil {
-		if ctx.Err() != nil {
-			// Wrapping ctx's error, not the client's, keeps errors.Is
-			// working through the URL's redaction.
-			return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: "did not answer in time", Err: fmt.Errorf("%w: %v", ctx.Err(), redactErr(err, cfg.URL))}
+		// Wrapping ctx's error, not the client's, keeps errors.Is working
+		// through the URL's redaction.
+		switch ended := ctx.Err(); {
+		case errors.Is(ended, context.Canceled):
+			return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: "was cut short: the call was cancelled", Err: fmt.Errorf("%w: %v", ended, redactErr(err, cfg.URL))}
+		case ended != nil:
+			return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: "did not answer in time", Err: fmt.Errorf("%w: %v", ended, redactErr(err, cfg.URL))}
 		}
 		return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: "could not be reached", Err: redactErr(err, cfg.URL)}
 	}

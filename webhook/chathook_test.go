@@ -1,8 +1,10 @@
 package webhook_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -116,4 +118,55 @@ func TestChatHookFollowsNoRedirect(t *testing.T) {
 	a.Join("r", nil)
 	a.Send(protocol.MsgSendChat, map[string]any{"message": "fine"})
 	a.ExpectError(protocol.CodeChatUnavailable)
+}
+
+// A call cancelled by its caller (the sender's connection ended) is no
+// timeout: it is logged at debug and says nothing of time, while a call
+// that runs out of time is a warning that it did not answer in time.
+func TestChatHookCancelledCallIsNoTimeout(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	hangs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body) // else the server sees no client going away
+		arrived <- struct{}{}
+		<-r.Context().Done()
+	}))
+	t.Cleanup(hangs.Close)
+	var logs logBuffer
+	call := func(timeout time.Duration, cancelled bool) (error, string) {
+		t.Helper()
+		logs.mu.Lock()
+		logs.buf.Reset()
+		logs.mu.Unlock()
+		hook, err := webhook.ChatHook(webhook.ChatHookConfig{URL: hangs.URL, Secret: mustSecret(t), Timeout: timeout,
+			Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if cancelled {
+			go func() { <-arrived; cancel() }()
+		} else {
+			go func() { <-arrived }()
+		}
+		_, err = hook(ctx, livesync.ChatRequest{RoomID: "r", Message: "hi"})
+		return err, logs.String()
+	}
+
+	err, log := call(livesynctest.Timeout*10, true)
+	if !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "in time") {
+		t.Errorf("a cancelled call returned %v", err)
+	}
+	if !strings.Contains(log, "level=DEBUG") || strings.Contains(log, "level=WARN") || strings.Contains(log, "in time") {
+		t.Errorf("a cancelled call is logged as\n%s", log)
+	}
+
+	err, log = call(50*time.Millisecond, false)
+	var he *livesync.ChatHookError
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &he) || he.Reason != "did not answer in time" {
+		t.Errorf("a call that ran out of time returned %v", err)
+	}
+	if !strings.Contains(log, "level=WARN") || !strings.Contains(log, "did not answer in time") {
+		t.Errorf("a call that ran out of time is logged as\n%s", log)
+	}
 }
