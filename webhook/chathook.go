@@ -31,8 +31,10 @@ type ChatHookConfig struct {
 	// call returns a livesync.ChatHookError saying why, and the message is
 	// refused with CHAT_UNAVAILABLE. The server's own
 	// livesync.Hooks.ChatFailOpen covers more (the server's timeout, a
-	// rewrite it cannot use, a room whose hook hung moments ago): prefer
-	// it, as the binary's -chat-hook-fail-open does.
+	// rewrite it cannot use, a room whose hook hung moments ago), and the
+	// server counts the failures it sees in
+	// livesync_chat_hook_failures_total, which those FailOpen accepts are
+	// not: prefer it, as the binary's -chat-hook-fail-open does.
 	FailOpen bool
 	// Client makes the calls. Default: one of its own, reusing
 	// connections and following no redirect, whose idle connections close
