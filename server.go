@@ -74,6 +74,9 @@ type Server struct {
 	counter broker.Counter
 	// users tracks user ids for Hooks.OnUser; nil when it is not set.
 	users *users
+	// hookReleases is what OnChat hooks hold, released by Shutdown
+	// (ReleaseAtShutdown).
+	hookReleases hookReleases
 
 	wg sync.WaitGroup // connection readers and chat workers
 	// draining is set by Shutdown: chat is no longer accepted, and

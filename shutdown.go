@@ -37,7 +37,8 @@ func (s *Server) drainChat(ctx context.Context) error {
 // stops accepting connections and chat, stores pending chat and
 // delivers it to the members still connected, closes every client with
 // 1001 (cancelling the contexts its hooks were given), waits for them to
-// go, then closes the store. When ctx ends first, the remaining
+// go, then closes the store and runs the releases OnChat registered
+// (ReleaseAtShutdown). When ctx ends first, the remaining
 // connections are cut, the store calls in flight are cancelled, and
 // Shutdown returns ctx's error soon after; only a hook that ignores its
 // cancelled context can hold it longer.
@@ -167,5 +168,6 @@ func (s *Server) shutDown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("livesync: closing chat store: %w", err))
 	}
 	s.halt()
+	s.hookReleases.run() // the chat drained: OnChat's calls ended or were abandoned
 	return errors.Join(errs...)
 }

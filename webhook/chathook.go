@@ -37,11 +37,12 @@ type ChatHookConfig struct {
 	// not: prefer it, as the binary's -chat-hook-fail-open does.
 	FailOpen bool
 	// Client makes the calls. Default: one of its own, reusing
-	// connections and following no redirect, whose idle connections close
-	// after 90 s unused. An app that stops its server and goes on running
-	// gives its own (made with CheckRedirect returning
-	// http.ErrUseLastResponse) and calls its CloseIdleConnections once
-	// Shutdown has returned.
+	// connections and following no redirect, whose idle connections are
+	// closed by the Shutdown of the server that called the hook (see
+	// livesync.ReleaseAtShutdown), and otherwise after 90 s unused. A
+	// Client given is the caller's: it is used as it is, and its idle
+	// connections are the caller's to close (give it CheckRedirect
+	// returning http.ErrUseLastResponse to follow no redirect either).
 	Client *http.Client
 	// Logger receives failed calls, at warn; those cancelled by their
 	// caller (the sender's connection ended) at debug. Default
@@ -86,13 +87,19 @@ func ChatHook(cfg ChatHookConfig) (func(context.Context, livesync.ChatRequest) (
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
+	var own *http.Client // the hook's own client, released with the server
 	if cfg.Client == nil {
-		cfg.Client = newClient(64)
+		own = newClient(64)
+		cfg.Client = own
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	return func(ctx context.Context, req livesync.ChatRequest) (livesync.ChatDecision, error) {
+		if own != nil {
+			// Registered once per server, however many calls ask.
+			livesync.ReleaseAtShutdown(ctx, own, own.CloseIdleConnections)
+		}
 		d, err := cfg.call(ctx, req)
 		if err != nil {
 			msg, log := "chat hook failed", cfg.Logger.Warn

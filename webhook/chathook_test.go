@@ -7,14 +7,17 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/openlivesync/livesync"
 	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
 	"github.com/openlivesync/livesync/webhook"
 )
@@ -169,4 +172,51 @@ func TestChatHookCancelledCallIsNoTimeout(t *testing.T) {
 	if !strings.Contains(log, "level=WARN") || !strings.Contains(log, "did not answer in time") {
 		t.Errorf("a call that ran out of time is logged as\n%s", log)
 	}
+}
+
+// Shutdown leaves no connection to the chat hook's backend open: the
+// keep-alive connections of the client ChatHook made for itself are
+// closed with the server that called it.
+func TestChatHookShutdownLeavesNoConnection(t *testing.T) {
+	var open atomic.Int64
+	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		io.WriteString(w, `{"action":"accept"}`)
+	}))
+	be.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	be.Start()
+	t.Cleanup(be.Close)
+	hook, err := webhook.ChatHook(webhook.ChatHookConfig{URL: be.URL, Secret: mustSecret(t), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := livesync.New(&livesync.Options{Logger: slog.New(slog.DiscardHandler), Hooks: livesync.Hooks{OnChat: hook}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	a := livesynctest.Dial(t, "ws"+strings.TrimPrefix(ts.URL, "http")+"/live")
+	a.Join("r", nil)
+	a.Send(protocol.MsgSendChat, map[string]any{"message": "hi"})
+	a.Expect(protocol.MsgChatMessage, nil)
+	if open.Load() == 0 {
+		t.Fatal("the backend saw no connection open after a call")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), livesynctest.Timeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testsvc.WaitState(t, "the chat hook's connections to close", livesynctest.Timeout, func() (bool, any) {
+		n := open.Load()
+		return n == 0, n
+	})
 }
