@@ -135,7 +135,7 @@ func TestChatHookCancelledCallIsNoTimeout(t *testing.T) {
 	}))
 	t.Cleanup(hangs.Close)
 	var logs logBuffer
-	call := func(timeout time.Duration, cancelled bool) (error, string) {
+	call := func(timeout time.Duration, cancelled bool) (log string, err error) {
 		t.Helper()
 		logs.mu.Lock()
 		logs.buf.Reset()
@@ -153,10 +153,10 @@ func TestChatHookCancelledCallIsNoTimeout(t *testing.T) {
 			go func() { <-arrived }()
 		}
 		_, err = hook(ctx, livesync.ChatRequest{RoomID: "r", Message: "hi"})
-		return err, logs.String()
+		return logs.String(), err
 	}
 
-	err, log := call(livesynctest.Timeout*10, true)
+	log, err := call(livesynctest.Timeout*10, true)
 	if !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "in time") {
 		t.Errorf("a cancelled call returned %v", err)
 	}
@@ -164,7 +164,7 @@ func TestChatHookCancelledCallIsNoTimeout(t *testing.T) {
 		t.Errorf("a cancelled call is logged as\n%s", log)
 	}
 
-	err, log = call(50*time.Millisecond, false)
+	log, err = call(50*time.Millisecond, false)
 	var he *livesync.ChatHookError
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &he) || he.Reason != "did not answer in time" {
 		t.Errorf("a call that ran out of time returned %v", err)
