@@ -91,17 +91,19 @@ func newHookCaller() *hookCaller {
 	return c
 }
 
-// hookStats counts the hooks' overruns and panics, and exports the feeds'
-// queues, for Prometheus.
+// hookStats counts the hooks' overruns, panics and OnChat's failures,
+// and exports the feeds' queues, for Prometheus.
 type hookStats struct {
 	feeds                  []*feed
 	overruns, panics       *prometheus.CounterVec
+	chatFailures           *prometheus.CounterVec
+	chatFailuresBy         map[string]prometheus.Counter // by reason, every one of chatHookFailureReasons
 	orderExpired           prometheus.Counter
 	droppedDesc, depthDesc *prometheus.Desc
 }
 
 func newHookStats() *hookStats {
-	return &hookStats{
+	s := &hookStats{
 		overruns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livesync_hook_overruns_total",
 			Help: "Hook calls that ran out their time (Hooks.ChatTimeout for OnChat, ObserverTimeout for the observers), by feed (hooks, webhooks) and hook.",
@@ -110,6 +112,10 @@ func newHookStats() *hookStats {
 			Name: "livesync_hook_panics_total",
 			Help: "Hook calls that panicked (recovered), by feed (hooks, webhooks) and hook.",
 		}, []string{"feed", "hook"}),
+		chatFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livesync_chat_hook_failures_total",
+			Help: "Chat messages OnChat failed to decide (accepted with Hooks.ChatFailOpen, refused with CHAT_UNAVAILABLE without), by reason: timeout, unreachable, status (a non-2xx answer), invalid (an unusable answer or rewrite), failed (any other error, a panic). A call cut short by its sender leaving is not counted.",
+		}, []string{"reason"}),
 		orderExpired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livesync_webhook_order_waits_expired_total",
 			Help: "Chat commits that waited StoreTimeout for the room's earlier joins and leaves to reach the durable webhook outbox, and went ahead without.",
@@ -119,6 +125,13 @@ func newHookStats() *hookStats {
 		depthDesc: prometheus.NewDesc("livesync_hook_queue_depth",
 			"Observations waiting in a feed's queue, by feed (hooks, webhooks).", []string{"feed"}, nil),
 	}
+	// Every reason is exported from the start, at 0, so that a rate is
+	// defined before the first failure; and no failure looks a label up.
+	s.chatFailuresBy = make(map[string]prometheus.Counter, len(chatHookFailureReasons))
+	for _, reason := range chatHookFailureReasons {
+		s.chatFailuresBy[reason] = s.chatFailures.WithLabelValues(reason)
+	}
+	return s
 }
 
 // recoverHook, deferred around a hook's call, turns its panic into a log
@@ -134,6 +147,7 @@ func (s *hookStats) recoverHook(log *slog.Logger, feed, hook string) {
 func (s *hookStats) Describe(ch chan<- *prometheus.Desc) {
 	s.overruns.Describe(ch)
 	s.panics.Describe(ch)
+	s.chatFailures.Describe(ch)
 	s.orderExpired.Describe(ch)
 	ch <- s.droppedDesc
 	ch <- s.depthDesc
@@ -143,6 +157,7 @@ func (s *hookStats) Describe(ch chan<- *prometheus.Desc) {
 func (s *hookStats) Collect(ch chan<- prometheus.Metric) {
 	s.overruns.Collect(ch)
 	s.panics.Collect(ch)
+	s.chatFailures.Collect(ch)
 	s.orderExpired.Collect(ch)
 	for _, f := range s.feeds {
 		ch <- prometheus.MustNewConstMetric(s.droppedDesc, prometheus.CounterValue, float64(f.dropped.Load()), f.name)

@@ -73,8 +73,8 @@ type Options struct {
 	// balancer's readiness probe to take the node out, so that new
 	// clients stop coming before the old ones are told to reconnect.
 	// Default 0: Shutdown closes at once, and /readyz answers only while
-	// the chat and documents drain. Shutdown's context cuts the delay
-	// short.
+	// the chat and documents drain. The context of Shutdown, or of a
+	// later Shutdown call, cuts the delay short.
 	ShutdownDelay time.Duration
 
 	// Store persists chat. Default: a chat.MemoryStore. The server closes

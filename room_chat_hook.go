@@ -124,12 +124,16 @@ func (r *room) checkRewrite(d ChatDecision) *clientError {
 }
 
 // hookFailed decides req when OnChat could not (err says why; left, that
-// the sender's connection ended meanwhile). With Hooks.ChatFailOpen the
+// the sender's connection ended meanwhile, which alone is not counted in
+// livesync_chat_hook_failures_total). With Hooks.ChatFailOpen the
 // message is accepted as sent: it was received, and the hook's absence
 // must not lose chat. Otherwise the sender is told CHAT_UNAVAILABLE with
 // the reason, which names no URL and quotes no answer.
 func (r *room) hookFailed(req *chatRequest, err error, left bool) *clientError {
 	reason := hookFailureReason(err, left)
+	if !left {
+		r.srv.hookStats.chatFailuresBy[chatHookFailureKind(err, reason)].Inc()
+	}
 	failOpen := r.srv.opts.Hooks.ChatFailOpen
 	log := r.srv.log.Warn
 	var he *ChatHookError
@@ -165,6 +169,35 @@ func hookFailureReason(err error, left bool) string {
 	}
 }
 
+// chatHookFailureReasons are the reasons livesync_chat_hook_failures_total
+// counts by (see chatHookFailureKind).
+var chatHookFailureReasons = []string{"timeout", "unreachable", "status", "invalid", "failed"}
+
+// chatHookFailurePrefixes give the reason counted for a failure from how
+// the sender is told of it (hookFailureReason): ChatHookError's reasons,
+// webhook.ChatHook's and the server's own.
+var chatHookFailurePrefixes = []struct{ prefix, reason string }{
+	{"did not answer in time", "timeout"},
+	{"could not be reached", "unreachable"},
+	{"answered HTTP ", "status"},
+	{"gave an unusable answer", "invalid"},
+	{"answered with an unusable ", "invalid"}, // rewrite or decision
+}
+
+// chatHookFailureKind is the reason livesync_chat_hook_failures_total
+// counts a failure by: err is OnChat's, told is what the sender reads.
+func chatHookFailureKind(err error, told string) string {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errHookDown) {
+		return "timeout"
+	}
+	for _, p := range chatHookFailurePrefixes {
+		if strings.HasPrefix(told, p.prefix) {
+			return p.reason
+		}
+	}
+	return "failed"
+}
+
 // errHookDown decides, at once, the messages that waited while the room's
 // hook hung: they arrived before one of its calls ran out its time.
 var errHookDown = errors.New("the chat hook timed out on this room moments ago")
@@ -172,6 +205,7 @@ var errHookDown = errors.New("the chat hook timed out on this room moments ago")
 // callOnChat calls hook on a goroutine of its own and waits for its
 // answer until ctx ends: the room's chat waits ChatTimeout at most, even
 // for a hook that ignores ctx (which then finishes on its own, unheard).
+// ctx carries the server's hookReleases (ReleaseAtShutdown).
 // A hook that panics answers errHookPanicked.
 func (s *Server) callOnChat(ctx context.Context, hook func(context.Context, ChatRequest) (ChatDecision, error), req ChatRequest) (ChatDecision, error) {
 	type answer struct {
@@ -183,7 +217,7 @@ func (s *Server) callOnChat(ctx context.Context, hook func(context.Context, Chat
 		a := answer{err: errHookPanicked}
 		defer func() { ch <- a }()
 		defer s.hookStats.recoverHook(s.log, "hooks", "OnChat")
-		a.d, a.err = hook(ctx, req)
+		a.d, a.err = hook(context.WithValue(ctx, hookReleasesKey{}, &s.hookReleases), req)
 	}()
 	select {
 	case a := <-ch:

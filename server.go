@@ -35,13 +35,15 @@ type Server struct {
 	metrics  metrics
 	trusted  trustedProxies
 
-	mu      sync.Mutex // guards conns, perIP, slots, closed, leaving, httpSrv
+	mu      sync.Mutex // guards conns, perIP, slots, closed, leaving, shutdown, httpSrv
 	conns   map[*conn]struct{}
 	perIP   map[string]int
 	slots   int // connections admitted: upgrading or registered
 	closed  bool
 	leaving bool // Shutdown began: not ready, though it may serve for ShutdownDelay yet
 	httpSrv *http.Server
+	// shutdown is the shutdown begun by the first Shutdown call.
+	shutdown *shutdownRun
 
 	// Guarded by mu too: the plain HTTP connections of Serve's listener,
 	// counted per address (see listener.go).
@@ -75,6 +77,9 @@ type Server struct {
 	counter broker.Counter
 	// users tracks user ids for Hooks.OnUser; nil when it is not set.
 	users *users
+	// hookReleases is what OnChat hooks hold, released by Shutdown
+	// (ReleaseAtShutdown).
+	hookReleases hookReleases
 
 	wg sync.WaitGroup // connection readers and chat workers
 	// draining is set by Shutdown: chat is no longer accepted, and

@@ -28,7 +28,7 @@ func (s *Server) drainChat(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("livesync: chat not delivered before shutdown: %w", ctx.Err())
+		return fmt.Errorf("livesync: chat not delivered before shutdown: %w", context.Cause(ctx))
 	}
 }
 
@@ -37,18 +37,63 @@ func (s *Server) drainChat(ctx context.Context) error {
 // stops accepting connections and chat, stores pending chat and
 // delivers it to the members still connected, closes every client with
 // 1001 (cancelling the contexts its hooks were given), waits for them to
-// go, then closes the store. When ctx ends first, the remaining
+// go, then closes the store and runs the releases OnChat registered
+// (ReleaseAtShutdown). When ctx ends first, the remaining
 // connections are cut, the store calls in flight are cancelled, and
 // Shutdown returns ctx's error soon after; only a hook that ignores its
 // cancelled context can hold it longer.
+//
+// The server shuts down once. A later call, made while the first runs or
+// after it returned, does not start another: it waits for the first to
+// end and returns the same error. Its ctx ending first cuts the shutdown
+// in progress short, as the first call's ctx ending would (so the shorter
+// deadline wins: a second call with a short one ends the delay and the
+// drain), and then both calls return soon after, their errors including
+// that ctx's.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	if s.closed || s.leaving {
+	if run := s.shutdown; run != nil {
 		s.mu.Unlock()
-		return errors.New("livesync: server already shut down")
+		return run.join(ctx)
 	}
+	run := &shutdownRun{done: make(chan struct{})}
+	ctx, run.cut = context.WithCancelCause(ctx)
+	s.shutdown = run
 	s.leaving = true
 	s.mu.Unlock()
+	err := s.shutDown(ctx)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+		err = errors.Join(err, cause) // cut short after its last wait
+	}
+	run.err = err
+	run.cut(nil)
+	close(run.done)
+	return err
+}
+
+// shutdownRun is the server's one shutdown, which the Shutdown calls
+// after the first join.
+type shutdownRun struct {
+	cut  context.CancelCauseFunc // cuts it short, as its ctx ending does
+	done chan struct{}           // closed once it has ended
+	err  error                   // its outcome, once done is closed
+}
+
+// join waits for run to end, cutting it short if ctx ends first.
+func (run *shutdownRun) join(ctx context.Context) error {
+	select {
+	case <-run.done:
+	case <-ctx.Done():
+		run.cut(ctx.Err())
+		<-run.done
+	}
+	return run.err
+}
+
+// shutDown is Shutdown's work, done once; ctx ends when the first of the
+// calls' contexts does. The errors it reports for ctx ending are its
+// cause, the error of the call's ctx that ended.
+func (s *Server) shutDown(ctx context.Context) error {
 	if d := s.opts.ShutdownDelay; d > 0 {
 		t := time.NewTimer(d)
 		select {
@@ -69,7 +114,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 	var errs []error
 	if hs != nil {
-		if err := hs.Shutdown(ctx); err != nil {
+		// ctx's own error is told below, as its cause.
+		if err := hs.Shutdown(ctx); err != nil && !errors.Is(err, ctx.Err()) {
 			errs = append(errs, err)
 		}
 	}
@@ -91,7 +137,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		<-done
-		errs = append(errs, ctx.Err())
+		errs = append(errs, context.Cause(ctx))
 	}
 	if err := s.drainDocs(ctx); err != nil {
 		errs = append(errs, err)
@@ -122,5 +168,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("livesync: closing chat store: %w", err))
 	}
 	s.halt()
+	s.hookReleases.run() // the chat drained: OnChat's calls ended or were abandoned
 	return errors.Join(errs...)
 }

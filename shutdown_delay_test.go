@@ -3,10 +3,14 @@ package livesync
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/protocol"
@@ -63,5 +67,65 @@ func TestShutdownDelayAnswersNotReadyAndKeepsServing(t *testing.T) {
 	<-shut
 	if err := <-served; err != http.ErrServerClosed {
 		t.Fatalf("Serve returned %v", err)
+	}
+}
+
+// A Shutdown called while another waits out the delay joins it rather
+// than failing at once: its ctx ending cuts the delay and the drain short
+// (the shorter deadline wins), and both calls return once the server is
+// closed, with that ctx's error.
+func TestShutdownLaterCallCutsDelayShort(t *testing.T) {
+	s := newTestServer(t, &Options{ShutdownDelay: livesynctest.Timeout * 10})
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	a := livesynctest.Dial(t, "ws"+strings.TrimPrefix(ts.URL, "http")+s.opts.Path)
+	a.Join("r", nil)
+	first := make(chan error, 1)
+	go func() { first <- s.Shutdown(context.Background()) }()
+	livesynctest.WaitFor(t, "the shutdown delay to begin", func() bool { return s.Ready(context.Background()) != nil })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	second := make(chan error, 1)
+	go func() { second <- s.Shutdown(ctx) }()
+	cancel()
+	a.WaitClosed()
+	for name, ch := range map[string]chan error{"first": first, "second": second} {
+		select {
+		case err := <-ch:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("the %s Shutdown returned %v, want the second's context.Canceled", name, err)
+			}
+		case <-time.After(livesynctest.Timeout):
+			t.Fatalf("the %s Shutdown did not return once the second's ctx ended", name)
+		}
+	}
+}
+
+// A later Shutdown whose ctx outlives the shutdown in progress waits for
+// it to end and returns its outcome.
+func TestShutdownLaterCallWaitsForTheFirst(t *testing.T) {
+	s := newTestServer(t, &Options{ShutdownDelay: livesynctest.Timeout * 10})
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() { first <- s.Shutdown(ctx) }()
+	livesynctest.WaitFor(t, "the shutdown delay to begin", func() bool { return s.Ready(context.Background()) != nil })
+	second := make(chan error, 1)
+	go func() { second <- s.Shutdown(context.Background()) }()
+	cancel() // the first call's ctx ends its delay
+	var errs [2]error
+	for i, ch := range []chan error{first, second} {
+		select {
+		case errs[i] = <-ch:
+		case <-time.After(livesynctest.Timeout):
+			t.Fatalf("Shutdown call %d did not return", i+1)
+		}
+	}
+	select {
+	case <-s.stop:
+	default:
+		t.Fatal("the later Shutdown returned before the server was closed")
+	}
+	if (errs[0] == nil) != (errs[1] == nil) || errs[1] != nil && errs[1].Error() != errs[0].Error() {
+		t.Fatalf("the later Shutdown returned %v, the first %v", errs[1], errs[0])
 	}
 }

@@ -31,17 +31,22 @@ type ChatHookConfig struct {
 	// call returns a livesync.ChatHookError saying why, and the message is
 	// refused with CHAT_UNAVAILABLE. The server's own
 	// livesync.Hooks.ChatFailOpen covers more (the server's timeout, a
-	// rewrite it cannot use, a room whose hook hung moments ago): prefer
-	// it, as the binary's -chat-hook-fail-open does.
+	// rewrite it cannot use, a room whose hook hung moments ago), and the
+	// server counts the failures it sees in
+	// livesync_chat_hook_failures_total, which those FailOpen accepts are
+	// not: prefer it, as the binary's -chat-hook-fail-open does.
 	FailOpen bool
 	// Client makes the calls. Default: one of its own, reusing
-	// connections and following no redirect, whose idle connections close
-	// after 90 s unused. An app that stops its server and goes on running
-	// gives its own (made with CheckRedirect returning
-	// http.ErrUseLastResponse) and calls its CloseIdleConnections once
-	// Shutdown has returned.
+	// connections and following no redirect, whose idle connections are
+	// closed by the Shutdown of the server that called the hook (see
+	// livesync.ReleaseAtShutdown), and otherwise after 90 s unused. A
+	// Client given is the caller's: it is used as it is, and its idle
+	// connections are the caller's to close (give it CheckRedirect
+	// returning http.ErrUseLastResponse to follow no redirect either).
 	Client *http.Client
-	// Logger receives failed calls. Default slog.Default().
+	// Logger receives failed calls, at warn; those cancelled by their
+	// caller (the sender's connection ended) at debug. Default
+	// slog.Default().
 	Logger *slog.Logger
 }
 
@@ -82,16 +87,28 @@ func ChatHook(cfg ChatHookConfig) (func(context.Context, livesync.ChatRequest) (
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
+	var own *http.Client // the hook's own client, released with the server
 	if cfg.Client == nil {
-		cfg.Client = newClient(64)
+		own = newClient(64)
+		cfg.Client = own
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	return func(ctx context.Context, req livesync.ChatRequest) (livesync.ChatDecision, error) {
+		if own != nil {
+			// Registered once per server, however many calls ask.
+			livesync.ReleaseAtShutdown(ctx, own, own.CloseIdleConnections)
+		}
 		d, err := cfg.call(ctx, req)
 		if err != nil {
-			cfg.Logger.Warn("chat hook failed", "room", req.RoomID, "err", err, "fail_open", cfg.FailOpen)
+			msg, log := "chat hook failed", cfg.Logger.Warn
+			if errors.Is(err, context.Canceled) {
+				// The caller gave up (the sender's connection ended, or
+				// its server is shutting down): no fault of the backend.
+				msg, log = "chat hook call cancelled", cfg.Logger.Debug
+			}
+			log(msg, "room", req.RoomID, "err", err, "fail_open", cfg.FailOpen)
 			if cfg.FailOpen {
 				return livesync.ChatDecision{Action: livesync.ChatAccept}, nil
 			}
@@ -118,10 +135,13 @@ func (cfg *ChatHookConfig) call(ctx context.Context, req livesync.ChatRequest) (
 	hreq.Header.Set("User-Agent", "openlivesync-chat-hook")
 	resp, err := cfg.Client.Do(hreq)
 	if err != nil {
-		if ctx.Err() != nil {
-			// Wrapping ctx's error, not the client's, keeps errors.Is
-			// working through the URL's redaction.
-			return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: "did not answer in time", Err: fmt.Errorf("%w: %v", ctx.Err(), redactErr(err, cfg.URL))}
+		// Wrapping ctx's error, not the client's, keeps errors.Is working
+		// through the URL's redaction.
+		switch ended := ctx.Err(); {
+		case errors.Is(ended, context.Canceled):
+			return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: "was cut short: the call was cancelled", Err: fmt.Errorf("%w: %v", ended, redactErr(err, cfg.URL))}
+		case ended != nil:
+			return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: "did not answer in time", Err: fmt.Errorf("%w: %v", ended, redactErr(err, cfg.URL))}
 		}
 		return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: "could not be reached", Err: redactErr(err, cfg.URL)}
 	}

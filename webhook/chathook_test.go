@@ -1,18 +1,23 @@
 package webhook_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/openlivesync/livesync"
 	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/internal/testsvc"
 	"github.com/openlivesync/livesync/protocol"
 	"github.com/openlivesync/livesync/webhook"
 )
@@ -116,4 +121,102 @@ func TestChatHookFollowsNoRedirect(t *testing.T) {
 	a.Join("r", nil)
 	a.Send(protocol.MsgSendChat, map[string]any{"message": "fine"})
 	a.ExpectError(protocol.CodeChatUnavailable)
+}
+
+// A call cancelled by its caller (the sender's connection ended) is no
+// timeout: it is logged at debug and says nothing of time, while a call
+// that runs out of time is a warning that it did not answer in time.
+func TestChatHookCancelledCallIsNoTimeout(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	hangs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body) // else the server sees no client going away
+		arrived <- struct{}{}
+		<-r.Context().Done()
+	}))
+	t.Cleanup(hangs.Close)
+	var logs logBuffer
+	call := func(timeout time.Duration, cancelled bool) (log string, err error) {
+		t.Helper()
+		logs.mu.Lock()
+		logs.buf.Reset()
+		logs.mu.Unlock()
+		hook, err := webhook.ChatHook(webhook.ChatHookConfig{URL: hangs.URL, Secret: mustSecret(t), Timeout: timeout,
+			Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if cancelled {
+			go func() { <-arrived; cancel() }()
+		} else {
+			go func() { <-arrived }()
+		}
+		_, err = hook(ctx, livesync.ChatRequest{RoomID: "r", Message: "hi"})
+		return logs.String(), err
+	}
+
+	log, err := call(livesynctest.Timeout*10, true)
+	if !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "in time") {
+		t.Errorf("a cancelled call returned %v", err)
+	}
+	if !strings.Contains(log, "level=DEBUG") || strings.Contains(log, "level=WARN") || strings.Contains(log, "in time") {
+		t.Errorf("a cancelled call is logged as\n%s", log)
+	}
+
+	log, err = call(50*time.Millisecond, false)
+	var he *livesync.ChatHookError
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &he) || he.Reason != "did not answer in time" {
+		t.Errorf("a call that ran out of time returned %v", err)
+	}
+	if !strings.Contains(log, "level=WARN") || !strings.Contains(log, "did not answer in time") {
+		t.Errorf("a call that ran out of time is logged as\n%s", log)
+	}
+}
+
+// Shutdown leaves no connection to the chat hook's backend open: the
+// keep-alive connections of the client ChatHook made for itself are
+// closed with the server that called it.
+func TestChatHookShutdownLeavesNoConnection(t *testing.T) {
+	var open atomic.Int64
+	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		io.WriteString(w, `{"action":"accept"}`)
+	}))
+	be.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	be.Start()
+	t.Cleanup(be.Close)
+	hook, err := webhook.ChatHook(webhook.ChatHookConfig{URL: be.URL, Secret: mustSecret(t), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := livesync.New(&livesync.Options{Logger: slog.New(slog.DiscardHandler), Hooks: livesync.Hooks{OnChat: hook}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	a := livesynctest.Dial(t, "ws"+strings.TrimPrefix(ts.URL, "http")+"/live")
+	a.Join("r", nil)
+	a.Send(protocol.MsgSendChat, map[string]any{"message": "hi"})
+	a.Expect(protocol.MsgChatMessage, nil)
+	if open.Load() == 0 {
+		t.Fatal("the backend saw no connection open after a call")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), livesynctest.Timeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testsvc.WaitState(t, "the chat hook's connections to close", livesynctest.Timeout, func() (bool, any) {
+		n := open.Load()
+		return n == 0, n
+	})
 }

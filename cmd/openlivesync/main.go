@@ -5,7 +5,10 @@
 // (upper case, dashes as underscores); a flag on the command line wins.
 // A bad flag or an unusable store exits with code 2 and one line on
 // stderr. SIGINT or SIGTERM closes every client with 1001, flushes the
-// store and exits 0. SIGHUP reloads the TLS certificate (-tls-cert).
+// store and exits 0. A second SIGINT or SIGTERM, during -shutdown-delay
+// or the drain, cuts the shutdown short: the clients left are cut, the
+// store calls in flight cancelled, and the binary exits 1; a third kills
+// it. SIGHUP reloads the TLS certificate (-tls-cert).
 //
 // Two flags are commands rather than settings, and are read from the
 // command line only: -version prints the version and exits, and
@@ -65,8 +68,8 @@ func run(args []string, getenv func(string) string, stderr io.Writer, ready chan
 			return 2
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, hurry, stopWatching := watchStopSignals()
+	defer stopWatching()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -114,9 +117,13 @@ func run(args []string, getenv func(string) string, stderr io.Writer, ready chan
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
-	// The delay (-shutdown-delay) comes on top of the drain's 15 s.
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second+cfg.ops.shutdownDelay)
+	// The delay (-shutdown-delay) comes on top of the drain's 15 s. A
+	// second signal ends both at once.
+	sctx, cancel := context.WithTimeout(hurry, 15*time.Second+cfg.ops.shutdownDelay)
 	defer cancel()
+	defer context.AfterFunc(hurry, func() {
+		log.Warn("second signal: shutting down now, without waiting for the delay or the drain")
+	})()
 	// Shutdown closes the webhooks after the rooms' last leaves and chat
 	// and before the store; a receiver that is down holds it for
 	// webhook.DefaultDrainTimeout at most. The metrics listener is

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -70,5 +72,43 @@ func TestShutdownDelayFlag(t *testing.T) {
 	}
 	if err := cfg.checkOps(); err == nil || !strings.Contains(err.Error(), "-shutdown-delay -1s is negative") {
 		t.Fatalf("a negative delay: %v", err)
+	}
+}
+
+// A second SIGTERM (or SIGINT) during the shutdown delay ends the wait:
+// the clients are cut at once and the binary exits 1.
+func TestSecondSignalEndsTheShutdownDelay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	cmd, url := startBinary(t, buildBinary(t), "-shutdown-delay", "1h")
+	base := "http" + strings.TrimSuffix(strings.TrimPrefix(url, "ws"), "/live")
+	a := dialBinary(t, url)
+	a.Join("r", nil)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	testsvc.WaitState(t, "/readyz to answer shutting down", binaryTimeout, func() (bool, any) {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			t.Fatalf("/readyz during the delay: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable, resp.Status
+	})
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	a.WaitClosed()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("exit after a second signal: %v, want code 1", err)
+		}
+	case <-time.After(binaryTimeout):
+		t.Fatal("the binary still runs after a second signal")
 	}
 }
