@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/openlivesync/livesync/internal/release"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -205,7 +206,7 @@ var errHookDown = errors.New("the chat hook timed out on this room moments ago")
 // callOnChat calls hook on a goroutine of its own and waits for its
 // answer until ctx ends: the room's chat waits ChatTimeout at most, even
 // for a hook that ignores ctx (which then finishes on its own, unheard).
-// ctx carries the server's hookReleases (ReleaseAtShutdown).
+// ctx carries the server's hookReleases (see internal/release).
 // A hook that panics answers errHookPanicked.
 func (s *Server) callOnChat(ctx context.Context, hook func(context.Context, ChatRequest) (ChatDecision, error), req ChatRequest) (ChatDecision, error) {
 	type answer struct {
@@ -217,7 +218,7 @@ func (s *Server) callOnChat(ctx context.Context, hook func(context.Context, Chat
 		a := answer{err: errHookPanicked}
 		defer func() { ch <- a }()
 		defer s.hookStats.recoverHook(s.log, "hooks", "OnChat")
-		a.d, a.err = hook(context.WithValue(ctx, hookReleasesKey{}, &s.hookReleases), req)
+		a.d, a.err = hook(release.With(ctx, &s.hookReleases), req)
 	}()
 	select {
 	case a := <-ch:

@@ -17,6 +17,7 @@ import (
 
 	"github.com/openlivesync/livesync/broker"
 	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/internal/release"
 	"github.com/openlivesync/livesync/internal/ws"
 	"github.com/openlivesync/livesync/protocol"
 )
@@ -77,9 +78,9 @@ type Server struct {
 	counter broker.Counter
 	// users tracks user ids for Hooks.OnUser; nil when it is not set.
 	users *users
-	// hookReleases is what OnChat hooks hold, released by Shutdown
-	// (ReleaseAtShutdown).
-	hookReleases hookReleases
+	// hookReleases is what OnChat hooks hold, released by Shutdown (see
+	// internal/release).
+	hookReleases release.Set
 
 	wg sync.WaitGroup // connection readers and chat workers
 	// draining is set by Shutdown: chat is no longer accepted, and

@@ -37,11 +37,11 @@ func (s *Server) drainChat(ctx context.Context) error {
 // stops accepting connections and chat, stores pending chat and
 // delivers it to the members still connected, closes every client with
 // 1001 (cancelling the contexts its hooks were given), waits for them to
-// go, then closes the store and runs the releases OnChat registered
-// (ReleaseAtShutdown). When ctx ends first, the remaining
-// connections are cut, the store calls in flight are cancelled, and
-// Shutdown returns ctx's error soon after; only a hook that ignores its
-// cancelled context can hold it longer.
+// go, then closes the store and releases what the module's OnChat hooks
+// hold (webhook.ChatHook's own client's idle connections). When ctx ends
+// first, the remaining connections are cut, the store calls in flight
+// are cancelled, and Shutdown returns ctx's error soon after; only a hook
+// that ignores its cancelled context can hold it longer.
 //
 // The server shuts down once. A later call, made while the first runs or
 // after it returned, does not start another: it waits for the first to
@@ -168,6 +168,6 @@ func (s *Server) shutDown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("livesync: closing chat store: %w", err))
 	}
 	s.halt()
-	s.hookReleases.run() // the chat drained: OnChat's calls ended or were abandoned
+	s.hookReleases.Run() // the chat drained: OnChat's calls ended or were abandoned
 	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/internal/release"
 )
 
 // ChatHookConfig configures ChatHook.
@@ -38,8 +39,8 @@ type ChatHookConfig struct {
 	FailOpen bool
 	// Client makes the calls. Default: one of its own, reusing
 	// connections and following no redirect, whose idle connections are
-	// closed by the Shutdown of the server that called the hook (see
-	// livesync.ReleaseAtShutdown), and otherwise after 90 s unused. A
+	// closed by the Shutdown of the server that called the hook, and
+	// otherwise after 90 s unused. A
 	// Client given is the caller's: it is used as it is, and its idle
 	// connections are the caller's to close (give it CheckRedirect
 	// returning http.ErrUseLastResponse to follow no redirect either).
@@ -98,7 +99,7 @@ func ChatHook(cfg ChatHookConfig) (func(context.Context, livesync.ChatRequest) (
 	return func(ctx context.Context, req livesync.ChatRequest) (livesync.ChatDecision, error) {
 		if own != nil {
 			// Registered once per server, however many calls ask.
-			livesync.ReleaseAtShutdown(ctx, own, own.CloseIdleConnections)
+			release.AtShutdown(ctx, own, own.CloseIdleConnections)
 		}
 		d, err := cfg.call(ctx, req)
 		if err != nil {

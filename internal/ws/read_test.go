@@ -39,6 +39,7 @@ func (r *recorder) Message(text bool, data []byte) {
 	}
 	r.msgs <- kind + string(data)
 }
+
 // Alive records the call; beyond the 8 unread it does not block the
 // reader (a large frame under way makes one per testAliveBytes).
 func (r *recorder) Alive() {

@@ -8,21 +8,22 @@ import (
 	"testing"
 
 	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/internal/release"
 	"github.com/openlivesync/livesync/protocol"
 )
 
-// What OnChat registers with ReleaseAtShutdown is released once per key
+// What OnChat registers with release.AtShutdown is released once per key
 // by Shutdown, and at once when registered after it; outside an OnChat
 // call nothing is registered.
-func TestReleaseAtShutdown(t *testing.T) {
+func TestOnChatReleasesAtShutdown(t *testing.T) {
 	var released atomic.Int64
-	release := func() { released.Add(1) }
-	if ReleaseAtShutdown(context.Background(), "k", release) {
+	rel := func() { released.Add(1) }
+	if release.AtShutdown(context.Background(), "k", rel) {
 		t.Fatal("registered outside an OnChat call")
 	}
 	var last atomic.Value // an OnChat call's ctx
 	s := newTestServer(t, &Options{Hooks: Hooks{OnChat: func(ctx context.Context, _ ChatRequest) (ChatDecision, error) {
-		if !ReleaseAtShutdown(ctx, "k", release) {
+		if !release.AtShutdown(ctx, "k", rel) {
 			t.Error("OnChat's ctx registers nothing")
 		}
 		last.Store(ctx)
@@ -43,7 +44,7 @@ func TestReleaseAtShutdown(t *testing.T) {
 	if n := released.Load(); n != 1 {
 		t.Fatalf("released %d times by Shutdown, want once", n)
 	}
-	ReleaseAtShutdown(last.Load().(context.Context), "late", release)
+	release.AtShutdown(last.Load().(context.Context), "late", rel)
 	if n := released.Load(); n != 2 {
 		t.Fatal("a release registered after Shutdown did not run at once")
 	}
