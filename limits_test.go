@@ -253,72 +253,69 @@ func TestUnfinishedMessageIsNoHeartbeat(t *testing.T) {
 	}
 }
 
-// TestSlowSteadyMessageKeepsThePeer: a peer that sends one large message
-// in many frames, taking several PongTimeouts, but steadily and well above
-// minMessageRate (a browser on a slow uplink sending a large paste), is
-// kept alive by the message's progress and gets it delivered.
+// TestSlowSteadyMessageKeepsThePeer: a peer that sends one large message,
+// in many frames (as Chromium does) or in one (as Firefox does), taking
+// several PongTimeouts, but steadily and well above minMessageRate (a
+// browser on a slow uplink sending a large paste), is kept alive by the
+// message's progress and gets it delivered.
 func TestSlowSteadyMessageKeepsThePeer(t *testing.T) {
-	_, url := startServer(t, &Options{Limits: Limits{PingInterval: 50 * time.Millisecond, PongTimeout: 400 * time.Millisecond}})
-	watcher := livesynctest.Dial(t, url)
-	watcher.Join("r", nil)
-	rc := livesynctest.RawDial(t, url)
-	// About 60 KB at about 60 KB/s, with a pong now and then as a browser
-	// answers pings between the frames: more than 2 PongTimeouts, in each
-	// of which messageAliveBytes asks for 4,915 bytes.
-	frames := []string{`{"type":"join_room","payload":{"roomId":"r"}`}
-	for range 100 {
-		frames = append(frames, strings.Repeat(" ", 600))
-	}
-	frames = append(frames, "}")
-	for i, s := range frames {
-		first := byte(0x00) // a continuation
-		switch i {
-		case 0:
-			first = 0x01 // a text message that goes on
-		case len(frames) - 1:
-			first = 0x80 // its end
-		}
-		if err := rc.TryWriteFrame(first, s); err != nil {
-			t.Fatalf("frame %d of %d: %v: the server dropped the peer while it was sending", i, len(frames), err)
-		}
-		if i%5 == 0 {
-			if err := rc.TryWriteFrame(0x8A, ""); err != nil {
-				t.Fatalf("pong after frame %d: %v", i, err)
+	const join = `{"type":"join_room","payload":{"roomId":"r"}`
+	for _, mode := range []struct {
+		name string
+		send func(rc *livesynctest.RawConn) error // about 60 KB at about 60 KB/s
+	}{
+		{"frames", func(rc *livesynctest.RawConn) error {
+			// With a pong now and then, as a browser answers pings
+			// between the frames.
+			for i := range 102 {
+				first, s := byte(0x00), strings.Repeat(" ", 600) // a continuation
+				switch i {
+				case 0:
+					first, s = 0x01, join // a text message that goes on
+				case 101:
+					first, s = 0x80, "}" // its end
+				}
+				if err := rc.TryWriteFrame(first, s); err != nil {
+					return fmt.Errorf("frame %d: %w", i, err)
+				}
+				if i%5 == 0 {
+					if err := rc.TryWriteFrame(0x8A, ""); err != nil {
+						return fmt.Errorf("pong after frame %d: %w", i, err)
+					}
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	var pu protocol.PresenceUpdatedPayload
-	watcher.Expect(protocol.MsgPresenceUpdated, &pu)
-	if len(pu.Joined) != 1 {
-		t.Fatalf("got %+v, want the slow peer to join", pu)
-	}
-}
-
-// TestSlowSteadyFrameKeepsThePeer: a peer that sends one large message
-// in a single frame (as Firefox does), taking several PongTimeouts but
-// well above minMessageRate, is kept alive by the frame's progress.
-func TestSlowSteadyFrameKeepsThePeer(t *testing.T) {
-	_, url := startServer(t, &Options{Limits: Limits{PingInterval: 50 * time.Millisecond, PongTimeout: 400 * time.Millisecond}})
-	watcher := livesynctest.Dial(t, url)
-	watcher.Join("r", nil)
-	rc := livesynctest.RawDial(t, url)
-	f, err := livesynctest.MaskedFrame(0x81, `{"type":"join_room","payload":{"roomId":"r"}`+strings.Repeat(" ", 60_000)+"}")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// About 60 KB at about 60 KB/s, as in TestSlowSteadyMessageKeepsThePeer;
-	// no pong can come within a frame.
-	for i := 0; i < len(f); i += 600 {
-		if _, err := rc.Write(f[i:min(i+600, len(f))]); err != nil {
-			t.Fatalf("at byte %d of %d: %v: the server dropped the peer while it was sending", i, len(f), err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	var pu protocol.PresenceUpdatedPayload
-	watcher.Expect(protocol.MsgPresenceUpdated, &pu)
-	if len(pu.Joined) != 1 {
-		t.Fatalf("got %+v, want the slow peer to join", pu)
+			return nil
+		}},
+		{"one frame", func(rc *livesynctest.RawConn) error {
+			f, err := livesynctest.MaskedFrame(0x81, join+strings.Repeat(" ", 60_000)+"}")
+			if err != nil {
+				return err
+			}
+			for i := 0; i < len(f); i += 600 {
+				if _, err := rc.Write(f[i:min(i+600, len(f))]); err != nil {
+					return fmt.Errorf("at byte %d: %w", i, err)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			return nil
+		}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			// More than 2 PongTimeouts, in each of which messageAliveBytes
+			// asks for 4,915 bytes.
+			_, url := startServer(t, &Options{Limits: Limits{PingInterval: 50 * time.Millisecond, PongTimeout: 400 * time.Millisecond}})
+			watcher := livesynctest.Dial(t, url)
+			watcher.Join("r", nil)
+			if err := mode.send(livesynctest.RawDial(t, url)); err != nil {
+				t.Fatalf("%v: the server dropped the peer while it was sending", err)
+			}
+			var pu protocol.PresenceUpdatedPayload
+			watcher.Expect(protocol.MsgPresenceUpdated, &pu)
+			if len(pu.Joined) != 1 {
+				t.Fatalf("got %+v, want the slow peer to join", pu)
+			}
+		})
 	}
 }
 
