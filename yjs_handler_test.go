@@ -211,6 +211,7 @@ func TestDocLimitCountsMergedSize(t *testing.T) {
 	if raw <= 300 {
 		t.Fatalf("the updates take %d bytes raw: the test needs more than the limit", raw)
 	}
+	a.Flush() // the server has taken every append
 	c := livesynctest.DialDoc(t, base+"d")
 	if got := svOf(t, c.Handshake(nil)); got[1] != 50 {
 		t.Fatalf("document: state vector %v, want {1:50} (every append kept)", got)
