@@ -58,11 +58,11 @@ func (a *apiHandler) deleteChat(room, id string) apiResult {
 	// Forgotten here, and sent to the other nodes, even when the store did
 	// not find it: a retry after a failure below finds the store done and
 	// the nodes maybe not.
-	connID, inMemory := "", false
+	connID := ""
 	if r := s.lookupRoom(room); r != nil {
-		connID, inMemory = r.forget("", id)
+		connID, _ = r.forget("", id)
 	}
-	if m := s.moderator(); m != nil && (found || inMemory) {
+	if m := s.moderator(); m != nil {
 		if err := m.DeleteChat(ctx, room, connID, id); err != nil {
 			s.log.Warn("cluster: chat deletion not sent to other nodes; their recent history keeps the message until the room empties there",
 				"room", room, "id", id, "err", err)
@@ -75,25 +75,29 @@ func (a *apiHandler) deleteChat(room, id string) apiResult {
 }
 
 // deletePerNode is deleteChat with a store per node. The message named is
-// the one of that id in this node's recent history (this node's own when
-// two nodes' messages share it), whose sender names the node whose store
-// holds it; failing that, this node's own store's;
-// failing that, every node's of that id. Every node is told, drops it from
-// its recent history and, when it is its own (or the node is unknown),
-// deletes it from its store. The answer is 204 when this node deleted it
-// or the other nodes were told (whether one held it is not heard back);
-// 404 when this node has no such message and the others could not be
-// told; 503 when the message is another node's and that node could not be
-// told.
+// the one of that id deleted through this node within recentTTL (a
+// retry names what the first named), else the one in this node's recent
+// history (this node's own when two nodes' messages share it), whose
+// sender names the node whose store holds it; failing that, this node's
+// own store's; failing that, every node's of that id. Every node is told, drops it from its recent history and,
+// when it is its own (or the node is unknown), deletes it from its store.
+// The answer is 204 when this node deleted it or the other nodes were
+// told (whether one held it is not heard back); 404 when it is this
+// node's and its store does not have it, or when this node has no such
+// message and the others could not be told; 503 when the message is
+// another node's and that node could not be told.
 func (a *apiHandler) deletePerNode(ctx context.Context, d chat.Deleter, m broker.Moderator, room, id string) apiResult {
 	s := a.s
 	r := s.lookupRoom(room)
-	sender := ""
-	if r != nil {
+	// A repeat names what the first named: the recent history may hold
+	// another node's message of that id, which is not the one asked for.
+	sender, _ := s.deletions.sender(room, id)
+	if sender == "" && r != nil {
 		sender = r.senderOf(id, s.ownsConn)
 	}
+	own := sender == "" || s.ownsConn(sender)
 	found := false
-	if sender == "" || s.ownsConn(sender) {
+	if own {
 		var err error
 		if found, err = d.Delete(ctx, room, id); err != nil {
 			return deleteFailed(s, room, id, err)
@@ -102,26 +106,33 @@ func (a *apiHandler) deletePerNode(ctx context.Context, d chat.Deleter, m broker
 			sender = s.apiConnectionID() // names this node
 		}
 	}
-	if r != nil && sender != "" {
-		r.forget(sender, id)
-	}
 	if err := m.DeleteChat(ctx, room, sender, id); err != nil {
 		s.log.Warn("cluster: chat deletion not sent to other nodes", "room", room, "id", id, "err", err)
 		switch {
-		case found:
-			// Its store deleted it; other nodes' recent history keeps it
-			// until the room empties there.
-		case sender != "":
+		case !own:
+			// Kept in this node's recent history: a retry names it again.
 			return apiError(http.StatusServiceUnavailable, protocol.CodeServerError,
 				"the message is another node's, and the cluster cannot be reached; it was not deleted")
-		default:
+		case !found:
 			return noSuchMessage(room, id)
 		}
+		// Its store deleted it; other nodes' recent history keeps it
+		// until the room empties there.
 	}
-	if !found && sender == "" {
+	if sender != "" {
+		s.deletions.note(room, id, sender)
+		if r != nil {
+			r.forget(sender, id)
+		}
+	}
+	switch {
+	case found || !own:
+		return chatDeleted(s, room, id)
+	case sender == "":
 		s.log.Info("chat message deletion sent to every node's store", "room", room, "id", id)
+		return chatDeleted(s, room, id)
 	}
-	return chatDeleted(s, room, id)
+	return noSuchMessage(room, id) // this node's, deleted already
 }
 
 // deleteFailed answers a DELETE whose store failed.

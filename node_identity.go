@@ -22,6 +22,20 @@ func nodeOf(connID string) string {
 	return node
 }
 
+// isNodeID reports whether s has the form of a node id (randomID(4)):
+// a connection id migrated from the Node.js package names no node.
+func isNodeID(s string) bool {
+	if len(s) != 8 {
+		return false
+	}
+	for i := range len(s) {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // sameNode reports whether connection ids a and b were made on one node.
 func sameNode(a, b string) bool { return nodeOf(a) == nodeOf(b) }
 
@@ -47,7 +61,7 @@ func (p *pastNodes) learn(msgs []protocol.StoredChatMessage) {
 	defer p.mu.Unlock()
 	for i := range msgs {
 		node := nodeOf(msgs[i].ConnectionID)
-		if _, ok := p.ids[node]; ok || len(p.ids) >= maxPastNodes {
+		if _, ok := p.ids[node]; ok || !isNodeID(node) || len(p.ids) >= maxPastNodes {
 			continue
 		}
 		if p.ids == nil {

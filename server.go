@@ -59,6 +59,9 @@ type Server struct {
 	broker Broker // nil unless the server is a node of a cluster
 	bans   banList
 	recent recentRooms // rooms that had members lately (the API's kick)
+	// deletions are the chat messages deleted through the API lately
+	// (a retried DELETE with a store per node).
+	deletions recentDeletions
 	// pastNodes are this node's ids of earlier runs, as its own store
 	// names them (Options.StorePerNode).
 	pastNodes pastNodes

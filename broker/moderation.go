@@ -35,10 +35,12 @@ type Moderator interface {
 	// names, as if the request had reached them. Nodes without members in
 	// roomID receive nothing, and need nothing.
 	Kick(ctx context.Context, roomID string, k Kick) error
-	// DeleteChat tells the other nodes that message id was deleted from
-	// roomID's history, so they drop it from the recent history they keep
-	// for joiners. connID is its sender's connection id when known ("":
-	// match the id alone, which is unique in a shared store).
+	// DeleteChat tells every other node, whether or not it has members in
+	// roomID, that message id was deleted from roomID's history, so they
+	// drop it from the recent history they keep for joiners and, with a
+	// store of their own, from it. connID is its sender's connection id
+	// when known ("": match the id alone, which is unique in a shared
+	// store).
 	DeleteChat(ctx context.Context, roomID, connID, id string) error
 	// Ban records, cluster-wide, that userID may not join roomID before
 	// until, and tells every node, whether or not it has members in the
@@ -58,7 +60,9 @@ type ModerationSink interface {
 	// Kick removes the local members of roomID that k names.
 	Kick(roomID string, k Kick)
 	// ChatDeleted drops message id (of connection connID, "" when not
-	// known) from roomID's recent history.
+	// known) from roomID's recent history, and from the node's own store
+	// when it has one. It may come before the room's message it deletes,
+	// which then must not be added to the recent history.
 	ChatDeleted(roomID, connID, id string)
 	// Banned records that userID may not join roomID before until.
 	Banned(roomID, userID string, until time.Time)

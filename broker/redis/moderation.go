@@ -10,13 +10,16 @@ import (
 	"github.com/openlivesync/livesync/broker"
 )
 
-// Moderation across the cluster (broker.Moderator). Kicks and deletions
-// go on the room's channel, so they reach exactly the nodes with members
-// in the room, after this node's earlier publications to it (the same
-// queue sends them). Bans are kept in a hash and announced on a channel
-// every node subscribes, since a node without members in the room now
-// must refuse a banned user's join later; a node loads the hash each time
-// its subscription connection is made.
+// Moderation across the cluster (broker.Moderator). Kicks go on the
+// room's channel, so they reach exactly the nodes with members in the
+// room, after this node's earlier publications to it (the same queue
+// sends them). Deletions and bans are announced on a channel every node
+// subscribes: a node without members in the room may hold a deleted
+// message in a store of its own, and must refuse a banned user's join
+// later. Bans are also kept in a hash, which a node loads each time its
+// subscription connection is made. A deletion may then reach a node
+// before the message it deletes: the server remembers deletions for that
+// (see livesync's room.forget).
 //
 // A ban's end is a Unix time, written by the banning node's clock and
 // read by each node's own: clocks that disagree (NTP keeps them within
@@ -35,6 +38,7 @@ type kickMessage struct {
 }
 
 type deletionMessage struct {
+	Room         string `json:"room"`
 	ConnectionID string `json:"c,omitempty"`
 	ID           string `json:"id"`
 }
@@ -52,10 +56,17 @@ func (b *Broker) Kick(ctx context.Context, roomID string, k broker.Kick) error {
 	return b.publish(ctx, roomID, 'K', body)
 }
 
-// DeleteChat implements broker.Moderator.
+// DeleteChat implements broker.Moderator, telling every node.
 func (b *Broker) DeleteChat(ctx context.Context, roomID, connID, id string) error {
-	body, _ := json.Marshal(deletionMessage{connID, id})
-	return b.publish(ctx, roomID, 'D', body)
+	if err := b.keyDown(b.k.banChannel()); err != nil {
+		return err
+	}
+	body, _ := json.Marshal(deletionMessage{roomID, connID, id})
+	if err := b.publishCmd(ctx, b.k.banChannel(), "D"+b.node+"\n"+string(body)); err != nil {
+		b.failedCall(ctx, err)
+		return fmt.Errorf("redis broker: announcing a chat deletion in room %q: %w", roomID, err)
+	}
+	return nil
 }
 
 // publish sends a moderation message on the room's channel through the
@@ -100,41 +111,51 @@ func (b *Broker) moderationSink() broker.ModerationSink {
 	return m
 }
 
-// dispatchModeration hands a "K" or "D" message of another node to the
-// sink.
-func (b *Broker) dispatchModeration(room, origin string, kind byte, body string) {
+// dispatchKick hands a kick of another node to the sink.
+func (b *Broker) dispatchKick(room, origin string, body string) {
 	sink := b.moderationSink()
 	if sink == nil {
 		return
 	}
-	switch kind {
-	case 'K':
-		var k kickMessage
-		if err := json.Unmarshal([]byte(body), &k); err != nil {
-			b.log.Warn("cluster: undecodable kick from another node", "room", room, "from", origin, "err", err)
+	var k kickMessage
+	if err := json.Unmarshal([]byte(body), &k); err != nil {
+		b.log.Warn("cluster: undecodable kick from another node", "room", room, "from", origin, "err", err)
+		return
+	}
+	sink.Kick(room, broker.Kick{ConnectionID: k.ConnectionID, UserID: k.UserID, Reason: k.Reason})
+}
+
+// dispatchAnnounced hands a ban ("B") or a chat deletion ("D") a node
+// announced to every node to the sink: bans from every node, this one's
+// included (a ban is recorded twice, which changes nothing), deletions
+// from the others.
+func (b *Broker) dispatchAnnounced(payload string) {
+	sink := b.moderationSink()
+	if sink == nil || len(payload) < 2 {
+		return
+	}
+	origin, body, ok := strings.Cut(payload[1:], "\n")
+	if !ok {
+		return
+	}
+	switch payload[0] {
+	case 'B':
+		b.dispatchBan(sink, body)
+	case 'D':
+		if origin == b.node {
 			return
 		}
-		sink.Kick(room, broker.Kick{ConnectionID: k.ConnectionID, UserID: k.UserID, Reason: k.Reason})
-	case 'D':
 		var d deletionMessage
 		if err := json.Unmarshal([]byte(body), &d); err != nil {
-			b.log.Warn("cluster: undecodable chat deletion from another node", "room", room, "from", origin, "err", err)
+			b.log.Warn("cluster: undecodable chat deletion from another node", "from", origin, "err", err)
 			return
 		}
-		sink.ChatDeleted(room, d.ConnectionID, d.ID)
+		sink.ChatDeleted(d.Room, d.ConnectionID, d.ID)
 	}
 }
 
 // dispatchBan hands a ban another node announced to the sink.
-func (b *Broker) dispatchBan(payload string) {
-	sink := b.moderationSink()
-	if sink == nil || len(payload) < 2 || payload[0] != 'B' {
-		return
-	}
-	_, body, ok := strings.Cut(payload[1:], "\n")
-	if !ok {
-		return
-	}
+func (b *Broker) dispatchBan(sink broker.ModerationSink, body string) {
 	var m banMessage
 	if err := json.Unmarshal([]byte(body), &m); err != nil {
 		b.log.Warn("cluster: undecodable ban", "err", err)

@@ -304,7 +304,7 @@ func (b *Broker) confirmed(s *goredis.Subscription, first *bool) {
 // dispatch hands a room message from another node to the sink.
 func (b *Broker) dispatch(m *goredis.Message) {
 	if m.Channel == b.k.banChannel() {
-		b.dispatchBan(m.Payload)
+		b.dispatchAnnounced(m.Payload)
 		return
 	}
 	room, ok := b.k.room(m.Channel)
@@ -327,7 +327,7 @@ func (b *Broker) dispatch(m *goredis.Message) {
 		b.sink.Event(room, []byte(rest))
 	case 'C':
 		b.dispatchChat(room, origin, rest)
-	case 'K', 'D':
-		b.dispatchModeration(room, origin, kind, rest)
+	case 'K':
+		b.dispatchKick(room, origin, rest)
 	}
 }
