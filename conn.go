@@ -372,7 +372,7 @@ func (c *conn) Message(text bool, data []byte) {
 }
 
 // Alive records that the client is alive (ws.Handler): it ponged, or
-// its unfinished message came on (see messageAliveBytes).
+// its unfinished message began or came on (see messageAliveBytes).
 func (c *conn) Alive() { c.touch() }
 
 // context returns the connection's context, cancelled when the

@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"runtime"
 	"strings"
@@ -316,6 +317,53 @@ func TestSlowSteadyMessageKeepsThePeer(t *testing.T) {
 				t.Fatalf("got %+v, want the slow peer to join", pu)
 			}
 		})
+	}
+}
+
+// TestMessageStartedAtAPingKeepsThePeer: a peer quiet until the server
+// pings it, that then starts a large message in one frame (as Firefox
+// does: its pong waits behind the frame) and sends it at 1.5 ×
+// minMessageRate, is kept and gets it delivered. The message shows it
+// alive as it begins, not first once it has grown by messageAliveBytes,
+// when the peer has been quiet for over a PongTimeout.
+func TestMessageStartedAtAPingKeepsThePeer(t *testing.T) {
+	const join = `{"type":"join_room","payload":{"roomId":"r"}`
+	const rate, step = minMessageRate * 3 / 2, 50 * time.Millisecond
+	// The default ratio of PingInterval to PongTimeout is 25 s to 60 s; a
+	// higher one leaves the sender a wider margin than the defect's.
+	_, url := startServer(t, &Options{Limits: Limits{PingInterval: 750 * time.Millisecond, PongTimeout: time.Second}})
+	watcher := livesynctest.Dial(t, url)
+	watcher.Join("r", nil)
+	rc := livesynctest.RawDial(t, url)
+	rc.SetReadDeadline(time.Now().Add(livesynctest.Timeout))
+	head := make([]byte, 2)
+	if _, err := io.ReadFull(rc, head); err != nil || head[0] != 0x89 {
+		t.Fatalf("waiting for the server's ping: got % x, %v", head, err)
+	}
+	rc.SetReadDeadline(time.Time{})
+	closed := make(chan bool, 1)
+	go func() { closed <- livesynctest.ReadsUntilClosed(rc, livesynctest.Timeout) }()
+	// Three messageAliveBytes of 12,288 bytes.
+	f, err := livesynctest.MaskedFrame(0x81, join+strings.Repeat(" ", 36_000)+"}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := int(rate * step / time.Second)
+	for i := 0; i < len(f); i += chunk {
+		select {
+		case <-closed:
+			t.Fatalf("the server dropped the peer at byte %d of its %d-byte message", i, len(f))
+		default:
+		}
+		if _, err := rc.Write(f[i:min(i+chunk, len(f))]); err != nil {
+			t.Fatalf("the server dropped the peer at byte %d of its %d-byte message: %v", i, len(f), err)
+		}
+		time.Sleep(step)
+	}
+	var pu protocol.PresenceUpdatedPayload
+	watcher.Expect(protocol.MsgPresenceUpdated, &pu)
+	if len(pu.Joined) != 1 {
+		t.Fatalf("got %+v, want the peer to join", pu)
 	}
 }
 

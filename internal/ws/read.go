@@ -20,13 +20,17 @@ type Handler interface {
 	// is valid only during the call.
 	Message(text bool, data []byte)
 	// Alive is called when the peer shows it is alive other than by a
-	// whole message: for a pong between messages, for the first frame of
-	// a message sent in several, and each time a message under way (in
-	// one frame or several, the frame under way counted as it comes) has
-	// grown by the bytes SetAliveBytes sets since it began or last did. A
-	// pong between the frames of an unfinished message is not: a peer
-	// holding a buffer of up to the message limit shows life by filling
-	// it, not by ponging.
+	// whole message: for a pong between messages, once as a message
+	// begins (its first frame's header has come and the message is not
+	// whole yet, in one frame or several), and each time a message under
+	// way (the frame under way counted as it comes) has grown by the
+	// bytes SetAliveBytes sets since it last did. A pong between the
+	// frames of an unfinished message is not: a peer holding a buffer of
+	// up to the message limit shows life by filling it, not by ponging.
+	// A message shows life as it begins because the pong to a ping that
+	// came just before it waits behind it (a browser sends a large
+	// message in one frame); a peer cannot begin one without ending the
+	// one before, so this lets it hold a buffer no longer.
 	Alive()
 	// Closed tells why the connection ended: a *CloseError when the peer
 	// closed it, an error wrapping ErrReadLimit, ErrInvalidUTF8 or
@@ -140,6 +144,12 @@ func (c *Conn) readLoop() {
 			var perr error
 			if buf, perr = c.consume(buf); perr != nil {
 				err = perr
+			}
+			if len(buf) == 0 && cap(buf) > maxPooledReadBuf {
+				// A large frame grew it; a peer that idles now must not
+				// hold it for as long as its pongs keep it (the poller
+				// hands a parked connection's back).
+				buf = getReadBuf()
 			}
 		}
 		if err != nil {
@@ -370,7 +380,7 @@ func (c *Conn) frame(b []byte) (int, error) {
 		c.frag = append(c.frag, payload...)
 		if fin {
 			text := c.fragOp == opText
-			c.fragOp, c.fragAlive = 0, 0
+			c.fragOp, c.fragAlive, c.begun = 0, 0, false
 			c.h.Message(text, c.frag)
 			c.frag = nil
 		} else {
@@ -388,13 +398,12 @@ func (c *Conn) frame(b []byte) (int, error) {
 			unmask(payload, key)
 		}
 		if fin {
-			c.fragAlive = 0
+			c.fragAlive, c.begun = 0, false
 			c.h.Message(op == opText, payload)
 		} else {
 			c.fragOp = op
 			c.frag = append([]byte(nil), payload...)
-			c.fragAlive = len(c.frag)
-			c.h.Alive()
+			c.progress(len(c.frag))
 		}
 	case opPing:
 		unmask(payload, key)
@@ -417,12 +426,18 @@ func (c *Conn) frame(b []byte) (int, error) {
 }
 
 // progress tells the handler the peer is alive when its unfinished
-// message, n bytes so far, has grown by aliveBytes since it last did.
+// message, n bytes so far, begins or has grown by aliveBytes since it
+// last did.
 func (c *Conn) progress(n int) {
-	if c.aliveBytes > 0 && n-c.fragAlive >= c.aliveBytes {
-		c.fragAlive = n
-		c.h.Alive()
+	switch {
+	case !c.begun:
+		c.begun = true
+	case c.aliveBytes > 0 && n-c.fragAlive >= c.aliveBytes:
+	default:
+		return
 	}
+	c.fragAlive = n
+	c.h.Alive()
 }
 
 // text unmasks a frame of a text message and checks it, going on from the

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,24 +270,28 @@ func TestReadMessages(t *testing.T) {
 }
 
 // TestUnfinishedMessageShowsLifeAsItGrows: an unfinished message shows
-// its peer alive at its first frame and each time it has grown by
-// SetAliveBytes since it last did, a frame under way counting as it comes;
-// pongs between its frames do not, a pong between messages does.
+// its peer alive once as it begins (its first frame's header has come,
+// whether the message is in one frame or several) and each time it has
+// grown by SetAliveBytes since it last did, a frame under way counting as
+// it comes; pongs between its frames do not, a pong between messages does.
 func TestUnfinishedMessageShowsLifeAsItGrows(t *testing.T) {
 	eachMode(t, func(t *testing.T, dial func(int64) *peer) {
 		p := dial(1 << 20)
 		half := bytes.Repeat([]byte("x"), testAliveBytes/2)
-		p.write(clientFrame(opBinary, half))       // it starts: alive
+		quarter := len(half) / 2
+		first := clientFrame(opBinary, half)
+		p.write(first[:len(first)-quarter]) // it begins: alive
+		p.expectAlive()
+		p.write(first[len(first)-quarter:])        // its first frame is whole: not again
 		p.write(clientFrame(fin|opPong, nil))      // not
-		p.write(clientFrame(opContinuation, half)) // half the bytes since: not
+		p.write(clientFrame(opContinuation, half)) // 0.75 × testAliveBytes since: not
 		p.write(clientFrame(fin|opPong, nil))      // not
-		p.write(clientFrame(opContinuation, half)) // testAliveBytes since: alive
+		p.write(clientFrame(opContinuation, half)) // 1.25 × testAliveBytes since: alive
 		// A frame of 1.5 × testAliveBytes, of which 1.1 × come first: alive
 		// before the rest comes.
 		long := clientFrame(opContinuation, bytes.Repeat([]byte("x"), 3*testAliveBytes/2))
 		rest := long[len(long)-2*testAliveBytes/5:]
 		p.write(long[:len(long)-len(rest)])
-		p.expectAlive()
 		p.expectAlive()
 		p.expectAlive()
 		p.write(rest) // 0.4 × testAliveBytes since: not
@@ -298,6 +303,19 @@ func TestUnfinishedMessageShowsLifeAsItGrows(t *testing.T) {
 		}
 		p.write(clientFrame(fin|opPong, nil))
 		p.expectAlive()
+
+		// A message in one frame (as Firefox sends a large one) shows
+		// life as it begins too, once, and then as it grows.
+		one := clientFrame(fin|opText, bytes.Repeat([]byte("y"), 3*testAliveBytes/2))
+		rest = one[len(one)-testAliveBytes:]
+		p.write(one[:len(one)-len(rest)]) // it begins: alive
+		p.expectAlive()
+		p.write(rest[:len(rest)/2]) // 0.5 × testAliveBytes since: not
+		p.write(rest[len(rest)/2:]) // its end, 1 × since: the message
+		p.expectMsg("t:" + strings.Repeat("y", 3*testAliveBytes/2))
+		if n := len(p.h.alive); n != 0 {
+			t.Fatalf("Alive called %d times more than expected during the message in one frame", n)
+		}
 	})
 }
 
@@ -390,5 +408,44 @@ func TestGrowFollowsTheData(t *testing.T) {
 	small := append(make([]byte, 0, readBufSize), clientFrame(fin|opText, make([]byte, readBufSize))[:readBufSize]...)
 	if got, want := cap(c.grow(small)), readBufSize+8; got != want {
 		t.Fatalf("grew to %d bytes for a frame of %d", got, want)
+	}
+}
+
+// offerConn records the room each Read of the reader offers: the free
+// part of its read buffer, which is all of it between frames.
+type offerConn struct {
+	net.Conn
+	offered atomic.Int64 // by the last Read that returned data
+}
+
+func (c *offerConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.offered.Store(int64(len(b)))
+	}
+	return n, err
+}
+
+// TestReaderKeepsNoLargeBufferBetweenFrames: a connection read by a
+// goroutine of its own (TLS, or no poller) gives up the buffer a large
+// frame grew once the frame is read, as the poller does when it parks
+// one: an idle peer, kept by its pongs, holds no buffer of up to the
+// message limit.
+func TestReaderKeepsNoLargeBufferBetweenFrames(t *testing.T) {
+	server, client := net.Pipe()
+	nc := &offerConn{Conn: server}
+	p := &peer{t: t, nc: client, sc: &Conn{nc: nc}, h: newRecorder()}
+	t.Cleanup(func() {
+		client.Close()
+		p.sc.Close()
+	})
+	p.sc.Serve(p.h, 1<<20)
+	big := bytes.Repeat([]byte("x"), 4*maxPooledReadBuf)
+	p.write(clientFrame(fin|opBinary, big))
+	p.expectMsg("b:" + string(big))
+	p.write(clientFrame(fin|opPong, nil))
+	p.expectAlive() // the pong is read
+	if got := nc.offered.Load(); got > maxPooledReadBuf {
+		t.Fatalf("the reader read a pong after a %d-byte message into a buffer of %d bytes free: it kept the one the message grew", len(big), got)
 	}
 }

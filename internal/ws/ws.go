@@ -118,9 +118,11 @@ type Conn struct {
 
 	// aliveBytes is how much a message under way grows by to show its
 	// peer alive (SetAliveBytes); 0: its growth never does. fragAlive is
-	// its size when it last did, 0 between messages. The reader's, as
-	// those above.
+	// its size when it last did, 0 between messages; begun is set once it
+	// showed it as the message began, until the message ends. The
+	// reader's, as those above.
 	aliveBytes, fragAlive int
+	begun                 bool
 
 	closed   atomic.Bool // reading ended or Close was called
 	mu       sync.Mutex  // guards what follows
@@ -241,10 +243,10 @@ func (c *Conn) SetLimitCode(code int) { c.limitCode = code }
 
 // SetAliveBytes makes a message under way, in one frame or several, show
 // its peer alive (Handler.Alive) each time it has grown by n bytes since
-// it began or last did, the frame under way included: a peer sending a
-// large message slowly but steadily goes on while one that trickles it
-// can be told from it. Not set, or 0, only the first frame of a message
-// sent in several does. Call it before Serve.
+// it last did (it does as it begins), the frame under way included: a
+// peer sending a large message slowly but steadily goes on while one that
+// trickles it can be told from it. Not set, or 0, only a message's start
+// does. Call it before Serve.
 func (c *Conn) SetAliveBytes(n int) { c.aliveBytes = n }
 
 // Polled reports whether the poller watches c: then no goroutine waits on
