@@ -386,7 +386,7 @@ func (c *conn) context() context.Context {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ctx == nil {
-		c.ctx, c.cancel = context.WithCancel(context.Background())
+		c.ctx, c.cancel = context.WithCancel(c.srv.hookContext(context.Background()))
 		if c.closing {
 			c.cancel()
 		}

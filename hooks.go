@@ -30,6 +30,10 @@ import (
 // (livesync_hook_panics_total); for OnChat it is a hook error, so the
 // message is refused with CHAT_UNAVAILABLE.
 //
+// A hook that stops the server calls Server.Shutdown with the ctx it was
+// given: Shutdown then begins the shutdown and returns at once, rather
+// than wait for the shutdown, which waits for the hook (see there).
+//
 // Options.Webhooks (the webhook package) gets a queue and goroutine of
 // its own, apart from these observers', so that neither holds up the
 // other.

@@ -76,8 +76,8 @@ type observers struct {
 // newObservers starts a feed for each of hooks that observes anything,
 // named by names ("hooks", "webhooks"). The feed named ordered, if any,
 // counts each room's joins and leaves for chat commits to wait on (see
-// roomOrder).
-func newObservers(stats *hookStats, log *slog.Logger, names []string, hooks []Hooks, ordered string) *observers {
+// roomOrder). The observers' contexts derive from base.
+func newObservers(base context.Context, stats *hookStats, log *slog.Logger, names []string, hooks []Hooks, ordered string) *observers {
 	o := &observers{stats: stats}
 	for i, h := range hooks {
 		if h.observing() {
@@ -85,7 +85,7 @@ func newObservers(stats *hookStats, log *slog.Logger, names []string, hooks []Ho
 			if names[i] == ordered && (h.wants(obsJoin) || h.wants(obsLeave)) {
 				order = newRoomOrder()
 			}
-			o.feeds = append(o.feeds, newFeed(names[i], h, stats, log, order))
+			o.feeds = append(o.feeds, newFeed(base, names[i], h, stats, log, order))
 		}
 	}
 	return o
@@ -148,7 +148,7 @@ func (o *observers) close(ctx context.Context) error {
 		f.abort()
 	}
 	<-finished
-	return ctx.Err()
+	return context.Cause(ctx) // a deadline's, not the cancellation that told of it
 }
 
 // feed delivers observations to one set of observers from one goroutine,
@@ -179,7 +179,7 @@ type feed struct {
 	order *roomOrder
 }
 
-func newFeed(name string, h Hooks, stats *hookStats, log *slog.Logger, order *roomOrder) *feed {
+func newFeed(base context.Context, name string, h Hooks, stats *hookStats, log *slog.Logger, order *roomOrder) *feed {
 	n := h.QueueSize
 	if n <= 0 {
 		n = defaultHookQueue
@@ -189,7 +189,7 @@ func newFeed(name string, h Hooks, stats *hookStats, log *slog.Logger, order *ro
 	}
 	f := &feed{name: name, hooks: h, stats: stats, log: log, ch: make(chan observation, n), stop: make(chan struct{}),
 		caller: newHookCaller(), order: order}
-	f.aborted, f.abort = context.WithCancel(context.Background())
+	f.aborted, f.abort = context.WithCancel(base)
 	stats.feeds = append(stats.feeds, f)
 	f.done.Add(1)
 	go f.run()

@@ -108,7 +108,7 @@ func (s *Server) startHooks() error {
 	s.hookStats = newHookStats()
 	for _, hk := range hooks {
 		if hk.observing() {
-			s.observers = newObservers(s.hookStats, s.log, names, hooks, ordered)
+			s.observers = newObservers(s.hookContext(context.Background()), s.hookStats, s.log, names, hooks, ordered)
 			break
 		}
 	}

@@ -69,7 +69,7 @@ func (r *room) decideOne(req *chatRequest) *clientError {
 	}
 	parent := req.ctx
 	if parent == nil {
-		parent = context.Background()
+		parent = r.srv.hookContext(context.Background())
 	}
 	bound := min(h.ChatTimeout, time.Until(req.deadline))
 	ctx, cancel := context.WithTimeout(parent, bound)

@@ -16,11 +16,17 @@ func (s *Server) drainChat(ctx context.Context) error {
 	// A worker starts under its room's mu after a look at draining: once
 	// every room's mu has been taken once, no worker starts any more, and
 	// chatWorkers only counts down. A room created later sees draining.
-	rooms := s.roomList()
-	for _, r := range rooms {
+	// Taking it, each room tells whether it has chat waiting or being
+	// stored: a ctx that has ended already then fails only chat that
+	// was there to lose.
+	pending := false
+	for _, r := range s.roomList() {
 		r.mu.Lock()
-		//lint:ignore SA2001 an empty critical section is the barrier
+		pending = pending || r.chatRunning
 		r.mu.Unlock()
+	}
+	if !pending {
+		return nil
 	}
 	done := make(chan struct{})
 	go func() { s.chatWorkers.Wait(); close(done) }()
@@ -49,26 +55,43 @@ func (s *Server) drainChat(ctx context.Context) error {
 // in progress short, as the first call's ctx ending would (so the shorter
 // deadline wins: a second call with a short one ends the delay and the
 // drain), and then both calls return soon after, their errors including
-// that ctx's.
+// that ctx's (its cause, when it has one).
+//
+// A hook may call Shutdown (an observer, OnChat, CanJoin, VerifyToken:
+// every hook given a context) with that context, or one derived from it:
+// Shutdown then only begins the shutdown, unless one has begun already,
+// and returns nil at once. It does not wait, since the shutdown waits for
+// the hook (that is, for the hooks called before it returns and for
+// their queue to empty), and the hook's context ending does not cut the
+// shutdown short: the calls made outside hooks wait for it and tell its
+// outcome. A hook that calls Shutdown with another context, such as
+// context.Background(), would wait for the shutdown that waits for it,
+// until the hook's own time (ObserverTimeout, ChatTimeout) runs out:
+// such a hook calls it in a goroutine of its own instead
+// (go srv.Shutdown(ctx)).
 func (s *Server) Shutdown(ctx context.Context) error {
+	fromHook := s.isHookContext(ctx)
 	s.mu.Lock()
 	if run := s.shutdown; run != nil {
 		s.mu.Unlock()
+		if fromHook {
+			return nil
+		}
 		return run.join(ctx)
 	}
 	run := &shutdownRun{done: make(chan struct{})}
+	if fromHook {
+		ctx = context.WithoutCancel(ctx) // the hook's ends when it returns
+	}
 	ctx, run.cut = context.WithCancelCause(ctx)
 	s.shutdown = run
 	s.leaving = true
 	s.mu.Unlock()
-	err := s.shutDown(ctx)
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
-		err = errors.Join(err, cause) // cut short after its last wait
+	if fromHook {
+		go run.run(ctx, s.shutDown)
+		return nil
 	}
-	run.err = err
-	run.cut(nil)
-	close(run.done)
-	return err
+	return run.run(ctx, s.shutDown)
 }
 
 // shutdownRun is the server's one shutdown, which the Shutdown calls
@@ -79,15 +102,45 @@ type shutdownRun struct {
 	err  error                   // its outcome, once done is closed
 }
 
-// join waits for run to end, cutting it short if ctx ends first.
+// run does the shutdown's work with ctx, run's own, and tells its
+// outcome to the calls that joined it.
+func (run *shutdownRun) run(ctx context.Context, work func(context.Context) error) error {
+	err := work(ctx)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+		err = errors.Join(err, cause) // cut short after its last wait
+	}
+	run.err = err
+	run.cut(nil)
+	close(run.done)
+	return err
+}
+
+// join waits for run to end, cutting it short if ctx ends first: with
+// ctx's cause, so that a deadline reads as context.DeadlineExceeded, not
+// as the cancellation of run's own context.
 func (run *shutdownRun) join(ctx context.Context) error {
 	select {
 	case <-run.done:
 	case <-ctx.Done():
-		run.cut(ctx.Err())
+		run.cut(context.Cause(ctx))
 		<-run.done
 	}
 	return run.err
+}
+
+// hookContextKey marks the contexts the server gives its hooks, its
+// value the server: see Server.Shutdown.
+type hookContextKey struct{}
+
+// hookContext returns parent marked as a context s gives a hook.
+func (s *Server) hookContext(parent context.Context) context.Context {
+	return context.WithValue(parent, hookContextKey{}, s)
+}
+
+// isHookContext reports whether ctx is, or derives from, a context s
+// gave one of its hooks.
+func (s *Server) isHookContext(ctx context.Context) bool {
+	return ctx.Value(hookContextKey{}) == s
 }
 
 // shutDown is Shutdown's work, done once; ctx ends when the first of the

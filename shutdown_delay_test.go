@@ -129,3 +129,27 @@ func TestShutdownLaterCallWaitsForTheFirst(t *testing.T) {
 		t.Fatalf("the later Shutdown returned %v, the first %v", errs[1], errs[0])
 	}
 }
+
+// A later call whose deadline passes cuts the shutdown short: both calls
+// say the deadline passed, and neither that a context was cancelled (the
+// waits cut short by it, the observers' among them, report its cause),
+// nor that chat was lost when none was waiting.
+func TestShutdownLaterCallDeadlineIsNoCancellation(t *testing.T) {
+	s, url := startUnmanaged(t, &Options{ShutdownDelay: livesynctest.Timeout * 10, Hooks: Hooks{
+		ObserverTimeout: time.Hour,
+		OnDisconnect:    func(ctx context.Context, _ ConnectionEvent) { <-ctx.Done() },
+	}})
+	livesynctest.Dial(t, url).Join("r", nil)
+	first := make(chan error, 1)
+	go func() { first <- s.Shutdown(context.Background()) }()
+	livesynctest.WaitFor(t, "the shutdown delay to begin", func() bool { return s.Ready(context.Background()) != nil })
+
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now()) // passed already
+	defer cancel()
+	errs := []error{s.Shutdown(ctx), <-first}
+	for i, err := range errs {
+		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "chat") {
+			t.Errorf("Shutdown call %d returned %v, want the deadline's error alone", 2-i, err)
+		}
+	}
+}

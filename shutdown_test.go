@@ -151,3 +151,62 @@ func TestShutdownStopsObservers(t *testing.T) {
 		t.Fatalf("%d calls and %d dropped, want the 10 observations accounted for", calls.Load(), dropped)
 	}
 }
+
+// A hook that calls Shutdown with its context, during a shutdown, does
+// not wait for the shutdown that waits for it: each costs nothing, and
+// the shutdown ends as soon as its connections and observers do.
+func TestShutdownFromHookDoesNotWait(t *testing.T) {
+	var s *Server
+	var url string
+	returned := make(chan error, 8)
+	s, url = startUnmanaged(t, &Options{Hooks: Hooks{
+		ObserverTimeout: time.Hour,
+		OnDisconnect:    func(ctx context.Context, _ ConnectionEvent) { returned <- s.Shutdown(ctx) },
+	}})
+	for range 4 {
+		livesynctest.Dial(t, url).Join("r", nil)
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	case <-time.After(livesynctest.Timeout):
+		t.Fatal("Shutdown waits for the observers that call it")
+	}
+	for range 4 {
+		if err := <-returned; err != nil {
+			t.Errorf("Shutdown from OnDisconnect: %v", err)
+		}
+	}
+}
+
+// A hook's Shutdown, the first, begins the shutdown without waiting for
+// it, and the hook's context ending with the hook does not cut it short.
+func TestShutdownFromHookBeginsIt(t *testing.T) {
+	var s *Server
+	var url string
+	returned := make(chan error, 1)
+	s, url = startUnmanaged(t, &Options{Hooks: Hooks{
+		ObserverTimeout: time.Hour,
+		OnLeave:         func(ctx context.Context, _ MemberEvent) { returned <- s.Shutdown(ctx) },
+	}})
+	a, b := livesynctest.Dial(t, url), livesynctest.Dial(t, url)
+	a.Join("r", nil)
+	b.Join("r", nil)
+	a.Send(protocol.MsgLeaveRoom, map[string]any{"roomId": "r"})
+	select {
+	case err := <-returned:
+		if err != nil {
+			t.Fatalf("Shutdown from OnLeave: %v", err)
+		}
+	case <-time.After(livesynctest.Timeout):
+		t.Fatal("Shutdown from OnLeave waits for the shutdown")
+	}
+	b.WaitClosed()
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatalf("a later Shutdown, outside hooks: %v", err)
+	}
+}

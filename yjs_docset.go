@@ -221,6 +221,6 @@ func (s *Server) drainDocs(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("livesync: document updates not stored before shutdown: %w", ctx.Err())
+		return fmt.Errorf("livesync: document updates not stored before shutdown: %w", context.Cause(ctx))
 	}
 }

@@ -136,19 +136,13 @@ func (cfg *ChatHookConfig) call(ctx context.Context, req livesync.ChatRequest) (
 	hreq.Header.Set("User-Agent", "openlivesync-chat-hook")
 	resp, err := cfg.Client.Do(hreq)
 	if err != nil {
-		// Wrapping ctx's error, not the client's, keeps errors.Is working
-		// through the URL's redaction.
-		switch ended := ctx.Err(); {
-		case errors.Is(ended, context.Canceled):
-			return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: "was cut short: the call was cancelled", Err: fmt.Errorf("%w: %v", ended, redactErr(err, cfg.URL))}
-		case ended != nil:
-			return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: "did not answer in time", Err: fmt.Errorf("%w: %v", ended, redactErr(err, cfg.URL))}
-		}
-		return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: "could not be reached", Err: redactErr(err, cfg.URL)}
+		return livesync.ChatDecision{}, cfg.failed(ctx, "could not be reached", err)
 	}
 	defer resp.Body.Close()
-	answer, over := readBody(resp)
+	answer, over, err := readBody(resp)
 	switch {
+	case err != nil:
+		return livesync.ChatDecision{}, cfg.failed(ctx, "broke off its answer", err)
 	case resp.StatusCode < 200 || resp.StatusCode >= 300:
 		return livesync.ChatDecision{}, &livesync.ChatHookError{Reason: fmt.Sprintf("answered HTTP %d", resp.StatusCode),
 			Err: fmt.Errorf("answered HTTP %d: %s", resp.StatusCode, snippet(answer))}
@@ -182,6 +176,21 @@ func (cfg *ChatHookConfig) call(ctx context.Context, req livesync.ChatRequest) (
 	default:
 		return livesync.ChatDecision{}, unusable(`its "action" is not accept, rewrite or reject`, fmt.Errorf("action %s", snippet([]byte(r.Action))))
 	}
+}
+
+// failed is the error of a call whose request or answer failed with err:
+// when ctx ended meanwhile, it is that (the call cancelled, or out of
+// time), whatever err the client saw; otherwise it has reason.
+func (cfg *ChatHookConfig) failed(ctx context.Context, reason string, err error) error {
+	// Wrapping ctx's error, not the client's, keeps errors.Is working
+	// through the URL's redaction.
+	switch ended := ctx.Err(); {
+	case errors.Is(ended, context.Canceled):
+		return &livesync.ChatHookError{Reason: "was cut short: the call was cancelled", Err: fmt.Errorf("%w: %v", ended, redactErr(err, cfg.URL))}
+	case ended != nil:
+		return &livesync.ChatHookError{Reason: "did not answer in time", Err: fmt.Errorf("%w: %v", ended, redactErr(err, cfg.URL))}
+	}
+	return &livesync.ChatHookError{Reason: reason, Err: redactErr(err, cfg.URL)}
 }
 
 // unusable is the error of an answer that does not parse as a decision.

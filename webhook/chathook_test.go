@@ -174,6 +174,86 @@ func TestChatHookCancelledCallIsNoTimeout(t *testing.T) {
 	}
 }
 
+// A backend that answers 200 and then stalls or breaks off its body has
+// not given an unusable answer: a call that runs out of time reading it
+// did not answer in time, one its caller cancels is a cancelled call
+// (logged at debug), and one whose body breaks off says so.
+func TestChatHookBodyCutShortIsNoUnusableAnswer(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/breaks" {
+			w.Header().Set("Content-Length", "100")
+		}
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, `{"action":`)
+		w.(http.Flusher).Flush()
+		if r.URL.Path == "/breaks" {
+			panic(http.ErrAbortHandler) // closes the connection mid-body
+		}
+		<-r.Context().Done()
+	}))
+	t.Cleanup(backend.Close)
+	var logs logBuffer
+	call := func(path string, timeout time.Duration, cancelled bool) (log string, err error) {
+		t.Helper()
+		logs.mu.Lock()
+		logs.buf.Reset()
+		logs.mu.Unlock()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		// The caller cancels once the answer's head is in: the hook is
+		// reading its body.
+		headIn := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := backend.Client().Transport.RoundTrip(r)
+			if cancelled && err == nil {
+				cancel()
+			}
+			return resp, err
+		})
+		hook, err := webhook.ChatHook(webhook.ChatHookConfig{URL: backend.URL + path, Secret: mustSecret(t), Timeout: timeout,
+			Client: &http.Client{Transport: headIn}, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = hook(ctx, livesync.ChatRequest{RoomID: "r", Message: "hi"})
+		return logs.String(), err
+	}
+	reason := func(err error) string {
+		var he *livesync.ChatHookError
+		if !errors.As(err, &he) {
+			return ""
+		}
+		return he.Reason
+	}
+
+	log, err := call("/stalls", 100*time.Millisecond, false)
+	if !errors.Is(err, context.DeadlineExceeded) || reason(err) != "did not answer in time" {
+		t.Errorf("a call out of time mid-body returned %v (reason %q)", err, reason(err))
+	}
+	if !strings.Contains(log, "level=WARN") || strings.Contains(log, "unusable") {
+		t.Errorf("a call out of time mid-body is logged as\n%s", log)
+	}
+
+	log, err = call("/stalls", livesynctest.Timeout*10, true)
+	if !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "unusable") {
+		t.Errorf("a call cancelled mid-body returned %v (reason %q)", err, reason(err))
+	}
+	if strings.Contains(log, "level=WARN") || !strings.Contains(log, "level=DEBUG") {
+		t.Errorf("a call cancelled mid-body is logged as\n%s", log)
+	}
+
+	_, err = call("/breaks", livesynctest.Timeout*10, false)
+	if reason(err) != "broke off its answer" {
+		t.Errorf("a body broken off returned %v (reason %q)", err, reason(err))
+	}
+}
+
+// roundTripFunc is an http.RoundTripper in a func.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
 // Shutdown leaves no connection to the chat hook's backend open: the
 // keep-alive connections of the client ChatHook made for itself are
 // closed with the server that called it.

@@ -27,15 +27,17 @@ const maxResponseBytes = 64 << 10
 
 // readBody reads at most maxResponseBytes of resp's body and reports
 // whether there was more. What is left unread is discarded, up to the
-// same bound, so that the connection can be reused.
-func readBody(resp *http.Response) ([]byte, bool) {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+// same bound, so that the connection can be reused. Its error is the
+// read's: a receiver that stalls or breaks off mid-body, or the request's
+// context ending meanwhile; what was read by then is returned with it.
+func readBody(resp *http.Response) ([]byte, bool, error) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	over := len(b) > maxResponseBytes
 	if over {
 		b = b[:maxResponseBytes]
 		io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBytes))
 	}
-	return b, over
+	return b, over, err
 }
 
 // snippet is the start of a receiver's answer, quoted, for a log line:

@@ -266,7 +266,9 @@ func (w *Webhooks) post(e Event) (int, error) {
 		return 0, redactErr(err, w.cfg.URL)
 	}
 	defer resp.Body.Close()
-	body, _ := readBody(resp)
+	// The status is the receiver's answer: a body cut short does not
+	// undo a delivery it acknowledged; it is only logged in part.
+	body, _, _ := readBody(resp)
 	if resp.StatusCode >= 300 {
 		w.cfg.Logger.Warn("webhook receiver answered", "type", e.Type, "id", e.ID, "status", resp.StatusCode, "body", snippet(body))
 	}
@@ -276,7 +278,7 @@ func (w *Webhooks) post(e Event) (int, error) {
 // Close implements livesync.WebhookSender: it stops accepting events and
 // waits for a MemoryOutbox to empty, until DrainTimeout has passed or ctx
 // ends: then what is left is lost, logged and counted as dropped, and
-// Close returns ctx's error if ctx ended. A StoreOutbox is not waited
+// Close returns ctx's cause (context.Cause) if ctx ended. A StoreOutbox is not waited
 // for: its events stay in the table, for the next start or another node.
 // The server's Shutdown calls it after its last observations and before
 // it closes the store. (The users waiting out the offline delay are the
@@ -318,7 +320,7 @@ func (w *Webhooks) Close(ctx context.Context) error {
 				w.m.deliveries.WithLabelValues(typ, outcomeDropped).Add(float64(k))
 			}
 			w.cfg.Logger.Warn("webhook events lost at close: the receiver did not take them in time", "events", n, "waited", w.cfg.DrainTimeout)
-			return ctx.Err()
+			return context.Cause(ctx)
 		case <-tick.C:
 		}
 	}
