@@ -24,6 +24,10 @@ func (k clusterSink) Kick(roomID string, kk broker.Kick) { k.s.kickLocal(roomID,
 // it is deleted there too when connID names this node, or names none.
 func (k clusterSink) ChatDeleted(roomID, connID, id string) {
 	s := k.s
+	if connID != "" {
+		// A retry through this node names what the first DELETE named.
+		s.deletions.note(roomID, id, connID)
+	}
 	if r := s.lookupRoom(roomID); r != nil {
 		r.forget(connID, id)
 	}

@@ -73,6 +73,30 @@ func testClusterModerationDeletePerNodeRetry(t *testing.T, e *clusterEnv) {
 			t.Fatalf("node A's store %q after the DELETE of b1 and its retry, want a1 kept", got)
 		}
 	})
+	t.Run("through another node", func(t *testing.T) {
+		nodes := perNodeNodes(t, e, 3, nil)
+		a, b, c := nodes[0], nodes[1], nodes[2]
+		for _, n := range nodes {
+			livesynctest.Dial(t, n.ws).Join("r", nil)
+		}
+		c1 := postChats(t, c, "r", "c1")[0]
+		livesynctest.WaitFor(t, "node A to hear c1", func() bool { return slices.Contains(recentTexts(a.s, "r"), "c1") })
+		b1 := postChats(t, b, "r", "b1")[0] // c1's id
+		if b1.ID != c1.ID {
+			t.Fatalf("ids %s and %s: the test wants per-node ids to collide", b1.ID, c1.ID)
+		}
+		livesynctest.WaitFor(t, "nodes A and C to hear b1", func() bool {
+			return slices.Contains(recentTexts(a.s, "r"), "b1") && slices.Contains(recentTexts(c.s, "r"), "b1")
+		})
+		deleteVia(t, a, b1.ID, http.StatusNoContent) // names b1, the newest of that id
+		livesynctest.WaitFor(t, "node C to forget b1", func() bool { return !slices.Contains(recentTexts(c.s, "r"), "b1") })
+		// The retry, through another node (a load balancer's choice):
+		// node C's own store would be asked at once.
+		deleteVia(t, c, b1.ID, http.StatusNoContent, http.StatusNotFound)
+		if got := storedTexts(t, c.s, "r"); !slices.Equal(got, []string{"c1"}) {
+			t.Fatalf("node C's store %q after a retried DELETE of b1 through C, want c1 kept", got)
+		}
+	})
 	t.Run("after the cluster was unreachable", func(t *testing.T) {
 		proxy := e.link()
 		start := func(addr string) *opsServer {

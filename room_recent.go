@@ -8,10 +8,10 @@ import (
 // recentMemory remembers, for a while, what the HTTP API must still know
 // after the fact: the rooms this node had members in or kicked from, so
 // that a kick retried after the first emptied the room answers
-// {"kicked":0}, not 404; and the chat messages deleted through this
-// node, with their senders, so that a DELETE retried once the message
-// left the recent history names the same message (with a store per node,
-// ids repeat across nodes). It is bounded: beyond maxRecent keys the
+// {"kicked":0}, not 404; and the chat messages deleted lately, with their
+// senders, so that a DELETE retried once the message left the recent
+// history names the same message (with a store per node, ids repeat
+// across nodes). It is bounded: beyond maxRecent keys the
 // oldest is forgotten, and a forgotten key is only as unknown as it
 // would be after recentTTL.
 type recentMemory[V any] struct {
@@ -80,9 +80,9 @@ func (rr *recentRooms) known(id string) bool {
 	return ok
 }
 
-// recentDeletions are the chat messages deleted through this node lately,
-// by room and id, with the connection id of their sender (which names the
-// node whose store held them).
+// recentDeletions are the chat messages deleted lately, through this
+// node or another, by room and id, with the connection id of their
+// sender (which names the node whose store held them).
 type recentDeletions struct{ recentMemory[string] }
 
 func deletionKey(room, id string) string { return room + "\x00" + id }

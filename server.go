@@ -59,8 +59,8 @@ type Server struct {
 	broker Broker // nil unless the server is a node of a cluster
 	bans   banList
 	recent recentRooms // rooms that had members lately (the API's kick)
-	// deletions are the chat messages deleted through the API lately
-	// (a retried DELETE with a store per node).
+	// deletions are the chat messages deleted lately, through this node's
+	// API or another's (a retried DELETE with a store per node).
 	deletions recentDeletions
 	// pastNodes are this node's ids of earlier runs, as its own store
 	// names them (Options.StorePerNode).
@@ -310,7 +310,10 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request) *conn {
 	var user *UserInfo
 	var authErr error
 	if s.opts.OnAuth != nil {
-		user, authErr = s.opts.OnAuth(r)
+		// Marked as a hook's, so that OnAuth stopping the server with its
+		// request's context does not wait for the shutdown, which waits
+		// for this request.
+		user, authErr = s.opts.OnAuth(r.WithContext(s.hookContext(r.Context())))
 	}
 	wc, err := s.upgrader.Upgrade(w, r)
 	if err != nil {

@@ -58,7 +58,8 @@ func (s *Server) drainChat(ctx context.Context) error {
 // that ctx's (its cause, when it has one).
 //
 // A hook may call Shutdown (an observer, OnChat, CanJoin, VerifyToken:
-// every hook given a context) with that context, or one derived from it:
+// every hook given a context; OnAuth with its request's) with that
+// context, or one derived from it:
 // Shutdown then only begins the shutdown, unless one has begun already,
 // and returns nil at once. It does not wait, since the shutdown waits for
 // the hook (that is, for the hooks called before it returns and for

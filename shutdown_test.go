@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -180,6 +181,36 @@ func TestShutdownFromHookDoesNotWait(t *testing.T) {
 		if err := <-returned; err != nil {
 			t.Errorf("Shutdown from OnDisconnect: %v", err)
 		}
+	}
+}
+
+// OnAuth, given the upgrade request, may stop a server it runs under
+// Serve with the request's context: the shutdown, which waits for that
+// request, does not wait for OnAuth.
+func TestShutdownFromOnAuthDoesNotWait(t *testing.T) {
+	var s *Server
+	returned := make(chan error, 1)
+	s = newTestServer(t, &Options{OnAuth: func(r *http.Request) (*UserInfo, error) {
+		returned <- s.Shutdown(r.Context())
+		return &UserInfo{UserID: "u"}, nil
+	}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	go livesynctest.TryDial(t, "ws://"+ln.Addr().String()+s.opts.Path, nil)
+	select {
+	case err := <-returned:
+		if err != nil {
+			t.Fatalf("Shutdown from OnAuth: %v", err)
+		}
+	case <-time.After(livesynctest.Timeout):
+		t.Fatal("Shutdown from OnAuth with its request's context waits for OnAuth's own request")
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		t.Fatalf("Serve returned %v", err)
 	}
 }
 
