@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -35,11 +36,11 @@ func settled(t *testing.T, owner, watcher *opsServer) {
 // repeated DELETE names the message the first named, not another node's
 // (or the asked node's own) message of the same id.
 func TestClusterModerationDeletePerNodeRetry(t *testing.T) {
-	forRedisModes(t, testClusterModerationDeletePerNodeRetry)
-}
-
-func testClusterModerationDeletePerNodeRetry(t *testing.T, e *clusterEnv) {
-	t.Run("own message", func(t *testing.T) {
+	// Each case on a cluster of its own: a node hears the deletions of
+	// the last minutes when it starts (see broker/redis keepDeletions),
+	// and those of another case would name its messages.
+	cases := map[string]func(t *testing.T, e *clusterEnv){}
+	cases["own message"] = func(t *testing.T, e *clusterEnv) {
 		nodes := perNodeNodes(t, e, 2, nil)
 		a, b := nodes[0], nodes[1]
 		livesynctest.Dial(t, a.ws).Join("r", nil)
@@ -56,8 +57,8 @@ func testClusterModerationDeletePerNodeRetry(t *testing.T, e *clusterEnv) {
 		if got := storedTexts(t, a.s, "r"); !slices.Equal(got, []string{"a1"}) {
 			t.Fatalf("node A's store %q after B's DELETE of b1 and its retry, want a1 kept", got)
 		}
-	})
-	t.Run("another node's message", func(t *testing.T) {
+	}
+	cases["another node's message"] = func(t *testing.T, e *clusterEnv) {
 		nodes := perNodeNodes(t, e, 2, func(o *Options) { o.HistoryLimit = 1 })
 		a, b := nodes[0], nodes[1]
 		livesynctest.Dial(t, a.ws).Join("r", nil)
@@ -72,8 +73,8 @@ func testClusterModerationDeletePerNodeRetry(t *testing.T, e *clusterEnv) {
 		if got := storedTexts(t, a.s, "r"); !slices.Equal(got, []string{"a1"}) {
 			t.Fatalf("node A's store %q after the DELETE of b1 and its retry, want a1 kept", got)
 		}
-	})
-	t.Run("through another node", func(t *testing.T) {
+	}
+	cases["through another node"] = func(t *testing.T, e *clusterEnv) {
 		nodes := perNodeNodes(t, e, 3, nil)
 		a, b, c := nodes[0], nodes[1], nodes[2]
 		for _, n := range nodes {
@@ -96,8 +97,8 @@ func testClusterModerationDeletePerNodeRetry(t *testing.T, e *clusterEnv) {
 		if got := storedTexts(t, c.s, "r"); !slices.Equal(got, []string{"c1"}) {
 			t.Fatalf("node C's store %q after a retried DELETE of b1 through C, want c1 kept", got)
 		}
-	})
-	t.Run("after the cluster was unreachable", func(t *testing.T) {
+	}
+	cases["after the cluster was unreachable"] = func(t *testing.T, e *clusterEnv) {
 		proxy := e.link()
 		start := func(addr string) *opsServer {
 			return perNodeNodes(t, e, 1, func(o *Options) {
@@ -121,7 +122,10 @@ func testClusterModerationDeletePerNodeRetry(t *testing.T, e *clusterEnv) {
 		if got := storedTexts(t, a.s, "r"); !slices.Equal(got, []string{"a1", "a2"}) {
 			t.Fatalf("node A's store %q, want a1 a2 kept (the DELETE named B's b2)", got)
 		}
-	})
+	}
+	for _, name := range slices.Sorted(maps.Keys(cases)) {
+		t.Run(name, func(t *testing.T) { forRedisModes(t, cases[name]) })
+	}
 }
 
 // TestClusterModerationDeletePerNodeOwnerWithoutMembers: with a store per
@@ -137,6 +141,28 @@ func TestClusterModerationDeletePerNodeOwnerWithoutMembers(t *testing.T) {
 		livesynctest.WaitFor(t, "node B to hear it", func() bool { return slices.Equal(recentTexts(b.s, "r"), []string{"system"}) })
 		deleteVia(t, b, m.ID, http.StatusNoContent)
 		livesynctest.WaitFor(t, "node A's store to drop it", func() bool { return len(storedTexts(t, a.s, "r")) == 0 })
+	})
+}
+
+// TestClusterModerationDeletePerNodeWhileReconnecting: with a store per
+// node, a deletion announced while the node whose store holds the message
+// is reconnecting to Redis reaches it once it is back.
+func TestClusterModerationDeletePerNodeWhileReconnecting(t *testing.T) {
+	forRedisModes(t, func(t *testing.T, e *clusterEnv) {
+		proxy := e.link()
+		start := func(addr string) *opsServer {
+			return perNodeNodes(t, e, 1, func(o *Options) { o.Broker = e.nodeOptions(addr, nil, nil).Broker })[0]
+		}
+		a, b := start(e.addr), start(proxy.Addr())
+		livesynctest.Dial(t, a.ws).Join("r", nil)
+		livesynctest.Dial(t, b.ws).Join("r", nil)
+		m := postChats(t, b, "r", "b1")[0]
+		livesynctest.WaitFor(t, "node A to hear b1", func() bool { return slices.Equal(recentTexts(a.s, "r"), []string{"b1"}) })
+		proxy.Cut()
+		livesynctest.WaitFor(t, "node B to notice the outage", func() bool { return b.s.broker.Healthy() != nil })
+		deleteVia(t, a, m.ID, http.StatusNoContent)
+		proxy.Restore()
+		livesynctest.WaitFor(t, "node B's store to drop b1 once it is back", func() bool { return len(storedTexts(t, b.s, "r")) == 0 })
 	})
 }
 

@@ -53,9 +53,10 @@ type Moderator interface {
 // ModerationSink receives the moderation a Moderator carries from other
 // nodes; the server's Sink implements it too, and a Moderator
 // type-asserts its Sink to it. Kick and ChatDeleted are called like
-// Sink's methods: from one goroutine, in each node's order. Banned may
-// also be called from another goroutine, when the broker loads the bans
-// in force. None blocks for long.
+// Sink's methods: from one goroutine, in each node's order. Banned and
+// ChatDeleted may also be called from another goroutine, when the broker
+// loads the bans in force and the recent deletions (again). None blocks
+// for long.
 type ModerationSink interface {
 	// Kick removes the local members of roomID that k names.
 	Kick(roomID string, k Kick)

@@ -300,11 +300,13 @@ if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 en
 return 1
 `)
 
-// cChatScript and cBanScript are chatScript and banScript with sharded
-// publication: their keys and channel share a hash tag already.
+// cChatScript, cBanScript and cDeletionScript are chatScript, banScript
+// and deletionScript with sharded publication: their keys and channel
+// share a hash tag already.
 var (
-	cChatScript = goredis.NewScript(sharded(chatLua))
-	cBanScript  = goredis.NewScript(sharded(banLua))
+	cChatScript     = goredis.NewScript(sharded(chatLua))
+	cBanScript      = goredis.NewScript(sharded(banLua))
+	cDeletionScript = goredis.NewScript(sharded(deletionLua))
 )
 
 // sharded turns a script's PUBLISH into SPUBLISH.
@@ -317,6 +319,13 @@ func (b *Broker) chatScript() *goredis.Script {
 		return cChatScript
 	}
 	return chatScript
+}
+
+func (b *Broker) deletionScript() *goredis.Script {
+	if b.cluster != nil {
+		return cDeletionScript
+	}
+	return deletionScript
 }
 
 func (b *Broker) banScript() *goredis.Script {

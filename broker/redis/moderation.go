@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/openlivesync/livesync/broker"
 )
@@ -16,8 +19,9 @@ import (
 // sends them). Deletions and bans are announced on a channel every node
 // subscribes: a node without members in the room may hold a deleted
 // message in a store of its own, and must refuse a banned user's join
-// later. Bans are also kept in a hash, which a node loads each time its
-// subscription connection is made. A deletion may then reach a node
+// later. Bans are also kept in a hash, and deletions for keepDeletions in
+// a sorted set, which a node loads each time its subscription connection
+// is made. A deletion may then reach a node
 // before the message it deletes: the server remembers deletions for that
 // (see livesync's room.forget).
 //
@@ -56,13 +60,24 @@ func (b *Broker) Kick(ctx context.Context, roomID string, k broker.Kick) error {
 	return b.publish(ctx, roomID, 'K', body)
 }
 
-// DeleteChat implements broker.Moderator, telling every node.
+// Deletions are kept this long, at most this many, for the nodes that
+// were reconnecting when they were announced.
+const (
+	keepDeletions    = 10 * time.Minute
+	maxKeptDeletions = 10000
+)
+
+// DeleteChat implements broker.Moderator, telling every node, and those
+// reconnecting within keepDeletions.
 func (b *Broker) DeleteChat(ctx context.Context, roomID, connID, id string) error {
-	if err := b.keyDown(b.k.banChannel()); err != nil {
+	if err := b.keyDown(b.k.deletions()); err != nil {
 		return err
 	}
 	body, _ := json.Marshal(deletionMessage{roomID, connID, id})
-	if err := b.publishCmd(ctx, b.k.banChannel(), "D"+b.node+"\n"+string(body)); err != nil {
+	msg := "D" + b.node + "\n" + string(body)
+	err := b.deletionScript().Run(ctx, b.rdb, []string{b.k.deletions(), b.k.banChannel()},
+		msg, time.Now().UnixMilli(), keepDeletions.Milliseconds(), maxKeptDeletions).Err()
+	if err != nil {
 		b.failedCall(ctx, err)
 		return fmt.Errorf("redis broker: announcing a chat deletion in room %q: %w", roomID, err)
 	}
@@ -164,9 +179,10 @@ func (b *Broker) dispatchBan(sink broker.ModerationSink, body string) {
 	sink.Banned(m.Room, m.User, time.UnixMilli(m.Until))
 }
 
-// loadBansLater loads the bans in force into the sink, in the background:
-// it runs from the subscription's receive loop, which must not wait for
-// Redis. A ban announced meanwhile arrives twice, which changes nothing.
+// loadBansLater loads the bans in force, and the chat deletions announced
+// within keepDeletions, into the sink, in the background: it runs from
+// the subscription's receive loop, which must not wait for Redis. A ban
+// or a deletion announced meanwhile arrives twice, which changes nothing.
 func (b *Broker) loadBansLater() {
 	sink := b.moderationSink()
 	if sink == nil || b.ctx.Err() != nil {
@@ -193,6 +209,20 @@ func (b *Broker) loadBansLater() {
 				continue
 			}
 			sink.Banned(key[0], key[1], time.UnixMilli(until))
+		}
+		// The deletions announced lately: applying one again changes
+		// nothing.
+		deletions, err := b.rdb.ZRangeByScore(ctx, b.k.deletions(), &goredis.ZRangeBy{
+			Min: strconv.FormatInt(now-keepDeletions.Milliseconds(), 10), Max: "+inf"}).Result()
+		if err != nil {
+			if b.ctx.Err() == nil {
+				b.failed(err)
+				b.log.Warn("cluster: recent chat deletions not loaded; those announced while this node reconnected are not applied here", "err", err)
+			}
+			return
+		}
+		for _, d := range deletions {
+			b.dispatchAnnounced(d)
 		}
 	}()
 }

@@ -420,6 +420,12 @@ func (k keys) bans() string {
 	}
 	return k.p + ":b"
 }
+func (k keys) deletions() string {
+	if k.cluster {
+		return "{" + k.p + ":b}:d"
+	}
+	return k.p + ":bd"
+}
 func (k keys) banChannel() string {
 	if k.cluster {
 		return "{" + k.p + ":b}:c"

@@ -273,6 +273,23 @@ return last .. ' ' .. cur
 // ARGV: field, end in Unix ms, now in Unix ms, message.
 var banScript = goredis.NewScript(banLua)
 
+// deletionScript keeps a chat deletion among the recent ones, which a
+// node loads when its subscription connection is made (so that one
+// reconnecting when it was announced still applies it), and announces it.
+// KEYS: the recent deletions (a sorted set by time), the channel. ARGV:
+// the announcement, now and how long to keep one (ms), how many to keep.
+var deletionScript = goredis.NewScript(deletionLua)
+
+const deletionLua = `
+local now, keep = tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - keep)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[4]) + 1))
+redis.call('PEXPIRE', KEYS[1], keep)
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return 0
+`
+
 const banLua = `
 local untilms, now = tonumber(ARGV[2]), tonumber(ARGV[3])
 if untilms > tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') then
