@@ -49,6 +49,7 @@ var clusterScripts = []clusterScript{
 	}, []any{"tok", 1, 1, "Cn\n", "[]", 64}},
 	{"unlockScript", unlockScript, func(k keys, r, _, _ string) []string { return []string{k.lock(r)} }, []any{"tok"}},
 	{"cBanScript", cBanScript, func(k keys, _, _, _ string) []string { return []string{k.bans(), k.banChannel()} }, []any{"r\nu", 1 << 50, 1, "B"}},
+	{"cDeletionScript", cDeletionScript, func(k keys, _, _, _ string) []string { return []string{k.deletions(), k.banChannel()} }, []any{"D", 1, 1000, 10}},
 }
 
 // singleOnlyScripts are the scripts that take keys of several rooms,
@@ -57,7 +58,7 @@ var clusterScripts = []clusterScript{
 // cluster.go).
 var singleOnlyScripts = []string{
 	"sweepScript", "deregisterScript", "heartbeatScript", "replaceScript", "replaceUsersScript",
-	"chatScript", "banScript", "connectScript", "disconnectScript",
+	"chatScript", "banScript", "deletionScript", "connectScript", "disconnectScript",
 }
 
 // TestClusterScriptsStayInOneSlot runs every script of cluster mode on the
