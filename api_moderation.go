@@ -76,10 +76,11 @@ func (a *apiHandler) deleteChat(room, id string) apiResult {
 
 // deletePerNode is deleteChat with a store per node. The message named is
 // the one of that id deleted through any node within recentTTL (a retry
-// names what the first named, whichever node it reaches), else the one in this node's recent
-// history (this node's own when two nodes' messages share it), whose
-// sender names the node whose store holds it; failing that, this node's
-// own store's; failing that, every node's of that id. Every node is told, drops it from its recent history and,
+// names what the first named, whichever node it reaches), else the one
+// in this node's recent history (this node's own when two nodes'
+// messages share it), whose sender names the node whose store holds it;
+// failing that, this node's own store's; failing that, every node's of
+// that id. Every node is told, drops it from its recent history and,
 // when it is its own (or the node is unknown), deletes it from its store.
 // The answer is 204 when this node deleted it or the other nodes were
 // told (whether one held it is not heard back); 404 when it is this

@@ -101,9 +101,15 @@ func testClusterModerationDeletePerNodeStores(t *testing.T, e *clusterEnv) {
 // own memory store, with the HTTP API and users given by the URL; edit
 // changes each node's options first.
 func perNodeNodes(t *testing.T, e *clusterEnv, n int, edit func(*Options)) []*opsServer {
+	return perNodeNodesAt(t, e, e.addr, n, edit)
+}
+
+// perNodeNodesAt is perNodeNodes with the nodes reaching Redis at addr
+// (a link of e's, which the test cuts).
+func perNodeNodesAt(t *testing.T, e *clusterEnv, addr string, n int, edit func(*Options)) []*opsServer {
 	out := make([]*opsServer, n)
 	for i := range out {
-		opts := e.nodeOptions(e.addr, chat.NewMemoryStore(nil), nil)
+		opts := e.nodeOptions(addr, chat.NewMemoryStore(nil), nil)
 		opts.OnAuth, opts.StorePerNode = usersByQuery, true
 		if edit != nil {
 			edit(opts)

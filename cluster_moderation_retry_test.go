@@ -100,12 +100,9 @@ func TestClusterModerationDeletePerNodeRetry(t *testing.T) {
 	}
 	cases["after the cluster was unreachable"] = func(t *testing.T, e *clusterEnv) {
 		proxy := e.link()
-		start := func(addr string) *opsServer {
-			return perNodeNodes(t, e, 1, func(o *Options) {
-				o.Broker, o.HistoryLimit = e.nodeOptions(addr, nil, nil).Broker, 1
-			})[0]
-		}
-		a, b := start(proxy.Addr()), start(e.addr)
+		historyOfOne := func(o *Options) { o.HistoryLimit = 1 }
+		a := perNodeNodesAt(t, e, proxy.Addr(), 1, historyOfOne)[0]
+		b := perNodeNodes(t, e, 1, historyOfOne)[0]
 		livesynctest.Dial(t, a.ws).Join("r", nil)
 		livesynctest.Dial(t, b.ws).Join("r", nil)
 		postChats(t, a, "r", "a1", "a2")
@@ -150,10 +147,7 @@ func TestClusterModerationDeletePerNodeOwnerWithoutMembers(t *testing.T) {
 func TestClusterModerationDeletePerNodeWhileReconnecting(t *testing.T) {
 	forRedisModes(t, func(t *testing.T, e *clusterEnv) {
 		proxy := e.link()
-		start := func(addr string) *opsServer {
-			return perNodeNodes(t, e, 1, func(o *Options) { o.Broker = e.nodeOptions(addr, nil, nil).Broker })[0]
-		}
-		a, b := start(e.addr), start(proxy.Addr())
+		a, b := perNodeNodes(t, e, 1, nil)[0], perNodeNodesAt(t, e, proxy.Addr(), 1, nil)[0]
 		livesynctest.Dial(t, a.ws).Join("r", nil)
 		livesynctest.Dial(t, b.ws).Join("r", nil)
 		m := postChats(t, b, "r", "b1")[0]
