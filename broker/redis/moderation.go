@@ -21,9 +21,9 @@ import (
 // message in a store of its own, and must refuse a banned user's join
 // later. Bans are also kept in a hash, and deletions for keepDeletions in
 // a sorted set, which a node loads each time its subscription connection
-// is made. A deletion may then reach a node
-// before the message it deletes: the server remembers deletions for that
-// (see livesync's room.forget).
+// is made. A deletion may then reach a node before the message it
+// deletes: the server remembers deletions for that (see livesync's
+// room.forget).
 //
 // A ban's end is a Unix time, written by the banning node's clock and
 // read by each node's own: clocks that disagree (NTP keeps them within
