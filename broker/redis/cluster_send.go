@@ -103,7 +103,7 @@ func (b *Broker) clusterPipeline(ops []op) error {
 	settle(ctx, func() error {
 		var again []int
 		for i := range send {
-			if tryAgain(cmds[i].Err()) {
+			if notRun(cmds[i].Err()) {
 				again = append(again, i)
 			}
 		}

@@ -423,7 +423,7 @@ func TestClusterHeartbeatDuringSlotMove(t *testing.T) {
 		}
 	}
 	refused := cHeartbeatScript.Run(ctx, a.rdb, []string{alive, a.k.nodeKey("na", "claim")}, 5000).Err()
-	if !tryAgain(refused) {
+	if !notRun(refused) {
 		t.Fatalf("the heartbeat's script during the move: %v, want TRYAGAIN", refused)
 	}
 	// Heartbeats are 50ms apart: once the key has gone unrenewed for 200ms,
@@ -440,5 +440,45 @@ func TestClusterHeartbeatDuringSlotMove(t *testing.T) {
 	})
 	if n := ra.resyncCount(); n != before {
 		t.Fatalf("%d resynchronisations during the move, want none", n-before)
+	}
+}
+
+// TestClusterChatAfterRedirect: a node whose client gives up on a MOVED
+// or ASK redirection (its budget spent, as in a burst of slot moves; here
+// it follows none) still takes the chat lock and publishes the batch: a
+// redirection means the command did not run, so it is sent again once
+// the client knows the slot's new owner, and the lock is never left held
+// until its TTL.
+func TestClusterChatAfterRedirect(t *testing.T) {
+	cl := testsvc.StartRedisCluster(t, 3)
+	a, _ := startMoveBroker(t, cl.URL("redirect")+"&max_redirects=-1", "na")
+	b, rb := startMoveBroker(t, cl.URL("redirect"), "nb")
+	ctx := context.Background()
+	subscribe(t, a, "r")
+	subscribe(t, b, "r")
+	all := masters(t, b.cluster)
+	owner, err := b.cluster.MasterForKey(ctx, b.k.channel("r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := owner.Options().Addr
+	move := func() {
+		t.Helper()
+		src, dst := srcAndDst(t, all, at)
+		migrateSlot(t, all, keySlot(b.k.channel("r")), src, dst, nil)
+		at = dst.Options().Addr
+	}
+	for i := range 3 {
+		move() // a's map of the slots is out of date: MOVED
+		lock, err := a.LockChat(ctx, "r")
+		if err != nil {
+			t.Fatalf("chat lock %d after the slot moved: %v", i, err)
+		}
+		move()
+		msg := fmt.Sprintf("m%d", i)
+		if _, err := lock.Publish([]protocol.StoredChatMessage{{ID: msg, Message: msg}}); err != nil {
+			t.Fatalf("chat %d published after the slot moved: %v", i, err)
+		}
+		rb.waitFor(t, "chat r "+msg)
 	}
 }

@@ -84,19 +84,26 @@ func spublishOnce(ctx context.Context, p processor, channel, msg string) *goredi
 	return cmd
 }
 
-// tryAgain reports whether err is Redis's refusal of a command on several
-// keys of a slot that is migrating, some of them not moved yet or not at
-// all (TRYAGAIN): the command did not run, and runs once the slot has
-// moved. The room scripts name the room's channel among their keys,
-// which never exists, so all of them are refused while their slot moves.
-func tryAgain(err error) bool { return err != nil && goredis.HasErrorPrefix(err, "TRYAGAIN") }
+// notRun reports whether err is a cluster node's refusal of a command
+// that therefore did not run, and runs once it is sent again: TRYAGAIN,
+// Redis's answer to a command on several keys of a slot that is
+// migrating, some of them not moved yet or not at all (the room scripts
+// name the room's channel among their keys, which never exists, so all
+// of them are refused while their slot moves); and MOVED or ASK, a
+// redirection the client gave up following (each slot move costs one,
+// and a burst of moves spends its budget), after which it knows the
+// slot's new owner.
+func notRun(err error) bool {
+	return err != nil && (goredis.HasErrorPrefix(err, "TRYAGAIN") || goredis.HasErrorPrefix(err, "MOVED") || goredis.HasErrorPrefix(err, "ASK"))
+}
 
-// settle calls f again while it is refused with TRYAGAIN, until ctx ends.
+// settle calls f again while it is refused unrun (notRun), until ctx
+// ends.
 func settle(ctx context.Context, f func() error) error {
 	wait := 5 * time.Millisecond
 	for {
 		err := f()
-		if !tryAgain(err) {
+		if !notRun(err) {
 			return err
 		}
 		t := time.NewTimer(wait)

@@ -528,8 +528,9 @@ func (b *Broker) LockChat(ctx context.Context, roomID string) (broker.ChatLock, 
 			b.lockedChat(roomID, seq)
 			return &chatLock{b: b, room: roomID, token: token, seq: seq}, nil
 		}
-		// TRYAGAIN: the room's slot is migrating; wait as for a holder.
-		if !errors.Is(err, goredis.Nil) && !tryAgain(err) {
+		// Refused unrun while the room's slot moves (notRun): wait as
+		// for a holder.
+		if !errors.Is(err, goredis.Nil) && !notRun(err) {
 			b.failedCall(ctx, err)
 			return nil, fmt.Errorf("redis broker: chat lock of room %q: %w", roomID, err)
 		}
@@ -567,8 +568,13 @@ func (l *chatLock) Publish(msgs []protocol.StoredChatMessage) (uint64, error) {
 	l.b.enqueue(op{kind: opChat, room: l.room, chat: c}, true)
 	select {
 	case <-c.done:
+		if c.err != nil {
+			l.Release() // the script may not have run (see ChatLock)
+		}
 		return c.seq, c.err
 	case <-time.After(2 * l.b.opts.OpTimeout):
+		// Queued behind the batch: a no-op once the batch has run.
+		l.Release()
 		return 0, fmt.Errorf("redis broker: publishing chat of room %q: no answer within %v", l.room, 2*l.b.opts.OpTimeout)
 	}
 }
