@@ -144,6 +144,9 @@ func newGen(cfg *Config, logger *log.Logger) (*gen, error) {
 	}
 	g.procs = newProcSet("server-pid", cfg.ServerPIDs)
 	g.redis = newProcSet("redis-pid", cfg.RedisPIDs)
+	if n := len(cfg.ServerPIDs); n > 0 && n < len(cfg.URLs) {
+		g.warn("-server-pid names %d processes for %d -url nodes: the per-CPU figures count only those processes' CPU", n, len(cfg.URLs))
+	}
 	return g, nil
 }
 

@@ -9,21 +9,23 @@ import (
 )
 
 func TestNodeOf(t *testing.T) {
-	for _, tc := range []struct{ member, n, want int }{
-		{0, 1, 0}, {7, 1, 0}, {0, 3, 0}, {1, 3, 1}, {2, 3, 2}, {3, 3, 0}, {4, 3, 1}, {499, 3, 1},
+	for _, tc := range []struct{ room, member, n, want int }{
+		{0, 0, 1, 0}, {5, 7, 1, 0}, {0, 0, 3, 0}, {0, 1, 3, 1}, {0, 2, 3, 2}, {0, 3, 3, 0}, {0, 4, 3, 1}, {0, 499, 3, 1},
+		{1, 0, 3, 1}, {1, 4, 3, 2}, {2, 0, 3, 2}, {2, 1, 3, 0},
 	} {
-		if got := nodeOf(tc.member, tc.n); got != tc.want {
-			t.Errorf("nodeOf(%d, %d) = %d, want %d", tc.member, tc.n, got, tc.want)
+		if got := nodeOf(tc.room, tc.member, tc.n); got != tc.want {
+			t.Errorf("nodeOf(%d, %d, %d) = %d, want %d", tc.room, tc.member, tc.n, got, tc.want)
 		}
 	}
 }
 
 // TestEveryRoomSpansTheNodes: with fanout's layout (room i/per, member
-// i%per) every room deals its members out 0, 1, 2, 0, 1 over three nodes,
-// whatever its place in the run; chat's layout (room i%rooms) likewise.
+// i%per) room r deals its members out over three nodes from node r%3
+// (0 1 2 0 1, 1 2 0 1 2, ...), so that three rooms of five load each node
+// with five; chat's layout (room i%rooms) likewise.
 func TestEveryRoomSpansTheNodes(t *testing.T) {
 	urls := []string{"ws://127.0.0.1:1/live", "ws://127.0.0.1:2/live", "ws://127.0.0.1:3/live"}
-	const rooms, per = 4, 5
+	const rooms, per = 3, 5
 	for _, layout := range []struct {
 		name             string
 		roomOf, memberOf func(i int) int
@@ -31,16 +33,22 @@ func TestEveryRoomSpansTheNodes(t *testing.T) {
 		{"fanout", func(i int) int { return i / per }, func(i int) int { return i % per }},
 		{"chat", func(i int) int { return i % rooms }, func(i int) int { return i / rooms }},
 	} {
-		g := &gen{cfg: &Config{URLs: urls}, memberOf: layout.memberOf}
+		g := &gen{cfg: &Config{URLs: urls}, roomOf: layout.roomOf, memberOf: layout.memberOf}
 		byRoom := map[int][]int{}
+		perNode := make([]int, len(urls))
 		for i := 0; i < rooms*per; i++ {
 			r := layout.roomOf(i)
 			byRoom[r] = append(byRoom[r], g.node(i))
+			perNode[g.node(i)]++
 		}
+		want := []string{"0 1 2 0 1", "1 2 0 1 2", "2 0 1 2 0"}
 		for r, nodes := range byRoom {
-			if got := strings.Join(intsToStrings(nodes), " "); got != "0 1 2 0 1" {
-				t.Errorf("%s: room %d on nodes %s, want 0 1 2 0 1", layout.name, r, got)
+			if got := strings.Join(intsToStrings(nodes), " "); got != want[r] {
+				t.Errorf("%s: room %d on nodes %s, want %s", layout.name, r, got, want[r])
 			}
+		}
+		if got := strings.Join(intsToStrings(perNode), " "); got != "5 5 5" {
+			t.Errorf("%s: members per node %s, want 5 5 5", layout.name, got)
 		}
 	}
 	// Without memberOf (joinstorm: one room) connection i is member i.
@@ -49,7 +57,7 @@ func TestEveryRoomSpansTheNodes(t *testing.T) {
 		t.Errorf("node(4), node(6) = %d, %d", g.node(4), g.node(6))
 	}
 	// One URL takes everyone.
-	g = &gen{cfg: &Config{URLs: urls[:1]}, memberOf: func(i int) int { return i % per }}
+	g = &gen{cfg: &Config{URLs: urls[:1]}, roomOf: func(i int) int { return i / per }, memberOf: func(i int) int { return i % per }}
 	for i := 0; i < 10; i++ {
 		if g.node(i) != 0 {
 			t.Fatalf("one node: node(%d) = %d", i, g.node(i))
@@ -88,8 +96,8 @@ func TestFanoutOverSeveralNodes(t *testing.T) {
 		t.Fatalf("joins seen: %v", hosts)
 	}
 	for i, h := range hosts {
-		if want := strings.TrimPrefix(strings.TrimSuffix(urls[(i%per)%3], "/live"), "ws://"); h != want {
-			t.Errorf("connection %d (member %d) dialled %s, want %s", i, i%per, h, want)
+		if want := strings.TrimPrefix(strings.TrimSuffix(urls[(i/per+i%per)%3], "/live"), "ws://"); h != want {
+			t.Errorf("connection %d (room %d, member %d) dialled %s, want %s", i, i/per, i%per, h, want)
 		}
 	}
 	if len(res.ServerProcs) != 2 || res.ServerCPUS == nil || res.ServerRSSBytes == nil {
@@ -124,8 +132,9 @@ func TestIdleOverSeveralNodes(t *testing.T) {
 	for _, h := range f.joinHosts() {
 		perNode[h]++
 	}
-	// Two rooms of three over two nodes: members 0 and 2 on the first.
-	if len(perNode) != 2 || perNode[strings.TrimPrefix(strings.TrimSuffix(urls[0], "/live"), "ws://")] != 4 {
+	// Two rooms of three over two nodes: the first room's members 0 and
+	// 2 on the first, the second's member 1.
+	if len(perNode) != 2 || perNode[strings.TrimPrefix(strings.TrimSuffix(urls[0], "/live"), "ws://")] != 3 {
 		t.Fatalf("connections per node %v", perNode)
 	}
 }
