@@ -64,11 +64,24 @@ type Outbox interface {
 	// Claim leases, for lease, the oldest due entry that heads its key
 	// and is not leased, and reports ok false when there is none.
 	Claim(ctx context.Context, lease time.Duration) (e OutboxEntry, ok bool, err error)
+	// ClaimEarly leases, for lease, the entry waiting for a retry (one
+	// attempted before and not due yet) that heads its key, is not
+	// leased and is due first, and reports ok false when there is none.
+	// e.Attempts and e.Due are the entry's, so that a Retry of e puts it
+	// back as it was: the sender probes a failing receiver with it
+	// without spending a retry.
+	ClaimEarly(ctx context.Context, lease time.Duration) (e OutboxEntry, ok bool, err error)
 	// Done deletes a claimed entry: delivered, refused or given up.
 	Done(ctx context.Context, e OutboxEntry) error
 	// Retry ends e's lease and records e.Attempts and e.Due: the entry
 	// stays at the head of its key and is claimed again from e.Due.
 	Retry(ctx context.Context, e OutboxEntry) error
+	// Hurry makes every entry waiting for a retry and not leased due
+	// now, whichever process wrote it, and returns how many it changed:
+	// the receiver is back, so its backlog need not wait out its
+	// backoff. Each key's order holds, as Claim still hands out a key's
+	// head only.
+	Hurry(ctx context.Context) (int, error)
 	// Stats reports the entries held and when the oldest was created
 	// (zero when none).
 	Stats(ctx context.Context) (depth int, oldest time.Time, err error)

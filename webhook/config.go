@@ -29,8 +29,12 @@ type Config struct {
 	// Retries is the wait before each retry of a failed delivery; after
 	// the last, the event is given up and counted. Each wait is stretched
 	// or shrunk by up to a quarter at random (jitter), so that receivers
-	// coming back are not hit by every retry at once. Default
-	// DefaultRetries; an empty non-nil slice retries nothing.
+	// coming back are not hit by every retry at once. A receiver that
+	// comes back need not wait them out: while deliveries fail, the
+	// retry due first is tried early every ProbeInterval (a probe that
+	// fails spends no retry), and the first success makes every retry
+	// due at once. Default DefaultRetries; an empty non-nil slice
+	// retries nothing.
 	Retries []time.Duration
 	// OfflineDelay is how long a user id must stay without connections
 	// before user.offline is sent: a page reload within it sends nothing.
@@ -65,7 +69,8 @@ type Config struct {
 	// 5s.
 	DrainTimeout time.Duration
 	// Workers is how many deliveries may be in flight at once, each for a
-	// different room or user. Default 16.
+	// different room or user, besides the one probe of a failing
+	// receiver (see ProbeInterval). Default 16.
 	Workers int
 
 	// Client posts the webhooks. Default: a client of its own that reuses

@@ -9,7 +9,11 @@
 // that stays the same across retries so receivers can deduplicate, and in
 // order per room (and per user for user.online/user.offline): one delivery
 // per room is in flight at a time, and a failing one holds back the room's
-// later events until it succeeds or is given up.
+// later events until it succeeds or is given up. When a receiver comes
+// back, its backlog follows within seconds, not after each event's
+// backoff: while deliveries fail, the event due first is tried early
+// every ProbeInterval (a failed probe spends no retry), and the first
+// success makes every event waiting for a retry due at once.
 //
 // Give a Webhooks to the server as livesync.Options.Webhooks: the server
 // starts it, feeds it the events it observes from a queue of its own

@@ -19,14 +19,19 @@ type metrics struct {
 	stale      *prometheus.Desc
 	outboxErrs *prometheus.CounterVec // a StoreOutbox's failed calls (none for an outbox in memory)
 	deadNodes  prometheus.Counter     // nodes this process spoke for (see ledger.go)
+	probes     *prometheus.CounterVec // probes of a failing receiver, by outcome (see recovery.go)
 	dropLogged atomic.Bool            // the outbox-full warning is logged once per overflow
 }
 
 func newMetrics() *metrics {
-	return &metrics{
+	m := &metrics{
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livesync_webhook_probes_total",
+			Help: "Early attempts of an event waiting for a retry, made every 5 s while the receiver fails, by outcome: delivered (the receiver is back, and every retry is sent now), down (it still fails; not counted as an attempt), refused (4xx but 429, counted as the event's failure).",
+		}, []string{"outcome"}),
 		outboxErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livesync_webhook_outbox_errors_total",
-			Help: "Failed calls on the webhook outbox's database tables, by operation: add, claim, done, retry, stats; and the ledger's mark, beat, sweep, retire.",
+			Help: "Failed calls on the webhook outbox's database tables, by operation: add, claim, done, retry, stats, hurry; and the ledger's mark, beat, sweep, retire.",
 		}, []string{"op"}),
 		deadNodes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livesync_webhook_dead_nodes_total",
@@ -50,6 +55,10 @@ func newMetrics() *metrics {
 		stale: prometheus.NewDesc("livesync_webhook_outbox_stale",
 			"1 when livesync_webhook_outbox_depth and _oldest_age_seconds are the last figures read, not current ones: the outbox's database failed or did not answer within half a second (the age still grows from the last oldest event known); 0 otherwise.", nil, nil),
 	}
+	for _, o := range probeOutcomes {
+		m.probes.WithLabelValues(o) // exported at 0 from the start
+	}
+	return m
 }
 
 func (m *metrics) outcome(event, outcome string) { m.deliveries.WithLabelValues(event, outcome).Inc() }
@@ -66,6 +75,7 @@ func (w *Webhooks) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.stale
 	m.outboxErrs.Describe(ch)
 	m.deadNodes.Describe(ch)
+	m.probes.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -76,6 +86,7 @@ func (w *Webhooks) Collect(ch chan<- prometheus.Metric) {
 	m.latency.Collect(ch)
 	m.outboxErrs.Collect(ch)
 	m.deadNodes.Collect(ch)
+	m.probes.Collect(ch)
 	n, oldest, stale := w.BacklogStatus()
 	age, isStale := 0.0, 0.0
 	if !oldest.IsZero() {

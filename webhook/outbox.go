@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 )
@@ -15,6 +16,11 @@ import (
 // MemoryOutbox is the implementation here. A durable one (a table in the
 // chat database, written in the chat message's transaction) implements
 // the same methods, so that the sender does not change.
+//
+// An Outbox that also has the methods ClaimEarly and Hurry of
+// MemoryOutbox and StoreOutbox lets the sender get a failing receiver's
+// backlog to it as soon as it is back (see ProbeInterval); with another,
+// each event waits out its retry's time.
 type Outbox interface {
 	// Add queues e behind the events with its key. It returns ErrFull
 	// when the outbox is bounded and full.
@@ -53,6 +59,9 @@ type MemoryOutbox struct {
 type lane struct {
 	events []Event
 	busy   bool // its head is claimed, or waiting for a retry
+	// waiting, while the head waits for its retry, is the timer that
+	// makes it claimable at its Due: ClaimEarly and Hurry stop it.
+	waiting *time.Timer
 }
 
 // NewMemoryOutbox returns an outbox holding at most size events (at least 1).
@@ -155,13 +164,68 @@ func (o *MemoryOutbox) Retry(e Event) {
 		o.mu.Lock()
 		defer o.mu.Unlock()
 		delete(o.timers, t)
-		if o.lanes[e.Key] != l { // abandoned
+		// Abandoned, or claimed early or hurried since.
+		if o.lanes[e.Key] != l || l.waiting != t {
 			return
 		}
+		l.waiting = nil
 		l.busy = false
 		o.readyLocked(e.Key)
 	})
+	l.waiting = t
 	o.timers[t] = struct{}{}
+}
+
+// ClaimEarly claims, ahead of its time, the event waiting for a retry
+// that is due first, and reports false when none waits. The sender
+// probes a failing receiver with it (see ProbeInterval); a probe that
+// fails puts it back with Retry as it was. It costs one step per key
+// with events.
+func (o *MemoryOutbox) ClaimEarly(context.Context) (Event, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var first *lane
+	for _, l := range o.lanes {
+		if l.waiting != nil && (first == nil || l.events[0].Due.Before(first.events[0].Due)) {
+			first = l
+		}
+	}
+	if first == nil {
+		return Event{}, false
+	}
+	o.stopWaitingLocked(first) // claimed now: the lane stays busy
+	return first.events[0], true
+}
+
+// Hurry makes every event waiting for a retry claimable now, the oldest
+// first, and returns how many: the receiver is back. Each key's later
+// events still wait for its head. It never fails.
+func (o *MemoryOutbox) Hurry() (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var keys []string
+	for key, l := range o.lanes {
+		if l.waiting != nil {
+			o.stopWaitingLocked(l)
+			l.busy = false
+			keys = append(keys, key)
+		}
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		return o.lanes[a].events[0].Created.Compare(o.lanes[b].events[0].Created)
+	})
+	for _, key := range keys {
+		o.readyLocked(key)
+	}
+	return len(keys), nil
+}
+
+// stopWaitingLocked ends l's wait for its retry: its timer, should it
+// fire anyway, finds itself no longer l's and does nothing. o.mu held.
+func (o *MemoryOutbox) stopWaitingLocked(l *lane) {
+	l.waiting.Stop()
+	delete(o.timers, l.waiting)
+	l.waiting = nil
 }
 
 // Stats implements Outbox. It looks at each key's head, the oldest of

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,7 @@ const (
 	opDone  = "done"
 	opRetry = "retry"
 	opStats = "stats"
+	opHurry = "hurry"
 	// The ledger's (see ledger.go).
 	opMark   = "mark"
 	opBeat   = "beat"
@@ -53,7 +55,7 @@ const (
 )
 
 // outboxOps lists the operations errs counts.
-var outboxOps = []string{opAdd, opClaim, opDone, opRetry, opStats, opMark, opBeat, opSweep, opRetire}
+var outboxOps = []string{opAdd, opClaim, opDone, opRetry, opStats, opHurry, opMark, opBeat, opSweep, opRetire}
 
 // storeOutboxPoll is how often an idle claimer looks at the table: other
 // nodes' entries and retries coming due wake no one in this process.
@@ -148,15 +150,11 @@ func (o *StoreOutbox) Claim(ctx context.Context) (Event, error) {
 			return Event{}, ctx.Err()
 		}
 		if ok {
-			o.errLogged.Store(false)
-			o.mu.Lock()
-			o.claimed[en.ID] = en.Seq
-			o.mu.Unlock()
 			select { // one claim may not be the last: let another worker look
 			case o.more <- struct{}{}:
 			default:
 			}
-			return Event{ID: en.ID, Type: en.Type, Key: en.Key, Body: en.Body, Created: en.Created, Attempts: en.Attempts}, nil
+			return o.claim(en), nil
 		}
 		if err != nil {
 			o.failed(opClaim, err)
@@ -172,6 +170,48 @@ func (o *StoreOutbox) Claim(ctx context.Context) (Event, error) {
 		}
 		t.Stop()
 	}
+}
+
+// claim records en as claimed, for Done or Retry, and returns its event.
+func (o *StoreOutbox) claim(en chat.OutboxEntry) Event {
+	o.errLogged.Store(false)
+	o.mu.Lock()
+	o.claimed[en.ID] = en.Seq
+	o.mu.Unlock()
+	return Event{ID: en.ID, Type: en.Type, Key: en.Key, Body: en.Body, Created: en.Created, Attempts: en.Attempts, Due: en.Due}
+}
+
+// ClaimEarly claims, ahead of its time, the entry waiting for a retry
+// that is due first, whichever node's it is, and reports false when none
+// waits or the table cannot be read (counted as a failed claim). The
+// sender probes a failing receiver with it (see ProbeInterval); a probe
+// that fails puts it back with Retry as it was.
+func (o *StoreOutbox) ClaimEarly(ctx context.Context) (Event, bool) {
+	ctx, cancel := context.WithTimeout(ctx, storeOutboxCall)
+	defer cancel()
+	en, ok, err := o.ob.ClaimEarly(ctx, o.lease)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		o.failed(opClaim, err)
+		return Event{}, false
+	case !ok:
+		return Event{}, false
+	}
+	return o.claim(en), true
+}
+
+// Hurry makes every entry waiting for a retry and not claimed due now,
+// every node's, and returns how many: the receiver is back. Each key's
+// later entries still wait for its head.
+func (o *StoreOutbox) Hurry() (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeOutboxCall)
+	defer cancel()
+	n, err := o.ob.Hurry(ctx)
+	if err != nil {
+		o.failed(opHurry, err)
+		return n, fmt.Errorf("webhook outbox: hurry: %w", err)
+	}
+	return n, nil
 }
 
 // take forgets claimed e and returns it with its seq.

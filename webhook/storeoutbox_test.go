@@ -187,8 +187,10 @@ func TestStoreOutboxRetryIsRecorded(t *testing.T) {
 			return http.StatusNoContent
 		})
 		store, _, db := d.open(t)
-		// An hour's wait: the test moves the entry's due time itself, so
-		// that what the table says is what decides the next attempt.
+		// An hour's wait, and no probe: the test moves the entry's due
+		// time itself, so that what the table says is what decides the
+		// next attempt.
+		webhook.SetProbeInterval(t, time.Hour)
 		w, h := startStoreWebhooks(t, store, rcv, webhook.Config{Retries: []time.Duration{time.Hour}})
 		before := time.Now()
 		h.OnJoin(t.Context(), joined("r", "c1"))
@@ -399,8 +401,8 @@ func TestStoreOutboxCountsDatabaseErrors(t *testing.T) {
 		})
 		w, h := startStoreWebhooks(t, store, rcv, webhook.Config{Retries: []time.Duration{time.Millisecond}})
 		table = w.OutboxTable()
-		if got := outboxErrors(t, w); len(got) != 9 || got["claim"] != 0 {
-			t.Fatalf("errors before any failure %v, want 9 ops at 0", got)
+		if got := outboxErrors(t, w); len(got) != 10 || got["claim"] != 0 {
+			t.Fatalf("errors before any failure %v, want 10 ops at 0", got)
 		}
 		h.OnJoin(t.Context(), joined("r", "c1"))
 		rcv.waitN(1)

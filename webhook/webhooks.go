@@ -37,6 +37,12 @@ type Webhooks struct {
 	// Close closes its idle connections, which no one else would.
 	ownClient *http.Client
 
+	// failing is set by a delivery attempt that failed and is retried,
+	// cleared by one that succeeded: while it is set, the receiver is
+	// probed every probeEvery (see recovery.go).
+	failing    atomic.Bool
+	probeEvery time.Duration
+
 	closed atomic.Bool // Close began: no new event is accepted
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -51,7 +57,10 @@ func New(cfg Config) (*Webhooks, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Webhooks{cfg: cfg, enabled: map[string]bool{}, m: newMetrics()}
+	w := &Webhooks{cfg: cfg, enabled: map[string]bool{}, m: newMetrics(), probeEvery: probeEvery}
+	// Failing from the start: a StoreOutbox may hold retries from before
+	// a restart, which the first success, or a probe, brings forward.
+	w.failing.Store(true)
 	if given == nil {
 		w.ownClient = cfg.Client
 	}
@@ -98,6 +107,9 @@ func (w *Webhooks) Start(env livesync.WebhookEnv) (livesync.WebhookFeed, error) 
 	for range c.Workers {
 		w.wg.Add(1)
 		go w.work()
+	}
+	if r, ok := c.Outbox.(recoverer); ok {
+		w.wg.Go(func() { w.probe(r) })
 	}
 	so, durable := c.Outbox.(*StoreOutbox)
 	if durable && !env.Cluster {
@@ -198,7 +210,7 @@ func (w *Webhooks) work() {
 		if err != nil {
 			return
 		}
-		w.attempt(e)
+		w.attempt(e, false)
 	}
 }
 
@@ -211,8 +223,9 @@ const (
 )
 
 // attempt makes one delivery attempt of e and tells the outbox what
-// became of it.
-func (w *Webhooks) attempt(e Event) {
+// became of it. A probe (see recovery.go) that fails and would be
+// retried is no attempt: e goes back as it was.
+func (w *Webhooks) attempt(e Event, probe bool) {
 	status, err := w.post(e)
 	retry := false
 	switch {
@@ -220,14 +233,32 @@ func (w *Webhooks) attempt(e Event) {
 		return // closing: the event stays in the outbox
 	case err != nil:
 		retry = true
-		w.cfg.Logger.Warn("webhook delivery failed", "type", e.Type, "id", e.ID, "attempt", e.Attempts+1, "err", err)
+		if !probe {
+			w.cfg.Logger.Warn("webhook delivery failed", "type", e.Type, "id", e.ID, "attempt", e.Attempts+1, "err", err)
+		}
 	case status >= 200 && status < 300:
+		if probe {
+			w.m.probes.WithLabelValues(probeDelivered).Inc()
+		}
 		w.m.outcome(e.Type, outcomeDelivered)
 		w.m.latency.Observe(time.Since(e.Created).Seconds())
 		w.cfg.Outbox.Done(e)
+		w.recovered()
 		return
 	case status == http.StatusTooManyRequests || status >= 500:
 		retry = true
+	}
+	if retry {
+		w.failing.Store(true)
+	}
+	if probe {
+		if retry {
+			w.m.probes.WithLabelValues(probeDown).Inc()
+			w.cfg.Logger.Debug("webhook receiver probed, still failing", "type", e.Type, "id", e.ID, "status", status, "err", err)
+			w.cfg.Outbox.Retry(e)
+			return
+		}
+		w.m.probes.WithLabelValues(probeRefused).Inc()
 	}
 	e.Attempts++
 	if !retry || e.Attempts > len(w.cfg.Retries) {

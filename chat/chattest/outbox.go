@@ -67,8 +67,9 @@ func depth(t *testing.T, ob chat.Outbox) int {
 }
 
 // RunOutbox checks a chat.OutboxStore: entries commit and roll back with
-// their messages, and claims keep each key's order and never hand one
-// leased entry to two claimers.
+// their messages, claims keep each key's order and never hand one
+// leased entry to two claimers, and ClaimEarly and Hurry bring retries
+// forward without breaking either.
 func RunOutbox(t *testing.T, f OutboxFixture) {
 	t.Run("CommittedMessageLeavesExactlyOneEntry", func(t *testing.T) {
 		s, _ := f.Open(t)
@@ -271,6 +272,9 @@ func RunOutbox(t *testing.T, f OutboxFixture) {
 			t.Fatalf("after the lease ended the second claimer got %q, %v; want %q", got.ID, ok, e.ID)
 		}
 	})
+
+	t.Run("ClaimEarlyTakesTheFirstRetryDue", func(t *testing.T) { testClaimEarly(t, f) })
+	t.Run("HurryMakesRetriesDueNow", func(t *testing.T) { testHurry(t, f) })
 }
 
 // testInterleavedCommits: a message's transaction wrote its outbox entry

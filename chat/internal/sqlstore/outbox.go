@@ -77,6 +77,10 @@ const (
 	outboxValues  = "(?,?,?,?,?,?,0,?,0)"
 )
 
+// outboxCandidateColumns begins the SELECT of entries to claim: the
+// columns scanCandidates reads, from the table named next.
+const outboxCandidateColumns = `SELECT seq, event_id, event_key, event_type, body, created_at, attempts, COALESCE(msg_seq, 0), next_at FROM `
+
 // EnableOutbox creates the outbox table (see OutboxSQL.Create) and, with
 // encode not nil, makes every later commit write encode's entries: a
 // store's commit gets them from OutboxInserts. It is the body of a
@@ -96,7 +100,7 @@ func (c *Core) EnableOutbox(ctx context.Context, o OutboxSQL, encode chat.Outbox
 	// An entry is claimable when it heads its key (no older entry of the
 	// key remains, whatever its state: in flight, waiting for a retry),
 	// is due, and its lease, if any, has ended.
-	b.claimSQL = b.rebind(`SELECT seq, event_id, event_key, event_type, body, created_at, attempts, COALESCE(msg_seq, 0) FROM ` + t + ` o
+	b.claimSQL = b.rebind(outboxCandidateColumns + t + ` o
 WHERE o.next_at <= ? AND o.lease_until <= ?
 AND NOT EXISTS (SELECT 1 FROM ` + t + ` p WHERE p.event_key = o.event_key AND p.seq < o.seq)
 ORDER BY o.seq LIMIT ` + strconv.Itoa(outboxCandidates))
@@ -107,6 +111,7 @@ ORDER BY o.seq LIMIT ` + strconv.Itoa(outboxCandidates))
 	b.retrySQL = b.rebind(`UPDATE ` + t + ` SET attempts = ?, next_at = ?, lease_until = 0 WHERE seq = ?`)
 	b.statsSQL = `SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM ` + t
 	b.undoSQL = "DELETE FROM " + t + " WHERE msg_seq IN "
+	b.prepareEarly(t)
 	b.ledger = newLedgerSQL(o)
 	c.outbox.Store(&outboxState{box: b, encode: encode})
 	return b, nil
@@ -203,7 +208,9 @@ type outbox struct {
 	wake chan struct{} // capacity 1
 
 	insertSQL, claimSQL, leaseSQL, doneSQL, retrySQL, statsSQL, undoSQL string
-	ledger                                                              ledgerSQL
+	// ClaimEarly's and Hurry's (outbox_early.go).
+	earlySQL, earlyLeaseSQL, waitingSQL, hurrySQL string
+	ledger                                        ledgerSQL
 }
 
 // rebind rewrites q's ? placeholders for the dialect.
@@ -235,37 +242,48 @@ func (b *outbox) Add(ctx context.Context, e chat.OutboxEntry) error {
 // this process holds in doubt (see Core.Doubt): that entry is about to be
 // deleted with its message.
 func (b *outbox) Claim(ctx context.Context, lease time.Duration) (chat.OutboxEntry, bool, error) {
-	if b.core.closed.Load() {
-		return chat.OutboxEntry{}, false, b.errorf("claim", chat.ErrClosed)
-	}
 	now := time.Now().UnixMilli()
+	until := now + lease.Milliseconds()
+	return b.claimFirst(ctx, "claim", b.claimSQL, []any{now, now}, func(e chat.OutboxEntry) (string, []any) {
+		return b.leaseSQL, []any{until, e.Seq, now, now}
+	})
+}
+
+// claimFirst reads the candidates query returns (its columns
+// outboxCandidateColumns) and leases the first whose message is not in
+// doubt and that lease's statement changes: of two claimers, one changes
+// the row and the other changes nothing, and tries the next.
+func (b *outbox) claimFirst(ctx context.Context, op, query string, args []any, lease func(chat.OutboxEntry) (string, []any)) (chat.OutboxEntry, bool, error) {
+	if b.core.closed.Load() {
+		return chat.OutboxEntry{}, false, b.errorf(op, chat.ErrClosed)
+	}
 	var cands []chat.OutboxEntry
 	var msgSeqs []int64
-	err := b.sql.DB.Query(ctx, b.claimSQL, []any{now, now}, func(rows Rows) error {
+	err := b.sql.DB.Query(ctx, query, args, func(rows Rows) error {
 		for rows.Next() {
 			var e chat.OutboxEntry
 			var body string
-			var created, msgSeq int64
-			if err := rows.Scan(&e.Seq, &e.ID, &e.Key, &e.Type, &body, &created, &e.Attempts, &msgSeq); err != nil {
+			var created, msgSeq, due int64
+			if err := rows.Scan(&e.Seq, &e.ID, &e.Key, &e.Type, &body, &created, &e.Attempts, &msgSeq, &due); err != nil {
 				return err
 			}
-			e.Body, e.Created = []byte(body), time.UnixMilli(created)
+			e.Body, e.Created, e.Due = []byte(body), time.UnixMilli(created), time.UnixMilli(due)
 			cands = append(cands, e)
 			msgSeqs = append(msgSeqs, msgSeq)
 		}
 		return rows.Err()
 	})
 	if err != nil {
-		return chat.OutboxEntry{}, false, b.errorf("claim", err)
+		return chat.OutboxEntry{}, false, b.errorf(op, err)
 	}
-	until := now + lease.Milliseconds()
 	for i, e := range cands {
 		if msgSeqs[i] != 0 && b.core.doubtful(strconv.FormatInt(msgSeqs[i], 10)) {
 			continue
 		}
-		n, err := b.sql.DB.Exec(ctx, b.leaseSQL, until, e.Seq, now, now)
+		q, largs := lease(e)
+		n, err := b.sql.DB.Exec(ctx, q, largs...)
 		if err != nil {
-			return chat.OutboxEntry{}, false, b.errorf("claim", err)
+			return chat.OutboxEntry{}, false, b.errorf(op, err)
 		}
 		if n == 1 {
 			return e, true, nil
