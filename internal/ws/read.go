@@ -267,10 +267,12 @@ func (c *Conn) drain() {
 }
 
 // drainTime and drainBytes bound drain: long enough for the rest of a
-// large paste on a fair link, short enough that a peer that goes on
+// large paste on a fair link, or from a browser on a heavily loaded
+// machine, which must finish sending a message refused at its header
+// before it echoes the close, short enough that a peer that goes on
 // sending holds a goroutine only that long.
 const (
-	drainTime  = 5 * time.Second
+	drainTime  = 10 * time.Second
 	drainBytes = 64 << 20
 )
 
