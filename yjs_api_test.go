@@ -36,7 +36,7 @@ func TestDocAPI(t *testing.T) {
 		t.Fatalf("GET after both: state vector %v (%v), want client 1 at 2 and client 2 at 7", sv, err)
 	}
 
-	for _, bad := range []string{"", "\x00", "not an update", string(livesynctest.TextUpdate(3, 0, "x")[:4])} {
+	for _, bad := range []string{"", "\x00", "not an update", string(livesynctest.TextUpdate(3, 0, "x")[:4]), string(poisonEmbed), string(poisonOrigin)} {
 		if res := o.api(t, http.MethodPost, roomPath("notes", "/document"), bad); res.status != http.StatusBadRequest {
 			t.Errorf("POST %q: %d %s, want 400", bad, res.status, res.body)
 		}

@@ -128,6 +128,15 @@ func TestDocAwareness(t *testing.T) {
 	}
 }
 
+// Updates that decode by the format's grammar but that Yjs cannot apply
+// (see yupdate's poison tests): one item of client 1 at clock 0 under the
+// root type "t", an embed whose JSON is "{{", and an item whose origin is
+// itself.
+var (
+	poisonEmbed  = []byte{1, 1, 1, 0, 5, 1, 1, 't', 2, '{', '{', 0}
+	poisonOrigin = []byte{1, 1, 1, 0, 0x84, 1, 0, 1, 'x', 0}
+)
+
 func TestDocMalformedUpdateCloses(t *testing.T) {
 	_, base := startDocServer(t, nil)
 	a := livesynctest.DialSynced(t, base+"d")
@@ -158,6 +167,12 @@ func TestDocMalformedUpdateCloses(t *testing.T) {
 		"bad state vector":     livesynctest.SyncMsg(ySyncStep1, []byte{5, 1}),
 		"bad awareness":        lib0.AppendBytes([]byte{yMsgAwareness}, []byte{1, 7}),
 		"unknown sync subtype": livesynctest.SyncMsg(9, emptyYUpdate),
+		// Well framed, but Yjs cannot apply them: relayed or stored, they
+		// broke the document for every peer.
+		"embed that is not JSON": livesynctest.SyncMsg(ySyncUpdate, poisonEmbed),
+		"step 2 referring ahead": livesynctest.SyncMsg(ySyncStep2, poisonOrigin),
+		"update referring ahead": livesynctest.SyncMsg(ySyncUpdate, poisonOrigin),
+		"step 2 embed not JSON":  livesynctest.SyncMsg(ySyncStep2, poisonEmbed),
 	} {
 		c := livesynctest.DialDoc(t, base+"d")
 		c.Expect(yMsgSync, ySyncStep1)
@@ -165,6 +180,9 @@ func TestDocMalformedUpdateCloses(t *testing.T) {
 		if code := c.ExpectClose(); code != 1007 {
 			t.Errorf("%s: close code %d, want 1007", name, code)
 		}
+	}
+	if got := livesynctest.DialDoc(t, base+"d").Handshake(nil); !bytes.Equal(got, good) {
+		t.Fatalf("document after malformed messages: % x, want % x", got, good)
 	}
 	c = livesynctest.DialDoc(t, base+"d")
 	c.WS.WriteMessage(websocket.TextMessage, []byte(`{"type":"join_room"}`))

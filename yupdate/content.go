@@ -1,6 +1,7 @@
 package yupdate
 
 import (
+	"encoding/json"
 	"unicode/utf8"
 )
 
@@ -225,6 +226,10 @@ func decodeContent(r *reader, ref uint8) (Content, error) {
 			if err != nil {
 				return nil, err
 			}
+			// Yjs writes undefined as the word, and parses the rest.
+			if s != "undefined" && !json.Valid([]byte(s)) {
+				return nil, errInvalidJSON
+			}
 			vs = append(vs, s)
 		}
 		return ContentJSON{vs}, nil
@@ -245,6 +250,9 @@ func decodeContent(r *reader, ref uint8) (Content, error) {
 		if err != nil {
 			return nil, err
 		}
+		if !json.Valid([]byte(s)) {
+			return nil, errInvalidJSON
+		}
 		return ContentEmbed{s}, nil
 	case 6:
 		k, err := r.string()
@@ -254,6 +262,9 @@ func decodeContent(r *reader, ref uint8) (Content, error) {
 		v, err := r.string()
 		if err != nil {
 			return nil, err
+		}
+		if !json.Valid([]byte(v)) {
+			return nil, errInvalidJSON
 		}
 		return ContentFormat{k, v}, nil
 	case 7:

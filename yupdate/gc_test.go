@@ -229,10 +229,18 @@ func TestGCMalformed(t *testing.T) {
 	if got, err := GC(overlap); err != nil || describe(t, got) != `Item 1.1+1 yupdate.ContentString"c"; ` {
 		t.Errorf("GC of overlapping groups: %x, %v", got, err)
 	}
-	// A cycle of origins is left as it is.
+	// A cycle of origins within a client refers forward: malformed. One
+	// across clients is left as it is (Yjs keeps both items pending).
 	cycle := (&Update{Structs: []Struct{
 		after(item(1, 0, ContentString{"a"}), ID{1, 1}),
 		after(item(1, 1, ContentString{"b"}), ID{1, 0}),
+	}}).Encode()
+	if _, err := GC(cycle); !errors.Is(err, ErrMalformed) {
+		t.Errorf("GC of a cycle in one client: %v, want ErrMalformed", err)
+	}
+	cycle = (&Update{Structs: []Struct{
+		after(item(1, 0, ContentString{"a"}), ID{2, 0}),
+		after(item(2, 0, ContentString{"b"}), ID{1, 0}),
 	}}).Encode()
 	if _, err := GC(cycle); err != nil {
 		t.Error(err)

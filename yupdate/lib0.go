@@ -32,6 +32,9 @@ var (
 	errUnknownContent  = fmt.Errorf("%w: unknown content type", ErrMalformed)
 	errInconsistent    = fmt.Errorf("%w: updates disagree about a client's structs", ErrMalformed)
 	errNonCanonicalLen = fmt.Errorf("%w: content length does not match", ErrMalformed)
+	errEmptyStruct     = fmt.Errorf("%w: struct of length 0", ErrMalformed)
+	errForwardRef      = fmt.Errorf("%w: item refers to itself or to a later item of its own client", ErrMalformed)
+	errInvalidJSON     = fmt.Errorf("%w: JSON content that does not parse", ErrMalformed)
 )
 
 // reader reads lib0 encodings from a byte slice. Every method checks the

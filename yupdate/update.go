@@ -197,12 +197,10 @@ func decodeStruct(r *reader, s *Struct, client, clock uint64) error {
 	switch {
 	case info == 10:
 		s.Kind = KindSkip
-		s.Length, err = r.uvarint()
-		return err
+		return decodeLength(r, s)
 	case ref == 0:
 		s.Kind = KindGC
-		s.Length, err = r.uvarint()
-		return err
+		return decodeLength(r, s)
 	}
 	s.Kind = KindItem
 	if info&0x80 != 0 {
@@ -255,6 +253,35 @@ func decodeStruct(r *reader, s *Struct, client, clock uint64) error {
 	}
 	s.Content = c
 	s.Length = c.Len()
+	if s.Length == 0 {
+		return errEmptyStruct
+	}
+	return checkReferences(s)
+}
+
+// decodeLength reads the length of a GC or skip struct, which Yjs never
+// writes as 0.
+func decodeLength(r *reader, s *Struct) error {
+	var err error
+	if s.Length, err = r.uvarint(); err != nil {
+		return err
+	}
+	if s.Length == 0 {
+		return errEmptyStruct
+	}
+	return nil
+}
+
+// checkReferences refuses an item whose origin, right origin or parent
+// is itself or a later item of its own client: what an item refers to
+// existed before it, so its clock is lower. Yjs cannot integrate such an
+// item (it waits for it forever, or loops), and a document holding one
+// no longer loads for anyone.
+func checkReferences(s *Struct) error {
+	own := func(id ID) bool { return id.Client == s.ID.Client && id.Clock >= s.ID.Clock }
+	if (s.HasOrigin && own(s.Origin)) || (s.HasRightOrigin && own(s.RightOrigin)) || (s.Parent == ParentItem && own(s.ParentID)) {
+		return errForwardRef
+	}
 	return nil
 }
 
