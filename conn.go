@@ -125,11 +125,13 @@ func messageAliveBytes(pongTimeout time.Duration) int {
 func (c *conn) send(frame ...[]byte) { c.enqueue(false, frame) }
 
 // sendSnapshot is send for the joiner's room_joined, which is as large as
-// the room makes it, not a backlog the client let pile up: it does not
-// count against SendQueueBytes while it waits, so that no room can grow
-// too large to join. Only the latest snapshot is spared: one still queued
-// when another comes counts from then on, so a client that joins again
-// and again without reading is closed all the same.
+// the room makes it, and for a chat_history page, as large as
+// HistoryBytes: answers the client asked for, not a backlog it let pile
+// up. One does not count against SendQueueBytes while it waits, so that
+// no room can grow too large to join or to page back in. Only the latest
+// is spared: one still queued when another comes counts from then on, so
+// a client that asks again and again without reading is closed all the
+// same.
 func (c *conn) sendSnapshot(frame ...[]byte) { c.enqueue(true, frame) }
 
 func (c *conn) enqueue(snapshot bool, frame [][]byte) {

@@ -25,7 +25,8 @@ import (
 // TestJoinerSurvivesALargeSnapshot: a member that fills the history with
 // maximum-size chat, or members with maximum-size presence, make the
 // room_joined snapshot larger than a joiner's send queue; the joiner is
-// admitted all the same, and the history it gets is bounded by bytes.
+// admitted all the same, and the history it gets is bounded by bytes;
+// so is a history page it asks for, as large as its queue or larger.
 func TestJoinerSurvivesALargeSnapshot(t *testing.T) {
 	const queue = 64 << 10
 	const historyBytes = 100 << 10
@@ -59,6 +60,17 @@ func TestJoinerSurvivesALargeSnapshot(t *testing.T) {
 		}
 		// Still connected and served.
 		big.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "after"})
+		joiner.Expect(protocol.MsgBroadcastEventRelay, nil)
+		// A page it asks for is as large as HistoryBytes, over its queue:
+		// an answer, not a backlog it let pile up.
+		for range 2 {
+			joiner.Send(protocol.MsgGetChatHistory, map[string]any{"limit": 100})
+			env := joiner.Expect(protocol.MsgChatHistory, nil)
+			if len(env.Payload) < queue || len(env.Payload) > historyBytes+1024 {
+				t.Fatalf("history page of %d bytes; want more than the queue's %d, within %d", len(env.Payload), queue, historyBytes)
+			}
+		}
+		big.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "after the pages"})
 		joiner.Expect(protocol.MsgBroadcastEventRelay, nil)
 	})
 

@@ -27,7 +27,8 @@ type Limits struct {
 	// the connection with 1009. Default 65536.
 	MaxMessageBytes int64
 	// SendQueueBytes bounds the frames queued for one connection; a client
-	// that lets more pile up is closed with 1008. Default 1 MiB.
+	// that lets more pile up is closed with 1008. Its latest room_joined or
+	// chat_history, an answer it asked for, does not count. Default 1 MiB.
 	SendQueueBytes int
 	// PingInterval is how often the server pings. Default 25s.
 	PingInterval time.Duration

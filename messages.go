@@ -276,7 +276,7 @@ func (c *conn) handleHistory(raw []byte) *clientError {
 	f.field("hasMore")
 	f.b = strconv.AppendBool(f.b, more || cut)
 	f.raw("}")
-	c.send(f.done())
+	c.sendSnapshot(f.done()) // an answer as large as HistoryBytes, not a backlog
 	return nil
 }
 
