@@ -82,12 +82,14 @@ func (d *ydoc) awarenessLocked(owner, user string, entries []yAwarenessEntry, fr
 			if ok {
 				delete(d.aware, e.client)
 				d.disownLocked(known.owner)
+				d.removed.add(e.client, e.clock)
 				fresh = true
 			}
 		case !ok:
 			if limit > 0 && d.owned[owner] >= limit {
 				return fresh, errTooManyClients
 			}
+			d.removed.forget(e.client)
 			d.owned[owner]++
 			d.aware[e.client] = yAware{clock: e.clock, state: e.state, owner: owner, user: user}
 			fresh = true
@@ -116,7 +118,12 @@ func (d *ydoc) awareness(c *conn, entries []yAwarenessEntry, update, frame []byt
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	user := awarenessUser(c.user)
-	if kept := d.claimLocked(c.id, user, entries); len(kept) < len(entries) {
+	kept := d.claimLocked(c.id, user, entries)
+	kept, removals := d.removed.outdated(d.aware, kept)
+	if len(removals) > 0 {
+		c.send(yAwarenessFrame(removals))
+	}
+	if len(kept) < len(entries) {
 		entries, frame, update = kept, yAwarenessFrame(kept), encodeYAwareness(kept)
 	}
 	if !d.awarenessChangesLocked(entries) {
@@ -170,6 +177,7 @@ func (d *ydoc) dropOwnerLocked(owner string) {
 		if a.owner == owner {
 			gone = append(gone, yAwarenessEntry{client: id, clock: a.clock + 1, state: "null"})
 			delete(d.aware, id)
+			d.removed.add(id, a.clock+1)
 		}
 	}
 	delete(d.owned, owner)

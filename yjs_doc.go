@@ -42,8 +42,9 @@ type ydoc struct {
 	changes docChanges
 
 	// Awareness: see yjs_awareness.go.
-	aware map[uint64]yAware
-	owned map[string]int // client ids each connection (local or remote) owns
+	aware   map[uint64]yAware
+	owned   map[string]int // client ids each connection (local or remote) owns
+	removed removals       // the clocks at which clients were removed
 
 	// Storage: see yjs_persist.go.
 	unstored   [][]byte // accepted from this node's peers, not stored yet

@@ -341,3 +341,39 @@ func TestDocIdleHoldsOneUpdate(t *testing.T) {
 		return err == nil && sv[1] == 40 && len(d.pending) == 0 && cap(d.state) <= 2*len(d.state)
 	})
 }
+
+// TestDocAwarenessAfterRemoval: a provider whose socket was cut comes
+// back with its client id at the clock it had, which the server's removal
+// (clock + 1) outdates in every peer: y-protocols ignores it, and the
+// cursor stays hidden until the provider's renewals pass the removal's
+// clock (30 s). The server answers the stale state, to its sender only,
+// with the removal, which a provider answers with its state at a clock
+// above it; that one reaches everyone.
+func TestDocAwarenessAfterRemoval(t *testing.T) {
+	_, base := startDocServer(t, nil)
+	a := livesynctest.DialSynced(t, base+"room")
+	b := livesynctest.DialSynced(t, base+"room")
+	a.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 7, Clock: 1, State: `{"cursor":1}`}))
+	readAwareness(t, a)
+	readAwareness(t, b)
+	a.WS.Close()
+	if got := readAwareness(t, b); len(got) != 1 || got[0] != (yAwarenessEntry{7, 2, "null"}) {
+		t.Fatalf("removal: %+v", got)
+	}
+	back := livesynctest.DialSynced(t, base+"room")
+	for _, clock := range []uint64{1, 2} { // as it was, and its renewal
+		back.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 7, Clock: clock, State: `{"cursor":1}`}))
+		if got := readAwareness(t, back); len(got) != 1 || got[0] != (yAwarenessEntry{7, 2, "null"}) {
+			t.Fatalf("answer to the state at clock %d: %+v, want the removal at clock 2", clock, got)
+		}
+	}
+	// What y-protocols does with a removal of its own state: its clock
+	// goes past it, and it sends its state again.
+	back.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 7, Clock: 3, State: `{"cursor":1}`}))
+	for _, peer := range []*livesynctest.DocClient{b, back} {
+		if got := readAwareness(t, peer); len(got) != 1 || got[0] != (yAwarenessEntry{7, 3, `{"cursor":1}`}) {
+			t.Fatalf("state after the removal: %+v", got)
+		}
+	}
+	quiet(t, b, "the stale states") // they reached no one
+}
