@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/openlivesync/livesync/chat"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -218,10 +219,37 @@ func (s *Server) shutDown(ctx context.Context) error {
 	if err := s.closeCluster(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := s.store.Close(); err != nil {
+	if err := closeStore(ctx, s.store); err != nil {
 		errs = append(errs, fmt.Errorf("livesync: closing chat store: %w", err))
 	}
 	s.halt()
 	s.hookReleases.Run() // the chat drained: OnChat's calls ended or were abandoned
 	return errors.Join(errs...)
 }
+
+// closeStore closes the store, waiting no longer than ctx, and then
+// storeCloseGrace: a database that does not answer can hold its driver's
+// Close well past the shutdown's deadline (pgx cancels its queries over
+// the network, and waits for that), when every message was answered long
+// before. The Close goes on in the background. The grace lets a store
+// that closes at once do so when ctx ended already.
+func closeStore(ctx context.Context, st chat.Store) error {
+	done := make(chan error, 1)
+	go func() { done <- st.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	grace := time.NewTimer(storeCloseGrace)
+	defer grace.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-grace.C:
+		return fmt.Errorf("its database did not let it close in time: %w", context.Cause(ctx))
+	}
+}
+
+// storeCloseGrace is how long closeStore waits past its context.
+const storeCloseGrace = time.Second

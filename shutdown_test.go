@@ -241,3 +241,40 @@ func TestShutdownFromHookBeginsIt(t *testing.T) {
 		t.Fatalf("a later Shutdown, outside hooks: %v", err)
 	}
 }
+
+// hungCloseStore is a store whose database stopped answering: its Close
+// waits until the test ends.
+type hungCloseStore struct {
+	*chat.MemoryStore
+	release chan struct{}
+}
+
+func (s *hungCloseStore) Close() error {
+	<-s.release
+	return s.MemoryStore.Close()
+}
+
+// A store whose Close hangs (a database that accepts and answers nothing)
+// holds Shutdown no longer than its context: Shutdown returns the
+// context's error, saying the store did not close.
+func TestShutdownDoesNotWaitForAHungStore(t *testing.T) {
+	store := &hungCloseStore{MemoryStore: chat.NewMemoryStore(nil), release: make(chan struct{})}
+	t.Cleanup(func() { close(store.release) })
+	s, url := startUnmanaged(t, &Options{Store: store})
+	c := livesynctest.Dial(t, url)
+	c.Join("r", nil)
+	c.Send(protocol.MsgSendChat, map[string]any{"message": "m"})
+	c.Expect(protocol.MsgChatMessage, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "chat store") {
+			t.Fatalf("Shutdown: %v, want the deadline, naming the chat store", err)
+		}
+	case <-time.After(livesynctest.Timeout):
+		t.Fatal("Shutdown waits for a store whose Close hangs")
+	}
+}
