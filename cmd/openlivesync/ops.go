@@ -222,27 +222,36 @@ func healthcheck(url string, stderr io.Writer) int {
 	return 0
 }
 
-// serveMetrics serves /metrics alone on -metrics-addr, with the same
-// bounds on slow clients as the main listener has. It returns the
-// address it listens on and a function that stops it.
+// serveMetrics serves /metrics alone on -metrics-addr, with the main
+// listener's read and idle timeouts (-read-header-timeout,
+// -request-read-timeout, -idle-timeout). Its connections are not capped
+// per address: it is for scrapers, on an address the public does not
+// reach. It returns the address it listens on and a function that stops
+// it.
 func serveMetrics(addr string, srv *livesync.Server, log *slog.Logger) (net.Addr, func(context.Context) error, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("-metrics-addr: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", srv.MetricsHandler())
-	hs := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	hs := metricsServer(srv, log)
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics listener stopped", "err", err)
 		}
 	}()
 	return ln.Addr(), hs.Shutdown, nil
+}
+
+// metricsServer is serveMetrics' HTTP server.
+func metricsServer(srv *livesync.Server, log *slog.Logger) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", srv.MetricsHandler())
+	lim := srv.Limits()
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.RequestReadTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
 }

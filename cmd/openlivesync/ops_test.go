@@ -387,6 +387,14 @@ func TestMetricsAndDemoFlags(t *testing.T) {
 		srv.Shutdown(context.Background())
 	}
 
+	// The metrics listener has the main one's read and idle timeouts.
+	withTimeouts := buildServer(t, "-read-header-timeout", "2s", "-request-read-timeout", "3s", "-idle-timeout", "4s")
+	hs := metricsServer(withTimeouts, slog.New(slog.DiscardHandler))
+	if hs.ReadHeaderTimeout != 2*time.Second || hs.ReadTimeout != 3*time.Second || hs.IdleTimeout != 4*time.Second {
+		t.Errorf("metrics listener's timeouts %v, %v, %v; want the flags' 2s, 3s, 4s", hs.ReadHeaderTimeout, hs.ReadTimeout, hs.IdleTimeout)
+	}
+	withTimeouts.Shutdown(context.Background())
+
 	// -metrics-addr serves /metrics there and nothing else.
 	srv := buildServer(t, "-metrics-addr", "127.0.0.1:0")
 	defer srv.Shutdown(context.Background())
