@@ -110,3 +110,64 @@ func BenchmarkSyncCompacted100k(b *testing.B) {
 		}
 	}
 }
+
+// formatted returns one update as Yjs writes a Y.Text named "t" holding n
+// items of rich text by one client: a run of "hello" in bold, an embed,
+// and the format's end, repeated. Its embeds and format values are the
+// JSON the decoder parses.
+func formatted(n int) []byte {
+	const client = 987654321
+	u := &Update{Structs: make([]Struct, 0, n)}
+	clock := uint64(0)
+	for i := 0; i < n; i++ {
+		var c Content
+		switch i % 4 {
+		case 0:
+			c = ContentFormat{"bold", "true"}
+		case 1:
+			c = ContentString{"hello"}
+		case 2:
+			c = ContentEmbed{`{"image":"https://example.com/a.png","alt":"a"}`}
+		default:
+			c = ContentFormat{"bold", "null"}
+		}
+		s := Struct{Kind: KindItem, ID: ID{client, clock}, Length: c.Len(), Content: c}
+		if clock == 0 {
+			s.Parent, s.ParentName = ParentRoot, "t"
+		} else {
+			s.HasOrigin, s.Origin = true, ID{client, clock - 1}
+		}
+		u.Structs = append(u.Structs, s)
+		clock += s.Length
+	}
+	return u.Encode()
+}
+
+// BenchmarkDecodeKeystrokes is the check /yjs makes of what peers send,
+// mostly: DecodeCanonical of 1,000 single-keystroke updates.
+func BenchmarkDecodeKeystrokes(b *testing.B) {
+	ups := keystrokes(1000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, u := range ups {
+			if _, _, err := DecodeCanonical(u); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkDecodeFormatted is DecodeCanonical of rich text (formatted):
+// what it costs to parse its embeds and format values.
+func BenchmarkDecodeFormatted(b *testing.B) {
+	u := formatted(4000)
+	b.SetBytes(int64(len(u)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := DecodeCanonical(u); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

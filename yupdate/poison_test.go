@@ -30,6 +30,12 @@ var poisonCases = []struct {
 	{"origin is later", []byte{1, 1, 1, 5, 0x84, 1, 9, 1, 'x', 0}, errForwardRef},
 	{"right origin is itself", []byte{1, 1, 1, 0, 0x44, 1, 0, 1, 'x', 0}, errForwardRef},
 	{"parent is itself", []byte{1, 1, 1, 0, 4, 0, 1, 0, 1, 'x', 0}, errForwardRef},
+	{"JSON content with no values", []byte{1, 1, 1, 0, 2, 1, 1, 't', 0, 0}, errEmptyStruct},
+	{"right origin is later", []byte{1, 1, 1, 5, 0x44, 1, 9, 1, 'x', 0}, errForwardRef},
+	{"parent is later", []byte{1, 1, 1, 5, 4, 0, 1, 6, 1, 'x', 0}, errForwardRef},
+	{"origin inside itself", []byte{1, 1, 1, 0, 0x84, 1, 1, 2, 'a', 'b', 0}, errForwardRef},
+	// Only JSON content writes undefined as the word: an embed parses it.
+	{"embed that is undefined", []byte{1, 1, 1, 0, 5, 1, 1, 't', 9, 'u', 'n', 'd', 'e', 'f', 'i', 'n', 'e', 'd', 0}, errInvalidJSON},
 }
 
 // TestPoisonRefused: what Yjs cannot apply is refused as malformed, and
@@ -53,6 +59,7 @@ func TestPoisonRefused(t *testing.T) {
 		{"origin earlier in its own client", []byte{1, 1, 1, 5, 0x84, 1, 4, 1, 'x', 0}},
 		{"origin in another client", []byte{1, 1, 1, 0, 0x84, 2, 7, 1, 'x', 0}},
 		{"parent earlier in its own client", []byte{1, 1, 1, 5, 4, 0, 1, 4, 1, 'x', 0}},
+		{"right origin earlier in its own client", []byte{1, 1, 1, 5, 0x44, 1, 4, 1, 'x', 0}},
 	} {
 		if _, err := Decode(ok.in); err != nil {
 			t.Errorf("%s: %v", ok.name, err)
