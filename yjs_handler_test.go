@@ -167,12 +167,6 @@ func TestDocMalformedUpdateCloses(t *testing.T) {
 		"bad state vector":     livesynctest.SyncMsg(ySyncStep1, []byte{5, 1}),
 		"bad awareness":        lib0.AppendBytes([]byte{yMsgAwareness}, []byte{1, 7}),
 		"unknown sync subtype": livesynctest.SyncMsg(9, emptyYUpdate),
-		// Well framed, but Yjs cannot apply them: relayed or stored, they
-		// broke the document for every peer.
-		"embed that is not JSON": livesynctest.SyncMsg(ySyncUpdate, poisonEmbed),
-		"step 2 referring ahead": livesynctest.SyncMsg(ySyncStep2, poisonOrigin),
-		"update referring ahead": livesynctest.SyncMsg(ySyncUpdate, poisonOrigin),
-		"step 2 embed not JSON":  livesynctest.SyncMsg(ySyncStep2, poisonEmbed),
 	} {
 		c := livesynctest.DialDoc(t, base+"d")
 		c.Expect(yMsgSync, ySyncStep1)
