@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -97,7 +99,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		fs.PrintDefaults()
 	}
 	if err := parseQuietly(fs, args, stderr); err != nil {
-		return nil, err
+		return nil, reword(fs, err)
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -109,6 +111,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		key := "OPENLIVESYNC_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v := getenv(key); v != "" {
 			if err := fs.Set(f.Name, v); err != nil {
+				if err.Error() == "parse error" {
+					err = errors.New(wanted(f.Value))
+				}
 				envErr = fmt.Errorf("invalid value %q for %s: %v", v, key, err)
 			}
 		}
@@ -136,6 +141,36 @@ func parseQuietly(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 	fs.SetOutput(io.Discard)
 	defer func() { fs.SetOutput(stderr); fs.Usage = usage }()
 	return fs.Parse(args)
+}
+
+// flagParseError is how package flag reports a value its own int,
+// duration and bool flags cannot read.
+var flagParseError = regexp.MustCompile(`^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-([^:]+): parse error$`)
+
+// reword says what a flag outside the limit table wants, in the limits'
+// words, where package flag says only "parse error".
+func reword(fs *flag.FlagSet, err error) error {
+	m := flagParseError.FindStringSubmatch(err.Error())
+	if m == nil || fs.Lookup(m[2]) == nil {
+		return err
+	}
+	return fmt.Errorf("invalid value %s for flag -%s: %s", m[1], m[2], wanted(fs.Lookup(m[2]).Value))
+}
+
+// wanted says what v takes.
+func wanted(v flag.Value) string {
+	g, ok := v.(flag.Getter)
+	if !ok {
+		return "parse error"
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		return "not a duration: want one such as 250ms, 10s or 2m"
+	case bool:
+		return "not true or false"
+	default:
+		return "not a number"
+	}
 }
 
 func (c *config) validate() error {
@@ -168,6 +203,11 @@ func (c *config) validate() error {
 	// before it is used, naming it masked.
 	if err := storedsn.CheckUserinfo(c.redis); err != nil {
 		return fmt.Errorf("-redis %q: %v", storedsn.Redact(c.redis), err)
+	}
+	if c.jwksURL != "" {
+		if u, err := url.Parse(c.jwksURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("-jwks-url %q is not an http(s) URL", storedsn.Redact(c.jwksURL))
+		}
 	}
 	if c.jwtSecret != "" && c.jwksURL != "" {
 		return errors.New("-jwt-secret and -jwks-url are exclusive: choose one")

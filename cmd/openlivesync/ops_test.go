@@ -167,6 +167,13 @@ func TestStartUpErrorsSayWhatToDo(t *testing.T) {
 		{[]string{"-tls-cert", "cert.pem"}, []string{"-tls-cert and -tls-key go together"}},
 		{[]string{"-tls-key", "key.pem"}, []string{"-tls-cert and -tls-key go together"}},
 		{[]string{"-metrics=false", "-metrics-addr", "127.0.0.1:0"}, []string{"-metrics=false and -metrics-addr"}},
+		{[]string{"-jwks-url", "ftp://x"}, []string{"-jwks-url", "not an http(s) URL"}},
+		// The flags outside the limit table say what they want as the
+		// limits do, not flag's "parse error".
+		{[]string{"-history-limit", "x"}, []string{"-history-limit", `"x"`, "not a number"}},
+		{[]string{"-shutdown-delay", "abc"}, []string{"-shutdown-delay", "not a duration: want one such as 250ms, 10s or 2m"}},
+		{[]string{"-webhook-node-timeout", "abc"}, []string{"-webhook-node-timeout", "not a duration"}},
+		{[]string{"-demo=abc"}, []string{"-demo", "not true or false"}},
 	} {
 		var stderr bytes.Buffer
 		if code := run(append([]string{"-addr", "127.0.0.1:0"}, tc.args...), noEnv, &stderr, nil); code != 2 {
@@ -177,6 +184,13 @@ func TestStartUpErrorsSayWhatToDo(t *testing.T) {
 			t.Errorf("%v: stderr %q quotes a password or the library's names", tc.args, stderr.String())
 		}
 	}
+	// The same words for the environment's forms.
+	env := map[string]string{"OPENLIVESYNC_SHUTDOWN_DELAY": "abc"}
+	var stderr bytes.Buffer
+	if code := run([]string{"-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, &stderr, nil); code != 2 {
+		t.Errorf("OPENLIVESYNC_SHUTDOWN_DELAY=abc: exit %d, want 2", code)
+	}
+	oneLine(t, "OPENLIVESYNC_SHUTDOWN_DELAY=abc", stderr.String(), "OPENLIVESYNC_SHUTDOWN_DELAY", "not a duration")
 	// An existing directory passes the check (the store opens).
 	if err := checkSQLiteDir("sqlite:" + filepath.Join(dir, "chat.db")); err != nil {
 		t.Errorf("existing directory: %v", err)
