@@ -49,9 +49,16 @@ func forEachOutbox(t *testing.T, f func(t *testing.T, start startFunc, db *sql.D
 // closed when t ends without waiting for a receiver left down.
 func startMemoryWebhooks(t *testing.T, rcv *receiver, cfg webhook.Config) (*webhook.Webhooks, livesync.Hooks) {
 	t.Helper()
+	cfg.DrainTimeout = 100 * time.Millisecond
+	return startWebhooks(t, rcv, cfg)
+}
+
+// startWebhooks starts Webhooks configured by cfg, posting to rcv,
+// closed when t ends.
+func startWebhooks(t *testing.T, rcv *receiver, cfg webhook.Config) (*webhook.Webhooks, livesync.Hooks) {
+	t.Helper()
 	cfg.URL, cfg.Secret = rcv.srv.URL, mustSecret(t)
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	cfg.DrainTimeout = 100 * time.Millisecond
 	w, err := webhook.New(cfg)
 	if err != nil {
 		t.Fatal(err)

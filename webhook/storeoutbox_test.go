@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -104,20 +103,10 @@ func forEachDB(t *testing.T, f func(t *testing.T, d outboxDB)) {
 // closed when t ends.
 func startStoreWebhooks(t *testing.T, store chat.OutboxStore, rcv *receiver, cfg webhook.Config) (*webhook.Webhooks, livesync.Hooks) {
 	t.Helper()
-	cfg.URL, cfg.Secret, cfg.Store = rcv.srv.URL, mustSecret(t), store
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	w, err := webhook.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close(context.Background()) })
-	feed, err := w.Start(livesync.WebhookEnv{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg.Store = store
+	w, h := startWebhooks(t, rcv, cfg)
 	// The server flushes after each run of observations; here each join
 	// is a run.
-	h := feed.Hooks
 	join := h.OnJoin
 	h.OnJoin = func(ctx context.Context, m livesync.MemberEvent) {
 		join(ctx, m)
