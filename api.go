@@ -334,6 +334,7 @@ func (a *apiHandler) postChat(room string, body []byte) apiResult {
 	if e := checkChatText("chat", p.Message, lim.MaxChatBytes); e != nil {
 		return fromClientError(e)
 	}
+	p.Metadata = nullIsAbsent(p.Metadata)
 	if e := checkObject("chat", "metadata", p.Metadata, lim.MaxPresenceBytes); e != nil {
 		return fromClientError(e)
 	}

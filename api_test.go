@@ -430,7 +430,6 @@ func TestAPIValidation(t *testing.T) {
 		{"POST", roomPath("r", "/chat"), `{"message":["x"]}`, 400, protocol.CodeInvalidPayload},
 		{"POST", roomPath("r", "/chat"), `{"message":"` + strings.Repeat("x", 101) + `"}`, 413, protocol.CodeMessageTooLarge},
 		{"POST", roomPath("r", "/chat"), `{"message":"x","metadata":"str"}`, 400, protocol.CodeInvalidPayload},
-		{"POST", roomPath("r", "/chat"), `{"message":"x","metadata":null}`, 400, protocol.CodeInvalidPayload},
 		{"POST", roomPath("r", "/chat"), `{"message":"x","metadata":{"k":"` + strings.Repeat("x", 64) + `"}}`, 413, protocol.CodeMessageTooLarge},
 		{"POST", roomPath("r", "/chat"), `{"message":"x","name":"` + strings.Repeat("n", 60) + `"}`, 413, protocol.CodeMessageTooLarge},
 		{"POST", roomPath("r", "/chat"), `{"message":"x","userId":"` + strings.Repeat("u", 257) + `"}`, 413, protocol.CodeMessageTooLarge},

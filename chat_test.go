@@ -117,3 +117,21 @@ func TestCorruptStoredMetadataDoesNotBreakJoins(t *testing.T) {
 		t.Fatalf("history %+v", rj.ChatHistory)
 	}
 }
+
+// TestNullOptionalFieldsAreAbsent: a browser app written for the Node
+// client passes null for what it does not have (sendChat(text, null),
+// joinRoom(id, null)), and the Node server takes it as absent: so do we,
+// on the wire and in the HTTP API.
+func TestNullOptionalFieldsAreAbsent(t *testing.T) {
+	_, url := startServer(t, nil)
+	c := livesynctest.Dial(t, url)
+	c.SendRaw(`{"type":"join_room","payload":{"roomId":"r","presence":null}}`)
+	var rj protocol.RoomJoinedPayload
+	c.Expect(protocol.MsgRoomJoined, &rj)
+	c.SendRaw(`{"type":"send_chat","payload":{"message":"m","metadata":null}}`)
+	var m protocol.StoredChatMessage
+	c.Expect(protocol.MsgChatMessage, &m)
+	if m.Message != "m" || m.Metadata != nil {
+		t.Fatalf("chat with null metadata: %+v, want the message without metadata", m)
+	}
+}

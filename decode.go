@@ -284,7 +284,18 @@ func isObject(raw json.RawMessage) bool {
 	return len(raw) > 0 && raw[0] == '{'
 }
 
-// checkObject validates an optional JSON-object field and its size.
+// nullIsAbsent returns nil for an optional field given as null, as the
+// Node server and its client take it (a browser app's
+// sendChat(text, null) or joinRoom(id, null)); anything else as it is.
+func nullIsAbsent(raw json.RawMessage) json.RawMessage {
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil
+	}
+	return raw
+}
+
+// checkObject validates a JSON-object field and its size: absent is fine
+// (the caller checks a required one), null is not an object.
 func checkObject(typ, field string, raw json.RawMessage, maxBytes int) *clientError {
 	if len(raw) == 0 {
 		return nil

@@ -21,7 +21,10 @@
 // VerifyToken and CanJoin while the connection's join_room is handled
 // (CanJoin also when a /yjs connection opens its document), with a
 // context cancelled when the connection ends. A hook that blocks
-// delays only its own connection.
+// delays only its own connection, whose messages, its close among them,
+// wait meanwhile: a client that leaves while the hook runs is noticed,
+// and the context cancelled, when its socket fails or its heartbeat
+// lapses (PongTimeout), so bound a hook's waits by a timeout of its own.
 //
 // Sending never blocks on a socket: each connection has a bounded send
 // queue (Limits.SendQueueBytes), and a client that lets it overflow is

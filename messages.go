@@ -79,6 +79,7 @@ func (c *conn) joinRoom(raw []byte) *clientError {
 	if e := checkRoomID(protocol.MsgJoinRoom, p.RoomID, lim.MaxRoomIDBytes); e != nil {
 		return e
 	}
+	p.Presence = nullIsAbsent(p.Presence)
 	if e := checkObject(protocol.MsgJoinRoom, "presence", p.Presence, lim.MaxPresenceBytes); e != nil {
 		return e
 	}
@@ -212,6 +213,7 @@ func (c *conn) handleChat(raw []byte) *clientError {
 	if e := checkChatText(protocol.MsgSendChat, *p.Message, lim.MaxChatBytes); e != nil {
 		return e
 	}
+	p.Metadata = nullIsAbsent(p.Metadata)
 	if e := checkObject(protocol.MsgSendChat, "metadata", p.Metadata, lim.MaxPresenceBytes); e != nil {
 		return e
 	}

@@ -108,8 +108,8 @@ func New(opts *Options) (*Server, error) {
 	if o.Path == "" {
 		o.Path = "/live"
 	}
-	if !strings.HasPrefix(o.Path, "/") {
-		return nil, fmt.Errorf("livesync: Path %q must start with /", o.Path)
+	if err := CheckPath(o.Path); err != nil {
+		return nil, fmt.Errorf("livesync: Path: %w", err)
 	}
 	if o.PresenceThrottle == 0 {
 		o.PresenceThrottle = 100 * time.Millisecond
@@ -515,4 +515,23 @@ func (s *Server) lookupRoom(id string) *room {
 	s.roomsMu.Lock()
 	defer s.roomsMu.Unlock()
 	return s.rooms[id]
+}
+
+// CheckPath reports why p cannot be Options.Path, or nil. Handler routes
+// Path as a pattern of http.ServeMux, so braces (a wildcard), spaces, a
+// query or a fragment would make another route of it, or none; "/" alone
+// would lose the WebSocket to the root page.
+func CheckPath(p string) error {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("%q must start with /", p)
+	case p == "/":
+		return fmt.Errorf("%q: give the WebSocket a path of its own, such as /live", p)
+	}
+	for _, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/-._~!$&'()*+,;=:@%", r)) {
+			return fmt.Errorf("%q: %q cannot be in it (letters, digits and - . _ ~ ! $ & ' ( ) * + , ; = : @ %% / can)", p, r)
+		}
+	}
+	return nil
 }

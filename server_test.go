@@ -335,3 +335,24 @@ func TestOverTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestPathMustBeRoutable: a Path that Handler's mux would read as a
+// pattern (braces, spaces) or that the root page would shadow ("/") is
+// refused by New, not a panic in Handler or a server without its
+// WebSocket.
+func TestPathMustBeRoutable(t *testing.T) {
+	for _, p := range []string{"live", "/", "/{", "/ws path", "/{$}", "/a?b", "/a#b", "/{room}"} {
+		if _, err := New(&Options{Path: p}); err == nil {
+			t.Errorf("Path %q accepted", p)
+		}
+	}
+	for _, p := range []string{"/live", "/ws/v1", "/a-b_c.d~e", "/@x:1"} {
+		s, err := New(&Options{Path: p})
+		if err != nil {
+			t.Errorf("Path %q: %v", p, err)
+			continue
+		}
+		s.Handler()
+		s.Shutdown(context.Background())
+	}
+}

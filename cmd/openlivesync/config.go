@@ -175,8 +175,8 @@ func wanted(v flag.Value) string {
 
 func (c *config) validate() error {
 	switch {
-	case !strings.HasPrefix(c.path, "/"):
-		return fmt.Errorf("-path %q must start with /", c.path)
+	case livesync.CheckPath(c.path) != nil:
+		return fmt.Errorf("-path %w", livesync.CheckPath(c.path))
 	case c.limits.MaxMessageBytes != 0 && c.limits.MaxMessageBytes < 1024:
 		// The binary's own floor: below it a join_room with presence
 		// would not fit, and the server would only ever close clients.

@@ -168,6 +168,8 @@ func TestStartUpErrorsSayWhatToDo(t *testing.T) {
 		{[]string{"-tls-key", "key.pem"}, []string{"-tls-cert and -tls-key go together"}},
 		{[]string{"-metrics=false", "-metrics-addr", "127.0.0.1:0"}, []string{"-metrics=false and -metrics-addr"}},
 		{[]string{"-jwks-url", "ftp://x"}, []string{"-jwks-url", "not an http(s) URL"}},
+		{[]string{"-path", "/ws path"}, []string{"-path", `' ' cannot be in it`}},
+		{[]string{"-path", "/"}, []string{"-path", "a path of its own"}},
 		// The flags outside the limit table say what they want as the
 		// limits do, not flag's "parse error".
 		{[]string{"-history-limit", "x"}, []string{"-history-limit", `"x"`, "not a number"}},
