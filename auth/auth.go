@@ -15,7 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/openlivesync/livesync"
-	"github.com/openlivesync/livesync/internal/storedsn"
+	"github.com/openlivesync/livesync/internal/redact"
 )
 
 // Defaults for the zero fields of Options.
@@ -393,7 +393,7 @@ func checkJWKSURL(raw string) error {
 	// Errors show the URL without its password: url.Parse's would quote it.
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("auth: Options.JWKSURL %q is not an http(s) URL", storedsn.Redact(raw))
+		return fmt.Errorf("auth: Options.JWKSURL %q is not an http(s) URL", redact.DSN(raw))
 	}
 	return nil
 }

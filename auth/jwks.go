@@ -18,7 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
 
-	"github.com/openlivesync/livesync/internal/storedsn"
+	"github.com/openlivesync/livesync/internal/redact"
 )
 
 // initJWKS sets up the key cache of a JWKS verifier: jwkset fetches the set
@@ -31,7 +31,7 @@ func (v *Verifier) initJWKS(opts *Options) error {
 		return err
 	}
 	u := opts.JWKSURL
-	shown := storedsn.Redact(u) // for logs and errors
+	shown := redact.DSN(u) // for logs and errors
 	fetchTimeout := orDefault(opts.FetchTimeout, DefaultFetchTimeout)
 
 	onRefreshErr := func(ctx context.Context, err error) {

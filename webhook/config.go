@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/openlivesync/livesync/chat"
-	"github.com/openlivesync/livesync/internal/storedsn"
+	"github.com/openlivesync/livesync/internal/redact"
 )
 
 // Config configures Webhooks. URL and Secret are required; every zero
@@ -102,7 +102,7 @@ func CheckURL(raw string) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%q is not an http:// or https:// URL", RedactURL(raw))
 	}
-	if err := storedsn.CheckUserinfo(raw); err != nil {
+	if err := redact.CheckUserinfo(raw); err != nil {
 		return fmt.Errorf("%q: %w", RedactURL(raw), err)
 	}
 	if p := u.Port(); p != "" {

@@ -5,7 +5,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/openlivesync/livesync/internal/storedsn"
+	"github.com/openlivesync/livesync/internal/redact"
 )
 
 // RedactURL is raw without its user info and query (and fragment), which
@@ -15,7 +15,7 @@ import (
 func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	switch {
-	case err != nil, storedsn.CheckUserinfo(raw) != nil:
+	case err != nil, redact.CheckUserinfo(raw) != nil:
 		// Unparsable, or a password with an unencoded '@', '/', '?' or
 		// '#' that net/url splits off at the wrong place: mask everything
 		// up to the last '@' after the scheme, then cut at the query or

@@ -18,6 +18,7 @@ import (
 	"github.com/openlivesync/livesync/auth"
 	redisbroker "github.com/openlivesync/livesync/broker/redis"
 	"github.com/openlivesync/livesync/chat"
+	"github.com/openlivesync/livesync/internal/redact"
 	"github.com/openlivesync/livesync/internal/storedsn"
 )
 
@@ -201,12 +202,12 @@ func (c *config) validate() error {
 	// A Redis URL whose password the parsers would split differently
 	// could have pieces of it quoted in go-redis's errors: refuse it
 	// before it is used, naming it masked.
-	if err := storedsn.CheckUserinfo(c.redis); err != nil {
-		return fmt.Errorf("-redis %q: %v", storedsn.Redact(c.redis), err)
+	if err := redact.CheckUserinfo(c.redis); err != nil {
+		return fmt.Errorf("-redis %q: %v", redact.DSN(c.redis), err)
 	}
 	if c.jwksURL != "" {
 		if u, err := url.Parse(c.jwksURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return fmt.Errorf("-jwks-url %q is not an http(s) URL", storedsn.Redact(c.jwksURL))
+			return fmt.Errorf("-jwks-url %q is not an http(s) URL", redact.DSN(c.jwksURL))
 		}
 	}
 	if c.jwtSecret != "" && c.jwksURL != "" {
@@ -219,7 +220,7 @@ func (c *config) validate() error {
 }
 
 // storeName is the store DSN with any password masked, for logs.
-func (c *config) storeName() string { return storedsn.Redact(c.store) }
+func (c *config) storeName() string { return redact.DSN(c.store) }
 
 // build makes the logger, the store and the server.
 func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server, *slog.Logger, error) {
@@ -271,7 +272,7 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 			store.Close()
 			// go-redis's errors are not known to quote the password;
 			// scrub them all the same, as store errors are.
-			return nil, nil, fmt.Errorf("-redis: %s", storedsn.Scrub(c.redis, err.Error()))
+			return nil, nil, fmt.Errorf("-redis: %s", redact.Scrub(c.redis, err.Error()))
 		}
 		opts.Broker = b // the server closes it on Shutdown
 		if kind := strings.ToLower(c.store); kind == "memory" || strings.HasPrefix(kind, "sqlite:") {

@@ -2,6 +2,7 @@ package storedsn
 
 import (
 	"context"
+	"github.com/openlivesync/livesync/internal/redact"
 	"net"
 	"regexp"
 	"strings"
@@ -60,7 +61,7 @@ func TestAwkwardPasswordsNeverLeak(t *testing.T) {
 				dsn := scheme + "://app:" + pw.password + "@" + host + "/db"
 				_, err := Open(context.Background(), dsn, 0)
 				if err == nil {
-					t.Fatalf("Open(%s) succeeded", Redact(dsn))
+					t.Fatalf("Open(%s) succeeded", redact.DSN(dsn))
 				}
 				if found := leaks(err.Error(), pw.pieces); len(found) > 0 {
 					t.Errorf("%s with password %q: %v in %q", scheme, pw.password, found, err)
@@ -88,8 +89,8 @@ func TestCheckUserinfo(t *testing.T) {
 		"postgres://u:pw@h/db?application_name=a@b": false, // two '@': encode the second
 		"postgres://h/db?application_name=a@b":      false, // could be a password with '/'
 	} {
-		if err := CheckUserinfo(dsn); (err == nil) != ok {
-			t.Errorf("CheckUserinfo(%q) = %v", dsn, err)
+		if err := redact.CheckUserinfo(dsn); (err == nil) != ok {
+			t.Errorf("redact.CheckUserinfo(%q) = %v", dsn, err)
 		} else if err != nil && regexp.MustCompile(`ss|\bh/`).MatchString(strings.ReplaceAll(err.Error(), "password", "")) {
 			t.Errorf("CheckUserinfo's error quotes the URL: %v", err)
 		}
@@ -102,8 +103,8 @@ func TestCheckUserinfo(t *testing.T) {
 func TestAmbiguousURLErrorStaysReadable(t *testing.T) {
 	for _, dsn := range []string{"postgres://u:e@ss#SECRET@127.0.0.1:1/test", "mysql://root:p@ss#SECRET@127.0.0.1:1/test"} {
 		_, err := Open(context.Background(), dsn, 0)
-		if err == nil || !strings.Contains(err.Error(), errAmbiguousUserinfo.Error()) || strings.Contains(err.Error(), "SECRET") {
-			t.Errorf("Open(%s): %v; want the user-information error whole and no SECRET", Redact(dsn), err)
+		if err == nil || !strings.Contains(err.Error(), redact.CheckUserinfo("postgres://u:p@ss@h/db").Error()) || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("Open(%s): %v; want the user-information error whole and no SECRET", redact.DSN(dsn), err)
 		}
 	}
 }

@@ -31,6 +31,7 @@ import (
 	chatmysql "github.com/openlivesync/livesync/chat/mysql"
 	chatpostgres "github.com/openlivesync/livesync/chat/postgres"
 	chatsqlite "github.com/openlivesync/livesync/chat/sqlite"
+	"github.com/openlivesync/livesync/internal/redact"
 )
 
 // pingTimeout bounds the reachability check, so a server pointed at a
@@ -61,7 +62,7 @@ func open(ctx context.Context, dsn string, historyLimit int, table string) (chat
 	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"), strings.HasPrefix(lower, "mysql://"):
 		// Before any driver sees it: a driver that splits the URL
 		// elsewhere than meant would quote pieces of the password.
-		if err := CheckUserinfo(dsn); err != nil {
+		if err := redact.CheckUserinfo(dsn); err != nil {
 			return nil, fail(dsn, "malformed DSN", err)
 		}
 		if strings.HasPrefix(lower, "mysql://") {
@@ -136,7 +137,7 @@ func mysqlConfig(dsn string) (*drivermysql.Config, error) {
 	// value on every connection: ?password='x' would change the account's
 	// password, and an unquoted one would come back in a syntax error.
 	for key := range u.Query() {
-		if secretKeys[strings.ToLower(key)] {
+		if redact.SecretKey(key) {
 			return nil, errors.New("password in a query parameter; put it in the URL: mysql://user:pass@host:port/db")
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"github.com/openlivesync/livesync/internal/redact"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -49,8 +50,8 @@ func TestRedact(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.in, func(t *testing.T) {
-			if got := Redact(c.in); got != c.want {
-				t.Errorf("Redact(%q) = %q, want %q", c.in, got, c.want)
+			if got := redact.DSN(c.in); got != c.want {
+				t.Errorf("redact.DSN(%q) = %q, want %q", c.in, got, c.want)
 			}
 		})
 	}
@@ -256,11 +257,11 @@ func TestOpenMySQL(t *testing.T) {
 	})
 	s, err := open(context.Background(), u.String(), 6, table)
 	if err != nil {
-		t.Fatalf("Open(%s): %v", Redact(u.String()), err)
+		t.Fatalf("Open(%s): %v", redact.DSN(u.String()), err)
 	}
 	defer s.Close()
 	if _, ok := s.(*chatmysql.Store); !ok {
-		t.Fatalf("%s opened a %T", Redact(u.String()), s)
+		t.Fatalf("%s opened a %T", redact.DSN(u.String()), s)
 	}
 	exercise(t, s, 6)
 }

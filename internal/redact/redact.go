@@ -1,10 +1,13 @@
-package storedsn
+// Package redact masks the passwords in DSNs and URLs (a store's DSN,
+// the Redis URL, a JWKS or webhook URL) for logs and error messages. It
+// imports no database driver, so that the packages that only show such
+// URLs (auth, webhook) link none.
+package redact
 
 import (
 	"errors"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 )
 
@@ -14,6 +17,10 @@ const mask = "xxxxx"
 // secretKeys are query or key=value parameters that carry a password.
 var secretKeys = map[string]bool{"password": true, "passwd": true, "pwd": true, "sslpassword": true}
 
+// SecretKey reports whether a query or key=value parameter of this name
+// (any case) carries a password.
+func SecretKey(name string) bool { return secretKeys[strings.ToLower(name)] }
+
 var (
 	// keyValueSecret matches password=value in key=value DSNs and in
 	// query strings that did not parse, the value quoted or bare.
@@ -22,7 +29,7 @@ var (
 	driverDSN = regexp.MustCompile(`^([^:@/]*):(.*)@([a-z0-9]*\(|/)`)
 )
 
-// Redact returns dsn with any password in it replaced by "xxxxx", for
+// DSN returns dsn with any password in it replaced by "xxxxx", for
 // logs and error messages: a URL's user password, password= parameters,
 // and go-sql-driver/mysql's user:password@ prefix. A malformed URL is
 // masked from the first ':' after the user name to the last '@', which
@@ -30,7 +37,7 @@ var (
 // information is ambiguous (see CheckUserinfo) is masked whole, user name
 // included, from "://" to its last '@': where a password holding '@' or
 // '/' ends is anyone's guess, so no part of it is left to guess at.
-func Redact(dsn string) string {
+func DSN(dsn string) string {
 	if strings.HasPrefix(strings.ToLower(dsn), "sqlite:") {
 		return dsn // a file path, which may hold '@', and no password
 	}
@@ -191,30 +198,4 @@ func Scrub(dsn, text string) string {
 		text = strings.ReplaceAll(text, s, mask)
 	}
 	return text
-}
-
-// redactedError carries a message with the DSN's password masked, and
-// still unwraps to the cause so callers can test for e.g.
-// context.DeadlineExceeded.
-type redactedError struct {
-	msg   string
-	cause error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.cause }
-
-// fail builds Open's error: what went wrong with the store at dsn, with
-// the password masked everywhere in the text, including inside cause's
-// message.
-func fail(dsn, problem string, cause error) error {
-	msg := "chat store " + strconv.Quote(Redact(dsn)) + ": " + problem
-	if cause != nil {
-		msg += ": " + cause.Error()
-	}
-	msg = Scrub(dsn, msg)
-	if cause == nil {
-		cause = errors.New(problem)
-	}
-	return &redactedError{msg: msg, cause: cause}
 }
