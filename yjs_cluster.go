@@ -19,7 +19,9 @@ import (
 //
 //	'u' from "\n" update        an update a peer sent (from: its connection)
 //	'a' owner "\t" user "\n" awareness
-//	                            an awareness update of owner's clients
+//	                            an awareness update of owner's clients (or,
+//	                            from a node that remembers their removal, an
+//	                            answer to owner's stale states: yjs_removals.go)
 //	'q' "\n" state vector       a node opened or resynchronised the document:
 //	                            send me what I lack, and ask me for the same
 //	'r' "\n" state vector       a node answering a 'q': send me what I lack
@@ -137,7 +139,7 @@ func (s *Server) docRelayed(name string, msg []byte) {
 		owner, user, _ := strings.Cut(string(from), "\t")
 		entries, err := decodeYAwareness(payload)
 		if err == nil {
-			d.awarenessLocked(owner, user, entries, yAwarenessUpdateFrame(payload), 0)
+			d.relayedAwarenessLocked(owner, user, entries, payload)
 		}
 	case docRelayQuery:
 		d.answerLocked(payload)

@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -65,8 +66,6 @@ func testDocClusterAsksPeers(t *testing.T, e *clusterEnv) {
 	}
 }
 
-// A peer's cursor vanishes on the other nodes when its node is cut off
-// and swept as dead, and comes back when the node returns.
 func TestDocClusterResyncAsksBack(t *testing.T) { forRedisModes(t, testDocClusterResyncAsksBack) }
 
 // After an outage each node resynchronises on its own, and the first to
@@ -96,6 +95,12 @@ func testDocClusterResyncAsksBack(t *testing.T, e *clusterEnv) {
 
 func TestDocClusterNodeLost(t *testing.T) { forRedisModes(t, testDocClusterNodeLost) }
 
+// A peer's cursor vanishes on the other nodes when its node is cut off
+// and swept as dead, and comes back when the node returns. Its node
+// publishes its state again then, at the clock it had, below the
+// removal's, which the other nodes' peers would ignore: they answer it
+// with the removal, which the peer answers, as y-protocols does, with
+// its state above it.
 func testDocClusterNodeLost(t *testing.T, e *clusterEnv) {
 	store := newSharedStore(t)
 	s1, u1 := e.node(e.addr, store, nil)
@@ -112,5 +117,71 @@ func testDocClusterNodeLost(t *testing.T, e *clusterEnv) {
 		return err == nil && len(entries) == 1 && entries[0].client == 9 && entries[0].state == "null"
 	})
 	cut.Restore()
-	a.ReadUntil(nil, func(_, aw []byte) bool { return bytes.Contains(aw, []byte(`{"name":"c"}`)) })
+	c.ReadUntil(nil, func(_, aw []byte) bool {
+		entries, err := decodeYAwareness(aw)
+		return err == nil && len(entries) == 1 && entries[0] == (yAwarenessEntry{9, 2, "null"})
+	})
+	c.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 9, Clock: 3, State: `{"name":"c"}`}))
+	a.ReadUntil(nil, func(_, aw []byte) bool {
+		entries, err := decodeYAwareness(aw)
+		if err == nil && len(entries) == 1 && entries[0].client == 9 && entries[0].clock < 3 {
+			t.Fatalf("a got the stale state %+v, which y-protocols ignores", entries[0])
+		}
+		return err == nil && len(entries) == 1 && entries[0] == (yAwarenessEntry{9, 3, `{"name":"c"}`})
+	})
+}
+
+func TestDocClusterAwarenessAfterRemoval(t *testing.T) {
+	forRedisModes(t, testDocClusterAwarenessAfterRemoval)
+}
+
+// A provider whose socket was cut on one node may come back through
+// another (behind a load balancer): one that applied the removal too (the
+// watcher's), or one where the document was not even open, which knows
+// nothing of it and takes the provider's stale state for new. Either
+// way the provider is answered with the removal, and the watcher never
+// gets the stale state (which its y-protocols would ignore) but the one
+// the provider sends next, above the removal's clock.
+func testDocClusterAwarenessAfterRemoval(t *testing.T, e *clusterEnv) {
+	store := newSharedStore(t)
+	s1, u1 := e.node(e.addr, store, nil)
+	s2, u2 := e.node(e.addr, store, nil)
+	s3, u3 := e.node(e.addr, store, nil)
+	for i, back := range []string{"the watcher's node", "a node without the document"} {
+		t.Run(back, func(t *testing.T) {
+			doc := fmt.Sprint("doc-", i)
+			a := livesynctest.DialSynced(t, docBase(s1, u1)+doc)
+			b := livesynctest.DialSynced(t, docBase(s2, u2)+doc)
+			a.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 7, Clock: 1, State: `{"cursor":1}`}))
+			b.ReadUntil(nil, func(_, aw []byte) bool { return bytes.Contains(aw, []byte(`{"cursor":1}`)) })
+			a.WS.Close()
+			b.ReadUntil(nil, func(_, aw []byte) bool {
+				entries, err := decodeYAwareness(aw)
+				return err == nil && len(entries) == 1 && entries[0] == (yAwarenessEntry{7, 2, "null"})
+			})
+
+			url := docBase(s2, u2) + doc
+			if back != "the watcher's node" {
+				url = docBase(s3, u3) + doc
+			}
+			a = livesynctest.DialSynced(t, url)
+			a.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 7, Clock: 1, State: `{"cursor":1}`}))
+			a.ReadUntil(nil, func(_, aw []byte) bool {
+				entries, err := decodeYAwareness(aw)
+				return err == nil && len(entries) == 1 && entries[0] == (yAwarenessEntry{7, 2, "null"})
+			})
+			// What y-protocols does with a removal of its own state.
+			a.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 7, Clock: 3, State: `{"cursor":1}`}))
+			b.ReadUntil(nil, func(_, aw []byte) bool {
+				entries, err := decodeYAwareness(aw)
+				if err != nil || len(entries) != 1 || entries[0].client != 7 {
+					t.Fatalf("watcher got %+v (%v)", entries, err)
+				}
+				if entries[0].clock < 3 {
+					t.Fatalf("watcher got the stale state %+v, which y-protocols ignores", entries[0])
+				}
+				return true
+			})
+		})
+	}
 }

@@ -9,7 +9,10 @@ package livesync
 // the server remembers the removals too, and answers such a state, to its
 // sender only, with the removal: y-protocols then takes its own state for
 // removed by a peer, raises its clock past the removal's and sends the
-// state again, which every peer accepts.
+// state again, which every peer accepts. Every node that applies a
+// removal (its own peer's, or another node's, relayed or swept)
+// remembers it, since the provider may come back through any of them,
+// or through one that never saw it: see relayedAwarenessLocked.
 
 // maxRemovals bounds the removals a document remembers: the oldest go
 // first. A peer can make removals only as fast as it can announce client
@@ -93,4 +96,25 @@ func (r *removals) outdated(aware map[uint64]yAware, entries []yAwarenessEntry) 
 		return entries, nil
 	}
 	return kept, answers
+}
+
+// relayedAwarenessLocked records an awareness update of owner's clients
+// that another node relayed (payload, as relayed). A provider may come
+// back through a node that never saw its removal (one where the document
+// was not open then), which takes its stale state for new and relays it.
+// The nodes that remember the removal keep that state from their peers,
+// whose y-protocols would ignore it, and relay the removal back as if
+// from owner: the node where owner is connected applies it and sends it
+// to the provider, which answers as above, and the others drop the stale
+// state. A removal is never answered, so this cannot loop.
+func (d *ydoc) relayedAwarenessLocked(owner, user string, entries []yAwarenessEntry, payload []byte) {
+	kept, answers := d.removed.outdated(d.aware, entries)
+	if len(answers) > 0 {
+		d.relayLocked(docRelayAwareness, owner+"\t"+user, encodeYAwareness(answers))
+		if len(kept) == 0 {
+			return
+		}
+		payload = encodeYAwareness(kept)
+	}
+	d.awarenessLocked(owner, user, kept, yAwarenessUpdateFrame(payload), 0)
 }
