@@ -120,6 +120,33 @@ func TestDocYWebsocketCluster(t *testing.T) {
 	})
 }
 
+// TestDocYWebsocketAwarenessRejoin runs awareness.mjs: a provider whose
+// socket was cut, and whose state the server removed for the others,
+// is seen by them again as soon as it reconnects, not when its renewals
+// pass the removal's clock (~30 s).
+func TestDocYWebsocketAwarenessRejoin(t *testing.T) {
+	needYjsClient(t)
+	_, base := startDocServer(t, nil)
+	t.Logf("%s", runYjsScript(t, "awareness.mjs", strings.TrimSuffix(base, "/"), "doc"))
+}
+
+// TestDocYWebsocketClusterAwarenessRejoin runs awareness.mjs over three
+// nodes: the provider is cut from the first, its watcher is on the
+// second, and it comes back through the third, where the document is
+// not open and its removal unknown.
+func TestDocYWebsocketClusterAwarenessRejoin(t *testing.T) {
+	needYjsClient(t)
+	forRedisModes(t, func(t *testing.T, e *clusterEnv) {
+		store := newSharedStore(t)
+		var urls []string
+		for range 3 {
+			s, u := e.node(e.addr, store, nil)
+			urls = append(urls, strings.TrimSuffix(docBase(s, u), "/"))
+		}
+		t.Logf("%s", runYjsScript(t, "awareness.mjs", strings.Join(urls, ","), "doc"))
+	})
+}
+
 // TestDocYWebsocketRestart runs reconnect.mjs: the server restarts (on
 // the same address, with the same store) between edits, and a provider
 // edits while it is away and while its socket is cut; everything

@@ -1,0 +1,70 @@
+// Drives unmodified y-websocket providers (with yjs) through a cut socket:
+// the server removes the cut provider's awareness state for the others
+// (its clock + 1), and the provider comes back with the clock it had,
+// which their y-protocols would ignore until its renewals passed the
+// removal's (~30 s). Its cursor must be seen again at once: well before
+// its first renewal (15 s after it set its state).
+// Usage: node awareness.mjs ws://host:port/yjs[,ws://other/yjs…] room
+// With several servers (the nodes of a cluster) a connects to the first,
+// b to the second, and a comes back through the third (or the first):
+// as behind a load balancer.
+// Prints one JSON line with what b saw; exits non-zero on failure.
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import WebSocket from 'ws'
+
+const [serverList, room] = process.argv.slice(2)
+const servers = serverList.split(',')
+const server = (i) => servers[i % servers.length]
+let stage = 'start'
+const deadline = setTimeout(() => { console.error('timeout at', stage); process.exit(2) }, 40000)
+
+const open = (url) => {
+  const doc = new Y.Doc()
+  const provider = new WebsocketProvider(url, room, doc, {
+    WebSocketPolyfill: WebSocket, disableBc: true, maxBackoffTime: 200
+  })
+  const synced = new Promise((resolve) => {
+    if (provider.synced) resolve()
+    else provider.once('sync', (s) => s && resolve())
+  })
+  return { doc, provider, synced }
+}
+const waitFor = async (what, pred, ms) => {
+  stage = what
+  const until = Date.now() + ms
+  while (!pred()) {
+    if (Date.now() > until) {
+      console.error(`${what}: not within ${ms} ms`)
+      process.exit(1)
+    }
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+const a = open(server(0))
+const b = open(server(1))
+await Promise.all([a.synced, b.synced])
+const id = a.doc.clientID
+const seen = () => b.provider.awareness.getStates().get(id)?.cursor
+a.provider.awareness.setLocalStateField('cursor', 1)
+await waitFor('b sees a', () => seen() === 1, 10000)
+
+// The socket is cut: a sends no removal of its own, the server does.
+// a stays away until b has applied it, as when a's network is down.
+a.provider.shouldConnect = false
+a.provider.ws.terminate()
+await waitFor('b sees a removed', () => seen() === undefined, 10000)
+const removedAt = b.provider.awareness.meta.get(id).clock
+const clockAway = a.provider.awareness.meta.get(id).clock
+
+a.provider.serverUrl = server(2)
+a.provider.connect()
+await waitFor('a reconnects', () => a.provider.synced, 10000)
+// Well under the 15 s of a's first renewal: the point is that a is seen
+// again at once, not when its clock passes the removal's.
+await waitFor('b sees a again', () => seen() === 1, 10000)
+console.log(JSON.stringify({ removedAt, clockAway, clockBack: b.provider.awareness.meta.get(id).clock }))
+clearTimeout(deadline)
+for (const p of [a, b]) p.provider.destroy()
+process.exit(0)
