@@ -313,21 +313,13 @@ func TestStoreOutboxTwoClaimersKeepKeyOrder(t *testing.T) {
 		}
 		mu.Unlock()
 		seen := map[string]bool{}
-		next := map[any]int{}
 		for _, g := range got {
 			if seen[g.ID] {
 				t.Errorf("%s delivered twice", g.ID)
 			}
 			seen[g.ID] = true
-			room, conn := g.Data["roomId"], g.Data["connectionId"]
-			if conn != strconv.Itoa(next[room]) {
-				t.Fatalf("room %v: got event %v, want %d", room, conn, next[room])
-			}
-			next[room]++
 		}
-		if len(got) != rooms*perRoom {
-			t.Fatalf("received %d, want %d", len(got), rooms*perRoom)
-		}
+		checkRoomOrder(t, got, rooms, perRoom)
 		waitStat(t, wa, "an empty outbox", func(s webhook.Stats) bool { return s.Depth == 0 })
 		if da, db := wa.Stats().Delivered, wb.Stats().Delivered; da+db != rooms*perRoom {
 			t.Fatalf("delivered %d + %d", da, db)
