@@ -94,11 +94,10 @@ func userEvent(id, name string, online bool) observation {
 	return observation{kind: obsUser, user: UserEvent{UserID: id, Name: name, Online: online, At: time.Now()}}
 }
 
-// switchUser makes u the user of c, a registered connection whose
-// join_room carried a token of another user: the connection moves from
-// its user's count to u's, so that user.online and user.offline follow
-// it (counted under one user and uncounted under the other, it kept the
-// first online for good). Reader.
+// switchUser makes u the user of c, a registered connection that had
+// none and whose join_room carried a token of u (see conn.joinUser): the
+// connection is counted under u from then on, so that user.online and
+// user.offline follow it. Reader.
 func (s *Server) switchUser(c *conn, u *UserInfo) {
 	if userID(u) == userID(c.user) {
 		c.user = u

@@ -86,15 +86,7 @@ func (c *conn) joinRoom(raw []byte) *clientError {
 	if len(p.Name) > maxNameBytes || len(p.Email) > maxNameBytes {
 		return &clientError{protocol.CodeMessageTooLarge, fmt.Sprintf("join_room: name and email are limited to %d bytes", maxNameBytes)}
 	}
-	user := c.user
-	if p.AccessToken != "" && c.srv.opts.VerifyToken != nil {
-		u, err := c.srv.opts.VerifyToken(c.context(), p.AccessToken)
-		if err != nil || u == nil {
-			c.srv.metrics.authFailed()
-			return &clientError{protocol.CodeForbidden, "join_room: accessToken did not verify"}
-		}
-		user = u
-	}
+	user := c.joinUser(p.AccessToken)
 	if !c.srv.mayJoin(c.context(), user, p.RoomID) {
 		return &clientError{protocol.CodeForbidden, "join_room: not allowed to join room " + quoteTrunc(p.RoomID)}
 	}
@@ -125,6 +117,27 @@ func (c *conn) joinRoom(raw []byte) *clientError {
 			return nil
 		}
 	}
+}
+
+// joinUser is who joins: the connection's user, or, for a connection
+// that has none yet, the user of join_room's accessToken when it
+// verifies. As in the Node server, a token never replaces the user a
+// connection has (from OnAuth or an earlier join), and one that does not
+// verify is ignored rather than refused: the 1.0.x client sends the same
+// accessToken with every rejoin after a reconnect, long after it expired,
+// and was locked out of its room; an unverified token is still never
+// trusted, the join goes on as the connection's own user.
+func (c *conn) joinUser(token string) *UserInfo {
+	if token == "" || userID(c.user) != "" || c.srv.opts.VerifyToken == nil {
+		return c.user
+	}
+	u, err := c.srv.opts.VerifyToken(c.context(), token)
+	if err != nil || u == nil {
+		c.srv.metrics.authFailed()
+		c.srv.log.Debug("join_room's accessToken did not verify; ignored", "conn", c.id, "err", err)
+		return c.user
+	}
+	return u
 }
 
 // maxNameBytes bounds the name and email a client may give itself.

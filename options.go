@@ -36,10 +36,14 @@ type Options struct {
 	// 4500. Nil OnAuth admits everyone anonymously.
 	OnAuth func(r *http.Request) (*UserInfo, error)
 
-	// VerifyToken, when set, verifies join_room's accessToken; a token
-	// that does not verify gets FORBIDDEN. When unset, an accessToken is
-	// ignored: an unverified token is never trusted. ctx is cancelled when
-	// the connection ends.
+	// VerifyToken, when set, verifies join_room's accessToken on a
+	// connection without a user (OnAuth unset, or anonymous): one that
+	// verifies makes its user the connection's for good; one that does
+	// not is ignored and the join goes on anonymously. A connection with
+	// a user keeps it whatever token its joins carry, as in the Node
+	// server (its client re-sends the first token with every rejoin).
+	// When unset, an accessToken is ignored: an unverified token is never
+	// trusted. ctx is cancelled when the connection ends.
 	VerifyToken func(ctx context.Context, token string) (*UserInfo, error)
 
 	// CanJoin, when set, decides whether user (nil when anonymous) may

@@ -83,15 +83,18 @@ func TestShutdownCancelsStoreCalls(t *testing.T) {
 	}
 }
 
-// A join_room carrying another user's token moves the connection to that
-// user: user.offline for the first once it has gone, user.online for the
-// second, whose offline comes when the connection ends.
-func TestJoinAsAnotherUserMovesTheConnection(t *testing.T) {
+// A connection without a user takes the user of its first join_room
+// token that verifies (user.online for it, user.offline when the
+// connection ends); later tokens, of another user or not verifying,
+// change nothing, as in the Node server.
+func TestJoinTokenGivesAnAnonymousConnectionItsUser(t *testing.T) {
 	var mu sync.Mutex
 	var events []string
 	_, url := startServer(t, &Options{
-		OnAuth: func(*http.Request) (*UserInfo, error) { return &UserInfo{UserID: "eve"}, nil },
 		VerifyToken: func(_ context.Context, token string) (*UserInfo, error) {
+			if token == "expired" {
+				return nil, errors.New("token expired")
+			}
 			return &UserInfo{UserID: token}, nil
 		},
 		Hooks: Hooks{OfflineDelay: time.Millisecond, OnUser: func(_ context.Context, ev UserEvent) {
@@ -113,12 +116,45 @@ func TestJoinAsAnotherUserMovesTheConnection(t *testing.T) {
 		})
 	}
 	c := livesynctest.Dial(t, url)
-	seen("+eve")
+	c.Send(protocol.MsgJoinRoom, map[string]any{"roomId": "r", "accessToken": "expired"})
+	if j := c.ExpectJoined(); j.Presence[j.ConnectionID].UserID != "" {
+		t.Fatalf("a token that did not verify gave the user %q", j.Presence[j.ConnectionID].UserID)
+	}
 	c.Send(protocol.MsgJoinRoom, map[string]any{"roomId": "r", "accessToken": "bob"})
-	c.ExpectJoined()
-	seen("+eve", "+bob", "-eve")
+	if j := c.ExpectJoined(); j.Presence[j.ConnectionID].UserID != "bob" {
+		t.Fatalf("joined as %q, want bob", j.Presence[j.ConnectionID].UserID)
+	}
+	seen("+bob")
+	for _, token := range []string{"carol", "expired"} {
+		c.Send(protocol.MsgJoinRoom, map[string]any{"roomId": "r", "accessToken": token})
+		if j := c.ExpectJoined(); j.Presence[j.ConnectionID].UserID != "bob" {
+			t.Fatalf("token %q: joined as %q, want bob still", token, j.Presence[j.ConnectionID].UserID)
+		}
+	}
 	c.Close()
-	seen("+eve", "+bob", "-eve", "-bob")
+	seen("+bob", "-bob")
+}
+
+// A connection OnAuth gave a user keeps it: join_room's accessToken,
+// the same stale one the 1.0.x client sends with every rejoin or
+// another user's, is ignored, never refused.
+func TestJoinTokenNeverReplacesTheConnectionsUser(t *testing.T) {
+	_, url := startServer(t, &Options{
+		OnAuth: func(*http.Request) (*UserInfo, error) { return &UserInfo{UserID: "eve"}, nil },
+		VerifyToken: func(_ context.Context, token string) (*UserInfo, error) {
+			if token == "expired" {
+				return nil, errors.New("token expired")
+			}
+			return &UserInfo{UserID: token}, nil
+		},
+	})
+	c := livesynctest.Dial(t, url)
+	for _, token := range []string{"expired", "bob"} {
+		c.Send(protocol.MsgJoinRoom, map[string]any{"roomId": "r", "accessToken": token})
+		if j := c.ExpectJoined(); j.Presence[j.ConnectionID].UserID != "eve" {
+			t.Fatalf("token %q: joined as %q, want eve", token, j.Presence[j.ConnectionID].UserID)
+		}
+	}
 }
 
 // When Shutdown's context ends while observers are still being called,
