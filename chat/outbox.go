@@ -80,7 +80,9 @@ type Outbox interface {
 	// now, whichever process wrote it, and returns how many it changed:
 	// the receiver is back, so its backlog need not wait out its
 	// backoff. Each key's order holds, as Claim still hands out a key's
-	// head only.
+	// head only. A hurried entry keeps its Due: claimed, it shows the
+	// time its retry was due, so that the sender can tell a try ahead of
+	// time and, should it fail, put the entry back as it was with Retry.
 	Hurry(ctx context.Context) (int, error)
 	// Stats reports the entries held and when the oldest was created
 	// (zero when none).

@@ -198,8 +198,9 @@ func (o *MemoryOutbox) ClaimEarly(context.Context) (Event, bool) {
 }
 
 // Hurry makes every event waiting for a retry claimable now, the oldest
-// first, and returns how many: the receiver is back. Each key's later
-// events still wait for its head. It never fails.
+// first, and returns how many: the receiver is back. Each keeps its Due,
+// so that a failed try puts it back to wait for it (see attempt). Each
+// key's later events still wait for its head. It never fails.
 func (o *MemoryOutbox) Hurry() (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -22,9 +22,14 @@ import (
 // A probe that fails is not an attempt: the event keeps its attempt
 // count and its due time, so a long outage spends no retry and gives
 // nothing up early, and a dead receiver gets one probe per interval per
-// process on top of its retries. A refusal (a 4xx but 429) is an answer
-// about one event, not about the receiver: it neither starts nor ends
-// the failing state.
+// process on top of its retries. Likewise a retry brought forward that
+// fails (an outbox's hurried event keeps its Due, so the sender can tell
+// it is early): it waits for its time as it was, and does not make the
+// sender failing, so that a receiver refusing one event with a 5xx or a
+// 429 while it takes the others does not see that event again at each
+// success, nor has it given up within a second. A refusal (a 4xx but
+// 429) is an answer about one event, not about the receiver: it neither
+// starts nor ends the failing state.
 
 // ProbeInterval is how often a process probes a failing receiver, one
 // probe in flight at a time.

@@ -267,3 +267,44 @@ func TestRefusalIsNoRecovery(t *testing.T) {
 		}
 	})
 }
+
+// A receiver that refuses one event with a 503 (or a 429) while it takes
+// the others: each success brings that event's retry forward, and a try
+// brought forward that fails is no attempt. The event keeps its schedule
+// and its count, instead of being sent again at every success and given
+// up within a second.
+func TestEarlyRetryFailureSpendsNothing(t *testing.T) {
+	for _, status := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			forEachOutbox(t, func(t *testing.T, start startFunc, db *sql.DB) {
+				webhook.SetProbeInterval(t, time.Hour)
+				rcv := newReceiver(t, func(d *delivery, _ int) int {
+					if d.Data["roomId"] == "stuck" {
+						return status
+					}
+					return http.StatusNoContent
+				})
+				w, h := start(rcv, webhook.Config{Retries: []time.Duration{time.Hour, time.Hour}})
+				h.OnJoin(t.Context(), joined("stuck", "0"))
+				first := rcv.waitN(1)[0]
+				waitStat(t, w, "stuck's first attempt failed", func(s webhook.Stats) bool { return s.Retries == 1 })
+				const others = 8
+				for i := range others {
+					h.OnJoin(t.Context(), joined(fmt.Sprint("r", i), "0"))
+					waitStat(t, w, "the other room's event delivered", func(s webhook.Stats) bool { return s.Delivered == int64(i+1) })
+				}
+				rcv.waitN(1 + others + 1) // stuck was tried early at least once
+				s := w.Stats()
+				if s.GaveUp != 0 || s.Retries != 1 || s.Depth != 1 {
+					t.Fatalf("stats %+v: want stuck waiting with the one retry its first attempt made", s)
+				}
+				if db != nil {
+					testsvc.WaitState(t, "stuck's entry as its first attempt left it", livesynctest.Timeout, func() (bool, any) {
+						a, due, ok := outboxRow(t, db, w.OutboxTable(), first.ID)
+						return ok && a == 1 && due > time.Now().Add(30*time.Minute).UnixMilli(), []any{a, due, ok}
+					})
+				}
+			})
+		})
+	}
+}

@@ -223,9 +223,11 @@ const (
 )
 
 // attempt makes one delivery attempt of e and tells the outbox what
-// became of it. A probe (see recovery.go) that fails and would be
-// retried is no attempt: e goes back as it was.
+// became of it. A probe, or a retry a success brought forward (see
+// recovery.go), that fails and would be retried is no attempt: e goes
+// back as it was.
 func (w *Webhooks) attempt(e Event, probe bool) {
+	hurried := !probe && e.Attempts > 0 && e.Due.After(time.Now())
 	status, err := w.post(e)
 	retry := false
 	switch {
@@ -233,7 +235,7 @@ func (w *Webhooks) attempt(e Event, probe bool) {
 		return // closing: the event stays in the outbox
 	case err != nil:
 		retry = true
-		if !probe {
+		if !probe && !hurried {
 			w.cfg.Logger.Warn("webhook delivery failed", "type", e.Type, "id", e.ID, "attempt", e.Attempts+1, "err", err)
 		}
 	case status >= 200 && status < 300:
@@ -247,6 +249,17 @@ func (w *Webhooks) attempt(e Event, probe bool) {
 		return
 	case status == http.StatusTooManyRequests || status >= 500:
 		retry = true
+	}
+	if retry && hurried {
+		// Not a sign the receiver is down (it just answered another
+		// event, or this one would not have been hurried), and not
+		// arming the failing state keeps the next success from
+		// hurrying e again: one event the receiver keeps refusing with
+		// a 5xx or 429 while others pass gets at most one early try per
+		// retry of its schedule, and is given up no sooner.
+		w.cfg.Logger.Debug("webhook retry brought forward failed; it waits for its time", "type", e.Type, "id", e.ID, "status", status, "err", err)
+		w.cfg.Outbox.Retry(e)
+		return
 	}
 	if retry {
 		w.failing.Store(true)

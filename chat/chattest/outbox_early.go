@@ -93,8 +93,9 @@ func testClaimEarly(t *testing.T, f OutboxFixture) {
 }
 
 // testHurry: Hurry makes every entry waiting for a retry and not leased
-// due now, whichever node wrote it, keeping its attempts and each key's
-// order; an entry leased stays its claimer's.
+// due now, whichever node wrote it, keeping its attempts, its Due and
+// each key's order; an entry leased stays its claimer's. A hurried entry
+// put back by Retry as it was waits for its Due again.
 func testHurry(t *testing.T, f OutboxFixture) {
 	s1, s2 := f.Open(t)
 	ob1, ob2 := enable(t, s1), enable(t, s2)
@@ -119,7 +120,19 @@ func testHurry(t *testing.T, f OutboxFixture) {
 		if !ok {
 			break
 		}
+		if _, again := got[e.ID]; again {
+			t.Fatalf("%s put back as it was is claimable again before its Due", e.ID)
+		}
 		got[e.ID] = e.Attempts
+		if e.Due.UnixMilli() != later.UnixMilli() {
+			t.Fatalf("hurried %s claimed with Due %v, want the time its retry was due, %v", e.ID, e.Due, later)
+		}
+		if e.ID == "b1" { // tried early and failed: back as it was
+			if err := ob2.Retry(ctx(t), e); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
 		if err := ob2.Done(ctx(t), e); err != nil {
 			t.Fatal(err)
 		}
@@ -127,7 +140,7 @@ func testHurry(t *testing.T, f OutboxFixture) {
 	if len(got) != 2 || got["b1"] != 1 || got["c1"] != c1.Attempts {
 		t.Fatalf("claimed %v after Hurry, want b1 and c1 with 1 attempt each (a2 waits for a1)", got)
 	}
-	if n, err := ob1.Hurry(ctx(t)); n != 0 || err != nil {
-		t.Fatalf("second Hurry: %d entries, %v; want none", n, err)
+	if n, err := ob1.Hurry(ctx(t)); n != 1 || err != nil {
+		t.Fatalf("second Hurry: %d entries, %v; want b1, put back to wait", n, err)
 	}
 }

@@ -267,6 +267,9 @@ func (b *outbox) claimFirst(ctx context.Context, op, query string, args []any, l
 			if err := rows.Scan(&e.Seq, &e.ID, &e.Key, &e.Type, &body, &created, &e.Attempts, &msgSeq, &due); err != nil {
 				return err
 			}
+			if due < 0 {
+				due = -due // hurried: the time it was due (see Hurry)
+			}
 			e.Body, e.Created, e.Due = []byte(body), time.UnixMilli(created), time.UnixMilli(due)
 			cands = append(cands, e)
 			msgSeqs = append(msgSeqs, msgSeq)

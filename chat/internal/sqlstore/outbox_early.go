@@ -11,7 +11,10 @@ import (
 // An entry waiting for a retry is one attempted before (attempts > 0)
 // whose next attempt is not due yet (next_at in the future). While the
 // receiver is down the sender probes it with the one due first
-// (ClaimEarly), and once it is back makes them all due (Hurry).
+// (ClaimEarly), and once it is back makes them all due (Hurry). A
+// hurried entry's next_at is its due time negated: below every now, so
+// Claim takes it, and read back as the time it was due (see
+// chat.Outbox.Hurry).
 
 // outboxHurryBatch bounds the seqs one of Hurry's UPDATEs names, below
 // every dialect's parameter limit.
@@ -29,7 +32,7 @@ ORDER BY o.next_at, o.seq LIMIT ` + strconv.Itoa(outboxCandidates))
 	// probe's Retry then puts back what was there.
 	b.earlyLeaseSQL = b.rebind(`UPDATE ` + t + ` SET lease_until = ? WHERE seq = ? AND lease_until <= ? AND attempts = ? AND next_at = ?`)
 	b.waitingSQL = b.rebind(`SELECT seq FROM ` + t + ` WHERE attempts > 0 AND next_at > ? AND lease_until <= ?`)
-	b.hurrySQL = `UPDATE ` + t + ` SET next_at = ? WHERE attempts > 0 AND next_at > ? AND lease_until <= ? AND seq IN `
+	b.hurrySQL = `UPDATE ` + t + ` SET next_at = -next_at WHERE attempts > 0 AND next_at > ? AND lease_until <= ? AND seq IN `
 }
 
 // ClaimEarly implements chat.Outbox. Like Claim, it never hands out the
@@ -70,7 +73,7 @@ func (b *outbox) Hurry(ctx context.Context) (int, error) {
 	total := 0
 	for len(seqs) > 0 {
 		n := min(len(seqs), outboxHurryBatch)
-		args := append([]any{now, now, now}, seqs[:n]...)
+		args := append([]any{now, now}, seqs[:n]...)
 		changed, err := b.sql.DB.Exec(ctx, b.rebind(b.hurrySQL+inList(n)), args...)
 		if err != nil {
 			return total, b.errorf("hurry", err)
