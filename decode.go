@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/openlivesync/livesync/internal/jsonexact"
 	"github.com/openlivesync/livesync/protocol"
 )
 
@@ -29,7 +30,7 @@ func decodeEnvelopeSlow(data []byte) (protocol.Envelope, *clientError) {
 	if !json.Valid(data) {
 		return env, &clientError{protocol.CodeInvalidJSON, "message is not valid JSON"}
 	}
-	if err := json.Unmarshal(data, &env); err != nil {
+	if err := jsonexact.Unmarshal(data, &env); err != nil {
 		return env, &clientError{protocol.CodeInvalidMessage, "message must be an object with a string \"type\""}
 	}
 	if env.Type == "" {
@@ -223,7 +224,8 @@ func scanValue(b []byte, i int) int {
 
 // decodePayload unmarshals a message's payload into v, which must be a
 // pointer to a payload struct. A missing payload is an error unless
-// optional; a wrongly typed field is named in the error.
+// optional; a wrongly typed field is named in the error. Keys are matched
+// as JSON.parse matches them, exactly (see jsonexact).
 func decodePayload(typ string, raw json.RawMessage, v any, optional bool) *clientError {
 	if len(raw) == 0 {
 		if optional {
@@ -234,7 +236,7 @@ func decodePayload(typ string, raw json.RawMessage, v any, optional bool) *clien
 	if !isObject(raw) {
 		return errPayload("%s payload must be an object", typ)
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
+	if err := jsonexact.Unmarshal(raw, v); err != nil {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
 			return &clientError{protocol.CodeInvalidJSON, "message is not valid JSON"}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/openlivesync/livesync"
+	"github.com/openlivesync/livesync/internal/jsonexact"
 	"github.com/openlivesync/livesync/internal/release"
 )
 
@@ -150,7 +151,8 @@ func (cfg *ChatHookConfig) call(ctx context.Context, req livesync.ChatRequest) (
 		return livesync.ChatDecision{}, unusable(fmt.Sprintf("it is larger than %d bytes", maxResponseBytes), nil)
 	}
 	var r chatHookResponse
-	if err := json.Unmarshal(answer, &r); err != nil {
+	// Keys as the backend's JSON.parse would read them (see jsonexact).
+	if err := jsonexact.Unmarshal(answer, &r); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
 			return livesync.ChatDecision{}, unusable(fmt.Sprintf("field %q is not a %s", te.Field, te.Type.Kind()), err)
