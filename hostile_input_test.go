@@ -62,7 +62,6 @@ func TestBadInputGetsErrorsAndHarmsNobody(t *testing.T) {
 		{"event before joining", `{"type":"broadcast_event","payload":{"event":"e"}}`, protocol.CodeNotInRoom},
 		{"chat before joining", `{"type":"send_chat","payload":{"message":"m"}}`, protocol.CodeNotInRoom},
 		{"presence before joining", `{"type":"update_presence","payload":{"presence":{}}}`, protocol.CodeNotInRoom},
-		{"leave before joining", `{"type":"leave_room"}`, protocol.CodeNotInRoom},
 	}
 	for _, tc := range notInRoom {
 		bad.SendRaw(tc.frame)
@@ -88,7 +87,6 @@ func TestBadInputGetsErrorsAndHarmsNobody(t *testing.T) {
 		{"presence missing", `{"type":"update_presence","payload":{}}`, protocol.CodeInvalidPayload, "presence"},
 		{"presence not an object", `{"type":"update_presence","payload":{"presence":"x"}}`, protocol.CodeInvalidPayload, "presence"},
 		{"presence null", `{"type":"update_presence","payload":{"presence":null}}`, protocol.CodeInvalidPayload, "presence"},
-		{"leave another room", `{"type":"leave_room","payload":{"roomId":"elsewhere"}}`, protocol.CodeNotInRoom, "elsewhere"},
 	}
 	for _, tc := range inRoom {
 		bad.SendRaw(tc.frame)
@@ -184,4 +182,30 @@ func TestSlowlorisAndHalfOpenHandshakes(t *testing.T) {
 	good.Join("g", nil)
 	wg.Wait()
 	stillServed(t, a, b, "after slowloris")
+}
+
+// Leaving a room the connection is not in is no error and changes
+// nothing, as in the Node server: the 1.0.x client sends leave_room for
+// a room whose join was refused, which must not come back as an error
+// in place of the refusal's.
+func TestLeavingAnotherRoomIsNoError(t *testing.T) {
+	_, url := startServer(t, nil)
+	a, b := livesynctest.Dial(t, url), livesynctest.Dial(t, url)
+	a.SendRaw(`{"type":"leave_room"}`)
+	a.SendRaw(`{"type":"leave_room","payload":{"roomId":"refused"}}`)
+	a.Join("r", nil) // the next message, not an error
+	b.Join("r", nil)
+	a.Expect(protocol.MsgPresenceUpdated, nil)
+	a.SendRaw(`{"type":"leave_room","payload":{"roomId":"elsewhere"}}`)
+	a.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "still here"})
+	var ev protocol.BroadcastEventRelayPayload
+	b.Expect(protocol.MsgBroadcastEventRelay, &ev) // no leave before it
+	if ev.Event != "still here" {
+		t.Fatalf("b got %+v", ev)
+	}
+	a.SendRaw(`{"type":"leave_room","payload":{"roomId":"r"}}`)
+	var pu protocol.PresenceUpdatedPayload
+	if b.Expect(protocol.MsgPresenceUpdated, &pu); len(pu.Left) != 1 || pu.Left[0] != a.ID {
+		t.Fatalf("b saw %+v, want a leave", pu)
+	}
 }

@@ -143,16 +143,19 @@ func (c *conn) joinUser(token string) *UserInfo {
 // maxNameBytes bounds the name and email a client may give itself.
 const maxNameBytes = 256
 
+// handleLeave leaves the connection's room. Leaving a room the
+// connection is not in does nothing and is no error, as in the Node
+// server: the 1.0.x client takes a room for its own before the server
+// answers, and after a refused join sends leave_room for it (with its
+// next join, or its leaveRoom), which must not come back as an error
+// that overwrites the refusal's.
 func (c *conn) handleLeave(raw []byte) *clientError {
 	var p protocol.LeaveRoomPayload
 	if e := decodePayload(protocol.MsgLeaveRoom, raw, &p, true); e != nil {
 		return e
 	}
-	if c.room == nil {
-		return errNotInRoom
-	}
-	if p.RoomID != "" && p.RoomID != c.room.id {
-		return &clientError{protocol.CodeNotInRoom, fmt.Sprintf("leave_room: this connection is in room %q, not %q", c.room.id, p.RoomID)}
+	if c.room == nil || p.RoomID != "" && p.RoomID != c.room.id {
+		return nil
 	}
 	c.room.leave(c)
 	c.room = nil
