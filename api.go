@@ -1,7 +1,6 @@
 package livesync
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -266,10 +265,7 @@ func printableASCII(s string) bool {
 // decodeBody checks that body is one JSON object and decodes it into v,
 // with the WebSocket side's messages (the wrongly typed field is named).
 func decodeBody(what string, body []byte, v any) *clientError {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return errPayload("%s: the request body must be a JSON object", what)
-	}
-	if !json.Valid(body) {
+	if !json.Valid(body) { // an empty body too
 		return &clientError{protocol.CodeInvalidJSON, what + ": the request body is not valid JSON"}
 	}
 	// json.Valid lets any bytes through inside strings, and parts of the
@@ -306,9 +302,10 @@ type apiEventResponse struct {
 	Recipients int    `json:"recipients"` // members on this node it was sent to
 }
 
-// apiChatRequest is the body of POST /api/rooms/{room}/chat.
+// apiChatRequest is the body of POST /api/rooms/{room}/chat. As in
+// send_chat, a pointer tells a missing or null message from an empty one.
 type apiChatRequest struct {
-	Message  string          `json:"message"`
+	Message  *string         `json:"message"`
 	Metadata json.RawMessage `json:"metadata,omitempty"`
 	UserID   string          `json:"userId,omitempty"` // default "system"
 	Name     string          `json:"name,omitempty"`   // shown as metadata.name
@@ -326,12 +323,12 @@ func (a *apiHandler) postChat(room string, body []byte) apiResult {
 	}
 	lim := &a.s.limits
 	switch {
-	case p.Message == "":
-		return fromClientError(errPayload("chat: field \"message\" is required and must be a non-empty string"))
+	case p.Message == nil:
+		return fromClientError(errPayload("chat: field \"message\" is required and must be a string"))
 	case len(p.UserID) > maxNameBytes || len(p.Name) > maxNameBytes:
 		return fromClientError(&clientError{protocol.CodeMessageTooLarge, fmt.Sprintf("chat: userId and name are limited to %d bytes", maxNameBytes)})
 	}
-	if e := checkChatText("chat", p.Message, lim.MaxChatBytes); e != nil {
+	if e := checkChatText("chat", *p.Message, lim.MaxChatBytes); e != nil {
 		return fromClientError(e)
 	}
 	p.Metadata = nullIsAbsent(p.Metadata)
@@ -351,7 +348,7 @@ func (a *apiHandler) postChat(room string, body []byte) apiResult {
 	if p.UserID == "" {
 		p.UserID = defaultAPIUserID
 	}
-	stored, err := a.s.publishChat(chat.Message{RoomID: room, ConnectionID: a.s.apiConnectionID(), UserID: p.UserID, Message: p.Message, Metadata: meta, Name: p.Name})
+	stored, err := a.s.publishChat(chat.Message{RoomID: room, ConnectionID: a.s.apiConnectionID(), UserID: p.UserID, Message: *p.Message, Metadata: meta, Name: p.Name})
 	var refused *clientError
 	if errors.As(err, &refused) {
 		return fromClientError(refused) // OnChat's decision

@@ -242,9 +242,9 @@ func TestAPIChatStoredThenBroadcast(t *testing.T) {
 // later joiner gets it, and the room does not linger.
 func TestAPIChatToEmptyRoom(t *testing.T) {
 	o := startOpsServer(t, nil, testAPIKey)
-	for i := range 3 {
-		if r := o.api(t, http.MethodPost, roomPath("later", "/chat"), fmt.Sprintf(`{"message":"m%d"}`, i)); r.status != http.StatusCreated {
-			t.Fatalf("POST chat = %d %s", r.status, r.body)
+	for _, m := range []string{"m0", "", "m2"} { // an empty one is fine, as in send_chat
+		if r := o.api(t, http.MethodPost, roomPath("later", "/chat"), fmt.Sprintf(`{"message":%q}`, m)); r.status != http.StatusCreated {
+			t.Fatalf("POST chat %q = %d %s", m, r.status, r.body)
 		}
 	}
 	// The room's chat worker answers each request, then retires the room
@@ -421,12 +421,13 @@ func TestAPIValidation(t *testing.T) {
 		{"POST", "/api/rooms/a%01b/events", `{"event":"e"}`, 400, protocol.CodeInvalidPayload},
 		{"POST", "/api/rooms/%ff/events", `{"event":"e"}`, 400, protocol.CodeInvalidPayload},
 		{"POST", roomPath("r", "/events"), `{"event":`, 400, protocol.CodeInvalidJSON},
-		{"POST", roomPath("r", "/events"), ``, 400, protocol.CodeInvalidPayload},
+		{"POST", roomPath("r", "/events"), ``, 400, protocol.CodeInvalidJSON}, // as an empty frame is
 		{"POST", roomPath("r", "/events"), `[1]`, 400, protocol.CodeInvalidPayload},
 		{"POST", roomPath("r", "/events"), `{}`, 400, protocol.CodeInvalidPayload},
 		{"POST", roomPath("r", "/events"), `{"event":5}`, 400, protocol.CodeInvalidPayload},
 		{"POST", roomPath("r", "/events"), `{"event":"e","payload":"` + strings.Repeat("x", 5000) + `"}`, 413, protocol.CodeMessageTooLarge},
 		{"POST", roomPath("r", "/chat"), `{}`, 400, protocol.CodeInvalidPayload},
+		{"POST", roomPath("r", "/chat"), `{"message":null}`, 400, protocol.CodeInvalidPayload},
 		{"POST", roomPath("r", "/chat"), `{"message":["x"]}`, 400, protocol.CodeInvalidPayload},
 		{"POST", roomPath("r", "/chat"), `{"message":"` + strings.Repeat("x", 101) + `"}`, 413, protocol.CodeMessageTooLarge},
 		{"POST", roomPath("r", "/chat"), `{"message":"x","metadata":"str"}`, 400, protocol.CodeInvalidPayload},
