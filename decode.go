@@ -247,7 +247,7 @@ func decodePayload(typ string, raw json.RawMessage, v any, optional bool) *clien
 		}
 		return errPayload("%s payload: %v", typ, err)
 	}
-	return nil
+	return checkLoneSurrogates(typ, raw, v)
 }
 
 // wholeNumber is an integer field as JSON writes numbers: 600, 6e2 and
