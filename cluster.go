@@ -26,6 +26,14 @@ const (
 	// syncRetry is how long a room whose synchronisation failed waits
 	// before trying again.
 	syncRetry = time.Second
+	// resyncGrace is how long a forced synchronisation (after an outage,
+	// or a slot move) keeps a remote member the registry lacks before it
+	// looks again and lets it go: Redis may have come back empty, and
+	// each node re-registers its members as soon as it sees Redis again,
+	// some after this one read the registry. Letting them go at once
+	// told every client they left and came back a moment later, though
+	// they never left.
+	resyncGrace = 3 * time.Second
 	// chatLockWait bounds waiting for a room's chat lock. It exceeds the
 	// lock's own expiry in broker/redis, so a lock whose holder died is
 	// taken over rather than given up on.
@@ -247,7 +255,13 @@ func (r *room) ensureSynced() {
 // when the room is synchronised already: the joiners of a new room all
 // call it, and the first one's synchronisation serves the others. On
 // failure the room keeps serving its local members and tries again later.
-func (r *room) sync(force bool) {
+// A forced synchronisation keeps the remote members the registry lacks
+// and looks again after resyncGrace (see there).
+func (r *room) sync(force bool) { r.load(force, force) }
+
+// load is sync; with grace, remote members missing from the registry are
+// kept, and a synchronisation without grace follows after resyncGrace.
+func (r *room) load(force, grace bool) {
 	b := r.srv.broker
 	r.syncMu.Lock()
 	defer r.syncMu.Unlock()
@@ -293,10 +307,18 @@ func (r *room) sync(force bool) {
 		for _, m := range st.Members {
 			in[m.ConnID] = true
 		}
+		missing := false
 		for id, m := range r.members {
 			if m.conn == nil && !in[id] {
+				if grace {
+					missing = true
+					continue
+				}
 				r.applyRemote(id, nil)
 			}
+		}
+		if missing {
+			r.confirmLater()
 		}
 		for _, m := range st.Members {
 			r.applyRemote(m.ConnID, m.Entry)
@@ -324,6 +346,19 @@ func (r *room) subscribe(ctx context.Context, b Broker) error {
 	err := b.Subscribe(ctx, r.id)
 	r.srv.metrics.brokerLatency(time.Since(start))
 	return err
+}
+
+// confirmLater synchronises the room again, without grace, after
+// resyncGrace: what the registry still lacks then is gone. r.mu held.
+func (r *room) confirmLater() {
+	time.AfterFunc(resyncGrace, func() {
+		r.mu.Lock()
+		dead := r.dead
+		r.mu.Unlock()
+		if !dead && !r.srv.shuttingDown() {
+			r.load(true, false)
+		}
+	})
 }
 
 // retrySync schedules another synchronisation after syncRetry, unless

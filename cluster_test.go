@@ -21,6 +21,7 @@ type peer struct {
 	*livesynctest.Client
 	events map[string][]int // by sender connection id: the "n" of each event, in order
 	chats  []protocol.StoredChatMessage
+	left   map[string]int // by connection id: how often it was seen leave
 }
 
 func newPeer(t testing.TB, url string) *peer {
@@ -41,6 +42,14 @@ func (p *peer) handle(env protocol.Envelope) {
 	switch env.Type {
 	case protocol.MsgPresenceUpdated:
 		p.Track(env)
+		var pu protocol.PresenceUpdatedPayload
+		json.Unmarshal(env.Payload, &pu)
+		for _, id := range pu.Left {
+			if p.left == nil {
+				p.left = map[string]int{}
+			}
+			p.left[id]++
+		}
 	case protocol.MsgBroadcastEventRelay:
 		var ev protocol.BroadcastEventRelayPayload
 		json.Unmarshal(env.Payload, &ev)
@@ -372,6 +381,15 @@ func testClusterRedisOutage(t *testing.T, e *clusterEnv) {
 	members := []string{a.ID, a2.ID, a3.ID, b.ID, b2.ID}
 	for _, p := range []*peer{a, a2, a3, b, b2} {
 		p.sees(members...)
+	}
+	// Redis came back empty, and each node re-registered its members when
+	// it saw it again: nobody was told that those who stayed had left.
+	for _, p := range []*peer{a, a2, b} {
+		for _, id := range []string{a.ID, a2.ID, b.ID} {
+			if p.left[id] != 0 {
+				t.Errorf("%s was told %s left, %d times; it never did", p.ID, id, p.left[id])
+			}
+		}
 	}
 	outage, times := e.outageLogs()
 	for i, count := range counts {
