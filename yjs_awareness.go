@@ -1,6 +1,9 @@
 package livesync
 
-import "strconv"
+import (
+	"strconv"
+	"time"
+)
 
 // Awareness (y-protocols awareness.js) is each client's ephemeral state:
 // cursors, selections, names. The server keeps the latest state of every
@@ -19,6 +22,9 @@ type yAware struct {
 	// owner is the id of the connection that announced the client, on
 	// this node or another, and user its user (awarenessUser).
 	owner, user string
+	// asked is when its owner was last asked to renew it (see
+	// yjs_renewals.go).
+	asked time.Time
 }
 
 // awarenessUser is how awareness records the user of a connection: the
@@ -122,6 +128,7 @@ func (d *ydoc) awareness(c *conn, entries []yAwarenessEntry, update, frame []byt
 	kept, removals := d.removed.outdated(d.aware, kept)
 	if len(removals) > 0 {
 		c.send(yAwarenessFrame(removals))
+		d.renewOthersLocked(c) // a provider back: it ignores what it saw before (yjs_renewals.go)
 	}
 	if len(kept) < len(entries) {
 		entries, frame, update = kept, yAwarenessFrame(kept), encodeYAwareness(kept)
@@ -132,9 +139,16 @@ func (d *ydoc) awareness(c *conn, entries []yAwarenessEntry, update, frame []byt
 	if !allow() {
 		return true, nil
 	}
+	held := make(map[uint64]bool, len(entries))
+	for _, e := range entries {
+		_, held[e.client] = d.aware[e.client]
+	}
 	fresh, err := d.awarenessLocked(c.id, user, entries, frame, yMaxOwnedClients)
 	if fresh {
 		d.relayLocked(docRelayAwareness, c.id+"\t"+user, update)
+	}
+	if asks := d.renewEntriesLocked(c.id, entries, held); len(asks) > 0 {
+		c.send(yAwarenessFrame(asks)) // see yjs_renewals.go
 	}
 	return false, err
 }

@@ -371,3 +371,31 @@ func TestDocAwarenessAfterRemoval(t *testing.T) {
 	}
 	quiet(t, b, "the stale states") // they reached no one
 }
+
+// TestDocAsksNewClientsToRenew: the first state of a client the server
+// does not hold (a provider back after a restart, at the clock its peers
+// saw) is answered, to its sender alone, with a removal at its clock, to
+// which y-protocols answers with its state one clock above: the one
+// every peer takes. A client held already is not asked again.
+func TestDocAsksNewClientsToRenew(t *testing.T) {
+	_, base := startDocServer(t, nil)
+	a := livesynctest.DialSynced(t, base+"room")
+	b := livesynctest.DialSynced(t, base+"room")
+	a.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 7, Clock: 3, State: `{"c":1}`}))
+	for _, p := range []*livesynctest.DocClient{a, b} {
+		if got := readAwareness(t, p); len(got) != 1 || got[0] != (yAwarenessEntry{7, 3, `{"c":1}`}) {
+			t.Fatalf("relay: %+v", got)
+		}
+	}
+	if got := readAwareness(t, a); len(got) != 1 || got[0] != (yAwarenessEntry{7, 3, "null"}) {
+		t.Fatalf("ask: %+v, want the removal of client 7 at clock 3", got)
+	}
+	a.Write(livesynctest.AwarenessMsg(livesynctest.AwarenessEntry{Client: 7, Clock: 4, State: `{"c":1}`}))
+	for _, p := range []*livesynctest.DocClient{a, b} {
+		if got := readAwareness(t, p); len(got) != 1 || got[0] != (yAwarenessEntry{7, 4, `{"c":1}`}) {
+			t.Fatalf("renewal: %+v", got)
+		}
+	}
+	quiet(t, a, "another ask")
+	quiet(t, b, "the ask")
+}

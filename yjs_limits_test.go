@@ -121,6 +121,7 @@ func TestDocJoinerAwarenessIsBounded(t *testing.T) {
 		for _, q := range peers {
 			readAwareness(t, q)
 		}
+		readAwareness(t, p) // the ask to renew new clients (yjs_renewals.go)
 	}
 	joiner := livesynctest.DialDoc(t, base+"d")
 	joiner.Expect(yMsgSync, ySyncStep1)

@@ -4,6 +4,7 @@
 // which their y-protocols would ignore until its renewals passed the
 // removal's (~30 s). Its cursor must be seen again at once: well before
 // its first renewal (15 s after it set its state).
+// Then b is away and comes back, and must see a's cursor at once too.
 // Usage: node awareness.mjs ws://host:port/yjs[,ws://other/yjs…] room
 // With several servers (the nodes of a cluster) a connects to the first,
 // b to the second, and a comes back through the third (or the first):
@@ -64,7 +65,22 @@ await waitFor('a reconnects', () => a.provider.synced, 10000)
 // Well under the 15 s of a's first renewal: the point is that a is seen
 // again at once, not when its clock passes the removal's.
 await waitFor('b sees a again', () => seen() === 1, 10000)
-console.log(JSON.stringify({ removedAt, clockAway, clockBack: b.provider.awareness.meta.get(id).clock }))
+const clockBack = b.provider.awareness.meta.get(id).clock
+
+// Now b is away and comes back: it saw a's state at the clock a still
+// has, and would ignore it until a's renewal; the server asks a to renew
+// as b comes back. Peers on other nodes renew on their own, so this
+// needs one server.
+if (servers.length === 1) {
+  b.provider.shouldConnect = false
+  b.provider.ws.terminate()
+  await waitFor('a sees b removed', () => !a.provider.awareness.getStates().has(b.doc.clientID), 10000)
+  await waitFor('b drops the states it had', () => seen() === undefined, 10000)
+  b.provider.connect()
+  await waitFor('b reconnects', () => b.provider.synced, 10000)
+  await waitFor('b sees a again after coming back', () => seen() === 1, 5000)
+}
+console.log(JSON.stringify({ removedAt, clockAway, clockBack }))
 clearTimeout(deadline)
 for (const p of [a, b]) p.provider.destroy()
 process.exit(0)

@@ -38,7 +38,9 @@ const b = open()
 await Promise.all([a.synced, b.synced])
 debug = () => JSON.stringify({ a: text(a), b: text(b) })
 a.doc.getText('t').insert(0, 'before ')
-await waitFor(() => text(b) === 'before ')
+a.provider.awareness.setLocalStateField('cursor', 1)
+const cursorOfA = () => b.provider.awareness.getStates().get(a.doc.clientID)?.cursor
+await waitFor(() => text(b) === 'before ' && cursorOfA() === 1)
 
 // The server restarts; a edits while it is away. a and b stay away until
 // a new provider has loaded the document: what it gets then, only the
@@ -60,6 +62,15 @@ b.provider.connect()
 await waitFor(() => text(b) === 'before offline-a ' && text(d) === text(b))
 d.provider.destroy()
 console.error('stage: restart survived')
+// The new server held no awareness: a came back at the clock b saw, and
+// b would ignore it until a's renewal (15 s after a set its state) but
+// for the server asking a to renew it.
+const cursorBack = Date.now()
+await waitFor(() => cursorOfA() === 1)
+if (Date.now() - cursorBack > 5000) {
+  console.error(`b saw a's cursor again ${Date.now() - cursorBack} ms after the restart, want at once`)
+  process.exit(1)
+}
 
 // a's socket is cut; what it types meanwhile arrives after it reconnects.
 a.provider.ws.terminate()
