@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/openlivesync/livesync/internal/livesynctest"
+	"github.com/openlivesync/livesync/internal/redact"
 )
 
 // TestPasswordsNeverReachStderr runs the binary's run with stores and
@@ -54,5 +55,24 @@ func TestPasswordsNeverReachStderr(t *testing.T) {
 	store := "sqlite:" + filepath.Join(t.TempDir(), "no", "such", "dir@x", "chat.db")
 	if code := run([]string{"-addr", "127.0.0.1:0", "-store", store}, noEnv, &stderr, nil); code != 2 || !strings.Contains(stderr.String(), "dir@x") {
 		t.Errorf("sqlite: exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// TestMistypedStoreSchemeHidesThePassword: a -store whose scheme has a
+// typo is refused as unsupported, and the line that quotes it masks
+// whatever may be its password.
+func TestMistypedStoreSchemeHidesThePassword(t *testing.T) {
+	for _, store := range []string{
+		"postgres:/postgres:hunter2@127.0.0.1/test",
+		"postgres//postgres:hunter2@127.0.0.1/test",
+		"mysql:/root:hunter2@127.0.0.1:3306/test",
+		"mysql//root:hunter2@127.0.0.1:3306/test",
+		"postgres:hunter2@127.0.0.1/test",
+	} {
+		var stderr bytes.Buffer
+		code := run([]string{"-addr", "127.0.0.1:0", "-store", store}, noEnv, &stderr, nil)
+		if code != 2 || !strings.Contains(stderr.String(), "unsupported") || strings.Contains(stderr.String(), "hunter2") {
+			t.Errorf("-store %s: exit %d, stderr %q; want 2, unsupported, and no password", redact.DSN(store), code, stderr.String())
+		}
 	}
 }

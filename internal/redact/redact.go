@@ -31,7 +31,9 @@ var (
 
 // DSN returns dsn with any password in it replaced by "xxxxx", for
 // logs and error messages: a URL's user password, password= parameters,
-// and go-sql-driver/mysql's user:password@ prefix. A malformed URL is
+// and go-sql-driver/mysql's user:password@ prefix. A string of no known
+// form that holds an '@' (a URL whose scheme has a typo) is masked from
+// after its scheme-like prefix to its last '@'. A malformed URL is
 // masked from the first ':' after the user name to the last '@', which
 // may hide more than the password but never less. A URL whose user
 // information is ambiguous (see CheckUserinfo) is masked whole, user name
@@ -75,8 +77,27 @@ func DSN(dsn string) string {
 	}
 	if m := driverDSN.FindStringSubmatchIndex(dsn); m != nil {
 		dsn = dsn[:m[4]] + mask + dsn[m[5]:]
+	} else {
+		dsn = maskUnknown(dsn)
 	}
 	return keyValueSecret.ReplaceAllString(dsn, "${1}${2}"+mask)
+}
+
+// schemeish matches what may start a mistyped URL or a user name:
+// "postgres:/", "postgres//", "postgres:" or "root:".
+var schemeish = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*(?::/*|/+)`)
+
+// maskUnknown masks, in a string of no form known here that holds an
+// '@' (a URL with a typo in its scheme, such as postgres:/u:pw@h/db),
+// everything between a scheme-like prefix and the last '@': whatever
+// precedes an '@' may be a password, and nothing tells where it starts.
+func maskUnknown(s string) string {
+	at := strings.LastIndex(s, "@")
+	if at < 0 {
+		return s
+	}
+	start := len(schemeish.FindString(s[:at]))
+	return s[:start] + mask + s[at:]
 }
 
 // CheckUserinfo reports whether the user name and password of rawURL
@@ -176,6 +197,8 @@ func secrets(dsn string) []string {
 		}
 	} else if m := driverDSN.FindStringSubmatch(dsn); m != nil {
 		add(m[2])
+	} else if at := strings.LastIndex(dsn, "@"); at >= 0 {
+		add(dsn[len(schemeish.FindString(dsn[:at])):at]) // the span maskUnknown masks
 	}
 	for _, m := range keyValueSecret.FindAllStringSubmatch(dsn, -1) {
 		v := m[3]

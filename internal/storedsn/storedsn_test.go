@@ -64,6 +64,12 @@ func TestOpenErrors(t *testing.T) {
 		{"redis://u:" + secret + "@127.0.0.1:6379", "unsupported DSN"},
 		{"mongodb://u:" + secret + "@h/db", "unsupported DSN"},
 		{"memory:", "unsupported DSN"},
+		// A scheme with a typo: echoed, its password masked.
+		{"postgres:/postgres:" + secret + "@127.0.0.1/test", `"postgres:/xxxxx@127.0.0.1/test": unsupported DSN`},
+		{"postgres//postgres:" + secret + "@127.0.0.1/test", "unsupported DSN"},
+		{"mysql:/root:" + secret + "@127.0.0.1:3306/test", "unsupported DSN"},
+		{"mysql//root:" + secret + "@127.0.0.1:3306/test", "unsupported DSN"},
+		{"postgres:" + secret + "@127.0.0.1/test", "unsupported DSN"},
 		{"sqlite:", "no database file"},
 		{"sqlite://", "no database file"},
 		{"sqlite::memory:", "in-memory"},
