@@ -76,3 +76,18 @@ func TestMistypedStoreSchemeHidesThePassword(t *testing.T) {
 		}
 	}
 }
+
+// TestUpperCaseStoreSchemeDialsTheHostGiven: -store POSTGRES://… is the
+// URL it says, dialled at its host and port, never the local socket
+// (which would be sent the password).
+func TestUpperCaseStoreSchemeDialsTheHostGiven(t *testing.T) {
+	closed := livesynctest.ClosedAddr(t)
+	for _, scheme := range []string{"POSTGRES", "Postgres", "PostgreSQL"} {
+		var stderr bytes.Buffer
+		code := run([]string{"-addr", "127.0.0.1:0", "-store", scheme + "://postgres:hunter2@" + closed + "/test"}, noEnv, &stderr, nil)
+		out := stderr.String()
+		if code != 2 || !strings.Contains(out, closed) || strings.Contains(out, ".s.PGSQL") || strings.Contains(out, "hunter2") {
+			t.Errorf("-store %s://…: exit %d, stderr %q; want 2, %s unreachable, and no password", scheme, code, out, closed)
+		}
+	}
+}

@@ -65,6 +65,12 @@ func open(ctx context.Context, dsn string, historyLimit int, table string) (chat
 		if err := redact.CheckUserinfo(dsn); err != nil {
 			return nil, fail(dsn, "malformed DSN", err)
 		}
+		// pgx reads only a lower-case scheme as a URL: it would take
+		// POSTGRES://… for key=value settings, connect to the local
+		// socket as another user and send the whole URL, password and
+		// all, to that server, which logs it.
+		i := strings.Index(dsn, "://")
+		dsn = lower[:i] + dsn[i:]
 		if strings.HasPrefix(lower, "mysql://") {
 			return openMySQL(ctx, dsn, historyLimit, table)
 		}
@@ -86,8 +92,10 @@ func openSQLite(ctx context.Context, dsn string, historyLimit int, table string)
 	return s, nil
 }
 
-func openPostgres(ctx context.Context, dsn string, historyLimit int, table string) (chat.Store, error) {
-	// Later connections must not hang for ever either.
+// postgresConfig is the driver's configuration of dsn, and dsn as the
+// store is given it: with a connect_timeout, so that later connections
+// must not hang for ever either.
+func postgresConfig(dsn string) (*pgx.ConnConfig, string, error) {
 	full := dsn
 	if !strings.Contains(strings.ToLower(dsn), "connect_timeout=") {
 		sep := "?"
@@ -97,6 +105,11 @@ func openPostgres(ctx context.Context, dsn string, historyLimit int, table strin
 		full += sep + "connect_timeout=" + strconv.Itoa(int(max(pingTimeout.Seconds(), 1)))
 	}
 	config, err := pgx.ParseConfig(full)
+	return config, full, err
+}
+
+func openPostgres(ctx context.Context, dsn string, historyLimit int, table string) (chat.Store, error) {
+	config, full, err := postgresConfig(dsn)
 	if err != nil {
 		return nil, fail(dsn, "malformed DSN", err)
 	}

@@ -214,7 +214,7 @@ func TestOpenSQLite(t *testing.T) {
 
 func TestOpenPostgres(t *testing.T) {
 	dsn := testsvc.PostgresDSN(t)
-	for _, scheme := range []string{"postgres://", "postgresql://"} {
+	for _, scheme := range []string{"postgres://", "postgresql://", "POSTGRES://", "PostgreSQL://"} {
 		t.Run(scheme, func(t *testing.T) {
 			table := testsvc.TableName(t, "olsdsn")
 			t.Cleanup(func() {
