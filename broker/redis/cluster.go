@@ -98,8 +98,14 @@ func newClusterClient(ctx context.Context, u *url.URL, q url.Values, o Options) 
 // the broker's slot loader (see slotmap.go) and each node's own TLS name.
 func clusterOptions(u *url.URL, q url.Values, o Options) (*goredis.ClusterOptions, *slotLoader, error) {
 	cu := *u
-	if cu.Path == "/0" || cu.Path == "/" {
-		cu.Path = "" // a cluster has only database 0
+	switch cu.Path {
+	case "/0", "/":
+		cu.Path = ""
+	case "":
+	default:
+		// go-redis ignores it: the node would start on database 0 while
+		// its operator meant another.
+		return nil, nil, fmt.Errorf("redis broker: a cluster has only database 0: drop %s from the URL", cu.Path)
 	}
 	co, err := goredis.ParseClusterURL(cu.String())
 	if err != nil {

@@ -20,9 +20,9 @@ import (
 // working cluster stops the binary at start-up with exit code 2 and one
 // line saying why: a cluster URL whose seeds all fail to answer, a
 // cluster URL on a Redis that is not in cluster mode (also when other
-// seeds are dead), one cluster node's address with a database other than
-// 0, a prefix with a brace on a cluster (given as a cluster URL or as one
-// node's address).
+// seeds are dead), one cluster node's address or a cluster URL with a
+// database other than 0, a prefix with a brace on a cluster (given as a cluster
+// URL or as one node's address).
 func TestRedisClusterBadInputExits2WithOneLine(t *testing.T) {
 	seeds := testsvc.RedisClusterAddrs(t)
 	single := testsvc.RedisAddr(t)
@@ -37,6 +37,7 @@ func TestRedisClusterBadInputExits2WithOneLine(t *testing.T) {
 		{"not a cluster, other seeds dead", "redis://" + closed1 + "?addr=" + single + "&addr=" + closed2, "not a cluster"},
 		{"not a cluster first, other seeds dead", "redis://" + single + "?addr=" + closed1 + "&addr=" + closed2, "not a cluster"},
 		{"cluster node with a database", "redis://" + seeds[0] + "/3", "a cluster has only database 0: drop /3"},
+		{"cluster URL with a database", "redis://" + seeds[0] + "/2?addr=" + seeds[1] + "&addr=" + seeds[2], "a cluster has only database 0: drop /2"},
 		{"brace in prefix, cluster URL", "redis://" + seeds[0] + "?addr=" + seeds[1] + "&prefix=a{b}", "must not contain { or }"},
 		{"brace in prefix, one node", "redis://" + seeds[0] + "?prefix=a}b", "must not contain { or }"},
 	} {
