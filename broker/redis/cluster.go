@@ -73,6 +73,11 @@ func newClusterClient(ctx context.Context, u *url.URL, q url.Values, o Options) 
 	// others answer is an outage of its shard, not a start-up error.
 	if _, err := loader.load(pctx); err != nil {
 		var reply goredis.Error
+		if isAuthError(err) {
+			// It answered, with no to the credentials: as a single
+			// Redis says it (connect.go), not "not a cluster".
+			return fail(fmt.Errorf("redis broker: Redis Cluster at %s refused the connection: %w", seeds, err))
+		}
 		if errors.As(err, &reply) || errors.Is(err, errNoSlots) {
 			// It answered: a Redis that is not a cluster node ("cluster
 			// support disabled"), or a node of no formed cluster.
@@ -134,6 +139,17 @@ func clusterOptions(u *url.URL, q url.Values, o Options) (*goredis.ClusterOption
 		return goredis.NewClient(opt)
 	}
 	return co, loader, nil
+}
+
+// isAuthError reports whether err is Redis refusing the credentials
+// (WRONGPASS, NOAUTH) or the user's rights (NOPERM).
+func isAuthError(err error) bool {
+	var reply goredis.Error
+	if !errors.As(err, &reply) {
+		return false
+	}
+	msg := reply.Error()
+	return strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") || strings.HasPrefix(msg, "NOPERM")
 }
 
 // isUnknownCommand reports whether err is Redis refusing a command it

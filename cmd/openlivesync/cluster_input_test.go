@@ -21,7 +21,8 @@ import (
 // line saying why: a cluster URL whose seeds all fail to answer, a
 // cluster URL on a Redis that is not in cluster mode (also when other
 // seeds are dead), one cluster node's address or a cluster URL with a
-// database other than 0, a prefix with a brace on a cluster (given as a cluster
+// database other than 0, credentials the cluster refuses (its password
+// never shown), a prefix with a brace on a cluster (given as a cluster
 // URL or as one node's address).
 func TestRedisClusterBadInputExits2WithOneLine(t *testing.T) {
 	seeds := testsvc.RedisClusterAddrs(t)
@@ -38,6 +39,9 @@ func TestRedisClusterBadInputExits2WithOneLine(t *testing.T) {
 		{"not a cluster first, other seeds dead", "redis://" + single + "?addr=" + closed1 + "&addr=" + closed2, "not a cluster"},
 		{"cluster node with a database", "redis://" + seeds[0] + "/3", "a cluster has only database 0: drop /3"},
 		{"cluster URL with a database", "redis://" + seeds[0] + "/2?addr=" + seeds[1] + "&addr=" + seeds[2], "a cluster has only database 0: drop /2"},
+		// Refused credentials, as a single Redis's are: not "not a cluster".
+		// (One seed twice: the first to answer is the one named.)
+		{"cluster URL with a wrong password", "redis://u:hunter2@" + seeds[0] + "?addr=" + seeds[0], "refused the connection: " + seeds[0] + ": WRONGPASS"},
 		{"brace in prefix, cluster URL", "redis://" + seeds[0] + "?addr=" + seeds[1] + "&prefix=a{b}", "must not contain { or }"},
 		{"brace in prefix, one node", "redis://" + seeds[0] + "?prefix=a}b", "must not contain { or }"},
 	} {
@@ -47,7 +51,7 @@ func TestRedisClusterBadInputExits2WithOneLine(t *testing.T) {
 				t.Fatalf("exit %d, want 2; stderr %q", code, stderr.String())
 			}
 			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-			if len(lines) != 1 || !strings.HasPrefix(lines[0], "openlivesync: -redis: ") || !strings.Contains(lines[0], tc.want) {
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "openlivesync: -redis: ") || !strings.Contains(lines[0], tc.want) || strings.Contains(lines[0], "hunter2") {
 				t.Fatalf("stderr %q, want one line saying %q", stderr.String(), tc.want)
 			}
 			t.Log(lines[0])
