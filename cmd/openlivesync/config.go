@@ -48,6 +48,9 @@ type config struct {
 	// whose flag is left alone stays 0, the library's default.
 	limits livesync.Limits
 
+	// given is the flags set on the command line or in the environment.
+	given map[string]bool
+
 	// The operator's kit: TLS, -version, -healthcheck, /metrics and
 	// /demo (ops.go).
 	ops opsConfig
@@ -79,8 +82,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Lookup("history-limit").DefValue = strconv.Itoa(chat.DefaultHistoryLimit)
 	fs.StringVar(&c.store, "store", "memory", "chat store: memory, sqlite:PATH, postgres://…, mysql://user:pass@host:port/db")
 	fs.BoolVar(&c.docGC, "doc-gc", true, "collect deleted content when shared documents are compacted; false for clients running Yjs with gc: false")
-	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	c.logFormat, c.logLevel = "text", "info"
+	fs.Var(&choice{p: &c.logFormat, ok: isLogFormat, want: "want text or json"}, "log-format", "log `format`: text or json")
+	fs.Var(&choice{p: &c.logLevel, ok: isLogLevel, want: "want debug, info, warn or error"}, "log-level", "log `level`: debug, info, warn or error")
 	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "verify HS256 tokens at connect with this secret (at least 32 bytes)")
 	fs.StringVar(&c.jwksURL, "jwks-url", "", "verify RS256/ES256/EdDSA tokens at connect against this JWKS")
 	fs.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required token issuer (iss)")
@@ -90,6 +94,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.redis, "redis", "", "redis://host:port/db, or a Redis Cluster as redis://h1:7000?addr=h2:7001&addr=h3:7002: join a cluster of nodes sharing rooms")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For/Forwarded is believed (per-address caps, logs)")
 	c.limits.RegisterFlags(fs)
+	wholeNumberLimits(fs)
 	c.ops.register(fs)
 	c.hooks.register(fs)
 	// Errors are reported by the caller in one line; keep flag's own
@@ -122,6 +127,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if envErr != nil {
 		return nil, envErr
 	}
+	// Set on the command line or in the environment: a flag that means
+	// nothing without another is refused only when it was asked for.
+	c.given = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { c.given[f.Name] = true })
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
 	}
@@ -169,6 +178,8 @@ func wanted(v flag.Value) string {
 		return "not a duration: want one such as 250ms, 10s or 2m"
 	case bool:
 		return "not true or false"
+	case int, int64, uint, uint64:
+		return "not a whole number"
 	default:
 		return "not a number"
 	}
@@ -182,12 +193,9 @@ func (c *config) validate() error {
 		// The binary's own floor: below it a join_room with presence
 		// would not fit, and the server would only ever close clients.
 		return fmt.Errorf("-max-message-bytes %d is below the minimum of 1024", c.limits.MaxMessageBytes)
-	case c.logFormat != "text" && c.logFormat != "json":
-		return fmt.Errorf("-log-format %q: want text or json", c.logFormat)
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
-		return fmt.Errorf("-log-level %q: want debug, info, warn or error", c.logLevel)
+	if err := checkOrigins(c.allowedOrigins); err != nil {
+		return err
 	}
 	for _, p := range strings.Split(c.trustedProxies, ",") {
 		if p = strings.TrimSpace(p); p == "" {
@@ -216,7 +224,7 @@ func (c *config) validate() error {
 	if (c.jwtIssuer != "" || c.jwtAudience != "") && c.jwtSecret == "" && c.jwksURL == "" {
 		return errors.New("-jwt-issuer and -jwt-audience need -jwt-secret or -jwks-url")
 	}
-	return c.hooks.validate()
+	return c.hooks.validate(c.given)
 }
 
 // storeName is the store DSN with any password masked, for logs.
@@ -234,7 +242,7 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 	log := slog.New(h)
 	store, err := storedsn.Open(ctx, c.store, c.historyLimit) // <= 0: the store's default page
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("-store: %w", err) // the DSN in it masked by storedsn
 	}
 	opts := &livesync.Options{
 		Path:             c.path,
@@ -262,7 +270,11 @@ func (c *config) build(ctx context.Context, stderr io.Writer) (*livesync.Server,
 		})
 		if err != nil {
 			store.Close()
-			return nil, nil, err
+			name := "-jwks-url"
+			if c.jwtSecret != "" {
+				name = "-jwt-secret"
+			}
+			return nil, nil, fmt.Errorf("%s: %w", name, err) // the URL in it masked by auth
 		}
 		opts.OnAuth, opts.VerifyToken = v.OnAuth, v.Verify
 	}

@@ -41,8 +41,9 @@ func (h *hooksConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&h.nodeTimeout, "webhook-node-timeout", webhook.DefaultNodeTimeout, "without -redis, on a database -store: a node silent in the database this long (killed, say) is taken for dead, and the member.left, room.vacated and user.offline it owed are sent for it")
 }
 
-// validate checks the flags, each mistake in one line.
-func (h *hooksConfig) validate() error {
+// validate checks the flags, each mistake in one line. given is the
+// flags set on the command line or in the environment.
+func (h *hooksConfig) validate(given map[string]bool) error {
 	if h.webhookURL != "" {
 		if err := webhook.CheckURL(h.webhookURL); err != nil {
 			return fmt.Errorf("-webhook-url: %v", err)
@@ -68,6 +69,14 @@ func (h *hooksConfig) validate() error {
 	}
 	if h.webhookEvents != "" && h.webhookURL == "" {
 		return errors.New("-webhook-events needs -webhook-url")
+	}
+	// Left at their defaults they are harmless; set, they say the
+	// operator believes a hook is configured that is not.
+	if given["chat-hook-timeout"] && h.chatHookURL == "" {
+		return errors.New("-chat-hook-timeout needs -chat-hook-url")
+	}
+	if given["webhook-node-timeout"] && h.webhookURL == "" {
+		return errors.New("-webhook-node-timeout needs -webhook-url")
 	}
 	events, err := webhook.ParseEvents(h.webhookEvents)
 	if err != nil {

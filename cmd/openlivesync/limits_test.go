@@ -77,6 +77,11 @@ func TestBadLimitExits2WithOneLine(t *testing.T) {
 		{args: []string{"-store-timeout", "5"}, want: "-store-timeout"},
 		{env: map[string]string{"OPENLIVESYNC_MAX_CHAT_BYTES": "lots"}, want: "OPENLIVESYNC_MAX_CHAT_BYTES"},
 		{env: map[string]string{"OPENLIVESYNC_PING_INTERVAL": "-1s"}, want: "OPENLIVESYNC_PING_INTERVAL"},
+		// A number, but not the whole one a count wants.
+		{args: []string{"-chat-burst", "1.5"}, want: "-chat-burst: not a whole number"},
+		{args: []string{"-max-chat-bytes", "1.5"}, want: "-max-chat-bytes: not a whole number"},
+		{env: map[string]string{"OPENLIVESYNC_MAX_CHAT_BYTES": "1.5"}, want: "OPENLIVESYNC_MAX_CHAT_BYTES: not a whole number"},
+		{args: []string{"-event-rate", "fast"}, want: "-event-rate: not a number"}, // a rate may be 1.5
 		// Caught by New, which names the fields and their flags.
 		{args: []string{"-pong-timeout", "5s"}, want: "-pong-timeout"},
 	} {

@@ -81,7 +81,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer, ready chan
 	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
-		fail(stderr, err)
+		fail(stderr, fmt.Errorf("-addr: %w", err))
 		srv.Shutdown(context.Background())
 		return 2
 	}

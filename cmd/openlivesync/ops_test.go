@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/openlivesync/livesync"
 	"github.com/openlivesync/livesync/internal/livesynctest"
 	"github.com/openlivesync/livesync/internal/testsvc"
 )
@@ -154,6 +155,12 @@ func TestStartUpErrorsSayWhatToDo(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, nil, 0o600)
+	inUse, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inUse.Close()
+	closed := livesynctest.ClosedAddr(t)
 	for _, tc := range []struct {
 		args  []string
 		wants []string
@@ -172,27 +179,72 @@ func TestStartUpErrorsSayWhatToDo(t *testing.T) {
 		{[]string{"-path", "/"}, []string{"-path", "a path of its own"}},
 		// The flags outside the limit table say what they want as the
 		// limits do, not flag's "parse error".
-		{[]string{"-history-limit", "x"}, []string{"-history-limit", `"x"`, "not a number"}},
+		{[]string{"-history-limit", "x"}, []string{"-history-limit", `"x"`, "not a whole number"}},
+		{[]string{"-history-limit", "1.5"}, []string{"-history-limit", `"1.5"`, "not a whole number"}},
+		{[]string{"-log-format", "xml"}, []string{"-log-format", `"xml"`, "want text or json"}},
+		{[]string{"-log-level", "loud"}, []string{"-log-level", `"loud"`, "want debug, info, warn or error"}},
+		// An origin that no browser's Origin header could match.
+		{[]string{"-allowed-origins", "app.example.com"}, []string{"-allowed-origins", `"app.example.com"`, "scheme://host[:port]"}},
+		{[]string{"-allowed-origins", "https://app.example.com,localhost:3000"}, []string{"-allowed-origins", `"localhost:3000"`, "scheme://host[:port]"}},
+		{[]string{"-allowed-origins", "https://app.example.com/chat"}, []string{"-allowed-origins", "scheme://host[:port]"}},
+		{[]string{"-allowed-origins", "https://app:Kq9secret@app.example.com"}, []string{"-allowed-origins", "scheme://host[:port]"}},
+		// A hook's setting without its hook, as -chat-hook-fail-open.
+		{[]string{"-chat-hook-fail-open"}, []string{"-chat-hook-fail-open needs -chat-hook-url"}},
+		{[]string{"-chat-hook-timeout", "5s"}, []string{"-chat-hook-timeout needs -chat-hook-url"}},
+		{[]string{"-webhook-node-timeout", "5s"}, []string{"-webhook-node-timeout needs -webhook-url"}},
+		// What fails only when it is used names its flag too.
+		{[]string{"-addr", inUse.Addr().String()}, []string{"-addr: ", "address already in use"}},
+		{[]string{"-addr", "bogus"}, []string{"-addr: ", "missing port"}},
+		{[]string{"-store", "postgres://app:Kq9secret@" + closed + "/db"}, []string{"-store: ", "database unreachable"}},
+		{[]string{"-store", "mysql://app:Kq9secret@" + closed + "/db"}, []string{"-store: ", "database unreachable"}},
+		{[]string{"-jwks-url", "http://" + closed + "/jwks"}, []string{"-jwks-url: ", "verifier unavailable"}},
 		{[]string{"-shutdown-delay", "abc"}, []string{"-shutdown-delay", "not a duration: want one such as 250ms, 10s or 2m"}},
 		{[]string{"-webhook-node-timeout", "abc"}, []string{"-webhook-node-timeout", "not a duration"}},
 		{[]string{"-demo=abc"}, []string{"-demo", "not true or false"}},
 	} {
-		var stderr bytes.Buffer
-		if code := run(append([]string{"-addr", "127.0.0.1:0"}, tc.args...), noEnv, &stderr, nil); code != 2 {
+		args := tc.args
+		if args[0] != "-addr" {
+			args = append([]string{"-addr", "127.0.0.1:0"}, args...)
+		}
+		code, stderr := runRefused(t, args, noEnv)
+		if code != 2 {
 			t.Errorf("%v: exit %d, want 2", tc.args, code)
 		}
-		oneLine(t, strings.Join(tc.args, " "), stderr.String(), tc.wants...)
-		if strings.Contains(stderr.String(), "Kq9secret") || strings.Contains(stderr.String(), "Options.") {
-			t.Errorf("%v: stderr %q quotes a password or the library's names", tc.args, stderr.String())
+		oneLine(t, strings.Join(tc.args, " "), stderr, tc.wants...)
+		if strings.Contains(stderr, "Kq9secret") || strings.Contains(stderr, "Options.") {
+			t.Errorf("%v: stderr %q quotes a password or the library's names", tc.args, stderr)
 		}
 	}
-	// The same words for the environment's forms.
-	env := map[string]string{"OPENLIVESYNC_SHUTDOWN_DELAY": "abc"}
-	var stderr bytes.Buffer
-	if code := run([]string{"-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, &stderr, nil); code != 2 {
-		t.Errorf("OPENLIVESYNC_SHUTDOWN_DELAY=abc: exit %d, want 2", code)
+	// The same words for the environment's forms, naming the variable.
+	for _, tc := range []struct {
+		name, value string
+		wants       []string
+	}{
+		{"OPENLIVESYNC_SHUTDOWN_DELAY", "abc", []string{"not a duration"}},
+		{"OPENLIVESYNC_LOG_FORMAT", "xml", []string{`invalid value "xml" for OPENLIVESYNC_LOG_FORMAT: want text or json`}},
+		{"OPENLIVESYNC_LOG_LEVEL", "loud", []string{`invalid value "loud" for OPENLIVESYNC_LOG_LEVEL: want debug`}},
+		{"OPENLIVESYNC_HISTORY_LIMIT", "1.5", []string{"not a whole number"}},
+		{"OPENLIVESYNC_CHAT_HOOK_TIMEOUT", "5s", []string{"-chat-hook-timeout needs -chat-hook-url"}},
+		{"OPENLIVESYNC_WEBHOOK_NODE_TIMEOUT", "5s", []string{"-webhook-node-timeout needs -webhook-url"}},
+		{"OPENLIVESYNC_ALLOWED_ORIGINS", "app.example.com", []string{"-allowed-origins", "scheme://host[:port]"}},
+	} {
+		env := func(k string) string {
+			if k == tc.name {
+				return tc.value
+			}
+			return ""
+		}
+		what := tc.name + "=" + tc.value
+		code, stderr := runRefused(t, []string{"-addr", "127.0.0.1:0"}, env)
+		if code != 2 {
+			t.Errorf("%s: exit %d, want 2", what, code)
+		}
+		if strings.HasPrefix(tc.wants[0], "-") {
+			oneLine(t, what, stderr, tc.wants...)
+		} else {
+			oneLine(t, what, stderr, append([]string{tc.name}, tc.wants...)...)
+		}
 	}
-	oneLine(t, "OPENLIVESYNC_SHUTDOWN_DELAY=abc", stderr.String(), "OPENLIVESYNC_SHUTDOWN_DELAY", "not a duration")
 	// An existing directory passes the check (the store opens).
 	if err := checkSQLiteDir("sqlite:" + filepath.Join(dir, "chat.db")); err != nil {
 		t.Errorf("existing directory: %v", err)
@@ -464,5 +516,35 @@ func TestAllowedOriginsKeepTheDemo(t *testing.T) {
 		if ws != nil {
 			ws.Close()
 		}
+	}
+}
+
+// runRefused is run with args and getenv for a start-up that must be
+// refused: when run serves instead, the test fails at once and the
+// server is shut down, rather than the test hanging on a server that
+// will not stop. It returns run's exit code and stderr.
+func runRefused(t *testing.T, args []string, getenv func(string) string) (int, string) {
+	t.Helper()
+	built := make(chan *livesync.Server, 1)
+	newServer = func(o *livesync.Options) (*livesync.Server, error) {
+		s, err := livesync.New(o)
+		if err == nil {
+			built <- s
+		}
+		return s, err
+	}
+	defer func() { newServer = livesync.New }()
+	ready := make(chan net.Addr, 1)
+	done := make(chan int, 1)
+	var stderr livesynctest.Buffer
+	go func() { done <- run(args, getenv, &stderr, ready) }()
+	select {
+	case code := <-done:
+		return code, stderr.String()
+	case <-ready:
+		(<-built).Shutdown(context.Background()) // run returns once Serve does
+		<-done
+		t.Errorf("%q: started serving, want it refused", args)
+		return 0, stderr.String()
 	}
 }
