@@ -439,10 +439,18 @@ func parseLimit[T limitType](text string) (T, error) {
 	switch {
 	case errors.Is(err, strconv.ErrRange):
 		return v, errors.New("out of range")
+	case err != nil && isFloat(text):
+		return v, errors.New("not a whole number") // 1.5 is a number: say what is wanted
 	case err != nil:
 		return v, errors.New("not a number")
 	}
 	return v, nil
+}
+
+// isFloat reports whether text is a number, whole or not.
+func isFloat(text string) bool {
+	_, err := strconv.ParseFloat(text, 64)
+	return err == nil
 }
 
 // formatLimit writes v as a flag takes it. Whole minutes and hours lose

@@ -94,7 +94,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.redis, "redis", "", "redis://host:port/db, or a Redis Cluster as redis://h1:7000?addr=h2:7001&addr=h3:7002: join a cluster of nodes sharing rooms")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For/Forwarded is believed (per-address caps, logs)")
 	c.limits.RegisterFlags(fs)
-	wholeNumberLimits(fs)
 	c.ops.register(fs)
 	c.hooks.register(fs)
 	// Errors are reported by the caller in one line; keep flag's own
