@@ -139,16 +139,18 @@ func (d *ydoc) awareness(c *conn, entries []yAwarenessEntry, update, frame []byt
 	if !allow() {
 		return true, nil
 	}
-	held := make(map[uint64]bool, len(entries))
+	var newcomers []yAwarenessEntry // states of clients not held: see yjs_renewals.go
 	for _, e := range entries {
-		_, held[e.client] = d.aware[e.client]
+		if _, held := d.aware[e.client]; !held && e.state != "null" {
+			newcomers = append(newcomers, e)
+		}
 	}
 	fresh, err := d.awarenessLocked(c.id, user, entries, frame, yMaxOwnedClients)
 	if fresh {
 		d.relayLocked(docRelayAwareness, c.id+"\t"+user, update)
 	}
-	if asks := d.renewEntriesLocked(c.id, entries, held); len(asks) > 0 {
-		c.send(yAwarenessFrame(asks)) // see yjs_renewals.go
+	if asks := d.renewEntriesLocked(c.id, newcomers); len(asks) > 0 {
+		c.send(yAwarenessFrame(asks))
 	}
 	return false, err
 }

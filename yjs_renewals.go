@@ -33,16 +33,13 @@ import "time"
 // 15 s.
 const renewEvery = 2 * time.Second
 
-// renewEntriesLocked returns, for the entries that owner announced and the
-// document now holds as owner's at their clock, a removal at that clock:
-// what makes their provider send them again above it. held is what the
-// document held before (d.aware's clients then).
-func (d *ydoc) renewEntriesLocked(owner string, entries []yAwarenessEntry, held map[uint64]bool) []yAwarenessEntry {
+// renewEntriesLocked returns, for the states of clients the document did
+// not hold that owner announced (newcomers) and that it now holds as
+// owner's at their clock, a removal at that clock: what makes their
+// provider send them again above it.
+func (d *ydoc) renewEntriesLocked(owner string, newcomers []yAwarenessEntry) []yAwarenessEntry {
 	var asks []yAwarenessEntry
-	for _, e := range entries {
-		if held[e.client] || e.state == "null" {
-			continue
-		}
+	for _, e := range newcomers {
 		if a, ok := d.aware[e.client]; ok && a.owner == owner && a.clock == e.clock {
 			asks = append(asks, yAwarenessEntry{client: e.client, clock: e.clock, state: "null"})
 		}
