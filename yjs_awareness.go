@@ -151,6 +151,11 @@ func (d *ydoc) awareness(c *conn, entries []yAwarenessEntry, update, frame []byt
 	}
 	if asks := d.renewEntriesLocked(c.id, newcomers); len(asks) > 0 {
 		c.send(yAwarenessFrame(asks))
+		if len(d.peers) == 1 {
+			// The document was not open here: c may be a provider back,
+			// whose removal this node forgot with the document.
+			d.renewOthersLocked(c)
+		}
 	}
 	return false, err
 }

@@ -25,6 +25,8 @@ import (
 //	'q' "\n" state vector       a node opened or resynchronised the document:
 //	                            send me what I lack, and ask me for the same
 //	'r' "\n" state vector       a node answering a 'q': send me what I lack
+//	'n' "\n"                    a provider came back here: ask your peers to
+//	                            renew their states (yjs_renewals.go)
 //
 // The asking back ('r') is what heals a split after an outage: each
 // node resynchronises on its own, and the first to ask may do so before
@@ -39,6 +41,7 @@ const (
 	docRelayAwareness = 'a'
 	docRelayQuery     = 'q'
 	docRelayAskBack   = 'r'
+	docRelayRenew     = 'n'
 
 	docRoomPrefix = "\x1fyjs\x1f"
 )
@@ -145,6 +148,8 @@ func (s *Server) docRelayed(name string, msg []byte) {
 		d.answerLocked(payload)
 		d.relayLocalAwarenessLocked()
 		d.askPeersLocked(docRelayAskBack)
+	case docRelayRenew:
+		d.renewPeersLocked(nil)
 	case docRelayAskBack:
 		d.answerLocked(payload)
 		// The asking node may have dropped this node's cursors while the

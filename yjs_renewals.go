@@ -21,12 +21,14 @@ import "time"
 // So the server asks for that: the first state of a client it does not
 // hold is answered, to its sender only, with such a removal (the sender
 // sends the state again above every peer's clock); and when a provider
-// comes back (its state outdated by a remembered removal, see removals),
-// the other local peers are asked the same for their clients, each
-// client at most once per renewEvery. Peers on other nodes renew on their
-// own. A provider that comes back before its old socket is known dead is
-// not told from a peer echoing the states it receives (y-websocket sends
-// them back), so its peers' cursors wait for their renewals.
+// comes back (its state outdated by a remembered removal, see removals,
+// or its node had closed the document, and with it the removal: the
+// first peer of a document a node opens may be one), the other peers
+// are asked the same for their clients, each client at
+// most once per renewEvery: this node's, and through the broker every
+// other node's. A provider that comes back before its old socket is known
+// dead is not told from a peer echoing the states it receives (y-websocket
+// sends them back), so its peers' cursors wait for their renewals.
 
 // renewEvery bounds how often a client is asked to renew: a renewal
 // costs a message to every peer, as the client's own renewals do every
@@ -47,9 +49,17 @@ func (d *ydoc) renewEntriesLocked(owner string, newcomers []yAwarenessEntry) []y
 	return asks
 }
 
-// renewOthersLocked asks every local peer but c to renew the states of
-// the clients it owns, but those asked less than renewEvery ago.
+// renewOthersLocked asks every peer but c, on this node and the others,
+// to renew the states of the clients it owns (c came back).
 func (d *ydoc) renewOthersLocked(c *conn) {
+	d.renewPeersLocked(c)
+	d.relayLocked(docRelayRenew, "", nil)
+}
+
+// renewPeersLocked asks every local peer but c (nil: every one) to renew
+// the states of the clients it owns, but those asked less than
+// renewEvery ago.
+func (d *ydoc) renewPeersLocked(c *conn) {
 	local := make(map[string]*conn, len(d.peers))
 	for p := range d.peers {
 		if p != c {
