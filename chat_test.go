@@ -2,7 +2,10 @@ package livesync
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -134,4 +137,39 @@ func TestNullOptionalFieldsAreAbsent(t *testing.T) {
 	if m.Message != "m" || m.Metadata != nil {
 		t.Fatalf("chat with null metadata: %+v, want the message without metadata", m)
 	}
+}
+
+// A NUL in what a message is stored with but the client did not type (a
+// user id from OnAuth or a token) is refused up front with
+// INVALID_PAYLOAD, through the API too, never failing the commit it
+// would share with other members' messages, which all get through.
+func TestNULUserIDFailsOnlyItsOwnChat(t *testing.T) {
+	o := startOpsServer(t, &Options{OnAuth: usersByQuery}, testAPIKey)
+	bad := livesynctest.Dial(t, o.ws+"?u=a%00b")
+	good := livesynctest.Dial(t, o.ws+"?u=bob")
+	bad.Join("r", nil)
+	good.Join("r", nil)
+	bad.Expect(protocol.MsgPresenceUpdated, nil)
+	const n = 15
+	for i := range n {
+		bad.Send(protocol.MsgSendChat, map[string]any{"message": fmt.Sprint("bad ", i)})
+		good.Send(protocol.MsgSendChat, map[string]any{"message": fmt.Sprint("good ", i)})
+	}
+	got := 0
+	good.Until("good's messages", func() bool { return got == n }, func(env protocol.Envelope) {
+		switch env.Type {
+		case protocol.MsgChatMessage:
+			got++
+		default:
+			t.Fatalf("good got %s %s", env.Type, env.Payload)
+		}
+	})
+	for range n { // between good's messages, which it hears
+		var e protocol.ErrorPayload
+		json.Unmarshal(bad.NextOf(protocol.MsgError).Payload, &e)
+		if e.Code != protocol.CodeInvalidPayload || !strings.Contains(e.Message, "user id") {
+			t.Fatalf("error %+v, want INVALID_PAYLOAD naming the user id", e)
+		}
+	}
+	o.api(t, http.MethodPost, roomPath("r", "/chat"), `{"message":"hi","userId":"a\u0000b"}`).wantError(t, http.StatusBadRequest, protocol.CodeInvalidPayload)
 }

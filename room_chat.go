@@ -101,6 +101,12 @@ func containsMessage(msgs []protocol.StoredChatMessage, m *protocol.StoredChatMe
 // server is shutting down it refuses new messages, so that what is
 // queued can be stored and delivered before the members are closed.
 func (r *room) enqueueChat(req chatRequest) (bool, *clientError) {
+	if err := chat.CheckMessage(req.msg); err != nil {
+		// What no store can keep (a NUL in the user id an OnAuth or a
+		// token gave, say) is refused up front, alike on every store,
+		// rather than failing the commit it would share with others'.
+		return true, errPayload("chat message not storable: %v", err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
