@@ -182,3 +182,35 @@ func testClusterAPIPresence(t *testing.T, e *clusterEnv) {
 		t.Fatalf("node B lists %+v", page.Presence)
 	}
 }
+
+// TestClusterBanOutlivesRedis: Redis comes back empty after an outage,
+// which loses the bans it held; the nodes write back those in force, so
+// that a node started afterwards, which reads them from Redis, refuses
+// the banned user too.
+func TestClusterBanOutlivesRedis(t *testing.T) { forRedisModes(t, testClusterBanOutlivesRedis) }
+
+func testClusterBanOutlivesRedis(t *testing.T, e *clusterEnv) {
+	proxy := e.link()
+	store := newSharedStore(t)
+	node := func(addr string) *opsServer {
+		opts := e.nodeOptions(addr, store, nil)
+		opts.OnAuth = usersByQuery
+		return startOpsServer(t, opts, testAPIKey)
+	}
+	a := node(proxy.Addr())
+	livesynctest.Dial(t, a.ws+"?u=ub").Join("r", nil)
+	if k := kickResult(t, a, "r", `{"userId":"ub","banSeconds":600}`); !slices.Equal(k.Banned, []string{"ub"}) {
+		t.Fatalf("kick answered %+v", k)
+	}
+	proxy.Cut()
+	e.wipe() // and Redis lost everything, the bans with it
+	livesynctest.WaitFor(t, "the node to notice the outage", func() bool { return a.s.broker.Healthy() != nil })
+	proxy.Restore()
+	livesynctest.WaitFor(t, "the node to recover", func() bool { return a.s.broker.Healthy() == nil })
+
+	c := node(e.addr)
+	livesynctest.WaitFor(t, "a node started after the outage to load the ban", func() bool { return c.s.bans.banned("r", "ub") })
+	back := livesynctest.Dial(t, c.ws+"?u=ub")
+	back.Send(protocol.MsgJoinRoom, map[string]any{"roomId": "r"})
+	back.ExpectError(protocol.CodeForbidden)
+}

@@ -107,15 +107,12 @@ func (b *Broker) Ban(ctx context.Context, roomID, userID string, until time.Time
 	if err := b.keyDown(b.k.bans()); err != nil {
 		return err
 	}
-	field, _ := json.Marshal([]string{roomID, userID})
-	ms := until.UnixMilli()
-	body, _ := json.Marshal(banMessage{roomID, userID, ms})
-	msg := "B" + b.node + "\n" + string(body)
-	err := b.banScript().Run(ctx, b.rdb, []string{b.k.bans(), b.k.banChannel()}, string(field), ms, time.Now().UnixMilli(), msg).Err()
-	if err != nil {
+	m := banMessage{roomID, userID, until.UnixMilli()}
+	if err := b.writeBan(ctx, m); err != nil {
 		b.failedCall(ctx, err)
 		return fmt.Errorf("redis broker: banning in room %q: %w", roomID, err)
 	}
+	b.bans.add(m.Room, m.User, m.Until)
 	return nil
 }
 
@@ -176,6 +173,7 @@ func (b *Broker) dispatchBan(sink broker.ModerationSink, body string) {
 		b.log.Warn("cluster: undecodable ban", "err", err)
 		return
 	}
+	b.bans.add(m.Room, m.User, m.Until)
 	sink.Banned(m.Room, m.User, time.UnixMilli(m.Until))
 }
 
@@ -202,14 +200,18 @@ func (b *Broker) loadBansLater() {
 			return
 		}
 		now := time.Now().UnixMilli()
+		stored := make(map[banRoomUser]int64, len(all))
 		for field, v := range all {
 			var key []string
 			var until int64
 			if json.Unmarshal([]byte(field), &key) != nil || len(key) != 2 || json.Unmarshal([]byte(v), &until) != nil || until <= now {
 				continue
 			}
+			stored[banRoomUser{key[0], key[1]}] = until
+			b.bans.add(key[0], key[1], until)
 			sink.Banned(key[0], key[1], time.UnixMilli(until))
 		}
+		b.restoreBans(ctx, stored)
 		// The deletions announced lately: applying one again changes
 		// nothing.
 		deletions, err := b.rdb.ZRangeByScore(ctx, b.k.deletions(), &goredis.ZRangeBy{
