@@ -115,15 +115,21 @@ func (k clusterSink) Event(roomID string, msg []byte) {
 	copy(buf[ws.FrameHeadroom:], msg)
 	frame := ws.Frame(buf)
 	r.mu.Lock()
-	// As for a local sender (room.announce): the members hear of the
-	// sender's join before its first event.
-	if m := r.members[string(eventSender(msg))]; m != nil && m.joinSeq > r.announced.Load() {
+	r.announceRemoteLocked(string(eventSender(msg)))
+	r.sendLocal(frame, nil)
+	r.mu.Unlock()
+}
+
+// announceRemoteLocked flushes the room's presence first when sender, a
+// member on another node, joined after the last flush: as for a local
+// sender (room.announce), the members hear of its join before anything
+// it sent. r.mu held, and released during the flush.
+func (r *room) announceRemoteLocked(sender string) {
+	if m := r.members[sender]; m != nil && m.joinSeq > r.announced.Load() {
 		r.mu.Unlock()
 		r.flush()
 		r.mu.Lock()
 	}
-	r.sendLocal(frame, nil)
-	r.mu.Unlock()
 }
 
 // eventSender is the connectionId of a relayed broadcast_event, as this
@@ -418,6 +424,9 @@ func (r *room) remoteChat(seq uint64, msgs []protocol.StoredChatMessage) {
 	frames := chatFrames(msgs)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for i := range msgs {
+		r.announceRemoteLocked(msgs[i].ConnectionID)
+	}
 	if r.dead {
 		return
 	}

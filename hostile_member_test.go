@@ -225,12 +225,18 @@ func announcedFirst(t *testing.T, room string, size int, watcherURL, newcomerURL
 			views[i][id] = true
 		}
 	}
-	for round := range 40 {
+	for round := range 60 {
 		nc := livesynctest.Dial(t, newcomerURL)
 		nc.SendRaw(`{"type":"join_room","payload":{"roomId":"` + room + `"}}`)
-		nc.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "first"})
-		if round%2 == 1 {
+		last := protocol.MsgBroadcastEventRelay // what the watchers wait for
+		if round%3 != 2 {
+			nc.Send(protocol.MsgBroadcastEvent, map[string]any{"event": "first"})
+		}
+		if round%3 != 0 { // with an event first, and alone
 			nc.Send(protocol.MsgSendChat, map[string]any{"message": "first"})
+		}
+		if round%3 == 2 {
+			last = protocol.MsgChatMessage
 		}
 		var rj protocol.RoomJoinedPayload
 		nc.Expect(protocol.MsgRoomJoined, &rj)
@@ -252,7 +258,7 @@ func announcedFirst(t *testing.T, room string, size int, watcherURL, newcomerURL
 					if !views[i][from.ConnectionID] {
 						t.Fatalf("room of %d, round %d: %s from %s before its announcement", size, round, env.Type, from.ConnectionID)
 					}
-					seen = from.ConnectionID == rj.ConnectionID && env.Type == protocol.MsgBroadcastEventRelay
+					seen = from.ConnectionID == rj.ConnectionID && env.Type == last
 				}
 			}
 		}
