@@ -255,7 +255,8 @@ func testShardKilled(t *testing.T, victimKey func(e *clusterEnv, s1 *Server) str
 	e := newOwnRedisClusterEnv(t, c)
 	store := newSharedStore(t)
 	s0, url0 := e.node(e.addr, store, nil)
-	s1, url1 := e.node(e.addr, store, nil)
+	log1, logged1 := newCountingLogger()
+	s1, url1 := e.node(e.addr, store, log1)
 	rooms := roomsOnShards(t, e)
 	cc := e.rdb.(*goredis.ClusterClient)
 	ctx := context.Background()
@@ -324,5 +325,12 @@ func testShardKilled(t *testing.T, victimKey func(e *clusterEnv, s1 *Server) str
 	p.b.until("a's event after the restart", func() bool { return slices.Contains(p.b.events[p.a.ID], 42) })
 	if got := p.b.events[p.a.ID]; !slices.Equal(got, []int{42}) {
 		t.Errorf("b received %v in the restarted shard's room, want [42]", got)
+	}
+	// Node 1, whose own keys a restart lost, may have been swept then,
+	// empty: no departure was reported for it, so it has no arrival to
+	// announce again (room.occupied, user.online and member.joined were
+	// sent twice).
+	if n := logged1("taken for dead"); n != 0 {
+		t.Errorf("node 1 announced its members again %d times; no departure of theirs was reported", n)
 	}
 }

@@ -72,8 +72,11 @@ func (b *Broker) clusterSweep(ctx context.Context) (members []broker.LostMember,
 		}
 		m, u, err := b.removeNode(ctx, n, true)
 		members, users = append(members, m...), append(users, u...)
-		if err == nil {
-			// Should n be alive after all (see broker.Reannouncer).
+		if err == nil && len(m)+len(u) > 0 {
+			// Should n be alive after all (see broker.Reannouncer): only
+			// when departures were reported for it. A node whose keys its
+			// shard lost (restarted empty) is swept empty, and has
+			// nothing to announce again.
 			err = b.rdb.Set(ctx, b.k.swept(n), "1", pendingOfflineTTL).Err()
 		}
 		if err != nil {

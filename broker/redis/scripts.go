@@ -118,16 +118,19 @@ end
 // sweepScript removes the members and connections of every node whose
 // heartbeat expired. It runs atomically, so each dead node is removed
 // by exactly one sweeping node, which alone gets (and reports) what was
-// removed; it leaves a mark (p:n:<node>:swept) for the node, should it
-// be alive after all (see broker.Reannouncer). ARGV: prefix, this node,
+// removed; when that is anything, it leaves a mark (p:n:<node>:swept)
+// for the node, should it be alive after all (see broker.Reannouncer). ARGV: prefix, this node,
 // pending-offline TTL in ms (the mark's too). Returns removeNode's list.
 var sweepScript = goredis.NewScript(removeNodeLua + `
 local prefix, self = ARGV[1], ARGV[2]
 local out = {}
 for _, n in ipairs(redis.call('SMEMBERS', prefix .. ':nodes')) do
   if n ~= self and redis.call('EXISTS', prefix .. ':n:' .. n .. ':alive') == 0 then
+    local before = #out
     removeNode(prefix, n, out, ARGV[3])
-    redis.call('SET', prefix .. ':n:' .. n .. ':swept', '1', 'PX', ARGV[3])
+    if #out > before then
+      redis.call('SET', prefix .. ':n:' .. n .. ':swept', '1', 'PX', ARGV[3])
+    end
   end
 end
 return out
