@@ -68,15 +68,7 @@ func TestRedisClusterNodeAddressIsASeed(t *testing.T) {
 	_, prefix := testsvc.RedisClusterURL(t) // a prefix of this test's, its keys deleted at the end
 	seeds := testsvc.RedisClusterAddrs(t)
 	one := "redis://" + seeds[0] + "?prefix=" + prefix // the first seed alone
-	built := make(chan *livesync.Server, 1)
-	newServer = func(o *livesync.Options) (*livesync.Server, error) {
-		s, err := livesync.New(o)
-		if err == nil {
-			built <- s
-		}
-		return s, err
-	}
-	defer func() { newServer = livesync.New }()
+	built := captureServers(t)
 	ready := make(chan net.Addr, 1)
 	done := make(chan int, 1)
 	var stderr livesynctest.Buffer

@@ -17,15 +17,7 @@ import (
 // a flag on the command line beats the environment, and the limits left
 // alone keep the library's defaults.
 func TestLimitsFromEnvironmentReachTheServer(t *testing.T) {
-	built := make(chan *livesync.Server, 1)
-	newServer = func(o *livesync.Options) (*livesync.Server, error) {
-		s, err := livesync.New(o)
-		if err == nil {
-			built <- s
-		}
-		return s, err
-	}
-	defer func() { newServer = livesync.New }()
+	built := captureServers(t)
 
 	env := map[string]string{
 		"OPENLIVESYNC_EVENT_RATE":      "300",

@@ -525,15 +525,7 @@ func TestAllowedOriginsKeepTheDemo(t *testing.T) {
 // will not stop. It returns run's exit code and stderr.
 func runRefused(t *testing.T, args []string, getenv func(string) string) (int, string) {
 	t.Helper()
-	built := make(chan *livesync.Server, 1)
-	newServer = func(o *livesync.Options) (*livesync.Server, error) {
-		s, err := livesync.New(o)
-		if err == nil {
-			built <- s
-		}
-		return s, err
-	}
-	defer func() { newServer = livesync.New }()
+	built := captureServers(t)
 	ready := make(chan net.Addr, 1)
 	done := make(chan int, 1)
 	var stderr livesynctest.Buffer
@@ -547,4 +539,19 @@ func runRefused(t *testing.T, args []string, getenv func(string) string) (int, s
 		t.Errorf("%q: started serving, want it refused", args)
 		return 0, stderr.String()
 	}
+}
+
+// captureServers makes run hand each server it builds to the channel
+// returned, until the test ends.
+func captureServers(t *testing.T) <-chan *livesync.Server {
+	built := make(chan *livesync.Server, 1)
+	newServer = func(o *livesync.Options) (*livesync.Server, error) {
+		s, err := livesync.New(o)
+		if err == nil {
+			built <- s
+		}
+		return s, err
+	}
+	t.Cleanup(func() { newServer = livesync.New })
+	return built
 }
