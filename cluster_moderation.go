@@ -46,6 +46,12 @@ func (k clusterSink) Banned(roomID, userID string, until time.Time) {
 	k.s.bans.add(roomID, userID, until)
 }
 
+var _ broker.BanLister = clusterSink{}
+
+// BansInForce implements broker.BanLister: the bans this node holds,
+// which the broker writes back when Redis lost them.
+func (k clusterSink) BansInForce() []broker.Ban { return k.s.bans.inForce() }
+
 // deleteOwnChat deletes message id of roomID from this node's own store
 // (Options.StorePerNode), unless connID, when known, was made on another
 // node: ids being per node, this node's message of that id is another

@@ -66,6 +66,23 @@ func (b *banList) add(room, user string, until time.Time) {
 	b.n.Store(int64(len(b.until)))
 }
 
+// inForce lists the bans in force.
+func (b *banList) inForce() []broker.Ban {
+	if b.n.Load() == 0 {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.clock()
+	out := make([]broker.Ban, 0, len(b.until))
+	for k, until := range b.until {
+		if now.Before(until) {
+			out = append(out, broker.Ban{RoomID: k.room, UserID: k.user, Until: until})
+		}
+	}
+	return out
+}
+
 // purge forgets the bans that have ended, so that joins skip the lock
 // again once none is left. Cheap when there are none.
 func (b *banList) purge() {

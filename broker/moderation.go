@@ -68,3 +68,18 @@ type ModerationSink interface {
 	// Banned records that userID may not join roomID before until.
 	Banned(roomID, userID string, until time.Time)
 }
+
+// Ban is a ban in force: UserID may not join RoomID before Until.
+type Ban struct {
+	RoomID, UserID string
+	Until          time.Time
+}
+
+// BanLister is an optional interface of a ModerationSink: the bans in
+// force the node holds (every node holds every ban). A Moderator whose
+// own record of the bans can be lost (Redis may come back empty) writes
+// back, when it reads that record again, those the record lacks, so that
+// a node started afterwards applies them too.
+type BanLister interface {
+	BansInForce() []Ban
+}

@@ -112,7 +112,6 @@ func (b *Broker) Ban(ctx context.Context, roomID, userID string, until time.Time
 		b.failedCall(ctx, err)
 		return fmt.Errorf("redis broker: banning in room %q: %w", roomID, err)
 	}
-	b.bans.add(m.Room, m.User, m.Until)
 	return nil
 }
 
@@ -173,7 +172,6 @@ func (b *Broker) dispatchBan(sink broker.ModerationSink, body string) {
 		b.log.Warn("cluster: undecodable ban", "err", err)
 		return
 	}
-	b.bans.add(m.Room, m.User, m.Until)
 	sink.Banned(m.Room, m.User, time.UnixMilli(m.Until))
 }
 
@@ -208,10 +206,9 @@ func (b *Broker) loadBansLater() {
 				continue
 			}
 			stored[banRoomUser{key[0], key[1]}] = until
-			b.bans.add(key[0], key[1], until)
 			sink.Banned(key[0], key[1], time.UnixMilli(until))
 		}
-		b.restoreBans(ctx, stored)
+		b.restoreBans(ctx, sink, stored)
 		// The deletions announced lately: applying one again changes
 		// nothing.
 		deletions, err := b.rdb.ZRangeByScore(ctx, b.k.deletions(), &goredis.ZRangeBy{

@@ -178,7 +178,6 @@ type Broker struct {
 	moves  moves             // cluster: channels following their slot (see shards.go)
 	chats  chatFlows         // cluster: each room's chat position (see chatgap.go)
 
-	bans        knownBans // the bans in force seen, to write back what Redis loses (bans.go)
 	resync      chan struct{}
 	replyLogged atomic.Int64 // unix ns of the last "refused a command" log
 	registered  bool         // heartbeat loop only: a heartbeat succeeded before
