@@ -3,6 +3,7 @@ package livesync
 import (
 	"bytes"
 	"reflect"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -77,18 +78,9 @@ func hex4(b []byte, i int) int {
 	if i+4 > len(b) {
 		return -1
 	}
-	v := 0
-	for _, c := range b[i : i+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			v = v<<4 | int(c-'0')
-		case c >= 'a' && c <= 'f':
-			v = v<<4 | int(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			v = v<<4 | int(c-'A'+10)
-		default:
-			return -1
-		}
+	v, err := strconv.ParseUint(string(b[i:i+4]), 16, 16)
+	if err != nil {
+		return -1
 	}
-	return v
+	return int(v)
 }
