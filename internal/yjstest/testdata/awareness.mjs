@@ -10,9 +10,7 @@
 // b to the second, and a comes back through the third (or the first):
 // as behind a load balancer.
 // Prints one JSON line with what b saw; exits non-zero on failure.
-import * as Y from 'yjs'
-import { WebsocketProvider } from 'y-websocket'
-import WebSocket from 'ws'
+import { open as openProvider, until } from './providers.mjs'
 
 const [serverList, room] = process.argv.slice(2)
 const servers = serverList.split(',')
@@ -20,26 +18,12 @@ const server = (i) => servers[i % servers.length]
 let stage = 'start'
 const deadline = setTimeout(() => { console.error('timeout at', stage); process.exit(2) }, 40000)
 
-const open = (url) => {
-  const doc = new Y.Doc()
-  const provider = new WebsocketProvider(url, room, doc, {
-    WebSocketPolyfill: WebSocket, disableBc: true, maxBackoffTime: 200
-  })
-  const synced = new Promise((resolve) => {
-    if (provider.synced) resolve()
-    else provider.once('sync', (s) => s && resolve())
-  })
-  return { doc, provider, synced }
-}
+const open = (url) => openProvider(url, room, { maxBackoffTime: 200 })
 const waitFor = async (what, pred, ms) => {
   stage = what
-  const until = Date.now() + ms
-  while (!pred()) {
-    if (Date.now() > until) {
-      console.error(`${what}: not within ${ms} ms`)
-      process.exit(1)
-    }
-    await new Promise((r) => setTimeout(r, 10))
+  if (!await until(pred, ms)) {
+    console.error(`${what}: not within ${ms} ms`)
+    process.exit(1)
   }
 }
 

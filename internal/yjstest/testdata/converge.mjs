@@ -6,9 +6,7 @@
 // them in turn: a to the first, b to the second, c to the third (or the
 // first).
 // Prints one JSON line with the final contents; exits non-zero on failure.
-import * as Y from 'yjs'
-import { WebsocketProvider } from 'y-websocket'
-import WebSocket from 'ws'
+import { open as openProvider, until } from './providers.mjs'
 
 const [serverList, room, token] = process.argv.slice(2)
 const servers = serverList.split(',')
@@ -16,21 +14,11 @@ let opened = 0
 let debug = () => ''
 const deadline = setTimeout(() => { console.error('timeout', debug()); process.exit(2) }, 20000)
 
-const open = () => {
-  const doc = new Y.Doc()
-  // The room id escaped, as the README shows: y-websocket puts it into
-  // the URL as it is.
-  const provider = new WebsocketProvider(servers[opened++ % servers.length], encodeURIComponent(room), doc, {
-    WebSocketPolyfill: WebSocket,
-    params: token ? { access_token: token } : {},
-    disableBc: true
-  })
-  const synced = new Promise((resolve) => {
-    if (provider.synced) resolve()
-    else provider.once('sync', (s) => s && resolve())
-  })
-  return { doc, provider, synced }
-}
+// The room id escaped, as the README shows: y-websocket puts it into
+// the URL as it is.
+const open = () => openProvider(servers[opened++ % servers.length], encodeURIComponent(room), {
+  params: token ? { access_token: token } : {}
+})
 
 // The map's keys sorted: toJSON lists them in each peer's local order.
 const content = (doc) => {
@@ -39,9 +27,7 @@ const content = (doc) => {
   return JSON.stringify({ text: doc.getText('t').toString(), map })
 }
 
-const waitFor = async (pred) => {
-  while (!pred()) await new Promise((r) => setTimeout(r, 10))
-}
+const waitFor = until
 
 const a = open()
 const b = open()

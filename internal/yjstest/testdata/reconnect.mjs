@@ -6,10 +6,8 @@
 // the new server listens on the same address.
 // Usage: node reconnect.mjs ws://host:port/yjs room
 // Prints one JSON line with the final contents; exits non-zero on failure.
-import * as Y from 'yjs'
-import { WebsocketProvider } from 'y-websocket'
-import WebSocket from 'ws'
 import { createInterface } from 'node:readline'
+import { open as openProvider, until } from './providers.mjs'
 
 const [serverUrl, room] = process.argv.slice(2)
 let debug = () => ''
@@ -17,21 +15,9 @@ const deadline = setTimeout(() => { console.error('timeout', debug()); process.e
 const stdin = createInterface({ input: process.stdin })
 const nextLine = () => new Promise((resolve) => stdin.once('line', resolve))
 
-const open = () => {
-  const doc = new Y.Doc()
-  const provider = new WebsocketProvider(serverUrl, room, doc, {
-    WebSocketPolyfill: WebSocket, disableBc: true, maxBackoffTime: 200
-  })
-  const synced = new Promise((resolve) => {
-    if (provider.synced) resolve()
-    else provider.once('sync', (s) => s && resolve())
-  })
-  return { doc, provider, synced }
-}
+const open = () => openProvider(serverUrl, room, { maxBackoffTime: 200 })
 const text = (p) => p.doc.getText('t').toString()
-const waitFor = async (pred) => {
-  while (!pred()) await new Promise((r) => setTimeout(r, 10))
-}
+const waitFor = until
 
 const a = open()
 const b = open()
